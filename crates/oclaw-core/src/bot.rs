@@ -1,0 +1,133 @@
+//! Bot definitions as written in YAML (`kind: Bot`). Validation against the skill registry and
+//! template compilation happen in the engine, which knows the skills.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::backoff::RetryPolicy;
+use crate::Dur;
+
+/// A bot document: `apiVersion: oclaw.io/v1`, `kind: Bot`, `metadata`, `spec`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BotDoc {
+    #[serde(rename = "apiVersion", default = "default_api_version")]
+    pub api_version: String,
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    pub metadata: BotMetadata,
+    pub spec: BotSpec,
+}
+
+fn default_api_version() -> String {
+    "oclaw.io/v1".into()
+}
+fn default_kind() -> String {
+    "Bot".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BotMetadata {
+    /// Unique bot name: lowercase letters, digits and dashes.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BotSpec {
+    /// Queue the bot's tasks go to.
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    #[serde(default)]
+    pub triggers: Vec<Trigger>,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Limit for one attempt of the whole pipeline.
+    #[serde(default = "default_bot_timeout")]
+    pub timeout: Dur,
+    /// Let `http.request` reach private and loopback addresses (off by default: SSRF guard).
+    #[serde(default)]
+    pub allow_private_network: bool,
+}
+
+pub fn default_queue() -> String {
+    "default".into()
+}
+fn default_bot_timeout() -> Dur {
+    Dur::secs(300)
+}
+
+/// What starts a bot run besides an API call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Trigger {
+    /// A cron expression with 5 fields, or 6 with seconds first.
+    Cron(String),
+    /// A fixed interval such as `10s`.
+    Every(Dur),
+    /// Channel triggers; their settings are read by the channel that serves them.
+    Webhook(Value),
+    Websocket(Value),
+    Mqtt(Value),
+    Nats(Value),
+}
+
+/// One pipeline step: run skill `uses` with input `with` when `if` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Step id, unique within the bot; defaults to `step-<n>`.
+    #[serde(default)]
+    pub id: String,
+    /// Skill name, for example `http.request`.
+    pub uses: String,
+    /// Skill input; every string in it is a template.
+    #[serde(default, rename = "with")]
+    pub with: Value,
+    /// Template; the step runs only when it renders to a true value.
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+}
+
+fn bot_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+impl BotDoc {
+    /// Checks that need no skill registry: names, kind, step ids. Fills default step ids.
+    pub fn normalize(&mut self) -> Result<(), String> {
+        if self.kind != "Bot" {
+            return Err(format!("kind is `{}`, expected `Bot`", self.kind));
+        }
+        if !bot_name_ok(&self.metadata.name) {
+            return Err(format!(
+                "bot name `{}` must be 1-63 lowercase letters, digits, `-` or `_`",
+                self.metadata.name
+            ));
+        }
+        if !bot_name_ok(&self.spec.queue) {
+            return Err(format!("queue name `{}` must be lowercase letters, digits, `-` or `_`", self.spec.queue));
+        }
+        if self.spec.retry.max_attempts == 0 {
+            return Err("retry.max_attempts must be at least 1".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, step) in self.spec.steps.iter_mut().enumerate() {
+            if step.id.is_empty() {
+                step.id = format!("step-{}", i + 1);
+            }
+            if !seen.insert(step.id.clone()) {
+                return Err(format!("step id `{}` appears twice", step.id));
+            }
+        }
+        Ok(())
+    }
+}

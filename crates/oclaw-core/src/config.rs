@@ -1,0 +1,298 @@
+//! The node configuration (`oclaw.yaml`) with the seed's defaults and production profile.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::bot::BotDoc;
+use crate::Dur;
+
+/// Which column of the seed's tuning table supplies the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Profile {
+    #[default]
+    Default,
+    Production,
+}
+
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "default" => Ok(Profile::Default),
+            "production" => Ok(Profile::Production),
+            other => Err(format!("unknown profile `{other}`; one of: default, production")),
+        }
+    }
+}
+
+/// The whole node configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    pub storage: StorageConfig,
+    pub api: ApiConfig,
+    pub worker: WorkerConfig,
+    pub scheduler: SchedulerConfig,
+    pub cache: CacheConfig,
+    /// Per-queue settings, keyed by queue name.
+    pub queues: BTreeMap<String, QueueConfig>,
+    /// Bots declared inline.
+    pub bots: Vec<BotDoc>,
+    /// A folder of bot YAML files (`*.yaml`, `*.yml`).
+    pub bots_dir: Option<PathBuf>,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `sqlite://PATH` (embedded, the default) or `postgres://...`.
+    pub url: String,
+    /// SQLite durability: `normal` survives a process crash, `full` also a power loss.
+    pub sync: SyncMode,
+    /// How long a store call waits for a busy or unreachable database before failing with OC-4001.
+    pub busy_timeout: Dur,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    #[default]
+    Normal,
+    Full,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address to listen on. Loopback by default.
+    pub listen: String,
+    /// How long `invoke` waits for a result.
+    pub timeout: Dur,
+    /// Bearer tokens accepted by the API. Required when listening beyond loopback.
+    pub tokens: Vec<String>,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// Listen beyond loopback without tokens (not recommended).
+    pub allow_unauthenticated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Tasks one node runs at once.
+    pub concurrency: usize,
+    /// Queues this worker claims from; empty means every queue a loaded bot uses.
+    pub queues: Vec<String>,
+    pub batch: BatchConfig,
+    /// Lease length; heartbeats renew it every third of it.
+    pub lease: Dur,
+    /// Fallback poll period when no wake-up arrives.
+    pub poll_interval: Dur,
+    /// How long SIGTERM waits for running tasks before releasing them.
+    pub shutdown_grace: Dur,
+}
+
+/// The seed's batching block (`batch: {enabled, maxSize, timeout}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    pub enabled: bool,
+    /// Most tasks claimed, or completions written, per round trip.
+    #[serde(rename = "maxSize", alias = "max_size")]
+    pub max_size: usize,
+    /// Longest a finished task's completion waits to be written with others.
+    pub timeout: Dur,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// Longest time between scheduler passes (wake-ups make most passes sooner).
+    pub interval: Dur,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Default lifetime of `kv.set` entries.
+    pub ttl: Dur,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Most tasks waiting (queued or scheduled) before submissions get 429.
+    pub capacity: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `auto` (human on a terminal, JSON otherwise), `json` or `human`.
+    pub log_format: LogFormat,
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter.
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Auto,
+    Json,
+    Human,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            url: "sqlite://./data/oclaw.db".into(),
+            sync: SyncMode::Normal,
+            busy_timeout: Dur::secs(5),
+        }
+    }
+}
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:8080".into(),
+            timeout: Dur::secs(30),
+            tokens: Vec::new(),
+            max_body_bytes: 1 << 20,
+            allow_unauthenticated: false,
+        }
+    }
+}
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 10,
+            queues: Vec::new(),
+            batch: BatchConfig::default(),
+            lease: Dur::secs(30),
+            poll_interval: Dur::secs(1),
+            shutdown_grace: Dur::secs(10),
+        }
+    }
+}
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { enabled: true, max_size: 100, timeout: Dur::millis(500) }
+    }
+}
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig { interval: Dur::secs(5) }
+    }
+}
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { ttl: Dur::secs(600) }
+    }
+}
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig { log_format: LogFormat::Auto, log_level: "info".into() }
+    }
+}
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig::for_profile(Profile::Default)
+    }
+}
+
+impl NodeConfig {
+    /// Defaults of the seed's tuning table: the "default" or the "production" column.
+    pub fn for_profile(profile: Profile) -> NodeConfig {
+        let mut c = NodeConfig {
+            storage: StorageConfig::default(),
+            api: ApiConfig::default(),
+            worker: WorkerConfig::default(),
+            scheduler: SchedulerConfig::default(),
+            cache: CacheConfig::default(),
+            queues: BTreeMap::new(),
+            bots: Vec::new(),
+            bots_dir: None,
+            telemetry: TelemetryConfig::default(),
+        };
+        if profile == Profile::Production {
+            c.worker.concurrency = 50;
+            c.scheduler.interval = Dur::secs(30);
+            c.api.timeout = Dur::secs(120);
+            c.cache.ttl = Dur::secs(3600);
+        }
+        c
+    }
+
+    /// Value checks serde cannot express.
+    pub fn check_values(&self) -> Result<(), String> {
+        if self.worker.concurrency == 0 {
+            return Err("worker.concurrency must be at least 1".into());
+        }
+        if self.worker.batch.max_size == 0 {
+            return Err("worker.batch.maxSize must be at least 1".into());
+        }
+        if self.worker.lease.get().as_millis() < 1000 {
+            return Err("worker.lease must be at least 1s".into());
+        }
+        if self.scheduler.interval.get().is_zero() {
+            return Err("scheduler.interval must be greater than 0".into());
+        }
+        if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!("api.listen `{}` is not an address like 127.0.0.1:8080", self.api.listen));
+        }
+        if !(self.storage.url.starts_with("sqlite:") || self.storage.url.starts_with("postgres")) {
+            return Err(format!(
+                "storage.url `{}` must start with sqlite:// or postgres://",
+                self.storage.url
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The JSON Schema of `oclaw.yaml`, generated from these types.
+pub fn node_config_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(NodeConfig);
+    serde_json::to_value(schema).unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_seeds() {
+        let c = NodeConfig::default();
+        assert_eq!(c.worker.concurrency, 10);
+        assert_eq!(c.scheduler.interval, Dur::secs(5));
+        assert_eq!(c.api.timeout, Dur::secs(30));
+        assert_eq!(c.cache.ttl, Dur::secs(600));
+        assert!(c.worker.batch.enabled);
+        assert_eq!(c.worker.batch.max_size, 100);
+        assert_eq!(c.worker.batch.timeout, Dur::millis(500));
+        assert_eq!(c.api.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn production_profile_is_the_seeds_production_column() {
+        let c = NodeConfig::for_profile(Profile::Production);
+        assert_eq!(c.worker.concurrency, 50);
+        assert_eq!(c.scheduler.interval, Dur::secs(30));
+        assert_eq!(c.api.timeout, Dur::secs(120));
+        assert_eq!(c.cache.ttl, Dur::secs(3600));
+    }
+
+    #[test]
+    fn schema_names_the_seed_keys() {
+        let s = node_config_schema().to_string();
+        for key in ["concurrency", "maxSize", "interval", "ttl", "capacity"] {
+            assert!(s.contains(key), "schema lacks {key}");
+        }
+    }
+}

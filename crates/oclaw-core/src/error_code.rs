@@ -1,0 +1,122 @@
+//! The one catalogue of `OC-xxxx` error codes. Docs and API answers are generated from it.
+//!
+//! Ranges: `OC-1xxx` configuration, `OC-2xxx` API and input, `OC-3xxx` scheduling,
+//! `OC-4xxx` execution and storage, `OC-5xxx` deployment and upgrade.
+
+use serde::{Serialize, Serializer};
+
+macro_rules! error_codes {
+    ($( $variant:ident = ($code:literal, $status:literal, $title:literal) ),* $(,)?) => {
+        /// Every error OpenClaw reports carries one of these codes.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode { $( $variant ),* }
+
+        impl ErrorCode {
+            /// All codes, in catalogue order.
+            pub const ALL: &'static [ErrorCode] = &[ $( ErrorCode::$variant ),* ];
+
+            /// The stable code, for example `OC-4001`.
+            pub fn code(self) -> &'static str {
+                match self { $( ErrorCode::$variant => $code ),* }
+            }
+
+            /// The HTTP status an API answer with this code uses.
+            pub fn http_status(self) -> u16 {
+                match self { $( ErrorCode::$variant => $status ),* }
+            }
+
+            /// A one-line description for the catalogue.
+            pub fn title(self) -> &'static str {
+                match self { $( ErrorCode::$variant => $title ),* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    ConfigUnreadable = ("OC-1001", 500, "configuration file cannot be read"),
+    ConfigSyntax = ("OC-1002", 500, "configuration file is not valid YAML"),
+    ConfigUnknownKey = ("OC-1003", 500, "unknown configuration key"),
+    ConfigInvalidValue = ("OC-1004", 500, "invalid configuration value"),
+    BotInvalid = ("OC-1005", 500, "invalid bot definition"),
+    BotUnknownSkill = ("OC-1006", 500, "bot step uses an unknown skill"),
+    BotBadTemplate = ("OC-1007", 500, "bot template does not compile"),
+    BotBadTrigger = ("OC-1008", 500, "bot trigger is invalid (cron expression or interval)"),
+    ConfigBadEnvOverride = ("OC-1009", 500, "environment override names an unknown key or has a bad value"),
+    MalformedBody = ("OC-2001", 400, "request body is not valid JSON"),
+    InvalidField = ("OC-2002", 400, "request field is missing, unknown or has an invalid value"),
+    UnknownBot = ("OC-2003", 404, "no bot with that name"),
+    TaskNotFound = ("OC-2004", 404, "no task with that id"),
+    QueueFull = ("OC-2005", 429, "queue is at capacity; retry later"),
+    TaskStateConflict = ("OC-2006", 409, "the task's state does not allow this operation"),
+    BodyTooLarge = ("OC-2007", 413, "request body is larger than the limit"),
+    Unauthorized = ("OC-2008", 401, "missing or invalid bearer token"),
+    BadCursor = ("OC-2009", 400, "pagination cursor is invalid"),
+    NotFound = ("OC-2010", 404, "no such route"),
+    LeaseExpired = ("OC-3001", 500, "the task's lease expired before it finished"),
+    TriggerFireFailed = ("OC-3002", 500, "a trigger could not enqueue its task"),
+    StoreUnavailable = ("OC-4001", 503, "database connection timeout"),
+    StoreCorrupt = ("OC-4002", 500, "database file is corrupt or not an OpenClaw database"),
+    StoreSchemaTooNew = ("OC-4003", 500, "database schema is newer than this binary"),
+    StoreDiskFull = ("OC-4004", 507, "disk is full; the write was not made"),
+    StoreLocked = ("OC-4005", 503, "database is locked by another process"),
+    StoreInternal = ("OC-4006", 500, "unexpected database error"),
+    TaskTimeout = ("OC-4010", 500, "task exceeded its timeout"),
+    SkillPanicked = ("OC-4011", 500, "skill panicked"),
+    SkillInvalidInput = ("OC-4012", 500, "skill input is invalid"),
+    SkillFailed = ("OC-4013", 500, "skill failed"),
+    HttpRequestFailed = ("OC-4014", 502, "outbound HTTP request failed"),
+    SsrfBlocked = ("OC-4015", 500, "outbound request to a private or loopback address refused"),
+    TransformFailed = ("OC-4016", 500, "jq transform failed"),
+    TemplateRender = ("OC-4017", 500, "template rendering failed"),
+    BotMissing = ("OC-4018", 500, "the task's bot is not loaded on this node"),
+    WorkerShutdown = ("OC-4019", 500, "worker shut down before the task finished"),
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
+    }
+}
+
+impl std::str::FromStr for ErrorCode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ErrorCode::ALL
+            .iter()
+            .copied()
+            .find(|c| c.code() == s)
+            .ok_or_else(|| format!("unknown error code {s}"))
+    }
+}
+
+/// The catalogue as a Markdown table (used by `oclaw docs error-codes` and the docs page).
+pub fn catalogue_markdown() -> String {
+    let mut out = String::from("| code | HTTP | meaning |\n|---|---|---|\n");
+    for c in ErrorCode::ALL {
+        out.push_str(&format!("| `{}` | {} | {} |\n", c.code(), c.http_status(), c.title()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_well_formed() {
+        let mut seen = std::collections::HashSet::new();
+        for c in ErrorCode::ALL {
+            assert!(seen.insert(c.code()), "duplicate {}", c.code());
+            assert!(c.code().starts_with("OC-") && c.code().len() == 7);
+            assert_eq!(c.code().parse::<ErrorCode>().unwrap(), *c);
+        }
+        assert_eq!(ErrorCode::StoreUnavailable.code(), "OC-4001");
+    }
+}
