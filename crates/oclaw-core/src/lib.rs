@@ -12,4 +12,4 @@ pub mod task;
 
 pub use duration::Dur;
 pub use error_code::ErrorCode;
-pub use task::{NewTask, Task, TaskError, TaskId, TaskStatus};
+pub use task::{Checkpoint, NewTask, Task, TaskError, TaskId, TaskStatus};

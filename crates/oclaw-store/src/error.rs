@@ -1,0 +1,53 @@
+use oclaw_core::{ErrorCode, TaskId, TaskStatus};
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything a store call can fail with. Each maps to one `OC-xxxx` code.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    #[error("database connection timeout: {0}")]
+    Unavailable(String),
+    #[error("database is locked by another process ({0}); stop the other process or wait for it")]
+    Locked(String),
+    #[error("database is corrupt or not an OpenClaw database: {0}")]
+    Corrupt(String),
+    #[error("database schema version {found} is newer than this binary supports ({supported}); upgrade oclaw")]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("disk full: {0}; free space, nothing was written")]
+    DiskFull(String),
+    #[error("queue `{queue}` is at capacity ({capacity} waiting tasks); retry later")]
+    QueueFull { queue: String, capacity: u64 },
+    #[error("task {0} not found")]
+    NotFound(TaskId),
+    #[error("task {id} is {status}; cannot {operation} it")]
+    Conflict { id: TaskId, status: TaskStatus, operation: &'static str },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("unexpected database error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::Unavailable(_) => ErrorCode::StoreUnavailable,
+            StoreError::Locked(_) => ErrorCode::StoreLocked,
+            StoreError::Corrupt(_) => ErrorCode::StoreCorrupt,
+            StoreError::SchemaTooNew { .. } => ErrorCode::StoreSchemaTooNew,
+            StoreError::DiskFull(_) => ErrorCode::StoreDiskFull,
+            StoreError::QueueFull { .. } => ErrorCode::QueueFull,
+            StoreError::NotFound(_) => ErrorCode::TaskNotFound,
+            StoreError::Conflict { .. } => ErrorCode::TaskStateConflict,
+            StoreError::Unsupported(_) => ErrorCode::ConfigInvalidValue,
+            StoreError::Internal(_) => ErrorCode::StoreInternal,
+        }
+    }
+
+    /// True when retrying the same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Locked(_) | StoreError::DiskFull(_) | StoreError::QueueFull { .. }
+        )
+    }
+}

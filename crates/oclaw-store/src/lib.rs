@@ -1,0 +1,47 @@
+//! Durable state of OpenClaw: one [`Store`] trait, the embedded SQLite backend, and the
+//! conformance suite (`conformance` module) that describes the behaviour every backend must have.
+
+pub mod conformance;
+mod error;
+pub mod sqlite;
+mod store;
+mod types;
+
+pub use error::{StoreError, StoreResult};
+pub use store::Store;
+pub use types::*;
+
+/// Opens the backend named by a `storage.url`.
+pub async fn open_store(url: &str, options: sqlite::SqliteOptions) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        let store = sqlite::SqliteStore::open(path, options).await?;
+        return Ok(std::sync::Arc::new(store));
+    }
+    Err(StoreError::Unsupported(format!(
+        "storage.url `{}` names a backend this build does not have; use sqlite://PATH",
+        redact_url(url)
+    )))
+}
+
+/// A URL with any password replaced, safe to log.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact_url("sqlite://./data/x.db"), "sqlite://./data/x.db");
+    }
+}

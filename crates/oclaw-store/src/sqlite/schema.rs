@@ -1,0 +1,88 @@
+//! Schema migrations, applied in order at open. `PRAGMA user_version` holds the version.
+
+use rusqlite::Connection;
+
+use crate::{StoreError, StoreResult};
+
+/// Marks the file as an OpenClaw database (`PRAGMA application_id`, "OCLW").
+pub const APPLICATION_ID: i64 = 0x4f43_4c57;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: tasks, checkpoints, key-value, trigger marks.
+    "CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        bot TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        status TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        input TEXT NOT NULL,
+        output TEXT,
+        error_code TEXT,
+        error_message TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
+        idempotency_key TEXT UNIQUE,
+        trace_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        run_at INTEGER NOT NULL,
+        started_at INTEGER,
+        finished_at INTEGER,
+        worker TEXT,
+        lease_until INTEGER
+    );
+    CREATE INDEX tasks_ready ON tasks (queue, priority DESC, id) WHERE status = 'queued';
+    CREATE INDEX tasks_due ON tasks (run_at) WHERE status = 'scheduled';
+    CREATE INDEX tasks_leased ON tasks (lease_until) WHERE status = 'running';
+    CREATE INDEX tasks_parked ON tasks (queue) WHERE status IN ('dead', 'failed');
+    CREATE TABLE task_checkpoints (
+        task_id INTEGER NOT NULL,
+        step TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        output TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (task_id, step)
+    ) WITHOUT ROWID;
+    CREATE TABLE kv (
+        ns TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        expires_at INTEGER,
+        PRIMARY KEY (ns, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE trigger_marks (
+        key TEXT PRIMARY KEY,
+        fired_at INTEGER NOT NULL
+    ) WITHOUT ROWID;",
+];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the schema up to date; refuses files that are newer or not ours.
+pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(super::connection::map_err)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(super::connection::map_err)?;
+    if app_id != 0 && app_id != APPLICATION_ID {
+        return Err(StoreError::Corrupt(format!("application id {app_id:#x} belongs to another program")));
+    }
+    if app_id == 0 {
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |r| r.get(0))
+            .map_err(super::connection::map_err)?;
+        if tables > 0 {
+            return Err(StoreError::Corrupt("the file holds tables of another program".into()));
+        }
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew { found: version, supported: SCHEMA_VERSION });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction().map_err(super::connection::map_err)?;
+        tx.execute_batch(sql).map_err(super::connection::map_err)?;
+        tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {};", i + 1))
+            .map_err(super::connection::map_err)?;
+        tx.commit().map_err(super::connection::map_err)?;
+        tracing::info!(component = "store", version = i + 1, "applied schema migration");
+    }
+    Ok(())
+}

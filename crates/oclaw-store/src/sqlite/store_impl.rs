@@ -1,0 +1,611 @@
+//! The [`Store`] operations on SQLite. Each call is one transaction on the writer connection,
+//! or one read on a reader connection.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use oclaw_core::{ErrorCode, NewTask, Task, TaskId, TaskStatus};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde_json::Value;
+
+use super::connection::{map_err, Inner, SqliteStore};
+use super::rows::{from_ms, load_checkpoints, load_task, ms, parse_json, require_task, task_from_row, to_json, TASK_COLUMNS};
+use crate::{
+    ClaimRequest, ClaimedTask, Completion, CompletionReport, Enqueued, ExpiredReport, Outcome,
+    QueueStats, Store, StoreError, StoreResult, TaskFilter, Wakeups,
+};
+
+/// Waiting tasks (queued + scheduled) of a queue, counted no further than `limit`.
+fn count_waiting(tx: &Connection, queue: &str, limit: u64) -> StoreResult<u64> {
+    let mut total = 0u64;
+    for status in ["queued", "scheduled"] {
+        let n: i64 = tx
+            .prepare_cached(
+                "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE status = ?1 AND queue = ?2 LIMIT ?3)",
+            )
+            .and_then(|mut s| s.query_row(params![status, queue, limit as i64], |r| r.get(0)))
+            .map_err(map_err)?;
+        total += n as u64;
+    }
+    Ok(total)
+}
+
+struct EnqueueState<'a> {
+    inner: &'a Inner,
+    now: i64,
+    /// Waiting counts per capped queue, read once per transaction and kept up to date.
+    waiting: HashMap<String, u64>,
+    any_queued: bool,
+    any_scheduled: bool,
+}
+
+fn enqueue_in(tx: &Transaction<'_>, st: &mut EnqueueState<'_>, task: NewTask) -> StoreResult<Enqueued> {
+    if let Some(key) = &task.idempotency_key {
+        let existing = tx
+            .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = ?1"))
+            .and_then(|mut s| s.query_row([key], task_from_row).optional())
+            .map_err(map_err)?;
+        if let Some(task) = existing {
+            return Ok(Enqueued { task, created: false });
+        }
+    }
+    let capacity = st.inner.capacities.read().ok().and_then(|c| c.get(&task.queue).copied());
+    if let Some(cap) = capacity {
+        let waiting = match st.waiting.get(&task.queue) {
+            Some(n) => *n,
+            None => count_waiting(tx, &task.queue, cap)?,
+        };
+        if waiting >= cap {
+            return Err(StoreError::QueueFull { queue: task.queue.clone(), capacity: cap });
+        }
+        st.waiting.insert(task.queue.clone(), waiting + 1);
+    }
+    let run_at = task.run_at.map(ms).unwrap_or(st.now).max(0);
+    let status = if run_at > st.now { TaskStatus::Scheduled } else { TaskStatus::Queued };
+    if status == TaskStatus::Queued {
+        st.any_queued = true;
+    } else {
+        st.any_scheduled = true;
+    }
+    let id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO tasks (bot, queue, status, priority, input, max_attempts, idempotency_key, \
+             trace_id, created_at, run_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![
+                    task.bot,
+                    task.queue,
+                    status.as_str(),
+                    task.priority,
+                    to_json(&task.input),
+                    task.max_attempts,
+                    task.idempotency_key,
+                    task.trace_id,
+                    st.now,
+                    run_at
+                ],
+                |r| r.get(0),
+            )
+        })
+        .map_err(map_err)?;
+    Ok(Enqueued {
+        task: Task {
+            id: TaskId(id),
+            bot: task.bot,
+            queue: task.queue,
+            status,
+            priority: task.priority,
+            input: task.input,
+            output: None,
+            error: None,
+            attempts: 0,
+            max_attempts: task.max_attempts,
+            idempotency_key: task.idempotency_key,
+            trace_id: task.trace_id,
+            created_at: from_ms(st.now),
+            run_at: from_ms(run_at),
+            started_at: None,
+            finished_at: None,
+            worker: None,
+            checkpoints: Vec::new(),
+        },
+        created: true,
+    })
+}
+
+fn notify_enqueued(w: &Wakeups, queued: bool, scheduled: bool) {
+    if queued {
+        w.queued.notify_one();
+    }
+    if scheduled {
+        w.scheduled.notify_one();
+    }
+}
+
+fn claim_from_queue(
+    tx: &Transaction<'_>,
+    queue: Option<&str>,
+    req: &ClaimRequest,
+    limit: usize,
+    now: i64,
+    out: &mut Vec<ClaimedTask>,
+) -> StoreResult<()> {
+    let lease_until = now + req.lease.as_millis() as i64;
+    let filter = if queue.is_some() { "AND queue = ?5" } else { "AND ?5 IS NULL" };
+    let sql = format!(
+        "UPDATE tasks SET status = 'running', attempts = attempts + 1, worker = ?1, lease_until = ?2, \
+         started_at = ?3 WHERE id IN (SELECT id FROM tasks WHERE status = 'queued' {filter} \
+         ORDER BY priority DESC, id LIMIT ?4) \
+         RETURNING id, bot, queue, priority, input, attempts, max_attempts, trace_id, created_at, run_at"
+    );
+    let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
+    let rows = stmt
+        .query_map(params![req.worker, lease_until, now, limit as i64, queue], |r| {
+            let input: String = r.get(4)?;
+            Ok(ClaimedTask {
+                id: TaskId(r.get(0)?),
+                bot: r.get(1)?,
+                queue: r.get(2)?,
+                priority: r.get(3)?,
+                input: parse_json(&input),
+                attempt: r.get(5)?,
+                max_attempts: r.get(6)?,
+                trace_id: r.get(7)?,
+                created_at: from_ms(r.get(8)?),
+                run_at: from_ms(r.get(9)?),
+                checkpoints: Vec::new(),
+            })
+        })
+        .map_err(map_err)?;
+    for row in rows {
+        out.push(row.map_err(map_err)?);
+    }
+    Ok(())
+}
+
+fn apply_completion(tx: &Transaction<'_>, c: &Completion, now: i64) -> StoreResult<Option<TaskStatus>> {
+    match &c.outcome {
+        Outcome::Succeeded(output) => {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE tasks SET status = 'succeeded', output = ?2, error_code = NULL, \
+                     error_message = NULL, finished_at = ?3, lease_until = NULL \
+                     WHERE id = ?1 AND status = 'running' AND worker = ?4 AND attempts = ?5",
+                )
+                .and_then(|mut s| s.execute(params![c.id.0, to_json(output), now, c.worker, c.attempt]))
+                .map_err(map_err)?;
+            Ok((n == 1).then_some(TaskStatus::Succeeded))
+        }
+        Outcome::Failed { error, retry_at } => {
+            let status: Option<String> = tx
+                .prepare_cached(
+                    "UPDATE tasks SET \
+                       status = CASE WHEN ?6 IS NULL THEN 'failed' \
+                                     WHEN attempts >= max_attempts THEN 'dead' ELSE 'scheduled' END, \
+                       run_at = COALESCE(?6, run_at), error_code = ?2, error_message = ?3, \
+                       finished_at = CASE WHEN ?6 IS NULL OR attempts >= max_attempts THEN ?7 END, \
+                       lease_until = NULL \
+                     WHERE id = ?1 AND status = 'running' AND worker = ?4 AND attempts = ?5 RETURNING status",
+                )
+                .and_then(|mut s| {
+                    s.query_row(
+                        params![c.id.0, error.code, error.message, c.worker, c.attempt, retry_at.map(ms), now],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                })
+                .map_err(map_err)?;
+            Ok(status.and_then(|s| s.parse().ok()))
+        }
+    }
+}
+
+fn set_status(conn: &Connection, id: TaskId, sql: &str, now: i64) -> StoreResult<()> {
+    conn.prepare_cached(sql).and_then(|mut s| s.execute(params![id.0, now])).map_err(map_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn wakeups(&self) -> &Wakeups {
+        &self.inner.wakeups
+    }
+
+    fn set_queue_capacity(&self, queue: &str, capacity: Option<u64>) {
+        if let Ok(mut caps) = self.inner.capacities.write() {
+            match capacity {
+                Some(c) => caps.insert(queue.to_string(), c),
+                None => caps.remove(queue),
+            };
+        }
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c, _| c.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err)).await
+    }
+
+    async fn enqueue(&self, task: NewTask) -> StoreResult<Enqueued> {
+        let mut out = self.enqueue_batch(vec![task]).await?;
+        out.pop().ok_or_else(|| StoreError::Internal("enqueue returned nothing".into()))
+    }
+
+    async fn enqueue_batch(&self, tasks: Vec<NewTask>) -> StoreResult<Vec<Enqueued>> {
+        self.write(move |conn, inner| {
+            let tx = conn.transaction().map_err(map_err)?;
+            let mut st = EnqueueState {
+                inner,
+                now: ms(Utc::now()),
+                waiting: HashMap::new(),
+                any_queued: false,
+                any_scheduled: false,
+            };
+            let mut out = Vec::with_capacity(tasks.len());
+            for task in tasks {
+                out.push(enqueue_in(&tx, &mut st, task)?);
+            }
+            tx.commit().map_err(map_err)?;
+            notify_enqueued(&inner.wakeups, st.any_queued, st.any_scheduled);
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_task(&self, id: TaskId) -> StoreResult<Option<Task>> {
+        self.read(move |c, _| load_task(c, id, true)).await
+    }
+
+    async fn list_tasks(&self, filter: TaskFilter) -> StoreResult<Vec<Task>> {
+        self.read(move |c, _| {
+            let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(s) = filter.status {
+                sql.push_str(" AND status = ?");
+                args.push(s.as_str().to_string().into());
+            }
+            if let Some(b) = &filter.bot {
+                sql.push_str(" AND bot = ?");
+                args.push(b.clone().into());
+            }
+            if let Some(q) = &filter.queue {
+                sql.push_str(" AND queue = ?");
+                args.push(q.clone().into());
+            }
+            if let Some(before) = filter.before {
+                sql.push_str(" AND id < ?");
+                args.push(before.0.into());
+            }
+            sql.push_str(" ORDER BY id DESC LIMIT ?");
+            args.push((filter.limit.clamp(1, 1000) as i64).into());
+            let mut stmt = c.prepare(&sql).map_err(map_err)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), task_from_row).map_err(map_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn claim_batch(&self, req: ClaimRequest) -> StoreResult<Vec<ClaimedTask>> {
+        if req.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.write(move |conn, _| {
+            let now = ms(Utc::now());
+            let tx = conn.transaction().map_err(map_err)?;
+            let mut out = Vec::with_capacity(req.limit);
+            if req.queues.is_empty() {
+                claim_from_queue(&tx, None, &req, req.limit, now, &mut out)?;
+            } else {
+                // Start at a rotating queue so no queue always gets the batch's leftovers.
+                let start = (now as usize) % req.queues.len();
+                for i in 0..req.queues.len() {
+                    let left = req.limit - out.len();
+                    if left == 0 {
+                        break;
+                    }
+                    let q = &req.queues[(start + i) % req.queues.len()];
+                    claim_from_queue(&tx, Some(q), &req, left, now, &mut out)?;
+                }
+            }
+            for task in out.iter_mut().filter(|t| t.attempt > 1) {
+                task.checkpoints = load_checkpoints(&tx, task.id)?;
+            }
+            tx.commit().map_err(map_err)?;
+            out.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn extend_leases(&self, worker: &str, ids: &[TaskId], lease: Duration) -> StoreResult<u64> {
+        let worker = worker.to_string();
+        let ids = ids.to_vec();
+        self.write(move |conn, _| {
+            let until = ms(Utc::now()) + lease.as_millis() as i64;
+            let tx = conn.transaction().map_err(map_err)?;
+            let mut held = 0u64;
+            {
+                let mut stmt = tx
+                    .prepare_cached("UPDATE tasks SET lease_until = ?1 WHERE id = ?2 AND status = 'running' AND worker = ?3")
+                    .map_err(map_err)?;
+                for id in ids {
+                    held += stmt.execute(params![until, id.0, worker]).map_err(map_err)? as u64;
+                }
+            }
+            tx.commit().map_err(map_err)?;
+            Ok(held)
+        })
+        .await
+    }
+
+    async fn complete_batch(&self, completions: Vec<Completion>) -> StoreResult<CompletionReport> {
+        if completions.is_empty() {
+            return Ok(CompletionReport::default());
+        }
+        self.write(move |conn, inner| {
+            let now = ms(Utc::now());
+            let tx = conn.transaction().map_err(map_err)?;
+            let mut report = CompletionReport::default();
+            let mut rescheduled = false;
+            for c in &completions {
+                match apply_completion(&tx, c, now)? {
+                    Some(TaskStatus::Scheduled) => {
+                        report.applied += 1;
+                        rescheduled = true;
+                    }
+                    Some(_) => {
+                        report.applied += 1;
+                        report.finished.push(c.id);
+                    }
+                    None => report.fenced.push(c.id),
+                }
+            }
+            tx.commit().map_err(map_err)?;
+            if rescheduled {
+                inner.wakeups.scheduled.notify_one();
+            }
+            inner.wakeups.notify_finished(&report.finished);
+            Ok(report)
+        })
+        .await
+    }
+
+    async fn release(&self, worker: &str, ids: &[TaskId]) -> StoreResult<u64> {
+        let worker = worker.to_string();
+        let ids = ids.to_vec();
+        self.write(move |conn, inner| {
+            let tx = conn.transaction().map_err(map_err)?;
+            let mut n = 0u64;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "UPDATE tasks SET status = 'queued', attempts = max(attempts - 1, 0), worker = NULL, \
+                         lease_until = NULL, started_at = NULL WHERE id = ?1 AND status = 'running' AND worker = ?2",
+                    )
+                    .map_err(map_err)?;
+                for id in ids {
+                    n += stmt.execute(params![id.0, worker]).map_err(map_err)? as u64;
+                }
+            }
+            tx.commit().map_err(map_err)?;
+            notify_enqueued(&inner.wakeups, n > 0, false);
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn save_checkpoint(&self, id: TaskId, step: &str, index: u32, output: &Value) -> StoreResult<()> {
+        let step = step.to_string();
+        let output = to_json(output);
+        self.write(move |conn, _| {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO task_checkpoints (task_id, step, idx, output, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| s.execute(params![id.0, step, index, output, ms(Utc::now())]))
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn cancel(&self, id: TaskId) -> StoreResult<Task> {
+        self.write(move |conn, inner| {
+            let tx = conn.transaction().map_err(map_err)?;
+            let task = require_task(&tx, id)?;
+            if task.status.is_terminal() {
+                return Err(StoreError::Conflict { id, status: task.status, operation: "cancel" });
+            }
+            set_status(
+                &tx,
+                id,
+                "UPDATE tasks SET status = 'cancelled', finished_at = ?2, lease_until = NULL WHERE id = ?1",
+                ms(Utc::now()),
+            )?;
+            let task = require_task(&tx, id)?;
+            tx.commit().map_err(map_err)?;
+            inner.wakeups.notify_finished(&[id]);
+            Ok(task)
+        })
+        .await
+    }
+
+    async fn redrive(&self, id: TaskId) -> StoreResult<Task> {
+        self.write(move |conn, inner| {
+            let tx = conn.transaction().map_err(map_err)?;
+            let task = require_task(&tx, id)?;
+            if !matches!(task.status, TaskStatus::Dead | TaskStatus::Failed | TaskStatus::Cancelled) {
+                return Err(StoreError::Conflict { id, status: task.status, operation: "retry" });
+            }
+            set_status(
+                &tx,
+                id,
+                "UPDATE tasks SET status = 'queued', attempts = 0, run_at = ?2, output = NULL, error_code = NULL, \
+                 error_message = NULL, started_at = NULL, finished_at = NULL, worker = NULL, lease_until = NULL \
+                 WHERE id = ?1",
+                ms(Utc::now()),
+            )?;
+            let task = require_task(&tx, id)?;
+            tx.commit().map_err(map_err)?;
+            notify_enqueued(&inner.wakeups, true, false);
+            Ok(task)
+        })
+        .await
+    }
+
+    async fn promote_due(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        self.write(move |conn, inner| {
+            let n = conn
+                .prepare_cached("UPDATE tasks SET status = 'queued' WHERE status = 'scheduled' AND run_at <= ?1")
+                .and_then(|mut s| s.execute([ms(now)]))
+                .map_err(map_err)? as u64;
+            notify_enqueued(&inner.wakeups, n > 0, false);
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn requeue_expired(&self, now: DateTime<Utc>) -> StoreResult<ExpiredReport> {
+        self.write(move |conn, inner| {
+            let now_ms = ms(now);
+            let tx = conn.transaction().map_err(map_err)?;
+            let mut report = ExpiredReport::default();
+            let mut dead_ids = Vec::new();
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "UPDATE tasks SET \
+                           status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
+                           error_code = ?2, error_message = 'lease of worker ' || coalesce(worker, '?') || \
+                             ' expired before the task finished (worker died or stalled)', \
+                           finished_at = CASE WHEN attempts >= max_attempts THEN ?1 END, lease_until = NULL \
+                         WHERE status = 'running' AND lease_until < ?1 RETURNING id, status",
+                    )
+                    .map_err(map_err)?;
+                let rows = stmt
+                    .query_map(params![now_ms, ErrorCode::LeaseExpired.code()], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                    })
+                    .map_err(map_err)?;
+                for row in rows {
+                    let (id, status) = row.map_err(map_err)?;
+                    if status == "dead" {
+                        report.dead += 1;
+                        dead_ids.push(TaskId(id));
+                    } else {
+                        report.requeued += 1;
+                    }
+                }
+            }
+            tx.commit().map_err(map_err)?;
+            notify_enqueued(&inner.wakeups, report.requeued > 0, false);
+            inner.wakeups.notify_finished(&dead_ids);
+            Ok(report)
+        })
+        .await
+    }
+
+    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        self.read(|c, _| {
+            let v: Option<i64> = c
+                .query_row("SELECT min(run_at) FROM tasks WHERE status = 'scheduled'", [], |r| r.get(0))
+                .map_err(map_err)?;
+            Ok(v.map(from_ms))
+        })
+        .await
+    }
+
+    async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueStats>> {
+        self.read(move |c, inner| {
+            let mut by_queue: std::collections::BTreeMap<String, QueueStats> = Default::default();
+            let queries = [
+                ("queued", "SELECT queue, count(*), min(run_at) FROM tasks WHERE status = 'queued' GROUP BY queue"),
+                ("running", "SELECT queue, count(*), NULL FROM tasks WHERE status = 'running' GROUP BY queue"),
+                ("scheduled", "SELECT queue, count(*), NULL FROM tasks WHERE status = 'scheduled' GROUP BY queue"),
+                ("dead", "SELECT queue, count(*), NULL FROM tasks WHERE status IN ('dead', 'failed') GROUP BY queue"),
+            ];
+            for (kind, sql) in queries {
+                let mut stmt = c.prepare_cached(sql).map_err(map_err)?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?)))
+                    .map_err(map_err)?;
+                for row in rows {
+                    let (queue, count, oldest) = row.map_err(map_err)?;
+                    let e = by_queue.entry(queue.clone()).or_insert_with(|| QueueStats { name: queue, ..Default::default() });
+                    let count = count as u64;
+                    match kind {
+                        "queued" => {
+                            e.queued = count;
+                            if let Some(o) = oldest {
+                                e.oldest_queued_age_seconds = ((ms(now) - o).max(0) as f64) / 1000.0;
+                            }
+                        }
+                        "running" => e.running = count,
+                        "scheduled" => e.scheduled = count,
+                        _ => e.dead = count,
+                    }
+                }
+            }
+            if let Ok(caps) = inner.capacities.read() {
+                for (q, cap) in caps.iter() {
+                    by_queue.entry(q.clone()).or_insert_with(|| QueueStats { name: q.clone(), ..Default::default() }).capacity =
+                        Some(*cap);
+                }
+            }
+            Ok(by_queue.into_values().collect())
+        })
+        .await
+    }
+
+    async fn kv_get(&self, namespace: &str, key: &str, now: DateTime<Utc>) -> StoreResult<Option<Value>> {
+        let (ns, key) = (namespace.to_string(), key.to_string());
+        self.read(move |c, _| {
+            let v: Option<String> = c
+                .prepare_cached(
+                    "SELECT value FROM kv WHERE ns = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+                )
+                .and_then(|mut s| s.query_row(params![ns, key, ms(now)], |r| r.get(0)).optional())
+                .map_err(map_err)?;
+            Ok(v.as_deref().map(parse_json))
+        })
+        .await
+    }
+
+    async fn kv_set(&self, namespace: &str, key: &str, value: &Value, expires_at: Option<DateTime<Utc>>) -> StoreResult<()> {
+        let (ns, key, value) = (namespace.to_string(), key.to_string(), to_json(value));
+        self.write(move |c, _| {
+            c.prepare_cached("INSERT OR REPLACE INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)")
+                .and_then(|mut s| s.execute(params![ns, key, value, expires_at.map(ms)]))
+                .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn trigger_marks(&self) -> StoreResult<HashMap<String, DateTime<Utc>>> {
+        self.read(|c, _| {
+            let mut stmt = c.prepare_cached("SELECT key, fired_at FROM trigger_marks").map_err(map_err)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, from_ms(r.get(1)?))))
+                .map_err(map_err)?;
+            rows.collect::<Result<HashMap<_, _>, _>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn set_trigger_mark(&self, key: &str, fired_at: DateTime<Utc>) -> StoreResult<()> {
+        let key = key.to_string();
+        self.write(move |c, _| {
+            c.prepare_cached("INSERT OR REPLACE INTO trigger_marks (key, fired_at) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![key, ms(fired_at)]))
+                .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,78 @@
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use oclaw_core::{NewTask, Task, TaskId};
+use serde_json::Value;
+
+use crate::{
+    ClaimRequest, ClaimedTask, Completion, CompletionReport, Enqueued, ExpiredReport, QueueStats,
+    StoreResult, TaskFilter, Wakeups,
+};
+
+/// Durable state of tasks, checkpoints, key-value entries and trigger marks.
+/// Every backend passes the suite in [`crate::conformance`].
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    fn wakeups(&self) -> &Wakeups;
+    /// Limits waiting tasks (queued + scheduled) of a queue; `None` removes the limit.
+    fn set_queue_capacity(&self, queue: &str, capacity: Option<u64>);
+
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Makes a task durable. An idempotency key that already exists returns that task instead.
+    async fn enqueue(&self, task: NewTask) -> StoreResult<Enqueued>;
+    /// Enqueues all tasks in one transaction: all are durable, or none (e.g. capacity exceeded).
+    async fn enqueue_batch(&self, tasks: Vec<NewTask>) -> StoreResult<Vec<Enqueued>>;
+
+    async fn get_task(&self, id: TaskId) -> StoreResult<Option<Task>>;
+    /// Newest first, without checkpoints.
+    async fn list_tasks(&self, filter: TaskFilter) -> StoreResult<Vec<Task>>;
+
+    /// Leases up to `limit` queued tasks, highest priority then oldest first.
+    async fn claim_batch(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedTask>>;
+    /// Heartbeat: renews the leases `worker` still holds; returns how many it holds.
+    async fn extend_leases(&self, worker: &str, ids: &[TaskId], lease: Duration) -> StoreResult<u64>;
+    /// Records finished attempts in one transaction. Attempts whose lease is gone are fenced.
+    async fn complete_batch(&self, completions: Vec<Completion>) -> StoreResult<CompletionReport>;
+    /// Gives leased tasks back unrun (graceful shutdown): queued again, attempt not counted.
+    async fn release(&self, worker: &str, ids: &[TaskId]) -> StoreResult<u64>;
+    /// Saves a completed step's output for the attempt that holds the lease.
+    async fn save_checkpoint(
+        &self,
+        id: TaskId,
+        step: &str,
+        index: u32,
+        output: &Value,
+    ) -> StoreResult<()>;
+
+    /// Cancels a task that has not finished.
+    async fn cancel(&self, id: TaskId) -> StoreResult<Task>;
+    /// Queues a dead, failed or cancelled task again with fresh attempts (checkpoints kept).
+    async fn redrive(&self, id: TaskId) -> StoreResult<Task>;
+
+    /// Moves scheduled tasks whose `run_at` has come to queued.
+    async fn promote_due(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// Requeues running tasks whose lease ended before `now` (dead when out of attempts).
+    async fn requeue_expired(&self, now: DateTime<Utc>) -> StoreResult<ExpiredReport>;
+    /// The earliest `run_at` among scheduled tasks.
+    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
+    async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueStats>>;
+
+    async fn kv_get(&self, namespace: &str, key: &str, now: DateTime<Utc>) -> StoreResult<Option<Value>>;
+    async fn kv_set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &Value,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<()>;
+
+    /// Last fire time of every trigger (keyed `bot/trigger-index`).
+    async fn trigger_marks(&self) -> StoreResult<HashMap<String, DateTime<Utc>>>;
+    async fn set_trigger_mark(&self, key: &str, fired_at: DateTime<Utc>) -> StoreResult<()>;
+}
