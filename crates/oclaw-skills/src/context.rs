@@ -1,0 +1,107 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use oclaw_core::{ErrorCode, TaskId};
+use oclaw_store::Store;
+use serde_json::Value;
+
+use crate::http_request::HttpClients;
+
+/// What a skill may use while it runs: the task's identity, the store (for `kv.*`), the
+/// outbound HTTP clients, and the bot's grants.
+#[derive(Clone)]
+pub struct SkillContext {
+    pub bot: String,
+    pub task_id: TaskId,
+    pub trace_id: String,
+    pub step: String,
+    pub store: Arc<dyn Store>,
+    pub http: HttpClients,
+    /// Default lifetime of `kv.set` entries (`cache.ttl`).
+    pub cache_ttl: Duration,
+    /// The bot lets `http.request` reach private and loopback addresses.
+    pub allow_private_network: bool,
+}
+
+/// One invocation: `with` is the rendered step input, `data` the previous step's output (the
+/// task's input for the first step).
+#[derive(Debug, Clone)]
+pub struct SkillCall {
+    pub with: Value,
+    pub data: Value,
+}
+
+/// A skill failure with its code, and whether another attempt could succeed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkillError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl SkillError {
+    /// Bad input: retrying the same input fails the same way.
+    pub fn invalid(message: impl Into<String>) -> SkillError {
+        SkillError { code: ErrorCode::SkillInvalidInput, message: message.into(), retryable: false }
+    }
+    pub fn permanent(code: ErrorCode, message: impl Into<String>) -> SkillError {
+        SkillError { code, message: message.into(), retryable: false }
+    }
+    pub fn transient(code: ErrorCode, message: impl Into<String>) -> SkillError {
+        SkillError { code, message: message.into(), retryable: true }
+    }
+}
+
+impl std::fmt::Display for SkillError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.code, self.message)
+    }
+}
+
+/// Reads an optional string field of `with`.
+pub(crate) fn opt_str<'a>(with: &'a Value, field: &str, skill: &str) -> Result<Option<&'a str>, SkillError> {
+    match with.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(SkillError::invalid(format!(
+            "{skill}: `{field}` must be a string, got {}",
+            type_name(other)
+        ))),
+    }
+}
+
+/// Reads a required string field of `with`.
+pub(crate) fn req_str<'a>(with: &'a Value, field: &str, skill: &str) -> Result<&'a str, SkillError> {
+    opt_str(with, field, skill)?.ok_or_else(|| SkillError::invalid(format!("{skill}: `{field}` is required")))
+}
+
+/// Rejects fields of `with` the skill does not know, naming the ones it does.
+pub(crate) fn only_fields(with: &Value, allowed: &[&str], skill: &str) -> Result<(), SkillError> {
+    match with {
+        Value::Null => Ok(()),
+        Value::Object(map) => {
+            for key in map.keys() {
+                if !allowed.contains(&key.as_str()) {
+                    return Err(SkillError::invalid(format!(
+                        "{skill}: unknown field `{key}`{}; allowed: {}",
+                        oclaw_core::suggest::hint(key, allowed),
+                        allowed.join(", ")
+                    )));
+                }
+            }
+            Ok(())
+        }
+        other => Err(SkillError::invalid(format!("{skill}: `with` must be a mapping, got {}", type_name(other)))),
+    }
+}
+
+pub(crate) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "a mapping",
+    }
+}

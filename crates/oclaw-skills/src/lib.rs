@@ -1,0 +1,16 @@
+//! Skills: named, typed pipeline steps (`async run(ctx, input) -> output`). Built-in skills are
+//! one module each; [`SkillRegistry`] is the one place a step's `uses:` is looked up.
+
+mod context;
+mod http_request;
+mod kv;
+mod log;
+mod registry;
+mod sleep;
+mod ssrf;
+mod template;
+mod transform;
+
+pub use context::{SkillCall, SkillContext, SkillError};
+pub use registry::{Skill, SkillOrigin, SkillRegistry};
+pub use transform::compile_jq;
