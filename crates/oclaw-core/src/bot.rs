@@ -63,19 +63,52 @@ fn default_bot_timeout() -> Dur {
     Dur::secs(300)
 }
 
-/// What starts a bot run besides an API call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
-pub enum Trigger {
+/// What starts a bot run besides an API call: exactly one of the fields, for example
+/// `- cron: "*/5 * * * *"` or `- every: 10s`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
     /// A cron expression with 5 fields, or 6 with seconds first.
-    Cron(String),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
     /// A fixed interval such as `10s`.
-    Every(Dur),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<Dur>,
     /// Channel triggers; their settings are read by the channel that serves them.
-    Webhook(Value),
-    Websocket(Value),
-    Mqtt(Value),
-    Nats(Value),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats: Option<Value>,
+}
+
+impl Trigger {
+    /// Names of the kinds this trigger sets (exactly one when valid).
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut k = Vec::new();
+        if self.cron.is_some() {
+            k.push("cron");
+        }
+        if self.every.is_some() {
+            k.push("every");
+        }
+        if self.webhook.is_some() {
+            k.push("webhook");
+        }
+        if self.websocket.is_some() {
+            k.push("websocket");
+        }
+        if self.mqtt.is_some() {
+            k.push("mqtt");
+        }
+        if self.nats.is_some() {
+            k.push("nats");
+        }
+        k
+    }
 }
 
 /// One pipeline step: run skill `uses` with input `with` when `if` holds.
@@ -118,6 +151,16 @@ impl BotDoc {
         }
         if self.spec.retry.max_attempts == 0 {
             return Err("retry.max_attempts must be at least 1".into());
+        }
+        for (i, t) in self.spec.triggers.iter().enumerate() {
+            let kinds = t.kinds();
+            if kinds.len() != 1 {
+                return Err(format!(
+                    "trigger {} must set exactly one of cron, every, webhook, websocket, mqtt, nats (it sets {})",
+                    i + 1,
+                    if kinds.is_empty() { "none".to_string() } else { kinds.join(" and ") }
+                ));
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for (i, step) in self.spec.steps.iter_mut().enumerate() {

@@ -12,5 +12,6 @@ mod template;
 mod transform;
 
 pub use context::{SkillCall, SkillContext, SkillError};
+pub use http_request::HttpClients;
 pub use registry::{Skill, SkillOrigin, SkillRegistry};
 pub use transform::compile_jq;

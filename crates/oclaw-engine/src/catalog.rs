@@ -1,0 +1,268 @@
+//! The bot catalogue: bots loaded from YAML (inline in the node config, a folder, or the
+//! built-in examples), validated against the skill registry when loaded — unknown skills, bad
+//! templates and bad triggers are reported with file and line, never at run time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use oclaw_core::bot::{BotDoc, Step};
+use oclaw_core::config_load::{yaml_error, ConfigError};
+use oclaw_core::ErrorCode;
+use oclaw_skills::{Skill, SkillRegistry};
+
+use crate::templates::TemplateEngine;
+use crate::triggers::TimeTrigger;
+
+pub type BotLoadError = ConfigError;
+
+/// A validated bot, ready to run.
+pub struct LoadedBot {
+    pub doc: BotDoc,
+    /// Where it was defined (file path, `<config>`, or `<example>/name`).
+    pub source: String,
+    pub steps: Vec<(Step, Arc<dyn Skill>)>,
+    /// Time triggers with their index in `spec.triggers`.
+    pub time_triggers: Vec<(usize, TimeTrigger)>,
+}
+
+impl LoadedBot {
+    pub fn name(&self) -> &str {
+        &self.doc.metadata.name
+    }
+}
+
+/// All bots a node knows, by name.
+#[derive(Default, Clone)]
+pub struct BotCatalog {
+    bots: BTreeMap<String, Arc<LoadedBot>>,
+}
+
+/// The 1-based line of the first occurrence of `needle` in `text`.
+fn find_line(text: Option<&str>, needle: &str) -> Option<usize> {
+    let text = text?;
+    let pos = text.find(needle)?;
+    Some(text[..pos].matches('\n').count() + 1)
+}
+
+fn located(code: ErrorCode, source: &str, text: Option<&str>, needle: &str, message: String) -> ConfigError {
+    let mut e = ConfigError::new(code, message).in_file(source);
+    e.line = find_line(text, needle);
+    e
+}
+
+impl BotCatalog {
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedBot>> {
+        self.bots.get(name).cloned()
+    }
+
+    pub fn bots(&self) -> impl Iterator<Item = &Arc<LoadedBot>> {
+        self.bots.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.bots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bots.is_empty()
+    }
+
+    /// Every queue a loaded bot sends tasks to.
+    pub fn queues(&self) -> BTreeSet<String> {
+        self.bots.values().map(|b| b.doc.spec.queue.clone()).collect()
+    }
+
+    /// Loads every bot document (separated by `---` lines) in a YAML text.
+    pub fn load_yaml(&mut self, source: &str, text: &str, skills: &SkillRegistry, templates: &TemplateEngine) -> Result<usize, ConfigError> {
+        let mut n = 0;
+        let mut start_line = 0usize;
+        let mut chunk = String::new();
+        let mut chunks = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim_end() == "---" {
+                chunks.push((start_line, std::mem::take(&mut chunk)));
+                start_line = i + 1;
+            } else {
+                chunk.push_str(line);
+                chunk.push('\n');
+            }
+        }
+        chunks.push((start_line, chunk));
+        for (offset, doc) in chunks {
+            let meaningful = doc.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+            if !meaningful {
+                continue;
+            }
+            let bot: BotDoc = serde_yaml::from_str(&doc).map_err(|e| {
+                let mut err = yaml_error(source, &e);
+                if err.code == ErrorCode::ConfigInvalidValue {
+                    err.code = ErrorCode::BotInvalid;
+                }
+                err.line = err.line.map(|l| l + offset);
+                err
+            })?;
+            self.add(bot, source, Some(text), skills, templates)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Loads every `*.yaml`/`*.yml` file of a folder, in name order.
+    pub fn load_dir(&mut self, dir: &Path, skills: &SkillRegistry, templates: &TemplateEngine) -> Result<usize, ConfigError> {
+        let shown = dir.display().to_string();
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            ConfigError::new(ErrorCode::ConfigUnreadable, format!("cannot read bots folder: {e}")).in_file(&shown)
+        })?;
+        let mut files: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .collect();
+        files.sort();
+        let mut n = 0;
+        for file in files {
+            let name = file.display().to_string();
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                ConfigError::new(ErrorCode::ConfigUnreadable, format!("cannot read bot file: {e}")).in_file(&name)
+            })?;
+            n += self.load_yaml(&name, &text, skills, templates)?;
+        }
+        Ok(n)
+    }
+
+    /// Validates and adds one bot.
+    pub fn add(
+        &mut self,
+        mut doc: BotDoc,
+        source: &str,
+        text: Option<&str>,
+        skills: &SkillRegistry,
+        templates: &TemplateEngine,
+    ) -> Result<(), ConfigError> {
+        let name = doc.metadata.name.clone();
+        doc.normalize().map_err(|m| located(ErrorCode::BotInvalid, source, text, &name, format!("bot `{name}`: {m}")))?;
+        if let Some(existing) = self.bots.get(&name) {
+            return Err(located(
+                ErrorCode::BotInvalid,
+                source,
+                text,
+                &name,
+                format!("bot `{name}` is defined twice (also in {})", existing.source),
+            ));
+        }
+        let mut steps = Vec::with_capacity(doc.spec.steps.len());
+        for step in &doc.spec.steps {
+            let needle = format!("uses: {}", step.uses);
+            let skill = skills.get(&step.uses).map_err(|m| {
+                located(ErrorCode::BotUnknownSkill, source, text, &needle, format!("bot `{name}` step `{}`: {m}", step.id))
+            })?;
+            skill.check_literal(&step.with).map_err(|e| {
+                located(ErrorCode::BotInvalid, source, text, &needle, format!("bot `{name}` step `{}`: {}", step.id, e.message))
+            })?;
+            let template_check = templates.check(&step.with).and_then(|_| match &step.condition {
+                Some(c) => templates.check_str(c),
+                None => Ok(()),
+            });
+            template_check.map_err(|m| {
+                let bad = m.split('`').nth(1).unwrap_or(&needle).lines().next().unwrap_or("").to_string();
+                located(ErrorCode::BotBadTemplate, source, text, &bad, format!("bot `{name}` step `{}`: {m}", step.id))
+            })?;
+            steps.push((step.clone(), skill));
+        }
+        let mut time_triggers = Vec::new();
+        for (i, t) in doc.spec.triggers.iter().enumerate() {
+            match TimeTrigger::from_trigger(t) {
+                Ok(Some(tt)) => time_triggers.push((i, tt)),
+                Ok(None) => {}
+                Err(m) => {
+                    let needle = t.cron.clone().unwrap_or_else(|| "every:".into());
+                    return Err(located(ErrorCode::BotBadTrigger, source, text, &needle, format!("bot `{name}`: {m}")));
+                }
+            }
+        }
+        self.bots.insert(name, Arc::new(LoadedBot { doc, source: source.to_string(), steps, time_triggers }));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<BotCatalog, ConfigError> {
+        let mut c = BotCatalog::default();
+        c.load_yaml("bots/x.yaml", text, &SkillRegistry::builtin(), &TemplateEngine::default())?;
+        Ok(c)
+    }
+
+    const GOOD: &str = "apiVersion: oclaw.io/v1
+kind: Bot
+metadata: {name: price-watch}
+spec:
+  triggers:
+    - cron: \"*/5 * * * *\"
+    - every: 10s
+  steps:
+    - id: fetch
+      uses: http.request
+      with: {url: \"https://shop.example/api/prices\"}
+    - id: clean
+      uses: transform
+      with: {jq: '.body.items | map(select(.price > 0))'}
+    - id: notify
+      uses: log
+      if: \"{{ steps.clean.output | length > 0 }}\"
+      with: {message: \"{{ steps.clean.output | tojson }}\"}
+  retry: {max_attempts: 5, backoff: exponential, initial: 1s, max: 5m, jitter: true}
+  timeout: 60s
+";
+
+    #[test]
+    fn loads_the_spec_example_shape() {
+        let c = load(GOOD).unwrap();
+        let bot = c.get("price-watch").unwrap();
+        assert_eq!(bot.steps.len(), 3);
+        assert_eq!(bot.time_triggers.len(), 2);
+        assert_eq!(bot.doc.spec.retry.max_attempts, 5);
+        assert_eq!(c.queues().into_iter().collect::<Vec<_>>(), vec!["default".to_string()]);
+    }
+
+    #[test]
+    fn unknown_skill_has_file_line_and_suggestion() {
+        let err = load(&GOOD.replace("uses: transform", "uses: transfrom")).err().unwrap();
+        assert_eq!(err.code, ErrorCode::BotUnknownSkill);
+        assert_eq!(err.file.as_deref(), Some("bots/x.yaml"));
+        assert_eq!(err.line, Some(13));
+        assert!(err.message.contains("did you mean `transform`"), "{}", err.message);
+    }
+
+    #[test]
+    fn bad_template_and_bad_cron_and_bad_jq() {
+        let err = load(&GOOD.replace("{{ steps.clean.output | tojson }}", "{{ steps.clean.output | }}")).err().unwrap();
+        assert_eq!(err.code, ErrorCode::BotBadTemplate, "{err}");
+        assert_eq!(err.line, Some(18));
+        let err = load(&GOOD.replace("*/5 * * * *", "*/5 * * *")).err().unwrap();
+        assert_eq!(err.code, ErrorCode::BotBadTrigger);
+        assert_eq!(err.line, Some(6));
+        let err = load(&GOOD.replace("map(select(.price > 0))", "map(select(.price > 0)")).err().unwrap();
+        assert_eq!(err.code, ErrorCode::BotInvalid);
+        assert!(err.message.contains("jq"), "{}", err.message);
+    }
+
+    #[test]
+    fn malformed_yaml_and_unknown_fields() {
+        let err = load("metadata: {name: x}\nspec:\n  steps:\n    - uses: log\n      wiht: {}\n").err().unwrap();
+        assert_eq!(err.code, ErrorCode::ConfigUnknownKey, "{err}");
+        assert_eq!(err.line, Some(5));
+        assert!(err.message.contains("did you mean `with`"), "{}", err.message);
+        let err = load("metadata: {name: x\nspec: {}\n").err().unwrap();
+        assert!(err.line.is_some());
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let two = format!("{GOOD}---\n{GOOD}");
+        let err = load(&two).err().unwrap();
+        assert!(err.message.contains("defined twice"));
+    }
+}

@@ -1,0 +1,13 @@
+//! The execution side of OpenClaw: the bot catalogue (loading and validating bot YAML), the
+//! template engine, the pipeline executor that runs a bot's steps for one task, and the worker
+//! runtime that claims, runs, heartbeats and completes tasks in batches.
+
+pub mod catalog;
+mod pipeline;
+pub mod templates;
+pub mod triggers;
+mod worker;
+
+pub use catalog::{BotCatalog, BotLoadError, LoadedBot};
+pub use pipeline::{run_pipeline, RunFailure, Runtime};
+pub use worker::{Worker, WorkerOptions, WorkerReport, WorkerStats};

@@ -1,0 +1,151 @@
+//! Runs one bot's steps for one task: render `with`, evaluate `if`, call the skill, checkpoint
+//! the output, and resume after the last checkpoint on a retry.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oclaw_core::ErrorCode;
+use oclaw_skills::{HttpClients, SkillCall, SkillContext, SkillRegistry};
+use oclaw_store::{ClaimedTask, Store};
+use serde_json::{Map, Value};
+
+use crate::catalog::{BotCatalog, LoadedBot};
+use crate::templates::TemplateEngine;
+
+/// Everything the executor needs, shared by all tasks of a node.
+pub struct Runtime {
+    pub store: Arc<dyn Store>,
+    pub catalog: Arc<BotCatalog>,
+    pub skills: SkillRegistry,
+    pub templates: TemplateEngine,
+    pub http: HttpClients,
+    pub cache_ttl: Duration,
+    /// `secrets` in templates: `OCLAW_SECRET_<NAME>` environment variables, by `<NAME>`.
+    pub secrets: minijinja::Value,
+    /// `env` in templates: the process environment without secrets.
+    pub env: minijinja::Value,
+    /// `node` in templates: facts about this node (`api_url`, `id`).
+    pub node: minijinja::Value,
+}
+
+impl Runtime {
+    /// Reads secrets and environment from the process environment.
+    pub fn new(
+        store: Arc<dyn Store>,
+        catalog: Arc<BotCatalog>,
+        skills: SkillRegistry,
+        templates: TemplateEngine,
+        cache_ttl: Duration,
+        node: Value,
+    ) -> Result<Runtime, String> {
+        let mut secrets = Map::new();
+        let mut env = Map::new();
+        for (k, v) in std::env::vars() {
+            match k.strip_prefix("OCLAW_SECRET_") {
+                Some(name) => {
+                    secrets.insert(name.to_string(), Value::String(v));
+                }
+                None => {
+                    env.insert(k, Value::String(v));
+                }
+            }
+        }
+        Ok(Runtime {
+            store,
+            catalog,
+            skills,
+            templates,
+            http: HttpClients::new()?,
+            cache_ttl,
+            secrets: crate::templates::to_template_value(&Value::Object(secrets)),
+            env: crate::templates::to_template_value(&Value::Object(env)),
+            node: crate::templates::to_template_value(&node),
+        })
+    }
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunFailure {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retryable: bool,
+    pub step: Option<String>,
+}
+
+impl RunFailure {
+    pub fn new(code: ErrorCode, message: impl Into<String>, retryable: bool) -> RunFailure {
+        RunFailure { code, message: message.into(), retryable, step: None }
+    }
+}
+
+fn in_step(step: &str, code: ErrorCode, message: String, retryable: bool) -> RunFailure {
+    RunFailure { code, message: format!("step `{step}`: {message}"), retryable, step: Some(step.to_string()) }
+}
+
+/// Runs the bot's pipeline for `task`. The output is the last executed step's output (the
+/// input itself for a bot without steps).
+pub async fn run_pipeline(rt: &Runtime, bot: &LoadedBot, task: &ClaimedTask) -> Result<Value, RunFailure> {
+    if bot.steps.is_empty() {
+        return Ok(task.input.clone());
+    }
+    let saved: HashMap<&str, &Value> = task.checkpoints.iter().map(|c| (c.step.as_str(), &c.output)).collect();
+    let input = crate::templates::to_template_value(&task.input);
+    let task_info = crate::templates::to_template_value(&serde_json::json!({
+        "id": task.id.to_string(), "attempt": task.attempt, "bot": bot.name(), "trace_id": task.trace_id,
+    }));
+    let mut outputs = Map::new();
+    let mut data = task.input.clone();
+    let last = bot.steps.len() - 1;
+    for (index, (step, skill)) in bot.steps.iter().enumerate() {
+        if let Some(output) = saved.get(step.id.as_str()) {
+            outputs.insert(step.id.clone(), serde_json::json!({ "output": output }));
+            data = (*output).clone();
+            continue;
+        }
+        let ctx = minijinja::context! {
+            input => input.clone(),
+            steps => crate::templates::to_template_value(&outputs),
+            secrets => rt.secrets.clone(),
+            env => rt.env.clone(),
+            node => rt.node.clone(),
+            task => task_info.clone(),
+            data => crate::templates::to_template_value(&data),
+        };
+        if let Some(cond) = &step.condition {
+            let run = rt
+                .templates
+                .condition(cond, &ctx)
+                .map_err(|m| in_step(&step.id, ErrorCode::TemplateRender, m, false))?;
+            if !run {
+                outputs.insert(step.id.clone(), serde_json::json!({ "output": null, "skipped": true }));
+                continue;
+            }
+        }
+        let with = rt.templates.render(&step.with, &ctx).map_err(|m| in_step(&step.id, ErrorCode::TemplateRender, m, false))?;
+        let skill_ctx = SkillContext {
+            bot: bot.name().to_string(),
+            task_id: task.id,
+            trace_id: task.trace_id.clone(),
+            step: step.id.clone(),
+            store: rt.store.clone(),
+            http: rt.http.clone(),
+            cache_ttl: rt.cache_ttl,
+            allow_private_network: bot.doc.spec.allow_private_network,
+        };
+        let output = skill
+            .run(&skill_ctx, SkillCall { with, data: data.clone() })
+            .await
+            .map_err(|e| in_step(&step.id, e.code, e.message, e.retryable))?;
+        if index < last {
+            // The last step's output is saved with the completion; earlier ones are checkpoints.
+            rt.store.save_checkpoint(task.id, &step.id, index as u32, &output).await.map_err(|e| {
+                in_step(&step.id, e.code(), format!("saving checkpoint: {e}"), true)
+            })?;
+        }
+        outputs.insert(step.id.clone(), serde_json::json!({ "output": &output }));
+        data = output;
+    }
+    Ok(data)
+}

@@ -1,0 +1,150 @@
+//! Templates in bot steps (minijinja). Every string in a step's `with` is a template; a string
+//! that is one `{{ expression }}` keeps the expression's type (object, list, number...).
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde_json::Value;
+
+/// The shared template environment.
+pub struct TemplateEngine {
+    env: Environment<'static>,
+}
+
+impl Default for TemplateEngine {
+    fn default() -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Lenient);
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        TemplateEngine { env }
+    }
+}
+
+/// If `s` is exactly one `{{ expression }}`, the expression.
+fn sole_expression(s: &str) -> Option<&str> {
+    let t = s.trim();
+    let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
+    (!inner.contains("{{") && !inner.contains("}}")).then(|| inner.trim_matches('-').trim())
+}
+
+fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+impl TemplateEngine {
+    /// Compiles every template string inside `v`; the first error names the template.
+    pub fn check(&self, v: &Value) -> Result<(), String> {
+        match v {
+            Value::String(s) if is_template(s) => self.check_str(s),
+            Value::Array(items) => items.iter().try_for_each(|i| self.check(i)),
+            Value::Object(map) => map.values().try_for_each(|i| self.check(i)),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn check_str(&self, s: &str) -> Result<(), String> {
+        let result = match sole_expression(s) {
+            Some(expr) => self.env.compile_expression(expr).map(|_| ()),
+            None => self.env.template_from_str(s).map(|_| ()),
+        };
+        result.map_err(|e| format!("template `{s}` does not compile: {}", describe(&e)))
+    }
+
+    /// Renders every template string inside `v` against `ctx`.
+    pub fn render(&self, v: &Value, ctx: &minijinja::Value) -> Result<Value, String> {
+        Ok(match v {
+            Value::String(s) if is_template(s) => self.render_str(s, ctx)?,
+            Value::Array(items) => Value::Array(items.iter().map(|i| self.render(i, ctx)).collect::<Result<_, _>>()?),
+            Value::Object(map) => Value::Object(
+                map.iter().map(|(k, i)| Ok((k.clone(), self.render(i, ctx)?))).collect::<Result<_, String>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+
+    fn render_str(&self, s: &str, ctx: &minijinja::Value) -> Result<Value, String> {
+        match sole_expression(s) {
+            Some(expr) => {
+                let compiled = self.env.compile_expression(expr).map_err(|e| describe(&e))?;
+                let out = compiled.eval(ctx).map_err(|e| format!("`{s}`: {}", describe(&e)))?;
+                if out.is_undefined() || out.is_none() {
+                    return Ok(Value::Null);
+                }
+                serde_json::to_value(&out).map_err(|e| format!("`{s}`: {e}"))
+            }
+            None => self.env.render_str(s, ctx).map(Value::String).map_err(|e| format!("`{s}`: {}", describe(&e))),
+        }
+    }
+
+    /// Renders a condition; true when the result is truthy.
+    pub fn condition(&self, s: &str, ctx: &minijinja::Value) -> Result<bool, String> {
+        Ok(match self.render_str(s, ctx)? {
+            Value::Null => false,
+            Value::Bool(b) => b,
+            Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+            Value::String(t) => {
+                let t = t.trim();
+                !(t.is_empty() || t.eq_ignore_ascii_case("false") || t == "0" || t.eq_ignore_ascii_case("none"))
+            }
+            Value::Array(a) => !a.is_empty(),
+            Value::Object(o) => !o.is_empty(),
+        })
+    }
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    match e.detail() {
+        Some(d) => format!("{} ({d})", e.kind()),
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> minijinja::Value {
+        crate::templates::to_template_value(&json!({
+            "input": {"name": "Ada", "n": 3},
+            "steps": {"fetch": {"output": {"items": [1, 2]}}},
+            "secrets": {"TOKEN": "s3cr3t"},
+        }))
+    }
+
+    #[test]
+    fn sole_expressions_keep_their_type() {
+        let t = TemplateEngine::default();
+        let out = t.render(&json!({"items": "{{ steps.fetch.output.items }}", "n": "{{ input.n + 1 }}"}), &ctx()).unwrap();
+        assert_eq!(out, json!({"items": [1, 2], "n": 4}));
+    }
+
+    #[test]
+    fn mixed_text_renders_as_string() {
+        let t = TemplateEngine::default();
+        let out = t.render(&json!(["Hello {{ input.name }}!", "Bearer {{ secrets.TOKEN }}", 7]), &ctx()).unwrap();
+        assert_eq!(out, json!(["Hello Ada!", "Bearer s3cr3t", 7]));
+        let j = t.render(&json!("{{ steps.fetch.output | tojson }}"), &ctx()).unwrap();
+        let parsed: Value = serde_json::from_str(j.as_str().unwrap()).unwrap();
+        assert_eq!(parsed, json!({"items": [1, 2]}));
+    }
+
+    #[test]
+    fn conditions() {
+        let t = TemplateEngine::default();
+        assert!(t.condition("{{ steps.fetch.output.items | length > 0 }}", &ctx()).unwrap());
+        assert!(!t.condition("{{ input.missing }}", &ctx()).unwrap());
+        assert!(!t.condition("{{ input.n > 5 }}", &ctx()).unwrap());
+    }
+
+    #[test]
+    fn bad_templates_are_reported() {
+        let t = TemplateEngine::default();
+        assert!(t.check(&json!({"a": "{{ input.name "})).unwrap_err().contains("does not compile"));
+        assert!(t.check(&json!({"a": "{% if %}"})).is_err());
+        assert!(t.check(&json!({"a": "plain", "b": "{{ input.name | upper }}"})).is_ok());
+    }
+}
+
+/// A template value from anything serialisable.
+pub fn to_template_value<T: serde::Serialize>(v: &T) -> minijinja::Value {
+    minijinja::Value::from(minijinja::value::Serde(v))
+}

@@ -1,0 +1,360 @@
+//! The worker runtime: claims task batches from its queues, runs up to `concurrency` at once,
+//! heartbeats its leases, writes completions in batches (group commit), and on shutdown stops
+//! claiming, finishes or releases what it holds, and returns.
+
+use std::collections::{HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::FutureExt;
+use oclaw_core::config::WorkerConfig;
+use oclaw_core::{ErrorCode, TaskError, TaskId};
+use oclaw_store::{ClaimRequest, ClaimedTask, Completion, Outcome, Store};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::pipeline::{run_pipeline, Runtime};
+
+/// How a worker claims and runs tasks.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub id: String,
+    pub queues: Vec<String>,
+    pub concurrency: usize,
+    pub batch_enabled: bool,
+    pub batch_max: usize,
+    pub batch_timeout: Duration,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl WorkerOptions {
+    pub fn from_config(cfg: &WorkerConfig, id: String, queues: Vec<String>) -> WorkerOptions {
+        WorkerOptions {
+            id,
+            queues,
+            concurrency: cfg.concurrency.max(1),
+            batch_enabled: cfg.batch.enabled,
+            batch_max: cfg.batch.max_size.max(1),
+            batch_timeout: cfg.batch.timeout.get(),
+            lease: cfg.lease.get(),
+            poll_interval: cfg.poll_interval.get(),
+            shutdown_grace: cfg.shutdown_grace.get(),
+        }
+    }
+}
+
+/// Live counters of a worker (read by metrics and tests).
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub in_flight: AtomicUsize,
+    pub claimed: AtomicU64,
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    pub fenced: AtomicU64,
+    pub released: AtomicU64,
+}
+
+/// What a worker did before it stopped.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct WorkerReport {
+    pub claimed: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub fenced: u64,
+    pub released: u64,
+}
+
+pub struct Worker {
+    opts: WorkerOptions,
+    rt: Arc<Runtime>,
+    stats: Arc<WorkerStats>,
+}
+
+type Held = Arc<Mutex<HashSet<TaskId>>>;
+
+/// Resolves once the shutdown flag is set (never, if its sender is gone without setting it).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn hold(held: &Held, ids: impl IntoIterator<Item = TaskId>) {
+    if let Ok(mut h) = held.lock() {
+        h.extend(ids);
+    }
+}
+
+fn unhold(held: &Held, ids: &[TaskId]) {
+    if let Ok(mut h) = held.lock() {
+        for id in ids {
+            h.remove(id);
+        }
+    }
+}
+
+impl Worker {
+    pub fn new(opts: WorkerOptions, rt: Arc<Runtime>) -> Worker {
+        Worker { opts, rt, stats: Arc::new(WorkerStats::default()) }
+    }
+
+    pub fn stats(&self) -> Arc<WorkerStats> {
+        self.stats.clone()
+    }
+
+    /// Runs until `shutdown` turns true, then drains and returns.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> WorkerReport {
+        let store = self.rt.store.clone();
+        let opts = Arc::new(self.opts);
+        let held: Held = Arc::default();
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<Completion>();
+        let flusher = tokio::spawn(flush_completions(store.clone(), done_rx, held.clone(), opts.clone(), self.stats.clone()));
+        let (hb_stop_tx, hb_stop_rx) = watch::channel(false);
+        let heartbeat = tokio::spawn(heartbeat_leases(store.clone(), held.clone(), opts.clone(), hb_stop_rx));
+        let sem = Arc::new(Semaphore::new(opts.concurrency));
+        let mut running: JoinSet<()> = JoinSet::new();
+        let mut buffer: VecDeque<ClaimedTask> = VecDeque::new();
+        let mut claim_backoff = Duration::from_millis(50);
+        tracing::info!(component = "worker", worker = %opts.id, queues = ?opts.queues, concurrency = opts.concurrency, "worker started");
+
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            while running.try_join_next().is_some() {}
+            let want = if opts.batch_enabled {
+                if buffer.len() < opts.concurrency.min(opts.batch_max) { opts.batch_max - buffer.len().min(opts.batch_max) } else { 0 }
+            } else if buffer.is_empty() {
+                sem.available_permits().max(1)
+            } else {
+                0
+            };
+            if want > 0 {
+                let request = ClaimRequest { worker: opts.id.clone(), queues: opts.queues.clone(), limit: want, lease: opts.lease };
+                match store.claim_batch(request).await {
+                    Ok(tasks) => {
+                        claim_backoff = Duration::from_millis(50);
+                        self.stats.claimed.fetch_add(tasks.len() as u64, Ordering::Relaxed);
+                        hold(&held, tasks.iter().map(|t| t.id));
+                        buffer.extend(tasks);
+                    }
+                    Err(e) => {
+                        tracing::error!(component = "worker", error_code = e.code().code(), "claiming tasks failed: {e}; retrying in {claim_backoff:?}");
+                        tokio::select! {
+                            _ = tokio::time::sleep(claim_backoff) => {}
+                            _ = stopped(&mut shutdown) => {}
+                        }
+                        claim_backoff = (claim_backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            if buffer.is_empty() {
+                tokio::select! {
+                    _ = store.wakeups().queued.notified() => {}
+                    _ = tokio::time::sleep(opts.poll_interval) => {}
+                    _ = stopped(&mut shutdown) => {}
+                }
+                continue;
+            }
+            let permit = tokio::select! {
+                p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = stopped(&mut shutdown) => break,
+            };
+            if let Some(task) = buffer.pop_front() {
+                running.spawn(run_one(self.rt.clone(), task, permit, done_tx.clone(), opts.id.clone(), self.stats.clone()));
+            }
+        }
+
+        // Shutdown: give back what has not started, let running tasks finish within the grace.
+        let unstarted: Vec<TaskId> = buffer.drain(..).map(|t| t.id).collect();
+        release(&*store, &opts.id, &unstarted, &held, &self.stats).await;
+        let grace = tokio::time::sleep(opts.shutdown_grace);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                next = running.join_next() => if next.is_none() { break },
+                _ = &mut grace => {
+                    tracing::warn!(component = "worker", tasks = running.len(), "shutdown grace over; stopping running tasks and releasing them");
+                    running.abort_all();
+                    while running.join_next().await.is_some() {}
+                    break;
+                }
+            }
+        }
+        drop(done_tx);
+        let _ = flusher.await;
+        let leftover: Vec<TaskId> = held.lock().map(|h| h.iter().copied().collect()).unwrap_or_default();
+        release(&*store, &opts.id, &leftover, &held, &self.stats).await;
+        let _ = hb_stop_tx.send(true);
+        let _ = heartbeat.await;
+        let s = &self.stats;
+        let report = WorkerReport {
+            claimed: s.claimed.load(Ordering::Relaxed),
+            succeeded: s.succeeded.load(Ordering::Relaxed),
+            failed: s.failed.load(Ordering::Relaxed),
+            fenced: s.fenced.load(Ordering::Relaxed),
+            released: s.released.load(Ordering::Relaxed),
+        };
+        tracing::info!(component = "worker", worker = %opts.id, succeeded = report.succeeded, failed = report.failed, released = report.released, "worker stopped");
+        report
+    }
+}
+
+async fn release(store: &dyn Store, worker: &str, ids: &[TaskId], held: &Held, stats: &WorkerStats) {
+    if ids.is_empty() {
+        return;
+    }
+    match store.release(worker, ids).await {
+        Ok(n) => {
+            stats.released.fetch_add(n, Ordering::Relaxed);
+            tracing::info!(component = "worker", released = n, "released leased tasks back to their queues");
+        }
+        Err(e) => tracing::warn!(
+            component = "worker",
+            error_code = e.code().code(),
+            "could not release {} tasks ({e}); they return to their queues when their leases expire",
+            ids.len()
+        ),
+    }
+    unhold(held, ids);
+}
+
+async fn run_one(
+    rt: Arc<Runtime>,
+    task: ClaimedTask,
+    permit: OwnedSemaphorePermit,
+    done: mpsc::UnboundedSender<Completion>,
+    worker: String,
+    stats: Arc<WorkerStats>,
+) {
+    stats.in_flight.fetch_add(1, Ordering::Relaxed);
+    let outcome = execute(&rt, &task).await;
+    let _ = done.send(Completion { id: task.id, worker, attempt: task.attempt, outcome });
+    stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    drop(permit);
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Runs one attempt and decides what the store should record.
+pub(crate) async fn execute(rt: &Runtime, task: &ClaimedTask) -> Outcome {
+    let Some(bot) = rt.catalog.get(&task.bot) else {
+        let error = TaskError::new(ErrorCode::BotMissing, format!("bot `{}` is not loaded on this node", task.bot));
+        log_failure(task, &error, false);
+        return Outcome::Failed { error, retry_at: None };
+    };
+    let timeout = bot.doc.spec.timeout.get();
+    let attempt = AssertUnwindSafe(run_pipeline(rt, &bot, task)).catch_unwind();
+    let (error, retryable) = match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(Ok(output))) => return Outcome::Succeeded(output),
+        Ok(Ok(Err(f))) => (TaskError::new(f.code, f.message), f.retryable),
+        Ok(Err(panic)) => (TaskError::new(ErrorCode::SkillPanicked, format!("a skill panicked: {}", panic_message(&*panic))), true),
+        Err(_) => (
+            TaskError::new(ErrorCode::TaskTimeout, format!("task exceeded its timeout of {}", oclaw_core::duration::format_duration(timeout))),
+            true,
+        ),
+    };
+    log_failure(task, &error, retryable);
+    let retry_at = retryable.then(|| {
+        let wait = bot.doc.spec.retry.delay_after(task.attempt, fastrand::f64());
+        Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1))
+    });
+    Outcome::Failed { error, retry_at }
+}
+
+fn log_failure(task: &ClaimedTask, error: &TaskError, retryable: bool) {
+    let last = task.attempt >= task.max_attempts || !retryable;
+    let task_id = task.id.to_string();
+    let (error_code, trace_id) = (error.code.as_str(), task.trace_id.as_str());
+    if last {
+        tracing::error!(component = "worker", task_id, error_code, trace_id, bot = %task.bot, attempt = task.attempt, "{}", error.message);
+    } else {
+        tracing::warn!(component = "worker", task_id, error_code, trace_id, bot = %task.bot, attempt = task.attempt, "{} (will retry)", error.message);
+    }
+}
+
+/// Writes completions as a group commit: whatever finished while the previous write was in
+/// flight goes into the next one (up to `batch_max`), so a lone completion is written at once and
+/// a busy worker writes large batches.
+async fn flush_completions(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::UnboundedReceiver<Completion>,
+    held: Held,
+    opts: Arc<WorkerOptions>,
+    stats: Arc<WorkerStats>,
+) {
+    let limit = if opts.batch_enabled { opts.batch_max } else { 1 };
+    let mut batch: Vec<Completion> = Vec::with_capacity(limit);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < limit {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let ids: Vec<TaskId> = batch.iter().map(|c| c.id).collect();
+        let mut wait = Duration::from_millis(50);
+        let give_up = tokio::time::Instant::now() + opts.lease;
+        loop {
+            match store.complete_batch(batch.clone()).await {
+                Ok(report) => {
+                    let failed = batch.iter().filter(|c| matches!(c.outcome, Outcome::Failed { .. })).count() as u64;
+                    stats.failed.fetch_add(failed, Ordering::Relaxed);
+                    stats.succeeded.fetch_add(batch.len() as u64 - failed, Ordering::Relaxed);
+                    if !report.fenced.is_empty() {
+                        stats.fenced.fetch_add(report.fenced.len() as u64, Ordering::Relaxed);
+                        tracing::warn!(component = "worker", tasks = ?report.fenced.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+                            "results not recorded: the lease was lost (expired or cancelled) and the task belongs to another attempt");
+                    }
+                    break;
+                }
+                Err(e) if tokio::time::Instant::now() + wait < give_up => {
+                    tracing::error!(component = "worker", error_code = e.code().code(), "writing {} completions failed: {e}; retrying", batch.len());
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::error!(component = "worker", error_code = e.code().code(),
+                        "giving up writing {} completions: {e}; their leases will expire and the tasks run again", batch.len());
+                    break;
+                }
+            }
+        }
+        unhold(&held, &ids);
+        batch.clear();
+    }
+}
+
+async fn heartbeat_leases(store: Arc<dyn Store>, held: Held, opts: Arc<WorkerOptions>, mut stop: watch::Receiver<bool>) {
+    let every = opts.lease / 3;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopped(&mut stop) => return,
+        }
+        let ids: Vec<TaskId> = held.lock().map(|h| h.iter().copied().collect()).unwrap_or_default();
+        if ids.is_empty() {
+            continue;
+        }
+        if let Err(e) = store.extend_leases(&opts.id, &ids, opts.lease).await {
+            tracing::warn!(component = "worker", error_code = e.code().code(), "lease heartbeat failed: {e}");
+        }
+    }
+}
