@@ -217,6 +217,17 @@ pub async fn heartbeat_extends_only_own_leases(s: DynStore) {
     assert_eq!(report.requeued, 0, "the extended lease is still valid");
 }
 
+pub async fn crashed_worker_leases_end_at_once(s: DynStore) {
+    let id = s.enqueue(task("b", "default", 1)).await.unwrap().task.id;
+    s.claim_batch(claim("node-a", &["default"], 1)).await.unwrap();
+    assert_eq!(s.expire_leases_of("node-b").await.unwrap(), 0);
+    assert_eq!(s.expire_leases_of("node-a").await.unwrap(), 1);
+    let report = s.requeue_expired(Utc::now()).await.unwrap();
+    assert_eq!(report.requeued, 1);
+    let t = s.get_task(id).await.unwrap().unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Queued, 1));
+}
+
 pub async fn release_gives_tasks_back_without_counting_an_attempt(s: DynStore) {
     let id = s.enqueue(task("b", "default", 1)).await.unwrap().task.id;
     s.claim_batch(claim("w1", &["default"], 1)).await.unwrap();
@@ -345,7 +356,7 @@ macro_rules! store_conformance_tests {
             batch_enqueue_and_batch_complete, failure_retries_then_dead_letters,
             permanent_failure_is_failed, redrive_dead_task, cancel_fences_the_worker,
             expired_lease_is_requeued_and_old_holder_fenced, expired_lease_on_last_attempt_is_dead,
-            heartbeat_extends_only_own_leases, release_gives_tasks_back_without_counting_an_attempt,
+            heartbeat_extends_only_own_leases, crashed_worker_leases_end_at_once, release_gives_tasks_back_without_counting_an_attempt,
             delayed_task_waits_for_run_at, capacity_refuses_then_accepts, checkpoints_come_back_on_retry,
             queue_stats_count_each_state, list_tasks_filters_and_pages, kv_with_ttl, trigger_marks_persist,
             wakeups_fire_on_enqueue);

@@ -41,6 +41,9 @@ pub trait Store: Send + Sync + 'static {
     async fn complete_batch(&self, completions: Vec<Completion>) -> StoreResult<CompletionReport>;
     /// Gives leased tasks back unrun (graceful shutdown): queued again, attempt not counted.
     async fn release(&self, worker: &str, ids: &[TaskId]) -> StoreResult<u64>;
+    /// Ends every lease `worker` holds now, so its tasks are requeued on the next expiry pass.
+    /// Used when a worker restarts under the same id after a crash.
+    async fn expire_leases_of(&self, worker: &str) -> StoreResult<u64>;
     /// Saves a completed step's output for the attempt that holds the lease.
     async fn save_checkpoint(
         &self,

@@ -400,6 +400,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn expire_leases_of(&self, worker: &str) -> StoreResult<u64> {
+        let worker = worker.to_string();
+        self.write(move |conn, inner| {
+            let n = conn
+                .prepare_cached("UPDATE tasks SET lease_until = 0 WHERE status = 'running' AND worker = ?1")
+                .and_then(|mut s| s.execute([worker]))
+                .map_err(map_err)? as u64;
+            if n > 0 {
+                inner.wakeups.scheduled.notify_one();
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     async fn save_checkpoint(&self, id: TaskId, step: &str, index: u32, output: &Value) -> StoreResult<()> {
         let step = step.to_string();
         let output = to_json(output);
