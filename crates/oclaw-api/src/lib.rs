@@ -1,0 +1,14 @@
+//! The HTTP API of a node: `/v1` routes for tasks, bots and queues, `/healthz`, `/readyz`,
+//! and the demo data the example bots read. Errors use one shape with an `OC-2xxx`/`OC-4xxx` code.
+
+mod auth;
+mod body;
+mod error;
+mod routes;
+mod state;
+mod trace;
+
+pub use auth::{check_listen_safety, ListenSafety};
+pub use error::ApiError;
+pub use routes::router;
+pub use state::ApiState;

@@ -1,0 +1,34 @@
+//! Route table of the API.
+
+mod bots;
+mod demo;
+mod health;
+mod queues;
+mod tasks;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use oclaw_core::ErrorCode;
+
+use crate::{auth, ApiError, ApiState};
+
+/// The node's HTTP routes with authentication and the body limit applied.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/v1/tasks", post(tasks::submit).get(tasks::list))
+        .route("/v1/tasks/batch", post(tasks::submit_batch))
+        .route("/v1/tasks/{id}", get(tasks::get_one))
+        .route("/v1/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/v1/tasks/{id}/retry", post(tasks::retry))
+        .route("/v1/bots", get(bots::list))
+        .route("/v1/bots/{name}", get(bots::get_one))
+        .route("/v1/queues", get(queues::list))
+        .route("/demo/catalog.json", get(demo::catalog))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route; see /openapi.json for the routes") })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .with_state(state)
+}

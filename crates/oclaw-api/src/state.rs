@@ -1,0 +1,17 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use oclaw_engine::BotCatalog;
+use oclaw_store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+    pub catalog: Arc<BotCatalog>,
+    /// How long `invoke` waits for a result by default (`api.timeout`).
+    pub timeout: Duration,
+    /// Accepted bearer tokens; empty means no authentication (loopback only).
+    pub tokens: Arc<Vec<String>>,
+    pub max_body_bytes: usize,
+}
