@@ -1,0 +1,11 @@
+//! A node: the store, the bot catalogue, the worker, the scheduler and the API put together,
+//! started, and stopped gracefully. Also the built-in benchmarks (`oclaw bench`).
+
+pub mod bench;
+mod examples;
+mod loading;
+mod serve;
+
+pub use examples::EXAMPLE_BOTS;
+pub use loading::{build_catalog, open_configured_store, CatalogSource, NodeError};
+pub use serve::{serve, ServeOptions};

@@ -1,0 +1,95 @@
+//! Opening the configured store and loading the configured bots, with errors that carry codes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oclaw_core::config::{NodeConfig, SyncMode};
+use oclaw_core::config_load::ConfigError;
+use oclaw_core::ErrorCode;
+use oclaw_engine::templates::TemplateEngine;
+use oclaw_engine::BotCatalog;
+use oclaw_skills::SkillRegistry;
+use oclaw_store::sqlite::SqliteOptions;
+use oclaw_store::{Store, StoreError};
+
+use crate::EXAMPLE_BOTS;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{code} opening the store: {0}", code = .0.code())]
+    Store(#[from] StoreError),
+    #[error("{code} {message}")]
+    Startup { code: ErrorCode, message: String },
+}
+
+impl NodeError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            NodeError::Config(e) => e.code,
+            NodeError::Store(e) => e.code(),
+            NodeError::Startup { code, .. } => *code,
+        }
+    }
+}
+
+/// Where the loaded bots came from (for the banner).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogSource {
+    Configured,
+    Examples,
+}
+
+/// Opens `storage.url` with the configured durability and sets queue capacities.
+pub async fn open_configured_store(config: &NodeConfig) -> Result<Arc<dyn Store>, NodeError> {
+    let options = SqliteOptions {
+        full_sync: config.storage.sync == SyncMode::Full,
+        busy_timeout: config.storage.busy_timeout.get().max(Duration::from_millis(1)),
+    };
+    let store = oclaw_store::open_store(&config.storage.url, options).await?;
+    for (queue, q) in &config.queues {
+        store.set_queue_capacity(queue, q.capacity);
+    }
+    Ok(store)
+}
+
+/// Bots from the config (`bots`, `bots_dir`); the built-in examples when neither is set.
+pub fn build_catalog(
+    config: &NodeConfig,
+    config_file: &str,
+    skills: &SkillRegistry,
+    templates: &TemplateEngine,
+) -> Result<(BotCatalog, CatalogSource), NodeError> {
+    let mut catalog = BotCatalog::default();
+    let configured = !config.bots.is_empty() || config.bots_dir.is_some();
+    for bot in &config.bots {
+        let text = std::fs::read_to_string(config_file).ok();
+        catalog.add(bot.clone(), config_file, text.as_deref(), skills, templates)?;
+    }
+    if let Some(dir) = &config.bots_dir {
+        catalog.load_dir(dir, skills, templates)?;
+    }
+    if configured {
+        return Ok((catalog, CatalogSource::Configured));
+    }
+    for (name, text) in EXAMPLE_BOTS {
+        catalog.load_yaml(name, text, skills, templates)?;
+    }
+    Ok((catalog, CatalogSource::Examples))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn examples_load() {
+        let (c, source) = build_catalog(&NodeConfig::default(), "<defaults>", &SkillRegistry::builtin(), &TemplateEngine::default()).unwrap();
+        assert_eq!(source, CatalogSource::Examples);
+        assert!(c.get("hello").is_some());
+        assert!(c.get("catalog-collector").is_some());
+        assert!(c.get("health-monitor").is_some());
+    }
+}

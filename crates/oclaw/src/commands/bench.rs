@@ -1,0 +1,27 @@
+use std::process::ExitCode;
+
+use super::{runtime, EXIT_FAILURE};
+use crate::cli::BenchCommand;
+
+pub fn run(cmd: BenchCommand) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let result = match cmd {
+        BenchCommand::Drain { tasks, concurrency, batch, no_batch } => {
+            rt.block_on(oclaw_node::bench::drain(oclaw_node::bench::DrainOptions { tasks, concurrency, batch, batching: !no_batch }))
+        }
+        BenchCommand::Latency { samples } => rt.block_on(oclaw_node::bench::latency(samples)),
+    };
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}

@@ -1,0 +1,16 @@
+use std::process::ExitCode;
+
+use crate::cli::DocsCommand;
+
+pub fn run(cmd: DocsCommand) -> ExitCode {
+    match cmd {
+        DocsCommand::ErrorCodes => print!("{}", oclaw_core::error_code::catalogue_markdown()),
+        DocsCommand::Skills => {
+            println!("| skill | origin | what it does |\n|---|---|---|");
+            for (name, origin, summary) in oclaw_skills::SkillRegistry::builtin().list() {
+                println!("| `{name}` | {origin} | {summary} |");
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}

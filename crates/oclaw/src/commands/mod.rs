@@ -1,0 +1,47 @@
+//! One module per command group.
+
+mod bench;
+mod config;
+mod docs;
+mod serve;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command, LogFormatArg, ProfileArg};
+use oclaw_core::config::Profile;
+
+/// Exit codes scripts can rely on.
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_INVALID: u8 = 2;
+
+pub fn run(cli: Cli) -> ExitCode {
+    let style = cli.log_format.map(|f| match f {
+        LogFormatArg::Auto => oclaw_telemetry::LogStyle::Auto,
+        LogFormatArg::Json => oclaw_telemetry::LogStyle::Json,
+        LogFormatArg::Human => oclaw_telemetry::LogStyle::Human,
+    });
+    match cli.command {
+        Command::Serve { config, listen } => serve::run(config, listen, style),
+        Command::Config(c) => config::run(c),
+        Command::Bench(b) => bench::run(b),
+        Command::Docs(d) => docs::run(d),
+        Command::Version => {
+            println!("oclaw {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+pub fn profile(p: ProfileArg) -> Profile {
+    match p {
+        ProfileArg::Default => Profile::Default,
+        ProfileArg::Production => Profile::Production,
+    }
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        ExitCode::from(EXIT_FAILURE)
+    })
+}

@@ -1,0 +1,67 @@
+use std::process::ExitCode;
+
+use oclaw_core::config::LogFormat;
+use oclaw_core::config_load::load_node_config;
+use oclaw_telemetry::LogStyle;
+
+use super::{profile, runtime, EXIT_FAILURE, EXIT_INVALID};
+use crate::cli::ConfigArgs;
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+pub fn run(args: ConfigArgs, listen: Option<String>, style: Option<LogStyle>) -> ExitCode {
+    let file = args.config.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<defaults>".into());
+    let mut config = match load_node_config(args.config.as_deref(), profile(args.profile), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    if let Some(l) = listen {
+        config.api.listen = l;
+    }
+    let style = style.unwrap_or(match config.telemetry.log_format {
+        LogFormat::Auto => LogStyle::Auto,
+        LogFormat::Json => LogStyle::Json,
+        LogFormat::Human => LogStyle::Human,
+    });
+    oclaw_telemetry::init_logging(style, &config.telemetry.log_level);
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!(component = "node", error_code = "OC-4011", "panic: {info}");
+    }));
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let options = oclaw_node::ServeOptions { config, config_file: file, banner: true };
+    match rt.block_on(oclaw_node::serve(options, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(component = "node", error_code = e.code().code(), "{e}");
+            eprintln!("error: {e}");
+            let config_error = e.code().code().starts_with("OC-1");
+            ExitCode::from(if config_error { EXIT_INVALID } else { EXIT_FAILURE })
+        }
+    }
+}
