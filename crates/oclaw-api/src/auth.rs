@@ -19,7 +19,11 @@ pub enum ListenSafety {
     Refused(String),
 }
 
-pub fn check_listen_safety(addr: SocketAddr, has_tokens: bool, allow_unauthenticated: bool) -> ListenSafety {
+pub fn check_listen_safety(
+    addr: SocketAddr,
+    has_tokens: bool,
+    allow_unauthenticated: bool,
+) -> ListenSafety {
     if has_tokens || addr.ip().is_loopback() {
         ListenSafety::Ok
     } else if allow_unauthenticated {
@@ -49,12 +53,28 @@ pub async fn require_token(State(state): State<ApiState>, req: Request, next: Ne
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     match presented {
-        Some(token) if state.tokens.iter().any(|t| constant_time_eq(t.as_bytes(), token.as_bytes())) => next.run(req).await,
-        Some(_) => ApiError::new(ErrorCode::Unauthorized, "the bearer token is not valid").into_response(),
-        None => ApiError::new(ErrorCode::Unauthorized, "this node requires `Authorization: Bearer <token>`").into_response(),
+        Some(token)
+            if state
+                .tokens
+                .iter()
+                .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes())) =>
+        {
+            next.run(req).await
+        }
+        Some(_) => {
+            ApiError::new(ErrorCode::Unauthorized, "the bearer token is not valid").into_response()
+        }
+        None => ApiError::new(
+            ErrorCode::Unauthorized,
+            "this node requires `Authorization: Bearer <token>`",
+        )
+        .into_response(),
     }
 }
 
@@ -68,7 +88,13 @@ mod tests {
         let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         assert_eq!(check_listen_safety(local, false, false), ListenSafety::Ok);
         assert_eq!(check_listen_safety(public, true, false), ListenSafety::Ok);
-        assert!(matches!(check_listen_safety(public, false, false), ListenSafety::Refused(_)));
-        assert_eq!(check_listen_safety(public, false, true), ListenSafety::UnauthenticatedByChoice);
+        assert!(matches!(
+            check_listen_safety(public, false, false),
+            ListenSafety::Refused(_)
+        ));
+        assert_eq!(
+            check_listen_safety(public, false, true),
+            ListenSafety::UnauthenticatedByChoice
+        );
     }
 }

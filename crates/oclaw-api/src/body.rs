@@ -9,12 +9,23 @@ use serde_json::json;
 
 use crate::ApiError;
 
-pub fn decode<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>, trace_id: &str) -> Result<T, ApiError> {
+pub fn decode<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    trace_id: &str,
+) -> Result<T, ApiError> {
     let bytes = body.map_err(|rej| {
         if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(ErrorCode::BodyTooLarge, "request body is larger than api.max_body_bytes").trace(trace_id)
+            ApiError::new(
+                ErrorCode::BodyTooLarge,
+                "request body is larger than api.max_body_bytes",
+            )
+            .trace(trace_id)
         } else {
-            ApiError::new(ErrorCode::MalformedBody, format!("could not read the request body: {rej}")).trace(trace_id)
+            ApiError::new(
+                ErrorCode::MalformedBody,
+                format!("could not read the request body: {rej}"),
+            )
+            .trace(trace_id)
         }
     })?;
     serde_json::from_slice(&bytes).map_err(|e| {
@@ -22,7 +33,13 @@ pub fn decode<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>, trace_id
             serde_json::error::Category::Data => ErrorCode::InvalidField,
             _ => ErrorCode::MalformedBody,
         };
-        let what = if code == ErrorCode::MalformedBody { "request body is not valid JSON" } else { "request body has an invalid field" };
-        ApiError::new(code, format!("{what}: {e}")).details(json!({"line": e.line(), "column": e.column()})).trace(trace_id)
+        let what = if code == ErrorCode::MalformedBody {
+            "request body is not valid JSON"
+        } else {
+            "request body has an invalid field"
+        };
+        ApiError::new(code, format!("{what}: {e}"))
+            .details(json!({"line": e.line(), "column": e.column()}))
+            .trace(trace_id)
     })
 }

@@ -9,17 +9,23 @@ use serde_json::{json, Value};
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
-    pub details: Value,
+    pub details: Box<Value>,
     pub trace_id: Option<String>,
     pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError { code, message: message.into(), details: json!({}), trace_id: None, retry_after_secs: None }
+        ApiError {
+            code,
+            message: message.into(),
+            details: Box::new(json!({})),
+            trace_id: None,
+            retry_after_secs: None,
+        }
     }
     pub fn details(mut self, details: Value) -> ApiError {
-        self.details = details;
+        self.details = Box::new(details);
         self
     }
     pub fn trace(mut self, trace_id: &str) -> ApiError {
@@ -34,10 +40,12 @@ impl From<StoreError> for ApiError {
         match &e {
             StoreError::QueueFull { queue, capacity } => {
                 err.retry_after_secs = Some(1);
-                err.details = json!({"queue": queue, "capacity": capacity});
+                err.details = Box::new(json!({"queue": queue, "capacity": capacity}));
             }
-            StoreError::Conflict { id, status, .. } => err.details = json!({"task_id": id, "status": status}),
-            StoreError::NotFound(id) => err.details = json!({"task_id": id}),
+            StoreError::Conflict { id, status, .. } => {
+                err.details = Box::new(json!({"task_id": id, "status": status}))
+            }
+            StoreError::NotFound(id) => err.details = Box::new(json!({"task_id": id})),
             _ => {}
         }
         err
@@ -46,9 +54,16 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() {
-            tracing::error!(component = "api-server", error_code = self.code.code(), trace_id = self.trace_id.as_deref().unwrap_or(""), "{}", self.message);
+            tracing::error!(
+                component = "api-server",
+                error_code = self.code.code(),
+                trace_id = self.trace_id.as_deref().unwrap_or(""),
+                "{}",
+                self.message
+            );
         }
         let body = json!({
             "error": {"code": self.code.code(), "message": self.message, "details": self.details},

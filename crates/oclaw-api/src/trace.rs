@@ -33,6 +33,9 @@ mod tests {
             Some("4bf92f3577b34da6a3ce929d0e0e4736")
         );
         assert_eq!(parse_traceparent("garbage"), None);
-        assert_eq!(parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"), None);
+        assert_eq!(
+            parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
     }
 }

@@ -68,7 +68,10 @@ mod tests {
     use super::*;
 
     fn policy(jitter: bool) -> RetryPolicy {
-        RetryPolicy { jitter, ..RetryPolicy::default() }
+        RetryPolicy {
+            jitter,
+            ..RetryPolicy::default()
+        }
     }
 
     #[test]
@@ -92,7 +95,11 @@ mod tests {
 
     #[test]
     fn fixed_ignores_attempts() {
-        let p = RetryPolicy { backoff: BackoffKind::Fixed, jitter: false, ..RetryPolicy::default() };
+        let p = RetryPolicy {
+            backoff: BackoffKind::Fixed,
+            jitter: false,
+            ..RetryPolicy::default()
+        };
         assert_eq!(p.delay_after(7, 0.3), Duration::from_secs(1));
     }
 }

@@ -131,7 +131,9 @@ pub struct Step {
 fn bot_name_ok(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 impl BotDoc {
@@ -147,7 +149,10 @@ impl BotDoc {
             ));
         }
         if !bot_name_ok(&self.spec.queue) {
-            return Err(format!("queue name `{}` must be lowercase letters, digits, `-` or `_`", self.spec.queue));
+            return Err(format!(
+                "queue name `{}` must be lowercase letters, digits, `-` or `_`",
+                self.spec.queue
+            ));
         }
         if self.spec.retry.max_attempts == 0 {
             return Err("retry.max_attempts must be at least 1".into());

@@ -17,14 +17,15 @@ pub enum Profile {
     Production,
 }
 
-
 impl std::str::FromStr for Profile {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "default" => Ok(Profile::Default),
             "production" => Ok(Profile::Production),
-            other => Err(format!("unknown profile `{other}`; one of: default, production")),
+            other => Err(format!(
+                "unknown profile `{other}`; one of: default, production"
+            )),
         }
     }
 }
@@ -182,22 +183,33 @@ impl Default for WorkerConfig {
 }
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { enabled: true, max_size: 100, timeout: Dur::millis(500) }
+        BatchConfig {
+            enabled: true,
+            max_size: 100,
+            timeout: Dur::millis(500),
+        }
     }
 }
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        SchedulerConfig { interval: Dur::secs(5) }
+        SchedulerConfig {
+            interval: Dur::secs(5),
+        }
     }
 }
 impl Default for CacheConfig {
     fn default() -> Self {
-        CacheConfig { ttl: Dur::secs(600) }
+        CacheConfig {
+            ttl: Dur::secs(600),
+        }
     }
 }
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        TelemetryConfig { log_format: LogFormat::Auto, log_level: "info".into() }
+        TelemetryConfig {
+            log_format: LogFormat::Auto,
+            log_level: "info".into(),
+        }
     }
 }
 impl Default for NodeConfig {
@@ -244,7 +256,10 @@ impl NodeConfig {
             return Err("scheduler.interval must be greater than 0".into());
         }
         if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(format!("api.listen `{}` is not an address like 127.0.0.1:8080", self.api.listen));
+            return Err(format!(
+                "api.listen `{}` is not an address like 127.0.0.1:8080",
+                self.api.listen
+            ));
         }
         if !(self.storage.url.starts_with("sqlite:") || self.storage.url.starts_with("postgres")) {
             return Err(format!(

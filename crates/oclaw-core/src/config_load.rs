@@ -32,7 +32,13 @@ fn location(file: &Option<String>, line: &Option<usize>, column: &Option<usize>)
 
 impl ConfigError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ConfigError {
-        ConfigError { code, file: None, line: None, column: None, message: message.into() }
+        ConfigError {
+            code,
+            file: None,
+            line: None,
+            column: None,
+            message: message.into(),
+        }
     }
     pub fn in_file(mut self, file: &str) -> ConfigError {
         self.file = Some(file.to_string());
@@ -99,8 +105,11 @@ pub fn load_node_config(
         Some(p) => {
             let name = p.display().to_string();
             let text = std::fs::read_to_string(p).map_err(|e| {
-                ConfigError::new(ErrorCode::ConfigUnreadable, format!("cannot read config: {e}"))
-                    .in_file(&name)
+                ConfigError::new(
+                    ErrorCode::ConfigUnreadable,
+                    format!("cannot read config: {e}"),
+                )
+                .in_file(&name)
             })?;
             (name, text)
         }
@@ -175,16 +184,24 @@ const FREE_FORM_MAPS: &[&str] = &["queues"];
 /// `OCLAW_WORKER__CONCURRENCY` → `["worker", "concurrency"]`; `None` for variables that are not
 /// config overrides (`OCLAW_SERVER`, `OCLAW_SECRET_*`, ...).
 fn override_path(key: &str, config: &Value) -> Result<Option<Vec<String>>, ConfigError> {
-    let Some(rest) = key.strip_prefix("OCLAW_") else { return Ok(None) };
+    let Some(rest) = key.strip_prefix("OCLAW_") else {
+        return Ok(None);
+    };
     let segments: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-    let top_keys: Vec<&str> = config.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+    let top_keys: Vec<&str> = config
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
     let first = &segments[0];
     let known = top_keys.iter().any(|k| k.eq_ignore_ascii_case(first));
     if !known {
         if segments.len() > 1 {
             return Err(ConfigError::new(
                 ErrorCode::ConfigBadEnvOverride,
-                format!("environment variable {key} names unknown config section `{first}`{}", suggest::hint(first, &top_keys)),
+                format!(
+                    "environment variable {key} names unknown config section `{first}`{}",
+                    suggest::hint(first, &top_keys)
+                ),
             ));
         }
         return Ok(None);
@@ -193,7 +210,8 @@ fn override_path(key: &str, config: &Value) -> Result<Option<Vec<String>>, Confi
 }
 
 fn set_path(root: &mut Value, key: &str, path: &[String], raw: &str) -> Result<(), ConfigError> {
-    let parsed: Value = serde_yaml::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
+    let parsed: Value =
+        serde_yaml::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
     let mut node = root;
     let mut parent_free_form = false;
     for (i, seg) in path.iter().enumerate() {
@@ -205,7 +223,10 @@ fn set_path(root: &mut Value, key: &str, path: &[String], raw: &str) -> Result<(
         let Value::Object(obj) = node else {
             return Err(ConfigError::new(
                 ErrorCode::ConfigBadEnvOverride,
-                format!("environment variable {key}: `{}` is not a section", path[..i].join(".")),
+                format!(
+                    "environment variable {key}: `{}` is not a section",
+                    path[..i].join(".")
+                ),
             ));
         };
         let existing = obj.keys().find(|k| k.eq_ignore_ascii_case(seg)).cloned();
@@ -216,7 +237,10 @@ fn set_path(root: &mut Value, key: &str, path: &[String], raw: &str) -> Result<(
                 let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
                 return Err(ConfigError::new(
                     ErrorCode::ConfigBadEnvOverride,
-                    format!("environment variable {key} names unknown key `{seg}`{}", suggest::hint(seg, &keys)),
+                    format!(
+                        "environment variable {key} names unknown key `{seg}`{}",
+                        suggest::hint(seg, &keys)
+                    ),
                 ));
             }
         };
@@ -246,7 +270,11 @@ mod tests {
 
     #[test]
     fn file_values_override_defaults() {
-        let c = parse("worker:\n  concurrency: 20\n  batch:\n    maxSize: 50\n    timeout: 250ms\n", &[]).unwrap();
+        let c = parse(
+            "worker:\n  concurrency: 20\n  batch:\n    maxSize: 50\n    timeout: 250ms\n",
+            &[],
+        )
+        .unwrap();
         assert_eq!(c.worker.concurrency, 20);
         assert_eq!(c.worker.batch.max_size, 50);
         assert_eq!(c.worker.batch.timeout, Dur::millis(250));
@@ -258,8 +286,15 @@ mod tests {
         let err = parse("api:\n  timeout: 5s\nworker:\n  concurency: 20\n", &[]).unwrap_err();
         assert_eq!(err.code, ErrorCode::ConfigUnknownKey);
         assert_eq!(err.line, Some(4));
-        assert!(err.message.contains("did you mean `concurrency`"), "{}", err.message);
-        assert!(err.to_string().starts_with("OC-1003 oclaw.yaml:4:"), "{err}");
+        assert!(
+            err.message.contains("did you mean `concurrency`"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.to_string().starts_with("OC-1003 oclaw.yaml:4:"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -302,14 +337,19 @@ mod tests {
         let err = parse("", &[("OCLAW_WORKER__CONCURENCY", "5")]).unwrap_err();
         assert_eq!(err.code, ErrorCode::ConfigBadEnvOverride);
         assert!(err.message.contains("OCLAW_WORKER__CONCURENCY"));
-        assert!(err.message.contains("did you mean `concurrency`"), "{}", err.message);
+        assert!(
+            err.message.contains("did you mean `concurrency`"),
+            "{}",
+            err.message
+        );
         let err = parse("", &[("OCLAW_WORKER__CONCURRENCY", "many")]).unwrap_err();
         assert_eq!(err.code, ErrorCode::ConfigBadEnvOverride, "{err}");
     }
 
     #[test]
     fn production_profile_sits_under_the_file() {
-        let c = parse_node_config("f", "cache:\n  ttl: 10m\n", Profile::Production, Vec::new()).unwrap();
+        let c = parse_node_config("f", "cache:\n  ttl: 10m\n", Profile::Production, Vec::new())
+            .unwrap();
         assert_eq!(c.worker.concurrency, 50);
         assert_eq!(c.cache.ttl, Dur::secs(600));
     }

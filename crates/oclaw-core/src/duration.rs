@@ -71,7 +71,9 @@ impl<'de> Deserialize<'de> for Dur {
         }
         match Raw::deserialize(d)? {
             Raw::Secs(s) => Ok(Dur(Duration::from_secs(s))),
-            Raw::Text(t) => parse_duration(&t).map(Dur).map_err(serde::de::Error::custom),
+            Raw::Text(t) => parse_duration(&t)
+                .map(Dur)
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -101,7 +103,9 @@ mod tests {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
-        assert!(parse_duration("soon").unwrap_err().contains("invalid duration"));
+        assert!(parse_duration("soon")
+            .unwrap_err()
+            .contains("invalid duration"));
         assert!(parse_duration("").is_err());
     }
 

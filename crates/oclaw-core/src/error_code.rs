@@ -100,7 +100,12 @@ impl std::str::FromStr for ErrorCode {
 pub fn catalogue_markdown() -> String {
     let mut out = String::from("| code | HTTP | meaning |\n|---|---|---|\n");
     for c in ErrorCode::ALL {
-        out.push_str(&format!("| `{}` | {} | {} |\n", c.code(), c.http_status(), c.title()));
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            c.code(),
+            c.http_status(),
+            c.title()
+        ));
     }
     out
 }

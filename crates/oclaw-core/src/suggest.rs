@@ -1,11 +1,19 @@
 //! "Did you mean" suggestions for unknown names (config keys, skills, bots).
 
 /// The closest candidate to `word`, if one is close enough to be a plausible typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let word_lower = word.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(&word_lower, &c.to_ascii_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::jaro_winkler(&word_lower, &c.to_ascii_lowercase()),
+                c,
+            )
+        })
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
@@ -25,8 +33,14 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(did_you_mean("concurency", ["concurrency", "queues", "batch"]), Some("concurrency"));
-        assert_eq!(did_you_mean("http.reqest", ["http.request", "log"]), Some("http.request"));
+        assert_eq!(
+            did_you_mean("concurency", ["concurrency", "queues", "batch"]),
+            Some("concurrency")
+        );
+        assert_eq!(
+            did_you_mean("http.reqest", ["http.request", "log"]),
+            Some("http.request")
+        );
         assert_eq!(did_you_mean("zzz", ["concurrency", "queues"]), None);
     }
 }

@@ -111,12 +111,16 @@ impl std::fmt::Display for TaskStatus {
 impl std::str::FromStr for TaskStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        TaskStatus::ALL.iter().copied().find(|t| t.as_str() == s).ok_or_else(|| {
-            format!(
-                "unknown task status `{s}`; one of: {}",
-                TaskStatus::ALL.map(|t| t.as_str()).join(", ")
-            )
-        })
+        TaskStatus::ALL
+            .iter()
+            .copied()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown task status `{s}`; one of: {}",
+                    TaskStatus::ALL.map(|t| t.as_str()).join(", ")
+                )
+            })
     }
 }
 
@@ -130,7 +134,10 @@ pub struct TaskError {
 
 impl TaskError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> TaskError {
-        TaskError { code: code.code().to_string(), message: message.into() }
+        TaskError {
+            code: code.code().to_string(),
+            message: message.into(),
+        }
     }
 }
 

@@ -45,7 +45,13 @@ fn find_line(text: Option<&str>, needle: &str) -> Option<usize> {
     Some(text[..pos].matches('\n').count() + 1)
 }
 
-fn located(code: ErrorCode, source: &str, text: Option<&str>, needle: &str, message: String) -> ConfigError {
+fn located(
+    code: ErrorCode,
+    source: &str,
+    text: Option<&str>,
+    needle: &str,
+    message: String,
+) -> ConfigError {
     let mut e = ConfigError::new(code, message).in_file(source);
     e.line = find_line(text, needle);
     e
@@ -70,11 +76,20 @@ impl BotCatalog {
 
     /// Every queue a loaded bot sends tasks to.
     pub fn queues(&self) -> BTreeSet<String> {
-        self.bots.values().map(|b| b.doc.spec.queue.clone()).collect()
+        self.bots
+            .values()
+            .map(|b| b.doc.spec.queue.clone())
+            .collect()
     }
 
     /// Loads every bot document (separated by `---` lines) in a YAML text.
-    pub fn load_yaml(&mut self, source: &str, text: &str, skills: &SkillRegistry, templates: &TemplateEngine) -> Result<usize, ConfigError> {
+    pub fn load_yaml(
+        &mut self,
+        source: &str,
+        text: &str,
+        skills: &SkillRegistry,
+        templates: &TemplateEngine,
+    ) -> Result<usize, ConfigError> {
         let mut n = 0;
         let mut start_line = 0usize;
         let mut chunk = String::new();
@@ -90,7 +105,9 @@ impl BotCatalog {
         }
         chunks.push((start_line, chunk));
         for (offset, doc) in chunks {
-            let meaningful = doc.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+            let meaningful = doc
+                .lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
             if !meaningful {
                 continue;
             }
@@ -109,10 +126,19 @@ impl BotCatalog {
     }
 
     /// Loads every `*.yaml`/`*.yml` file of a folder, in name order.
-    pub fn load_dir(&mut self, dir: &Path, skills: &SkillRegistry, templates: &TemplateEngine) -> Result<usize, ConfigError> {
+    pub fn load_dir(
+        &mut self,
+        dir: &Path,
+        skills: &SkillRegistry,
+        templates: &TemplateEngine,
+    ) -> Result<usize, ConfigError> {
         let shown = dir.display().to_string();
         let entries = std::fs::read_dir(dir).map_err(|e| {
-            ConfigError::new(ErrorCode::ConfigUnreadable, format!("cannot read bots folder: {e}")).in_file(&shown)
+            ConfigError::new(
+                ErrorCode::ConfigUnreadable,
+                format!("cannot read bots folder: {e}"),
+            )
+            .in_file(&shown)
         })?;
         let mut files: Vec<_> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -123,7 +149,11 @@ impl BotCatalog {
         for file in files {
             let name = file.display().to_string();
             let text = std::fs::read_to_string(&file).map_err(|e| {
-                ConfigError::new(ErrorCode::ConfigUnreadable, format!("cannot read bot file: {e}")).in_file(&name)
+                ConfigError::new(
+                    ErrorCode::ConfigUnreadable,
+                    format!("cannot read bot file: {e}"),
+                )
+                .in_file(&name)
             })?;
             n += self.load_yaml(&name, &text, skills, templates)?;
         }
@@ -140,32 +170,70 @@ impl BotCatalog {
         templates: &TemplateEngine,
     ) -> Result<(), ConfigError> {
         let name = doc.metadata.name.clone();
-        doc.normalize().map_err(|m| located(ErrorCode::BotInvalid, source, text, &name, format!("bot `{name}`: {m}")))?;
+        doc.normalize().map_err(|m| {
+            located(
+                ErrorCode::BotInvalid,
+                source,
+                text,
+                &name,
+                format!("bot `{name}`: {m}"),
+            )
+        })?;
         if let Some(existing) = self.bots.get(&name) {
             return Err(located(
                 ErrorCode::BotInvalid,
                 source,
                 text,
                 &name,
-                format!("bot `{name}` is defined twice (also in {})", existing.source),
+                format!(
+                    "bot `{name}` is defined twice (also in {})",
+                    existing.source
+                ),
             ));
         }
         let mut steps = Vec::with_capacity(doc.spec.steps.len());
         for step in &doc.spec.steps {
             let needle = format!("uses: {}", step.uses);
             let skill = skills.get(&step.uses).map_err(|m| {
-                located(ErrorCode::BotUnknownSkill, source, text, &needle, format!("bot `{name}` step `{}`: {m}", step.id))
+                located(
+                    ErrorCode::BotUnknownSkill,
+                    source,
+                    text,
+                    &needle,
+                    format!("bot `{name}` step `{}`: {m}", step.id),
+                )
             })?;
             skill.check_literal(&step.with).map_err(|e| {
-                located(ErrorCode::BotInvalid, source, text, &needle, format!("bot `{name}` step `{}`: {}", step.id, e.message))
+                located(
+                    ErrorCode::BotInvalid,
+                    source,
+                    text,
+                    &needle,
+                    format!("bot `{name}` step `{}`: {}", step.id, e.message),
+                )
             })?;
-            let template_check = templates.check(&step.with).and_then(|_| match &step.condition {
-                Some(c) => templates.check_str(c),
-                None => Ok(()),
-            });
+            let template_check = templates
+                .check(&step.with)
+                .and_then(|_| match &step.condition {
+                    Some(c) => templates.check_str(c),
+                    None => Ok(()),
+                });
             template_check.map_err(|m| {
-                let bad = m.split('`').nth(1).unwrap_or(&needle).lines().next().unwrap_or("").to_string();
-                located(ErrorCode::BotBadTemplate, source, text, &bad, format!("bot `{name}` step `{}`: {m}", step.id))
+                let bad = m
+                    .split('`')
+                    .nth(1)
+                    .unwrap_or(&needle)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                located(
+                    ErrorCode::BotBadTemplate,
+                    source,
+                    text,
+                    &bad,
+                    format!("bot `{name}` step `{}`: {m}", step.id),
+                )
             })?;
             steps.push((step.clone(), skill));
         }
@@ -176,11 +244,25 @@ impl BotCatalog {
                 Ok(None) => {}
                 Err(m) => {
                     let needle = t.cron.clone().unwrap_or_else(|| "every:".into());
-                    return Err(located(ErrorCode::BotBadTrigger, source, text, &needle, format!("bot `{name}`: {m}")));
+                    return Err(located(
+                        ErrorCode::BotBadTrigger,
+                        source,
+                        text,
+                        &needle,
+                        format!("bot `{name}`: {m}"),
+                    ));
                 }
             }
         }
-        self.bots.insert(name, Arc::new(LoadedBot { doc, source: source.to_string(), steps, time_triggers }));
+        self.bots.insert(
+            name,
+            Arc::new(LoadedBot {
+                doc,
+                source: source.to_string(),
+                steps,
+                time_triggers,
+            }),
+        );
         Ok(())
     }
 }
@@ -191,7 +273,12 @@ mod tests {
 
     fn load(text: &str) -> Result<BotCatalog, ConfigError> {
         let mut c = BotCatalog::default();
-        c.load_yaml("bots/x.yaml", text, &SkillRegistry::builtin(), &TemplateEngine::default())?;
+        c.load_yaml(
+            "bots/x.yaml",
+            text,
+            &SkillRegistry::builtin(),
+            &TemplateEngine::default(),
+        )?;
         Ok(c)
     }
 
@@ -224,37 +311,61 @@ spec:
         assert_eq!(bot.steps.len(), 3);
         assert_eq!(bot.time_triggers.len(), 2);
         assert_eq!(bot.doc.spec.retry.max_attempts, 5);
-        assert_eq!(c.queues().into_iter().collect::<Vec<_>>(), vec!["default".to_string()]);
+        assert_eq!(
+            c.queues().into_iter().collect::<Vec<_>>(),
+            vec!["default".to_string()]
+        );
     }
 
     #[test]
     fn unknown_skill_has_file_line_and_suggestion() {
-        let err = load(&GOOD.replace("uses: transform", "uses: transfrom")).err().unwrap();
+        let err = load(&GOOD.replace("uses: transform", "uses: transfrom"))
+            .err()
+            .unwrap();
         assert_eq!(err.code, ErrorCode::BotUnknownSkill);
         assert_eq!(err.file.as_deref(), Some("bots/x.yaml"));
         assert_eq!(err.line, Some(13));
-        assert!(err.message.contains("did you mean `transform`"), "{}", err.message);
+        assert!(
+            err.message.contains("did you mean `transform`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn bad_template_and_bad_cron_and_bad_jq() {
-        let err = load(&GOOD.replace("{{ steps.clean.output | tojson }}", "{{ steps.clean.output | }}")).err().unwrap();
+        let err = load(&GOOD.replace(
+            "{{ steps.clean.output | tojson }}",
+            "{{ steps.clean.output | }}",
+        ))
+        .err()
+        .unwrap();
         assert_eq!(err.code, ErrorCode::BotBadTemplate, "{err}");
         assert_eq!(err.line, Some(18));
-        let err = load(&GOOD.replace("*/5 * * * *", "*/5 * * *")).err().unwrap();
+        let err = load(&GOOD.replace("*/5 * * * *", "*/5 * * *"))
+            .err()
+            .unwrap();
         assert_eq!(err.code, ErrorCode::BotBadTrigger);
         assert_eq!(err.line, Some(6));
-        let err = load(&GOOD.replace("map(select(.price > 0))", "map(select(.price > 0)")).err().unwrap();
+        let err = load(&GOOD.replace("map(select(.price > 0))", "map(select(.price > 0)"))
+            .err()
+            .unwrap();
         assert_eq!(err.code, ErrorCode::BotInvalid);
         assert!(err.message.contains("jq"), "{}", err.message);
     }
 
     #[test]
     fn malformed_yaml_and_unknown_fields() {
-        let err = load("metadata: {name: x}\nspec:\n  steps:\n    - uses: log\n      wiht: {}\n").err().unwrap();
+        let err = load("metadata: {name: x}\nspec:\n  steps:\n    - uses: log\n      wiht: {}\n")
+            .err()
+            .unwrap();
         assert_eq!(err.code, ErrorCode::ConfigUnknownKey, "{err}");
         assert_eq!(err.line, Some(5));
-        assert!(err.message.contains("did you mean `with`"), "{}", err.message);
+        assert!(
+            err.message.contains("did you mean `with`"),
+            "{}",
+            err.message
+        );
         let err = load("metadata: {name: x\nspec: {}\n").err().unwrap();
         assert!(err.line.is_some());
     }

@@ -76,21 +76,39 @@ pub struct RunFailure {
 
 impl RunFailure {
     pub fn new(code: ErrorCode, message: impl Into<String>, retryable: bool) -> RunFailure {
-        RunFailure { code, message: message.into(), retryable, step: None }
+        RunFailure {
+            code,
+            message: message.into(),
+            retryable,
+            step: None,
+        }
     }
 }
 
 fn in_step(step: &str, code: ErrorCode, message: String, retryable: bool) -> RunFailure {
-    RunFailure { code, message: format!("step `{step}`: {message}"), retryable, step: Some(step.to_string()) }
+    RunFailure {
+        code,
+        message: format!("step `{step}`: {message}"),
+        retryable,
+        step: Some(step.to_string()),
+    }
 }
 
 /// Runs the bot's pipeline for `task`. The output is the last executed step's output (the
 /// input itself for a bot without steps).
-pub async fn run_pipeline(rt: &Runtime, bot: &LoadedBot, task: &ClaimedTask) -> Result<Value, RunFailure> {
+pub async fn run_pipeline(
+    rt: &Runtime,
+    bot: &LoadedBot,
+    task: &ClaimedTask,
+) -> Result<Value, RunFailure> {
     if bot.steps.is_empty() {
         return Ok(task.input.clone());
     }
-    let saved: HashMap<&str, &Value> = task.checkpoints.iter().map(|c| (c.step.as_str(), &c.output)).collect();
+    let saved: HashMap<&str, &Value> = task
+        .checkpoints
+        .iter()
+        .map(|c| (c.step.as_str(), &c.output))
+        .collect();
     let input = crate::templates::to_template_value(&task.input);
     let task_info = crate::templates::to_template_value(&serde_json::json!({
         "id": task.id.to_string(), "attempt": task.attempt, "bot": bot.name(), "trace_id": task.trace_id,
@@ -119,11 +137,17 @@ pub async fn run_pipeline(rt: &Runtime, bot: &LoadedBot, task: &ClaimedTask) -> 
                 .condition(cond, &ctx)
                 .map_err(|m| in_step(&step.id, ErrorCode::TemplateRender, m, false))?;
             if !run {
-                outputs.insert(step.id.clone(), serde_json::json!({ "output": null, "skipped": true }));
+                outputs.insert(
+                    step.id.clone(),
+                    serde_json::json!({ "output": null, "skipped": true }),
+                );
                 continue;
             }
         }
-        let with = rt.templates.render(&step.with, &ctx).map_err(|m| in_step(&step.id, ErrorCode::TemplateRender, m, false))?;
+        let with = rt
+            .templates
+            .render(&step.with, &ctx)
+            .map_err(|m| in_step(&step.id, ErrorCode::TemplateRender, m, false))?;
         let skill_ctx = SkillContext {
             bot: bot.name().to_string(),
             task_id: task.id,
@@ -135,14 +159,23 @@ pub async fn run_pipeline(rt: &Runtime, bot: &LoadedBot, task: &ClaimedTask) -> 
             allow_private_network: bot.doc.spec.allow_private_network,
         };
         let output = skill
-            .run(&skill_ctx, SkillCall { with, data: data.clone() })
+            .run(
+                &skill_ctx,
+                SkillCall {
+                    with,
+                    data: data.clone(),
+                },
+            )
             .await
             .map_err(|e| in_step(&step.id, e.code, e.message, e.retryable))?;
         if index < last {
             // The last step's output is saved with the completion; earlier ones are checkpoints.
-            rt.store.save_checkpoint(task.id, &step.id, index as u32, &output).await.map_err(|e| {
-                in_step(&step.id, e.code(), format!("saving checkpoint: {e}"), true)
-            })?;
+            rt.store
+                .save_checkpoint(task.id, &step.id, index as u32, &output)
+                .await
+                .map_err(|e| {
+                    in_step(&step.id, e.code(), format!("saving checkpoint: {e}"), true)
+                })?;
         }
         outputs.insert(step.id.clone(), serde_json::json!({ "output": &output }));
         data = output;

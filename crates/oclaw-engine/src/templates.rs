@@ -52,9 +52,16 @@ impl TemplateEngine {
     pub fn render(&self, v: &Value, ctx: &minijinja::Value) -> Result<Value, String> {
         Ok(match v {
             Value::String(s) if is_template(s) => self.render_str(s, ctx)?,
-            Value::Array(items) => Value::Array(items.iter().map(|i| self.render(i, ctx)).collect::<Result<_, _>>()?),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|i| self.render(i, ctx))
+                    .collect::<Result<_, _>>()?,
+            ),
             Value::Object(map) => Value::Object(
-                map.iter().map(|(k, i)| Ok((k.clone(), self.render(i, ctx)?))).collect::<Result<_, String>>()?,
+                map.iter()
+                    .map(|(k, i)| Ok((k.clone(), self.render(i, ctx)?)))
+                    .collect::<Result<_, String>>()?,
             ),
             other => other.clone(),
         })
@@ -63,14 +70,23 @@ impl TemplateEngine {
     fn render_str(&self, s: &str, ctx: &minijinja::Value) -> Result<Value, String> {
         match sole_expression(s) {
             Some(expr) => {
-                let compiled = self.env.compile_expression(expr).map_err(|e| describe(&e))?;
-                let out = compiled.eval(ctx).map_err(|e| format!("`{s}`: {}", describe(&e)))?;
+                let compiled = self
+                    .env
+                    .compile_expression(expr)
+                    .map_err(|e| describe(&e))?;
+                let out = compiled
+                    .eval(ctx)
+                    .map_err(|e| format!("`{s}`: {}", describe(&e)))?;
                 if out.is_undefined() || out.is_none() {
                     return Ok(Value::Null);
                 }
                 serde_json::to_value(&out).map_err(|e| format!("`{s}`: {e}"))
             }
-            None => self.env.render_str(s, ctx).map(Value::String).map_err(|e| format!("`{s}`: {}", describe(&e))),
+            None => self
+                .env
+                .render_str(s, ctx)
+                .map(Value::String)
+                .map_err(|e| format!("`{s}`: {}", describe(&e))),
         }
     }
 
@@ -82,7 +98,10 @@ impl TemplateEngine {
             Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
             Value::String(t) => {
                 let t = t.trim();
-                !(t.is_empty() || t.eq_ignore_ascii_case("false") || t == "0" || t.eq_ignore_ascii_case("none"))
+                !(t.is_empty()
+                    || t.eq_ignore_ascii_case("false")
+                    || t == "0"
+                    || t.eq_ignore_ascii_case("none"))
             }
             Value::Array(a) => !a.is_empty(),
             Value::Object(o) => !o.is_empty(),
@@ -95,6 +114,11 @@ fn describe(e: &minijinja::Error) -> String {
         Some(d) => format!("{} ({d})", e.kind()),
         None => e.to_string(),
     }
+}
+
+/// A template value from anything serialisable.
+pub fn to_template_value<T: serde::Serialize>(v: &T) -> minijinja::Value {
+    minijinja::Value::from(minijinja::value::Serde(v))
 }
 
 #[cfg(test)]
@@ -113,16 +137,28 @@ mod tests {
     #[test]
     fn sole_expressions_keep_their_type() {
         let t = TemplateEngine::default();
-        let out = t.render(&json!({"items": "{{ steps.fetch.output.items }}", "n": "{{ input.n + 1 }}"}), &ctx()).unwrap();
+        let out = t
+            .render(
+                &json!({"items": "{{ steps.fetch.output.items }}", "n": "{{ input.n + 1 }}"}),
+                &ctx(),
+            )
+            .unwrap();
         assert_eq!(out, json!({"items": [1, 2], "n": 4}));
     }
 
     #[test]
     fn mixed_text_renders_as_string() {
         let t = TemplateEngine::default();
-        let out = t.render(&json!(["Hello {{ input.name }}!", "Bearer {{ secrets.TOKEN }}", 7]), &ctx()).unwrap();
+        let out = t
+            .render(
+                &json!(["Hello {{ input.name }}!", "Bearer {{ secrets.TOKEN }}", 7]),
+                &ctx(),
+            )
+            .unwrap();
         assert_eq!(out, json!(["Hello Ada!", "Bearer s3cr3t", 7]));
-        let j = t.render(&json!("{{ steps.fetch.output | tojson }}"), &ctx()).unwrap();
+        let j = t
+            .render(&json!("{{ steps.fetch.output | tojson }}"), &ctx())
+            .unwrap();
         let parsed: Value = serde_json::from_str(j.as_str().unwrap()).unwrap();
         assert_eq!(parsed, json!({"items": [1, 2]}));
     }
@@ -130,7 +166,9 @@ mod tests {
     #[test]
     fn conditions() {
         let t = TemplateEngine::default();
-        assert!(t.condition("{{ steps.fetch.output.items | length > 0 }}", &ctx()).unwrap());
+        assert!(t
+            .condition("{{ steps.fetch.output.items | length > 0 }}", &ctx())
+            .unwrap());
         assert!(!t.condition("{{ input.missing }}", &ctx()).unwrap());
         assert!(!t.condition("{{ input.n > 5 }}", &ctx()).unwrap());
     }
@@ -138,13 +176,13 @@ mod tests {
     #[test]
     fn bad_templates_are_reported() {
         let t = TemplateEngine::default();
-        assert!(t.check(&json!({"a": "{{ input.name "})).unwrap_err().contains("does not compile"));
+        assert!(t
+            .check(&json!({"a": "{{ input.name "}))
+            .unwrap_err()
+            .contains("does not compile"));
         assert!(t.check(&json!({"a": "{% if %}"})).is_err());
-        assert!(t.check(&json!({"a": "plain", "b": "{{ input.name | upper }}"})).is_ok());
+        assert!(t
+            .check(&json!({"a": "plain", "b": "{{ input.name | upper }}"}))
+            .is_ok());
     }
-}
-
-/// A template value from anything serialisable.
-pub fn to_template_value<T: serde::Serialize>(v: &T) -> minijinja::Value {
-    minijinja::Value::from(minijinja::value::Serde(v))
 }

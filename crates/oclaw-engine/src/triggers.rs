@@ -36,7 +36,9 @@ impl TimeTrigger {
             if d.get() < std::time::Duration::from_secs(1) {
                 return Err(format!("every: {d} is shorter than the 1s minimum"));
             }
-            return Ok(Some(TimeTrigger::Every(Duration::from_std(d.get()).map_err(|e| e.to_string())?)));
+            return Ok(Some(TimeTrigger::Every(
+                Duration::from_std(d.get()).map_err(|e| e.to_string())?,
+            )));
         }
         Ok(None)
     }
@@ -90,22 +92,40 @@ mod tests {
     #[test]
     fn cron_five_and_six_fields() {
         let t = TimeTrigger::Cron(Box::new(parse_cron("*/5 * * * *").unwrap()));
-        assert_eq!(t.latest_at_or_before(at("2026-03-15T14:32:10Z")), Some(at("2026-03-15T14:30:00Z")));
-        assert_eq!(t.next_after(at("2026-03-15T14:30:00Z")), Some(at("2026-03-15T14:35:00Z")));
+        assert_eq!(
+            t.latest_at_or_before(at("2026-03-15T14:32:10Z")),
+            Some(at("2026-03-15T14:30:00Z"))
+        );
+        assert_eq!(
+            t.next_after(at("2026-03-15T14:30:00Z")),
+            Some(at("2026-03-15T14:35:00Z"))
+        );
         let s = TimeTrigger::Cron(Box::new(parse_cron("*/10 * * * * *").unwrap()));
-        assert_eq!(s.next_after(at("2026-03-15T14:30:01Z")), Some(at("2026-03-15T14:30:10Z")));
+        assert_eq!(
+            s.next_after(at("2026-03-15T14:30:01Z")),
+            Some(at("2026-03-15T14:30:10Z"))
+        );
         assert!(parse_cron("* * *").unwrap_err().contains("3 fields"));
         assert!(parse_cron("61 * * * *").unwrap_err().contains("invalid"));
         // Standard weekdays: 1 is Monday. 2026-03-16 is a Monday.
         let monday = TimeTrigger::Cron(Box::new(parse_cron("0 9 * * 1").unwrap()));
-        assert_eq!(monday.next_after(at("2026-03-15T00:00:00Z")), Some(at("2026-03-16T09:00:00Z")));
+        assert_eq!(
+            monday.next_after(at("2026-03-15T00:00:00Z")),
+            Some(at("2026-03-16T09:00:00Z"))
+        );
     }
 
     #[test]
     fn every_aligns_to_the_interval() {
         let t = TimeTrigger::Every(Duration::seconds(10));
-        assert_eq!(t.latest_at_or_before(at("2026-03-15T14:30:07Z")), Some(at("2026-03-15T14:30:00Z")));
-        assert_eq!(t.next_after(at("2026-03-15T14:30:00Z")), Some(at("2026-03-15T14:30:10Z")));
+        assert_eq!(
+            t.latest_at_or_before(at("2026-03-15T14:30:07Z")),
+            Some(at("2026-03-15T14:30:00Z"))
+        );
+        assert_eq!(
+            t.next_after(at("2026-03-15T14:30:00Z")),
+            Some(at("2026-03-15T14:30:10Z"))
+        );
     }
 
     #[test]

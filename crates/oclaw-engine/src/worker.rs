@@ -105,7 +105,11 @@ fn unhold(held: &Held, ids: &[TaskId]) {
 
 impl Worker {
     pub fn new(opts: WorkerOptions, rt: Arc<Runtime>) -> Worker {
-        Worker { opts, rt, stats: Arc::new(WorkerStats::default()) }
+        Worker {
+            opts,
+            rt,
+            stats: Arc::new(WorkerStats::default()),
+        }
     }
 
     pub fn stats(&self) -> Arc<WorkerStats> {
@@ -118,9 +122,20 @@ impl Worker {
         let opts = Arc::new(self.opts);
         let held: Held = Arc::default();
         let (done_tx, done_rx) = mpsc::unbounded_channel::<Completion>();
-        let flusher = tokio::spawn(flush_completions(store.clone(), done_rx, held.clone(), opts.clone(), self.stats.clone()));
+        let flusher = tokio::spawn(flush_completions(
+            store.clone(),
+            done_rx,
+            held.clone(),
+            opts.clone(),
+            self.stats.clone(),
+        ));
         let (hb_stop_tx, hb_stop_rx) = watch::channel(false);
-        let heartbeat = tokio::spawn(heartbeat_leases(store.clone(), held.clone(), opts.clone(), hb_stop_rx));
+        let heartbeat = tokio::spawn(heartbeat_leases(
+            store.clone(),
+            held.clone(),
+            opts.clone(),
+            hb_stop_rx,
+        ));
         let sem = Arc::new(Semaphore::new(opts.concurrency));
         let mut running: JoinSet<()> = JoinSet::new();
         let mut buffer: VecDeque<ClaimedTask> = VecDeque::new();
@@ -133,23 +148,38 @@ impl Worker {
             }
             while running.try_join_next().is_some() {}
             let want = if opts.batch_enabled {
-                if buffer.len() < opts.concurrency.min(opts.batch_max) { opts.batch_max - buffer.len().min(opts.batch_max) } else { 0 }
+                if buffer.len() < opts.concurrency.min(opts.batch_max) {
+                    opts.batch_max - buffer.len().min(opts.batch_max)
+                } else {
+                    0
+                }
             } else if buffer.is_empty() {
                 sem.available_permits().max(1)
             } else {
                 0
             };
             if want > 0 {
-                let request = ClaimRequest { worker: opts.id.clone(), queues: opts.queues.clone(), limit: want, lease: opts.lease };
+                let request = ClaimRequest {
+                    worker: opts.id.clone(),
+                    queues: opts.queues.clone(),
+                    limit: want,
+                    lease: opts.lease,
+                };
                 match store.claim_batch(request).await {
                     Ok(tasks) => {
                         claim_backoff = Duration::from_millis(50);
-                        self.stats.claimed.fetch_add(tasks.len() as u64, Ordering::Relaxed);
+                        self.stats
+                            .claimed
+                            .fetch_add(tasks.len() as u64, Ordering::Relaxed);
                         hold(&held, tasks.iter().map(|t| t.id));
                         buffer.extend(tasks);
                     }
                     Err(e) => {
-                        tracing::error!(component = "worker", error_code = e.code().code(), "claiming tasks failed: {e}; retrying in {claim_backoff:?}");
+                        tracing::error!(
+                            component = "worker",
+                            error_code = e.code().code(),
+                            "claiming tasks failed: {e}; retrying in {claim_backoff:?}"
+                        );
                         tokio::select! {
                             _ = tokio::time::sleep(claim_backoff) => {}
                             _ = stopped(&mut shutdown) => {}
@@ -172,7 +202,14 @@ impl Worker {
                 _ = stopped(&mut shutdown) => break,
             };
             if let Some(task) = buffer.pop_front() {
-                running.spawn(run_one(self.rt.clone(), task, permit, done_tx.clone(), opts.id.clone(), self.stats.clone()));
+                running.spawn(run_one(
+                    self.rt.clone(),
+                    task,
+                    permit,
+                    done_tx.clone(),
+                    opts.id.clone(),
+                    self.stats.clone(),
+                ));
             }
         }
 
@@ -194,7 +231,10 @@ impl Worker {
         }
         drop(done_tx);
         let _ = flusher.await;
-        let leftover: Vec<TaskId> = held.lock().map(|h| h.iter().copied().collect()).unwrap_or_default();
+        let leftover: Vec<TaskId> = held
+            .lock()
+            .map(|h| h.iter().copied().collect())
+            .unwrap_or_default();
         release(&*store, &opts.id, &leftover, &held, &self.stats).await;
         let _ = hb_stop_tx.send(true);
         let _ = heartbeat.await;
@@ -211,7 +251,13 @@ impl Worker {
     }
 }
 
-async fn release(store: &dyn Store, worker: &str, ids: &[TaskId], held: &Held, stats: &WorkerStats) {
+async fn release(
+    store: &dyn Store,
+    worker: &str,
+    ids: &[TaskId],
+    held: &Held,
+    stats: &WorkerStats,
+) {
     if ids.is_empty() {
         return;
     }
@@ -240,7 +286,12 @@ async fn run_one(
 ) {
     stats.in_flight.fetch_add(1, Ordering::Relaxed);
     let outcome = execute(&rt, &task).await;
-    let _ = done.send(Completion { id: task.id, worker, attempt: task.attempt, outcome });
+    let _ = done.send(Completion {
+        id: task.id,
+        worker,
+        attempt: task.attempt,
+        outcome,
+    });
     stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     drop(permit);
 }
@@ -255,24 +306,46 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 /// Runs one attempt and decides what the store should record.
 pub(crate) async fn execute(rt: &Runtime, task: &ClaimedTask) -> Outcome {
     let Some(bot) = rt.catalog.get(&task.bot) else {
-        let error = TaskError::new(ErrorCode::BotMissing, format!("bot `{}` is not loaded on this node", task.bot));
+        let error = TaskError::new(
+            ErrorCode::BotMissing,
+            format!("bot `{}` is not loaded on this node", task.bot),
+        );
         log_failure(task, &error, false);
-        return Outcome::Failed { error, retry_at: None };
+        return Outcome::Failed {
+            error,
+            retry_at: None,
+        };
     };
     let timeout = bot.doc.spec.timeout.get();
     let attempt = AssertUnwindSafe(run_pipeline(rt, &bot, task)).catch_unwind();
     let (error, retryable) = match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(Ok(output))) => return Outcome::Succeeded(output),
         Ok(Ok(Err(f))) => (TaskError::new(f.code, f.message), f.retryable),
-        Ok(Err(panic)) => (TaskError::new(ErrorCode::SkillPanicked, format!("a skill panicked: {}", panic_message(&*panic))), true),
+        Ok(Err(panic)) => (
+            TaskError::new(
+                ErrorCode::SkillPanicked,
+                format!("a skill panicked: {}", panic_message(&*panic)),
+            ),
+            true,
+        ),
         Err(_) => (
-            TaskError::new(ErrorCode::TaskTimeout, format!("task exceeded its timeout of {}", oclaw_core::duration::format_duration(timeout))),
+            TaskError::new(
+                ErrorCode::TaskTimeout,
+                format!(
+                    "task exceeded its timeout of {}",
+                    oclaw_core::duration::format_duration(timeout)
+                ),
+            ),
             true,
         ),
     };
     log_failure(task, &error, retryable);
     let retry_at = retryable.then(|| {
-        let wait = bot.doc.spec.retry.delay_after(task.attempt, fastrand::f64());
+        let wait = bot
+            .doc
+            .spec
+            .retry
+            .delay_after(task.attempt, fastrand::f64());
         Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1))
     });
     Outcome::Failed { error, retry_at }
@@ -299,7 +372,11 @@ async fn flush_completions(
     opts: Arc<WorkerOptions>,
     stats: Arc<WorkerStats>,
 ) {
-    let limit = if opts.batch_enabled { opts.batch_max } else { 1 };
+    let limit = if opts.batch_enabled {
+        opts.batch_max
+    } else {
+        1
+    };
     let mut batch: Vec<Completion> = Vec::with_capacity(limit);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -315,18 +392,30 @@ async fn flush_completions(
         loop {
             match store.complete_batch(batch.clone()).await {
                 Ok(report) => {
-                    let failed = batch.iter().filter(|c| matches!(c.outcome, Outcome::Failed { .. })).count() as u64;
+                    let failed = batch
+                        .iter()
+                        .filter(|c| matches!(c.outcome, Outcome::Failed { .. }))
+                        .count() as u64;
                     stats.failed.fetch_add(failed, Ordering::Relaxed);
-                    stats.succeeded.fetch_add(batch.len() as u64 - failed, Ordering::Relaxed);
+                    stats
+                        .succeeded
+                        .fetch_add(batch.len() as u64 - failed, Ordering::Relaxed);
                     if !report.fenced.is_empty() {
-                        stats.fenced.fetch_add(report.fenced.len() as u64, Ordering::Relaxed);
+                        stats
+                            .fenced
+                            .fetch_add(report.fenced.len() as u64, Ordering::Relaxed);
                         tracing::warn!(component = "worker", tasks = ?report.fenced.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
                             "results not recorded: the lease was lost (expired or cancelled) and the task belongs to another attempt");
                     }
                     break;
                 }
                 Err(e) if tokio::time::Instant::now() + wait < give_up => {
-                    tracing::error!(component = "worker", error_code = e.code().code(), "writing {} completions failed: {e}; retrying", batch.len());
+                    tracing::error!(
+                        component = "worker",
+                        error_code = e.code().code(),
+                        "writing {} completions failed: {e}; retrying",
+                        batch.len()
+                    );
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
@@ -342,19 +431,31 @@ async fn flush_completions(
     }
 }
 
-async fn heartbeat_leases(store: Arc<dyn Store>, held: Held, opts: Arc<WorkerOptions>, mut stop: watch::Receiver<bool>) {
+async fn heartbeat_leases(
+    store: Arc<dyn Store>,
+    held: Held,
+    opts: Arc<WorkerOptions>,
+    mut stop: watch::Receiver<bool>,
+) {
     let every = opts.lease / 3;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stopped(&mut stop) => return,
         }
-        let ids: Vec<TaskId> = held.lock().map(|h| h.iter().copied().collect()).unwrap_or_default();
+        let ids: Vec<TaskId> = held
+            .lock()
+            .map(|h| h.iter().copied().collect())
+            .unwrap_or_default();
         if ids.is_empty() {
             continue;
         }
         if let Err(e) = store.extend_leases(&opts.id, &ids, opts.lease).await {
-            tracing::warn!(component = "worker", error_code = e.code().code(), "lease heartbeat failed: {e}");
+            tracing::warn!(
+                component = "worker",
+                error_code = e.code().code(),
+                "lease heartbeat failed: {e}"
+            );
         }
     }
 }

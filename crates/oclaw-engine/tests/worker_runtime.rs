@@ -1,6 +1,8 @@
 //! The worker runtime against a real SQLite store: batches, retries resuming after checkpoints,
 //! panics, timeouts, and graceful shutdown.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +34,10 @@ impl Skill for Flaky {
     async fn run(&self, _ctx: &SkillContext, call: SkillCall) -> Result<Value, SkillError> {
         let n = self.0.fetch_add(1, Ordering::SeqCst);
         if n == 0 {
-            return Err(SkillError::transient(oclaw_core::ErrorCode::SkillFailed, "first try fails"));
+            return Err(SkillError::transient(
+                oclaw_core::ErrorCode::SkillFailed,
+                "first try fails",
+            ));
         }
         Ok(json!({"flaky_saw": call.data}))
     }
@@ -96,16 +101,35 @@ struct Harness {
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.db");
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(path.to_str().unwrap(), SqliteOptions::default()).await.unwrap());
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(path.to_str().unwrap(), SqliteOptions::default())
+            .await
+            .unwrap(),
+    );
     let flaky_runs = Arc::new(AtomicU32::new(0));
     let mut skills = SkillRegistry::builtin();
     skills.register(Arc::new(Flaky(flaky_runs.clone())), SkillOrigin::BuiltIn);
     skills.register(Arc::new(Panics), SkillOrigin::BuiltIn);
     let templates = TemplateEngine::default();
     let mut catalog = BotCatalog::default();
-    catalog.load_yaml("test-bots", BOTS, &skills, &templates).unwrap();
-    let rt = Runtime::new(store.clone(), Arc::new(catalog), skills, templates, Duration::from_secs(600), json!({})).unwrap();
-    Harness { store, flaky_runs, rt: Arc::new(rt), _dir: dir }
+    catalog
+        .load_yaml("test-bots", BOTS, &skills, &templates)
+        .unwrap();
+    let rt = Runtime::new(
+        store.clone(),
+        Arc::new(catalog),
+        skills,
+        templates,
+        Duration::from_secs(600),
+        json!({}),
+    )
+    .unwrap();
+    Harness {
+        store,
+        flaky_runs,
+        rt: Arc::new(rt),
+        _dir: dir,
+    }
 }
 
 fn options(concurrency: usize) -> WorkerOptions {
@@ -122,7 +146,11 @@ fn options(concurrency: usize) -> WorkerOptions {
     }
 }
 
-async fn wait_for(store: &Arc<dyn Store>, id: oclaw_core::TaskId, status: TaskStatus) -> oclaw_core::Task {
+async fn wait_for(
+    store: &Arc<dyn Store>,
+    id: oclaw_core::TaskId,
+    status: TaskStatus,
+) -> oclaw_core::Task {
     for _ in 0..500 {
         let t = store.get_task(id).await.unwrap().unwrap();
         if t.status == status {
@@ -132,14 +160,26 @@ async fn wait_for(store: &Arc<dyn Store>, id: oclaw_core::TaskId, status: TaskSt
         store.promote_due(chrono::Utc::now()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("task {id} never reached {status}: {:?}", store.get_task(id).await.unwrap());
+    panic!(
+        "task {id} never reached {status}: {:?}",
+        store.get_task(id).await.unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drains_a_batch_of_noop_tasks() {
     let h = harness().await;
-    let tasks: Vec<NewTask> = (0..500).map(|n| NewTask::new("noop", "default", json!({"n": n}))).collect();
-    let ids: Vec<_> = h.store.enqueue_batch(tasks).await.unwrap().into_iter().map(|e| e.task.id).collect();
+    let tasks: Vec<NewTask> = (0..500)
+        .map(|n| NewTask::new("noop", "default", json!({"n": n})))
+        .collect();
+    let ids: Vec<_> = h
+        .store
+        .enqueue_batch(tasks)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.task.id)
+        .collect();
     let (tx, rx) = watch::channel(false);
     let worker = tokio::spawn(Worker::new(options(10), h.rt.clone()).run(rx));
     let last = wait_for(&h.store, ids[499], TaskStatus::Succeeded).await;
@@ -156,7 +196,13 @@ async fn drains_a_batch_of_noop_tasks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_resumes_after_the_checkpointed_step() {
     let h = harness().await;
-    let id = h.store.enqueue(NewTask::new("counter", "default", json!({"n": 7}))).await.unwrap().task.id;
+    let id = h
+        .store
+        .enqueue(NewTask::new("counter", "default", json!({"n": 7})))
+        .await
+        .unwrap()
+        .task
+        .id;
     let (tx, rx) = watch::channel(false);
     let worker = tokio::spawn(Worker::new(options(4), h.rt.clone()).run(rx));
     let t = wait_for(&h.store, id, TaskStatus::Succeeded).await;
@@ -173,9 +219,33 @@ async fn retry_resumes_after_the_checkpointed_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panics_and_timeouts_fail_the_task_not_the_worker() {
     let h = harness().await;
-    let p = h.store.enqueue(NewTask { max_attempts: 1, ..NewTask::new("panicky", "default", json!({})) }).await.unwrap().task.id;
-    let s = h.store.enqueue(NewTask { max_attempts: 1, ..NewTask::new("slow", "default", json!({})) }).await.unwrap().task.id;
-    let m = h.store.enqueue(NewTask::new("ghost", "default", json!({}))).await.unwrap().task.id;
+    let p = h
+        .store
+        .enqueue(NewTask {
+            max_attempts: 1,
+            ..NewTask::new("panicky", "default", json!({}))
+        })
+        .await
+        .unwrap()
+        .task
+        .id;
+    let s = h
+        .store
+        .enqueue(NewTask {
+            max_attempts: 1,
+            ..NewTask::new("slow", "default", json!({}))
+        })
+        .await
+        .unwrap()
+        .task
+        .id;
+    let m = h
+        .store
+        .enqueue(NewTask::new("ghost", "default", json!({})))
+        .await
+        .unwrap()
+        .task
+        .id;
     let (tx, rx) = watch::channel(false);
     let worker = tokio::spawn(Worker::new(options(4), h.rt.clone()).run(rx));
     let tp = wait_for(&h.store, p, TaskStatus::Dead).await;
@@ -187,7 +257,13 @@ async fn panics_and_timeouts_fail_the_task_not_the_worker() {
     let tm = wait_for(&h.store, m, TaskStatus::Failed).await;
     assert_eq!(tm.error.unwrap().code, "OC-4018");
     // The worker still runs tasks afterwards.
-    let ok = h.store.enqueue(NewTask::new("noop", "default", json!(1))).await.unwrap().task.id;
+    let ok = h
+        .store
+        .enqueue(NewTask::new("noop", "default", json!(1)))
+        .await
+        .unwrap()
+        .task
+        .id;
     wait_for(&h.store, ok, TaskStatus::Succeeded).await;
     tx.send(true).unwrap();
     worker.await.unwrap();
@@ -198,7 +274,11 @@ async fn shutdown_finishes_running_and_releases_unstarted() {
     let h = harness().await;
     let ids: Vec<_> = h
         .store
-        .enqueue_batch((0..6).map(|n| NewTask::new("sleeper", "default", json!(n))).collect())
+        .enqueue_batch(
+            (0..6)
+                .map(|n| NewTask::new("sleeper", "default", json!(n)))
+                .collect(),
+        )
         .await
         .unwrap()
         .into_iter()
@@ -221,6 +301,18 @@ async fn shutdown_finishes_running_and_releases_unstarted() {
             assert_eq!(t.attempts, 0, "a released task keeps its attempt");
         }
     }
-    assert_eq!(statuses.iter().filter(|s| **s == TaskStatus::Succeeded).count(), 2);
-    assert_eq!(statuses.iter().filter(|s| **s == TaskStatus::Queued).count(), 4);
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == TaskStatus::Succeeded)
+            .count(),
+        2
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == TaskStatus::Queued)
+            .count(),
+        4
+    );
 }

@@ -61,13 +61,28 @@ async fn setup(skills: SkillRegistry) -> Result<Bench, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let path = dir.path().join("bench.db");
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&path.display().to_string(), SqliteOptions::default()).await.map_err(|e| e.to_string())?,
+        SqliteStore::open(&path.display().to_string(), SqliteOptions::default())
+            .await
+            .map_err(|e| e.to_string())?,
     );
     let templates = TemplateEngine::default();
     let mut catalog = BotCatalog::default();
-    catalog.load_yaml("bench", BENCH_BOTS, &skills, &templates).map_err(|e| e.to_string())?;
-    let runtime = Runtime::new(store.clone(), Arc::new(catalog), skills, templates, Duration::from_secs(600), json!({}))?;
-    Ok(Bench { store, runtime: Arc::new(runtime), _dir: dir })
+    catalog
+        .load_yaml("bench", BENCH_BOTS, &skills, &templates)
+        .map_err(|e| e.to_string())?;
+    let runtime = Runtime::new(
+        store.clone(),
+        Arc::new(catalog),
+        skills,
+        templates,
+        Duration::from_secs(600),
+        json!({}),
+    )?;
+    Ok(Bench {
+        store,
+        runtime: Arc::new(runtime),
+        _dir: dir,
+    })
 }
 
 fn worker_options(concurrency: usize, batch: usize, batching: bool) -> WorkerOptions {
@@ -87,18 +102,29 @@ fn worker_options(concurrency: usize, batch: usize, batching: bool) -> WorkerOpt
 /// Pre-loads `tasks` no-op tasks, then times one worker draining them.
 pub async fn drain(o: DrainOptions) -> Result<String, String> {
     let mut skills = SkillRegistry::builtin();
-    skills.register(Arc::new(Mark(mpsc::unbounded_channel().0)), SkillOrigin::BuiltIn);
+    skills.register(
+        Arc::new(Mark(mpsc::unbounded_channel().0)),
+        SkillOrigin::BuiltIn,
+    );
     let b = setup(skills).await?;
     let load_start = Instant::now();
     let mut left = o.tasks;
     while left > 0 {
         let n = left.min(10_000);
-        let batch = (0..n).map(|i| NewTask::new("bench-noop", "default", json!({"i": i}))).collect();
-        b.store.enqueue_batch(batch).await.map_err(|e| e.to_string())?;
+        let batch = (0..n)
+            .map(|i| NewTask::new("bench-noop", "default", json!({"i": i})))
+            .collect();
+        b.store
+            .enqueue_batch(batch)
+            .await
+            .map_err(|e| e.to_string())?;
         left -= n;
     }
     let load = load_start.elapsed();
-    let worker = Worker::new(worker_options(o.concurrency, o.batch, o.batching), b.runtime.clone());
+    let worker = Worker::new(
+        worker_options(o.concurrency, o.batch, o.batching),
+        b.runtime.clone(),
+    );
     let stats = worker.stats();
     let (stop, stop_rx) = watch::channel(false);
     let start = Instant::now();
@@ -110,7 +136,11 @@ pub async fn drain(o: DrainOptions) -> Result<String, String> {
     let elapsed = start.elapsed();
     let _ = stop.send(true);
     let report = handle.await.map_err(|e| e.to_string())?;
-    let stats_now = b.store.queue_stats(chrono::Utc::now()).await.map_err(|e| e.to_string())?;
+    let stats_now = b
+        .store
+        .queue_stats(chrono::Utc::now())
+        .await
+        .map_err(|e| e.to_string())?;
     let left_queued: u64 = stats_now.iter().map(|q| q.queued + q.running).sum();
     Ok(format!(
         "drain: {} no-op tasks in {:.3}s = {:.0} tasks/s (concurrency {}, batch {}); succeeded {}, failed {}, left {}\n\
@@ -150,7 +180,10 @@ pub async fn latency(samples: usize) -> Result<String, String> {
         // Let the worker go idle between samples.
         tokio::time::sleep(Duration::from_millis(3)).await;
         let t0 = Instant::now();
-        b.store.enqueue(NewTask::new("bench-mark", "default", json!({"i": i}))).await.map_err(|e| e.to_string())?;
+        b.store
+            .enqueue(NewTask::new("bench-mark", "default", json!({"i": i})))
+            .await
+            .map_err(|e| e.to_string())?;
         let started = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .map_err(|_| "a task did not start within 10s".to_string())?

@@ -2,7 +2,16 @@
 
 /// `(file name, YAML)` of each example bot in `examples/bots/`.
 pub const EXAMPLE_BOTS: &[(&str, &str)] = &[
-    ("examples/bots/hello.yaml", include_str!("../../../examples/bots/hello.yaml")),
-    ("examples/bots/catalog-collector.yaml", include_str!("../../../examples/bots/catalog-collector.yaml")),
-    ("examples/bots/health-monitor.yaml", include_str!("../../../examples/bots/health-monitor.yaml")),
+    (
+        "examples/bots/hello.yaml",
+        include_str!("../../../examples/bots/hello.yaml"),
+    ),
+    (
+        "examples/bots/catalog-collector.yaml",
+        include_str!("../../../examples/bots/catalog-collector.yaml"),
+    ),
+    (
+        "examples/bots/health-monitor.yaml",
+        include_str!("../../../examples/bots/health-monitor.yaml"),
+    ),
 ];

@@ -46,7 +46,11 @@ pub enum CatalogSource {
 pub async fn open_configured_store(config: &NodeConfig) -> Result<Arc<dyn Store>, NodeError> {
     let options = SqliteOptions {
         full_sync: config.storage.sync == SyncMode::Full,
-        busy_timeout: config.storage.busy_timeout.get().max(Duration::from_millis(1)),
+        busy_timeout: config
+            .storage
+            .busy_timeout
+            .get()
+            .max(Duration::from_millis(1)),
     };
     let store = oclaw_store::open_store(&config.storage.url, options).await?;
     for (queue, q) in &config.queues {
@@ -86,7 +90,13 @@ mod tests {
 
     #[test]
     fn examples_load() {
-        let (c, source) = build_catalog(&NodeConfig::default(), "<defaults>", &SkillRegistry::builtin(), &TemplateEngine::default()).unwrap();
+        let (c, source) = build_catalog(
+            &NodeConfig::default(),
+            "<defaults>",
+            &SkillRegistry::builtin(),
+            &TemplateEngine::default(),
+        )
+        .unwrap();
         assert_eq!(source, CatalogSource::Examples);
         assert!(c.get("hello").is_some());
         assert!(c.get("catalog-collector").is_some());

@@ -25,7 +25,10 @@ pub struct ServeOptions {
 }
 
 fn startup(code: ErrorCode, message: impl Into<String>) -> NodeError {
-    NodeError::Startup { code, message: message.into() }
+    NodeError::Startup {
+        code,
+        message: message.into(),
+    }
 }
 
 fn host_name() -> String {
@@ -38,18 +41,29 @@ fn host_name() -> String {
 }
 
 /// Runs the embedded node until `shutdown` resolves, then stops gracefully.
-pub async fn serve(opts: ServeOptions, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+pub async fn serve(
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
     let started = Instant::now();
     let config = opts.config;
-    let addr: SocketAddr = config
-        .api
-        .listen
-        .parse()
-        .map_err(|_| startup(ErrorCode::ConfigInvalidValue, format!("api.listen `{}` is not an address", config.api.listen)))?;
-    match check_listen_safety(addr, !config.api.tokens.is_empty(), config.api.allow_unauthenticated) {
+    let addr: SocketAddr = config.api.listen.parse().map_err(|_| {
+        startup(
+            ErrorCode::ConfigInvalidValue,
+            format!("api.listen `{}` is not an address", config.api.listen),
+        )
+    })?;
+    match check_listen_safety(
+        addr,
+        !config.api.tokens.is_empty(),
+        config.api.allow_unauthenticated,
+    ) {
         ListenSafety::Ok => {}
         ListenSafety::UnauthenticatedByChoice => {
-            tracing::warn!(component = "api-server", "listening on {addr} without authentication (api.allow_unauthenticated)")
+            tracing::warn!(
+                component = "api-server",
+                "listening on {addr} without authentication (api.allow_unauthenticated)"
+            )
         }
         ListenSafety::Refused(m) => return Err(startup(ErrorCode::ConfigInvalidValue, m)),
     }
@@ -58,10 +72,15 @@ pub async fn serve(opts: ServeOptions, shutdown: impl Future<Output = ()>) -> Re
     let templates = TemplateEngine::default();
     let (catalog, source) = build_catalog(&config, &opts.config_file, &skills, &templates)?;
     let catalog = Arc::new(catalog);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| startup(ErrorCode::ConfigInvalidValue, format!("cannot listen on {addr}: {e}")))?;
-    let bound = listener.local_addr().map_err(|e| startup(ErrorCode::ConfigInvalidValue, e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        startup(
+            ErrorCode::ConfigInvalidValue,
+            format!("cannot listen on {addr}: {e}"),
+        )
+    })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| startup(ErrorCode::ConfigInvalidValue, e.to_string()))?;
     let api_url = format!("http://{bound}");
     let node_id = format!("{}:serve", host_name());
 
@@ -73,7 +92,12 @@ pub async fn serve(opts: ServeOptions, shutdown: impl Future<Output = ()>) -> Re
         config.cache.ttl.get(),
         serde_json::json!({"api_url": api_url, "id": node_id}),
     )
-    .map_err(|m| startup(ErrorCode::ConfigInvalidValue, format!("outbound HTTP client: {m}")))?;
+    .map_err(|m| {
+        startup(
+            ErrorCode::ConfigInvalidValue,
+            format!("outbound HTTP client: {m}"),
+        )
+    })?;
     let queues: Vec<String> = if config.worker.queues.is_empty() {
         let mut q = catalog.queues();
         q.insert("default".into());
@@ -85,14 +109,29 @@ pub async fn serve(opts: ServeOptions, shutdown: impl Future<Output = ()>) -> Re
     // instead of after their leases run out.
     match store.expire_leases_of(&node_id).await {
         Ok(0) => {}
-        Ok(n) => tracing::warn!(component = "worker", recovered = n, "requeueing tasks left running by this node's previous run"),
-        Err(e) => tracing::warn!(component = "worker", error_code = e.code().code(), "could not check for tasks of a previous run: {e}"),
+        Ok(n) => tracing::warn!(
+            component = "worker",
+            recovered = n,
+            "requeueing tasks left running by this node's previous run"
+        ),
+        Err(e) => tracing::warn!(
+            component = "worker",
+            error_code = e.code().code(),
+            "could not check for tasks of a previous run: {e}"
+        ),
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker_opts = WorkerOptions::from_config(&config.worker, node_id.clone(), queues.clone());
     let worker = tokio::spawn(Worker::new(worker_opts, Arc::new(runtime)).run(stop_rx.clone()));
-    let scheduler = tokio::spawn(Scheduler::new(store.clone(), catalog.clone(), config.scheduler.interval.get()).run(stop_rx.clone()));
+    let scheduler = tokio::spawn(
+        Scheduler::new(
+            store.clone(),
+            catalog.clone(),
+            config.scheduler.interval.get(),
+        )
+        .run(stop_rx.clone()),
+    );
     let state = ApiState {
         store: store.clone(),
         catalog: catalog.clone(),
@@ -116,16 +155,31 @@ pub async fn serve(opts: ServeOptions, shutdown: impl Future<Output = ()>) -> Re
             CatalogSource::Examples => "built-in examples",
             CatalogSource::Configured => "config",
         };
-        println!("oclaw {} serving (embedded: api-server + scheduler + worker), ready in {} ms", env!("CARGO_PKG_VERSION"), started.elapsed().as_millis());
+        println!(
+            "oclaw {} serving (embedded: api-server + scheduler + worker), ready in {} ms",
+            env!("CARGO_PKG_VERSION"),
+            started.elapsed().as_millis()
+        );
         println!("  API      {api_url}/v1      try: curl -s {api_url}/v1/tasks -d '{{\"bot\":\"hello\",\"input\":{{\"name\":\"Ada\"}}}}'");
         println!("  health   {api_url}/healthz  {api_url}/readyz");
-        println!("  data     {}", oclaw_store::redact_url(&config.storage.url));
-        println!("  bots     {} from {from}: {}", names.len(), names.join(", "));
+        println!(
+            "  data     {}",
+            oclaw_store::redact_url(&config.storage.url)
+        );
+        println!(
+            "  bots     {} from {from}: {}",
+            names.len(),
+            names.join(", ")
+        );
         println!(
             "  worker   {node_id}: concurrency {}, queues {}, batch {} (maxSize {}, timeout {})",
             config.worker.concurrency,
             queues.join(","),
-            if config.worker.batch.enabled { "on" } else { "off" },
+            if config.worker.batch.enabled {
+                "on"
+            } else {
+                "off"
+            },
             config.worker.batch.max_size,
             config.worker.batch.timeout
         );
@@ -134,7 +188,10 @@ pub async fn serve(opts: ServeOptions, shutdown: impl Future<Output = ()>) -> Re
     tracing::info!(component = "api-server", listen = %bound, store = store.backend(), bots = catalog.len(), "node ready");
 
     shutdown.await;
-    tracing::info!(component = "api-server", "shutting down: no new requests, draining the worker");
+    tracing::info!(
+        component = "api-server",
+        "shutting down: no new requests, draining the worker"
+    );
     let _ = stop_tx.send(true);
     if let Ok(Err(e)) = api.await {
         tracing::error!(component = "api-server", "server error: {e}");

@@ -45,7 +45,13 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 
 impl Scheduler {
     pub fn new(store: Arc<dyn Store>, catalog: Arc<BotCatalog>, interval: Duration) -> Scheduler {
-        Scheduler { store, catalog, interval, stats: Arc::default(), marks: HashMap::new() }
+        Scheduler {
+            store,
+            catalog,
+            interval,
+            stats: Arc::default(),
+            marks: HashMap::new(),
+        }
     }
 
     pub fn stats(&self) -> Arc<SchedulerStats> {
@@ -58,7 +64,11 @@ impl Scheduler {
             Ok(v) => Some(v),
             Err(e) => {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(component = "scheduler", error_code = e.code().code(), "{what} failed: {e}");
+                tracing::error!(
+                    component = "scheduler",
+                    error_code = e.code().code(),
+                    "{what} failed: {e}"
+                );
                 None
             }
         }
@@ -70,12 +80,22 @@ impl Scheduler {
         if let Some(n) = self.record(self.store.promote_due(now).await, "promoting due tasks") {
             self.stats.promoted.fetch_add(n, Ordering::Relaxed);
         }
-        if let Some(r) = self.record(self.store.requeue_expired(now).await, "requeueing expired leases") {
+        if let Some(r) = self.record(
+            self.store.requeue_expired(now).await,
+            "requeueing expired leases",
+        ) {
             if r.requeued + r.dead > 0 {
-                tracing::warn!(component = "scheduler", error_code = "OC-3001", requeued = r.requeued, dead = r.dead,
-                    "leases expired (a worker died or stalled): tasks requeued or dead-lettered");
+                tracing::warn!(
+                    component = "scheduler",
+                    error_code = "OC-3001",
+                    requeued = r.requeued,
+                    dead = r.dead,
+                    "leases expired (a worker died or stalled): tasks requeued or dead-lettered"
+                );
             }
-            self.stats.lease_requeued.fetch_add(r.requeued, Ordering::Relaxed);
+            self.stats
+                .lease_requeued
+                .fetch_add(r.requeued, Ordering::Relaxed);
             self.stats.lease_dead.fetch_add(r.dead, Ordering::Relaxed);
         }
         self.fire_triggers(now).await;
@@ -95,7 +115,11 @@ impl Scheduler {
                     let task = NewTask {
                         idempotency_key: Some(format!("trigger:{key}:{}", tick.timestamp_millis())),
                         max_attempts: bot.doc.spec.retry.max_attempts,
-                        ..NewTask::new(bot.name(), &bot.doc.spec.queue, json!({"trigger": {"kind": kind, "scheduled_at": tick}}))
+                        ..NewTask::new(
+                            bot.name(),
+                            &bot.doc.spec.queue,
+                            json!({"trigger": {"kind": kind, "scheduled_at": tick}}),
+                        )
                     };
                     let enqueued = self.store.enqueue(task).await;
                     match self.record(enqueued, &format!("firing trigger {key}")) {
@@ -108,7 +132,13 @@ impl Scheduler {
                     }
                 }
                 if let Some(m) = mark {
-                    if self.record(self.store.set_trigger_mark(&key, m).await, "recording trigger mark").is_some() {
+                    if self
+                        .record(
+                            self.store.set_trigger_mark(&key, m).await,
+                            "recording trigger mark",
+                        )
+                        .is_some()
+                    {
                         self.marks.insert(key, m);
                     }
                 }
@@ -118,7 +148,8 @@ impl Scheduler {
 
     /// When the next pass must happen at the latest.
     async fn next_wake(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        let mut next = now + chrono::Duration::from_std(self.interval).unwrap_or(chrono::Duration::seconds(5));
+        let mut next =
+            now + chrono::Duration::from_std(self.interval).unwrap_or(chrono::Duration::seconds(5));
         if let Ok(Some(due)) = self.store.next_due_at().await {
             next = next.min(due);
         }
@@ -141,7 +172,11 @@ impl Scheduler {
                     break;
                 }
                 Err(e) => {
-                    tracing::error!(component = "scheduler", error_code = e.code().code(), "reading trigger marks failed: {e}; retrying");
+                    tracing::error!(
+                        component = "scheduler",
+                        error_code = e.code().code(),
+                        "reading trigger marks failed: {e}; retrying"
+                    );
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = stopped(&mut shutdown) => return,
@@ -172,7 +207,12 @@ mod tests {
 
     async fn setup(dir: &std::path::Path) -> (Arc<dyn Store>, Arc<BotCatalog>) {
         let store: Arc<dyn Store> = Arc::new(
-            oclaw_store::sqlite::SqliteStore::open(dir.join("s.db").to_str().unwrap(), Default::default()).await.unwrap(),
+            oclaw_store::sqlite::SqliteStore::open(
+                dir.join("s.db").to_str().unwrap(),
+                Default::default(),
+            )
+            .await
+            .unwrap(),
         );
         let mut catalog = BotCatalog::default();
         catalog
@@ -198,15 +238,24 @@ mod tests {
         s.pass(at("2026-03-15T14:30:07Z")).await; // first sight: mark only
         s.pass(at("2026-03-15T14:30:11Z")).await; // tick 14:30:10 fires
         s.pass(at("2026-03-15T14:30:12Z")).await; // same tick: nothing
-        // A restarted scheduler (fresh memory) reads the marks and does not fire the tick again.
+                                                  // A restarted scheduler (fresh memory) reads the marks and does not fire the tick again.
         let mut again = Scheduler::new(store.clone(), catalog.clone(), Duration::from_secs(5));
         again.marks = store.trigger_marks().await.unwrap();
         again.pass(at("2026-03-15T14:30:13Z")).await;
         // Even a scheduler that lost its marks cannot enqueue the same tick twice.
         let mut amnesiac = Scheduler::new(store.clone(), catalog, Duration::from_secs(5));
-        amnesiac.marks.insert("ticker/0".into(), at("2026-03-15T14:30:00Z"));
+        amnesiac
+            .marks
+            .insert("ticker/0".into(), at("2026-03-15T14:30:00Z"));
         amnesiac.pass(at("2026-03-15T14:30:14Z")).await;
-        let tasks = store.list_tasks(oclaw_store::TaskFilter { bot: Some("ticker".into()), limit: 100, ..Default::default() }).await.unwrap();
+        let tasks = store
+            .list_tasks(oclaw_store::TaskFilter {
+                bot: Some("ticker".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(tasks.len(), 1, "{tasks:?}");
         assert_eq!(tasks[0].input["trigger"]["kind"], "every");
         assert_eq!(s.stats().fired.load(Ordering::Relaxed), 1);

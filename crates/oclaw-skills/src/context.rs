@@ -42,13 +42,25 @@ pub struct SkillError {
 impl SkillError {
     /// Bad input: retrying the same input fails the same way.
     pub fn invalid(message: impl Into<String>) -> SkillError {
-        SkillError { code: ErrorCode::SkillInvalidInput, message: message.into(), retryable: false }
+        SkillError {
+            code: ErrorCode::SkillInvalidInput,
+            message: message.into(),
+            retryable: false,
+        }
     }
     pub fn permanent(code: ErrorCode, message: impl Into<String>) -> SkillError {
-        SkillError { code, message: message.into(), retryable: false }
+        SkillError {
+            code,
+            message: message.into(),
+            retryable: false,
+        }
     }
     pub fn transient(code: ErrorCode, message: impl Into<String>) -> SkillError {
-        SkillError { code, message: message.into(), retryable: true }
+        SkillError {
+            code,
+            message: message.into(),
+            retryable: true,
+        }
     }
 }
 
@@ -59,7 +71,11 @@ impl std::fmt::Display for SkillError {
 }
 
 /// Reads an optional string field of `with`.
-pub(crate) fn opt_str<'a>(with: &'a Value, field: &str, skill: &str) -> Result<Option<&'a str>, SkillError> {
+pub(crate) fn opt_str<'a>(
+    with: &'a Value,
+    field: &str,
+    skill: &str,
+) -> Result<Option<&'a str>, SkillError> {
     match with.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -71,8 +87,13 @@ pub(crate) fn opt_str<'a>(with: &'a Value, field: &str, skill: &str) -> Result<O
 }
 
 /// Reads a required string field of `with`.
-pub(crate) fn req_str<'a>(with: &'a Value, field: &str, skill: &str) -> Result<&'a str, SkillError> {
-    opt_str(with, field, skill)?.ok_or_else(|| SkillError::invalid(format!("{skill}: `{field}` is required")))
+pub(crate) fn req_str<'a>(
+    with: &'a Value,
+    field: &str,
+    skill: &str,
+) -> Result<&'a str, SkillError> {
+    opt_str(with, field, skill)?
+        .ok_or_else(|| SkillError::invalid(format!("{skill}: `{field}` is required")))
 }
 
 /// Rejects fields of `with` the skill does not know, naming the ones it does.
@@ -91,7 +112,10 @@ pub(crate) fn only_fields(with: &Value, allowed: &[&str], skill: &str) -> Result
             }
             Ok(())
         }
-        other => Err(SkillError::invalid(format!("{skill}: `with` must be a mapping, got {}", type_name(other)))),
+        other => Err(SkillError::invalid(format!(
+            "{skill}: `with` must be a mapping, got {}",
+            type_name(other)
+        ))),
     }
 }
 

@@ -46,7 +46,10 @@ impl HttpClients {
             }))
             .build()
             .map_err(|e| e.to_string())?;
-        let open = reqwest::Client::builder().user_agent(agent).build().map_err(|e| e.to_string())?;
+        let open = reqwest::Client::builder()
+            .user_agent(agent)
+            .build()
+            .map_err(|e| e.to_string())?;
         Ok(HttpClients { guarded, open })
     }
 }
@@ -64,9 +67,13 @@ fn is_ssrf(err: &reqwest::Error) -> bool {
 
 /// Checks scheme and literal addresses before any connection is made.
 fn check_url(url: &str, allow_private: bool, skill: &str) -> Result<reqwest::Url, SkillError> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| SkillError::invalid(format!("{skill}: bad url `{url}`: {e}")))?;
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| SkillError::invalid(format!("{skill}: bad url `{url}`: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(SkillError::invalid(format!("{skill}: only http and https urls are allowed, got `{}`", parsed.scheme())));
+        return Err(SkillError::invalid(format!(
+            "{skill}: only http and https urls are allowed, got `{}`",
+            parsed.scheme()
+        )));
     }
     if !allow_private {
         let literal = match parsed.host() {
@@ -74,7 +81,9 @@ fn check_url(url: &str, allow_private: bool, skill: &str) -> Result<reqwest::Url
             Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
             _ => None,
         };
-        let named_local = parsed.host_str().is_some_and(|h| h.eq_ignore_ascii_case("localhost") || h.ends_with(".localhost"));
+        let named_local = parsed
+            .host_str()
+            .is_some_and(|h| h.eq_ignore_ascii_case("localhost") || h.ends_with(".localhost"));
         if literal.is_some_and(is_internal) || named_local {
             return Err(SkillError::permanent(
                 ErrorCode::SsrfBlocked,
@@ -98,9 +107,16 @@ struct Request<'a> {
 
 async fn send(ctx: &SkillContext, req: Request<'_>) -> Result<Value, SkillError> {
     let url = check_url(req.url, ctx.allow_private_network, req.skill)?;
-    let client = if ctx.allow_private_network { &ctx.http.open } else { &ctx.http.guarded };
+    let client = if ctx.allow_private_network {
+        &ctx.http.open
+    } else {
+        &ctx.http.guarded
+    };
     let mut builder = client.request(req.method.clone(), url).timeout(req.timeout);
-    builder = builder.header("traceparent", format!("00-{}-{:016x}-01", ctx.trace_id, fastrand_span()));
+    builder = builder.header(
+        "traceparent",
+        format!("00-{}-{:016x}-01", ctx.trace_id, fastrand_span()),
+    );
     if let Some(headers) = req.headers {
         for (k, v) in headers {
             let v = match v {
@@ -113,7 +129,14 @@ async fn send(ctx: &SkillContext, req: Request<'_>) -> Result<Value, SkillError>
     if let Some(query) = req.query {
         let pairs: Vec<(String, String)> = query
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string()),
+                )
+            })
             .collect();
         builder = builder.query(&pairs);
     }
@@ -124,9 +147,18 @@ async fn send(ctx: &SkillContext, req: Request<'_>) -> Result<Value, SkillError>
     }
     let resp = builder.send().await.map_err(|e| {
         if is_ssrf(&e) {
-            SkillError::permanent(ErrorCode::SsrfBlocked, format!("{}: {} refused: host resolves to a private or loopback address", req.skill, req.url))
+            SkillError::permanent(
+                ErrorCode::SsrfBlocked,
+                format!(
+                    "{}: {} refused: host resolves to a private or loopback address",
+                    req.skill, req.url
+                ),
+            )
         } else {
-            SkillError::transient(ErrorCode::HttpRequestFailed, format!("{} {} {}: {e}", req.skill, req.method, req.url))
+            SkillError::transient(
+                ErrorCode::HttpRequestFailed,
+                format!("{} {} {}: {e}", req.skill, req.method, req.url),
+            )
         }
     })?;
     let status = resp.status();
@@ -136,40 +168,66 @@ async fn send(ctx: &SkillContext, req: Request<'_>) -> Result<Value, SkillError>
             headers.insert(k.as_str().to_string(), Value::String(s.to_string()));
         }
     }
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| SkillError::transient(ErrorCode::HttpRequestFailed, format!("{}: reading body of {}: {e}", req.skill, req.url)))?;
+    let bytes = resp.bytes().await.map_err(|e| {
+        SkillError::transient(
+            ErrorCode::HttpRequestFailed,
+            format!("{}: reading body of {}: {e}", req.skill, req.url),
+        )
+    })?;
     if bytes.len() > MAX_RESPONSE_BYTES {
-        return Err(SkillError::permanent(ErrorCode::HttpRequestFailed, format!("{}: response of {} is larger than 10 MiB", req.skill, req.url)));
+        return Err(SkillError::permanent(
+            ErrorCode::HttpRequestFailed,
+            format!(
+                "{}: response of {} is larger than 10 MiB",
+                req.skill, req.url
+            ),
+        ));
     }
-    let body = serde_json::from_slice::<Value>(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let body = serde_json::from_slice::<Value>(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     if req.fail_on_status && (status.is_client_error() || status.is_server_error()) {
         let retryable = status.is_server_error() || status.as_u16() == 429;
-        let message = format!("{}: {} {} answered {}", req.skill, req.method, req.url, status);
-        return Err(SkillError { code: ErrorCode::HttpRequestFailed, message, retryable });
+        let message = format!(
+            "{}: {} {} answered {}",
+            req.skill, req.method, req.url, status
+        );
+        return Err(SkillError {
+            code: ErrorCode::HttpRequestFailed,
+            message,
+            retryable,
+        });
     }
     Ok(serde_json::json!({ "status": status.as_u16(), "headers": headers, "body": body }))
 }
 
 fn fastrand_span() -> u64 {
     // A span id only needs to be unique enough within one trace.
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
     t.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15
 }
 
 fn parse_timeout(with: &Value, skill: &str) -> Result<Duration, SkillError> {
     match opt_str(with, "timeout", skill)? {
         None => Ok(Duration::from_secs(30)),
-        Some(t) => oclaw_core::duration::parse_duration(t).map_err(|e| SkillError::invalid(format!("{skill}: timeout: {e}"))),
+        Some(t) => oclaw_core::duration::parse_duration(t)
+            .map_err(|e| SkillError::invalid(format!("{skill}: timeout: {e}"))),
     }
 }
 
-fn opt_map<'a>(with: &'a Value, field: &str, skill: &str) -> Result<Option<&'a Map<String, Value>>, SkillError> {
+fn opt_map<'a>(
+    with: &'a Value,
+    field: &str,
+    skill: &str,
+) -> Result<Option<&'a Map<String, Value>>, SkillError> {
     match with.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(m)) => Ok(Some(m)),
-        Some(_) => Err(SkillError::invalid(format!("{skill}: `{field}` must be a mapping"))),
+        Some(_) => Err(SkillError::invalid(format!(
+            "{skill}: `{field}` must be a mapping"
+        ))),
     }
 }
 
@@ -177,7 +235,8 @@ fn literal_checks(with: &Value, skill: &'static str, fields: &[&str]) -> Result<
     only_fields(with, fields, skill)?;
     if let Some(Value::String(u)) = with.get("url") {
         if !u.contains("{{") {
-            reqwest::Url::parse(u).map_err(|e| SkillError::invalid(format!("{skill}: bad url `{u}`: {e}")))?;
+            reqwest::Url::parse(u)
+                .map_err(|e| SkillError::invalid(format!("{skill}: bad url `{u}`: {e}")))?;
         }
     }
     Ok(())
@@ -185,7 +244,15 @@ fn literal_checks(with: &Value, skill: &'static str, fields: &[&str]) -> Result<
 
 pub struct HttpRequest;
 
-const HTTP_FIELDS: &[&str] = &["url", "method", "headers", "query", "body", "timeout", "fail_on_status"];
+const HTTP_FIELDS: &[&str] = &[
+    "url",
+    "method",
+    "headers",
+    "query",
+    "body",
+    "timeout",
+    "fail_on_status",
+];
 
 #[async_trait]
 impl Skill for HttpRequest {
@@ -210,7 +277,11 @@ impl Skill for HttpRequest {
         let fail_on_status = match w.get("fail_on_status") {
             None | Some(Value::Null) => true,
             Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(SkillError::invalid("http.request: `fail_on_status` must be true or false")),
+            Some(_) => {
+                return Err(SkillError::invalid(
+                    "http.request: `fail_on_status` must be true or false",
+                ))
+            }
         };
         send(
             ctx,
@@ -252,7 +323,9 @@ impl Skill for NotifyWebhook {
         only_fields(w, NOTIFY_FIELDS, "notify.webhook")?;
         // A body that is a JSON document in a string (`{{ x | tojson }}`) is sent as JSON.
         let body = match w.get("body") {
-            Some(Value::String(s)) => serde_json::from_str::<Value>(s).ok().filter(|v| v.is_object() || v.is_array()),
+            Some(Value::String(s)) => serde_json::from_str::<Value>(s)
+                .ok()
+                .filter(|v| v.is_object() || v.is_array()),
             _ => None,
         };
         let out = send(

@@ -12,13 +12,19 @@ use crate::{Skill, SkillCall, SkillContext, SkillError};
 fn store_error(e: oclaw_store::StoreError) -> SkillError {
     let code = e.code();
     let retryable = e.is_transient() || code == ErrorCode::StoreUnavailable;
-    SkillError { code, message: format!("kv: {e}"), retryable }
+    SkillError {
+        code,
+        message: format!("kv: {e}"),
+        retryable,
+    }
 }
 
 fn key(with: &Value, skill: &str) -> Result<String, SkillError> {
     let k = req_str(with, "key", skill)?;
     if k.is_empty() || k.len() > 512 {
-        return Err(SkillError::invalid(format!("{skill}: `key` must be 1 to 512 characters")));
+        return Err(SkillError::invalid(format!(
+            "{skill}: `key` must be 1 to 512 characters"
+        )));
     }
     Ok(k.to_string())
 }
@@ -43,7 +49,11 @@ impl Skill for KvGet {
     async fn run(&self, ctx: &SkillContext, call: SkillCall) -> Result<Value, SkillError> {
         only_fields(&call.with, self.fields(), "kv.get")?;
         let k = key(&call.with, "kv.get")?;
-        let found = ctx.store.kv_get(&ctx.bot, &k, Utc::now()).await.map_err(store_error)?;
+        let found = ctx
+            .store
+            .kv_get(&ctx.bot, &k, Utc::now())
+            .await
+            .map_err(store_error)?;
         Ok(found.unwrap_or_else(|| call.with.get("default").cloned().unwrap_or(Value::Null)))
     }
 }
@@ -73,7 +83,8 @@ impl Skill for KvSet {
         self.check_literal(&call.with)?;
         let k = key(&call.with, "kv.set")?;
         let ttl = match opt_str(&call.with, "ttl", "kv.set")? {
-            Some(t) => oclaw_core::duration::parse_duration(t).map_err(|e| SkillError::invalid(format!("kv.set: ttl: {e}")))?,
+            Some(t) => oclaw_core::duration::parse_duration(t)
+                .map_err(|e| SkillError::invalid(format!("kv.set: ttl: {e}")))?,
             None => ctx.cache_ttl,
         };
         let expires = if ttl.is_zero() {
@@ -82,7 +93,10 @@ impl Skill for KvSet {
             Some(Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX))
         };
         let value = call.with.get("value").cloned().unwrap_or(Value::Null);
-        ctx.store.kv_set(&ctx.bot, &k, &value, expires).await.map_err(store_error)?;
+        ctx.store
+            .kv_set(&ctx.bot, &k, &value, expires)
+            .await
+            .map_err(store_error)?;
         Ok(value)
     }
 }

@@ -14,7 +14,9 @@ fn check_level(with: &Value) -> Result<&str, SkillError> {
     let level = opt_str(with, "level", "log")?.unwrap_or("info");
     match level {
         "error" | "warn" | "info" | "debug" | "trace" => Ok(level),
-        other => Err(SkillError::invalid(format!("log: level `{other}` is not one of error, warn, info, debug, trace"))),
+        other => Err(SkillError::invalid(format!(
+            "log: level `{other}` is not one of error, warn, info, debug, trace"
+        ))),
     }
 }
 

@@ -45,7 +45,9 @@ pub struct SkillRegistry {
 impl SkillRegistry {
     /// The built-in skills.
     pub fn builtin() -> SkillRegistry {
-        let mut r = SkillRegistry { skills: BTreeMap::new() };
+        let mut r = SkillRegistry {
+            skills: BTreeMap::new(),
+        };
         let builtins: Vec<Arc<dyn Skill>> = vec![
             Arc::new(crate::http_request::HttpRequest),
             Arc::new(crate::http_request::NotifyWebhook),
@@ -83,7 +85,10 @@ impl SkillRegistry {
 
     /// Name, origin and summary of every skill, sorted by name.
     pub fn list(&self) -> Vec<(&'static str, SkillOrigin, &'static str)> {
-        self.skills.iter().map(|(n, (s, o))| (*n, o.clone(), s.summary())).collect()
+        self.skills
+            .iter()
+            .map(|(n, (s, o))| (*n, o.clone(), s.summary()))
+            .collect()
     }
 }
 

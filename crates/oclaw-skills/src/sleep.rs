@@ -10,7 +10,8 @@ pub struct Sleep;
 
 fn duration(with: &Value) -> Result<std::time::Duration, SkillError> {
     let text = req_str(with, "duration", "sleep")?;
-    oclaw_core::duration::parse_duration(text).map_err(|e| SkillError::invalid(format!("sleep: {e}")))
+    oclaw_core::duration::parse_duration(text)
+        .map_err(|e| SkillError::invalid(format!("sleep: {e}")))
 }
 
 #[async_trait]

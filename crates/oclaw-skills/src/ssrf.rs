@@ -45,10 +45,15 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = addrs.into_iter().filter(|a| !is_internal(a.ip())).collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> =
+                addrs.into_iter().filter(|a| !is_internal(a.ip())).collect();
             if allowed.is_empty() {
-                return Err(format!("ssrf-guard: {host} resolves only to private or loopback addresses").into());
+                return Err(format!(
+                    "ssrf-guard: {host} resolves only to private or loopback addresses"
+                )
+                .into());
             }
             let it: Addrs = Box::new(allowed.into_iter());
             Ok(it)
@@ -62,7 +67,19 @@ mod tests {
 
     #[test]
     fn classifies_addresses() {
-        for internal in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1"] {
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(is_internal(internal.parse().unwrap()), "{internal}");
         }
         for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "172.32.0.1"] {

@@ -25,13 +25,22 @@ impl Skill for Template {
     fn check_literal(&self, with: &Value) -> Result<(), SkillError> {
         only_fields(with, FIELDS, "template")?;
         match (with.get("value"), with.get("text")) {
-            (Some(_), Some(_)) => Err(SkillError::invalid("template: give `value` or `text`, not both")),
-            (None, None) => Err(SkillError::invalid("template: `value` or `text` is required")),
+            (Some(_), Some(_)) => Err(SkillError::invalid(
+                "template: give `value` or `text`, not both",
+            )),
+            (None, None) => Err(SkillError::invalid(
+                "template: `value` or `text` is required",
+            )),
             _ => Ok(()),
         }
     }
     async fn run(&self, _ctx: &SkillContext, call: SkillCall) -> Result<Value, SkillError> {
         self.check_literal(&call.with)?;
-        Ok(call.with.get("value").or(call.with.get("text")).cloned().unwrap_or(Value::Null))
+        Ok(call
+            .with
+            .get("value")
+            .or(call.with.get("text"))
+            .cloned()
+            .unwrap_or(Value::Null))
     }
 }

@@ -26,8 +26,12 @@ pub fn compile_jq(code: &str) -> Result<Arc<Filter>, String> {
     if let Some(f) = cache().lock().ok().and_then(|c| c.get(code).cloned()) {
         return Ok(f);
     }
-    let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
-    let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
+    let defs = jaq_core::defs()
+        .chain(jaq_std::defs())
+        .chain(jaq_json::defs());
+    let funs = jaq_core::funs()
+        .chain(jaq_std::funs())
+        .chain(jaq_json::funs());
     let loader = Loader::new(defs);
     let arena = Arena::default();
     let modules = loader
@@ -57,12 +61,14 @@ fn describe<T: std::fmt::Debug>(errs: &T) -> String {
 
 /// Runs `filter` on `input`: one result is the output, several make an array, none is null.
 pub fn run_jq(filter: &Filter, input: Value) -> Result<Value, String> {
-    let val: Val = serde::Deserialize::deserialize(input).map_err(|e: serde_json::Error| e.to_string())?;
+    let val: Val =
+        serde::Deserialize::deserialize(input).map_err(|e: serde_json::Error| e.to_string())?;
     let ctx = Ctx::<data::JustLut<Val>>::new(&filter.lut, Vars::new([]));
     let mut results = Vec::new();
     for r in filter.id.run((ctx, val)).map(unwrap_valr) {
         let v = r.map_err(|e| format!("{e:?}"))?;
-        let json: Value = serde_json::from_str(&v.to_string()).map_err(|e| format!("jq produced a value that is not JSON: {e}"))?;
+        let json: Value = serde_json::from_str(&v.to_string())
+            .map_err(|e| format!("jq produced a value that is not JSON: {e}"))?;
         results.push(json);
     }
     Ok(match results.len() {
@@ -103,7 +109,12 @@ impl Skill for Transform {
             Some(v) => v.clone(),
             None => call.data,
         };
-        run_jq(&filter, input).map_err(|e| SkillError::permanent(ErrorCode::TransformFailed, format!("transform `{code}`: {e}")))
+        run_jq(&filter, input).map_err(|e| {
+            SkillError::permanent(
+                ErrorCode::TransformFailed,
+                format!("transform `{code}`: {e}"),
+            )
+        })
     }
 }
 
@@ -116,17 +127,32 @@ mod tests {
     fn filters_like_jq() {
         let f = compile_jq(".items | map(select(.price > 0)) | unique_by(.sku)").unwrap();
         let out = run_jq(&f, json!({"items": [{"sku": "b", "price": 2}, {"sku": "a", "price": 1}, {"sku": "a", "price": 1}, {"sku": "c", "price": -1}]})).unwrap();
-        assert_eq!(out, json!([{"sku": "a", "price": 1}, {"sku": "b", "price": 2}]));
+        assert_eq!(
+            out,
+            json!([{"sku": "a", "price": 1}, {"sku": "b", "price": 2}])
+        );
         let many = run_jq(&compile_jq(".[]").unwrap(), json!([1, 2])).unwrap();
         assert_eq!(many, json!([1, 2]));
-        assert_eq!(run_jq(&compile_jq("empty").unwrap(), json!(1)).unwrap(), Value::Null);
-        assert_eq!(run_jq(&compile_jq(".a").unwrap(), json!({"a": "x"})).unwrap(), json!("x"));
+        assert_eq!(
+            run_jq(&compile_jq("empty").unwrap(), json!(1)).unwrap(),
+            Value::Null
+        );
+        assert_eq!(
+            run_jq(&compile_jq(".a").unwrap(), json!({"a": "x"})).unwrap(),
+            json!("x")
+        );
     }
 
     #[test]
     fn reports_bad_filters() {
-        assert!(compile_jq(".items | map(").err().unwrap().contains("does not parse"));
-        assert!(compile_jq("nosuchfn(1)").err().unwrap().contains("does not compile"));
+        assert!(compile_jq(".items | map(")
+            .err()
+            .unwrap()
+            .contains("does not parse"));
+        assert!(compile_jq("nosuchfn(1)")
+            .err()
+            .unwrap()
+            .contains("does not compile"));
         let err = run_jq(&compile_jq(".a + 1").unwrap(), json!({"a": "x"})).unwrap_err();
         assert!(!err.is_empty());
     }

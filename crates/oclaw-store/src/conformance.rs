@@ -2,6 +2,8 @@
 //!
 //! A backend runs the whole suite with [`store_conformance_tests!`], giving an expression that
 //! opens a fresh, empty store (`async` block returning `Arc<dyn Store>`).
+//! These are test assertions: they panic on failure by design.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +30,12 @@ fn claim(worker: &str, queues: &[&str], limit: usize) -> ClaimRequest {
 }
 
 fn success(worker: &str, id: TaskId, attempt: u32, v: serde_json::Value) -> Completion {
-    Completion { id, worker: worker.into(), attempt, outcome: Outcome::Succeeded(v) }
+    Completion {
+        id,
+        worker: worker.into(),
+        attempt,
+        outcome: Outcome::Succeeded(v),
+    }
 }
 
 fn failure(worker: &str, id: TaskId, attempt: u32, retry: bool) -> Completion {
@@ -37,7 +44,10 @@ fn failure(worker: &str, id: TaskId, attempt: u32, retry: bool) -> Completion {
         worker: worker.into(),
         attempt,
         outcome: Outcome::Failed {
-            error: TaskError { code: "OC-4013".into(), message: "boom".into() },
+            error: TaskError {
+                code: "OC-4013".into(),
+                message: "boom".into(),
+            },
             retry_at: retry.then(|| Utc::now() + chrono::Duration::hours(1)),
         },
     }
@@ -64,8 +74,14 @@ pub async fn idempotency_key_returns_the_same_task(s: DynStore) {
     assert_eq!(first.task.id, second.task.id);
     let batch = s
         .enqueue_batch(vec![
-            NewTask { idempotency_key: Some("k2".into()), ..task("b", "default", 2) },
-            NewTask { idempotency_key: Some("k2".into()), ..task("b", "default", 3) },
+            NewTask {
+                idempotency_key: Some("k2".into()),
+                ..task("b", "default", 2)
+            },
+            NewTask {
+                idempotency_key: Some("k2".into()),
+                ..task("b", "default", 3)
+            },
         ])
         .await
         .unwrap();
@@ -75,14 +91,29 @@ pub async fn idempotency_key_returns_the_same_task(s: DynStore) {
 
 pub async fn claim_respects_priority_then_age_and_limit(s: DynStore) {
     let low = s.enqueue(task("b", "q", 1)).await.unwrap().task.id;
-    let high = s.enqueue(NewTask { priority: 10, ..task("b", "q", 2) }).await.unwrap().task.id;
+    let high = s
+        .enqueue(NewTask {
+            priority: 10,
+            ..task("b", "q", 2)
+        })
+        .await
+        .unwrap()
+        .task
+        .id;
     let low2 = s.enqueue(task("b", "q", 3)).await.unwrap().task.id;
     let got = s.claim_batch(claim("w1", &["q"], 2)).await.unwrap();
-    assert_eq!(got.iter().map(|t| t.id).collect::<Vec<_>>(), vec![high, low]);
+    assert_eq!(
+        got.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![high, low]
+    );
     assert!(got.iter().all(|t| t.attempt == 1));
     let rest = s.claim_batch(claim("w2", &["q"], 10)).await.unwrap();
     assert_eq!(rest.iter().map(|t| t.id).collect::<Vec<_>>(), vec![low2]);
-    assert!(s.claim_batch(claim("w2", &["q"], 10)).await.unwrap().is_empty());
+    assert!(s
+        .claim_batch(claim("w2", &["q"], 10))
+        .await
+        .unwrap()
+        .is_empty());
     let running = s.get_task(high).await.unwrap().unwrap();
     assert_eq!(running.status, TaskStatus::Running);
     assert_eq!(running.worker.as_deref(), Some("w1"));
@@ -110,7 +141,10 @@ pub async fn batch_enqueue_and_batch_complete(s: DynStore) {
             break;
         }
         assert!(batch.len() <= 100);
-        let completions = batch.iter().map(|t| success("w", t.id, t.attempt, t.input.clone())).collect();
+        let completions = batch
+            .iter()
+            .map(|t| success("w", t.id, t.attempt, t.input.clone()))
+            .collect();
         let report = s.complete_batch(completions).await.unwrap();
         assert_eq!(report.applied, batch.len());
         assert_eq!(report.finished.len(), batch.len());
@@ -124,9 +158,19 @@ pub async fn batch_enqueue_and_batch_complete(s: DynStore) {
 }
 
 pub async fn failure_retries_then_dead_letters(s: DynStore) {
-    let id = s.enqueue(NewTask { max_attempts: 2, ..task("b", "default", 1) }).await.unwrap().task.id;
+    let id = s
+        .enqueue(NewTask {
+            max_attempts: 2,
+            ..task("b", "default", 1)
+        })
+        .await
+        .unwrap()
+        .task
+        .id;
     let c = s.claim_batch(claim("w", &["default"], 1)).await.unwrap();
-    s.complete_batch(vec![failure("w", id, c[0].attempt, true)]).await.unwrap();
+    s.complete_batch(vec![failure("w", id, c[0].attempt, true)])
+        .await
+        .unwrap();
     let t = s.get_task(id).await.unwrap().unwrap();
     assert_eq!(t.status, TaskStatus::Scheduled);
     assert_eq!(t.error.as_ref().unwrap().code, "OC-4013");
@@ -137,7 +181,10 @@ pub async fn failure_retries_then_dead_letters(s: DynStore) {
     assert_eq!(s.promote_due(t.run_at).await.unwrap(), 1);
     let c = s.claim_batch(claim("w", &["default"], 1)).await.unwrap();
     assert_eq!(c[0].attempt, 2);
-    let report = s.complete_batch(vec![failure("w", id, 2, true)]).await.unwrap();
+    let report = s
+        .complete_batch(vec![failure("w", id, 2, true)])
+        .await
+        .unwrap();
     assert_eq!(report.finished, vec![id]);
     let t = s.get_task(id).await.unwrap().unwrap();
     assert_eq!(t.status, TaskStatus::Dead);
@@ -147,15 +194,33 @@ pub async fn failure_retries_then_dead_letters(s: DynStore) {
 pub async fn permanent_failure_is_failed(s: DynStore) {
     let id = s.enqueue(task("b", "default", 1)).await.unwrap().task.id;
     let c = s.claim_batch(claim("w", &["default"], 1)).await.unwrap();
-    s.complete_batch(vec![failure("w", id, c[0].attempt, false)]).await.unwrap();
-    assert_eq!(s.get_task(id).await.unwrap().unwrap().status, TaskStatus::Failed);
+    s.complete_batch(vec![failure("w", id, c[0].attempt, false)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_task(id).await.unwrap().unwrap().status,
+        TaskStatus::Failed
+    );
 }
 
 pub async fn redrive_dead_task(s: DynStore) {
-    let id = s.enqueue(NewTask { max_attempts: 1, ..task("b", "default", 1) }).await.unwrap().task.id;
+    let id = s
+        .enqueue(NewTask {
+            max_attempts: 1,
+            ..task("b", "default", 1)
+        })
+        .await
+        .unwrap()
+        .task
+        .id;
     let c = s.claim_batch(claim("w", &["default"], 1)).await.unwrap();
-    s.complete_batch(vec![failure("w", id, c[0].attempt, true)]).await.unwrap();
-    assert_eq!(s.get_task(id).await.unwrap().unwrap().status, TaskStatus::Dead);
+    s.complete_batch(vec![failure("w", id, c[0].attempt, true)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_task(id).await.unwrap().unwrap().status,
+        TaskStatus::Dead
+    );
     let t = s.redrive(id).await.unwrap();
     assert_eq!(t.status, TaskStatus::Queued);
     assert_eq!(t.attempts, 0);
@@ -164,21 +229,45 @@ pub async fn redrive_dead_task(s: DynStore) {
     assert_eq!(again[0].id, id);
     assert_eq!(again[0].attempt, 1);
     let err = s.redrive(id).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { status: TaskStatus::Running, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                status: TaskStatus::Running,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 pub async fn cancel_fences_the_worker(s: DynStore) {
     let queued = s.enqueue(task("b", "default", 1)).await.unwrap().task.id;
-    assert_eq!(s.cancel(queued).await.unwrap().status, TaskStatus::Cancelled);
-    assert!(matches!(s.cancel(queued).await.unwrap_err(), StoreError::Conflict { .. }));
+    assert_eq!(
+        s.cancel(queued).await.unwrap().status,
+        TaskStatus::Cancelled
+    );
+    assert!(matches!(
+        s.cancel(queued).await.unwrap_err(),
+        StoreError::Conflict { .. }
+    ));
     let running = s.enqueue(task("b", "default", 2)).await.unwrap().task.id;
     let c = s.claim_batch(claim("w", &["default"], 10)).await.unwrap();
     assert_eq!(c.len(), 1, "a cancelled task is never claimed");
     s.cancel(running).await.unwrap();
-    let report = s.complete_batch(vec![success("w", running, 1, json!(1))]).await.unwrap();
+    let report = s
+        .complete_batch(vec![success("w", running, 1, json!(1))])
+        .await
+        .unwrap();
     assert_eq!(report.fenced, vec![running]);
-    assert_eq!(s.get_task(running).await.unwrap().unwrap().status, TaskStatus::Cancelled);
-    assert!(matches!(s.cancel(TaskId(987_654)).await.unwrap_err(), StoreError::NotFound(_)));
+    assert_eq!(
+        s.get_task(running).await.unwrap().unwrap().status,
+        TaskStatus::Cancelled
+    );
+    assert!(matches!(
+        s.cancel(TaskId(987_654)).await.unwrap_err(),
+        StoreError::NotFound(_)
+    ));
 }
 
 pub async fn expired_lease_is_requeued_and_old_holder_fenced(s: DynStore) {
@@ -193,33 +282,71 @@ pub async fn expired_lease_is_requeued_and_old_holder_fenced(s: DynStore) {
     assert_eq!(t.error.unwrap().code, "OC-3001");
     let c2 = s.claim_batch(claim("w2", &["default"], 1)).await.unwrap();
     assert_eq!(c2[0].attempt, 2);
-    let fenced = s.complete_batch(vec![success("w1", id, c[0].attempt, json!("late"))]).await.unwrap();
+    let fenced = s
+        .complete_batch(vec![success("w1", id, c[0].attempt, json!("late"))])
+        .await
+        .unwrap();
     assert_eq!(fenced.fenced, vec![id]);
-    let ok = s.complete_batch(vec![success("w2", id, 2, json!("ok"))]).await.unwrap();
+    let ok = s
+        .complete_batch(vec![success("w2", id, 2, json!("ok"))])
+        .await
+        .unwrap();
     assert_eq!(ok.applied, 1);
-    assert_eq!(s.get_task(id).await.unwrap().unwrap().output, Some(json!("ok")));
+    assert_eq!(
+        s.get_task(id).await.unwrap().unwrap().output,
+        Some(json!("ok"))
+    );
 }
 
 pub async fn expired_lease_on_last_attempt_is_dead(s: DynStore) {
-    let id = s.enqueue(NewTask { max_attempts: 1, ..task("b", "default", 1) }).await.unwrap().task.id;
+    let id = s
+        .enqueue(NewTask {
+            max_attempts: 1,
+            ..task("b", "default", 1)
+        })
+        .await
+        .unwrap()
+        .task
+        .id;
     s.claim_batch(claim("w1", &["default"], 1)).await.unwrap();
-    let report = s.requeue_expired(Utc::now() + chrono::Duration::minutes(5)).await.unwrap();
+    let report = s
+        .requeue_expired(Utc::now() + chrono::Duration::minutes(5))
+        .await
+        .unwrap();
     assert_eq!(report.dead, 1);
-    assert_eq!(s.get_task(id).await.unwrap().unwrap().status, TaskStatus::Dead);
+    assert_eq!(
+        s.get_task(id).await.unwrap().unwrap().status,
+        TaskStatus::Dead
+    );
 }
 
 pub async fn heartbeat_extends_only_own_leases(s: DynStore) {
     let id = s.enqueue(task("b", "default", 1)).await.unwrap().task.id;
     s.claim_batch(claim("w1", &["default"], 1)).await.unwrap();
-    assert_eq!(s.extend_leases("w2", &[id], Duration::from_secs(60)).await.unwrap(), 0);
-    assert_eq!(s.extend_leases("w1", &[id], Duration::from_secs(600)).await.unwrap(), 1);
-    let report = s.requeue_expired(Utc::now() + chrono::Duration::minutes(5)).await.unwrap();
+    assert_eq!(
+        s.extend_leases("w2", &[id], Duration::from_secs(60))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.extend_leases("w1", &[id], Duration::from_secs(600))
+            .await
+            .unwrap(),
+        1
+    );
+    let report = s
+        .requeue_expired(Utc::now() + chrono::Duration::minutes(5))
+        .await
+        .unwrap();
     assert_eq!(report.requeued, 0, "the extended lease is still valid");
 }
 
 pub async fn crashed_worker_leases_end_at_once(s: DynStore) {
     let id = s.enqueue(task("b", "default", 1)).await.unwrap().task.id;
-    s.claim_batch(claim("node-a", &["default"], 1)).await.unwrap();
+    s.claim_batch(claim("node-a", &["default"], 1))
+        .await
+        .unwrap();
     assert_eq!(s.expire_leases_of("node-b").await.unwrap(), 0);
     assert_eq!(s.expire_leases_of("node-a").await.unwrap(), 1);
     let report = s.requeue_expired(Utc::now()).await.unwrap();
@@ -239,11 +366,32 @@ pub async fn release_gives_tasks_back_without_counting_an_attempt(s: DynStore) {
 
 pub async fn delayed_task_waits_for_run_at(s: DynStore) {
     let at = Utc::now() + chrono::Duration::seconds(30);
-    let e = s.enqueue(NewTask { run_at: Some(at), ..task("b", "default", 1) }).await.unwrap();
+    let e = s
+        .enqueue(NewTask {
+            run_at: Some(at),
+            ..task("b", "default", 1)
+        })
+        .await
+        .unwrap();
     assert_eq!(e.task.status, TaskStatus::Scheduled);
-    assert!(s.claim_batch(claim("w", &["default"], 10)).await.unwrap().is_empty());
-    assert_eq!(s.promote_due(at + chrono::Duration::milliseconds(1)).await.unwrap(), 1);
-    assert_eq!(s.claim_batch(claim("w", &["default"], 10)).await.unwrap().len(), 1);
+    assert!(s
+        .claim_batch(claim("w", &["default"], 10))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.promote_due(at + chrono::Duration::milliseconds(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.claim_batch(claim("w", &["default"], 10))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 pub async fn capacity_refuses_then_accepts(s: DynStore) {
@@ -251,11 +399,17 @@ pub async fn capacity_refuses_then_accepts(s: DynStore) {
     s.enqueue(task("b", "small", 1)).await.unwrap();
     s.enqueue(task("b", "small", 2)).await.unwrap();
     let err = s.enqueue(task("b", "small", 3)).await.unwrap_err();
-    assert!(matches!(err, StoreError::QueueFull { capacity: 2, .. }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::QueueFull { capacity: 2, .. }),
+        "{err:?}"
+    );
     assert!(err.is_transient());
     // A batch that would overflow is refused whole.
     s.set_queue_capacity("small", Some(3));
-    let err = s.enqueue_batch(vec![task("b", "small", 4), task("b", "small", 5)]).await.unwrap_err();
+    let err = s
+        .enqueue_batch(vec![task("b", "small", 4), task("b", "small", 5)])
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::QueueFull { .. }));
     let stats = s.queue_stats(Utc::now()).await.unwrap();
     let small = stats.iter().find(|q| q.name == "small").unwrap();
@@ -265,16 +419,24 @@ pub async fn capacity_refuses_then_accepts(s: DynStore) {
     s.enqueue(task("b", "small", 6)).await.unwrap();
     s.enqueue(task("b", "small", 7)).await.unwrap();
     // Other queues are not limited.
-    s.enqueue_batch((0..10).map(|n| task("b", "big", n)).collect()).await.unwrap();
+    s.enqueue_batch((0..10).map(|n| task("b", "big", n)).collect())
+        .await
+        .unwrap();
 }
 
 pub async fn checkpoints_come_back_on_retry(s: DynStore) {
     let id = s.enqueue(task("b", "default", 1)).await.unwrap().task.id;
     let c = s.claim_batch(claim("w", &["default"], 1)).await.unwrap();
     assert!(c[0].checkpoints.is_empty());
-    s.save_checkpoint(id, "fetch", 0, &json!({"rows": 3})).await.unwrap();
-    s.complete_batch(vec![failure("w", id, 1, true)]).await.unwrap();
-    s.promote_due(Utc::now() + chrono::Duration::hours(2)).await.unwrap();
+    s.save_checkpoint(id, "fetch", 0, &json!({"rows": 3}))
+        .await
+        .unwrap();
+    s.complete_batch(vec![failure("w", id, 1, true)])
+        .await
+        .unwrap();
+    s.promote_due(Utc::now() + chrono::Duration::hours(2))
+        .await
+        .unwrap();
     let c = s.claim_batch(claim("w", &["default"], 1)).await.unwrap();
     assert_eq!(c[0].checkpoints.len(), 1);
     assert_eq!(c[0].checkpoints[0].step, "fetch");
@@ -284,15 +446,34 @@ pub async fn checkpoints_come_back_on_retry(s: DynStore) {
 }
 
 pub async fn queue_stats_count_each_state(s: DynStore) {
-    s.enqueue_batch((0..3).map(|n| task("b", "stats", n)).collect()).await.unwrap();
-    s.enqueue(NewTask { run_at: Some(Utc::now() + chrono::Duration::hours(1)), ..task("b", "stats", 9) })
+    s.enqueue_batch((0..3).map(|n| task("b", "stats", n)).collect())
         .await
         .unwrap();
-    let dead = s.enqueue(NewTask { max_attempts: 1, priority: 5, ..task("b", "stats", 8) }).await.unwrap().task.id;
+    s.enqueue(NewTask {
+        run_at: Some(Utc::now() + chrono::Duration::hours(1)),
+        ..task("b", "stats", 9)
+    })
+    .await
+    .unwrap();
+    let dead = s
+        .enqueue(NewTask {
+            max_attempts: 1,
+            priority: 5,
+            ..task("b", "stats", 8)
+        })
+        .await
+        .unwrap()
+        .task
+        .id;
     let c = s.claim_batch(claim("w", &["stats"], 2)).await.unwrap();
     assert_eq!(c[0].id, dead);
-    s.complete_batch(vec![failure("w", dead, 1, true)]).await.unwrap();
-    let stats = s.queue_stats(Utc::now() + chrono::Duration::seconds(10)).await.unwrap();
+    s.complete_batch(vec![failure("w", dead, 1, true)])
+        .await
+        .unwrap();
+    let stats = s
+        .queue_stats(Utc::now() + chrono::Duration::seconds(10))
+        .await
+        .unwrap();
     let q = stats.iter().find(|q| q.name == "stats").unwrap();
     assert_eq!((q.queued, q.running, q.scheduled, q.dead), (2, 1, 1, 1));
     assert!(q.oldest_queued_age_seconds >= 9.0);
@@ -300,18 +481,43 @@ pub async fn queue_stats_count_each_state(s: DynStore) {
 
 pub async fn list_tasks_filters_and_pages(s: DynStore) {
     for n in 0..5 {
-        s.enqueue(task(if n % 2 == 0 { "even" } else { "odd" }, "default", n)).await.unwrap();
+        s.enqueue(task(if n % 2 == 0 { "even" } else { "odd" }, "default", n))
+            .await
+            .unwrap();
     }
-    let page1 = s.list_tasks(TaskFilter { limit: 2, ..Default::default() }).await.unwrap();
+    let page1 = s
+        .list_tasks(TaskFilter {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(page1.len(), 2);
     assert!(page1[0].id > page1[1].id);
-    let page2 =
-        s.list_tasks(TaskFilter { limit: 10, before: Some(page1[1].id), ..Default::default() }).await.unwrap();
+    let page2 = s
+        .list_tasks(TaskFilter {
+            limit: 10,
+            before: Some(page1[1].id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(page2.len(), 3);
-    let evens = s.list_tasks(TaskFilter { bot: Some("even".into()), limit: 10, ..Default::default() }).await.unwrap();
+    let evens = s
+        .list_tasks(TaskFilter {
+            bot: Some("even".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(evens.len(), 3);
     let none = s
-        .list_tasks(TaskFilter { status: Some(TaskStatus::Dead), limit: 10, ..Default::default() })
+        .list_tasks(TaskFilter {
+            status: Some(TaskStatus::Dead),
+            limit: 10,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert!(none.is_empty());
@@ -319,12 +525,32 @@ pub async fn list_tasks_filters_and_pages(s: DynStore) {
 
 pub async fn kv_with_ttl(s: DynStore) {
     let now = Utc::now();
-    s.kv_set("bot", "k", &json!({"v": 1}), Some(now + chrono::Duration::seconds(60))).await.unwrap();
-    assert_eq!(s.kv_get("bot", "k", now).await.unwrap(), Some(json!({"v": 1})));
+    s.kv_set(
+        "bot",
+        "k",
+        &json!({"v": 1}),
+        Some(now + chrono::Duration::seconds(60)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.kv_get("bot", "k", now).await.unwrap(),
+        Some(json!({"v": 1}))
+    );
     assert_eq!(s.kv_get("other", "k", now).await.unwrap(), None);
-    assert_eq!(s.kv_get("bot", "k", now + chrono::Duration::seconds(61)).await.unwrap(), None);
+    assert_eq!(
+        s.kv_get("bot", "k", now + chrono::Duration::seconds(61))
+            .await
+            .unwrap(),
+        None
+    );
     s.kv_set("bot", "forever", &json!(2), None).await.unwrap();
-    assert_eq!(s.kv_get("bot", "forever", now + chrono::Duration::days(999)).await.unwrap(), Some(json!(2)));
+    assert_eq!(
+        s.kv_get("bot", "forever", now + chrono::Duration::days(999))
+            .await
+            .unwrap(),
+        Some(json!(2))
+    );
 }
 
 pub async fn trigger_marks_persist(s: DynStore) {
@@ -337,11 +563,18 @@ pub async fn trigger_marks_persist(s: DynStore) {
 pub async fn wakeups_fire_on_enqueue(s: DynStore) {
     let notified = s.wakeups().queued.notified();
     s.enqueue(task("b", "default", 1)).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(5), notified).await.expect("queued wake-up");
+    tokio::time::timeout(Duration::from_secs(5), notified)
+        .await
+        .expect("queued wake-up");
     let mut finished = s.wakeups().finished.subscribe();
     let c = s.claim_batch(claim("w", &["default"], 1)).await.unwrap();
-    s.complete_batch(vec![success("w", c[0].id, 1, json!(null))]).await.unwrap();
-    let ids = tokio::time::timeout(Duration::from_secs(5), finished.recv()).await.unwrap().unwrap();
+    s.complete_batch(vec![success("w", c[0].id, 1, json!(null))])
+        .await
+        .unwrap();
+    let ids = tokio::time::timeout(Duration::from_secs(5), finished.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&ids[..], &[c[0].id]);
 }
 

@@ -20,7 +20,11 @@ pub enum StoreError {
     #[error("task {0} not found")]
     NotFound(TaskId),
     #[error("task {id} is {status}; cannot {operation} it")]
-    Conflict { id: TaskId, status: TaskStatus, operation: &'static str },
+    Conflict {
+        id: TaskId,
+        status: TaskStatus,
+        operation: &'static str,
+    },
     #[error("{0}")]
     Unsupported(String),
     #[error("unexpected database error: {0}")]
@@ -47,7 +51,10 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            StoreError::Unavailable(_) | StoreError::Locked(_) | StoreError::DiskFull(_) | StoreError::QueueFull { .. }
+            StoreError::Unavailable(_)
+                | StoreError::Locked(_)
+                | StoreError::DiskFull(_)
+                | StoreError::QueueFull { .. }
         )
     }
 }

@@ -12,8 +12,14 @@ pub use store::Store;
 pub use types::*;
 
 /// Opens the backend named by a `storage.url`.
-pub async fn open_store(url: &str, options: sqlite::SqliteOptions) -> StoreResult<std::sync::Arc<dyn Store>> {
-    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+pub async fn open_store(
+    url: &str,
+    options: sqlite::SqliteOptions,
+) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
         let store = sqlite::SqliteStore::open(path, options).await?;
         return Ok(std::sync::Arc::new(store));
     }
@@ -29,7 +35,12 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
             match creds.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
                 None => url.to_string(),
             }
         }
@@ -41,7 +52,13 @@ pub fn redact_url(url: &str) -> String {
 mod tests {
     #[test]
     fn redacts_passwords() {
-        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(super::redact_url("sqlite://./data/x.db"), "sqlite://./data/x.db");
+        assert_eq!(
+            super::redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(
+            super::redact_url("sqlite://./data/x.db"),
+            "sqlite://./data/x.db"
+        );
     }
 }

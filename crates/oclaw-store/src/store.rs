@@ -36,7 +36,12 @@ pub trait Store: Send + Sync + 'static {
     /// Leases up to `limit` queued tasks, highest priority then oldest first.
     async fn claim_batch(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedTask>>;
     /// Heartbeat: renews the leases `worker` still holds; returns how many it holds.
-    async fn extend_leases(&self, worker: &str, ids: &[TaskId], lease: Duration) -> StoreResult<u64>;
+    async fn extend_leases(
+        &self,
+        worker: &str,
+        ids: &[TaskId],
+        lease: Duration,
+    ) -> StoreResult<u64>;
     /// Records finished attempts in one transaction. Attempts whose lease is gone are fenced.
     async fn complete_batch(&self, completions: Vec<Completion>) -> StoreResult<CompletionReport>;
     /// Gives leased tasks back unrun (graceful shutdown): queued again, attempt not counted.
@@ -66,7 +71,12 @@ pub trait Store: Send + Sync + 'static {
     async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
     async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueStats>>;
 
-    async fn kv_get(&self, namespace: &str, key: &str, now: DateTime<Utc>) -> StoreResult<Option<Value>>;
+    async fn kv_get(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Value>>;
     async fn kv_set(
         &self,
         namespace: &str,

@@ -49,7 +49,10 @@ pub enum Outcome {
     Succeeded(Value),
     /// `retry_at: None` is a permanent failure (`failed`); otherwise the task is `scheduled` again
     /// at `retry_at`, or `dead` when its attempts are used up.
-    Failed { error: TaskError, retry_at: Option<DateTime<Utc>> },
+    Failed {
+        error: TaskError,
+        retry_at: Option<DateTime<Utc>>,
+    },
 }
 
 /// One finished attempt, reported by the worker that held the lease.
@@ -115,7 +118,11 @@ pub struct Wakeups {
 
 impl Default for Wakeups {
     fn default() -> Self {
-        Wakeups { queued: Notify::new(), scheduled: Notify::new(), finished: broadcast::channel(1024).0 }
+        Wakeups {
+            queued: Notify::new(),
+            scheduled: Notify::new(),
+            finished: broadcast::channel(1024).0,
+        }
     }
 }
 

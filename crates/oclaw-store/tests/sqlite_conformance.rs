@@ -1,5 +1,7 @@
 //! The store conformance suite against the embedded SQLite backend, plus SQLite-specific faults.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::sync::Arc;
 
 use oclaw_store::sqlite::{SqliteOptions, SqliteStore};
@@ -10,7 +12,11 @@ async fn open_fresh() -> Arc<dyn Store> {
     let path = dir.path().join("oclaw.db");
     // Keep the folder for the life of the test process.
     std::mem::forget(dir);
-    Arc::new(SqliteStore::open(path.to_str().unwrap(), SqliteOptions::default()).await.unwrap())
+    Arc::new(
+        SqliteStore::open(path.to_str().unwrap(), SqliteOptions::default())
+            .await
+            .unwrap(),
+    )
 }
 
 oclaw_store::store_conformance_tests!(open_fresh());
@@ -21,10 +27,22 @@ async fn reopening_keeps_tasks_and_schema() {
     let path = dir.path().join("keep.db");
     let p = path.to_str().unwrap();
     let id = {
-        let s = SqliteStore::open(p, SqliteOptions::default()).await.unwrap();
-        s.enqueue(oclaw_core::NewTask::new("b", "default", serde_json::json!(1))).await.unwrap().task.id
+        let s = SqliteStore::open(p, SqliteOptions::default())
+            .await
+            .unwrap();
+        s.enqueue(oclaw_core::NewTask::new(
+            "b",
+            "default",
+            serde_json::json!(1),
+        ))
+        .await
+        .unwrap()
+        .task
+        .id
     };
-    let s = SqliteStore::open(p, SqliteOptions::default()).await.unwrap();
+    let s = SqliteStore::open(p, SqliteOptions::default())
+        .await
+        .unwrap();
     assert!(s.get_task(id).await.unwrap().is_some());
 }
 
@@ -33,12 +51,22 @@ async fn refuses_a_newer_schema() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("new.db");
     let p = path.to_str().unwrap();
-    drop(SqliteStore::open(p, SqliteOptions::default()).await.unwrap());
+    drop(
+        SqliteStore::open(p, SqliteOptions::default())
+            .await
+            .unwrap(),
+    );
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch("PRAGMA user_version = 999").unwrap();
     drop(conn);
-    let err = SqliteStore::open(p, SqliteOptions::default()).await.err().unwrap();
-    assert!(matches!(err, StoreError::SchemaTooNew { found: 999, .. }), "{err:?}");
+    let err = SqliteStore::open(p, SqliteOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found: 999, .. }),
+        "{err:?}"
+    );
     assert_eq!(err.code().code(), "OC-4003");
 }
 
@@ -47,7 +75,10 @@ async fn refuses_a_corrupt_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("junk.db");
     std::fs::write(&path, vec![0x5a; 8192]).unwrap();
-    let err = SqliteStore::open(path.to_str().unwrap(), SqliteOptions::default()).await.err().unwrap();
+    let err = SqliteStore::open(path.to_str().unwrap(), SqliteOptions::default())
+        .await
+        .err()
+        .unwrap();
     assert_eq!(err.code().code(), "OC-4002", "{err:?}");
 }
 
@@ -56,9 +87,13 @@ async fn refuses_another_programs_database() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("other.db");
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("CREATE TABLE invoices (id INTEGER)").unwrap();
+    conn.execute_batch("CREATE TABLE invoices (id INTEGER)")
+        .unwrap();
     drop(conn);
-    let err = SqliteStore::open(path.to_str().unwrap(), SqliteOptions::default()).await.err().unwrap();
+    let err = SqliteStore::open(path.to_str().unwrap(), SqliteOptions::default())
+        .await
+        .err()
+        .unwrap();
     assert_eq!(err.code().code(), "OC-4002", "{err:?}");
 }
 
@@ -67,15 +102,31 @@ async fn locked_database_times_out_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("locked.db");
     let p = path.to_str().unwrap();
-    let opts = SqliteOptions { busy_timeout: std::time::Duration::from_millis(200), ..Default::default() };
+    let opts = SqliteOptions {
+        busy_timeout: std::time::Duration::from_millis(200),
+        ..Default::default()
+    };
     let s = SqliteStore::open(p, opts).await.unwrap();
     let holder = rusqlite::Connection::open(&path).unwrap();
     holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let err = s.enqueue(oclaw_core::NewTask::new("b", "default", serde_json::json!(1))).await.unwrap_err();
+    let err = s
+        .enqueue(oclaw_core::NewTask::new(
+            "b",
+            "default",
+            serde_json::json!(1),
+        ))
+        .await
+        .unwrap_err();
     assert_eq!(err.code().code(), "OC-4005", "{err:?}");
     assert!(err.is_transient());
     holder.execute_batch("COMMIT").unwrap();
-    s.enqueue(oclaw_core::NewTask::new("b", "default", serde_json::json!(1))).await.unwrap();
+    s.enqueue(oclaw_core::NewTask::new(
+        "b",
+        "default",
+        serde_json::json!(1),
+    ))
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -83,8 +134,17 @@ async fn full_disk_refuses_the_write_and_keeps_what_was_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("full.db");
     let p = path.to_str().unwrap();
-    let s = SqliteStore::open(p, SqliteOptions::default()).await.unwrap();
-    let acknowledged = s.enqueue(oclaw_core::NewTask::new("b", "default", serde_json::json!(1))).await.unwrap();
+    let s = SqliteStore::open(p, SqliteOptions::default())
+        .await
+        .unwrap();
+    let acknowledged = s
+        .enqueue(oclaw_core::NewTask::new(
+            "b",
+            "default",
+            serde_json::json!(1),
+        ))
+        .await
+        .unwrap();
     // Cap the file at its current size so the next big write finds no room, as on a full disk.
     let pages: i64 = {
         let c = rusqlite::Connection::open(&path).unwrap();
@@ -92,7 +152,10 @@ async fn full_disk_refuses_the_write_and_keeps_what_was_acknowledged() {
     };
     s.cap_pages_for_test(pages).await;
     let big = serde_json::json!({"blob": "x".repeat(200_000)});
-    let err = s.enqueue(oclaw_core::NewTask::new("b", "default", big)).await.unwrap_err();
+    let err = s
+        .enqueue(oclaw_core::NewTask::new("b", "default", big))
+        .await
+        .unwrap_err();
     assert_eq!(err.code().code(), "OC-4004", "{err:?}");
     let still = s.get_task(acknowledged.task.id).await.unwrap().unwrap();
     assert_eq!(still.input, serde_json::json!(1));

@@ -14,7 +14,8 @@ struct Fields(Map<String, Value>);
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_string(), Value::String(value.to_string()));
+        self.0
+            .insert(field.name().to_string(), Value::String(value.to_string()));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().to_string(), value.into());
@@ -29,7 +30,10 @@ impl Visit for Fields {
         self.0.insert(field.name().to_string(), value.into());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().to_string(), Value::String(format!("{value:?}")));
+        self.0.insert(
+            field.name().to_string(),
+            Value::String(format!("{value:?}")),
+        );
     }
 }
 
@@ -44,7 +48,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let mut fields = Fields(Map::new());
         event.record(&mut fields);
         let mut fields = fields.0;
@@ -54,15 +63,22 @@ where
             "timestamp".into(),
             Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         );
-        line.insert("level".into(), Value::String(meta.level().as_str().to_string()));
-        let component = fields.remove("component").unwrap_or_else(|| Value::String(component_from_target(meta.target())));
+        line.insert(
+            "level".into(),
+            Value::String(meta.level().as_str().to_string()),
+        );
+        let component = fields
+            .remove("component")
+            .unwrap_or_else(|| Value::String(component_from_target(meta.target())));
         line.insert("component".into(), component);
         for key in ["task_id", "error_code", "trace_id"] {
             if let Some(v) = fields.remove(key) {
                 line.insert(key.into(), v);
             }
         }
-        let message = fields.remove("message").unwrap_or(Value::String(String::new()));
+        let message = fields
+            .remove("message")
+            .unwrap_or(Value::String(String::new()));
         line.insert("message".into(), message);
         line.extend(fields);
         let text = serde_json::to_string(&Value::Object(line)).map_err(|_| fmt::Error)?;

@@ -20,13 +20,16 @@ pub enum LogStyle {
 /// tracing filter such as `info,oclaw_store=debug`; `OCLAW_LOG` overrides it.
 pub fn init_logging(style: LogStyle, level: &str) {
     let filter = std::env::var("OCLAW_LOG").unwrap_or_else(|_| level.to_string());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let json = match style {
         LogStyle::Json => true,
         LogStyle::Human => false,
         LogStyle::Auto => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = if json {
         builder.event_format(JsonLines).try_init()
     } else {

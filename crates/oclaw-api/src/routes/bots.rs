@@ -17,10 +17,15 @@ fn summary(bot: &oclaw_engine::LoadedBot) -> Value {
 }
 
 pub async fn list(State(state): State<ApiState>) -> Json<Value> {
-    Json(json!({"items": state.catalog.bots().map(|b| summary(b)).collect::<Vec<_>>(), "next_cursor": null}))
+    Json(
+        json!({"items": state.catalog.bots().map(|b| summary(b)).collect::<Vec<_>>(), "next_cursor": null}),
+    )
 }
 
-pub async fn get_one(State(state): State<ApiState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get_one(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let bot = state
         .catalog
         .get(&name)

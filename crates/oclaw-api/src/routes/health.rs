@@ -13,8 +13,16 @@ pub async fn healthz() -> Json<Value> {
 pub async fn readyz(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
     match ping {
-        Ok(Ok(())) => Ok(Json(json!({"status": "ready", "store": state.store.backend()}))),
-        Ok(Err(e)) => Err(ApiError::new(oclaw_core::ErrorCode::StoreUnavailable, format!("store not reachable: {e}"))),
-        Err(_) => Err(ApiError::new(oclaw_core::ErrorCode::StoreUnavailable, "store did not answer within 2s")),
+        Ok(Ok(())) => Ok(Json(
+            json!({"status": "ready", "store": state.store.backend()}),
+        )),
+        Ok(Err(e)) => Err(ApiError::new(
+            oclaw_core::ErrorCode::StoreUnavailable,
+            format!("store not reachable: {e}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            oclaw_core::ErrorCode::StoreUnavailable,
+            "store did not answer within 2s",
+        )),
     }
 }

@@ -27,8 +27,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/bots/{name}", get(bots::get_one))
         .route("/v1/queues", get(queues::list))
         .route("/demo/catalog.json", get(demo::catalog))
-        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route; see /openapi.json for the routes") })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .fallback(|| async {
+            ApiError::new(
+                ErrorCode::NotFound,
+                "no such route; see /openapi.json for the routes",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .with_state(state)
 }

@@ -9,7 +9,10 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError
     let mut stats = state.store.queue_stats(chrono::Utc::now()).await?;
     for q in state.catalog.queues() {
         if !stats.iter().any(|s| s.name == q) {
-            stats.push(oclaw_store::QueueStats { name: q, ..Default::default() });
+            stats.push(oclaw_store::QueueStats {
+                name: q,
+                ..Default::default()
+            });
         }
     }
     stats.sort_by(|a, b| a.name.cmp(&b.name));

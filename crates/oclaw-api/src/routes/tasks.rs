@@ -39,7 +39,9 @@ pub struct SubmitBatch {
 const MAX_BATCH: usize = 1000;
 
 fn invalid(message: impl Into<String>, field: &str, trace_id: &str) -> ApiError {
-    ApiError::new(ErrorCode::InvalidField, message).details(json!({"field": field})).trace(trace_id)
+    ApiError::new(ErrorCode::InvalidField, message)
+        .details(json!({"field": field}))
+        .trace(trace_id)
 }
 
 /// Checks a submission and fills the defaults from its bot.
@@ -47,32 +49,62 @@ pub fn to_new_task(state: &ApiState, req: SubmitTask, trace_id: &str) -> Result<
     let bot = state.catalog.get(&req.bot).ok_or_else(|| {
         let names: Vec<String> = state.catalog.bots().map(|b| b.name().to_string()).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        ApiError::new(ErrorCode::UnknownBot, format!("no bot named `{}`{}", req.bot, oclaw_core::suggest::hint(&req.bot, &refs)))
-            .details(json!({"bot": req.bot, "known": names}))
-            .trace(trace_id)
+        ApiError::new(
+            ErrorCode::UnknownBot,
+            format!(
+                "no bot named `{}`{}",
+                req.bot,
+                oclaw_core::suggest::hint(&req.bot, &refs)
+            ),
+        )
+        .details(json!({"bot": req.bot, "known": names}))
+        .trace(trace_id)
     })?;
     if req.run_at.is_some() && req.delay.is_some() {
-        return Err(invalid("give `run_at` or `delay`, not both", "delay", trace_id));
+        return Err(invalid(
+            "give `run_at` or `delay`, not both",
+            "delay",
+            trace_id,
+        ));
     }
     if let Some(m) = req.max_attempts {
         if !(1..=100).contains(&m) {
-            return Err(invalid("`max_attempts` must be between 1 and 100", "max_attempts", trace_id));
+            return Err(invalid(
+                "`max_attempts` must be between 1 and 100",
+                "max_attempts",
+                trace_id,
+            ));
         }
     }
     if let Some(k) = &req.idempotency_key {
         if k.is_empty() || k.len() > 256 {
-            return Err(invalid("`idempotency_key` must be 1 to 256 characters", "idempotency_key", trace_id));
+            return Err(invalid(
+                "`idempotency_key` must be 1 to 256 characters",
+                "idempotency_key",
+                trace_id,
+            ));
         }
     }
     if let Some(q) = &req.queue {
-        let ok = !q.is_empty() && q.len() <= 63 && q.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        let ok = !q.is_empty()
+            && q.len() <= 63
+            && q.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
         if !ok {
-            return Err(invalid("`queue` must be 1-63 lowercase letters, digits, `-` or `_`", "queue", trace_id));
+            return Err(invalid(
+                "`queue` must be 1-63 lowercase letters, digits, `-` or `_`",
+                "queue",
+                trace_id,
+            ));
         }
     }
     let run_at = match (req.run_at, req.delay) {
         (Some(at), _) => Some(at),
-        (None, Some(d)) => Some(Utc::now() + chrono::Duration::from_std(d.get()).map_err(|_| invalid("`delay` is too long", "delay", trace_id))?),
+        (None, Some(d)) => Some(
+            Utc::now()
+                + chrono::Duration::from_std(d.get())
+                    .map_err(|_| invalid("`delay` is too long", "delay", trace_id))?,
+        ),
         _ => None,
     };
     Ok(NewTask {
@@ -103,8 +135,16 @@ pub async fn submit(
     let trace_id = trace_id_from(&headers);
     let req: SubmitTask = decode(body, &trace_id)?;
     let task = to_new_task(&state, req, &trace_id)?;
-    let enqueued = state.store.enqueue(task).await.map_err(|e| with_trace(e.into(), &trace_id))?;
-    let status = if enqueued.created { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let enqueued = state
+        .store
+        .enqueue(task)
+        .await
+        .map_err(|e| with_trace(e.into(), &trace_id))?;
+    let status = if enqueued.created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(enqueued.task)))
 }
 
@@ -116,34 +156,68 @@ pub async fn submit_batch(
     let trace_id = trace_id_from(&headers);
     let req: SubmitBatch = decode(body, &trace_id)?;
     if req.tasks.is_empty() || req.tasks.len() > MAX_BATCH {
-        return Err(invalid(format!("`tasks` must hold 1 to {MAX_BATCH} tasks, got {}", req.tasks.len()), "tasks", &trace_id));
+        return Err(invalid(
+            format!(
+                "`tasks` must hold 1 to {MAX_BATCH} tasks, got {}",
+                req.tasks.len()
+            ),
+            "tasks",
+            &trace_id,
+        ));
     }
     let mut tasks = Vec::with_capacity(req.tasks.len());
     for (i, t) in req.tasks.into_iter().enumerate() {
         // Each task of a batch gets its own trace id, derived from the request's.
-        let tid = if i == 0 { trace_id.clone() } else { oclaw_core::task::new_trace_id() };
+        let tid = if i == 0 {
+            trace_id.clone()
+        } else {
+            oclaw_core::task::new_trace_id()
+        };
         tasks.push(to_new_task(&state, t, &tid).map_err(|e| e.details(json!({"index": i})))?);
     }
-    let out = state.store.enqueue_batch(tasks).await.map_err(|e| with_trace(e.into(), &trace_id))?;
+    let out = state
+        .store
+        .enqueue_batch(tasks)
+        .await
+        .map_err(|e| with_trace(e.into(), &trace_id))?;
     let created = out.iter().filter(|e| e.created).count();
     let items: Vec<Task> = out.into_iter().map(|e| e.task).collect();
-    Ok((StatusCode::ACCEPTED, Json(json!({"items": items, "created": created}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"items": items, "created": created})),
+    ))
 }
 
 fn parse_id(raw: &str) -> Result<TaskId, ApiError> {
-    raw.parse().map_err(|e: String| ApiError::new(ErrorCode::InvalidField, e).details(json!({"field": "id"})))
+    raw.parse().map_err(|e: String| {
+        ApiError::new(ErrorCode::InvalidField, e).details(json!({"field": "id"}))
+    })
 }
 
-pub async fn get_one(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<Json<Task>, ApiError> {
+pub async fn get_one(
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+) -> Result<Json<Task>, ApiError> {
     let id = parse_id(&raw)?;
-    state.store.get_task(id).await?.map(Json).ok_or_else(|| oclaw_store::StoreError::NotFound(id).into())
+    state
+        .store
+        .get_task(id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| oclaw_store::StoreError::NotFound(id).into())
 }
 
-pub async fn cancel(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<Json<Task>, ApiError> {
+pub async fn cancel(
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+) -> Result<Json<Task>, ApiError> {
     Ok(Json(state.store.cancel(parse_id(&raw)?).await?))
 }
 
-pub async fn retry(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<Json<Task>, ApiError> {
+pub async fn retry(
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+) -> Result<Json<Task>, ApiError> {
     Ok(Json(state.store.redrive(parse_id(&raw)?).await?))
 }
 
@@ -163,18 +237,42 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()))?;
     let status = match &q.status {
-        Some(s) => Some(s.parse::<TaskStatus>().map_err(|e| ApiError::new(ErrorCode::InvalidField, e).details(json!({"field": "status"})))?),
+        Some(s) => Some(s.parse::<TaskStatus>().map_err(|e| {
+            ApiError::new(ErrorCode::InvalidField, e).details(json!({"field": "status"}))
+        })?),
         None => None,
     };
     let before = match &q.cursor {
-        Some(c) => Some(c.parse::<TaskId>().map_err(|_| ApiError::new(ErrorCode::BadCursor, format!("cursor `{c}` is not one this API returned")))?),
+        Some(c) => Some(c.parse::<TaskId>().map_err(|_| {
+            ApiError::new(
+                ErrorCode::BadCursor,
+                format!("cursor `{c}` is not one this API returned"),
+            )
+        })?),
         None => None,
     };
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(ErrorCode::InvalidField, "`limit` must be between 1 and 1000").details(json!({"field": "limit"})));
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
+            "`limit` must be between 1 and 1000",
+        )
+        .details(json!({"field": "limit"})));
     }
-    let items = state.store.list_tasks(TaskFilter { status, bot: q.bot, queue: q.queue, before, limit }).await?;
-    let next = if items.len() == limit { items.last().map(|t| t.id.to_string()) } else { None };
+    let items = state
+        .store
+        .list_tasks(TaskFilter {
+            status,
+            bot: q.bot,
+            queue: q.queue,
+            before,
+            limit,
+        })
+        .await?;
+    let next = if items.len() == limit {
+        items.last().map(|t| t.id.to_string())
+    } else {
+        None
+    };
     Ok(Json(json!({"items": items, "next_cursor": next})))
 }

@@ -20,7 +20,10 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions { full_sync: false, busy_timeout: Duration::from_secs(5) }
+        SqliteOptions {
+            full_sync: false,
+            busy_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -47,7 +50,9 @@ pub(super) fn map_err(e: rusqlite::Error) -> StoreError {
                 SqliteCode::DatabaseBusy | SqliteCode::DatabaseLocked => StoreError::Locked(text),
                 SqliteCode::DatabaseCorrupt | SqliteCode::NotADatabase => StoreError::Corrupt(text),
                 SqliteCode::DiskFull => StoreError::DiskFull(text),
-                SqliteCode::CannotOpen | SqliteCode::SystemIoFailure | SqliteCode::PermissionDenied
+                SqliteCode::CannotOpen
+                | SqliteCode::SystemIoFailure
+                | SqliteCode::PermissionDenied
                 | SqliteCode::ReadOnly => StoreError::Unavailable(text),
                 _ => StoreError::Internal(text),
             }
@@ -65,9 +70,14 @@ fn open_connection(path: &Path, options: &SqliteOptions) -> StoreResult<Connecti
     conn.busy_timeout(options.busy_timeout).map_err(map_err)?;
     let sync = if options.full_sync { "FULL" } else { "NORMAL" };
     // journal_mode reads the file header: a corrupt file fails here with NotADatabase.
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(map_err)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(map_err)?;
     if !mode.eq_ignore_ascii_case("wal") && path.as_os_str() != ":memory:" {
-        return Err(StoreError::Unavailable(format!("could not switch {} to WAL mode (got {mode})", path.display())));
+        return Err(StoreError::Unavailable(format!(
+            "could not switch {} to WAL mode (got {mode})",
+            path.display()
+        )));
     }
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {sync}; PRAGMA temp_store = MEMORY; PRAGMA foreign_keys = OFF;"
@@ -95,7 +105,9 @@ impl SqliteStore {
         let mut writer = open_connection(&path, &options)?;
         super::schema::migrate(&mut writer)?;
         // A quick structural check so a damaged file is reported at start, not mid-run.
-        let check: String = writer.query_row("PRAGMA quick_check(1)", [], |r| r.get(0)).map_err(map_err)?;
+        let check: String = writer
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .map_err(map_err)?;
         if check != "ok" {
             return Err(StoreError::Corrupt(check));
         }
@@ -119,7 +131,10 @@ impl SqliteStore {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().map_err(|_| StoreError::Internal("writer lock poisoned".into()))?;
+            let mut conn = inner
+                .writer
+                .lock()
+                .map_err(|_| StoreError::Internal("writer lock poisoned".into()))?;
             f(&mut conn, &inner)
         })
         .await
@@ -158,7 +173,8 @@ impl SqliteStore {
     pub async fn cap_pages_for_test(&self, pages: i64) {
         let _ = self
             .write(move |c, _| {
-                c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(())).map_err(map_err)
+                c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+                    .map_err(map_err)
             })
             .await;
     }

@@ -38,7 +38,10 @@ pub fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
         priority: row.get(4)?,
         input: parse_json(&input),
         output: output.as_deref().map(parse_json),
-        error: error_code.map(|code| TaskError { code, message: error_message.unwrap_or_default() }),
+        error: error_code.map(|code| TaskError {
+            code,
+            message: error_message.unwrap_or_default(),
+        }),
         attempts: row.get(9)?,
         max_attempts: row.get(10)?,
         idempotency_key: row.get(11)?,
@@ -54,22 +57,36 @@ pub fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
 
 pub fn load_checkpoints(conn: &Connection, id: TaskId) -> StoreResult<Vec<Checkpoint>> {
     let mut stmt = conn
-        .prepare_cached("SELECT step, idx, output, at FROM task_checkpoints WHERE task_id = ?1 ORDER BY idx")
+        .prepare_cached(
+            "SELECT step, idx, output, at FROM task_checkpoints WHERE task_id = ?1 ORDER BY idx",
+        )
         .map_err(map_err)?;
     let rows = stmt
         .query_map([id.0], |r| {
             let output: String = r.get(2)?;
-            Ok(Checkpoint { step: r.get(0)?, index: r.get(1)?, output: parse_json(&output), at: from_ms(r.get(3)?) })
+            Ok(Checkpoint {
+                step: r.get(0)?,
+                index: r.get(1)?,
+                output: parse_json(&output),
+                at: from_ms(r.get(3)?),
+            })
         })
         .map_err(map_err)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
 }
 
-pub fn load_task(conn: &Connection, id: TaskId, with_checkpoints: bool) -> StoreResult<Option<Task>> {
+pub fn load_task(
+    conn: &Connection,
+    id: TaskId,
+    with_checkpoints: bool,
+) -> StoreResult<Option<Task>> {
     let mut stmt = conn
         .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))
         .map_err(map_err)?;
-    let task = stmt.query_row([id.0], task_from_row).optional().map_err(map_err)?;
+    let task = stmt
+        .query_row([id.0], task_from_row)
+        .optional()
+        .map_err(map_err)?;
     match task {
         Some(mut t) => {
             if with_checkpoints {

@@ -60,29 +60,51 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the schema up to date; refuses files that are newer or not ours.
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
-    let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(super::connection::map_err)?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(super::connection::map_err)?;
+    let app_id: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(super::connection::map_err)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(super::connection::map_err)?;
     if app_id != 0 && app_id != APPLICATION_ID {
-        return Err(StoreError::Corrupt(format!("application id {app_id:#x} belongs to another program")));
+        return Err(StoreError::Corrupt(format!(
+            "application id {app_id:#x} belongs to another program"
+        )));
     }
     if app_id == 0 {
         let tables: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
             .map_err(super::connection::map_err)?;
         if tables > 0 {
-            return Err(StoreError::Corrupt("the file holds tables of another program".into()));
+            return Err(StoreError::Corrupt(
+                "the file holds tables of another program".into(),
+            ));
         }
     }
     if version > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew { found: version, supported: SCHEMA_VERSION });
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(super::connection::map_err)?;
         tx.execute_batch(sql).map_err(super::connection::map_err)?;
-        tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {};", i + 1))
-            .map_err(super::connection::map_err)?;
+        tx.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {};",
+            i + 1
+        ))
+        .map_err(super::connection::map_err)?;
         tx.commit().map_err(super::connection::map_err)?;
-        tracing::info!(component = "store", version = i + 1, "applied schema migration");
+        tracing::info!(
+            component = "store",
+            version = i + 1,
+            "applied schema migration"
+        );
     }
     Ok(())
 }

@@ -11,7 +11,10 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::Value;
 
 use super::connection::{map_err, Inner, SqliteStore};
-use super::rows::{from_ms, load_checkpoints, load_task, ms, parse_json, require_task, task_from_row, to_json, TASK_COLUMNS};
+use super::rows::{
+    from_ms, load_checkpoints, load_task, ms, parse_json, require_task, task_from_row, to_json,
+    TASK_COLUMNS,
+};
 use crate::{
     ClaimRequest, ClaimedTask, Completion, CompletionReport, Enqueued, ExpiredReport, Outcome,
     QueueStats, Store, StoreError, StoreResult, TaskFilter, Wakeups,
@@ -41,29 +44,50 @@ struct EnqueueState<'a> {
     any_scheduled: bool,
 }
 
-fn enqueue_in(tx: &Transaction<'_>, st: &mut EnqueueState<'_>, task: NewTask) -> StoreResult<Enqueued> {
+fn enqueue_in(
+    tx: &Transaction<'_>,
+    st: &mut EnqueueState<'_>,
+    task: NewTask,
+) -> StoreResult<Enqueued> {
     if let Some(key) = &task.idempotency_key {
         let existing = tx
-            .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = ?1"))
+            .prepare_cached(&format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = ?1"
+            ))
             .and_then(|mut s| s.query_row([key], task_from_row).optional())
             .map_err(map_err)?;
         if let Some(task) = existing {
-            return Ok(Enqueued { task, created: false });
+            return Ok(Enqueued {
+                task,
+                created: false,
+            });
         }
     }
-    let capacity = st.inner.capacities.read().ok().and_then(|c| c.get(&task.queue).copied());
+    let capacity = st
+        .inner
+        .capacities
+        .read()
+        .ok()
+        .and_then(|c| c.get(&task.queue).copied());
     if let Some(cap) = capacity {
         let waiting = match st.waiting.get(&task.queue) {
             Some(n) => *n,
             None => count_waiting(tx, &task.queue, cap)?,
         };
         if waiting >= cap {
-            return Err(StoreError::QueueFull { queue: task.queue.clone(), capacity: cap });
+            return Err(StoreError::QueueFull {
+                queue: task.queue.clone(),
+                capacity: cap,
+            });
         }
         st.waiting.insert(task.queue.clone(), waiting + 1);
     }
     let run_at = task.run_at.map(ms).unwrap_or(st.now).max(0);
-    let status = if run_at > st.now { TaskStatus::Scheduled } else { TaskStatus::Queued };
+    let status = if run_at > st.now {
+        TaskStatus::Scheduled
+    } else {
+        TaskStatus::Queued
+    };
     if status == TaskStatus::Queued {
         st.any_queued = true;
     } else {
@@ -135,7 +159,11 @@ fn claim_from_queue(
     out: &mut Vec<ClaimedTask>,
 ) -> StoreResult<()> {
     let lease_until = now + req.lease.as_millis() as i64;
-    let filter = if queue.is_some() { "AND queue = ?5" } else { "AND ?5 IS NULL" };
+    let filter = if queue.is_some() {
+        "AND queue = ?5"
+    } else {
+        "AND ?5 IS NULL"
+    };
     let sql = format!(
         "UPDATE tasks SET status = 'running', attempts = attempts + 1, worker = ?1, lease_until = ?2, \
          started_at = ?3 WHERE id IN (SELECT id FROM tasks WHERE status = 'queued' {filter} \
@@ -144,22 +172,25 @@ fn claim_from_queue(
     );
     let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
     let rows = stmt
-        .query_map(params![req.worker, lease_until, now, limit as i64, queue], |r| {
-            let input: String = r.get(4)?;
-            Ok(ClaimedTask {
-                id: TaskId(r.get(0)?),
-                bot: r.get(1)?,
-                queue: r.get(2)?,
-                priority: r.get(3)?,
-                input: parse_json(&input),
-                attempt: r.get(5)?,
-                max_attempts: r.get(6)?,
-                trace_id: r.get(7)?,
-                created_at: from_ms(r.get(8)?),
-                run_at: from_ms(r.get(9)?),
-                checkpoints: Vec::new(),
-            })
-        })
+        .query_map(
+            params![req.worker, lease_until, now, limit as i64, queue],
+            |r| {
+                let input: String = r.get(4)?;
+                Ok(ClaimedTask {
+                    id: TaskId(r.get(0)?),
+                    bot: r.get(1)?,
+                    queue: r.get(2)?,
+                    priority: r.get(3)?,
+                    input: parse_json(&input),
+                    attempt: r.get(5)?,
+                    max_attempts: r.get(6)?,
+                    trace_id: r.get(7)?,
+                    created_at: from_ms(r.get(8)?),
+                    run_at: from_ms(r.get(9)?),
+                    checkpoints: Vec::new(),
+                })
+            },
+        )
         .map_err(map_err)?;
     for row in rows {
         out.push(row.map_err(map_err)?);
@@ -167,7 +198,11 @@ fn claim_from_queue(
     Ok(())
 }
 
-fn apply_completion(tx: &Transaction<'_>, c: &Completion, now: i64) -> StoreResult<Option<TaskStatus>> {
+fn apply_completion(
+    tx: &Transaction<'_>,
+    c: &Completion,
+    now: i64,
+) -> StoreResult<Option<TaskStatus>> {
     match &c.outcome {
         Outcome::Succeeded(output) => {
             let n = tx
@@ -176,7 +211,9 @@ fn apply_completion(tx: &Transaction<'_>, c: &Completion, now: i64) -> StoreResu
                      error_message = NULL, finished_at = ?3, lease_until = NULL \
                      WHERE id = ?1 AND status = 'running' AND worker = ?4 AND attempts = ?5",
                 )
-                .and_then(|mut s| s.execute(params![c.id.0, to_json(output), now, c.worker, c.attempt]))
+                .and_then(|mut s| {
+                    s.execute(params![c.id.0, to_json(output), now, c.worker, c.attempt])
+                })
                 .map_err(map_err)?;
             Ok((n == 1).then_some(TaskStatus::Succeeded))
         }
@@ -205,7 +242,9 @@ fn apply_completion(tx: &Transaction<'_>, c: &Completion, now: i64) -> StoreResu
 }
 
 fn set_status(conn: &Connection, id: TaskId, sql: &str, now: i64) -> StoreResult<()> {
-    conn.prepare_cached(sql).and_then(|mut s| s.execute(params![id.0, now])).map_err(map_err)?;
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute(params![id.0, now]))
+        .map_err(map_err)?;
     Ok(())
 }
 
@@ -229,12 +268,14 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|c, _| c.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err)).await
+        self.read(|c, _| c.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err))
+            .await
     }
 
     async fn enqueue(&self, task: NewTask) -> StoreResult<Enqueued> {
         let mut out = self.enqueue_batch(vec![task]).await?;
-        out.pop().ok_or_else(|| StoreError::Internal("enqueue returned nothing".into()))
+        out.pop()
+            .ok_or_else(|| StoreError::Internal("enqueue returned nothing".into()))
     }
 
     async fn enqueue_batch(&self, tasks: Vec<NewTask>) -> StoreResult<Vec<Enqueued>> {
@@ -285,7 +326,9 @@ impl Store for SqliteStore {
             sql.push_str(" ORDER BY id DESC LIMIT ?");
             args.push((filter.limit.clamp(1, 1000) as i64).into());
             let mut stmt = c.prepare(&sql).map_err(map_err)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args), task_from_row).map_err(map_err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), task_from_row)
+                .map_err(map_err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
         })
         .await
@@ -323,7 +366,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn extend_leases(&self, worker: &str, ids: &[TaskId], lease: Duration) -> StoreResult<u64> {
+    async fn extend_leases(
+        &self,
+        worker: &str,
+        ids: &[TaskId],
+        lease: Duration,
+    ) -> StoreResult<u64> {
         let worker = worker.to_string();
         let ids = ids.to_vec();
         self.write(move |conn, _| {
@@ -404,7 +452,9 @@ impl Store for SqliteStore {
         let worker = worker.to_string();
         self.write(move |conn, inner| {
             let n = conn
-                .prepare_cached("UPDATE tasks SET lease_until = 0 WHERE status = 'running' AND worker = ?1")
+                .prepare_cached(
+                    "UPDATE tasks SET lease_until = 0 WHERE status = 'running' AND worker = ?1",
+                )
                 .and_then(|mut s| s.execute([worker]))
                 .map_err(map_err)? as u64;
             if n > 0 {
@@ -415,7 +465,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn save_checkpoint(&self, id: TaskId, step: &str, index: u32, output: &Value) -> StoreResult<()> {
+    async fn save_checkpoint(
+        &self,
+        id: TaskId,
+        step: &str,
+        index: u32,
+        output: &Value,
+    ) -> StoreResult<()> {
         let step = step.to_string();
         let output = to_json(output);
         self.write(move |conn, _| {
@@ -528,7 +584,11 @@ impl Store for SqliteStore {
     async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
         self.read(|c, _| {
             let v: Option<i64> = c
-                .query_row("SELECT min(run_at) FROM tasks WHERE status = 'scheduled'", [], |r| r.get(0))
+                .query_row(
+                    "SELECT min(run_at) FROM tasks WHERE status = 'scheduled'",
+                    [],
+                    |r| r.get(0),
+                )
                 .map_err(map_err)?;
             Ok(v.map(from_ms))
         })
@@ -577,7 +637,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn kv_get(&self, namespace: &str, key: &str, now: DateTime<Utc>) -> StoreResult<Option<Value>> {
+    async fn kv_get(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Value>> {
         let (ns, key) = (namespace.to_string(), key.to_string());
         self.read(move |c, _| {
             let v: Option<String> = c
@@ -591,12 +656,20 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn kv_set(&self, namespace: &str, key: &str, value: &Value, expires_at: Option<DateTime<Utc>>) -> StoreResult<()> {
+    async fn kv_set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &Value,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<()> {
         let (ns, key, value) = (namespace.to_string(), key.to_string(), to_json(value));
         self.write(move |c, _| {
-            c.prepare_cached("INSERT OR REPLACE INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)")
-                .and_then(|mut s| s.execute(params![ns, key, value, expires_at.map(ms)]))
-                .map_err(map_err)?;
+            c.prepare_cached(
+                "INSERT OR REPLACE INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![ns, key, value, expires_at.map(ms)]))
+            .map_err(map_err)?;
             Ok(())
         })
         .await
@@ -604,7 +677,9 @@ impl Store for SqliteStore {
 
     async fn trigger_marks(&self) -> StoreResult<HashMap<String, DateTime<Utc>>> {
         self.read(|c, _| {
-            let mut stmt = c.prepare_cached("SELECT key, fired_at FROM trigger_marks").map_err(map_err)?;
+            let mut stmt = c
+                .prepare_cached("SELECT key, fired_at FROM trigger_marks")
+                .map_err(map_err)?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, from_ms(r.get(1)?))))
                 .map_err(map_err)?;
@@ -616,9 +691,11 @@ impl Store for SqliteStore {
     async fn set_trigger_mark(&self, key: &str, fired_at: DateTime<Utc>) -> StoreResult<()> {
         let key = key.to_string();
         self.write(move |c, _| {
-            c.prepare_cached("INSERT OR REPLACE INTO trigger_marks (key, fired_at) VALUES (?1, ?2)")
-                .and_then(|mut s| s.execute(params![key, ms(fired_at)]))
-                .map_err(map_err)?;
+            c.prepare_cached(
+                "INSERT OR REPLACE INTO trigger_marks (key, fired_at) VALUES (?1, ?2)",
+            )
+            .and_then(|mut s| s.execute(params![key, ms(fired_at)]))
+            .map_err(map_err)?;
             Ok(())
         })
         .await

@@ -9,9 +9,17 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
         Err(code) => return code,
     };
     let result = match cmd {
-        BenchCommand::Drain { tasks, concurrency, batch, no_batch } => {
-            rt.block_on(oclaw_node::bench::drain(oclaw_node::bench::DrainOptions { tasks, concurrency, batch, batching: !no_batch }))
-        }
+        BenchCommand::Drain {
+            tasks,
+            concurrency,
+            batch,
+            no_batch,
+        } => rt.block_on(oclaw_node::bench::drain(oclaw_node::bench::DrainOptions {
+            tasks,
+            concurrency,
+            batch,
+            batching: !no_batch,
+        })),
         BenchCommand::Latency { samples } => rt.block_on(oclaw_node::bench::latency(samples)),
     };
     match result {

@@ -18,14 +18,25 @@ pub fn run(cmd: ConfigCommand) -> ExitCode {
                     return ExitCode::from(EXIT_INVALID);
                 }
             };
-            match oclaw_node::build_catalog(&config, &name, &SkillRegistry::builtin(), &TemplateEngine::default()) {
+            match oclaw_node::build_catalog(
+                &config,
+                &name,
+                &SkillRegistry::builtin(),
+                &TemplateEngine::default(),
+            ) {
                 Ok((catalog, source)) => {
                     let names: Vec<&str> = catalog.bots().map(|b| b.name()).collect();
                     let from = match source {
                         oclaw_node::CatalogSource::Configured => "configured",
-                        oclaw_node::CatalogSource::Examples => "built-in examples (no bots configured)",
+                        oclaw_node::CatalogSource::Examples => {
+                            "built-in examples (no bots configured)"
+                        }
                     };
-                    println!("{name}: valid; {} bots ({from}): {}", names.len(), names.join(", "));
+                    println!(
+                        "{name}: valid; {} bots ({from}): {}",
+                        names.len(),
+                        names.join(", ")
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -34,7 +45,11 @@ pub fn run(cmd: ConfigCommand) -> ExitCode {
                 }
             }
         }
-        ConfigCommand::Show { config } => match load_node_config(config.config.as_deref(), profile(config.profile), std::env::vars()) {
+        ConfigCommand::Show { config } => match load_node_config(
+            config.config.as_deref(),
+            profile(config.profile),
+            std::env::vars(),
+        ) {
             Ok(mut c) => {
                 // Tokens are secrets: show how many, not what they are.
                 c.api.tokens = c.api.tokens.iter().map(|_| "***".to_string()).collect();
@@ -56,7 +71,10 @@ pub fn run(cmd: ConfigCommand) -> ExitCode {
         },
         ConfigCommand::Schema => {
             let schema = oclaw_core::config::node_config_schema();
-            println!("{}", serde_json::to_string_pretty(&schema).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
             ExitCode::SUCCESS
         }
     }

@@ -30,8 +30,16 @@ async fn shutdown_signal() {
 }
 
 pub fn run(args: ConfigArgs, listen: Option<String>, style: Option<LogStyle>) -> ExitCode {
-    let file = args.config.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<defaults>".into());
-    let mut config = match load_node_config(args.config.as_deref(), profile(args.profile), std::env::vars()) {
+    let file = args
+        .config
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "<defaults>".into());
+    let mut config = match load_node_config(
+        args.config.as_deref(),
+        profile(args.profile),
+        std::env::vars(),
+    ) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -54,14 +62,22 @@ pub fn run(args: ConfigArgs, listen: Option<String>, style: Option<LogStyle>) ->
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let options = oclaw_node::ServeOptions { config, config_file: file, banner: true };
+    let options = oclaw_node::ServeOptions {
+        config,
+        config_file: file,
+        banner: true,
+    };
     match rt.block_on(oclaw_node::serve(options, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(component = "node", error_code = e.code().code(), "{e}");
             eprintln!("error: {e}");
             let config_error = e.code().code().starts_with("OC-1");
-            ExitCode::from(if config_error { EXIT_INVALID } else { EXIT_FAILURE })
+            ExitCode::from(if config_error {
+                EXIT_INVALID
+            } else {
+                EXIT_FAILURE
+            })
         }
     }
 }

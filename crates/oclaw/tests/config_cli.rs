@@ -1,0 +1,112 @@
+//! `oclaw config validate|show|schema` and bot validation at load time, as a user runs them.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use common::oclaw;
+
+fn validate(dir: &std::path::Path, config: &str) -> (Option<i32>, String, String) {
+    let path = dir.join("oclaw.yaml");
+    std::fs::write(&path, config).unwrap();
+    let out = oclaw()
+        .args(["config", "validate"])
+        .arg(&path)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_valid_config_with_a_bots_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("bots")).unwrap();
+    std::fs::write(dir.path().join("bots/a.yaml"), "metadata: {name: a}\nspec:\n  triggers: [{cron: \"0 * * * *\"}]\n  steps: [{uses: log, with: {message: hi}}]\n").unwrap();
+    let (code, out, err) = validate(dir.path(), "bots_dir: bots\nworker:\n  concurrency: 20\n");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("valid; 1 bots"), "{out}");
+}
+
+#[test]
+fn unknown_key_is_reported_with_line_and_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = validate(
+        dir.path(),
+        "worker:\n  concurrency: 20\nscheduler:\n  intreval: 5s\n",
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("OC-1003"), "{err}");
+    assert!(err.contains("oclaw.yaml:4:"), "{err}");
+    assert!(err.contains("did you mean `interval`"), "{err}");
+}
+
+#[test]
+fn bad_bot_files_are_reported_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("bots")).unwrap();
+    let cases = [
+        ("metadata: {name: a}\nspec:\n  steps:\n    - uses: http.reqest\n", "OC-1006", "a.yaml:4"),
+        ("metadata: {name: a}\nspec:\n  triggers:\n    - cron: \"99 * * * *\"\n", "OC-1008", "a.yaml:4"),
+        ("metadata: {name: a}\nspec:\n  steps:\n    - uses: log\n      with: {message: \"{{ input.x \"}\n", "OC-1007", "a.yaml:5"),
+        ("metadata: {name: a}\nspec:\n  steps: [\n", "OC-1002", "a.yaml:"),
+    ];
+    for (bot, code, location) in cases {
+        std::fs::write(dir.path().join("bots/a.yaml"), bot).unwrap();
+        let (status, _, err) = validate(dir.path(), "bots_dir: bots\n");
+        assert_eq!(status, Some(2), "{bot}");
+        assert!(err.contains(code), "{bot}: {err}");
+        assert!(err.contains(location), "{bot}: {err}");
+    }
+}
+
+#[test]
+fn show_applies_profile_and_environment_and_hides_tokens() {
+    let out = oclaw()
+        .args(["config", "show", "--profile", "production"])
+        .env("OCLAW_CACHE__TTL", "2h")
+        .env("OCLAW_API__TOKENS", "[secret-token]")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("concurrency: 50"), "{text}");
+    assert!(text.contains("timeout: 2m"), "{text}");
+    assert!(text.contains("ttl: 2h"), "{text}");
+    assert!(!text.contains("secret-token"));
+}
+
+#[test]
+fn schema_is_json_schema_of_the_config() {
+    let out = oclaw().args(["config", "schema"]).output().unwrap();
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(schema["title"], "NodeConfig");
+    assert!(schema["properties"]["worker"].is_object());
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/oclaw.schema.json"
+    ))
+    .unwrap();
+    let committed: serde_json::Value = serde_json::from_str(&committed).unwrap();
+    assert_eq!(
+        committed, schema,
+        "docs/oclaw.schema.json is stale: run `oclaw config schema > docs/oclaw.schema.json`"
+    );
+}
+
+#[test]
+fn error_code_page_is_generated_from_the_catalogue() {
+    let out = oclaw().args(["docs", "error-codes"]).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("| `OC-4001` | 503 | database connection timeout |"), "{table}");
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/error-codes.md")).unwrap();
+    assert!(page.ends_with(table.as_ref()), "docs/error-codes.md is stale: regenerate it with `oclaw docs error-codes`");
+}

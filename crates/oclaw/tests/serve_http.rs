@@ -1,0 +1,241 @@
+//! `oclaw serve` as a real process: submit tasks over HTTP, read results, and every input error.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, get, post, start, wait_status};
+use serde_json::json;
+
+const CONFIG: &str = r#"
+worker:
+  concurrency: 4
+queues:
+  tiny: {capacity: 2}
+api:
+  max_body_bytes: 4096
+bots:
+  - metadata: {name: hello}
+    spec:
+      steps:
+        - id: greet
+          uses: template
+          with: {value: {greeting: "Hello, {{ input.name }}!"}}
+  - metadata: {name: parked}
+    spec:
+      queue: tiny
+      steps: [{uses: log, with: {message: parked}}]
+  - metadata: {name: broken}
+    spec:
+      steps: [{uses: transform, with: {jq: '.a + 1'}}]
+      retry: {max_attempts: 1}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_run_and_read_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), CONFIG);
+    let c = client();
+    let (code, body) = get(&c, &format!("{}/healthz", node.url)).await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("ok")));
+    let (code, body) = get(&c, &format!("{}/readyz", node.url)).await;
+    assert_eq!((code, body["store"].as_str()), (200, Some("sqlite")));
+
+    let (code, task, _) = post(
+        &c,
+        &format!("{}/v1/tasks", node.url),
+        r#"{"bot": "hello", "input": {"name": "Ada"}}"#,
+    )
+    .await;
+    assert_eq!(code, 202, "{task}");
+    let id = task["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with('T'));
+    let done = wait_status(&c, &node.url, &id, "succeeded", Duration::from_secs(10)).await;
+    assert_eq!(done["output"], json!({"greeting": "Hello, Ada!"}));
+    assert_eq!(done["attempts"], 1);
+
+    // Idempotent replay answers 200 with the same task.
+    let body = r#"{"bot": "hello", "input": {"name": "Bo"}, "idempotency_key": "order-1"}"#;
+    let (first, t1, _) = post(&c, &format!("{}/v1/tasks", node.url), body).await;
+    let (second, t2, _) = post(&c, &format!("{}/v1/tasks", node.url), body).await;
+    assert_eq!((first, second), (202, 200));
+    assert_eq!(t1["id"], t2["id"]);
+
+    // A traceparent header sets the task's trace id.
+    let r = c
+        .post(format!("{}/v1/tasks", node.url))
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .body(r#"{"bot": "hello", "input": {}}"#)
+        .send()
+        .await
+        .unwrap();
+    let t: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(t["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+
+    // A failing task is dead after its one attempt, with the jq error's code.
+    let (_, bad, _) = post(
+        &c,
+        &format!("{}/v1/tasks", node.url),
+        r#"{"bot": "broken", "input": {"a": "x"}}"#,
+    )
+    .await;
+    let failed = wait_status(
+        &c,
+        &node.url,
+        bad["id"].as_str().unwrap(),
+        "failed",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(failed["error"]["code"], "OC-4016");
+    // ... and the log has a line about it with the standard fields.
+    let logs = node.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains(bad["id"].as_str().unwrap()) && l.contains("OC-4016"))
+        .unwrap_or_else(|| panic!("no log line for the failed task:\n{logs}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    for field in [
+        "timestamp",
+        "level",
+        "component",
+        "task_id",
+        "error_code",
+        "message",
+        "trace_id",
+    ] {
+        assert!(v.get(field).is_some(), "log line lacks {field}: {line}");
+    }
+    assert_eq!(v["trace_id"], bad["trace_id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_errors_have_codes_and_the_documented_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), CONFIG);
+    let c = client();
+    let tasks = format!("{}/v1/tasks", node.url);
+    let cases: Vec<(&str, u16, &str)> = vec![
+        ("{not json", 400, "OC-2001"),
+        (r#"{"bot": "hello", "inptu": {}}"#, 400, "OC-2002"),
+        (r#"{"bot": 7}"#, 400, "OC-2002"),
+        (r#"{"bot": "helo"}"#, 404, "OC-2003"),
+        (r#"{"bot": "hello", "delay": "soon"}"#, 400, "OC-2002"),
+        (r#"{"bot": "hello", "max_attempts": 0}"#, 400, "OC-2002"),
+    ];
+    for (body, status, code) in cases {
+        let (got, err, _) = post(&c, &tasks, body).await;
+        assert_eq!(got, status, "{body} → {err}");
+        assert_eq!(err["error"]["code"], code, "{body} → {err}");
+        assert!(err["error"]["message"].as_str().unwrap().len() > 5);
+        assert!(err["trace_id"].is_string(), "{err}");
+    }
+    let (_, unknown, _) = post(&c, &tasks, r#"{"bot": "helo"}"#).await;
+    assert!(unknown["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean `hello`"));
+
+    let big = format!(
+        r#"{{"bot": "hello", "input": {{"blob": "{}"}}}}"#,
+        "x".repeat(10_000)
+    );
+    let (got, err, _) = post(&c, &tasks, &big).await;
+    assert_eq!((got, err["error"]["code"].as_str()), (413, Some("OC-2007")));
+
+    let (got, err) = get(&c, &format!("{}/v1/tasks/T999999", node.url)).await;
+    assert_eq!((got, err["error"]["code"].as_str()), (404, Some("OC-2004")));
+    let (got, err) = get(&c, &format!("{}/v1/tasks/banana", node.url)).await;
+    assert_eq!((got, err["error"]["code"].as_str()), (400, Some("OC-2002")));
+    let (got, err) = get(&c, &format!("{}/v1/nothing", node.url)).await;
+    assert_eq!((got, err["error"]["code"].as_str()), (404, Some("OC-2010")));
+
+    // A full queue pushes back with 429 and Retry-After; nothing accepted is lost.
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for i in 0..3 {
+        let (got, body, headers) = post(
+            &c,
+            &tasks,
+            &format!(r#"{{"bot": "parked", "input": {{"i": {i}}}, "delay": "1h"}}"#),
+        )
+        .await;
+        match got {
+            202 => accepted.push(body["id"].as_str().unwrap().to_string()),
+            429 => {
+                refused += 1;
+                assert_eq!(body["error"]["code"], "OC-2005");
+                assert_eq!(headers.get("retry-after").unwrap(), "1");
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!((accepted.len(), refused), (2, 1));
+    for id in &accepted {
+        let (code, t) = get(&c, &format!("{}/v1/tasks/{id}", node.url)).await;
+        assert_eq!((code, t["status"].as_str()), (200, Some("scheduled")));
+    }
+    // Cancelling twice conflicts.
+    let cancel = format!("{}/v1/tasks/{}/cancel", node.url, accepted[0]);
+    let (code, t, _) = post(&c, &cancel, "").await;
+    assert_eq!((code, t["status"].as_str()), (200, Some("cancelled")));
+    let (code, err, _) = post(&c, &cancel, "").await;
+    assert_eq!(
+        (code, err["error"]["code"].as_str()),
+        (409, Some("OC-2006"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_bots_run_without_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), "");
+    let c = client();
+    let (code, bots) = get(&c, &format!("{}/v1/bots", node.url)).await;
+    assert_eq!(code, 200);
+    let names: Vec<&str> = bots["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["catalog-collector", "health-monitor", "hello"]);
+    // Run the collector now instead of waiting for its minute.
+    let (code, t, _) = post(
+        &c,
+        &format!("{}/v1/tasks", node.url),
+        r#"{"bot": "catalog-collector"}"#,
+    )
+    .await;
+    assert_eq!(code, 202, "{t}");
+    let done = wait_status(
+        &c,
+        &node.url,
+        t["id"].as_str().unwrap(),
+        "succeeded",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(done["output"]["items"], 3, "{done}");
+    assert_eq!(done["output"]["skus"], json!(["A-100", "A-101", "A-103"]));
+    let (_, m, _) = post(
+        &c,
+        &format!("{}/v1/tasks", node.url),
+        r#"{"bot": "health-monitor"}"#,
+    )
+    .await;
+    let done = wait_status(
+        &c,
+        &node.url,
+        m["id"].as_str().unwrap(),
+        "succeeded",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(done["output"]["healthy"], true, "{done}");
+}
