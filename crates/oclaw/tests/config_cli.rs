@@ -106,7 +106,17 @@ fn schema_is_json_schema_of_the_config() {
 fn error_code_page_is_generated_from_the_catalogue() {
     let out = oclaw().args(["docs", "error-codes"]).output().unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("| `OC-4001` | 503 | database connection timeout |"), "{table}");
-    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/error-codes.md")).unwrap();
-    assert!(page.ends_with(table.as_ref()), "docs/error-codes.md is stale: regenerate it with `oclaw docs error-codes`");
+    assert!(
+        table.contains("| `OC-4001` | 503 | database connection timeout |"),
+        "{table}"
+    );
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/error-codes.md"
+    ))
+    .unwrap();
+    assert!(
+        page.ends_with(table.as_ref()),
+        "docs/error-codes.md is stale: regenerate it with `oclaw docs error-codes`"
+    );
 }
