@@ -147,9 +147,11 @@ impl Worker {
                 break;
             }
             while running.try_join_next().is_some() {}
+            // Refill when the local buffer runs low, in one round trip of up to batch_max tasks.
+            let low_water = (opts.concurrency.min(opts.batch_max) / 2).max(1);
             let want = if opts.batch_enabled {
-                if buffer.len() < opts.concurrency.min(opts.batch_max) {
-                    opts.batch_max - buffer.len().min(opts.batch_max)
+                if buffer.len() < low_water {
+                    opts.batch_max - buffer.len()
                 } else {
                     0
                 }
