@@ -108,6 +108,9 @@ pub struct BatchConfig {
     pub max_size: usize,
     /// Longest a finished task's completion waits to be written with others.
     pub timeout: Dur,
+    /// How long the completion writer waits for still-running tasks so their results share one
+    /// write (never longer than `timeout`; a lone result on an idle worker is written at once).
+    pub linger: Dur,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -187,6 +190,7 @@ impl Default for BatchConfig {
             enabled: true,
             max_size: 100,
             timeout: Dur::millis(500),
+            linger: Dur::millis(2),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! heartbeats its leases, writes completions in batches (group commit), and on shutdown stops
 //! claiming, finishes or releases what it holds, and returns.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +27,8 @@ pub struct WorkerOptions {
     pub batch_enabled: bool,
     pub batch_max: usize,
     pub batch_timeout: Duration,
+    /// Longest the completion writer waits for running tasks to finish so they share a write.
+    pub batch_linger: Duration,
     pub lease: Duration,
     pub poll_interval: Duration,
     pub shutdown_grace: Duration,
@@ -41,6 +43,7 @@ impl WorkerOptions {
             batch_enabled: cfg.batch.enabled,
             batch_max: cfg.batch.max_size.max(1),
             batch_timeout: cfg.batch.timeout.get(),
+            batch_linger: cfg.batch.linger.get().min(cfg.batch.timeout.get()),
             lease: cfg.lease.get(),
             poll_interval: cfg.poll_interval.get(),
             shutdown_grace: cfg.shutdown_grace.get(),
@@ -138,85 +141,48 @@ impl Worker {
         ));
         let sem = Arc::new(Semaphore::new(opts.concurrency));
         let mut running: JoinSet<()> = JoinSet::new();
-        let mut buffer: VecDeque<ClaimedTask> = VecDeque::new();
-        let mut claim_backoff = Duration::from_millis(50);
+        // Claimed tasks wait here; the claimer refills it while the dispatcher keeps running.
+        let (task_tx, mut task_rx) =
+            mpsc::channel::<ClaimedTask>(opts.batch_max + opts.concurrency);
+        let (claim_stop_tx, claim_stop_rx) = watch::channel(false);
+        let claimer = tokio::spawn(claim_tasks(
+            store.clone(),
+            opts.clone(),
+            held.clone(),
+            self.stats.clone(),
+            task_tx,
+            claim_stop_rx,
+        ));
         tracing::info!(component = "worker", worker = %opts.id, queues = ?opts.queues, concurrency = opts.concurrency, "worker started");
 
         loop {
-            if *shutdown.borrow() {
-                break;
-            }
-            while running.try_join_next().is_some() {}
-            // Refill when the local buffer runs low, in one round trip of up to batch_max tasks.
-            let low_water = (opts.concurrency.min(opts.batch_max) / 2).max(1);
-            let want = if opts.batch_enabled {
-                if buffer.len() < low_water {
-                    opts.batch_max - buffer.len()
-                } else {
-                    0
-                }
-            } else if buffer.is_empty() {
-                sem.available_permits().max(1)
-            } else {
-                0
-            };
-            if want > 0 {
-                let request = ClaimRequest {
-                    worker: opts.id.clone(),
-                    queues: opts.queues.clone(),
-                    limit: want,
-                    lease: opts.lease,
-                };
-                match store.claim_batch(request).await {
-                    Ok(tasks) => {
-                        claim_backoff = Duration::from_millis(50);
-                        self.stats
-                            .claimed
-                            .fetch_add(tasks.len() as u64, Ordering::Relaxed);
-                        hold(&held, tasks.iter().map(|t| t.id));
-                        buffer.extend(tasks);
-                    }
-                    Err(e) => {
-                        tracing::error!(
-                            component = "worker",
-                            error_code = e.code().code(),
-                            "claiming tasks failed: {e}; retrying in {claim_backoff:?}"
-                        );
-                        tokio::select! {
-                            _ = tokio::time::sleep(claim_backoff) => {}
-                            _ = stopped(&mut shutdown) => {}
-                        }
-                        claim_backoff = (claim_backoff * 2).min(Duration::from_secs(5));
-                        continue;
-                    }
-                }
-            }
-            if buffer.is_empty() {
-                tokio::select! {
-                    _ = store.wakeups().queued.notified() => {}
-                    _ = tokio::time::sleep(opts.poll_interval) => {}
-                    _ = stopped(&mut shutdown) => {}
-                }
-                continue;
-            }
             let permit = tokio::select! {
                 p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                 _ = stopped(&mut shutdown) => break,
             };
-            if let Some(task) = buffer.pop_front() {
-                running.spawn(run_one(
-                    self.rt.clone(),
-                    task,
-                    permit,
-                    done_tx.clone(),
-                    opts.id.clone(),
-                    self.stats.clone(),
-                ));
-            }
+            let task = tokio::select! {
+                t = task_rx.recv() => match t { Some(t) => t, None => break },
+                _ = stopped(&mut shutdown) => break,
+            };
+            running.spawn(run_one(
+                self.rt.clone(),
+                task,
+                permit,
+                done_tx.clone(),
+                opts.id.clone(),
+                self.stats.clone(),
+            ));
+            while running.try_join_next().is_some() {}
         }
 
-        // Shutdown: give back what has not started, let running tasks finish within the grace.
-        let unstarted: Vec<TaskId> = buffer.drain(..).map(|t| t.id).collect();
+        // Shutdown: stop claiming, give back what has not started, let running tasks finish.
+        let _ = claim_stop_tx.send(true);
+        let _ = claimer.await;
+        let mut buffer = Vec::new();
+        while let Ok(t) = task_rx.try_recv() {
+            buffer.push(t);
+        }
+        let unstarted: Vec<TaskId> = buffer.iter().map(|t| t.id).collect();
         release(&*store, &opts.id, &unstarted, &held, &self.stats).await;
         let grace = tokio::time::sleep(opts.shutdown_grace);
         tokio::pin!(grace);
@@ -250,6 +216,70 @@ impl Worker {
         };
         tracing::info!(component = "worker", worker = %opts.id, succeeded = report.succeeded, failed = report.failed, released = report.released, "worker stopped");
         report
+    }
+}
+
+/// Keeps the dispatch channel stocked: claims a batch whenever the channel has room for one,
+/// waits for a wake-up (or the poll interval) when the queues are empty.
+async fn claim_tasks(
+    store: Arc<dyn Store>,
+    opts: Arc<WorkerOptions>,
+    held: Held,
+    stats: Arc<WorkerStats>,
+    tx: mpsc::Sender<ClaimedTask>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let per_claim = if opts.batch_enabled {
+        opts.batch_max
+    } else {
+        1
+    };
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let slots = tokio::select! {
+            r = tx.reserve_many(per_claim) => match r { Ok(s) => s, Err(_) => return },
+            _ = stopped(&mut stop) => return,
+        };
+        let request = ClaimRequest {
+            worker: opts.id.clone(),
+            queues: opts.queues.clone(),
+            limit: per_claim,
+            lease: opts.lease,
+        };
+        match store.claim_batch(request).await {
+            Ok(tasks) if tasks.is_empty() => {
+                drop(slots);
+                backoff = Duration::from_millis(50);
+                tokio::select! {
+                    _ = store.wakeups().queued.notified() => {}
+                    _ = tokio::time::sleep(opts.poll_interval) => {}
+                    _ = stopped(&mut stop) => return,
+                }
+            }
+            Ok(tasks) => {
+                backoff = Duration::from_millis(50);
+                stats
+                    .claimed
+                    .fetch_add(tasks.len() as u64, Ordering::Relaxed);
+                hold(&held, tasks.iter().map(|t| t.id));
+                for (slot, task) in slots.zip(tasks) {
+                    slot.send(task);
+                }
+            }
+            Err(e) => {
+                drop(slots);
+                tracing::error!(
+                    component = "worker",
+                    error_code = e.code().code(),
+                    "claiming tasks failed: {e}; retrying in {backoff:?}"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stopped(&mut stop) => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }
 
@@ -288,13 +318,14 @@ async fn run_one(
 ) {
     stats.in_flight.fetch_add(1, Ordering::Relaxed);
     let outcome = execute(&rt, &task).await;
+    // Leave the in-flight count before reporting, so the flusher never waits for this task.
+    stats.in_flight.fetch_sub(1, Ordering::Release);
     let _ = done.send(Completion {
         id: task.id,
         worker,
         attempt: task.attempt,
         outcome,
     });
-    stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     drop(permit);
 }
 
@@ -364,6 +395,19 @@ fn log_failure(task: &ClaimedTask, error: &TaskError, retryable: bool) {
     }
 }
 
+fn drain_ready(
+    rx: &mut mpsc::UnboundedReceiver<Completion>,
+    batch: &mut Vec<Completion>,
+    limit: usize,
+) {
+    while batch.len() < limit {
+        match rx.try_recv() {
+            Ok(c) => batch.push(c),
+            Err(_) => break,
+        }
+    }
+}
+
 /// Writes completions as a group commit: whatever finished while the previous write was in
 /// flight goes into the next one (up to `batch_max`), so a lone completion is written at once and
 /// a busy worker writes large batches.
@@ -382,10 +426,17 @@ async fn flush_completions(
     let mut batch: Vec<Completion> = Vec::with_capacity(limit);
     while let Some(first) = rx.recv().await {
         batch.push(first);
-        while batch.len() < limit {
-            match rx.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) => break,
+        drain_ready(&mut rx, &mut batch, limit);
+        // While other tasks are still running, wait briefly for their results so they share
+        // this write; a lone completion on an idle worker is written at once.
+        let deadline = tokio::time::Instant::now() + opts.batch_linger;
+        while batch.len() < limit && stats.in_flight.load(Ordering::Acquire) > 0 {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(c)) => {
+                    batch.push(c);
+                    drain_ready(&mut rx, &mut batch, limit);
+                }
+                _ => break,
             }
         }
         let ids: Vec<TaskId> = batch.iter().map(|c| c.id).collect();

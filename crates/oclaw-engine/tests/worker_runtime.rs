@@ -140,6 +140,7 @@ fn options(concurrency: usize) -> WorkerOptions {
         batch_enabled: true,
         batch_max: 100,
         batch_timeout: Duration::from_millis(500),
+        batch_linger: Duration::from_millis(2),
         lease: Duration::from_secs(30),
         poll_interval: Duration::from_millis(100),
         shutdown_grace: Duration::from_secs(5),

@@ -93,6 +93,7 @@ fn worker_options(concurrency: usize, batch: usize, batching: bool) -> WorkerOpt
         batch_enabled: batching,
         batch_max: batch,
         batch_timeout: Duration::from_millis(500),
+        batch_linger: Duration::from_millis(2),
         lease: Duration::from_secs(60),
         poll_interval: Duration::from_secs(1),
         shutdown_grace: Duration::from_secs(10),
