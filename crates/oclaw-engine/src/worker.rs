@@ -143,7 +143,7 @@ impl Worker {
         let mut running: JoinSet<()> = JoinSet::new();
         // Claimed tasks wait here; the claimer refills it while the dispatcher keeps running.
         let (task_tx, mut task_rx) =
-            mpsc::channel::<ClaimedTask>(opts.batch_max + opts.concurrency);
+            mpsc::channel::<ClaimedTask>(2 * opts.batch_max + opts.concurrency);
         let (claim_stop_tx, claim_stop_rx) = watch::channel(false);
         let claimer = tokio::spawn(claim_tasks(
             store.clone(),

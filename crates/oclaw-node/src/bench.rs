@@ -129,12 +129,14 @@ pub async fn drain(o: DrainOptions) -> Result<String, String> {
     let stats = worker.stats();
     let (stop, stop_rx) = watch::channel(false);
     let start = Instant::now();
+    let cpu_start = cpu_seconds();
     let handle = tokio::spawn(worker.run(stop_rx));
     let target = o.tasks as u64;
     while stats.succeeded.load(Ordering::Relaxed) + stats.failed.load(Ordering::Relaxed) < target {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let elapsed = start.elapsed();
+    let cpu = cpu_seconds() - cpu_start;
     let _ = stop.send(true);
     let report = handle.await.map_err(|e| e.to_string())?;
     let stats_now = b
@@ -145,6 +147,7 @@ pub async fn drain(o: DrainOptions) -> Result<String, String> {
     let left_queued: u64 = stats_now.iter().map(|q| q.queued + q.running).sum();
     Ok(format!(
         "drain: {} no-op tasks in {:.3}s = {:.0} tasks/s (concurrency {}, batch {}); succeeded {}, failed {}, left {}\n\
+         CPU during the drain: {:.2}s ({:.0}% of one core)\n\
          pre-load (enqueue_batch of 10,000): {:.0} tasks/s",
         o.tasks,
         elapsed.as_secs_f64(),
@@ -154,8 +157,26 @@ pub async fn drain(o: DrainOptions) -> Result<String, String> {
         report.succeeded,
         report.failed,
         left_queued,
+        cpu,
+        100.0 * cpu / elapsed.as_secs_f64(),
         o.tasks as f64 / load.as_secs_f64().max(1e-9),
     ))
+}
+
+/// CPU seconds (user + system) this process has used, from /proc (0 where unavailable).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the full line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

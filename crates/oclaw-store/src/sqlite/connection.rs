@@ -27,13 +27,22 @@ impl Default for SqliteOptions {
     }
 }
 
+/// State the writer thread and the readers share.
+pub(super) struct Shared {
+    pub capacities: RwLock<HashMap<String, u64>>,
+    pub wakeups: Wakeups,
+}
+
+type WriteJob = Box<dyn FnOnce(&mut Connection, &Shared) + Send>;
+
 pub(super) struct Inner {
-    pub writer: Mutex<Connection>,
+    /// Jobs for the one writer thread, which owns the writer connection: every write runs on the
+    /// same thread, keeping SQLite's state warm in one core's cache.
+    writer: std::sync::mpsc::Sender<WriteJob>,
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
     options: SqliteOptions,
-    pub capacities: RwLock<HashMap<String, u64>>,
-    pub wakeups: Wakeups,
+    pub shared: Arc<Shared>,
 }
 
 /// The embedded SQLite store.
@@ -87,6 +96,49 @@ fn open_connection(path: &Path, options: &SqliteOptions) -> StoreResult<Connecti
     Ok(conn)
 }
 
+/// A write transaction on cached `BEGIN IMMEDIATE`/`COMMIT` statements; rolled back when
+/// dropped without a successful commit.
+pub(super) struct Tx<'c> {
+    conn: &'c Connection,
+    committed: bool,
+}
+
+impl<'c> Tx<'c> {
+    pub fn begin(conn: &'c Connection) -> StoreResult<Tx<'c>> {
+        conn.prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut s| s.execute([]))
+            .map_err(map_err)?;
+        Ok(Tx {
+            conn,
+            committed: false,
+        })
+    }
+
+    pub fn commit(mut self) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+            .map_err(map_err)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if !self.committed && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating when missing) the database at `path` and migrates its schema.
     pub async fn open(path: &str, options: SqliteOptions) -> StoreResult<SqliteStore> {
@@ -111,41 +163,59 @@ impl SqliteStore {
         if check != "ok" {
             return Err(StoreError::Corrupt(check));
         }
+        let shared = Arc::new(Shared {
+            capacities: RwLock::new(HashMap::new()),
+            wakeups: Wakeups::default(),
+        });
+        let (tx, rx) = std::sync::mpsc::channel::<WriteJob>();
+        let thread_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("oclaw-sqlite-writer".into())
+            .spawn(move || {
+                let mut conn = writer;
+                // Ends when the last handle of the store is dropped.
+                while let Ok(job) = rx.recv() {
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        job(&mut conn, &thread_shared)
+                    }));
+                }
+            })
+            .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
-                writer: Mutex::new(writer),
+                writer: tx,
                 readers: Mutex::new(Vec::new()),
                 path,
                 options,
-                capacities: RwLock::new(HashMap::new()),
-                wakeups: Wakeups::default(),
+                shared,
             }),
         })
     }
 
-    /// Runs `f` with the single writer connection on a blocking thread.
+    /// Runs `f` on the writer thread with the single writer connection.
     pub(super) async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection, &Inner) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&mut Connection, &Shared) -> StoreResult<T> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner
-                .writer
-                .lock()
-                .map_err(|_| StoreError::Internal("writer lock poisoned".into()))?;
-            f(&mut conn, &inner)
-        })
-        .await
-        .map_err(|e| StoreError::Internal(e.to_string()))?
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let job: WriteJob = Box::new(move |conn, shared| {
+            let _ = done_tx.send(f(conn, shared));
+        });
+        self.inner
+            .writer
+            .send(job)
+            .map_err(|_| StoreError::Internal("the database writer thread has stopped".into()))?;
+        done_rx
+            .await
+            .map_err(|_| StoreError::Internal("a database write panicked".into()))?
     }
 
     /// Runs `f` with a reader connection (WAL lets readers run beside the writer).
     pub(super) async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &Inner) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Connection, &Shared) -> StoreResult<T> + Send + 'static,
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
@@ -154,7 +224,7 @@ impl SqliteStore {
                 Some(c) => c,
                 None => open_connection(&inner.path, &inner.options)?,
             };
-            let result = f(&conn, &inner);
+            let result = f(&conn, &inner.shared);
             if let Ok(mut pool) = inner.readers.lock() {
                 if pool.len() < 4 {
                     pool.push(conn);

@@ -7,10 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use oclaw_core::{ErrorCode, NewTask, Task, TaskId, TaskStatus};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 
-use super::connection::{map_err, Inner, SqliteStore};
+use super::connection::{map_err, Shared, SqliteStore, Tx};
 use super::rows::{
     from_ms, load_checkpoints, load_task, ms, parse_json, require_task, task_from_row, to_json,
     TASK_COLUMNS,
@@ -36,7 +36,7 @@ fn count_waiting(tx: &Connection, queue: &str, limit: u64) -> StoreResult<u64> {
 }
 
 struct EnqueueState<'a> {
-    inner: &'a Inner,
+    inner: &'a Shared,
     now: i64,
     /// Waiting counts per capped queue, read once per transaction and kept up to date.
     waiting: HashMap<String, u64>,
@@ -44,11 +44,7 @@ struct EnqueueState<'a> {
     any_scheduled: bool,
 }
 
-fn enqueue_in(
-    tx: &Transaction<'_>,
-    st: &mut EnqueueState<'_>,
-    task: NewTask,
-) -> StoreResult<Enqueued> {
+fn enqueue_in(tx: &Connection, st: &mut EnqueueState<'_>, task: NewTask) -> StoreResult<Enqueued> {
     if let Some(key) = &task.idempotency_key {
         let existing = tx
             .prepare_cached(&format!(
@@ -151,7 +147,7 @@ fn notify_enqueued(w: &Wakeups, queued: bool, scheduled: bool) {
 }
 
 fn claim_from_queue(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     queue: Option<&str>,
     req: &ClaimRequest,
     limit: usize,
@@ -165,7 +161,7 @@ fn claim_from_queue(
         "AND ?5 IS NULL"
     };
     let sql = format!(
-        "UPDATE tasks SET status = 'running', attempts = attempts + 1, worker = ?1, lease_until = ?2, \
+        "UPDATE OR FAIL tasks SET status = 'running', attempts = attempts + 1, worker = ?1, lease_until = ?2, \
          started_at = ?3 WHERE id IN (SELECT id FROM tasks WHERE status = 'queued' {filter} \
          ORDER BY priority DESC, id LIMIT ?4) \
          RETURNING id, bot, queue, priority, input, attempts, max_attempts, trace_id, created_at, run_at"
@@ -198,11 +194,7 @@ fn claim_from_queue(
     Ok(())
 }
 
-fn apply_completion(
-    tx: &Transaction<'_>,
-    c: &Completion,
-    now: i64,
-) -> StoreResult<Option<TaskStatus>> {
+fn apply_completion(tx: &Connection, c: &Completion, now: i64) -> StoreResult<Option<TaskStatus>> {
     match &c.outcome {
         Outcome::Succeeded(output) => {
             let n = tx
@@ -255,11 +247,11 @@ impl Store for SqliteStore {
     }
 
     fn wakeups(&self) -> &Wakeups {
-        &self.inner.wakeups
+        &self.inner.shared.wakeups
     }
 
     fn set_queue_capacity(&self, queue: &str, capacity: Option<u64>) {
-        if let Ok(mut caps) = self.inner.capacities.write() {
+        if let Ok(mut caps) = self.inner.shared.capacities.write() {
             match capacity {
                 Some(c) => caps.insert(queue.to_string(), c),
                 None => caps.remove(queue),
@@ -280,7 +272,7 @@ impl Store for SqliteStore {
 
     async fn enqueue_batch(&self, tasks: Vec<NewTask>) -> StoreResult<Vec<Enqueued>> {
         self.write(move |conn, inner| {
-            let tx = conn.transaction().map_err(map_err)?;
+            let tx = Tx::begin(conn)?;
             let mut st = EnqueueState {
                 inner,
                 now: ms(Utc::now()),
@@ -292,7 +284,7 @@ impl Store for SqliteStore {
             for task in tasks {
                 out.push(enqueue_in(&tx, &mut st, task)?);
             }
-            tx.commit().map_err(map_err)?;
+            tx.commit()?;
             notify_enqueued(&inner.wakeups, st.any_queued, st.any_scheduled);
             Ok(out)
         })
@@ -340,7 +332,7 @@ impl Store for SqliteStore {
         }
         self.write(move |conn, _| {
             let now = ms(Utc::now());
-            let tx = conn.transaction().map_err(map_err)?;
+            let tx = Tx::begin(conn)?;
             let mut out = Vec::with_capacity(req.limit);
             if req.queues.is_empty() {
                 claim_from_queue(&tx, None, &req, req.limit, now, &mut out)?;
@@ -359,7 +351,7 @@ impl Store for SqliteStore {
             for task in out.iter_mut().filter(|t| t.attempt > 1) {
                 task.checkpoints = load_checkpoints(&tx, task.id)?;
             }
-            tx.commit().map_err(map_err)?;
+            tx.commit()?;
             out.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
             Ok(out)
         })
@@ -376,7 +368,7 @@ impl Store for SqliteStore {
         let ids = ids.to_vec();
         self.write(move |conn, _| {
             let until = ms(Utc::now()) + lease.as_millis() as i64;
-            let tx = conn.transaction().map_err(map_err)?;
+            let tx = Tx::begin(conn)?;
             let mut held = 0u64;
             {
                 let mut stmt = tx
@@ -386,7 +378,7 @@ impl Store for SqliteStore {
                     held += stmt.execute(params![until, id.0, worker]).map_err(map_err)? as u64;
                 }
             }
-            tx.commit().map_err(map_err)?;
+            tx.commit()?;
             Ok(held)
         })
         .await
@@ -398,7 +390,7 @@ impl Store for SqliteStore {
         }
         self.write(move |conn, inner| {
             let now = ms(Utc::now());
-            let tx = conn.transaction().map_err(map_err)?;
+            let tx = Tx::begin(conn)?;
             let mut report = CompletionReport::default();
             let mut rescheduled = false;
             for c in &completions {
@@ -414,7 +406,7 @@ impl Store for SqliteStore {
                     None => report.fenced.push(c.id),
                 }
             }
-            tx.commit().map_err(map_err)?;
+            tx.commit()?;
             if rescheduled {
                 inner.wakeups.scheduled.notify_one();
             }
@@ -428,7 +420,7 @@ impl Store for SqliteStore {
         let worker = worker.to_string();
         let ids = ids.to_vec();
         self.write(move |conn, inner| {
-            let tx = conn.transaction().map_err(map_err)?;
+            let tx = Tx::begin(conn)?;
             let mut n = 0u64;
             {
                 let mut stmt = tx
@@ -441,7 +433,7 @@ impl Store for SqliteStore {
                     n += stmt.execute(params![id.0, worker]).map_err(map_err)? as u64;
                 }
             }
-            tx.commit().map_err(map_err)?;
+            tx.commit()?;
             notify_enqueued(&inner.wakeups, n > 0, false);
             Ok(n)
         })
@@ -487,7 +479,7 @@ impl Store for SqliteStore {
 
     async fn cancel(&self, id: TaskId) -> StoreResult<Task> {
         self.write(move |conn, inner| {
-            let tx = conn.transaction().map_err(map_err)?;
+            let tx = Tx::begin(conn)?;
             let task = require_task(&tx, id)?;
             if task.status.is_terminal() {
                 return Err(StoreError::Conflict { id, status: task.status, operation: "cancel" });
@@ -499,7 +491,7 @@ impl Store for SqliteStore {
                 ms(Utc::now()),
             )?;
             let task = require_task(&tx, id)?;
-            tx.commit().map_err(map_err)?;
+            tx.commit()?;
             inner.wakeups.notify_finished(&[id]);
             Ok(task)
         })
@@ -508,7 +500,7 @@ impl Store for SqliteStore {
 
     async fn redrive(&self, id: TaskId) -> StoreResult<Task> {
         self.write(move |conn, inner| {
-            let tx = conn.transaction().map_err(map_err)?;
+            let tx = Tx::begin(conn)?;
             let task = require_task(&tx, id)?;
             if !matches!(task.status, TaskStatus::Dead | TaskStatus::Failed | TaskStatus::Cancelled) {
                 return Err(StoreError::Conflict { id, status: task.status, operation: "retry" });
@@ -522,7 +514,7 @@ impl Store for SqliteStore {
                 ms(Utc::now()),
             )?;
             let task = require_task(&tx, id)?;
-            tx.commit().map_err(map_err)?;
+            tx.commit()?;
             notify_enqueued(&inner.wakeups, true, false);
             Ok(task)
         })
@@ -544,7 +536,7 @@ impl Store for SqliteStore {
     async fn requeue_expired(&self, now: DateTime<Utc>) -> StoreResult<ExpiredReport> {
         self.write(move |conn, inner| {
             let now_ms = ms(now);
-            let tx = conn.transaction().map_err(map_err)?;
+            let tx = Tx::begin(conn)?;
             let mut report = ExpiredReport::default();
             let mut dead_ids = Vec::new();
             {
@@ -573,7 +565,7 @@ impl Store for SqliteStore {
                     }
                 }
             }
-            tx.commit().map_err(map_err)?;
+            tx.commit()?;
             notify_enqueued(&inner.wakeups, report.requeued > 0, false);
             inner.wakeups.notify_finished(&dead_ids);
             Ok(report)
