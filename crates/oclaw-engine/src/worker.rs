@@ -60,6 +60,9 @@ pub struct WorkerStats {
     pub failed: AtomicU64,
     pub fenced: AtomicU64,
     pub released: AtomicU64,
+    /// Completion writes (each a batch), and claim round trips that returned tasks.
+    pub completion_writes: AtomicU64,
+    pub claim_round_trips: AtomicU64,
 }
 
 /// What a worker did before it stopped.
@@ -261,6 +264,7 @@ async fn claim_tasks(
                 stats
                     .claimed
                     .fetch_add(tasks.len() as u64, Ordering::Relaxed);
+                stats.claim_round_trips.fetch_add(1, Ordering::Relaxed);
                 hold(&held, tasks.iter().map(|t| t.id));
                 for (slot, task) in slots.zip(tasks) {
                     slot.send(task);
@@ -445,6 +449,7 @@ async fn flush_completions(
         loop {
             match store.complete_batch(batch.clone()).await {
                 Ok(report) => {
+                    stats.completion_writes.fetch_add(1, Ordering::Relaxed);
                     let failed = batch
                         .iter()
                         .filter(|c| matches!(c.outcome, Outcome::Failed { .. }))

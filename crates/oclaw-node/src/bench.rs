@@ -132,7 +132,20 @@ pub async fn drain(o: DrainOptions) -> Result<String, String> {
     let cpu_start = cpu_seconds();
     let handle = tokio::spawn(worker.run(stop_rx));
     let target = o.tasks as u64;
-    while stats.succeeded.load(Ordering::Relaxed) + stats.failed.load(Ordering::Relaxed) < target {
+    let mut last = (0, Instant::now());
+    loop {
+        let done = stats.succeeded.load(Ordering::Relaxed) + stats.failed.load(Ordering::Relaxed);
+        if done >= target {
+            break;
+        }
+        if done != last.0 {
+            last = (done, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(30) {
+            let _ = stop.send(true);
+            return Err(format!(
+                "no progress for 30s after {done} of {target} tasks; see the log"
+            ));
+        }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let elapsed = start.elapsed();
@@ -147,7 +160,7 @@ pub async fn drain(o: DrainOptions) -> Result<String, String> {
     let left_queued: u64 = stats_now.iter().map(|q| q.queued + q.running).sum();
     Ok(format!(
         "drain: {} no-op tasks in {:.3}s = {:.0} tasks/s (concurrency {}, batch {}); succeeded {}, failed {}, left {}\n\
-         CPU during the drain: {:.2}s ({:.0}% of one core)\n\
+         CPU during the drain: {:.2}s ({:.0}% of one core); {:.1} tasks per claim, {:.1} per completion write\n\
          pre-load (enqueue_batch of 10,000): {:.0} tasks/s",
         o.tasks,
         elapsed.as_secs_f64(),
@@ -159,6 +172,8 @@ pub async fn drain(o: DrainOptions) -> Result<String, String> {
         left_queued,
         cpu,
         100.0 * cpu / elapsed.as_secs_f64(),
+        o.tasks as f64 / stats.claim_round_trips.load(Ordering::Relaxed).max(1) as f64,
+        o.tasks as f64 / stats.completion_writes.load(Ordering::Relaxed).max(1) as f64,
         o.tasks as f64 / load.as_secs_f64().max(1e-9),
     ))
 }

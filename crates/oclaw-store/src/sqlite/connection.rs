@@ -139,6 +139,27 @@ impl Drop for Tx<'_> {
     }
 }
 
+/// Copies the WAL back into the database file every 200 ms (passive: never blocks the writer or
+/// readers). Stops when the database file is no longer reachable.
+fn spawn_checkpointer(path: &Path, options: &SqliteOptions) -> StoreResult<()> {
+    let conn = open_connection(path, options)?;
+    std::thread::Builder::new()
+        .name("oclaw-sqlite-checkpoint".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let result: rusqlite::Result<(i64, i64, i64)> =
+                conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                });
+            if let Err(e) = result {
+                tracing::warn!(component = "store", "WAL checkpoint failed: {e}");
+                std::thread::sleep(Duration::from_secs(5));
+            }
+        })
+        .map_err(|e| StoreError::Internal(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating when missing) the database at `path` and migrates its schema.
     pub async fn open(path: &str, options: SqliteOptions) -> StoreResult<SqliteStore> {
@@ -163,6 +184,11 @@ impl SqliteStore {
         if check != "ok" {
             return Err(StoreError::Corrupt(check));
         }
+        // Checkpoints run on their own thread so the writer never pauses for them.
+        writer
+            .execute_batch("PRAGMA wal_autocheckpoint = 0")
+            .map_err(map_err)?;
+        spawn_checkpointer(&path, &options)?;
         let shared = Arc::new(Shared {
             capacities: RwLock::new(HashMap::new()),
             wakeups: Wakeups::default(),

@@ -155,10 +155,11 @@ fn claim_from_queue(
     out: &mut Vec<ClaimedTask>,
 ) -> StoreResult<()> {
     let lease_until = now + req.lease.as_millis() as i64;
-    let filter = if queue.is_some() {
-        "AND queue = ?5"
-    } else {
-        "AND ?5 IS NULL"
+    // The queue is written into the SQL (one cached statement per queue): a bound parameter
+    // there would make SQLite re-plan the statement on every run.
+    let filter = match queue {
+        Some(q) => format!("AND queue = '{}'", q.replace('\'', "''")),
+        None => String::new(),
     };
     let sql = format!(
         "UPDATE OR FAIL tasks SET status = 'running', attempts = attempts + 1, worker = ?1, lease_until = ?2, \
@@ -168,25 +169,22 @@ fn claim_from_queue(
     );
     let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
     let rows = stmt
-        .query_map(
-            params![req.worker, lease_until, now, limit as i64, queue],
-            |r| {
-                let input: String = r.get(4)?;
-                Ok(ClaimedTask {
-                    id: TaskId(r.get(0)?),
-                    bot: r.get(1)?,
-                    queue: r.get(2)?,
-                    priority: r.get(3)?,
-                    input: parse_json(&input),
-                    attempt: r.get(5)?,
-                    max_attempts: r.get(6)?,
-                    trace_id: r.get(7)?,
-                    created_at: from_ms(r.get(8)?),
-                    run_at: from_ms(r.get(9)?),
-                    checkpoints: Vec::new(),
-                })
-            },
-        )
+        .query_map(params![req.worker, lease_until, now, limit as i64], |r| {
+            let input: String = r.get(4)?;
+            Ok(ClaimedTask {
+                id: TaskId(r.get(0)?),
+                bot: r.get(1)?,
+                queue: r.get(2)?,
+                priority: r.get(3)?,
+                input: parse_json(&input),
+                attempt: r.get(5)?,
+                max_attempts: r.get(6)?,
+                trace_id: r.get(7)?,
+                created_at: from_ms(r.get(8)?),
+                run_at: from_ms(r.get(9)?),
+                checkpoints: Vec::new(),
+            })
+        })
         .map_err(map_err)?;
     for row in rows {
         out.push(row.map_err(map_err)?);
