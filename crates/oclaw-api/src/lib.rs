@@ -11,4 +11,4 @@ mod trace;
 pub use auth::{check_listen_safety, ListenSafety};
 pub use error::ApiError;
 pub use routes::router;
-pub use state::ApiState;
+pub use state::{ApiState, WorkerInfo};

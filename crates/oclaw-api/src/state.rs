@@ -14,4 +14,15 @@ pub struct ApiState {
     /// Accepted bearer tokens; empty means no authentication (loopback only).
     pub tokens: Arc<Vec<String>>,
     pub max_body_bytes: usize,
+    pub metrics: Arc<oclaw_telemetry::NodeMetrics>,
+    /// The worker of this process, when it runs one (for worker metrics).
+    pub worker: Option<WorkerInfo>,
+    /// The scheduler of this process, when it runs one.
+    pub scheduler: Option<Arc<oclaw_scheduler::SchedulerStats>>,
+}
+
+#[derive(Clone)]
+pub struct WorkerInfo {
+    pub stats: Arc<oclaw_engine::WorkerStats>,
+    pub concurrency: usize,
 }

@@ -27,6 +27,8 @@ pub struct Runtime {
     pub env: minijinja::Value,
     /// `node` in templates: facts about this node (`api_url`, `id`).
     pub node: minijinja::Value,
+    /// Task counters and histograms, shared with the API's `/metrics`.
+    pub metrics: Arc<oclaw_telemetry::NodeMetrics>,
 }
 
 impl Runtime {
@@ -61,6 +63,7 @@ impl Runtime {
             secrets: crate::templates::to_template_value(&Value::Object(secrets)),
             env: crate::templates::to_template_value(&Value::Object(env)),
             node: crate::templates::to_template_value(&node),
+            metrics: Arc::default(),
         })
     }
 }

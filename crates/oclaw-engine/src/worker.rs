@@ -63,6 +63,9 @@ pub struct WorkerStats {
     /// Completion writes (each a batch), and claim round trips that returned tasks.
     pub completion_writes: AtomicU64,
     pub claim_round_trips: AtomicU64,
+    /// Claim calls made, and those that failed (part of the scheduling metrics).
+    pub claim_attempts: AtomicU64,
+    pub claim_failures: AtomicU64,
 }
 
 /// What a worker did before it stopped.
@@ -249,6 +252,7 @@ async fn claim_tasks(
             limit: per_claim,
             lease: opts.lease,
         };
+        stats.claim_attempts.fetch_add(1, Ordering::Relaxed);
         match store.claim_batch(request).await {
             Ok(tasks) if tasks.is_empty() => {
                 drop(slots);
@@ -272,6 +276,7 @@ async fn claim_tasks(
             }
             Err(e) => {
                 drop(slots);
+                stats.claim_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(
                     component = "worker",
                     error_code = e.code().code(),
@@ -321,7 +326,15 @@ async fn run_one(
     stats: Arc<WorkerStats>,
 ) {
     stats.in_flight.fetch_add(1, Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    let wait = (Utc::now() - task.run_at).to_std().unwrap_or_default();
     let outcome = execute(&rt, &task).await;
+    let result = match &outcome {
+        Outcome::Succeeded(_) => "succeeded",
+        Outcome::Failed { .. } => "failed",
+    };
+    rt.metrics
+        .task_finished(&task.bot, result, started.elapsed(), wait);
     // Leave the in-flight count before reporting, so the flusher never waits for this task.
     stats.in_flight.fetch_sub(1, Ordering::Release);
     let _ = done.send(Completion {

@@ -123,21 +123,30 @@ pub async fn serve(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker_opts = WorkerOptions::from_config(&config.worker, node_id.clone(), queues.clone());
-    let worker = tokio::spawn(Worker::new(worker_opts, Arc::new(runtime)).run(stop_rx.clone()));
-    let scheduler = tokio::spawn(
-        Scheduler::new(
-            store.clone(),
-            catalog.clone(),
-            config.scheduler.interval.get(),
-        )
-        .run(stop_rx.clone()),
+    let metrics = runtime.metrics.clone();
+    metrics.start_node_sampler();
+    let worker = Worker::new(worker_opts, Arc::new(runtime));
+    let worker_info = oclaw_api::WorkerInfo {
+        stats: worker.stats(),
+        concurrency: config.worker.concurrency,
+    };
+    let worker = tokio::spawn(worker.run(stop_rx.clone()));
+    let scheduler = Scheduler::new(
+        store.clone(),
+        catalog.clone(),
+        config.scheduler.interval.get(),
     );
+    let scheduler_stats = scheduler.stats();
+    let scheduler = tokio::spawn(scheduler.run(stop_rx.clone()));
     let state = ApiState {
         store: store.clone(),
         catalog: catalog.clone(),
         timeout: config.api.timeout.get(),
         tokens: Arc::new(config.api.tokens.clone()),
         max_body_bytes: config.api.max_body_bytes,
+        metrics,
+        worker: Some(worker_info),
+        scheduler: Some(scheduler_stats),
     };
     let mut api_stop = stop_rx.clone();
     let api = tokio::spawn(async move {
@@ -162,6 +171,7 @@ pub async fn serve(
         );
         println!("  API      {api_url}/v1      try: curl -s {api_url}/v1/tasks -d '{{\"bot\":\"hello\",\"input\":{{\"name\":\"Ada\"}}}}'");
         println!("  health   {api_url}/healthz  {api_url}/readyz");
+        println!("  metrics  {api_url}/metrics");
         println!(
             "  data     {}",
             oclaw_store::redact_url(&config.storage.url)

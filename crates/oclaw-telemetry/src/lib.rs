@@ -3,8 +3,12 @@
 //! Filebeat or Fluentd without a parser; or a human format on a terminal.
 
 mod json_format;
+pub mod metrics;
+pub mod node_metrics;
+pub mod system;
 
 pub use json_format::JsonLines;
+pub use node_metrics::NodeMetrics;
 
 use std::io::IsTerminal;
 

@@ -239,3 +239,129 @@ async fn the_example_bots_run_without_configuration() {
     .await;
     assert_eq!(done["output"]["healthy"], true, "{done}");
 }
+
+/// Parses the Prometheus text format into (series with labels, value).
+fn samples(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            (series.to_string(), value.parse::<f64>().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_waits_for_the_result_or_answers_202() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("{CONFIG}  - metadata: {{name: slowpoke}}\n    spec:\n      steps: [{{uses: sleep, with: {{duration: 2s}}}}]\n");
+    let node = start(dir.path(), &config);
+    let c = client();
+    let (code, body, _) = post(
+        &c,
+        &format!("{}/v1/bots/hello/invoke", node.url),
+        r#"{"input": {"name": "Cy"}}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["status"], "succeeded");
+    assert_eq!(body["output"], json!({"greeting": "Hello, Cy!"}));
+    assert!(body["task_id"].as_str().unwrap().starts_with('T'));
+
+    let (code, body, _) = post(
+        &c,
+        &format!("{}/v1/bots/slowpoke/invoke?timeout=200ms", node.url),
+        "",
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["status"], "running");
+    let (code, body, _) = post(
+        &c,
+        &format!("{}/v1/bots/slowpoke/invoke?timeout=forever", node.url),
+        "",
+    )
+    .await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (400, Some("OC-2002"))
+    );
+    let (code, body, _) = post(&c, &format!("{}/v1/bots/nobody/invoke", node.url), "").await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (404, Some("OC-2003"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_have_the_spec_names_and_move_with_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), CONFIG);
+    let c = client();
+    for i in 0..5 {
+        let (code, _, _) = post(
+            &c,
+            &format!("{}/v1/bots/hello/invoke", node.url),
+            &format!(r#"{{"input": {{"name": "n{i}"}}}}"#),
+        )
+        .await;
+        assert_eq!(code, 200);
+    }
+    post(
+        &c,
+        &format!("{}/v1/tasks", node.url),
+        r#"{"bot": "parked", "delay": "1h"}"#,
+    )
+    .await;
+    let r = c.get(format!("{}/metrics", node.url)).send().await.unwrap();
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = r.text().await.unwrap();
+    let s = samples(&text);
+    let value = |series: &str| s.iter().find(|(k, _)| k == series).map(|(_, v)| *v);
+    for name in [
+        "oclaw_api_request_duration_seconds_bucket",
+        "oclaw_queue_backlog",
+        "oclaw_scheduling_attempts_total",
+        "oclaw_scheduling_failures_total",
+        "oclaw_node_cpu_utilization_ratio",
+        "oclaw_node_memory_utilization_ratio",
+        "oclaw_tasks_total",
+        "oclaw_task_duration_seconds_count",
+        "oclaw_task_wait_seconds_count",
+        "oclaw_worker_in_flight",
+        "oclaw_worker_concurrency",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(
+            s.iter().any(|(k, _)| k.starts_with(name)),
+            "missing {name}:\n{text}"
+        );
+    }
+    assert_eq!(
+        value(r#"oclaw_tasks_total{bot="hello",outcome="succeeded"}"#),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            r#"oclaw_api_request_duration_seconds_count{route="/v1/bots/{name}/invoke",method="POST",status="200"}"#
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        value(r#"oclaw_queue_scheduled{queue="tiny"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(value(r#"oclaw_queue_capacity{queue="tiny"}"#), Some(2.0));
+    assert_eq!(value("oclaw_worker_concurrency"), Some(4.0));
+    assert!(value("oclaw_scheduling_attempts_total").unwrap() >= 1.0);
+    let mem = value("oclaw_node_memory_utilization_ratio").unwrap();
+    assert!(mem > 0.0 && mem < 1.0);
+    assert!(value("process_resident_memory_bytes").unwrap() > 1e6);
+    // No task ids in labels.
+    assert!(!text.contains("task_id"), "labels must stay bounded");
+}

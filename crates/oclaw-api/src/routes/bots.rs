@@ -34,3 +34,110 @@ pub async fn get_one(
     v["spec"] = serde_json::to_value(&bot.doc.spec).unwrap_or(Value::Null);
     Ok(Json(v))
 }
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvokeQuery {
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvokeBody {
+    #[serde(default)]
+    input: Value,
+    idempotency_key: Option<String>,
+}
+
+fn invoke_answer(task: &oclaw_core::Task) -> Value {
+    json!({"task_id": task.id, "status": task.status, "output": task.output, "error": task.error, "trace_id": task.trace_id})
+}
+
+/// `POST /v1/bots/{name}/invoke`: runs the bot and waits up to `?timeout=` (default `api.timeout`)
+/// for the result: 200 with the output when it finished, 202 with the task id when it still runs.
+pub async fn invoke(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    query: Result<axum::extract::Query<InvokeQuery>, axum::extract::rejection::QueryRejection>,
+    headers: axum::http::HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    use axum::http::StatusCode;
+    let trace_id = crate::trace::trace_id_from(&headers);
+    let axum::extract::Query(q) = query
+        .map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()).trace(&trace_id))?;
+    let wait = match &q.timeout {
+        Some(t) => oclaw_core::duration::parse_duration(t).map_err(|e| {
+            ApiError::new(ErrorCode::InvalidField, format!("timeout: {e}"))
+                .details(json!({"field": "timeout"}))
+                .trace(&trace_id)
+        })?,
+        None => state.timeout,
+    };
+    if wait > std::time::Duration::from_secs(3600) {
+        return Err(
+            ApiError::new(ErrorCode::InvalidField, "timeout must be at most 1h")
+                .details(json!({"field": "timeout"}))
+                .trace(&trace_id),
+        );
+    }
+    let empty = matches!(&body, Ok(b) if b.iter().all(|c| c.is_ascii_whitespace()));
+    let req: InvokeBody = if empty {
+        InvokeBody::default()
+    } else {
+        crate::body::decode(body, &trace_id)?
+    };
+    let submit = crate::routes::tasks::SubmitTask {
+        bot: name,
+        input: req.input,
+        queue: None,
+        priority: None,
+        run_at: None,
+        delay: None,
+        idempotency_key: req.idempotency_key,
+        max_attempts: None,
+    };
+    let task = crate::routes::tasks::to_new_task(&state, submit, &trace_id)?;
+    // Subscribe before enqueueing so the finish cannot be missed.
+    let mut finished = state.store.wakeups().finished.subscribe();
+    let enqueued = state
+        .store
+        .enqueue(task)
+        .await
+        .map_err(|e| ApiError::from(e).trace(&trace_id))?;
+    let id = enqueued.task.id;
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut current = enqueued.task;
+    loop {
+        if current.status.is_terminal() {
+            return Ok((StatusCode::OK, Json(invoke_answer(&current))));
+        }
+        let woke = tokio::time::timeout_at(deadline, finished.recv()).await;
+        let closed = matches!(
+            woke,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed))
+        );
+        let check = match &woke {
+            Err(_) => true,
+            Ok(Ok(ids)) => ids.contains(&id),
+            // Missed notifications or a closed channel: look at the task itself.
+            Ok(Err(_)) => true,
+        };
+        if check {
+            current = state
+                .store
+                .get_task(id)
+                .await?
+                .ok_or(oclaw_store::StoreError::NotFound(id))?;
+            if current.status.is_terminal() {
+                return Ok((StatusCode::OK, Json(invoke_answer(&current))));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok((StatusCode::ACCEPTED, Json(invoke_answer(&current))));
+            }
+            if closed {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

@@ -3,8 +3,9 @@
 mod bots;
 mod demo;
 mod health;
+mod metrics;
 mod queues;
-mod tasks;
+pub(crate) mod tasks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -26,6 +27,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/bots", get(bots::list))
         .route("/v1/bots/{name}", get(bots::get_one))
         .route("/v1/queues", get(queues::list))
+        .route("/v1/bots/{name}/invoke", post(bots::invoke))
+        .route("/metrics", get(metrics::metrics))
         .route("/demo/catalog.json", get(demo::catalog))
         .fallback(|| async {
             ApiError::new(
@@ -38,5 +41,9 @@ pub fn router(state: ApiState) -> Router {
             auth::require_token,
         ))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::time_requests,
+        ))
         .with_state(state)
 }
