@@ -365,3 +365,87 @@ async fn metrics_have_the_spec_names_and_move_with_traffic() {
     // No task ids in labels.
     assert!(!text.contains("task_id"), "labels must stay bounded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_client_drives_a_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), CONFIG);
+    let url = node.url.clone();
+    let run = move |args: &[&str]| {
+        let out = common::oclaw()
+            .args(args)
+            .env("OCLAW_SERVER", &url)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let run = std::sync::Arc::new(run);
+    let r = run.clone();
+    tokio::task::spawn_blocking(move || {
+        let (code, out, err) = r(&["bot", "run", "hello", "--input", r#"{"name": "Di"}"#]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains("Hello, Di!"), "{out}");
+
+        let (code, out, _) = r(&[
+            "task",
+            "submit",
+            "hello",
+            "-i",
+            r#"{"name": "Ed"}"#,
+            "--wait",
+            "-o",
+            "json",
+        ]);
+        assert_eq!(code, Some(0));
+        let task: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(task["output"]["greeting"], "Hello, Ed!");
+        let id = task["id"].as_str().unwrap().to_string();
+
+        let (code, out, _) = r(&["task", "get", &id]);
+        assert_eq!(code, Some(0));
+        assert!(out.contains("STATUS") && out.contains("succeeded"), "{out}");
+
+        let (code, out, _) = r(&["task", "list", "--bot", "hello", "-o", "json"]);
+        assert_eq!(code, Some(0));
+        let page: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(page["items"].as_array().unwrap().len(), 2);
+
+        // Exit codes scripts rely on.
+        let (code, _, err) = r(&["task", "get", "T999999"]);
+        assert_eq!(code, Some(3), "{err}");
+        assert!(err.contains("OC-2004"));
+        let (code, _, _) = r(&["task", "cancel", &id]);
+        assert_eq!(code, Some(4));
+        let (code, _, _) = r(&["task", "submit", "nobody"]);
+        assert_eq!(code, Some(3));
+        let (code, _, err) = r(&["task", "submit", "hello", "--input", "{broken"]);
+        assert_eq!(code, Some(2), "{err}");
+        let (code, _, _) = r(&["bot", "run", "broken", "--input", r#"{"a": "x"}"#]);
+        assert_eq!(code, Some(6));
+
+        let (code, out, _) = r(&["queue", "list"]);
+        assert_eq!(code, Some(0));
+        assert!(out.contains("QUEUE") && out.contains("tiny"), "{out}");
+        let (code, out, _) = r(&["bot", "list"]);
+        assert_eq!(code, Some(0));
+        assert!(out.contains("hello") && out.contains("template"), "{out}");
+    })
+    .await
+    .unwrap();
+
+    let out = common::oclaw()
+        .args(["task", "list", "--server", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+    let out = common::oclaw()
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("oclaw"));
+}

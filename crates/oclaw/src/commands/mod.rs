@@ -1,9 +1,12 @@
 //! One module per command group.
 
 mod bench;
+mod bot;
+mod client;
 mod config;
 mod docs;
 mod serve;
+mod task;
 
 use std::process::ExitCode;
 
@@ -25,6 +28,15 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Config(c) => config::run(c),
         Command::Bench(b) => bench::run(b),
         Command::Docs(d) => docs::run(d),
+        Command::Task(t) => task::run(t),
+        Command::Bot(b) => bot::run(b),
+        Command::Queue(q) => bot::run_queues(q),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = crate::cli::Cli::command();
+            clap_complete::generate(shell, &mut cmd, "oclaw", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::Version => {
             println!("oclaw {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -1,0 +1,214 @@
+//! The HTTP client behind `oclaw task|bot|queue`: requests, error mapping, exit codes, output.
+
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use crate::cli::{InputArgs, Output, ServerArgs};
+
+/// Exit codes of client commands.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    pub const INVALID: u8 = 2;
+    pub const NOT_FOUND: u8 = 3;
+    pub const CONFLICT: u8 = 4;
+    pub const BACK_PRESSURE: u8 = 5;
+    pub const TASK_FAILED: u8 = 6;
+    pub const STILL_RUNNING: u8 = 7;
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    pub output: Output,
+}
+
+pub enum ClientError {
+    /// The node could not be reached or answered garbage.
+    Transport(String),
+    /// The node answered with an error.
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The command's own input is wrong.
+    Usage(String),
+}
+
+impl ClientError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Transport(_) => exit::FAILURE,
+            ClientError::Usage(_) => exit::INVALID,
+            ClientError::Api { status, .. } => match status {
+                404 => exit::NOT_FOUND,
+                409 => exit::CONFLICT,
+                429 => exit::BACK_PRESSURE,
+                400..=499 => exit::INVALID,
+                _ => exit::FAILURE,
+            },
+        }
+    }
+
+    pub fn report(&self) -> ExitCode {
+        match self {
+            ClientError::Transport(m) | ClientError::Usage(m) => eprintln!("error: {m}"),
+            ClientError::Api {
+                status,
+                code,
+                message,
+            } => eprintln!("error: {code} ({status}) {message}"),
+        }
+        ExitCode::from(self.exit_code())
+    }
+}
+
+impl Client {
+    pub fn new(args: &ServerArgs) -> Result<Client, ClientError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("oclaw-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(Client {
+            http,
+            base: args.server.trim_end_matches('/').to_string(),
+            token: args.token.clone(),
+            output: args.output,
+        })
+    }
+
+    /// Sends a request; 2xx answers come back with their status, other answers as errors.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            ClientError::Transport(format!(
+                "cannot reach {}: {e} (is `oclaw serve` running? set --server or OCLAW_SERVER)",
+                self.base
+            ))
+        })?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if (200..300).contains(&status) {
+            return Ok((status, value));
+        }
+        Err(ClientError::Api {
+            status,
+            code: value["error"]["code"].as_str().unwrap_or("?").to_string(),
+            message: value["error"]["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| value.to_string()),
+        })
+    }
+}
+
+/// The task input from `--input`, `--input -` (stdin) or `--input-file`; null when none.
+pub fn read_input(args: &InputArgs) -> Result<Value, ClientError> {
+    let text = match (&args.input, &args.input_file) {
+        (Some(s), _) if s == "-" => {
+            let mut buf = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf)
+                .map_err(|e| ClientError::Usage(format!("reading stdin: {e}")))?;
+            buf
+        }
+        (Some(s), _) => s.clone(),
+        (None, Some(p)) => std::fs::read_to_string(p)
+            .map_err(|e| ClientError::Usage(format!("reading {}: {e}", p.display())))?,
+        (None, None) => return Ok(Value::Null),
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| ClientError::Usage(format!("--input is not valid JSON: {e}")))
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Prints rows as aligned columns.
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, c) in row.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+/// Picks fields of a JSON object as table cells.
+pub fn cells(v: &Value, fields: &[&str]) -> Vec<String> {
+    fields.iter().map(|f| cell(&v[*f])).collect()
+}
+
+pub fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Prints one task: JSON, or a short human summary.
+pub fn print_task(client: &Client, t: &Value) {
+    if client.output == Output::Json {
+        print_json(t);
+        return;
+    }
+    print_table(
+        &["ID", "BOT", "QUEUE", "STATUS", "ATTEMPTS", "CREATED"],
+        &[cells(
+            t,
+            &["id", "bot", "queue", "status", "attempts", "created_at"],
+        )],
+    );
+    if !t["output"].is_null() {
+        println!("output: {}", t["output"]);
+    }
+    if !t["error"].is_null() {
+        println!(
+            "error:  {} {}",
+            cell(&t["error"]["code"]),
+            cell(&t["error"]["message"])
+        );
+    }
+}
+
+/// Exit code for a finished (or unfinished) task.
+pub fn task_exit(status: &str) -> ExitCode {
+    ExitCode::from(match status {
+        "succeeded" => exit::OK,
+        "failed" | "dead" | "cancelled" => exit::TASK_FAILED,
+        _ => exit::STILL_RUNNING,
+    })
+}
