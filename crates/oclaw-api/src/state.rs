@@ -19,6 +19,8 @@ pub struct ApiState {
     pub worker: Option<WorkerInfo>,
     /// The scheduler of this process, when it runs one.
     pub scheduler: Option<Arc<oclaw_scheduler::SchedulerStats>>,
+    /// This node as `GET /v1/cluster/nodes` shows it (id, components, address, version, started_at).
+    pub node: serde_json::Value,
 }
 
 #[derive(Clone)]

@@ -147,6 +147,15 @@ pub async fn serve(
         metrics,
         worker: Some(worker_info),
         scheduler: Some(scheduler_stats),
+        node: serde_json::json!({
+            "id": node_id,
+            "components": ["api-server", "scheduler", "worker"],
+            "address": api_url,
+            "version": env!("CARGO_PKG_VERSION"),
+            "store": store.backend(),
+            "started_at": chrono::Utc::now(),
+            "status": "Running",
+        }),
     };
     let mut api_stop = stop_rx.clone();
     let api = tokio::spawn(async move {

@@ -94,7 +94,7 @@ pub struct TaskFilter {
 }
 
 /// Counts for one queue.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct QueueStats {
     pub name: String,
     pub queued: u64,

@@ -240,4 +240,6 @@ pub enum DocsCommand {
     ErrorCodes,
     /// The built-in skills as a Markdown table.
     Skills,
+    /// The OpenAPI 3.1 document of the HTTP API (also served at /openapi.json).
+    Openapi,
 }

@@ -449,3 +449,44 @@ async fn the_cli_client_drives_a_node() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("oclaw"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_is_served_and_lists_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), CONFIG);
+    let c = client();
+    let (code, doc) = get(&c, &format!("{}/openapi.json", node.url)).await;
+    assert_eq!(code, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (path, method) in [
+        ("/v1/tasks", "post"),
+        ("/v1/tasks", "get"),
+        ("/v1/tasks/batch", "post"),
+        ("/v1/tasks/{id}", "get"),
+        ("/v1/tasks/{id}/cancel", "post"),
+        ("/v1/tasks/{id}/retry", "post"),
+        ("/v1/bots", "get"),
+        ("/v1/bots/{name}", "get"),
+        ("/v1/bots/{name}/invoke", "post"),
+        ("/v1/queues", "get"),
+        ("/v1/cluster/nodes", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "openapi lacks {method} {path}"
+        );
+    }
+    let (code, nodes) = get(&c, &format!("{}/v1/cluster/nodes", node.url)).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        nodes["items"][0]["components"],
+        json!(["api-server", "scheduler", "worker"])
+    );
+    assert_eq!(nodes["items"][0]["address"], node.url);
+    let cli = common::oclaw().args(["docs", "openapi"]).output().unwrap();
+    let printed: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(printed, doc);
+}

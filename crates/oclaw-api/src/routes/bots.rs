@@ -41,12 +41,13 @@ pub struct InvokeQuery {
     timeout: Option<String>,
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
+/// `POST /v1/bots/{name}/invoke` body (optional).
+#[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvokeBody {
     #[serde(default)]
-    input: Value,
-    idempotency_key: Option<String>,
+    pub input: Value,
+    pub idempotency_key: Option<String>,
 }
 
 fn invoke_answer(task: &oclaw_core::Task) -> Value {

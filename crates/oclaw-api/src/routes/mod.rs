@@ -1,6 +1,6 @@
 //! Route table of the API.
 
-mod bots;
+pub(crate) mod bots;
 mod demo;
 mod health;
 mod metrics;
@@ -27,8 +27,21 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/bots", get(bots::list))
         .route("/v1/bots/{name}", get(bots::get_one))
         .route("/v1/queues", get(queues::list))
+        .route(
+            "/v1/cluster/nodes",
+            get(
+                |axum::extract::State(s): axum::extract::State<ApiState>| async move {
+                    // The embedded node is the whole cluster; distributed mode lists every registered node.
+                    axum::Json(serde_json::json!({"items": [s.node], "next_cursor": null}))
+                },
+            ),
+        )
         .route("/v1/bots/{name}/invoke", post(bots::invoke))
         .route("/metrics", get(metrics::metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(crate::openapi::document()) }),
+        )
         .route("/demo/catalog.json", get(demo::catalog))
         .fallback(|| async {
             ApiError::new(

@@ -16,21 +16,29 @@ use crate::trace::trace_id_from;
 use crate::{ApiError, ApiState};
 
 /// `POST /v1/tasks` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitTask {
+    /// The bot to run.
     pub bot: String,
+    /// The bot's input (any JSON).
     #[serde(default)]
     pub input: Value,
+    /// Queue; defaults to the bot's.
     pub queue: Option<String>,
+    /// Higher runs first; default 0.
     pub priority: Option<i32>,
+    /// Run at this time (RFC 3339) instead of now.
     pub run_at: Option<DateTime<Utc>>,
+    /// Run after this long (`5s`); not with `run_at`.
     pub delay: Option<Dur>,
+    /// The same key returns the same task instead of a new one.
     pub idempotency_key: Option<String>,
+    /// Attempts before the task is dead; defaults to the bot's retry policy.
     pub max_attempts: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitBatch {
     pub tasks: Vec<SubmitTask>,

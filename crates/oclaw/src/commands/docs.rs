@@ -5,6 +5,12 @@ use crate::cli::DocsCommand;
 pub fn run(cmd: DocsCommand) -> ExitCode {
     match cmd {
         DocsCommand::ErrorCodes => print!("{}", oclaw_core::error_code::catalogue_markdown()),
+        DocsCommand::Openapi => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&oclaw_api::openapi::document()).unwrap_or_default()
+            )
+        }
         DocsCommand::Skills => {
             println!("| skill | origin | what it does |\n|---|---|---|");
             for (name, origin, summary) in oclaw_skills::SkillRegistry::builtin().list() {

@@ -1,0 +1,156 @@
+//! The OpenAPI 3.1 document of the API. Request and response schemas are generated from the
+//! Rust types the handlers use (schemars); the route table below lists each route once.
+
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, SchemaGenerator};
+use serde_json::{json, Map, Value};
+
+use crate::routes::bots::InvokeBody;
+use crate::routes::tasks::{SubmitBatch, SubmitTask};
+
+/// The error body every failing route answers with.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct ErrorBody {
+    error: ErrorDetail,
+    /// The request's trace id.
+    trace_id: Option<String>,
+}
+
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct ErrorDetail {
+    /// An `OC-xxxx` code from the catalogue.
+    code: String,
+    message: String,
+    details: Value,
+}
+
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct TaskPage {
+    items: Vec<oclaw_core::Task>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    next_cursor: Option<String>,
+}
+
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct QueueList {
+    items: Vec<oclaw_store::QueueStats>,
+}
+
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct InvokeAnswer {
+    task_id: oclaw_core::TaskId,
+    status: oclaw_core::TaskStatus,
+    output: Option<Value>,
+    error: Option<oclaw_core::TaskError>,
+    trace_id: String,
+}
+
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct BatchAnswer {
+    items: Vec<oclaw_core::Task>,
+    created: usize,
+}
+
+struct Route {
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    request: Option<Value>,
+    ok_status: &'static str,
+    response: Value,
+    params: &'static [(&'static str, &'static str, &'static str)],
+}
+
+fn schema_ref<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
+    g.subschema_for::<T>().to_value()
+}
+
+/// Builds the document.
+pub fn document() -> Value {
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = "#/components/schemas/".into();
+    let mut g = settings.into_generator();
+    let task = schema_ref::<oclaw_core::Task>(&mut g);
+    let any = json!({});
+    let id_param: &[(&str, &str, &str)] = &[("id", "path", "Task id (T123)")];
+    let name_param: &[(&str, &str, &str)] = &[("name", "path", "Bot name")];
+    let routes = vec![
+        Route { method: "post", path: "/v1/tasks", summary: "Submit a task (202; 200 for an idempotent replay)", request: Some(schema_ref::<SubmitTask>(&mut g)), ok_status: "202", response: task.clone(), params: &[] },
+        Route { method: "get", path: "/v1/tasks", summary: "List tasks, newest first", request: None, ok_status: "200", response: schema_ref::<TaskPage>(&mut g), params: &[("status", "query", "Task status"), ("bot", "query", "Bot name"), ("queue", "query", "Queue"), ("limit", "query", "1..1000, default 50"), ("cursor", "query", "next_cursor of the previous page")] },
+        Route { method: "post", path: "/v1/tasks/batch", summary: "Submit up to 1,000 tasks, all or nothing", request: Some(schema_ref::<SubmitBatch>(&mut g)), ok_status: "202", response: schema_ref::<BatchAnswer>(&mut g), params: &[] },
+        Route { method: "get", path: "/v1/tasks/{id}", summary: "One task with its checkpoints", request: None, ok_status: "200", response: task.clone(), params: id_param },
+        Route { method: "post", path: "/v1/tasks/{id}/cancel", summary: "Cancel a task that has not finished (409 otherwise)", request: None, ok_status: "200", response: task.clone(), params: id_param },
+        Route { method: "post", path: "/v1/tasks/{id}/retry", summary: "Run a dead, failed or cancelled task again (409 otherwise)", request: None, ok_status: "200", response: task, params: id_param },
+        Route { method: "get", path: "/v1/bots", summary: "The loaded bots", request: None, ok_status: "200", response: any.clone(), params: &[] },
+        Route { method: "get", path: "/v1/bots/{name}", summary: "One bot with its spec", request: None, ok_status: "200", response: any.clone(), params: name_param },
+        Route { method: "post", path: "/v1/bots/{name}/invoke", summary: "Run a bot and wait for the result (200), or answer 202 when it still runs at the timeout", request: Some(schema_ref::<InvokeBody>(&mut g)), ok_status: "200", response: schema_ref::<InvokeAnswer>(&mut g), params: &[("name", "path", "Bot name"), ("timeout", "query", "How long to wait, e.g. 5s; default api.timeout")] },
+        Route { method: "get", path: "/v1/queues", summary: "Depth, running, scheduled, dead, oldest age and capacity per queue", request: None, ok_status: "200", response: schema_ref::<QueueList>(&mut g), params: &[] },
+        Route { method: "get", path: "/v1/cluster/nodes", summary: "The nodes of the cluster (this node, in embedded mode)", request: None, ok_status: "200", response: any.clone(), params: &[] },
+        Route { method: "get", path: "/healthz", summary: "Liveness", request: None, ok_status: "200", response: any.clone(), params: &[] },
+        Route { method: "get", path: "/readyz", summary: "Readiness: 503 OC-4001 when the store does not answer", request: None, ok_status: "200", response: any.clone(), params: &[] },
+        Route { method: "get", path: "/metrics", summary: "Prometheus metrics (text format)", request: None, ok_status: "200", response: json!({"type": "string"}), params: &[] },
+    ];
+    let error = schema_ref::<ErrorBody>(&mut g);
+    let mut paths = Map::new();
+    for r in routes {
+        let mut op = json!({
+            "summary": r.summary,
+            "responses": {
+                r.ok_status: {"description": "success", "content": {"application/json": {"schema": r.response}}},
+                "default": {"description": "error (see the OC-xxxx code)", "content": {"application/json": {"schema": error.clone()}}},
+            },
+        });
+        if let Some(body) = r.request {
+            op["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": body}}});
+        }
+        if !r.params.is_empty() {
+            op["parameters"] = Value::Array(
+                r.params
+                    .iter()
+                    .map(|(name, at, desc)| json!({"name": name, "in": at, "required": *at == "path", "description": desc, "schema": {"type": "string"}}))
+                    .collect(),
+            );
+        }
+        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
+        entry[r.method] = op;
+    }
+    let schemas = Value::Object(g.take_definitions(true));
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "OpenClaw API", "version": env!("CARGO_PKG_VERSION"), "description": "Tasks, bots and queues of an OpenClaw node."},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}, {}],
+        "paths": paths,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_reference_resolves() {
+        let doc = super::document();
+        let text = doc.to_string();
+        for part in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = &part[..part.find('"').unwrap()];
+            assert!(
+                doc["components"]["schemas"].get(name).is_some(),
+                "dangling $ref {name}"
+            );
+        }
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert!(doc["paths"]["/v1/tasks"]["post"]["requestBody"].is_object());
+        assert!(
+            doc["components"]["schemas"]["SubmitTask"]["properties"]["idempotency_key"].is_object()
+        );
+    }
+}
