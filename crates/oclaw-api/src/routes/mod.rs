@@ -43,6 +43,12 @@ pub fn router(state: ApiState) -> Router {
             get(|| async { axum::Json(crate::openapi::document()) }),
         )
         .route("/demo/catalog.json", get(demo::catalog))
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "this route does not accept that method; see /openapi.json",
+            )
+        })
         .fallback(|| async {
             ApiError::new(
                 ErrorCode::NotFound,
