@@ -227,6 +227,23 @@ pub enum BenchCommand {
         #[arg(long)]
         no_batch: bool,
     },
+    /// Load `POST /v1/tasks` (or the batch route) of a node and measure latency and rate.
+    Http {
+        /// Requests per second (open loop); 0 runs closed loop to find the maximum rate.
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        /// How long to send, e.g. 10s.
+        #[arg(long, default_value = "10s")]
+        duration: String,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Tasks per request (more than 1 uses POST /v1/tasks/batch).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// A running node to load; without it an embedded node is started in this process.
+        #[arg(long)]
+        server: Option<String>,
+    },
     /// Enqueue single tasks on an idle node and measure enqueue → start latency.
     Latency {
         #[arg(long, default_value_t = 1000)]

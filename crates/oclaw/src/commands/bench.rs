@@ -21,6 +21,16 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
             batching: !no_batch,
         })),
         BenchCommand::Latency { samples } => rt.block_on(oclaw_node::bench::latency(samples)),
+        BenchCommand::Http { rate, duration, connections, batch, server } => match oclaw_core::duration::parse_duration(&duration) {
+            Ok(duration) => rt.block_on(oclaw_node::bench_http::http(oclaw_node::bench_http::HttpBenchOptions {
+                rate,
+                duration,
+                connections: connections.max(1),
+                batch: batch.max(1),
+                server,
+            })),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(report) => {
