@@ -329,12 +329,9 @@ async fn run_one(
     let started = std::time::Instant::now();
     let wait = (Utc::now() - task.run_at).to_std().unwrap_or_default();
     let outcome = execute(&rt, &task).await;
-    let result = match &outcome {
-        Outcome::Succeeded(_) => "succeeded",
-        Outcome::Failed { .. } => "failed",
-    };
+    let succeeded = matches!(outcome, Outcome::Succeeded(_));
     rt.metrics
-        .task_finished(&task.bot, result, started.elapsed(), wait);
+        .task_finished(&task.bot, succeeded, started.elapsed(), wait);
     // Leave the in-flight count before reporting, so the flusher never waits for this task.
     stats.in_flight.fetch_sub(1, Ordering::Release);
     let _ = done.send(Completion {

@@ -33,7 +33,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn send(client: &reqwest::Client, url: &str, body: &str) -> bool {
-    match client.post(url).header("content-type", "application/json").body(body.to_string()).send().await {
+    match client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+    {
         Ok(r) => {
             let ok = r.status().is_success();
             let _ = r.bytes().await;
@@ -51,20 +57,33 @@ pub async fn http(o: HttpBenchOptions) -> Result<String, String> {
     let base = match &o.server {
         Some(s) => s.trim_end_matches('/').to_string(),
         None => {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| e.to_string())?
+                .port();
             let mut config = NodeConfig::default();
             config.api.listen = format!("127.0.0.1:{port}");
             config.storage.url = format!("sqlite://{}", dir.path().join("bench.db").display());
             let (tx, rx) = oneshot::channel::<()>();
             stop = Some(tx);
-            let opts = crate::ServeOptions { config, config_file: "<bench>".into(), banner: false };
+            let opts = crate::ServeOptions {
+                config,
+                config_file: "<bench>".into(),
+                banner: false,
+            };
             node = Some(tokio::spawn(crate::serve(opts, async move {
                 let _ = rx.await;
             })));
             let base = format!("http://127.0.0.1:{port}");
             let probe = reqwest::Client::new();
             let deadline = Instant::now() + Duration::from_secs(10);
-            while probe.get(format!("{base}/readyz")).send().await.map(|r| !r.status().is_success()).unwrap_or(true) {
+            while probe
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .map(|r| !r.status().is_success())
+                .unwrap_or(true)
+            {
                 if Instant::now() > deadline {
                     return Err("the embedded node did not become ready".into());
                 }
@@ -75,11 +94,20 @@ pub async fn http(o: HttpBenchOptions) -> Result<String, String> {
     };
     let (url, body) = if o.batch > 1 {
         let one = r#"{"bot": "hello", "input": {"name": "bench"}}"#;
-        (format!("{base}/v1/tasks/batch"), format!(r#"{{"tasks": [{}]}}"#, vec![one; o.batch].join(",")))
+        (
+            format!("{base}/v1/tasks/batch"),
+            format!(r#"{{"tasks": [{}]}}"#, vec![one; o.batch].join(",")),
+        )
     } else {
-        (format!("{base}/v1/tasks"), r#"{"bot": "hello", "input": {"name": "bench"}}"#.to_string())
+        (
+            format!("{base}/v1/tasks"),
+            r#"{"bot": "hello", "input": {"name": "bench"}}"#.to_string(),
+        )
     };
-    let client = reqwest::Client::builder().pool_max_idle_per_host(o.connections).build().map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(o.connections)
+        .build()
+        .map_err(|e| e.to_string())?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Sample>();
     let started = Instant::now();
     if o.rate == 0 {
@@ -91,7 +119,10 @@ pub async fn http(o: HttpBenchOptions) -> Result<String, String> {
                 while Instant::now() < end {
                     let t0 = Instant::now();
                     let ok = send(&client, &url, &body).await;
-                    let _ = tx.send(Sample { latency: t0.elapsed(), ok });
+                    let _ = tx.send(Sample {
+                        latency: t0.elapsed(),
+                        ok,
+                    });
                 }
             }));
         }
@@ -105,11 +136,18 @@ pub async fn http(o: HttpBenchOptions) -> Result<String, String> {
         for i in 0..total {
             let scheduled = started + Duration::from_secs_f64(i as f64 / o.rate as f64);
             tokio::time::sleep_until(scheduled.into()).await;
-            let permit = slots.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+            let permit = slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| e.to_string())?;
             let (client, url, body, tx) = (client.clone(), url.clone(), body.clone(), tx.clone());
             handles.push(tokio::spawn(async move {
                 let ok = send(&client, &url, &body).await;
-                let _ = tx.send(Sample { latency: scheduled.elapsed(), ok });
+                let _ = tx.send(Sample {
+                    latency: scheduled.elapsed(),
+                    ok,
+                });
                 drop(permit);
             }));
         }

@@ -1,9 +1,11 @@
 //! The metrics a node keeps in memory: API latency, task counters and histograms per bot.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::metrics::{labels, CounterFamily, HistogramFamily, LATENCY_BUCKETS};
+use crate::metrics::{labels, Histogram, HistogramFamily, LATENCY_BUCKETS};
 use crate::system::NodeSampler;
 
 /// Task wait and run times reach minutes; these buckets go to an hour.
@@ -15,12 +17,8 @@ pub const TASK_BUCKETS: &[f64] = &[
 pub struct NodeMetrics {
     /// `oclaw_api_request_duration_seconds{route, method, status}`.
     pub api_latency: HistogramFamily,
-    /// `oclaw_tasks_total{bot, outcome}`.
-    pub tasks: CounterFamily,
-    /// `oclaw_task_duration_seconds{bot}`: one attempt's run time.
-    pub task_duration: HistogramFamily,
-    /// `oclaw_task_wait_seconds{bot}`: from ready (`run_at`) to start.
-    pub task_wait: HistogramFamily,
+    /// Task series per bot, found without allocating on the hot path.
+    bots: Mutex<HashMap<String, Arc<BotSeries>>>,
     sampler: OnceLock<Arc<NodeSampler>>,
     pub started_unix: f64,
 }
@@ -29,9 +27,7 @@ impl Default for NodeMetrics {
     fn default() -> Self {
         NodeMetrics {
             api_latency: HistogramFamily::new(LATENCY_BUCKETS),
-            tasks: CounterFamily::default(),
-            task_duration: HistogramFamily::new(TASK_BUCKETS),
-            task_wait: HistogramFamily::new(TASK_BUCKETS),
+            bots: Mutex::new(HashMap::new()),
             sampler: OnceLock::new(),
             started_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -53,12 +49,81 @@ impl NodeMetrics {
         self.sampler.get().map(|s| s.cpu_ratio()).unwrap_or(0.0)
     }
 
+    fn series(&self, bot: &str) -> Arc<BotSeries> {
+        let mut bots = self.bots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = bots.get(bot) {
+            return s.clone();
+        }
+        let s = Arc::new(BotSeries::default());
+        bots.insert(bot.to_string(), s.clone());
+        s
+    }
+
     /// Records one finished attempt of a task of `bot`.
-    pub fn task_finished(&self, bot: &str, outcome: &str, run: Duration, wait: Duration) {
-        let by_bot = labels(&[("bot", bot)]);
-        self.tasks
-            .inc(&labels(&[("bot", bot), ("outcome", outcome)]), 1);
-        self.task_duration.observe(&by_bot, run.as_secs_f64());
-        self.task_wait.observe(&by_bot, wait.as_secs_f64());
+    pub fn task_finished(&self, bot: &str, succeeded: bool, run: Duration, wait: Duration) {
+        let s = self.series(bot);
+        let counter = if succeeded { &s.succeeded } else { &s.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+        s.duration.observe(run.as_secs_f64());
+        s.wait.observe(wait.as_secs_f64());
+    }
+
+    /// `oclaw_tasks_total`, `oclaw_task_duration_seconds` and `oclaw_task_wait_seconds`.
+    pub fn render_tasks(&self, out: &mut String) {
+        use std::fmt::Write;
+        let mut bots: Vec<(String, Arc<BotSeries>)> = {
+            let b = self.bots.lock().unwrap_or_else(|p| p.into_inner());
+            b.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        bots.sort_by(|a, b| a.0.cmp(&b.0));
+        let _ = writeln!(out, "# HELP oclaw_tasks_total Finished task attempts by bot and outcome (succeeded, failed).\n# TYPE oclaw_tasks_total counter");
+        for (bot, s) in &bots {
+            for (outcome, v) in [("succeeded", &s.succeeded), ("failed", &s.failed)] {
+                let _ = writeln!(
+                    out,
+                    "oclaw_tasks_total{{{}}} {}",
+                    labels(&[("bot", bot), ("outcome", outcome)]),
+                    v.load(Ordering::Relaxed)
+                );
+            }
+        }
+        for (name, help, by_wait) in [
+            (
+                "oclaw_task_duration_seconds",
+                "Run time of one task attempt, by bot.",
+                false,
+            ),
+            (
+                "oclaw_task_wait_seconds",
+                "Time from ready (run_at) to start, by bot.",
+                true,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for (bot, s) in &bots {
+                let h = if by_wait { &s.wait } else { &s.duration };
+                h.render(out, name, &labels(&[("bot", bot)]));
+            }
+        }
+    }
+}
+
+/// The task series of one bot.
+#[derive(Debug)]
+struct BotSeries {
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    duration: Histogram,
+    wait: Histogram,
+}
+
+impl Default for BotSeries {
+    fn default() -> Self {
+        BotSeries {
+            succeeded: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            duration: Histogram::new(TASK_BUCKETS),
+            wait: Histogram::new(TASK_BUCKETS),
+        }
     }
 }

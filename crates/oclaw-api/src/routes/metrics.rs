@@ -204,21 +204,7 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
         &[(String::new(), failures as f64)],
     );
 
-    m.tasks.render(
-        &mut out,
-        "oclaw_tasks_total",
-        "Finished task attempts by bot and outcome (succeeded, failed).",
-    );
-    m.task_duration.render(
-        &mut out,
-        "oclaw_task_duration_seconds",
-        "Run time of one task attempt, by bot.",
-    );
-    m.task_wait.render(
-        &mut out,
-        "oclaw_task_wait_seconds",
-        "Time from ready (run_at) to start, by bot.",
-    );
+    m.render_tasks(&mut out);
     render_samples(
         &mut out,
         "oclaw_node_cpu_utilization_ratio",

@@ -21,14 +21,22 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
             batching: !no_batch,
         })),
         BenchCommand::Latency { samples } => rt.block_on(oclaw_node::bench::latency(samples)),
-        BenchCommand::Http { rate, duration, connections, batch, server } => match oclaw_core::duration::parse_duration(&duration) {
-            Ok(duration) => rt.block_on(oclaw_node::bench_http::http(oclaw_node::bench_http::HttpBenchOptions {
-                rate,
-                duration,
-                connections: connections.max(1),
-                batch: batch.max(1),
-                server,
-            })),
+        BenchCommand::Http {
+            rate,
+            duration,
+            connections,
+            batch,
+            server,
+        } => match oclaw_core::duration::parse_duration(&duration) {
+            Ok(duration) => rt.block_on(oclaw_node::bench_http::http(
+                oclaw_node::bench_http::HttpBenchOptions {
+                    rate,
+                    duration,
+                    connections: connections.max(1),
+                    batch: batch.max(1),
+                    server,
+                },
+            )),
             Err(e) => Err(e),
         },
     };
