@@ -424,6 +424,56 @@ pub async fn capacity_refuses_then_accepts(s: DynStore) {
         .unwrap();
 }
 
+pub async fn concurrent_writes_succeed_or_fail_alone(s: DynStore) {
+    s.set_queue_capacity("g", Some(5));
+    let mut handles = Vec::new();
+    for i in 0..40 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            if i % 4 == 0 {
+                // A batch that overflows the capped queue after inserting its first task.
+                s.enqueue_batch(vec![
+                    task("b", "h", i),
+                    task("b", "g", i),
+                    task("b", "g", i + 1000),
+                ])
+                .await
+                .map(|v| v.len())
+            } else if i % 2 == 0 {
+                s.enqueue(task("b", "g", i)).await.map(|_| 1)
+            } else {
+                s.enqueue(task("b", "h", i)).await.map(|_| 1)
+            }
+        }));
+    }
+    let mut ok_h = 0;
+    for (i, h) in handles.into_iter().enumerate() {
+        match (i % 4, h.await.unwrap()) {
+            (1 | 3, r) => {
+                r.unwrap();
+                ok_h += 1;
+            }
+            (0, Ok(n)) => ok_h += n - 2,
+            (_, Ok(_)) => {}
+            (_, Err(e)) => assert!(matches!(e, StoreError::QueueFull { .. }), "{e:?}"),
+        }
+    }
+    let stats = s.queue_stats(Utc::now()).await.unwrap();
+    let count = |q: &str| {
+        stats
+            .iter()
+            .find(|x| x.name == q)
+            .map(|x| x.queued)
+            .unwrap_or(0)
+    };
+    assert_eq!(count("g"), 5, "the capped queue holds exactly its capacity");
+    assert_eq!(
+        count("h") as usize,
+        ok_h,
+        "a refused batch leaves none of its tasks behind"
+    );
+}
+
 pub async fn checkpoints_come_back_on_retry(s: DynStore) {
     let id = s.enqueue(task("b", "default", 1)).await.unwrap().task.id;
     let c = s.claim_batch(claim("w", &["default"], 1)).await.unwrap();
@@ -590,7 +640,7 @@ macro_rules! store_conformance_tests {
             permanent_failure_is_failed, redrive_dead_task, cancel_fences_the_worker,
             expired_lease_is_requeued_and_old_holder_fenced, expired_lease_on_last_attempt_is_dead,
             heartbeat_extends_only_own_leases, crashed_worker_leases_end_at_once, release_gives_tasks_back_without_counting_an_attempt,
-            delayed_task_waits_for_run_at, capacity_refuses_then_accepts, checkpoints_come_back_on_retry,
+            delayed_task_waits_for_run_at, capacity_refuses_then_accepts, concurrent_writes_succeed_or_fail_alone, checkpoints_come_back_on_retry,
             queue_stats_count_each_state, list_tasks_filters_and_pages, kv_with_ttl, trigger_marks_persist,
             wakeups_fire_on_enqueue);
     };

@@ -31,9 +31,137 @@ impl Default for SqliteOptions {
 pub(super) struct Shared {
     pub capacities: RwLock<HashMap<String, u64>>,
     pub wakeups: Wakeups,
+    /// While a group commit is open, wake-ups wait here until it is durable.
+    deferred: Mutex<Option<Vec<Notice>>>,
 }
 
-type WriteJob = Box<dyn FnOnce(&mut Connection, &Shared) + Send>;
+/// A wake-up to send once the write that caused it is committed.
+pub(super) enum Notice {
+    Queued,
+    Scheduled,
+    Finished(Vec<oclaw_core::TaskId>),
+}
+
+impl Shared {
+    pub fn notify(&self, notice: Notice) {
+        if let Ok(mut d) = self.deferred.lock() {
+            if let Some(pending) = d.as_mut() {
+                pending.push(notice);
+                return;
+            }
+        }
+        self.send(notice);
+    }
+
+    fn send(&self, notice: Notice) {
+        match notice {
+            Notice::Queued => self.wakeups.queued.notify_one(),
+            Notice::Scheduled => self.wakeups.scheduled.notify_one(),
+            Notice::Finished(ids) => self.wakeups.notify_finished(&ids),
+        }
+    }
+
+    fn defer(&self) {
+        if let Ok(mut d) = self.deferred.lock() {
+            *d = Some(Vec::new());
+        }
+    }
+
+    /// Ends deferral; sends the held wake-ups when `committed`, drops them otherwise.
+    fn release(&self, committed: bool) {
+        let held = self
+            .deferred
+            .lock()
+            .ok()
+            .and_then(|mut d| d.take())
+            .unwrap_or_default();
+        if committed {
+            for n in held {
+                self.send(n);
+            }
+        }
+    }
+}
+
+/// What a write job hands back: a function told whether the job's work was committed.
+type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type WriteJob = Box<dyn FnOnce(&mut Connection, &Shared) -> Reply + Send>;
+
+/// Most jobs one group commit takes.
+const GROUP_MAX: usize = 256;
+
+/// The writer thread: runs jobs in arrival order. Jobs that arrive while it is busy are run
+/// together in one transaction (group commit), each inside a savepoint, and answered only once
+/// that transaction is committed — many small writes cost one commit.
+fn run_writer(mut conn: Connection, shared: Arc<Shared>, rx: std::sync::mpsc::Receiver<WriteJob>) {
+    let run = |job: WriteJob, conn: &mut Connection| -> Option<Reply> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn, &shared))).ok()
+    };
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < GROUP_MAX {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let grouped = jobs.len() > 1
+            && conn
+                .prepare_cached("BEGIN IMMEDIATE")
+                .and_then(|mut s| s.execute([]))
+                .is_ok();
+        if !grouped {
+            for job in jobs {
+                if let Some(reply) = run(job, &mut conn) {
+                    reply(Ok(()));
+                }
+            }
+            continue;
+        }
+        shared.defer();
+        let mut pending: Vec<Reply> = Vec::with_capacity(jobs.len());
+        let mut in_group = true;
+        for job in jobs {
+            if in_group && conn.is_autocommit() {
+                // SQLite rolled the group back (disk full, I/O error): what ran so far is lost.
+                shared.release(false);
+                for r in pending.drain(..) {
+                    r(Err(StoreError::Internal(
+                        "the write was rolled back with its group; retry".into(),
+                    )));
+                }
+                in_group = false;
+            }
+            if let Some(reply) = run(job, &mut conn) {
+                if in_group {
+                    pending.push(reply);
+                } else {
+                    reply(Ok(()));
+                }
+            }
+        }
+        if !in_group {
+            continue;
+        }
+        let commit = if conn.is_autocommit() {
+            Err(StoreError::Internal(
+                "the write was rolled back with its group; retry".into(),
+            ))
+        } else {
+            conn.prepare_cached("COMMIT")
+                .and_then(|mut s| s.execute([]))
+                .map(|_| ())
+                .map_err(map_err)
+        };
+        if commit.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        shared.release(commit.is_ok());
+        for r in pending {
+            r(commit.clone());
+        }
+    }
+}
 
 pub(super) struct Inner {
     /// Jobs for the one writer thread, which owns the writer connection: every write runs on the
@@ -96,27 +224,40 @@ fn open_connection(path: &Path, options: &SqliteOptions) -> StoreResult<Connecti
     Ok(conn)
 }
 
-/// A write transaction on cached `BEGIN IMMEDIATE`/`COMMIT` statements; rolled back when
-/// dropped without a successful commit.
+/// A write transaction on cached statements, rolled back when dropped without a commit. Inside
+/// a group commit it is a savepoint, so a failing job undoes only its own work.
 pub(super) struct Tx<'c> {
     conn: &'c Connection,
     committed: bool,
+    nested: bool,
 }
 
 impl<'c> Tx<'c> {
     pub fn begin(conn: &'c Connection) -> StoreResult<Tx<'c>> {
-        conn.prepare_cached("BEGIN IMMEDIATE")
+        let nested = !conn.is_autocommit();
+        let sql = if nested {
+            "SAVEPOINT oclaw_job"
+        } else {
+            "BEGIN IMMEDIATE"
+        };
+        conn.prepare_cached(sql)
             .and_then(|mut s| s.execute([]))
             .map_err(map_err)?;
         Ok(Tx {
             conn,
             committed: false,
+            nested,
         })
     }
 
     pub fn commit(mut self) -> StoreResult<()> {
+        let sql = if self.nested {
+            "RELEASE oclaw_job"
+        } else {
+            "COMMIT"
+        };
         self.conn
-            .prepare_cached("COMMIT")
+            .prepare_cached(sql)
             .and_then(|mut s| s.execute([]))
             .map_err(map_err)?;
         self.committed = true;
@@ -133,9 +274,15 @@ impl std::ops::Deref for Tx<'_> {
 
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
-        if !self.committed && !self.conn.is_autocommit() {
-            let _ = self.conn.execute_batch("ROLLBACK");
+        if self.committed || self.conn.is_autocommit() {
+            return;
         }
+        let sql = if self.nested {
+            "ROLLBACK TO oclaw_job; RELEASE oclaw_job"
+        } else {
+            "ROLLBACK"
+        };
+        let _ = self.conn.execute_batch(sql);
     }
 }
 
@@ -192,20 +339,14 @@ impl SqliteStore {
         let shared = Arc::new(Shared {
             capacities: RwLock::new(HashMap::new()),
             wakeups: Wakeups::default(),
+            deferred: Mutex::new(None),
         });
         let (tx, rx) = std::sync::mpsc::channel::<WriteJob>();
         let thread_shared = shared.clone();
         std::thread::Builder::new()
             .name("oclaw-sqlite-writer".into())
-            .spawn(move || {
-                let mut conn = writer;
-                // Ends when the last handle of the store is dropped.
-                while let Ok(job) = rx.recv() {
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        job(&mut conn, &thread_shared)
-                    }));
-                }
-            })
+            // Ends when the last handle of the store is dropped.
+            .spawn(move || run_writer(writer, thread_shared, rx))
             .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -218,7 +359,8 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `f` on the writer thread with the single writer connection.
+    /// Runs `f` on the writer thread with the single writer connection; answers once the work
+    /// is committed.
     pub(super) async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -226,7 +368,10 @@ impl SqliteStore {
     {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let job: WriteJob = Box::new(move |conn, shared| {
-            let _ = done_tx.send(f(conn, shared));
+            let result = f(conn, shared);
+            Box::new(move |committed: Result<(), StoreError>| {
+                let _ = done_tx.send(result.and_then(|v| committed.map(|_| v)));
+            })
         });
         self.inner
             .writer

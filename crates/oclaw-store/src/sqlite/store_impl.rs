@@ -10,7 +10,7 @@ use oclaw_core::{ErrorCode, NewTask, Task, TaskId, TaskStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 
-use super::connection::{map_err, Shared, SqliteStore, Tx};
+use super::connection::{map_err, Notice, Shared, SqliteStore, Tx};
 use super::rows::{
     from_ms, load_checkpoints, load_task, ms, parse_json, require_task, task_from_row, to_json,
     TASK_COLUMNS,
@@ -137,12 +137,12 @@ fn enqueue_in(tx: &Connection, st: &mut EnqueueState<'_>, task: NewTask) -> Stor
     })
 }
 
-fn notify_enqueued(w: &Wakeups, queued: bool, scheduled: bool) {
+fn notify_enqueued(shared: &Shared, queued: bool, scheduled: bool) {
     if queued {
-        w.queued.notify_one();
+        shared.notify(Notice::Queued);
     }
     if scheduled {
-        w.scheduled.notify_one();
+        shared.notify(Notice::Scheduled);
     }
 }
 
@@ -283,7 +283,7 @@ impl Store for SqliteStore {
                 out.push(enqueue_in(&tx, &mut st, task)?);
             }
             tx.commit()?;
-            notify_enqueued(&inner.wakeups, st.any_queued, st.any_scheduled);
+            notify_enqueued(inner, st.any_queued, st.any_scheduled);
             Ok(out)
         })
         .await
@@ -406,9 +406,9 @@ impl Store for SqliteStore {
             }
             tx.commit()?;
             if rescheduled {
-                inner.wakeups.scheduled.notify_one();
+                inner.notify(Notice::Scheduled);
             }
-            inner.wakeups.notify_finished(&report.finished);
+            inner.notify(Notice::Finished(report.finished.clone()));
             Ok(report)
         })
         .await
@@ -432,7 +432,7 @@ impl Store for SqliteStore {
                 }
             }
             tx.commit()?;
-            notify_enqueued(&inner.wakeups, n > 0, false);
+            notify_enqueued(inner, n > 0, false);
             Ok(n)
         })
         .await
@@ -448,7 +448,7 @@ impl Store for SqliteStore {
                 .and_then(|mut s| s.execute([worker]))
                 .map_err(map_err)? as u64;
             if n > 0 {
-                inner.wakeups.scheduled.notify_one();
+                inner.notify(Notice::Scheduled);
             }
             Ok(n)
         })
@@ -490,7 +490,7 @@ impl Store for SqliteStore {
             )?;
             let task = require_task(&tx, id)?;
             tx.commit()?;
-            inner.wakeups.notify_finished(&[id]);
+            inner.notify(Notice::Finished(vec![id]));
             Ok(task)
         })
         .await
@@ -513,7 +513,7 @@ impl Store for SqliteStore {
             )?;
             let task = require_task(&tx, id)?;
             tx.commit()?;
-            notify_enqueued(&inner.wakeups, true, false);
+            notify_enqueued(inner, true, false);
             Ok(task)
         })
         .await
@@ -525,7 +525,7 @@ impl Store for SqliteStore {
                 .prepare_cached("UPDATE tasks SET status = 'queued' WHERE status = 'scheduled' AND run_at <= ?1")
                 .and_then(|mut s| s.execute([ms(now)]))
                 .map_err(map_err)? as u64;
-            notify_enqueued(&inner.wakeups, n > 0, false);
+            notify_enqueued(inner, n > 0, false);
             Ok(n)
         })
         .await
@@ -564,8 +564,8 @@ impl Store for SqliteStore {
                 }
             }
             tx.commit()?;
-            notify_enqueued(&inner.wakeups, report.requeued > 0, false);
-            inner.wakeups.notify_finished(&dead_ids);
+            notify_enqueued(inner, report.requeued > 0, false);
+            inner.notify(Notice::Finished(dead_ids));
             Ok(report)
         })
         .await
