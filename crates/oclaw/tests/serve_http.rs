@@ -490,3 +490,117 @@ async fn openapi_is_served_and_lists_every_route() {
     let printed: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
     assert_eq!(printed, doc);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_guard_the_api_but_not_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(
+        dir.path(),
+        &CONFIG.replace(
+            "api:\n  max_body_bytes: 4096",
+            "api:\n  max_body_bytes: 4096\n  tokens: [s3cret-token]",
+        ),
+    );
+    let c = client();
+    let (code, err) = get(&c, &format!("{}/v1/tasks", node.url)).await;
+    assert_eq!(
+        (code, err["error"]["code"].as_str()),
+        (401, Some("OC-2008"))
+    );
+    let r = c
+        .get(format!("{}/v1/tasks", node.url))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = c
+        .get(format!("{}/v1/tasks", node.url))
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (code, _) = get(&c, &format!("{}/healthz", node.url)).await;
+    assert_eq!(code, 200);
+    let (code, _) = get(&c, &format!("{}/readyz", node.url)).await;
+    assert_eq!(code, 200);
+    assert!(
+        !node.logs().contains("s3cret-token"),
+        "tokens never reach the log"
+    );
+    // The CLI passes the token along.
+    let out = common::oclaw()
+        .args([
+            "task",
+            "list",
+            "--server",
+            &node.url,
+            "--token",
+            "s3cret-token",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = common::oclaw()
+        .args(["task", "list", "--server", &node.url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_filters_cursors_and_their_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), CONFIG);
+    let c = client();
+    for i in 0..5 {
+        post(
+            &c,
+            &format!("{}/v1/tasks", node.url),
+            &format!(r#"{{"bot": "parked", "input": {{"i": {i}}}, "delay": "1h"}}"#),
+        )
+        .await;
+    }
+    let (code, page) = get(&c, &format!("{}/v1/tasks?bot=parked&limit=2", node.url)).await;
+    assert_eq!(code, 200);
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    let (_, rest) = get(
+        &c,
+        &format!("{}/v1/tasks?bot=parked&limit=10&cursor={cursor}", node.url),
+    )
+    .await;
+    assert_eq!(
+        rest["items"].as_array().unwrap().len(),
+        0,
+        "capacity 2 kept the other three out: {rest}"
+    );
+    let (_, scheduled) = get(&c, &format!("{}/v1/tasks?status=scheduled", node.url)).await;
+    assert_eq!(scheduled["items"].as_array().unwrap().len(), 2);
+    let (code, err) = get(&c, &format!("{}/v1/tasks?cursor=garbage", node.url)).await;
+    assert_eq!(
+        (code, err["error"]["code"].as_str()),
+        (400, Some("OC-2009"))
+    );
+    let (code, err) = get(&c, &format!("{}/v1/tasks?status=sleeping", node.url)).await;
+    assert_eq!(
+        (code, err["error"]["code"].as_str()),
+        (400, Some("OC-2002"))
+    );
+    let (code, err) = get(&c, &format!("{}/v1/tasks?limit=0", node.url)).await;
+    assert_eq!(
+        (code, err["error"]["code"].as_str()),
+        (400, Some("OC-2002"))
+    );
+    let (code, err) = get(&c, &format!("{}/v1/tasks?colour=red", node.url)).await;
+    assert_eq!(
+        (code, err["error"]["code"].as_str()),
+        (400, Some("OC-2002"))
+    );
+}
