@@ -14,6 +14,8 @@ pub struct ApiState {
     /// Accepted bearer tokens; empty means no authentication (loopback only).
     pub tokens: Arc<Vec<String>>,
     pub max_body_bytes: usize,
+    /// Longest a client may take to send a request body.
+    pub body_timeout: Duration,
     pub metrics: Arc<oclaw_telemetry::NodeMetrics>,
     /// The worker of this process, when it runs one (for worker metrics).
     pub worker: Option<WorkerInfo>,

@@ -80,6 +80,7 @@ async fn no_input_panics_or_answers_5xx() {
         timeout: std::time::Duration::from_millis(50),
         tokens: Arc::new(Vec::new()),
         max_body_bytes: 64 * 1024,
+        body_timeout: std::time::Duration::from_secs(5),
         metrics: Arc::default(),
         worker: None,
         scheduler: None,

@@ -80,6 +80,8 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Listen beyond loopback without tokens (not recommended).
     pub allow_unauthenticated: bool,
+    /// Longest a client may take to send a request body.
+    pub body_timeout: Dur,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -169,6 +171,7 @@ impl Default for ApiConfig {
             tokens: Vec::new(),
             max_body_bytes: 1 << 20,
             allow_unauthenticated: false,
+            body_timeout: Dur::secs(30),
         }
     }
 }

@@ -144,6 +144,7 @@ pub async fn serve(
         timeout: config.api.timeout.get(),
         tokens: Arc::new(config.api.tokens.clone()),
         max_body_bytes: config.api.max_body_bytes,
+        body_timeout: config.api.body_timeout.get(),
         metrics,
         worker: Some(worker_info),
         scheduler: Some(scheduler_stats),

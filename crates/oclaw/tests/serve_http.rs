@@ -16,6 +16,7 @@ queues:
   tiny: {capacity: 2}
 api:
   max_body_bytes: 4096
+  body_timeout: 300ms
 bots:
   - metadata: {name: hello}
     spec:
@@ -603,4 +604,29 @@ async fn list_filters_cursors_and_their_errors() {
         (code, err["error"]["code"].as_str()),
         (400, Some("OC-2002"))
     );
+}
+
+#[test]
+fn a_client_that_trickles_its_body_is_cut_off() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), CONFIG);
+    let addr = node.url.trim_start_matches("http://").to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"bot\"").unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the server waited for the slow body"
+    );
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    // The node still serves others.
+    let ok = common::oclaw()
+        .args(["queue", "list", "--server", &node.url])
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
 }

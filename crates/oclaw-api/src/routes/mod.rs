@@ -60,6 +60,10 @@ pub fn router(state: ApiState) -> Router {
             auth::require_token,
         ))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        // A client that trickles its body cannot hold a connection and its handler forever.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            state.body_timeout,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::time_requests,
