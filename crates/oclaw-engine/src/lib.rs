@@ -10,4 +10,4 @@ mod worker;
 
 pub use catalog::{BotCatalog, BotLoadError, LoadedBot};
 pub use pipeline::{run_pipeline, RunFailure, Runtime};
-pub use worker::{Worker, WorkerOptions, WorkerReport, WorkerStats};
+pub use worker::{stopped, Worker, WorkerOptions, WorkerReport, WorkerStats};

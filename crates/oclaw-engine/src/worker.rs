@@ -87,7 +87,7 @@ pub struct Worker {
 type Held = Arc<Mutex<HashSet<TaskId>>>;
 
 /// Resolves once the shutdown flag is set (never, if its sender is gone without setting it).
-async fn stopped(rx: &mut watch::Receiver<bool>) {
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
     loop {
         if *rx.borrow_and_update() {
             return;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use oclaw_core::NewTask;
 use oclaw_engine::triggers::{due_tick, TimeTrigger};
-use oclaw_engine::BotCatalog;
+use oclaw_engine::{stopped, BotCatalog};
 use oclaw_store::{Store, StoreError};
 use serde_json::json;
 use tokio::sync::watch;
@@ -30,17 +30,6 @@ pub struct Scheduler {
     interval: Duration,
     stats: Arc<SchedulerStats>,
     marks: HashMap<String, DateTime<Utc>>,
-}
-
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    loop {
-        if *rx.borrow_and_update() {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
 }
 
 impl Scheduler {
