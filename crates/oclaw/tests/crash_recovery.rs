@@ -18,7 +18,7 @@ bots:
   - metadata: {name: work}
     spec:
       steps:
-        - {id: pause, uses: sleep, with: {duration: 20ms}}
+        - {id: pause, uses: sleep, with: {duration: 50ms}}
         - {id: mark, uses: kv.set, with: {key: "done-{{ input.i }}", value: "{{ input.i }}"}}
 "#;
 
