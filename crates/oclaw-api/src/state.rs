@@ -21,6 +21,9 @@ pub struct ApiState {
     pub worker: Option<WorkerInfo>,
     /// The scheduler of this process, when it runs one.
     pub scheduler: Option<Arc<oclaw_scheduler::SchedulerStats>>,
+    /// Queues some worker serves, when known: a task sent elsewhere would never run, so it is
+    /// refused. `None` accepts any queue (workers elsewhere may serve it).
+    pub served_queues: Option<Arc<std::collections::BTreeSet<String>>>,
     /// This node as `GET /v1/cluster/nodes` shows it (id, components, address, version, started_at).
     pub node: serde_json::Value,
 }

@@ -84,6 +84,7 @@ async fn no_input_panics_or_answers_5xx() {
         metrics: Arc::default(),
         worker: None,
         scheduler: None,
+        served_queues: None,
         node: serde_json::json!({}),
     };
     let app = router(state);

@@ -148,6 +148,7 @@ pub async fn serve(
         metrics,
         worker: Some(worker_info),
         scheduler: Some(scheduler_stats),
+        served_queues: Some(Arc::new(queues.iter().cloned().collect())),
         node: serde_json::json!({
             "id": node_id,
             "components": ["api-server", "scheduler", "worker"],

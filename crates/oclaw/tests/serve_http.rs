@@ -128,6 +128,11 @@ async fn input_errors_have_codes_and_the_documented_shape() {
         (r#"{"bot": "helo"}"#, 404, "OC-2003"),
         (r#"{"bot": "hello", "delay": "soon"}"#, 400, "OC-2002"),
         (r#"{"bot": "hello", "max_attempts": 0}"#, 400, "OC-2002"),
+        (
+            r#"{"bot": "hello", "queue": "nobody-serves-this"}"#,
+            400,
+            "OC-2002",
+        ),
     ];
     for (body, status, code) in cases {
         let (got, err, _) = post(&c, &tasks, body).await;

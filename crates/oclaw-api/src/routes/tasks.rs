@@ -106,6 +106,20 @@ pub fn to_new_task(state: &ApiState, req: SubmitTask, trace_id: &str) -> Result<
             ));
         }
     }
+    let queue = req.queue.unwrap_or_else(|| bot.doc.spec.queue.clone());
+    if let Some(served) = &state.served_queues {
+        if !served.contains(&queue) {
+            let list: Vec<&str> = served.iter().map(String::as_str).collect();
+            return Err(invalid(
+                format!(
+                    "no worker serves queue `{queue}`, so the task would never run; served: {}",
+                    list.join(", ")
+                ),
+                "queue",
+                trace_id,
+            ));
+        }
+    }
     let run_at = match (req.run_at, req.delay) {
         (Some(at), _) => Some(at),
         (None, Some(d)) => Some(
@@ -117,7 +131,7 @@ pub fn to_new_task(state: &ApiState, req: SubmitTask, trace_id: &str) -> Result<
     };
     Ok(NewTask {
         bot: req.bot,
-        queue: req.queue.unwrap_or_else(|| bot.doc.spec.queue.clone()),
+        queue,
         input: req.input,
         priority: req.priority.unwrap_or(0),
         run_at,
