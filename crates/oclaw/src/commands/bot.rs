@@ -4,10 +4,9 @@ use reqwest::Method;
 use serde_json::json;
 
 use super::client::{print_json, print_table, read_input, task_exit, Client, ClientError};
-use super::runtime;
 use crate::cli::{BotCommand, Output, QueueCommand};
 
-async fn run_bot(cmd: BotCommand) -> Result<ExitCode, ClientError> {
+pub async fn run_bot(cmd: BotCommand) -> Result<ExitCode, ClientError> {
     match cmd {
         BotCommand::List { server } => {
             let client = Client::new(&server)?;
@@ -108,7 +107,7 @@ async fn run_bot(cmd: BotCommand) -> Result<ExitCode, ClientError> {
     }
 }
 
-async fn run_queue(cmd: QueueCommand) -> Result<ExitCode, ClientError> {
+pub async fn run_queue(cmd: QueueCommand) -> Result<ExitCode, ClientError> {
     match cmd {
         QueueCommand::List { server } => {
             let client = Client::new(&server)?;
@@ -157,20 +156,4 @@ async fn run_queue(cmd: QueueCommand) -> Result<ExitCode, ClientError> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-pub fn run(cmd: BotCommand) -> ExitCode {
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    rt.block_on(run_bot(cmd)).unwrap_or_else(|e| e.report())
-}
-
-pub fn run_queues(cmd: QueueCommand) -> ExitCode {
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    rt.block_on(run_queue(cmd)).unwrap_or_else(|e| e.report())
 }

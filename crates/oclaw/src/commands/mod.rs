@@ -28,9 +28,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Config(c) => config::run(c),
         Command::Bench(b) => bench::run(b),
         Command::Docs(d) => docs::run(d),
-        Command::Task(t) => task::run(t),
-        Command::Bot(b) => bot::run(b),
-        Command::Queue(q) => bot::run_queues(q),
+        Command::Task(t) => run_client(task::run_task(t)),
+        Command::Bot(b) => run_client(bot::run_bot(b)),
+        Command::Queue(q) => run_client(bot::run_queue(q)),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = crate::cli::Cli::command();
@@ -59,4 +59,14 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::from(EXIT_FAILURE)
         })
+}
+
+/// Runs a client command on a fresh runtime and turns its error into a message and exit code.
+fn run_client(
+    command: impl std::future::Future<Output = Result<ExitCode, client::ClientError>>,
+) -> ExitCode {
+    match runtime() {
+        Ok(rt) => rt.block_on(command).unwrap_or_else(|e| e.report()),
+        Err(code) => code,
+    }
 }

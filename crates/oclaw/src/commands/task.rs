@@ -7,7 +7,6 @@ use serde_json::{json, Map, Value};
 use super::client::{
     cells, print_json, print_table, print_task, read_input, task_exit, Client, ClientError,
 };
-use super::runtime;
 use crate::cli::{Output, TaskCommand};
 
 async fn wait_for(client: &Client, id: &str) -> Result<Value, ClientError> {
@@ -25,7 +24,7 @@ async fn wait_for(client: &Client, id: &str) -> Result<Value, ClientError> {
     }
 }
 
-async fn run_task(cmd: TaskCommand) -> Result<ExitCode, ClientError> {
+pub async fn run_task(cmd: TaskCommand) -> Result<ExitCode, ClientError> {
     match cmd {
         TaskCommand::Submit {
             bot,
@@ -151,16 +150,5 @@ async fn run_task(cmd: TaskCommand) -> Result<ExitCode, ClientError> {
             print_task(&client, &t);
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-pub fn run(cmd: TaskCommand) -> ExitCode {
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    match rt.block_on(run_task(cmd)) {
-        Ok(code) => code,
-        Err(e) => e.report(),
     }
 }
