@@ -68,8 +68,11 @@ pub fn build_catalog(
 ) -> Result<(BotCatalog, CatalogSource), NodeError> {
     let mut catalog = BotCatalog::default();
     let configured = !config.bots.is_empty() || config.bots_dir.is_some();
+    // The config file's text only serves to locate errors (file:line) in inline bots.
+    let text = (!config.bots.is_empty())
+        .then(|| std::fs::read_to_string(config_file).ok())
+        .flatten();
     for bot in &config.bots {
-        let text = std::fs::read_to_string(config_file).ok();
         catalog.add(bot.clone(), config_file, text.as_deref(), skills, templates)?;
     }
     if let Some(dir) = &config.bots_dir {

@@ -1,69 +1,23 @@
 use std::process::ExitCode;
 
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use super::client::{print_json, print_table, read_input, task_exit, Client, ClientError};
+use super::client::{
+    get_list, item_rows, print_json, print_table, read_input, task_exit, Client, ClientError,
+};
 use crate::cli::{BotCommand, Output, QueueCommand};
 
 pub async fn run_bot(cmd: BotCommand) -> Result<ExitCode, ClientError> {
     match cmd {
         BotCommand::List { server } => {
             let client = Client::new(&server)?;
-            let (_, page) = client.call(Method::GET, "/v1/bots", None).await?;
-            if client.output == Output::Json {
-                print_json(&page);
-                return Ok(ExitCode::SUCCESS);
+            if let Some(page) = get_list(&client, "/v1/bots").await? {
+                print_table(
+                    &["NAME", "QUEUE", "STEPS", "TRIGGERS"],
+                    &item_rows(&page, bot_row),
+                );
             }
-            let rows: Vec<Vec<String>> = page["items"]
-                .as_array()
-                .map(|items| {
-                    items
-                        .iter()
-                        .map(|b| {
-                            let steps: Vec<String> = b["steps"]
-                                .as_array()
-                                .map(|s| {
-                                    s.iter()
-                                        .map(|x| x["uses"].as_str().unwrap_or("?").to_string())
-                                        .collect()
-                                })
-                                .unwrap_or_default();
-                            let triggers: Vec<String> = b["triggers"]
-                                .as_array()
-                                .map(|t| {
-                                    t.iter()
-                                        .map(|x| {
-                                            x.as_object()
-                                                .and_then(|o| o.iter().next())
-                                                .map(|(k, v)| {
-                                                    format!(
-                                                        "{k}: {}",
-                                                        v.as_str()
-                                                            .map(str::to_string)
-                                                            .unwrap_or_else(|| v.to_string())
-                                                    )
-                                                })
-                                                .unwrap_or_default()
-                                        })
-                                        .collect()
-                                })
-                                .unwrap_or_default();
-                            vec![
-                                b["name"].as_str().unwrap_or("").to_string(),
-                                b["queue"].as_str().unwrap_or("").to_string(),
-                                steps.join(" → "),
-                                if triggers.is_empty() {
-                                    "-".into()
-                                } else {
-                                    triggers.join(", ")
-                                },
-                            ]
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            print_table(&["NAME", "QUEUE", "STEPS", "TRIGGERS"], &rows);
             Ok(ExitCode::SUCCESS)
         }
         BotCommand::Run {
@@ -111,38 +65,8 @@ pub async fn run_queue(cmd: QueueCommand) -> Result<ExitCode, ClientError> {
     match cmd {
         QueueCommand::List { server } => {
             let client = Client::new(&server)?;
-            let (_, page) = client.call(Method::GET, "/v1/queues", None).await?;
-            if client.output == Output::Json {
-                print_json(&page);
-                return Ok(ExitCode::SUCCESS);
-            }
-            let rows: Vec<Vec<String>> = page["items"]
-                .as_array()
-                .map(|items| {
-                    items
-                        .iter()
-                        .map(|q| {
-                            vec![
-                                q["name"].as_str().unwrap_or("").to_string(),
-                                q["queued"].to_string(),
-                                q["running"].to_string(),
-                                q["scheduled"].to_string(),
-                                q["dead"].to_string(),
-                                format!(
-                                    "{:.1}s",
-                                    q["oldest_queued_age_seconds"].as_f64().unwrap_or(0.0)
-                                ),
-                                q["capacity"]
-                                    .as_u64()
-                                    .map(|c| c.to_string())
-                                    .unwrap_or_else(|| "-".into()),
-                            ]
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            print_table(
-                &[
+            if let Some(page) = get_list(&client, "/v1/queues").await? {
+                let headers = [
                     "QUEUE",
                     "QUEUED",
                     "RUNNING",
@@ -150,10 +74,62 @@ pub async fn run_queue(cmd: QueueCommand) -> Result<ExitCode, ClientError> {
                     "DEAD",
                     "OLDEST",
                     "CAPACITY",
-                ],
-                &rows,
-            );
+                ];
+                print_table(&headers, &item_rows(&page, queue_row));
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn text(v: &Value) -> String {
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
+}
+
+/// NAME, QUEUE, STEPS (skills in order), TRIGGERS (`cron: ...`, `every: ...`).
+fn bot_row(b: &Value) -> Vec<String> {
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let steps: Vec<String> = list(&b["steps"]).iter().map(|s| text(&s["uses"])).collect();
+    let triggers: Vec<String> = list(&b["triggers"])
+        .iter()
+        .filter_map(|t| {
+            t.as_object()?
+                .iter()
+                .next()
+                .map(|(k, v)| format!("{k}: {}", text(v)))
+        })
+        .collect();
+    let triggers = if triggers.is_empty() {
+        "-".into()
+    } else {
+        triggers.join(", ")
+    };
+    vec![
+        text(&b["name"]),
+        text(&b["queue"]),
+        steps.join(" → "),
+        triggers,
+    ]
+}
+
+fn queue_row(q: &Value) -> Vec<String> {
+    let capacity = q["capacity"]
+        .as_u64()
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "-".into());
+    let oldest = format!(
+        "{:.1}s",
+        q["oldest_queued_age_seconds"].as_f64().unwrap_or(0.0)
+    );
+    vec![
+        text(&q["name"]),
+        text(&q["queued"]),
+        text(&q["running"]),
+        text(&q["scheduled"]),
+        text(&q["dead"]),
+        oldest,
+        capacity,
+    ]
 }

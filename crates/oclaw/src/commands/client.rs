@@ -179,19 +179,17 @@ pub fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
+/// The task table's columns and the task fields shown in them.
+pub const TASK_HEADERS: &[&str] = &["ID", "BOT", "QUEUE", "STATUS", "ATTEMPTS", "CREATED"];
+pub const TASK_FIELDS: &[&str] = &["id", "bot", "queue", "status", "attempts", "created_at"];
+
 /// Prints one task: JSON, or a short human summary.
 pub fn print_task(client: &Client, t: &Value) {
     if client.output == Output::Json {
         print_json(t);
         return;
     }
-    print_table(
-        &["ID", "BOT", "QUEUE", "STATUS", "ATTEMPTS", "CREATED"],
-        &[cells(
-            t,
-            &["id", "bot", "queue", "status", "attempts", "created_at"],
-        )],
-    );
+    print_table(TASK_HEADERS, &[cells(t, TASK_FIELDS)]);
     if !t["output"].is_null() {
         println!("output: {}", t["output"]);
     }
@@ -211,4 +209,23 @@ pub fn task_exit(status: &str) -> ExitCode {
         "failed" | "dead" | "cancelled" => exit::TASK_FAILED,
         _ => exit::STILL_RUNNING,
     })
+}
+
+/// `GET path` of a list route: prints the page as JSON and returns `None` for `-o json`,
+/// otherwise returns the page for a table.
+pub async fn get_list(client: &Client, path: &str) -> Result<Option<Value>, ClientError> {
+    let (_, page) = client.call(reqwest::Method::GET, path, None).await?;
+    if client.output == Output::Json {
+        print_json(&page);
+        return Ok(None);
+    }
+    Ok(Some(page))
+}
+
+/// One table row per item of a list page.
+pub fn item_rows(page: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
+    page["items"]
+        .as_array()
+        .map(|items| items.iter().map(row).collect())
+        .unwrap_or_default()
 }

@@ -5,9 +5,10 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::client::{
-    cells, print_json, print_table, print_task, read_input, task_exit, Client, ClientError,
+    cells, get_list, item_rows, print_table, print_task, read_input, task_exit, Client,
+    ClientError, TASK_FIELDS, TASK_HEADERS,
 };
-use crate::cli::{Output, TaskCommand};
+use crate::cli::TaskCommand;
 
 async fn wait_for(client: &Client, id: &str) -> Result<Value, ClientError> {
     loop {
@@ -104,30 +105,9 @@ pub async fn run_task(cmd: TaskCommand) -> Result<ExitCode, ClientError> {
                     query.push(format!("{k}={v}"));
                 }
             }
-            let (_, page) = client
-                .call(Method::GET, &format!("/v1/tasks?{}", query.join("&")), None)
-                .await?;
-            if client.output == Output::Json {
-                print_json(&page);
-            } else {
-                let rows: Vec<Vec<String>> = page["items"]
-                    .as_array()
-                    .map(|items| {
-                        items
-                            .iter()
-                            .map(|t| {
-                                cells(
-                                    t,
-                                    &["id", "bot", "queue", "status", "attempts", "created_at"],
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                print_table(
-                    &["ID", "BOT", "QUEUE", "STATUS", "ATTEMPTS", "CREATED"],
-                    &rows,
-                );
+            if let Some(page) = get_list(&client, &format!("/v1/tasks?{}", query.join("&"))).await?
+            {
+                print_table(TASK_HEADERS, &item_rows(&page, |t| cells(t, TASK_FIELDS)));
                 if let Some(next) = page["next_cursor"].as_str() {
                     println!("more: --cursor {next}");
                 }
