@@ -57,6 +57,9 @@ pub struct StorageConfig {
     pub sync: SyncMode,
     /// How long a store call waits for a busy or unreachable database before failing with OC-4001.
     pub busy_timeout: Dur,
+    /// PostgreSQL: most connections this process opens (api-server requests, worker claims and
+    /// completions share them; one more is kept for LISTEN).
+    pub pool_size: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
@@ -120,6 +123,9 @@ pub struct BatchConfig {
 pub struct SchedulerConfig {
     /// Longest time between scheduler passes (wake-ups make most passes sooner).
     pub interval: Dur,
+    /// How long a scheduler's leadership lasts without renewal; a standby takes over within about
+    /// this long after the leader dies.
+    pub leader_lease: Dur,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -160,6 +166,7 @@ impl Default for StorageConfig {
             url: "sqlite://./data/oclaw.db".into(),
             sync: SyncMode::Normal,
             busy_timeout: Dur::secs(5),
+            pool_size: 10,
         }
     }
 }
@@ -201,6 +208,7 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             interval: Dur::secs(5),
+            leader_lease: Dur::secs(5),
         }
     }
 }
@@ -258,6 +266,12 @@ impl NodeConfig {
         }
         if self.worker.lease.get().as_millis() < 1000 {
             return Err("worker.lease must be at least 1s".into());
+        }
+        if self.storage.pool_size == 0 {
+            return Err("storage.pool_size must be at least 1".into());
+        }
+        if self.scheduler.leader_lease.get() < std::time::Duration::from_secs(1) {
+            return Err("scheduler.leader_lease must be at least 1s".into());
         }
         if self.scheduler.interval.get().is_zero() {
             return Err("scheduler.interval must be greater than 0".into());

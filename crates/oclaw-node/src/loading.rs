@@ -9,8 +9,9 @@ use oclaw_core::ErrorCode;
 use oclaw_engine::templates::TemplateEngine;
 use oclaw_engine::BotCatalog;
 use oclaw_skills::SkillRegistry;
+use oclaw_store::postgres::PgOptions;
 use oclaw_store::sqlite::SqliteOptions;
-use oclaw_store::{Store, StoreError};
+use oclaw_store::{Store, StoreError, StoreOptions};
 
 use crate::EXAMPLE_BOTS;
 
@@ -44,13 +45,20 @@ pub enum CatalogSource {
 
 /// Opens `storage.url` with the configured durability and sets queue capacities.
 pub async fn open_configured_store(config: &NodeConfig) -> Result<Arc<dyn Store>, NodeError> {
-    let options = SqliteOptions {
-        full_sync: config.storage.sync == SyncMode::Full,
-        busy_timeout: config
-            .storage
-            .busy_timeout
-            .get()
-            .max(Duration::from_millis(1)),
+    let timeout = config
+        .storage
+        .busy_timeout
+        .get()
+        .max(Duration::from_millis(1));
+    let options = StoreOptions {
+        sqlite: SqliteOptions {
+            full_sync: config.storage.sync == SyncMode::Full,
+            busy_timeout: timeout,
+        },
+        postgres: PgOptions {
+            pool_size: config.storage.pool_size,
+            timeout,
+        },
     };
     let store = oclaw_store::open_store(&config.storage.url, options).await?;
     for (queue, q) in &config.queues {

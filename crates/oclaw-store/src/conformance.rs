@@ -628,12 +628,69 @@ pub async fn wakeups_fire_on_enqueue(s: DynStore) {
     assert_eq!(&ids[..], &[c[0].id]);
 }
 
+pub async fn nodes_register_heartbeat_and_leave(s: DynStore) {
+    s.heartbeat_node("w1", &json!({"components": ["worker"]}))
+        .await
+        .unwrap();
+    s.heartbeat_node("a1", &json!({"components": ["api-server"]}))
+        .await
+        .unwrap();
+    let first = s.list_nodes().await.unwrap();
+    assert_eq!(
+        first.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(),
+        ["a1", "w1"]
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    s.heartbeat_node("w1", &json!({"components": ["worker"], "in_flight": 3}))
+        .await
+        .unwrap();
+    let nodes = s.list_nodes().await.unwrap();
+    let w1 = nodes.iter().find(|n| n.id == "w1").unwrap();
+    assert_eq!(w1.info["in_flight"], 3, "a heartbeat replaces the info");
+    assert_eq!(w1.started_at, first[1].started_at, "start time is kept");
+    assert!(w1.heartbeat_at > first[1].heartbeat_at);
+    s.remove_node("w1").await.unwrap();
+    assert_eq!(s.list_nodes().await.unwrap().len(), 1);
+}
+
+pub async fn leadership_is_exclusive_until_it_lapses(s: DynStore) {
+    let term = Duration::from_millis(400);
+    assert!(s.acquire_leadership("scheduler", "a", term).await.unwrap());
+    assert!(!s.acquire_leadership("scheduler", "b", term).await.unwrap());
+    assert!(
+        s.acquire_leadership("scheduler", "a", term).await.unwrap(),
+        "renewal"
+    );
+    // Other roles are independent.
+    assert!(s.acquire_leadership("other", "b", term).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        s.acquire_leadership("scheduler", "b", term).await.unwrap(),
+        "a lapsed term can be taken"
+    );
+    assert!(!s.acquire_leadership("scheduler", "a", term).await.unwrap());
+    s.resign_leadership("scheduler", "a").await.unwrap(); // not the holder: no effect
+    assert!(!s.acquire_leadership("scheduler", "a", term).await.unwrap());
+    s.resign_leadership("scheduler", "b").await.unwrap();
+    assert!(
+        s.acquire_leadership("scheduler", "a", term).await.unwrap(),
+        "resigning hands over at once"
+    );
+}
+
 /// Generates one `#[tokio::test]` per conformance case; `$open` is an async expression that
 /// yields a fresh, empty `Arc<dyn Store>`.
 #[macro_export]
 macro_rules! store_conformance_tests {
     ($open:expr) => {
-        $crate::store_conformance_tests!(@cases $open;
+        $crate::store_conformance_tests!(@all $open; cases);
+    };
+    // `$open` yields `Option<Arc<dyn Store>>`; `None` skips the case (a backend that is absent).
+    (optional $open:expr) => {
+        $crate::store_conformance_tests!(@all $open; optional_cases);
+    };
+    (@all $open:expr; $mode:ident) => {
+        $crate::store_conformance_tests!(@$mode $open;
             enqueue_then_get, idempotency_key_returns_the_same_task,
             claim_respects_priority_then_age_and_limit, claim_only_from_named_queues,
             batch_enqueue_and_batch_complete, failure_retries_then_dead_letters,
@@ -642,7 +699,8 @@ macro_rules! store_conformance_tests {
             heartbeat_extends_only_own_leases, crashed_worker_leases_end_at_once, release_gives_tasks_back_without_counting_an_attempt,
             delayed_task_waits_for_run_at, capacity_refuses_then_accepts, concurrent_writes_succeed_or_fail_alone, checkpoints_come_back_on_retry,
             queue_stats_count_each_state, list_tasks_filters_and_pages, kv_with_ttl, trigger_marks_persist,
-            wakeups_fire_on_enqueue);
+            wakeups_fire_on_enqueue, nodes_register_heartbeat_and_leave,
+            leadership_is_exclusive_until_it_lapses);
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
         $(
@@ -650,6 +708,16 @@ macro_rules! store_conformance_tests {
             async fn $case() {
                 let store = $open.await;
                 $crate::conformance::$case(store).await;
+            }
+        )*
+    };
+    (@optional_cases $open:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                if let Some(store) = $open.await {
+                    $crate::conformance::$case(store).await;
+                }
             }
         )*
     };

@@ -1,21 +1,36 @@
 //! Durable state of OpenClaw: one [`Store`] trait, the embedded SQLite backend, and the
 //! conformance suite (`conformance` module) that describes the behaviour every backend must have.
 
+mod codec;
 pub mod conformance;
 mod error;
+pub mod postgres;
 pub mod sqlite;
 mod store;
+pub mod testing;
 mod types;
 
 pub use error::{StoreError, StoreResult};
 pub use store::Store;
 pub use types::*;
 
+/// How to open a store; each backend reads its own part.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    pub sqlite: sqlite::SqliteOptions,
+    pub postgres: postgres::PgOptions,
+}
+
 /// Opens the backend named by a `storage.url`.
 pub async fn open_store(
     url: &str,
-    options: sqlite::SqliteOptions,
+    options: StoreOptions,
 ) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = postgres::PgStore::open(url, options.postgres).await?;
+        return Ok(std::sync::Arc::new(store));
+    }
+    let options = options.sqlite;
     if let Some(path) = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -24,7 +39,7 @@ pub async fn open_store(
         return Ok(std::sync::Arc::new(store));
     }
     Err(StoreError::Unsupported(format!(
-        "storage.url `{}` names a backend this build does not have; use sqlite://PATH",
+        "storage.url `{}` names a backend this build does not have; use sqlite://PATH or postgres://USER@HOST/DB",
         redact_url(url)
     )))
 }

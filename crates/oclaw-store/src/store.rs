@@ -7,8 +7,8 @@ use oclaw_core::{NewTask, Task, TaskId};
 use serde_json::Value;
 
 use crate::{
-    ClaimRequest, ClaimedTask, Completion, CompletionReport, Enqueued, ExpiredReport, QueueStats,
-    StoreResult, TaskFilter, Wakeups,
+    ClaimRequest, ClaimedTask, Completion, CompletionReport, Enqueued, ExpiredReport, NodeRecord,
+    QueueStats, StoreResult, TaskFilter, Wakeups,
 };
 
 /// Durable state of tasks, checkpoints, key-value entries and trigger marks.
@@ -88,4 +88,21 @@ pub trait Store: Send + Sync + 'static {
     /// Last fire time of every trigger (keyed `bot/trigger-index`).
     async fn trigger_marks(&self) -> StoreResult<HashMap<String, DateTime<Utc>>>;
     async fn set_trigger_mark(&self, key: &str, fired_at: DateTime<Utc>) -> StoreResult<()>;
+
+    /// Registers a node or refreshes its entry (a heartbeat); `info` replaces the previous one.
+    async fn heartbeat_node(&self, id: &str, info: &Value) -> StoreResult<()>;
+    /// Takes a node out of the registry (clean shutdown).
+    async fn remove_node(&self, id: &str) -> StoreResult<()>;
+    /// Every registered node, by id.
+    async fn list_nodes(&self) -> StoreResult<Vec<NodeRecord>>;
+    /// Takes or renews the leadership of `role` for `holder` until `ttl` from now (the database's
+    /// clock where it has one). True when `holder` leads; false while another holder's term runs.
+    async fn acquire_leadership(
+        &self,
+        role: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool>;
+    /// Ends `holder`'s term at once so a standby can take over without waiting for it to run out.
+    async fn resign_leadership(&self, role: &str, holder: &str) -> StoreResult<()>;
 }

@@ -105,6 +105,16 @@ pub struct QueueStats {
     pub capacity: Option<u64>,
 }
 
+/// A running component's entry in the cluster's node registry, kept fresh by heartbeats.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeRecord {
+    pub id: String,
+    /// What the node says of itself: components, address, version, queues, leadership.
+    pub info: Value,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+}
+
 /// Wake-ups a store sends so components react at once instead of waiting for their next poll.
 #[derive(Debug)]
 pub struct Wakeups {

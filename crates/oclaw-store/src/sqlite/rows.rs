@@ -1,9 +1,7 @@
 //! Row ↔ domain conversions for the SQLite backend.
 
-use chrono::{DateTime, TimeZone, Utc};
 use oclaw_core::{Checkpoint, Task, TaskError, TaskId, TaskStatus};
 use rusqlite::{Connection, OptionalExtension, Row};
-use serde_json::Value;
 
 use super::connection::map_err;
 use crate::{StoreError, StoreResult};
@@ -12,17 +10,7 @@ pub const TASK_COLUMNS: &str = "id, bot, queue, status, priority, input, output,
     error_message, attempts, max_attempts, idempotency_key, trace_id, created_at, run_at, started_at, \
     finished_at, worker";
 
-pub fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-pub fn from_ms(v: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
-}
-
-pub fn parse_json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::String(text.to_string()))
-}
+pub use crate::codec::{from_ms, ms, parse_json, to_json};
 
 pub fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
     let status: String = row.get(3)?;
@@ -100,8 +88,4 @@ pub fn load_task(
 
 pub fn require_task(conn: &Connection, id: TaskId) -> StoreResult<Task> {
     load_task(conn, id, true)?.ok_or(StoreError::NotFound(id))
-}
-
-pub fn to_json(v: &Value) -> String {
-    v.to_string()
 }

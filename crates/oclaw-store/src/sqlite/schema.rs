@@ -53,6 +53,18 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         fired_at INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 2: node registry and leadership terms.
+    "CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,
+        info TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE leaders (
+        role TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        until INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this binary writes.

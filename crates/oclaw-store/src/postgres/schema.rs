@@ -1,0 +1,137 @@
+//! Schema migrations for PostgreSQL, applied at open under a transaction-scoped advisory lock,
+//! so nodes that start together apply each migration once. `oclaw_meta.schema_version` holds
+//! the version.
+
+use deadpool_postgres::Client;
+
+use super::pg_err;
+use crate::{StoreError, StoreResult};
+
+const MIGRATIONS: &[&str] = &[
+    // 1: tasks (partial indexes keep claims fast however much history piles up), checkpoints,
+    // key-value, trigger marks, node registry, leadership terms.
+    "CREATE TABLE tasks (
+        id BIGSERIAL PRIMARY KEY,
+        bot TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        status TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        input TEXT NOT NULL,
+        output TEXT,
+        error_code TEXT,
+        error_message TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
+        idempotency_key TEXT UNIQUE,
+        trace_id TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        run_at BIGINT NOT NULL,
+        started_at BIGINT,
+        finished_at BIGINT,
+        worker TEXT,
+        lease_until BIGINT
+    ) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
+    CREATE INDEX tasks_ready ON tasks (queue, priority DESC, id) WHERE status = 'queued';
+    CREATE INDEX tasks_ready_any ON tasks (priority DESC, id) WHERE status = 'queued';
+    CREATE INDEX tasks_due ON tasks (run_at) WHERE status = 'scheduled';
+    CREATE INDEX tasks_leased ON tasks (lease_until) WHERE status = 'running';
+    CREATE INDEX tasks_parked ON tasks (queue) WHERE status IN ('dead', 'failed');
+    CREATE TABLE task_checkpoints (
+        task_id BIGINT NOT NULL,
+        step TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        output TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        PRIMARY KEY (task_id, step)
+    );
+    CREATE TABLE kv (
+        ns TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        expires_at BIGINT,
+        PRIMARY KEY (ns, key)
+    );
+    CREATE TABLE trigger_marks (
+        key TEXT PRIMARY KEY,
+        fired_at BIGINT NOT NULL
+    );
+    CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,
+        info TEXT NOT NULL,
+        started_at BIGINT NOT NULL,
+        heartbeat_at BIGINT NOT NULL
+    );
+    CREATE TABLE leaders (
+        role TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        until BIGINT NOT NULL
+    );",
+];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(super) async fn migrate(client: &mut Client, schema: &str) -> StoreResult<()> {
+    let tx = client.transaction().await.map_err(pg_err)?;
+    // Serializes concurrent starts (released at commit).
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('oclaw-migrate:' || $1))",
+        &[&schema],
+    )
+    .await
+    .map_err(pg_err)?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
+         CREATE TABLE IF NOT EXISTS \"{schema}\".oclaw_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    ))
+    .await
+    .map_err(pg_err)?;
+    let version: i64 = tx
+        .query_opt(
+            "SELECT value::bigint FROM oclaw_meta WHERE key = 'schema_version'",
+            &[],
+        )
+        .await
+        .map_err(pg_err)?
+        .map(|r| r.get(0))
+        .unwrap_or(0);
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version == 0 {
+        let foreign: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM information_schema.tables \
+                 WHERE table_schema = $1 AND table_name = 'tasks')",
+                &[&schema],
+            )
+            .await
+            .map_err(pg_err)?
+            .get(0);
+        if foreign {
+            return Err(StoreError::Corrupt(format!(
+                "schema `{schema}` holds a `tasks` table of another program; use ?schema=NAME in storage.url"
+            )));
+        }
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.batch_execute(sql).await.map_err(pg_err)?;
+        tx.execute(
+            "INSERT INTO oclaw_meta (key, value) VALUES ('schema_version', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&(i + 1).to_string()],
+        )
+        .await
+        .map_err(pg_err)?;
+        tracing::info!(
+            component = "store",
+            version = i + 1,
+            schema,
+            "applied schema migration"
+        );
+    }
+    tx.commit().await.map_err(pg_err)
+}

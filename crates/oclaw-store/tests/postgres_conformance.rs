@@ -1,0 +1,125 @@
+//! The store conformance suite against the real PostgreSQL (`OCLAW_TEST_POSTGRES_URL`, default
+//! the machine's `test` database), each case in a schema of its own, plus PostgreSQL-specific
+//! behaviour: migrations racing, wake-ups across processes (two stores), schema refusal.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oclaw_store::postgres::{PgOptions, PgStore};
+use oclaw_store::testing::fresh_postgres_url;
+use oclaw_store::{Store, StoreError};
+
+async fn open_fresh() -> Option<Arc<dyn Store>> {
+    let url = fresh_postgres_url().await?;
+    Some(Arc::new(
+        PgStore::open(&url, PgOptions::default()).await.unwrap(),
+    ))
+}
+
+oclaw_store::store_conformance_tests!(optional open_fresh());
+
+#[tokio::test]
+async fn nodes_starting_together_migrate_once() {
+    let Some(url) = fresh_postgres_url().await else {
+        return;
+    };
+    let opens = (0..4).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { PgStore::open(&url, PgOptions::default()).await })
+    });
+    for o in opens {
+        o.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wakeups_cross_between_processes() {
+    let Some(url) = fresh_postgres_url().await else {
+        return;
+    };
+    // Two stores on one schema stand for two processes: what one writes wakes the other.
+    let a = PgStore::open(&url, PgOptions::default()).await.unwrap();
+    let b = PgStore::open(&url, PgOptions::default()).await.unwrap();
+    let queued = b.wakeups().queued.notified();
+    let mut finished = b.wakeups().finished.subscribe();
+    let t = a
+        .enqueue(oclaw_core::NewTask::new("bot", "q", serde_json::json!({})))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), queued)
+        .await
+        .expect("queued wake-up reaches the other store");
+    let claimed = b
+        .claim_batch(oclaw_store::ClaimRequest {
+            worker: "w".into(),
+            queues: vec!["q".into()],
+            limit: 10,
+            lease: Duration::from_secs(30),
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    b.complete_batch(vec![oclaw_store::Completion {
+        id: t.task.id,
+        worker: "w".into(),
+        attempt: 1,
+        outcome: oclaw_store::Outcome::Succeeded(serde_json::json!(1)),
+    }])
+    .await
+    .unwrap();
+    let ids = tokio::time::timeout(Duration::from_secs(5), finished.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&ids[..], &[t.task.id]);
+}
+
+#[tokio::test]
+async fn newer_schema_is_refused() {
+    let Some(url) = fresh_postgres_url().await else {
+        return;
+    };
+    let s = PgStore::open(&url, PgOptions::default()).await.unwrap();
+    let schema = s.schema().to_string();
+    drop(s);
+    let (client, conn) = tokio_postgres::connect(
+        &oclaw_store::testing::postgres_base_url(),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "UPDATE \"{schema}\".oclaw_meta SET value = '99' WHERE key = 'schema_version'"
+        ))
+        .await
+        .unwrap();
+    let err = PgStore::open(&url, PgOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.code().code(), "OC-4003");
+}
+
+#[tokio::test]
+async fn unreachable_database_is_oc_4001() {
+    let err = PgStore::open(
+        "postgres://postgres@127.0.0.1:1/test",
+        PgOptions {
+            pool_size: 2,
+            timeout: Duration::from_secs(2),
+        },
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(err.code().code(), "OC-4001", "{err:?}");
+    assert!(err.is_transient());
+}
