@@ -167,25 +167,21 @@ async fn insert_rows(
     rows: &[Row0<'_>],
     now: i64,
 ) -> StoreResult<Vec<i64>> {
-    let mut cols: (Vec<&str>, Vec<&str>, Vec<&str>, Vec<i32>) = Default::default();
-    let mut more: (
-        Vec<String>,
-        Vec<i32>,
-        Vec<Option<&str>>,
-        Vec<&str>,
-        Vec<i64>,
-    ) = Default::default();
-    for r in rows {
-        cols.0.push(&r.task.bot);
-        cols.1.push(&r.task.queue);
-        cols.2.push(r.status.as_str());
-        cols.3.push(r.task.priority);
-        more.0.push(to_json(&r.task.input));
-        more.1.push(r.task.max_attempts.min(i32::MAX as u32) as i32);
-        more.2.push(r.task.idempotency_key.as_deref());
-        more.3.push(&r.task.trace_id);
-        more.4.push(r.run_at);
-    }
+    let bots: Vec<&str> = rows.iter().map(|r| r.task.bot.as_str()).collect();
+    let queues: Vec<&str> = rows.iter().map(|r| r.task.queue.as_str()).collect();
+    let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+    let priorities: Vec<i32> = rows.iter().map(|r| r.task.priority).collect();
+    let inputs: Vec<String> = rows.iter().map(|r| to_json(&r.task.input)).collect();
+    let max_attempts: Vec<i32> = rows
+        .iter()
+        .map(|r| r.task.max_attempts.min(i32::MAX as u32) as i32)
+        .collect();
+    let keys: Vec<Option<&str>> = rows
+        .iter()
+        .map(|r| r.task.idempotency_key.as_deref())
+        .collect();
+    let traces: Vec<&str> = rows.iter().map(|r| r.task.trace_id.as_str()).collect();
+    let run_ats: Vec<i64> = rows.iter().map(|r| r.run_at).collect();
     let queued = rows.iter().any(|r| r.status == TaskStatus::Queued);
     let scheduled = rows.iter().any(|r| r.status == TaskStatus::Scheduled);
     let stmt = c
@@ -205,15 +201,15 @@ async fn insert_rows(
         .await
         .map_err(pg_err)?;
     let params: [&(dyn ToSql + Sync); 14] = [
-        &cols.0,
-        &cols.1,
-        &cols.2,
-        &cols.3,
-        &more.0,
-        &more.1,
-        &more.2,
-        &more.3,
-        &more.4,
+        &bots,
+        &queues,
+        &statuses,
+        &priorities,
+        &inputs,
+        &max_attempts,
+        &keys,
+        &traces,
+        &run_ats,
         &now,
         &queued,
         &inner.channels.queued,
