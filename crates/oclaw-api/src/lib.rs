@@ -11,5 +11,5 @@ mod trace;
 
 pub use auth::{check_listen_safety, ListenSafety};
 pub use error::ApiError;
-pub use routes::router;
+pub use routes::{probe_router, router};
 pub use state::{ApiState, WorkerInfo};

@@ -64,21 +64,38 @@ impl TimeTrigger {
     }
 }
 
-/// What to do for one trigger on a scheduler pass: the tick to fire (if any) given the last
-/// recorded fire. A trigger seen for the first time records the current tick without firing
-/// (a new node does not fire ticks from before it existed); ticks missed while the node was
-/// down fire once (the latest), not once each.
-pub fn due_tick(
+/// Most missed ticks a trigger catches up on after a gap (the newest ones); older ones are skipped.
+pub const MAX_CATCH_UP: usize = 10;
+
+/// What to do for one trigger on a scheduler pass: the ticks to fire (oldest first) given the
+/// last recorded fire, and the new mark. A trigger seen for the first time records the current
+/// tick without firing (a new node does not fire ticks from before it existed). Ticks missed
+/// since the mark (a scheduler failover, a short outage) each fire once, up to
+/// [`MAX_CATCH_UP`] of the newest; a longer gap does not replay its whole backlog.
+pub fn due_ticks(
     trigger: &TimeTrigger,
     last_fired: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
-) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
-    let latest = trigger.latest_at_or_before(now);
-    match (latest, last_fired) {
-        (Some(l), Some(last)) if l > last => (Some(l), Some(l)),
-        (Some(l), None) => (None, Some(l)),
-        _ => (None, None),
+) -> (Vec<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let Some(latest) = trigger.latest_at_or_before(now) else {
+        return (Vec::new(), None);
+    };
+    let Some(last) = last_fired else {
+        return (Vec::new(), Some(latest));
+    };
+    if latest <= last {
+        return (Vec::new(), None);
     }
+    let mut ticks = vec![latest];
+    while ticks.len() < MAX_CATCH_UP {
+        let before = ticks[ticks.len() - 1] - Duration::milliseconds(1);
+        match trigger.latest_at_or_before(before) {
+            Some(t) if t > last => ticks.push(t),
+            _ => break,
+        }
+    }
+    ticks.reverse();
+    (ticks, Some(latest))
 }
 
 #[cfg(test)]
@@ -129,16 +146,41 @@ mod tests {
     }
 
     #[test]
-    fn fires_each_tick_once_and_missed_ticks_once() {
+    fn fires_each_tick_once_and_catches_up_on_missed_ticks() {
         let t = TimeTrigger::Every(Duration::seconds(10));
-        let first = due_tick(&t, None, at("2026-03-15T14:30:07Z"));
-        assert_eq!(first, (None, Some(at("2026-03-15T14:30:00Z"))));
+        let first = due_ticks(&t, None, at("2026-03-15T14:30:07Z"));
+        assert_eq!(first, (vec![], Some(at("2026-03-15T14:30:00Z"))));
         let mark = first.1;
-        assert_eq!(due_tick(&t, mark, at("2026-03-15T14:30:09Z")), (None, None));
-        let next = due_tick(&t, mark, at("2026-03-15T14:30:10Z"));
-        assert_eq!(next.0, Some(at("2026-03-15T14:30:10Z")));
-        // Down for a minute: one fire for the latest tick.
-        let after_gap = due_tick(&t, next.1, at("2026-03-15T14:31:15Z"));
-        assert_eq!(after_gap.0, Some(at("2026-03-15T14:31:10Z")));
+        assert_eq!(
+            due_ticks(&t, mark, at("2026-03-15T14:30:09Z")),
+            (vec![], None)
+        );
+        let next = due_ticks(&t, mark, at("2026-03-15T14:30:10Z"));
+        assert_eq!(next.0, vec![at("2026-03-15T14:30:10Z")]);
+        // A 25 s gap (say, a failover): the two missed ticks fire, each once.
+        let after_gap = due_ticks(&t, next.1, at("2026-03-15T14:30:35Z"));
+        assert_eq!(
+            after_gap,
+            (
+                vec![at("2026-03-15T14:30:20Z"), at("2026-03-15T14:30:30Z")],
+                Some(at("2026-03-15T14:30:30Z"))
+            )
+        );
+        // Down for an hour: only the newest MAX_CATCH_UP ticks.
+        let long = due_ticks(&t, after_gap.1, at("2026-03-15T15:30:35Z"));
+        assert_eq!(long.0.len(), MAX_CATCH_UP);
+        assert_eq!(long.0.last(), Some(&at("2026-03-15T15:30:30Z")));
+        assert_eq!(long.0[0], at("2026-03-15T15:29:00Z"));
+        // Cron works the same way.
+        let c = TimeTrigger::Cron(Box::new(parse_cron("*/5 * * * *").unwrap()));
+        let (ticks, _) = due_ticks(
+            &c,
+            Some(at("2026-03-15T14:30:00Z")),
+            at("2026-03-15T14:41:00Z"),
+        );
+        assert_eq!(
+            ticks,
+            vec![at("2026-03-15T14:35:00Z"), at("2026-03-15T14:40:00Z")]
+        );
     }
 }

@@ -68,6 +68,8 @@ pub async fn http(o: HttpBenchOptions) -> Result<String, String> {
             stop = Some(tx);
             let opts = crate::ServeOptions {
                 config,
+                components: crate::Components::ALL,
+                node_id: None,
                 config_file: "<bench>".into(),
                 banner: false,
             };

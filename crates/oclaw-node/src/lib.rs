@@ -9,4 +9,4 @@ mod serve;
 
 pub use examples::EXAMPLE_BOTS;
 pub use loading::{build_catalog, open_configured_store, CatalogSource, NodeError};
-pub use serve::{serve, ServeOptions};
+pub use serve::{serve, Components, ServeOptions, HEARTBEAT};

@@ -1,4 +1,5 @@
-//! `oclaw serve`: api-server, scheduler and worker in one process.
+//! `oclaw serve` (api-server, scheduler and worker in one process) and the single-component
+//! processes of distributed mode (`oclaw api-server`, `oclaw scheduler`, `oclaw worker`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,8 +17,63 @@ use tokio::sync::watch;
 
 use crate::loading::{build_catalog, open_configured_store, CatalogSource, NodeError};
 
+/// Which components a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Components {
+    pub api: bool,
+    pub scheduler: bool,
+    pub worker: bool,
+}
+
+impl Components {
+    pub const ALL: Components = Components {
+        api: true,
+        scheduler: true,
+        worker: true,
+    };
+    pub const API_SERVER: Components = Components {
+        api: true,
+        scheduler: false,
+        worker: false,
+    };
+    pub const SCHEDULER: Components = Components {
+        api: false,
+        scheduler: true,
+        worker: false,
+    };
+    pub const WORKER: Components = Components {
+        api: false,
+        scheduler: false,
+        worker: true,
+    };
+
+    pub fn names(self) -> Vec<&'static str> {
+        [
+            (self.api, "api-server"),
+            (self.scheduler, "scheduler"),
+            (self.worker, "worker"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
+
+    /// `serve` for the embedded all-in-one node, else the single component's name.
+    pub fn label(self) -> String {
+        if self == Components::ALL {
+            "serve".into()
+        } else {
+            self.names().join("+")
+        }
+    }
+}
+
 pub struct ServeOptions {
     pub config: NodeConfig,
+    pub components: Components,
+    /// This process's id in the node registry and on leases; default `<hostname>:serve` for the
+    /// embedded node, `<hostname>:<component>:<pid>` for a single component.
+    pub node_id: Option<String>,
     /// The config file's name, for error messages (`<defaults>` when none).
     pub config_file: String,
     /// Print the start-up banner on stdout.
@@ -40,19 +96,70 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Runs the embedded node until `shutdown` resolves, then stops gracefully.
+/// How often a node refreshes its registry entry; an entry older than three of these shows as
+/// `NotReady` in `GET /v1/cluster/nodes`.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keeps this node's registry entry fresh until `stop`, then removes it.
+fn spawn_presence(
+    store: Arc<dyn oclaw_store::Store>,
+    node_id: String,
+    info: impl Fn() -> serde_json::Value + Send + 'static,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut healthy = true;
+        loop {
+            match store.heartbeat_node(&node_id, &info()).await {
+                Ok(()) if !healthy => {
+                    healthy = true;
+                    tracing::info!(component = "node", "node registry reachable again");
+                }
+                Ok(()) => {}
+                Err(e) if healthy => {
+                    healthy = false;
+                    tracing::warn!(
+                        component = "node",
+                        error_code = e.code().code(),
+                        "cannot refresh this node's registry entry: {e}"
+                    );
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(HEARTBEAT) => {}
+                _ = oclaw_engine::stopped(&mut stop) => break,
+            }
+        }
+        let _ = store.remove_node(&node_id).await;
+    })
+}
+
+/// Runs the configured components until `shutdown` resolves, then stops gracefully.
 pub async fn serve(
     opts: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
     let started = Instant::now();
     let config = opts.config;
+    let components = opts.components;
+    let embedded = components == Components::ALL;
     let addr: SocketAddr = config.api.listen.parse().map_err(|_| {
         startup(
             ErrorCode::ConfigInvalidValue,
             format!("api.listen `{}` is not an address", config.api.listen),
         )
     })?;
+    if !embedded && config.storage.url.starts_with("sqlite") {
+        return Err(startup(
+            ErrorCode::ConfigInvalidValue,
+            format!(
+                "oclaw {} runs one component of a distributed cluster and needs a shared \
+                 storage.url (postgres://USER@HOST/DB); use `oclaw serve` for the embedded SQLite node",
+                components.label()
+            ),
+        ));
+    }
     match check_listen_safety(
         addr,
         !config.api.tokens.is_empty(),
@@ -82,7 +189,18 @@ pub async fn serve(
         .local_addr()
         .map_err(|e| startup(ErrorCode::ConfigInvalidValue, e.to_string()))?;
     let api_url = format!("http://{bound}");
-    let node_id = format!("{}:serve", host_name());
+    let node_id = opts.node_id.unwrap_or_else(|| {
+        if embedded {
+            format!("{}:serve", host_name())
+        } else {
+            format!(
+                "{}:{}:{}",
+                host_name(),
+                components.label(),
+                std::process::id()
+            )
+        }
+    });
 
     let runtime = Runtime::new(
         store.clone(),
@@ -105,39 +223,79 @@ pub async fn serve(
     } else {
         config.worker.queues.clone()
     };
-    // Tasks this node held when it last stopped without draining (crash, kill -9) run again now
-    // instead of after their leases run out.
-    match store.expire_leases_of(&node_id).await {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(
-            component = "worker",
-            recovered = n,
-            "requeueing tasks left running by this node's previous run"
-        ),
-        Err(e) => tracing::warn!(
-            component = "worker",
-            error_code = e.code().code(),
-            "could not check for tasks of a previous run: {e}"
-        ),
-    }
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let worker_opts = WorkerOptions::from_config(&config.worker, node_id.clone(), queues.clone());
     let metrics = runtime.metrics.clone();
     metrics.start_node_sampler();
-    let worker = Worker::new(worker_opts, Arc::new(runtime));
-    let worker_info = oclaw_api::WorkerInfo {
-        stats: worker.stats(),
-        concurrency: config.worker.concurrency,
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let mut worker_info = None;
+    let mut worker_task = None;
+    if components.worker {
+        // Tasks this node held when it last stopped without draining (crash, kill -9) run again
+        // now instead of after their leases run out.
+        match store.expire_leases_of(&node_id).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                component = "worker",
+                recovered = n,
+                "requeueing tasks left running by this node's previous run"
+            ),
+            Err(e) => tracing::warn!(
+                component = "worker",
+                error_code = e.code().code(),
+                "could not check for tasks of a previous run: {e}"
+            ),
+        }
+        let worker_opts =
+            WorkerOptions::from_config(&config.worker, node_id.clone(), queues.clone());
+        let worker = Worker::new(worker_opts, Arc::new(runtime));
+        worker_info = Some(oclaw_api::WorkerInfo {
+            stats: worker.stats(),
+            concurrency: config.worker.concurrency,
+        });
+        worker_task = Some(tokio::spawn(worker.run(stop_rx.clone())));
+    }
+    let mut scheduler_stats = None;
+    let mut scheduler_task = None;
+    if components.scheduler {
+        let scheduler = Scheduler::new(
+            store.clone(),
+            catalog.clone(),
+            config.scheduler.interval.get(),
+        )
+        .with_leadership(node_id.clone(), config.scheduler.leader_lease.get());
+        scheduler_stats = Some(scheduler.stats());
+        scheduler_task = Some(tokio::spawn(scheduler.run(stop_rx.clone())));
+    }
+
+    let started_at = chrono::Utc::now();
+    let node_info = {
+        let (worker_info, scheduler_stats) = (worker_info.clone(), scheduler_stats.clone());
+        let (node_id, api_url, backend) = (node_id.clone(), api_url.clone(), store.backend());
+        let queues = queues.clone();
+        move || {
+            let mut info = serde_json::json!({
+                "id": node_id,
+                "components": components.names(),
+                "address": api_url,
+                "version": env!("CARGO_PKG_VERSION"),
+                "store": backend,
+                "hostname": host_name(),
+                "pid": std::process::id(),
+                "started_at": started_at,
+            });
+            if let Some(w) = &worker_info {
+                info["queues"] = serde_json::json!(queues);
+                info["concurrency"] = serde_json::json!(w.concurrency);
+                info["in_flight"] =
+                    serde_json::json!(w.stats.in_flight.load(std::sync::atomic::Ordering::Relaxed));
+            }
+            if let Some(s) = &scheduler_stats {
+                info["leader"] =
+                    serde_json::json!(s.leader.load(std::sync::atomic::Ordering::Relaxed));
+            }
+            info
+        }
     };
-    let worker = tokio::spawn(worker.run(stop_rx.clone()));
-    let scheduler = Scheduler::new(
-        store.clone(),
-        catalog.clone(),
-        config.scheduler.interval.get(),
-    );
-    let scheduler_stats = scheduler.stats();
-    let scheduler = tokio::spawn(scheduler.run(stop_rx.clone()));
     let state = ApiState {
         store: store.clone(),
         catalog: catalog.clone(),
@@ -146,22 +304,21 @@ pub async fn serve(
         max_body_bytes: config.api.max_body_bytes,
         body_timeout: config.api.body_timeout.get(),
         metrics,
-        worker: Some(worker_info),
-        scheduler: Some(scheduler_stats),
-        served_queues: Some(Arc::new(queues.iter().cloned().collect())),
-        node: serde_json::json!({
-            "id": node_id,
-            "components": ["api-server", "scheduler", "worker"],
-            "address": api_url,
-            "version": env!("CARGO_PKG_VERSION"),
-            "store": store.backend(),
-            "started_at": chrono::Utc::now(),
-            "status": "Running",
-        }),
+        worker: worker_info.clone(),
+        scheduler: scheduler_stats.clone(),
+        // Embedded: only this node's worker runs tasks, so other queues are refused. Distributed:
+        // workers elsewhere may serve any queue.
+        served_queues: embedded.then(|| Arc::new(queues.iter().cloned().collect())),
+        node: node_info(),
     };
+    let presence = spawn_presence(store.clone(), node_id.clone(), node_info, stop_rx.clone());
     let mut api_stop = stop_rx.clone();
     let api = tokio::spawn(async move {
-        let app = oclaw_api::router(state);
+        let app = if components.api {
+            oclaw_api::router(state)
+        } else {
+            oclaw_api::probe_router(state)
+        };
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = api_stop.wait_for(|stop| *stop).await;
@@ -170,32 +327,88 @@ pub async fn serve(
     });
 
     if opts.banner {
-        let names: Vec<&str> = catalog.bots().map(|b| b.name()).collect();
-        let from = match source {
-            CatalogSource::Examples => "built-in examples",
-            CatalogSource::Configured => "config",
-        };
-        println!(
-            "oclaw {} serving (embedded: api-server + scheduler + worker), ready in {} ms",
-            env!("CARGO_PKG_VERSION"),
-            started.elapsed().as_millis()
-        );
+        print_banner(&Banner {
+            components,
+            started,
+            api_url: &api_url,
+            config: &config,
+            catalog: &catalog,
+            source,
+            node_id: &node_id,
+            queues: &queues,
+        });
+    }
+    tracing::info!(component = "node", node = %node_id, components = %components.label(), listen = %bound, store = store.backend(), bots = catalog.len(), "node ready");
+
+    shutdown.await;
+    tracing::info!(
+        component = "node",
+        "shutting down: no new requests, draining the worker"
+    );
+    let _ = stop_tx.send(true);
+    if let Ok(Err(e)) = api.await {
+        tracing::error!(component = "api-server", "server error: {e}");
+    }
+    if let Some(w) = worker_task {
+        let _ = w.await;
+    }
+    if let Some(s) = scheduler_task {
+        let _ = s.await;
+    }
+    let _ = presence.await;
+    tracing::info!(component = "node", "stopped cleanly");
+    Ok(())
+}
+
+struct Banner<'a> {
+    components: Components,
+    started: Instant,
+    api_url: &'a str,
+    config: &'a NodeConfig,
+    catalog: &'a oclaw_engine::BotCatalog,
+    source: CatalogSource,
+    node_id: &'a str,
+    queues: &'a [String],
+}
+
+fn print_banner(b: &Banner<'_>) {
+    let names: Vec<&str> = b.catalog.bots().map(|b| b.name()).collect();
+    let from = match b.source {
+        CatalogSource::Examples => "built-in examples",
+        CatalogSource::Configured => "config",
+    };
+    let api_url = b.api_url;
+    let config = b.config;
+    let what = if b.components == Components::ALL {
+        "embedded: api-server + scheduler + worker".to_string()
+    } else {
+        format!("distributed: {}", b.components.names().join(" + "))
+    };
+    println!(
+        "oclaw {} serving ({what}), ready in {} ms",
+        env!("CARGO_PKG_VERSION"),
+        b.started.elapsed().as_millis()
+    );
+    if b.components.api {
         println!("  API      {api_url}/v1      try: curl -s {api_url}/v1/tasks -d '{{\"bot\":\"hello\",\"input\":{{\"name\":\"Ada\"}}}}'");
-        println!("  health   {api_url}/healthz  {api_url}/readyz");
-        println!("  metrics  {api_url}/metrics");
+    }
+    println!("  health   {api_url}/healthz  {api_url}/readyz");
+    println!("  metrics  {api_url}/metrics");
+    println!(
+        "  data     {}",
+        oclaw_store::redact_url(&config.storage.url)
+    );
+    println!(
+        "  bots     {} from {from}: {}",
+        names.len(),
+        names.join(", ")
+    );
+    println!("  node     {}", b.node_id);
+    if b.components.worker {
         println!(
-            "  data     {}",
-            oclaw_store::redact_url(&config.storage.url)
-        );
-        println!(
-            "  bots     {} from {from}: {}",
-            names.len(),
-            names.join(", ")
-        );
-        println!(
-            "  worker   {node_id}: concurrency {}, queues {}, batch {} (maxSize {}, timeout {})",
+            "  worker   concurrency {}, queues {}, batch {} (maxSize {}, timeout {})",
             config.worker.concurrency,
-            queues.join(","),
+            b.queues.join(","),
             if config.worker.batch.enabled {
                 "on"
             } else {
@@ -204,21 +417,12 @@ pub async fn serve(
             config.worker.batch.max_size,
             config.worker.batch.timeout
         );
-        println!("  stop     Ctrl-C or SIGTERM (finishes running tasks, releases the rest)");
     }
-    tracing::info!(component = "api-server", listen = %bound, store = store.backend(), bots = catalog.len(), "node ready");
-
-    shutdown.await;
-    tracing::info!(
-        component = "api-server",
-        "shutting down: no new requests, draining the worker"
-    );
-    let _ = stop_tx.send(true);
-    if let Ok(Err(e)) = api.await {
-        tracing::error!(component = "api-server", "server error: {e}");
+    if b.components.scheduler {
+        println!(
+            "  scheduler  leader election: terms of {} (standbys take over when the leader stops)",
+            config.scheduler.leader_lease
+        );
     }
-    let _ = worker.await;
-    let _ = scheduler.await;
-    tracing::info!(component = "api-server", "stopped cleanly");
-    Ok(())
+    println!("  stop     Ctrl-C or SIGTERM (finishes running tasks, releases the rest)");
 }

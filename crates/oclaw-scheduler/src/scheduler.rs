@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use oclaw_core::NewTask;
-use oclaw_engine::triggers::{due_tick, TimeTrigger};
+use oclaw_engine::triggers::{due_ticks, TimeTrigger};
 use oclaw_engine::{stopped, BotCatalog};
 use oclaw_store::{Store, StoreError};
 use serde_json::json;
@@ -22,7 +22,17 @@ pub struct SchedulerStats {
     pub lease_dead: AtomicU64,
     pub fired: AtomicU64,
     pub passes: AtomicU64,
+    /// This scheduler holds the leadership now (only the leader schedules).
+    pub leader: std::sync::atomic::AtomicBool,
+    /// Times this scheduler became the leader.
+    pub elected: AtomicU64,
 }
+
+/// The leadership role schedulers compete for.
+pub const LEADER_ROLE: &str = "scheduler";
+
+/// Registry entries whose heartbeat is older than this are removed by the leader.
+const NODE_FORGET_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 pub struct Scheduler {
     store: Arc<dyn Store>,
@@ -30,6 +40,10 @@ pub struct Scheduler {
     interval: Duration,
     stats: Arc<SchedulerStats>,
     marks: HashMap<String, DateTime<Utc>>,
+    /// Who this scheduler is when competing for leadership, and how long a term lasts.
+    holder: String,
+    leader_lease: Duration,
+    last_prune: Option<DateTime<Utc>>,
 }
 
 impl Scheduler {
@@ -40,7 +54,18 @@ impl Scheduler {
             interval,
             stats: Arc::default(),
             marks: HashMap::new(),
+            holder: format!("scheduler-{}", std::process::id()),
+            leader_lease: Duration::from_secs(5),
+            last_prune: None,
         }
+    }
+
+    /// Competes for leadership as `holder` with terms of `lease`: only the leader schedules; a
+    /// standby takes over within about `lease` + `lease / 3` of the leader's death.
+    pub fn with_leadership(mut self, holder: impl Into<String>, lease: Duration) -> Scheduler {
+        self.holder = holder.into();
+        self.leader_lease = lease.max(Duration::from_secs(1));
+        self
     }
 
     pub fn stats(&self) -> Arc<SchedulerStats> {
@@ -95,13 +120,15 @@ impl Scheduler {
         for bot in catalog.bots() {
             for (index, trigger) in &bot.time_triggers {
                 let key = format!("{}/{}", bot.name(), index);
-                let (fire, mark) = due_tick(trigger, self.marks.get(&key).copied(), now);
-                if let Some(tick) = fire {
-                    let kind = match trigger {
-                        TimeTrigger::Cron(_) => "cron",
-                        TimeTrigger::Every(_) => "every",
-                    };
+                let (ticks, mark) = due_ticks(trigger, self.marks.get(&key).copied(), now);
+                let kind = match trigger {
+                    TimeTrigger::Cron(_) => "cron",
+                    TimeTrigger::Every(_) => "every",
+                };
+                let mut all_recorded = true;
+                for tick in ticks {
                     let task = NewTask {
+                        // One task per tick, whichever scheduler fires it and however often.
                         idempotency_key: Some(format!("trigger:{key}:{}", tick.timestamp_millis())),
                         max_attempts: bot.doc.spec.retry.max_attempts,
                         ..NewTask::new(
@@ -117,8 +144,11 @@ impl Scheduler {
                             tracing::debug!(component = "scheduler", task_id = %e.task.id, bot = bot.name(), "trigger fired");
                         }
                         Some(_) => {}
-                        None => continue, // keep the old mark so the tick is tried again
+                        None => all_recorded = false,
                     }
+                }
+                if !all_recorded {
+                    continue; // keep the old mark so the ticks are tried again
                 }
                 if let Some(m) = mark {
                     if self
@@ -152,38 +182,97 @@ impl Scheduler {
         next
     }
 
-    /// Runs passes until `shutdown` turns true.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        loop {
+    /// Takes or renews leadership; an error counts as not leading (the term may lapse meanwhile,
+    /// and a standby may take over).
+    async fn lead(&mut self) -> bool {
+        let won = self
+            .store
+            .acquire_leadership(LEADER_ROLE, &self.holder, self.leader_lease)
+            .await;
+        let leading = match won {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(
+                    component = "scheduler",
+                    error_code = e.code().code(),
+                    "cannot renew leadership: {e}; standing by"
+                );
+                false
+            }
+        };
+        let was = self.stats.leader.swap(leading, Ordering::Relaxed);
+        if leading && !was {
+            // The previous leader moved the trigger marks on; start from the stored ones.
             match self.store.trigger_marks().await {
-                Ok(m) => {
-                    self.marks = m;
-                    break;
-                }
+                Ok(m) => self.marks = m,
                 Err(e) => {
-                    tracing::error!(
+                    tracing::warn!(
                         component = "scheduler",
                         error_code = e.code().code(),
-                        "reading trigger marks failed: {e}; retrying"
+                        "reading trigger marks failed: {e}"
                     );
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = stopped(&mut shutdown) => return,
-                    }
+                    self.stats.leader.store(false, Ordering::Relaxed);
+                    return false;
                 }
             }
+            self.stats.elected.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(component = "scheduler", holder = %self.holder, "became the leader scheduler");
+        } else if !leading && was {
+            tracing::warn!(component = "scheduler", holder = %self.holder, "lost the leadership; standing by");
         }
-        tracing::info!(component = "scheduler", interval = ?self.interval, "scheduler started");
+        leading
+    }
+
+    /// Forgets registry entries of nodes that stopped heartbeating long ago (killed processes).
+    async fn prune_nodes(&mut self, now: DateTime<Utc>) {
+        if self
+            .last_prune
+            .is_some_and(|t| now - t < chrono::TimeDelta::minutes(1))
+        {
+            return;
+        }
+        self.last_prune = Some(now);
+        if let Ok(nodes) = self.store.list_nodes().await {
+            for n in nodes
+                .iter()
+                .filter(|n| now - n.heartbeat_at > NODE_FORGET_AFTER)
+            {
+                let _ = self.store.remove_node(&n.id).await;
+            }
+        }
+    }
+
+    /// Runs passes while leading, stands by otherwise, until `shutdown` turns true.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(component = "scheduler", interval = ?self.interval, holder = %self.holder, "scheduler started");
+        let renew = self.leader_lease / 3;
         loop {
-            let now = Utc::now();
-            self.pass(now).await;
-            let wake = self.next_wake(Utc::now()).await;
-            let sleep = (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            let leading = self.lead().await;
+            let sleep = if leading {
+                let now = Utc::now();
+                self.pass(now).await;
+                self.prune_nodes(now).await;
+                let wake = self.next_wake(Utc::now()).await;
+                (wake - Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(renew)
+            } else {
+                renew
+            };
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
-                _ = self.store.wakeups().scheduled.notified() => {}
+                _ = self.store.wakeups().scheduled.notified(), if leading => {}
                 _ = stopped(&mut shutdown) => break,
             }
+        }
+        if self.stats.leader.load(Ordering::Relaxed) {
+            // Hand over at once instead of making the standbys wait out the term.
+            let _ = self
+                .store
+                .resign_leadership(LEADER_ROLE, &self.holder)
+                .await;
+            self.stats.leader.store(false, Ordering::Relaxed);
         }
         tracing::info!(component = "scheduler", "scheduler stopped");
     }
@@ -249,5 +338,71 @@ mod tests {
         assert_eq!(tasks[0].input["trigger"]["kind"], "every");
         assert_eq!(s.stats().fired.load(Ordering::Relaxed), 1);
         assert_eq!(amnesiac.stats().fired.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_leader_at_a_time_and_the_standby_takes_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            oclaw_store::sqlite::SqliteStore::open(
+                dir.path().join("s.db").to_str().unwrap(),
+                Default::default(),
+            )
+            .await
+            .unwrap(),
+        );
+        let mut catalog = BotCatalog::default();
+        catalog
+            .load_yaml(
+                "t",
+                "metadata: {name: ticker}\nspec:\n  triggers: [{every: 1s}]\n",
+                &oclaw_skills::SkillRegistry::builtin(),
+                &TemplateEngine::default(),
+            )
+            .unwrap();
+        let catalog = Arc::new(catalog);
+        let lease = Duration::from_secs(1);
+        let start = |holder: &str| {
+            let s = Scheduler::new(store.clone(), catalog.clone(), Duration::from_secs(5))
+                .with_leadership(holder, lease);
+            let stats = s.stats();
+            let (tx, rx) = watch::channel(false);
+            (stats, tx, tokio::spawn(s.run(rx)))
+        };
+        let (a, a_stop, a_task) = start("a");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (b, b_stop, b_task) = start("b");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(a.leader.load(Ordering::Relaxed), "the first to start leads");
+        assert!(!b.leader.load(Ordering::Relaxed), "only one leader");
+        a_stop.send(true).unwrap();
+        a_task.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(b.leader.load(Ordering::Relaxed), "the standby took over");
+        assert_eq!(b.elected.load(Ordering::Relaxed), 1);
+        b_stop.send(true).unwrap();
+        b_task.await.unwrap();
+        // Every tick from the first fire to the last fired exactly once across the handover.
+        let tasks = store
+            .list_tasks(oclaw_store::TaskFilter {
+                bot: Some("ticker".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut ticks: Vec<i64> = tasks
+            .iter()
+            .map(|t| {
+                DateTime::parse_from_rfc3339(t.input["trigger"]["scheduled_at"].as_str().unwrap())
+                    .unwrap()
+                    .timestamp()
+            })
+            .collect();
+        ticks.sort_unstable();
+        assert!(ticks.len() >= 4, "{ticks:?}");
+        for w in ticks.windows(2) {
+            assert_eq!(w[1] - w[0], 1, "a tick was missed or doubled: {ticks:?}");
+        }
     }
 }

@@ -48,6 +48,14 @@ pub enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Run the api-server component (distributed mode, PostgreSQL): REST API, health, metrics.
+    /// Any number may run behind a load balancer; each can answer any request.
+    ApiServer(ComponentArgs),
+    /// Run the scheduler component (distributed mode): triggers, delays, retries, lease expiry.
+    /// Run two or more: one leads, the others stand by and take over when it stops.
+    Scheduler(ComponentArgs),
+    /// Run the worker component (distributed mode): claims tasks from its queues and runs them.
+    Worker(ComponentArgs),
     /// Check, show or describe the node configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -70,6 +78,22 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the version.
     Version,
+}
+
+/// Options of the single-component commands.
+#[derive(Debug, Args)]
+pub struct ComponentArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Address to listen on. The api-server defaults to api.listen; a worker or scheduler serves
+    /// only /healthz, /readyz and /metrics, on a free loopback port unless given.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// This process's id in the node registry and on task leases
+    /// (default `<hostname>:<component>:<pid>`). Give a stable id to a worker that restarts in
+    /// place so its unfinished tasks are requeued at once on restart.
+    #[arg(long, env = "OCLAW_NODE_ID")]
+    pub node_id: Option<String>,
 }
 
 /// How to reach a node (client commands).

@@ -1,6 +1,7 @@
 //! Route table of the API.
 
 pub(crate) mod bots;
+mod cluster;
 mod demo;
 mod health;
 mod metrics;
@@ -16,7 +17,7 @@ use crate::{auth, ApiError, ApiState};
 
 /// The node's HTTP routes with authentication and the body limit applied.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/tasks", post(tasks::submit).get(tasks::list))
@@ -27,15 +28,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/bots", get(bots::list))
         .route("/v1/bots/{name}", get(bots::get_one))
         .route("/v1/queues", get(queues::list))
-        .route(
-            "/v1/cluster/nodes",
-            get(
-                |axum::extract::State(s): axum::extract::State<ApiState>| async move {
-                    // The embedded node is the whole cluster; distributed mode lists every registered node.
-                    axum::Json(serde_json::json!({"items": [s.node], "next_cursor": null}))
-                },
-            ),
-        )
+        .route("/v1/cluster/nodes", get(cluster::nodes))
         .route("/v1/bots/{name}/invoke", post(bots::invoke))
         .route("/metrics", get(metrics::metrics))
         .route(
@@ -43,18 +36,40 @@ pub fn router(state: ApiState) -> Router {
             get(|| async { axum::Json(crate::openapi::document()) }),
         )
         .route("/demo/catalog.json", get(demo::catalog))
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                ErrorCode::MethodNotAllowed,
-                "this route does not accept that method; see /openapi.json",
-            )
-        })
-        .fallback(|| async {
-            ApiError::new(
-                ErrorCode::NotFound,
-                "no such route; see /openapi.json for the routes",
-            )
-        })
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found);
+    with_layers(routes, state)
+}
+
+/// The routes of a process without the api-server component (a worker or a scheduler):
+/// health, readiness and metrics, and the demo data the example bots fetch from their own node.
+pub fn probe_router(state: ApiState) -> Router {
+    let routes = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/demo/catalog.json", get(demo::catalog))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found);
+    with_layers(routes, state)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not accept that method; see /openapi.json",
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        "no such route; see /openapi.json for the routes",
+    )
+}
+
+fn with_layers(routes: Router<ApiState>, state: ApiState) -> Router {
+    routes
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

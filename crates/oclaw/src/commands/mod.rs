@@ -24,7 +24,18 @@ pub fn run(cli: Cli) -> ExitCode {
         LogFormatArg::Human => oclaw_telemetry::LogStyle::Human,
     });
     match cli.command {
-        Command::Serve { config, listen } => serve::run(config, listen, style),
+        Command::Serve { config, listen } => serve::run(
+            serve::Launch {
+                args: config,
+                listen,
+                node_id: None,
+                components: oclaw_node::Components::ALL,
+            },
+            style,
+        ),
+        Command::ApiServer(c) => serve::run_component(c, oclaw_node::Components::API_SERVER, style),
+        Command::Scheduler(c) => serve::run_component(c, oclaw_node::Components::SCHEDULER, style),
+        Command::Worker(c) => serve::run_component(c, oclaw_node::Components::WORKER, style),
         Command::Config(c) => config::run(c),
         Command::Bench(b) => bench::run(b),
         Command::Docs(d) => docs::run(d),

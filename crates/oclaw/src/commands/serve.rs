@@ -5,7 +5,7 @@ use oclaw_core::config_load::load_node_config;
 use oclaw_telemetry::LogStyle;
 
 use super::{profile, runtime, EXIT_FAILURE, EXIT_INVALID};
-use crate::cli::ConfigArgs;
+use crate::cli::{ComponentArgs, ConfigArgs};
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -29,7 +29,42 @@ async fn shutdown_signal() {
     }
 }
 
-pub fn run(args: ConfigArgs, listen: Option<String>, style: Option<LogStyle>) -> ExitCode {
+/// What to start.
+pub struct Launch {
+    pub args: ConfigArgs,
+    pub listen: Option<String>,
+    pub node_id: Option<String>,
+    pub components: oclaw_node::Components,
+}
+
+pub fn run_component(
+    c: ComponentArgs,
+    components: oclaw_node::Components,
+    style: Option<LogStyle>,
+) -> ExitCode {
+    // Workers and schedulers expose only probes and metrics; a free port keeps several of them
+    // on one host from colliding. The api-server keeps api.listen unless told.
+    let listen = c
+        .listen
+        .or_else(|| (!components.api).then(|| "127.0.0.1:0".to_string()));
+    run(
+        Launch {
+            args: c.config,
+            listen,
+            node_id: c.node_id,
+            components,
+        },
+        style,
+    )
+}
+
+pub fn run(launch: Launch, style: Option<LogStyle>) -> ExitCode {
+    let Launch {
+        args,
+        listen,
+        node_id,
+        components,
+    } = launch;
     let file = args
         .config
         .as_ref()
@@ -64,6 +99,8 @@ pub fn run(args: ConfigArgs, listen: Option<String>, style: Option<LogStyle>) ->
     };
     let options = oclaw_node::ServeOptions {
         config,
+        components,
+        node_id,
         config_file: file,
         banner: true,
     };

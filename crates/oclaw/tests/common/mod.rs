@@ -22,35 +22,31 @@ pub fn oclaw() -> Command {
 /// Starts `oclaw serve` with `config` (YAML) in `dir`, on a free loopback port, and waits until
 /// it prints its banner.
 pub fn start(dir: &Path, config: &str) -> Node {
-    let config_path = dir.join("oclaw.yaml");
+    let storage = format!("sqlite://{}", dir.join("oclaw.db").display());
+    start_process(dir, config, &["serve", "--listen", "127.0.0.1:0"], &storage)
+}
+
+/// Starts one process (`serve`, `api-server`, `scheduler`, `worker` with `args`) on `storage`
+/// and waits for its banner; `url` is its HTTP address (the API, or a worker's probes).
+pub fn start_process(dir: &Path, config: &str, args: &[&str], storage: &str) -> Node {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let config_path = dir.join(format!("oclaw-{stamp}.yaml"));
     std::fs::write(&config_path, config).unwrap();
-    let stderr_path = dir.join(format!(
-        "stderr-{}.log",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
+    let stderr_path = dir.join(format!("stderr-{}-{stamp}.log", args[0]));
     let stderr = std::fs::File::create(&stderr_path).unwrap();
     let mut child = oclaw()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--config",
-        ])
+        .args(args)
+        .args(["--log-format", "json", "--config"])
         .arg(&config_path)
         .current_dir(dir)
-        .env(
-            "OCLAW_STORAGE__URL",
-            format!("sqlite://{}", dir.join("oclaw.db").display()),
-        )
+        .env("OCLAW_STORAGE__URL", storage)
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
-        .expect("start oclaw serve");
+        .expect("start oclaw");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -58,12 +54,12 @@ pub fn start(dir: &Path, config: &str) -> Node {
     while Instant::now() < deadline {
         match lines.next() {
             Some(Ok(line)) => {
-                if let Some(rest) = line.trim().strip_prefix("API") {
+                if let Some(rest) = line.trim().strip_prefix("health") {
                     let u = rest
                         .split_whitespace()
                         .next()
                         .unwrap()
-                        .trim_end_matches("/v1")
+                        .trim_end_matches("/healthz")
                         .to_string();
                     url = Some(u);
                     break;
@@ -74,7 +70,8 @@ pub fn start(dir: &Path, config: &str) -> Node {
     }
     let url = url.unwrap_or_else(|| {
         panic!(
-            "oclaw serve did not start: {}",
+            "oclaw {} did not start: {}",
+            args[0],
             std::fs::read_to_string(&stderr_path).unwrap_or_default()
         )
     });
@@ -88,6 +85,10 @@ pub fn start(dir: &Path, config: &str) -> Node {
 }
 
 impl Node {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }

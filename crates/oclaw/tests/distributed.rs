@@ -1,0 +1,519 @@
+//! Distributed mode against the real PostgreSQL: api-servers, schedulers and workers as separate
+//! `oclaw` processes on loopback, and the faults they must survive — a worker, the leader
+//! scheduler or an api-server killed with SIGKILL, and PostgreSQL itself stopped under load
+//! (that one on a private PostgreSQL instance this test starts, so other tests keep theirs).
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{client, get, post, start_process, Node};
+use oclaw_store::testing::fresh_postgres_url;
+use serde_json::{json, Value};
+
+const CONFIG: &str = r#"
+scheduler:
+  interval: 1s
+  leader_lease: 2s
+worker:
+  concurrency: 10
+  lease: 2s
+  batch: {maxSize: 20}
+bots:
+  - metadata: {name: slow}
+    spec:
+      steps:
+        - {id: nap, uses: sleep, with: {duration: 300ms}}
+  - metadata: {name: quick}
+    spec:
+      steps:
+        - {id: echo, uses: template, with: {value: "{{ input.i }}"}}
+  - metadata: {name: ticker}
+    spec:
+      triggers: [{every: 1s}]
+      steps:
+        - {id: echo, uses: template, with: {value: "{{ input.trigger.scheduled_at }}"}}
+"#;
+
+fn api_server(dir: &Path, url: &str) -> Node {
+    start_process(dir, CONFIG, &["api-server", "--listen", "127.0.0.1:0"], url)
+}
+
+fn component(dir: &Path, url: &str, which: &str, id: &str) -> Node {
+    start_process(dir, CONFIG, &[which, "--node-id", id], url)
+}
+
+/// Every task of the cluster, through one api-server.
+async fn all_tasks(c: &reqwest::Client, base: &str, bot: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/v1/tasks?limit=1000&bot={bot}");
+        if let Some(cur) = &cursor {
+            url.push_str(&format!("&cursor={cur}"));
+        }
+        let (code, page) = get(c, &url).await;
+        assert_eq!(code, 200, "{page}");
+        out.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return out,
+        }
+    }
+}
+
+/// Waits until every task of `bot` succeeded and there are `count` of them.
+async fn wait_all_succeeded(
+    c: &reqwest::Client,
+    base: &str,
+    bot: &str,
+    count: usize,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let tasks = all_tasks(c, base, bot).await;
+        if tasks.len() == count && tasks.iter().all(|t| t["status"] == "succeeded") {
+            return tasks;
+        }
+        if Instant::now() > deadline {
+            let states: HashMap<String, usize> = tasks.iter().fold(HashMap::new(), |mut m, t| {
+                *m.entry(t["status"].as_str().unwrap_or("?").to_string())
+                    .or_default() += 1;
+                m
+            });
+            panic!(
+                "not all {count} tasks succeeded: {} tasks, {states:?}",
+                tasks.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn nodes(c: &reqwest::Client, base: &str) -> Vec<Value> {
+    let (code, body) = get(c, &format!("{base}/v1/cluster/nodes")).await;
+    assert_eq!(code, 200, "{body}");
+    body["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_killed_holding_tasks_loses_nothing() {
+    let Some(url) = fresh_postgres_url().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let api = api_server(dir.path(), &url);
+    let _scheduler = component(dir.path(), &url, "scheduler", "sched-1");
+    let mut a = component(dir.path(), &url, "worker", "worker-a");
+    let c = client();
+    let tasks: Vec<Value> = (0..60)
+        .map(|i| json!({"bot": "slow", "input": {"i": i}}))
+        .collect();
+    let (code, body, _) = post(
+        &c,
+        &format!("{}/v1/tasks/batch", api.url),
+        &json!({ "tasks": tasks }).to_string(),
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+    // Wait until worker-a is running tasks, then kill it mid-flight.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let running = all_tasks(&c, &api.url, "slow").await;
+        if running
+            .iter()
+            .any(|t| t["status"] == "running" && t["worker"] == "worker-a")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "worker-a never ran a task");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.kill9();
+    let _b = component(dir.path(), &url, "worker", "worker-b");
+    let done = wait_all_succeeded(&c, &api.url, "slow", 60).await;
+    let ids: HashSet<&str> = done.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 60, "each submitted task exactly once");
+    let rerun: Vec<&Value> = done.iter().filter(|t| t["attempts"] == 2).collect();
+    assert!(
+        !rerun.is_empty(),
+        "worker-a held tasks when killed; they must have run again elsewhere"
+    );
+    for t in &rerun {
+        assert_eq!(t["worker"], "worker-b", "{t}");
+        assert_eq!(
+            t["error"],
+            Value::Null,
+            "a success clears the lease error: {t}"
+        );
+    }
+    assert!(done.iter().all(|t| t["attempts"].as_u64().unwrap() <= 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_scheduler_killed_standby_takes_over_without_double_or_missed_fires() {
+    let Some(url) = fresh_postgres_url().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let api = api_server(dir.path(), &url);
+    let mut first = component(dir.path(), &url, "scheduler", "sched-a");
+    let c = client();
+    // sched-a leads before sched-b exists.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !nodes(&c, &api.url)
+        .await
+        .iter()
+        .any(|n| n["id"] == "sched-a" && n["leader"] == true)
+    {
+        assert!(Instant::now() < deadline, "sched-a never led");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _second = component(dir.path(), &url, "scheduler", "sched-b");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let leaders: Vec<Value> = nodes(&c, &api.url)
+        .await
+        .into_iter()
+        .filter(|n| n["leader"] == true)
+        .collect();
+    assert_eq!(leaders.len(), 1, "exactly one leader: {leaders:?}");
+    first.kill9();
+    let killed = Instant::now();
+    loop {
+        let list = nodes(&c, &api.url).await;
+        if list
+            .iter()
+            .any(|n| n["id"] == "sched-b" && n["leader"] == true)
+        {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(15),
+            "no standby took over: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "standby led {} ms after the leader was killed (leader_lease 2s, heartbeat 2s)",
+        killed.elapsed().as_millis()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let tasks = all_tasks(&c, &api.url, "ticker").await;
+    let mut ticks: Vec<i64> = tasks
+        .iter()
+        .map(|t| {
+            let at = t["input"]["trigger"]["scheduled_at"].as_str().unwrap();
+            chrono::DateTime::parse_from_rfc3339(at)
+                .unwrap()
+                .timestamp()
+        })
+        .collect();
+    ticks.sort_unstable();
+    assert!(ticks.len() >= 6, "{ticks:?}");
+    for w in ticks.windows(2) {
+        assert_eq!(
+            w[1] - w[0],
+            1,
+            "a tick fired twice or not at all: {ticks:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_killed_under_load_loses_no_acknowledged_task() {
+    let Some(url) = fresh_postgres_url().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut apis: Vec<Node> = (0..3).map(|_| api_server(dir.path(), &url)).collect();
+    let bases: Vec<String> = apis.iter().map(|a| a.url.clone()).collect();
+    let _scheduler = component(dir.path(), &url, "scheduler", "sched-1");
+    let _worker = component(dir.path(), &url, "worker", "worker-1");
+    let acknowledged: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let c = client();
+    let mut clients = Vec::new();
+    for k in 0..6usize {
+        let (c, bases, acknowledged) = (c.clone(), bases.clone(), acknowledged.clone());
+        clients.push(tokio::spawn(async move {
+            for n in 0..60usize {
+                let key = format!("c{k}-{n}");
+                let body = json!({"bot": "quick", "input": {"i": n}, "idempotency_key": key});
+                // A client that loses its server retries the same request on the next one.
+                let mut server = (k + n) % bases.len();
+                let mut tries = 0;
+                loop {
+                    let sent = c
+                        .post(format!("{}/v1/tasks", bases[server]))
+                        .json(&body)
+                        .send()
+                        .await;
+                    if let Ok(r) = sent {
+                        if r.status().as_u16() == 202 || r.status().as_u16() == 200 {
+                            let t: Value = r.json().await.unwrap();
+                            let id = t["id"].as_str().unwrap().to_string();
+                            acknowledged.lock().unwrap().insert(key.clone(), id);
+                            break;
+                        }
+                    }
+                    tries += 1;
+                    assert!(tries < 20, "no api-server accepted {key}");
+                    server = (server + 1) % bases.len();
+                }
+            }
+        }));
+    }
+    // Kill one api-server while the clients are mid-way.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().unwrap().len() < 100 {
+        assert!(Instant::now() < deadline, "submissions stalled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    apis[0].kill9();
+    for h in clients {
+        h.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert_eq!(acknowledged.len(), 360);
+    let done = wait_all_succeeded(&c, &bases[1], "quick", 360).await;
+    let by_id: HashMap<&str, &Value> = done
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap(), t))
+        .collect();
+    for (key, id) in &acknowledged {
+        let t = by_id
+            .get(id.as_str())
+            .unwrap_or_else(|| panic!("acknowledged {id} lost"));
+        assert_eq!(t["idempotency_key"], key.as_str());
+    }
+}
+
+/// A PostgreSQL server of this test's own, so it can be stopped and started under load.
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    fn as_postgres(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        let root = std::env::var("USER").as_deref() == Ok("root")
+            || Command::new("id")
+                .arg("-u")
+                .output()
+                .map(|o| o.stdout.starts_with(b"0"))
+                .unwrap_or(false);
+        if root {
+            // PostgreSQL refuses to run as root.
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn start() -> Result<PrivatePostgres, String> {
+        let versions = std::fs::read_dir("/usr/lib/postgresql")
+            .map_err(|e| format!("no PostgreSQL binaries: {e}"))?;
+        let bin = versions
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .ok_or("no initdb under /usr/lib/postgresql")?;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let pg = PrivatePostgres { dir, bin, port };
+        let run = |mut c: Command| -> Result<(), String> {
+            let out = c.output().map_err(|e| e.to_string())?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        };
+        run({
+            let mut c = Command::new("chmod");
+            c.arg("755").arg(pg.dir.path());
+            c
+        })?;
+        let _ = Command::new("chown")
+            .arg("postgres")
+            .arg(pg.dir.path())
+            .status();
+        run({
+            let mut c = pg.as_postgres("initdb");
+            c.arg("-D")
+                .arg(pg.data())
+                .args(["-A", "trust", "-U", "postgres", "--no-sync"]);
+            c
+        })?;
+        pg.ctl("start")?;
+        Ok(pg)
+    }
+
+    fn ctl(&self, action: &str) -> Result<(), String> {
+        let mut c = self.as_postgres("pg_ctl");
+        c.arg("-D")
+            .arg(self.data())
+            .args(["-w", "-m", "fast", "-l"])
+            .arg(self.dir.path().join("log"));
+        c.arg("-o").arg(format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        ));
+        let out = c.arg(action).output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "pg_ctl {action}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .as_postgres("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_under_load_components_recover_by_themselves() {
+    let pg = match PrivatePostgres::start() {
+        Ok(pg) => pg,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("a private PostgreSQL is required under CI=true: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: cannot start a private PostgreSQL: {e}");
+            return;
+        }
+    };
+    let url = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    let mut api = api_server(dir.path(), &url);
+    let mut scheduler = component(dir.path(), &url, "scheduler", "sched-1");
+    let mut worker = component(dir.path(), &url, "worker", "worker-1");
+    let c = client();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let submitter = {
+        let (c, base, stop, acknowledged, failures) = (
+            c.clone(),
+            api.url.clone(),
+            stop.clone(),
+            acknowledged.clone(),
+            failures.clone(),
+        );
+        tokio::spawn(async move {
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let body =
+                    json!({"bot": "quick", "input": {"i": n}, "idempotency_key": format!("k{n}")});
+                let sent = c.post(format!("{base}/v1/tasks")).json(&body).send().await;
+                match sent {
+                    Ok(r) if r.status().as_u16() == 202 || r.status().as_u16() == 200 => {
+                        let t: Value = r.json().await.unwrap();
+                        acknowledged
+                            .lock()
+                            .unwrap()
+                            .push(t["id"].as_str().unwrap().to_string());
+                        n += 1;
+                    }
+                    Ok(r) => {
+                        // While the database is away: 503 with OC-4001, never a silent loss.
+                        assert_eq!(r.status().as_u16(), 503);
+                        let e: Value = r.json().await.unwrap();
+                        assert_eq!(e["error"]["code"], "OC-4001", "{e}");
+                        failures.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => panic!("the api-server itself must stay up: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = acknowledged.lock().unwrap().len();
+    assert!(before > 0, "no submissions before the outage");
+    pg.ctl("stop").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, body) = get(&c, &format!("{}/readyz", api.url)).await;
+        if code == 503 {
+            assert_eq!(body["error"]["code"], "OC-4001", "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readyz stayed {code} with the database down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pg.ctl("start").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&c, &format!("{}/readyz", api.url)).await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "api-server did not become ready again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let during = acknowledged.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    submitter.await.unwrap();
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() > during, "submissions did not resume");
+    assert!(
+        failures.load(Ordering::Relaxed) > 0,
+        "the outage was not seen"
+    );
+    let done = wait_all_succeeded(&c, &api.url, "quick", acknowledged.len()).await;
+    let ids: HashSet<&str> = done.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    for id in &acknowledged {
+        assert!(ids.contains(id.as_str()), "acknowledged {id} lost");
+    }
+    for (name, node) in [
+        ("api-server", &mut api),
+        ("scheduler", &mut scheduler),
+        ("worker", &mut worker),
+    ] {
+        assert!(
+            node.child.try_wait().unwrap().is_none(),
+            "{name} exited instead of recovering: {}",
+            node.logs()
+        );
+    }
+}
