@@ -74,6 +74,9 @@ pub enum Command {
     /// Show queue depths on a running node.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Show the processes of the cluster (from the node registry of a running api-server).
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Print the version.
@@ -221,6 +224,15 @@ pub enum QueueCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Every registered api-server, scheduler and worker: status, leadership, load, age.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate a config file and the bots it loads; exit 0 when valid, 2 when not.
     Validate {
@@ -250,6 +262,18 @@ pub enum BenchCommand {
         /// Claim and complete one task per round trip.
         #[arg(long)]
         no_batch: bool,
+        /// Run on this store instead of a temporary SQLite file: `postgres://USER@HOST/DB`
+        /// (the bench creates and drops a schema of its own).
+        #[arg(long)]
+        storage_url: Option<String>,
+        /// Drain with N separate `oclaw worker` processes (PostgreSQL only); 0 runs the worker
+        /// inside the bench process.
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
+        /// Write this many finished tasks before the drain (PostgreSQL only): claims must stay
+        /// fast however much history the table holds.
+        #[arg(long, default_value_t = 0)]
+        history: usize,
     },
     /// Load `POST /v1/tasks` (or the batch route) of a node and measure latency and rate.
     Http {
@@ -272,6 +296,13 @@ pub enum BenchCommand {
     Latency {
         #[arg(long, default_value_t = 1000)]
         samples: usize,
+        /// Run on this store instead of a temporary SQLite file (`postgres://USER@HOST/DB`).
+        #[arg(long)]
+        storage_url: Option<String>,
+        /// 1 runs the worker as a separate `oclaw worker` process (PostgreSQL only), so the
+        /// wake-up crosses processes; 0 runs it inside the bench process.
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
     },
 }
 

@@ -176,7 +176,7 @@ async fn leader_scheduler_killed_standby_takes_over_without_double_or_missed_fir
         assert!(Instant::now() < deadline, "sched-a never led");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _second = component(dir.path(), &url, "scheduler", "sched-b");
+    let second = component(dir.path(), &url, "scheduler", "sched-b");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let leaders: Vec<Value> = nodes(&c, &api.url)
         .await
@@ -203,6 +203,17 @@ async fn leader_scheduler_killed_standby_takes_over_without_double_or_missed_fir
     eprintln!(
         "standby led {} ms after the leader was killed (leader_lease 2s, heartbeat 2s)",
         killed.elapsed().as_millis()
+    );
+    let (code, metrics) = get(&c, &format!("{}/metrics", second.url)).await;
+    assert_eq!(code, 200);
+    let metrics = metrics.as_str().unwrap().to_string();
+    assert!(
+        metrics.contains("\noclaw_scheduler_leader 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\noclaw_scheduler_elections_total 1\n"),
+        "{metrics}"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let tasks = all_tasks(&c, &api.url, "ticker").await;

@@ -156,6 +156,27 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
             "Tasks enqueued by cron and interval triggers.",
             &[(String::new(), s.fired.load(Ordering::Relaxed) as f64)],
         );
+        render_samples(
+            &mut out,
+            "oclaw_scheduler_leader",
+            "gauge",
+            "1 while this scheduler is the leader (the one that schedules), 0 while it stands by.",
+            &[(
+                String::new(),
+                if s.leader.load(Ordering::Relaxed) {
+                    1.0
+                } else {
+                    0.0
+                },
+            )],
+        );
+        render_samples(
+            &mut out,
+            "oclaw_scheduler_elections_total",
+            "counter",
+            "Times this scheduler became the leader.",
+            &[(String::new(), s.elected.load(Ordering::Relaxed) as f64)],
+        );
     }
     if let Some(w) = &state.worker {
         attempts += w.stats.claim_attempts.load(Ordering::Relaxed);

@@ -22,7 +22,7 @@ const MIGRATIONS: &[&str] = &[
         error_message TEXT,
         attempts INTEGER NOT NULL DEFAULT 0,
         max_attempts INTEGER NOT NULL,
-        idempotency_key TEXT UNIQUE,
+        idempotency_key TEXT,
         trace_id TEXT NOT NULL,
         created_at BIGINT NOT NULL,
         run_at BIGINT NOT NULL,
@@ -31,8 +31,8 @@ const MIGRATIONS: &[&str] = &[
         worker TEXT,
         lease_until BIGINT
     ) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
+    CREATE UNIQUE INDEX tasks_idempotency ON tasks (idempotency_key) WHERE idempotency_key IS NOT NULL;
     CREATE INDEX tasks_ready ON tasks (queue, priority DESC, id) WHERE status = 'queued';
-    CREATE INDEX tasks_ready_any ON tasks (priority DESC, id) WHERE status = 'queued';
     CREATE INDEX tasks_due ON tasks (run_at) WHERE status = 'scheduled';
     CREATE INDEX tasks_leased ON tasks (lease_until) WHERE status = 'running';
     CREATE INDEX tasks_parked ON tasks (queue) WHERE status IN ('dead', 'failed');

@@ -23,6 +23,11 @@ const TASK_COLUMNS: &str = "id, bot, queue, status, priority, input, output, err
     error_message, attempts, max_attempts, idempotency_key, trace_id, created_at, run_at, started_at, \
     finished_at, worker";
 
+// A task holds a lease exactly while it runs: `lease_until IS NOT NULL` is `status = 'running'`.
+// Statements that address tasks by id test the former, so the planner reaches them through the
+// primary key and never walks the `tasks_leased` index, whose dead entries (every finished run
+// leaves one until vacuum) would make each such statement slower as a drain goes on.
+
 const CLAIMED_COLUMNS: &str = "t.id, t.bot, t.queue, t.priority, t.input, t.attempts, \
     t.max_attempts, t.trace_id, t.created_at, t.run_at";
 
@@ -417,7 +422,7 @@ impl PgStore {
                    finished_at = CASE WHEN u.ok OR u.retry_at IS NULL OR t.attempts >= t.max_attempts \
                                       THEN $9::bigint END, \
                    lease_until = NULL \
-                 FROM u WHERE t.id = u.id AND t.status = 'running' AND t.worker = u.worker \
+                 FROM u WHERE t.id = u.id AND t.lease_until IS NOT NULL AND t.worker = u.worker \
                    AND t.attempts = u.attempt \
                  RETURNING t.id, t.status) \
                  SELECT id, status, \
@@ -651,7 +656,7 @@ impl Store for PgStore {
         let until = ms(Utc::now()) + lease.as_millis() as i64;
         let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
         self.exec(
-            "UPDATE tasks SET lease_until = $1 WHERE id = ANY($2) AND status = 'running' AND worker = $3",
+            "UPDATE tasks SET lease_until = $1 WHERE id = ANY($2) AND lease_until IS NOT NULL AND worker = $3",
             &[&until, &ids, &worker],
         )
         .await
@@ -672,7 +677,7 @@ impl Store for PgStore {
             .query(
                 "WITH r AS (UPDATE tasks SET status = 'queued', attempts = greatest(attempts - 1, 0), \
                    worker = NULL, lease_until = NULL, started_at = NULL \
-                   WHERE id = ANY($1) AND status = 'running' AND worker = $2 RETURNING id) \
+                   WHERE id = ANY($1) AND lease_until IS NOT NULL AND worker = $2 RETURNING id) \
                  SELECT count(*), (SELECT pg_notify($3, '') FROM r HAVING count(*) > 0) FROM r",
                 &[&ids, &worker, &self.inner.channels.queued],
             )

@@ -14,13 +14,27 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
             concurrency,
             batch,
             no_batch,
+            storage_url,
+            workers,
+            history,
         } => rt.block_on(oclaw_node::bench::drain(oclaw_node::bench::DrainOptions {
             tasks,
             concurrency,
             batch,
             batching: !no_batch,
+            storage_url,
+            workers,
+            history,
         })),
-        BenchCommand::Latency { samples } => rt.block_on(oclaw_node::bench::latency(samples)),
+        BenchCommand::Latency {
+            samples,
+            storage_url,
+            workers,
+        } => rt.block_on(oclaw_node::bench::latency(
+            samples,
+            storage_url.as_deref(),
+            workers,
+        )),
         BenchCommand::Http {
             rate,
             duration,

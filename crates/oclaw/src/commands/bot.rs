@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::client::{
     get_list, item_rows, print_json, print_table, read_input, task_exit, Client, ClientError,
 };
-use crate::cli::{BotCommand, Output, QueueCommand};
+use crate::cli::{BotCommand, NodeCommand, Output, QueueCommand};
 
 pub async fn run_bot(cmd: BotCommand) -> Result<ExitCode, ClientError> {
     match cmd {
@@ -80,6 +80,71 @@ pub async fn run_queue(cmd: QueueCommand) -> Result<ExitCode, ClientError> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+pub async fn run_node(cmd: NodeCommand) -> Result<ExitCode, ClientError> {
+    match cmd {
+        NodeCommand::List { server } => {
+            let client = Client::new(&server)?;
+            if let Some(page) = get_list(&client, "/v1/cluster/nodes").await? {
+                let headers = [
+                    "NAME",
+                    "COMPONENTS",
+                    "STATUS",
+                    "LEADER",
+                    "IN-FLIGHT",
+                    "ADDRESS",
+                    "AGE",
+                ];
+                print_table(&headers, &item_rows(&page, node_row));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A node's age from its start time, as kubectl shows it (`45s`, `12m`, `3h`, `2d`).
+fn age(started: &Value) -> String {
+    let Some(at) = started
+        .as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    else {
+        return "-".into();
+    };
+    let secs = (chrono::Utc::now() - at.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+fn node_row(n: &Value) -> Vec<String> {
+    let components: Vec<String> = n["components"]
+        .as_array()
+        .map(|a| a.iter().map(text).collect())
+        .unwrap_or_default();
+    let leader = match n["leader"].as_bool() {
+        Some(true) => "yes",
+        Some(false) => "standby",
+        None => "-",
+    };
+    let in_flight = match (&n["in_flight"], &n["concurrency"]) {
+        (Value::Number(a), Value::Number(b)) => format!("{a}/{b}"),
+        _ => "-".into(),
+    };
+    vec![
+        text(&n["id"]),
+        components.join(","),
+        text(&n["status"]),
+        leader.into(),
+        in_flight,
+        text(&n["address"]),
+        age(&n["started_at"]),
+    ]
 }
 
 fn text(v: &Value) -> String {

@@ -42,6 +42,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Task(t) => run_client(task::run_task(t)),
         Command::Bot(b) => run_client(bot::run_bot(b)),
         Command::Queue(q) => run_client(bot::run_queue(q)),
+        Command::Node(n) => run_client(bot::run_node(n)),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = crate::cli::Cli::command();
