@@ -306,9 +306,10 @@ pub async fn serve(
         metrics,
         worker: worker_info.clone(),
         scheduler: scheduler_stats.clone(),
-        // Embedded: only this node's worker runs tasks, so other queues are refused. Distributed:
-        // workers elsewhere may serve any queue.
-        served_queues: embedded.then(|| Arc::new(queues.iter().cloned().collect())),
+        // Embedded on SQLite: only this node's worker runs tasks, so other queues are refused.
+        // On a shared PostgreSQL, workers elsewhere may serve any queue.
+        served_queues: (embedded && store.backend() == "sqlite")
+            .then(|| Arc::new(queues.iter().cloned().collect())),
         node: node_info(),
     };
     let presence = spawn_presence(store.clone(), node_id.clone(), node_info, stop_rx.clone());

@@ -35,6 +35,11 @@ bots:
     spec:
       steps:
         - {id: echo, uses: template, with: {value: "{{ input.i }}"}}
+  - metadata: {name: bulk}
+    spec:
+      queue: bulk
+      steps:
+        - {id: nap, uses: sleep, with: {duration: 200ms}}
   - metadata: {name: ticker}
     spec:
       triggers: [{every: 1s}]
@@ -290,9 +295,19 @@ async fn api_server_killed_under_load_loses_no_acknowledged_task() {
     for h in clients {
         h.await.unwrap();
     }
+    // invoke on one api-server returns the result a worker in another process wrote.
+    let (code, answer, _) = post(
+        &c,
+        &format!("{}/v1/bots/quick/invoke", bases[2]),
+        r#"{"input": {"i": "via-invoke"}}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["status"], "succeeded");
+    assert_eq!(answer["output"], "via-invoke");
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert_eq!(acknowledged.len(), 360);
-    let done = wait_all_succeeded(&c, &bases[1], "quick", 360).await;
+    let done = wait_all_succeeded(&c, &bases[1], "quick", 361).await;
     let by_id: HashMap<&str, &Value> = done
         .iter()
         .map(|t| (t["id"].as_str().unwrap(), t))
@@ -303,6 +318,55 @@ async fn api_server_killed_under_load_loses_no_acknowledged_task() {
             .unwrap_or_else(|| panic!("acknowledged {id} lost"));
         assert_eq!(t["idempotency_key"], key.as_str());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooded_queue_does_not_starve_another_queue_of_the_same_worker() {
+    let Some(url) = fresh_postgres_url().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let api = api_server(dir.path(), &url);
+    let _worker = component(dir.path(), &url, "worker", "worker-1");
+    let c = client();
+    // 300 tasks of 200 ms on `bulk` are 6 s of work for a worker of concurrency 10.
+    let flood: Vec<Value> = (0..300)
+        .map(|i| json!({"bot": "bulk", "input": {"i": i}}))
+        .collect();
+    let (code, body, _) = post(
+        &c,
+        &format!("{}/v1/tasks/batch", api.url),
+        &json!({ "tasks": flood }).to_string(),
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+    let (code, t, _) = post(
+        &c,
+        &format!("{}/v1/tasks", api.url),
+        r#"{"bot": "quick", "input": {"i": 1}}"#,
+    )
+    .await;
+    assert_eq!(code, 202, "{t}");
+    common::wait_status(
+        &c,
+        &api.url,
+        t["id"].as_str().unwrap(),
+        "succeeded",
+        Duration::from_secs(30),
+    )
+    .await;
+    let (_, queues) = get(&c, &format!("{}/v1/queues", api.url)).await;
+    let bulk = queues["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "bulk")
+        .unwrap()
+        .clone();
+    assert!(
+        bulk["queued"].as_u64().unwrap() > 150,
+        "the default queue's task waited for the flood: {bulk}"
+    );
 }
 
 /// A PostgreSQL server of this test's own, so it can be stopped and started under load.

@@ -70,6 +70,8 @@ pub(crate) struct Inner {
     pub channels: Channels,
     pub wakeups: Wakeups,
     pub capacities: RwLock<HashMap<String, u64>>,
+    /// Which queue the next multi-queue claim starts at (round robin).
+    pub claim_rotation: std::sync::atomic::AtomicUsize,
 }
 
 /// A store in one schema of a PostgreSQL database.
@@ -157,6 +159,7 @@ impl PgStore {
             schema,
             wakeups: Wakeups::default(),
             capacities: RwLock::new(HashMap::new()),
+            claim_rotation: Default::default(),
         });
         let listener = listener::spawn(config, inner.clone()).await?;
         Ok(PgStore { inner, listener })

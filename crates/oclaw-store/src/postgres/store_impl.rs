@@ -629,9 +629,14 @@ impl Store for PgStore {
                     .await?
             }
             queues => {
-                // Start at a rotating queue so no queue always gets the batch's leftovers.
+                // Start at the next queue each time, so no queue always gets the batch's
+                // leftovers: a flooded queue cannot starve the others.
                 let mut out = Vec::with_capacity(req.limit);
-                let start = (now as usize) % queues.len();
+                let start = self
+                    .inner
+                    .claim_rotation
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    % queues.len();
                 for i in 0..queues.len() {
                     let left = req.limit - out.len();
                     if left == 0 {

@@ -31,6 +31,8 @@ impl Default for SqliteOptions {
 pub(super) struct Shared {
     pub capacities: RwLock<HashMap<String, u64>>,
     pub wakeups: Wakeups,
+    /// Which queue the next multi-queue claim starts at (round robin).
+    pub claim_rotation: std::sync::atomic::AtomicUsize,
     /// While a group commit is open, wake-ups wait here until it is durable.
     deferred: Mutex<Option<Vec<Notice>>>,
 }
@@ -339,6 +341,7 @@ impl SqliteStore {
         let shared = Arc::new(Shared {
             capacities: RwLock::new(HashMap::new()),
             wakeups: Wakeups::default(),
+            claim_rotation: Default::default(),
             deferred: Mutex::new(None),
         });
         let (tx, rx) = std::sync::mpsc::channel::<WriteJob>();

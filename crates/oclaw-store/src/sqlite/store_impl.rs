@@ -328,15 +328,19 @@ impl Store for SqliteStore {
         if req.limit == 0 {
             return Ok(Vec::new());
         }
-        self.write(move |conn, _| {
+        self.write(move |conn, inner| {
             let now = ms(Utc::now());
             let tx = Tx::begin(conn)?;
             let mut out = Vec::with_capacity(req.limit);
             if req.queues.is_empty() {
                 claim_from_queue(&tx, None, &req, req.limit, now, &mut out)?;
             } else {
-                // Start at a rotating queue so no queue always gets the batch's leftovers.
-                let start = (now as usize) % req.queues.len();
+                // Start at the next queue each time, so no queue always gets the batch's
+                // leftovers: a flooded queue cannot starve the others.
+                let start = inner
+                    .claim_rotation
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    % req.queues.len();
                 for i in 0..req.queues.len() {
                     let left = req.limit - out.len();
                     if left == 0 {
