@@ -54,6 +54,7 @@ error_codes! {
     BadCursor = ("OC-2009", 400, "pagination cursor is invalid"),
     NotFound = ("OC-2010", 404, "no such route"),
     MethodNotAllowed = ("OC-2011", 405, "the route does not accept this HTTP method"),
+    WebhookUnauthorized = ("OC-2012", 401, "webhook signature or token missing, invalid, or outside the replay window"),
     LeaseExpired = ("OC-3001", 500, "the task's lease expired before it finished"),
     TriggerFireFailed = ("OC-3002", 500, "a trigger could not enqueue its task"),
     StoreUnavailable = ("OC-4001", 503, "database connection timeout"),

@@ -24,11 +24,25 @@ pub struct LoadedBot {
     pub steps: Vec<(Step, Arc<dyn Skill>)>,
     /// Time triggers with their index in `spec.triggers`.
     pub time_triggers: Vec<(usize, TimeTrigger)>,
+    /// Webhook triggers (served by the api-server under `/hooks/`).
+    pub webhooks: Vec<crate::webhooks::WebhookTrigger>,
 }
 
 impl LoadedBot {
     pub fn name(&self) -> &str {
         &self.doc.metadata.name
+    }
+}
+
+impl BotCatalog {
+    /// The bot and webhook trigger serving a request path (`/hooks/...`).
+    pub fn webhook(&self, path: &str) -> Option<(Arc<LoadedBot>, crate::webhooks::WebhookTrigger)> {
+        self.bots.values().find_map(|b| {
+            b.webhooks
+                .iter()
+                .find(|w| w.path == path)
+                .map(|w| (b.clone(), w.clone()))
+        })
     }
 }
 
@@ -254,6 +268,37 @@ impl BotCatalog {
                 }
             }
         }
+        let mut webhooks = Vec::new();
+        for t in &doc.spec.triggers {
+            let Some(v) = &t.webhook else { continue };
+            let hook = crate::webhooks::WebhookTrigger::parse(v).map_err(|m| {
+                located(
+                    ErrorCode::BotBadTrigger,
+                    source,
+                    text,
+                    "webhook",
+                    format!("bot `{name}`: {m}"),
+                )
+            })?;
+            if let Some(other) = self
+                .bots
+                .values()
+                .find(|b| b.webhooks.iter().any(|w| w.path == hook.path))
+            {
+                return Err(located(
+                    ErrorCode::BotBadTrigger,
+                    source,
+                    text,
+                    &hook.path,
+                    format!(
+                        "bot `{name}`: webhook path {} is already bot `{}`'s",
+                        hook.path,
+                        other.name()
+                    ),
+                ));
+            }
+            webhooks.push(hook);
+        }
         self.bots.insert(
             name,
             Arc::new(LoadedBot {
@@ -261,6 +306,7 @@ impl BotCatalog {
                 source: source.to_string(),
                 steps,
                 time_triggers,
+                webhooks,
             }),
         );
         Ok(())

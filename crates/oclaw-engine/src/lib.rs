@@ -6,6 +6,7 @@ pub mod catalog;
 mod pipeline;
 pub mod templates;
 pub mod triggers;
+pub mod webhooks;
 mod worker;
 
 pub use catalog::{BotCatalog, BotLoadError, LoadedBot};

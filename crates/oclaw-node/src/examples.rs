@@ -14,4 +14,8 @@ pub const EXAMPLE_BOTS: &[(&str, &str)] = &[
         "examples/bots/health-monitor.yaml",
         include_str!("../../../examples/bots/health-monitor.yaml"),
     ),
+    (
+        "examples/bots/alert-handler.yaml",
+        include_str!("../../../examples/bots/alert-handler.yaml"),
+    ),
 ];

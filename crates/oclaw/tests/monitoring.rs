@@ -393,3 +393,151 @@ fn metric_names_are_found_in_expressions() {
         ["oclaw_api_request_duration_seconds_bucket", "up"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_alertmanager_notifications_are_handled_by_the_example_bot() {
+    let Some(alertmanager) = tool("prometheus-alertmanager") else {
+        return;
+    };
+    let route = common::recorder().await; // stands in for a chat/paging webhook
+    let fixer = common::recorder().await; // stands in for a remediation endpoint
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite://{}", dir.path().join("oclaw.db").display());
+    // No bots configured: the built-in examples, alert-handler among them.
+    let node = common::start_process_env(
+        dir.path(),
+        "{}\n",
+        &["serve", "--listen", "127.0.0.1:0"],
+        &storage,
+        &[(
+            "OCLAW_SECRET_ALERT_WEBHOOK_URL",
+            &format!("{}/chat", route.url),
+        )],
+    );
+    std::fs::write(
+        dir.path().join("alertmanager.yml"),
+        format!(
+            "route:\n  receiver: oclaw\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 2s\n\
+             receivers:\n  - name: oclaw\n    webhook_configs:\n      - url: {}/hooks/alertmanager\n        send_resolved: true\n",
+            node.url
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("alertmanager.log")).unwrap();
+    let _am = Prometheus(
+        Command::new(alertmanager)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("alertmanager.yml").display()
+            ))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("am").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let am = format!("http://127.0.0.1:{port}");
+    let c = client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c
+        .get(format!("{am}/-/ready"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+        != 200
+    {
+        assert!(Instant::now() < deadline, "alertmanager did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let alert = |ends: Option<chrono::DateTime<chrono::Utc>>| {
+        let mut a = json!({
+            "labels": {"alertname": "OclawQueueBacklogHigh", "severity": "critical", "queue": "jam"},
+            "annotations": {"summary": "queue jam has 1500 tasks waiting", "remediate_url": format!("{}/scale", fixer.url)},
+            "startsAt": (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339(),
+        });
+        if let Some(e) = ends {
+            a["endsAt"] = json!(e.to_rfc3339());
+        }
+        json!([a])
+    };
+    let r = c
+        .post(format!("{am}/api/v2/alerts"))
+        .json(&alert(None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Alertmanager notifies, then repeats every 2 s: wait for at least two notifications.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, tasks) = get(
+            &c,
+            &format!("{}/v1/tasks?bot=alert-handler&status=succeeded", node.url),
+        )
+        .await;
+        if tasks["items"].as_array().unwrap().len() >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alertmanager did not notify twice: {tasks}; log: {}",
+            std::fs::read_to_string(dir.path().join("alertmanager.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Routed and remediated once, though notified more often.
+    {
+        let routed = route.requests.lock().unwrap();
+        assert_eq!(routed.len(), 1, "{routed:?}");
+        assert_eq!(routed[0].0, "/chat");
+        assert!(
+            routed[0].1["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("[FIRING] firing: 1 alert (OclawQueueBacklogHigh)"),
+            "{routed:?}"
+        );
+        assert_eq!(routed[0].1["alerts"][0]["where"], "jam");
+        let fixed = fixer.requests.lock().unwrap();
+        assert_eq!(fixed.len(), 1, "{fixed:?}");
+        assert_eq!(fixed[0].0, "/scale");
+    }
+    assert!(
+        node.logs()
+            .contains("PAGE: 1 critical alert(s): OclawQueueBacklogHigh jam"),
+        "critical alerts page"
+    );
+    // Resolving the alert routes the resolution once more, without remediation.
+    let r = c
+        .post(format!("{am}/api/v2/alerts"))
+        .json(&alert(Some(chrono::Utc::now())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if route.requests.lock().unwrap().len() >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the resolution was not routed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let routed = route.requests.lock().unwrap();
+    assert!(
+        routed[1].1["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[RESOLVED]"),
+        "{routed:?}"
+    );
+    assert_eq!(fixer.requests.lock().unwrap().len(), 1);
+}

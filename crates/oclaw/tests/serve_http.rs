@@ -210,7 +210,15 @@ async fn the_example_bots_run_without_configuration() {
         .iter()
         .map(|b| b["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, vec!["catalog-collector", "health-monitor", "hello"]);
+    assert_eq!(
+        names,
+        vec![
+            "alert-handler",
+            "catalog-collector",
+            "health-monitor",
+            "hello"
+        ]
+    );
     // Run the collector now instead of waiting for its minute.
     let (code, t, _) = post(
         &c,

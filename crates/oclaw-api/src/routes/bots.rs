@@ -100,18 +100,35 @@ pub async fn invoke(
     };
     let task = crate::routes::tasks::to_new_task(&state, submit, &trace_id)?;
     // Subscribe before enqueueing so the finish cannot be missed.
-    let mut finished = state.store.wakeups().finished.subscribe();
+    let finished = state.store.wakeups().finished.subscribe();
     let enqueued = state
         .store
         .enqueue(task)
         .await
         .map_err(|e| ApiError::from(e).trace(&trace_id))?;
-    let id = enqueued.task.id;
+    let current = wait_finished(&state, enqueued.task, finished, wait).await?;
+    let status = if current.status.is_terminal() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, Json(invoke_answer(&current))))
+}
+
+/// Waits up to `wait` for `task` to reach a terminal state; answers the task as it is then.
+/// `finished` must be subscribed before the task was enqueued, so its finish cannot be missed.
+pub(crate) async fn wait_finished(
+    state: &ApiState,
+    task: oclaw_core::Task,
+    mut finished: tokio::sync::broadcast::Receiver<std::sync::Arc<[oclaw_core::TaskId]>>,
+    wait: std::time::Duration,
+) -> Result<oclaw_core::Task, ApiError> {
+    let id = task.id;
     let deadline = tokio::time::Instant::now() + wait;
-    let mut current = enqueued.task;
+    let mut current = task;
     loop {
         if current.status.is_terminal() {
-            return Ok((StatusCode::OK, Json(invoke_answer(&current))));
+            return Ok(current);
         }
         let woke = tokio::time::timeout_at(deadline, finished.recv()).await;
         let closed = matches!(
@@ -130,11 +147,8 @@ pub async fn invoke(
                 .get_task(id)
                 .await?
                 .ok_or(oclaw_store::StoreError::NotFound(id))?;
-            if current.status.is_terminal() {
-                return Ok((StatusCode::OK, Json(invoke_answer(&current))));
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Ok((StatusCode::ACCEPTED, Json(invoke_answer(&current))));
+            if current.status.is_terminal() || tokio::time::Instant::now() >= deadline {
+                return Ok(current);
             }
             if closed {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;

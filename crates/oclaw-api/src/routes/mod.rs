@@ -4,6 +4,7 @@ pub(crate) mod bots;
 mod cluster;
 mod demo;
 mod health;
+mod hooks;
 mod metrics;
 mod queues;
 pub(crate) mod tasks;
@@ -30,6 +31,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/queues", get(queues::list))
         .route("/v1/cluster/nodes", get(cluster::nodes))
         .route("/v1/bots/{name}/invoke", post(bots::invoke))
+        .route("/hooks/{*rest}", post(hooks::receive))
         .route("/metrics", get(metrics::metrics))
         .route(
             "/openapi.json",

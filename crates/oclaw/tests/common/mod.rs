@@ -29,6 +29,17 @@ pub fn start(dir: &Path, config: &str) -> Node {
 /// Starts one process (`serve`, `api-server`, `scheduler`, `worker` with `args`) on `storage`
 /// and waits for its banner; `url` is its HTTP address (the API, or a worker's probes).
 pub fn start_process(dir: &Path, config: &str, args: &[&str], storage: &str) -> Node {
+    start_process_env(dir, config, args, storage, &[])
+}
+
+/// [`start_process`] with extra environment variables for the process.
+pub fn start_process_env(
+    dir: &Path,
+    config: &str,
+    args: &[&str],
+    storage: &str,
+    envs: &[(&str, &str)],
+) -> Node {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -43,6 +54,7 @@ pub fn start_process(dir: &Path, config: &str, args: &[&str], storage: &str) -> 
         .arg(&config_path)
         .current_dir(dir)
         .env("OCLAW_STORAGE__URL", storage)
+        .envs(envs.iter().copied())
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
@@ -180,4 +192,67 @@ pub async fn wait_status(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A tiny HTTP server standing in for an outside endpoint: answers 200 `{}` to every request and
+/// records `(path, body)` of each.
+pub struct Recorder {
+    pub url: String,
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+}
+
+pub async fn recorder() -> Recorder {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as TokioBufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>> = Default::default();
+    let seen = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut reader = TokioBufReader::new(stream);
+                loop {
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = request_line
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or("")
+                        .to_string();
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let line = line.trim_end();
+                        if line.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let body = serde_json::from_slice(&body).unwrap_or_else(|_| {
+                        Value::String(String::from_utf8_lossy(&body).into_owned())
+                    });
+                    seen.lock().unwrap().push((path, body));
+                    let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                    if reader.get_mut().write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Recorder { url, requests }
 }

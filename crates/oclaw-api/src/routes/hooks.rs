@@ -1,0 +1,323 @@
+//! `POST /hooks/...`: webhook triggers of bots. Each request is authenticated by the trigger's own
+//! means — an HMAC signature (`X-Oclaw-Signature: t=<unix>,v1=<hex>` over `"<t>.<body>"`, within
+//! 5 minutes), a bearer token, or else the API's tokens — then becomes a task for the bot. `async`
+//! answers 202 with the task id; `sync` waits up to `api.timeout` and answers with the bot's output.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hmac::{Hmac, KeyInit, Mac};
+use oclaw_core::ErrorCode;
+use oclaw_engine::webhooks::{WebhookFormat, WebhookMode, WebhookTrigger};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use crate::{ApiError, ApiState};
+
+/// Signed requests older or newer than this are refused (replays).
+const REPLAY_WINDOW_SECS: i64 = 300;
+
+/// Renders a `secret`/`token` that may be a template over `secrets` (`OCLAW_SECRET_<NAME>`).
+fn resolve(value: &str) -> Result<String, String> {
+    if !value.contains("{{") {
+        return Ok(value.to_string());
+    }
+    let secrets: std::collections::BTreeMap<String, String> = std::env::vars()
+        .filter_map(|(k, v)| k.strip_prefix("OCLAW_SECRET_").map(|n| (n.to_string(), v)))
+        .collect();
+    let env = minijinja::Environment::new();
+    let out = env
+        .render_str(value, minijinja::context! { secrets => secrets })
+        .map_err(|e| e.to_string())?;
+    if out.is_empty() {
+        return Err(
+            "the secret template rendered empty (is the OCLAW_SECRET_ variable set?)".into(),
+        );
+    }
+    Ok(out)
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Checks `X-Oclaw-Signature` against `secret` at `now` (unix seconds).
+pub fn verify_signature(
+    secret: &[u8],
+    header: Option<&str>,
+    body: &[u8],
+    now: i64,
+) -> Result<(), String> {
+    let header = header.ok_or("missing X-Oclaw-Signature")?;
+    let mut t = None;
+    let mut sigs = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", v)) => t = v.parse::<i64>().ok(),
+            Some(("v1", v)) => sigs.push(v.to_string()),
+            _ => {}
+        }
+    }
+    let t = t.ok_or("X-Oclaw-Signature has no valid t=")?;
+    if (now - t).abs() > REPLAY_WINDOW_SECS {
+        return Err(format!(
+            "signature time {t} is outside the {REPLAY_WINDOW_SECS}s window"
+        ));
+    }
+    for sig in sigs {
+        let Some(sig) = hex_decode(&sig) else {
+            continue;
+        };
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|e| e.to_string())?;
+        mac.update(format!("{t}.").as_bytes());
+        mac.update(body);
+        if mac.verify_slice(&sig).is_ok() {
+            return Ok(());
+        }
+    }
+    Err("signature does not match".into())
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn authenticate(
+    state: &ApiState,
+    hook: &WebhookTrigger,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), String> {
+    if let Some(secret) = &hook.secret {
+        let secret = resolve(secret)?;
+        let header = headers
+            .get("x-oclaw-signature")
+            .and_then(|v| v.to_str().ok());
+        return verify_signature(
+            secret.as_bytes(),
+            header,
+            body,
+            chrono::Utc::now().timestamp(),
+        );
+    }
+    if let Some(token) = &hook.token {
+        let token = resolve(token)?;
+        return match bearer(headers) {
+            Some(p) if same(p, &token) => Ok(()),
+            Some(_) => Err("the bearer token does not match the webhook's".into()),
+            None => Err("missing Authorization: Bearer <token>".into()),
+        };
+    }
+    if state.tokens.is_empty() {
+        return Ok(());
+    }
+    match bearer(headers) {
+        Some(p) if state.tokens.iter().any(|t| same(p, t)) => Ok(()),
+        _ => Err("this webhook has no secret or token of its own, so it needs an API token".into()),
+    }
+}
+
+/// The task input for a request body, by format.
+fn to_input(hook: &WebhookTrigger, headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let text = String::from_utf8_lossy(body);
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    match hook.format {
+        WebhookFormat::Generic => {
+            let data = parsed
+                .clone()
+                .unwrap_or_else(|| Value::String(text.to_string()));
+            let text = match &parsed {
+                Some(v) => v.get("text").and_then(Value::as_str).map(str::to_string),
+                None => Some(text.to_string()),
+            };
+            let conversation = headers
+                .get("x-oclaw-conversation")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            Ok(json!({
+                "channel": "webhook",
+                "text": text,
+                "data": data,
+                "conversation": conversation,
+                "user": null,
+            }))
+        }
+        WebhookFormat::Alertmanager => {
+            let payload = parsed.ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::MalformedBody,
+                    "an Alertmanager notification must be JSON",
+                )
+            })?;
+            let alerts = payload["alerts"].as_array().ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidField,
+                    "an Alertmanager notification has an `alerts` list",
+                )
+                .details(json!({"field": "alerts"}))
+            })?;
+            let mut names: Vec<&str> = alerts
+                .iter()
+                .filter_map(|a| a["labels"]["alertname"].as_str())
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            let text = format!(
+                "{}: {} alert{} ({})",
+                payload["status"].as_str().unwrap_or("unknown"),
+                alerts.len(),
+                if alerts.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            );
+            Ok(json!({
+                "channel": "alertmanager",
+                "text": text,
+                "data": payload,
+                "conversation": payload["groupKey"],
+                "user": payload["receiver"],
+            }))
+        }
+    }
+}
+
+pub async fn receive(
+    State(state): State<ApiState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let trace_id = crate::trace::trace_id_from(&headers);
+    let path = uri.path();
+    let (bot, hook) = state.catalog.webhook(path).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("no bot has a webhook at {path}"),
+        )
+        .trace(&trace_id)
+    })?;
+    let body =
+        body.map_err(|e| ApiError::new(ErrorCode::BodyTooLarge, e.body_text()).trace(&trace_id))?;
+    if let Err(why) = authenticate(&state, &hook, &headers, &body) {
+        tracing::warn!(
+            component = "api-server",
+            channel = "webhook",
+            path,
+            bot = bot.name(),
+            error_code = "OC-2012",
+            "webhook refused: {why}"
+        );
+        return Err(ApiError::new(ErrorCode::WebhookUnauthorized, why).trace(&trace_id));
+    }
+    let input = to_input(&hook, &headers, &body).map_err(|e| e.trace(&trace_id))?;
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|k| format!("webhook:{path}:{k}"));
+    let submit = crate::routes::tasks::SubmitTask {
+        bot: bot.name().to_string(),
+        input,
+        queue: None,
+        priority: None,
+        run_at: None,
+        delay: None,
+        idempotency_key,
+        max_attempts: None,
+    };
+    let task = crate::routes::tasks::to_new_task(&state, submit, &trace_id)?;
+    let finished = state.store.wakeups().finished.subscribe();
+    let enqueued = state
+        .store
+        .enqueue(task)
+        .await
+        .map_err(|e| ApiError::from(e).trace(&trace_id))?;
+    let accepted = |t: &oclaw_core::Task| {
+        (
+            StatusCode::ACCEPTED,
+            Json(json!({"task_id": t.id, "status": t.status, "trace_id": t.trace_id})),
+        )
+            .into_response()
+    };
+    if hook.mode == WebhookMode::Async {
+        return Ok(accepted(&enqueued.task));
+    }
+    let done =
+        crate::routes::bots::wait_finished(&state, enqueued.task, finished, state.timeout).await?;
+    if !done.status.is_terminal() {
+        return Ok(accepted(&done));
+    }
+    match (&done.output, &done.error) {
+        (Some(output), None) => Ok((StatusCode::OK, Json(output.clone())).into_response()),
+        (_, error) => Ok((
+            StatusCode::BAD_GATEWAY,
+            Json(json!({
+                "error": error.clone().map(|e| json!({"code": e.code, "message": e.message}))
+                    .unwrap_or_else(|| json!({"code": "OC-4013", "message": format!("the task ended {}", done.status)})),
+                "task_id": done.id,
+                "trace_id": done.trace_id,
+            })),
+        )
+            .into_response()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sign(secret: &[u8], t: i64, body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+        mac.update(format!("{t}.").as_bytes());
+        mac.update(body);
+        let sig: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("t={t},v1={sig}")
+    }
+
+    #[test]
+    fn signatures_are_checked_with_a_replay_window() {
+        let body = br#"{"order": 42}"#;
+        let now = 1_800_000_000;
+        let good = sign(b"k3y", now - 10, body);
+        assert!(verify_signature(b"k3y", Some(&good), body, now).is_ok());
+        assert!(verify_signature(b"other", Some(&good), body, now).is_err());
+        assert!(verify_signature(b"k3y", Some(&good), br#"{"order": 43}"#, now).is_err());
+        assert!(verify_signature(b"k3y", None, body, now).is_err());
+        let old = sign(b"k3y", now - 301, body);
+        assert!(verify_signature(b"k3y", Some(&old), body, now)
+            .unwrap_err()
+            .contains("window"));
+        assert!(verify_signature(b"k3y", Some("t=abc,v1=00"), body, now).is_err());
+        // A vector computed independently (Python hmac): HMAC-SHA256("secret", "1700000000.hello").
+        assert_eq!(
+            sign(b"secret", 1_700_000_000, b"hello"),
+            "t=1700000000,v1=47b1df0ab12338b2685470b0d2b37033add7c3b2bc8172f313e77413f1bb78c8"
+        );
+    }
+}
