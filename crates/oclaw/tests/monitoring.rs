@@ -245,9 +245,26 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Prometheus(std::process::Child);
+/// A Prometheus or Alertmanager server for one test, killed when dropped; its log goes to
+/// `dir/log`.
+struct Service(std::process::Child);
 
-impl Drop for Prometheus {
+impl Service {
+    fn start(program: &Path, args: &[String], dir: &Path, log: &str) -> Service {
+        let log = std::fs::File::create(dir.join(log)).unwrap();
+        Service(
+            Command::new(program)
+                .args(args)
+                .current_dir(dir)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
+impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -298,23 +315,18 @@ async fn real_prometheus_fires_the_backlog_alert_on_a_real_node() {
     )
     .unwrap();
     let port = free_port();
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let _prom = Prometheus(
-        Command::new(prometheus)
-            .arg(format!(
+    let _prom = Service::start(
+        &prometheus,
+        &[
+            format!(
                 "--config.file={}",
                 dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+            ),
+            format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+        ],
+        dir.path(),
+        "prometheus.log",
     );
     let api = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -424,24 +436,19 @@ async fn real_alertmanager_notifications_are_handled_by_the_example_bot() {
     )
     .unwrap();
     let port = free_port();
-    let log = std::fs::File::create(dir.path().join("alertmanager.log")).unwrap();
-    let _am = Prometheus(
-        Command::new(alertmanager)
-            .arg(format!(
+    let _am = Service::start(
+        &alertmanager,
+        &[
+            format!(
                 "--config.file={}",
                 dir.path().join("alertmanager.yml").display()
-            ))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("am").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+            ),
+            format!("--storage.path={}", dir.path().join("am").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--cluster.listen-address=".to_string(),
+        ],
+        dir.path(),
+        "alertmanager.log",
     );
     let am = format!("http://127.0.0.1:{port}");
     let c = client();

@@ -88,16 +88,7 @@ pub async fn invoke(
     } else {
         crate::body::decode(body, &trace_id)?
     };
-    let submit = crate::routes::tasks::SubmitTask {
-        bot: name,
-        input: req.input,
-        queue: None,
-        priority: None,
-        run_at: None,
-        delay: None,
-        idempotency_key: req.idempotency_key,
-        max_attempts: None,
-    };
+    let submit = crate::routes::tasks::SubmitTask::for_bot(name, req.input, req.idempotency_key);
     let task = crate::routes::tasks::to_new_task(&state, submit, &trace_id)?;
     // Subscribe before enqueueing so the finish cannot be missed.
     let finished = state.store.wakeups().finished.subscribe();

@@ -236,16 +236,8 @@ pub async fn receive(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(|k| format!("webhook:{path}:{k}"));
-    let submit = crate::routes::tasks::SubmitTask {
-        bot: bot.name().to_string(),
-        input,
-        queue: None,
-        priority: None,
-        run_at: None,
-        delay: None,
-        idempotency_key,
-        max_attempts: None,
-    };
+    let submit =
+        crate::routes::tasks::SubmitTask::for_bot(bot.name().to_string(), input, idempotency_key);
     let task = crate::routes::tasks::to_new_task(&state, submit, &trace_id)?;
     let finished = state.store.wakeups().finished.subscribe();
     let enqueued = state

@@ -38,6 +38,22 @@ pub struct SubmitTask {
     pub max_attempts: Option<u32>,
 }
 
+impl SubmitTask {
+    /// A submission for `bot` with everything else at the bot's defaults.
+    pub fn for_bot(bot: String, input: Value, idempotency_key: Option<String>) -> SubmitTask {
+        SubmitTask {
+            bot,
+            input,
+            queue: None,
+            priority: None,
+            run_at: None,
+            delay: None,
+            idempotency_key,
+            max_attempts: None,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitBatch {

@@ -853,18 +853,7 @@ impl Store for PgStore {
                 _ => e.dead = count,
             }
         }
-        if let Ok(caps) = self.inner.capacities.read() {
-            for (q, cap) in caps.iter() {
-                by_queue
-                    .entry(q.clone())
-                    .or_insert_with(|| QueueStats {
-                        name: q.clone(),
-                        ..Default::default()
-                    })
-                    .capacity = Some(*cap);
-            }
-        }
-        Ok(by_queue.into_values().collect())
+        Ok(crate::with_capacities(by_queue, &self.inner.capacities))
     }
 
     async fn kv_get(

@@ -620,13 +620,7 @@ impl Store for SqliteStore {
                     }
                 }
             }
-            if let Ok(caps) = inner.capacities.read() {
-                for (q, cap) in caps.iter() {
-                    by_queue.entry(q.clone()).or_insert_with(|| QueueStats { name: q.clone(), ..Default::default() }).capacity =
-                        Some(*cap);
-                }
-            }
-            Ok(by_queue.into_values().collect())
+            Ok(crate::with_capacities(by_queue, &inner.capacities))
         })
         .await
     }
