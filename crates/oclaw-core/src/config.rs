@@ -149,6 +149,11 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter.
     pub log_level: String,
+    /// Export traces over OTLP/HTTP (JSON) to this collector, e.g. `http://127.0.0.1:4318`.
+    /// Off when unset.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported traces.
+    pub service_name: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
@@ -224,6 +229,8 @@ impl Default for TelemetryConfig {
         TelemetryConfig {
             log_format: LogFormat::Auto,
             log_level: "info".into(),
+            otlp_endpoint: None,
+            service_name: "oclaw".into(),
         }
     }
 }
@@ -266,6 +273,13 @@ impl NodeConfig {
         }
         if self.worker.lease.get().as_millis() < 1000 {
             return Err("worker.lease must be at least 1s".into());
+        }
+        if let Some(e) = &self.telemetry.otlp_endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(format!(
+                    "telemetry.otlp_endpoint `{e}` must be an http:// or https:// URL (OTLP/HTTP, e.g. http://127.0.0.1:4318)"
+                ));
+            }
         }
         if self.storage.pool_size == 0 {
             return Err("storage.pool_size must be at least 1".into());

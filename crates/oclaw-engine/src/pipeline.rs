@@ -104,6 +104,35 @@ pub async fn run_pipeline(
     bot: &LoadedBot,
     task: &ClaimedTask,
 ) -> Result<Value, RunFailure> {
+    let tracer = oclaw_telemetry::otlp::tracer();
+    let mut span = tracer.start(
+        &task.trace_id,
+        None,
+        format!("task {}", bot.name()),
+        oclaw_telemetry::otlp::SpanKind::Consumer,
+    );
+    let result = run_steps(rt, bot, task, &span.span_id).await;
+    if tracer.enabled() {
+        span.attr("oclaw.task_id", task.id.to_string());
+        span.attr("oclaw.bot", bot.name());
+        span.attr("oclaw.queue", task.queue.as_str());
+        span.attr("oclaw.attempt", task.attempt);
+        span.end(
+            result
+                .as_ref()
+                .err()
+                .map(|f| format!("{}: {}", f.code.code(), f.message)),
+        );
+    }
+    result
+}
+
+async fn run_steps(
+    rt: &Runtime,
+    bot: &LoadedBot,
+    task: &ClaimedTask,
+    task_span: &str,
+) -> Result<Value, RunFailure> {
     if bot.steps.is_empty() {
         return Ok(task.input.clone());
     }
@@ -147,6 +176,24 @@ pub async fn run_pipeline(
                 continue;
             }
         }
+        let tracer = oclaw_telemetry::otlp::tracer();
+        let mut step_span = tracer.start(
+            &task.trace_id,
+            Some(task_span),
+            format!("step {}", step.id),
+            oclaw_telemetry::otlp::SpanKind::Internal,
+        );
+        let outbound = matches!(skill.name(), "http.request" | "notify.webhook");
+        let mut skill_span = tracer.start(
+            &task.trace_id,
+            Some(&step_span.span_id),
+            format!("skill {}", skill.name()),
+            if outbound {
+                oclaw_telemetry::otlp::SpanKind::Client
+            } else {
+                oclaw_telemetry::otlp::SpanKind::Internal
+            },
+        );
         let with = rt
             .templates
             .render(&step.with, &ctx)
@@ -155,6 +202,7 @@ pub async fn run_pipeline(
             bot: bot.name().to_string(),
             task_id: task.id,
             trace_id: task.trace_id.clone(),
+            span_id: skill_span.span_id.clone(),
             step: step.id.clone(),
             store: rt.store.clone(),
             http: rt.http.clone(),
@@ -169,8 +217,19 @@ pub async fn run_pipeline(
                     data: data.clone(),
                 },
             )
-            .await
-            .map_err(|e| in_step(&step.id, e.code, e.message, e.retryable))?;
+            .await;
+        if tracer.enabled() {
+            let error = output
+                .as_ref()
+                .err()
+                .map(|e| format!("{}: {}", e.code.code(), e.message));
+            step_span.attr("oclaw.step", step.id.as_str());
+            step_span.attr("oclaw.step_index", index as u64);
+            skill_span.attr("oclaw.skill", skill.name());
+            skill_span.end(error.clone());
+            step_span.end(error);
+        }
+        let output = output.map_err(|e| in_step(&step.id, e.code, e.message, e.retryable))?;
         if index < last {
             // The last step's output is saved with the completion; earlier ones are checkpoints.
             rt.store

@@ -202,6 +202,19 @@ pub async fn serve(
         }
     });
 
+    if let Some(endpoint) = &config.telemetry.otlp_endpoint {
+        oclaw_telemetry::otlp::init(
+            endpoint,
+            &config.telemetry.service_name,
+            vec![
+                ("service.instance.id", node_id.clone()),
+                ("service.version", env!("CARGO_PKG_VERSION").to_string()),
+                ("oclaw.components", components.label()),
+            ],
+        );
+        tracing::info!(component = "node", endpoint = %endpoint, "exporting traces over OTLP/HTTP");
+    }
+
     let runtime = Runtime::new(
         store.clone(),
         catalog.clone(),

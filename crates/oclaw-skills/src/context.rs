@@ -14,6 +14,8 @@ pub struct SkillContext {
     pub bot: String,
     pub task_id: TaskId,
     pub trace_id: String,
+    /// The span of this skill call: outbound calls name it as their parent in `traceparent`.
+    pub span_id: String,
     pub step: String,
     pub store: Arc<dyn Store>,
     pub http: HttpClients,

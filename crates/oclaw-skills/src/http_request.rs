@@ -115,7 +115,7 @@ async fn send(ctx: &SkillContext, req: Request<'_>) -> Result<Value, SkillError>
     let mut builder = client.request(req.method.clone(), url).timeout(req.timeout);
     builder = builder.header(
         "traceparent",
-        format!("00-{}-{:016x}-01", ctx.trace_id, fastrand_span()),
+        format!("00-{}-{}-01", ctx.trace_id, ctx.span_id),
     );
     if let Some(headers) = req.headers {
         for (k, v) in headers {
@@ -198,15 +198,6 @@ async fn send(ctx: &SkillContext, req: Request<'_>) -> Result<Value, SkillError>
         });
     }
     Ok(serde_json::json!({ "status": status.as_u16(), "headers": headers, "body": body }))
-}
-
-fn fastrand_span() -> u64 {
-    // A span id only needs to be unique enough within one trace.
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
-    t.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15
 }
 
 fn parse_timeout(with: &Value, skill: &str) -> Result<Duration, SkillError> {

@@ -5,6 +5,7 @@
 mod json_format;
 pub mod metrics;
 pub mod node_metrics;
+pub mod otlp;
 pub mod system;
 
 pub use json_format::JsonLines;

@@ -14,7 +14,11 @@ use crate::ApiState;
 
 /// Records `oclaw_api_request_duration_seconds{route, method, status}`. The route is the
 /// matched route template (`/v1/tasks/{id}`), so labels stay bounded.
-pub async fn time_requests(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+pub async fn time_requests(
+    State(state): State<ApiState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let route = req
         .extensions()
@@ -22,12 +26,42 @@ pub async fn time_requests(State(state): State<ApiState>, req: Request, next: Ne
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().as_str().to_string();
+    let tracer = oclaw_telemetry::otlp::tracer();
+    let span = tracer.enabled().then(|| {
+        let incoming = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(oclaw_telemetry::otlp::parse_traceparent);
+        let (trace, parent) = match incoming {
+            Some((t, p)) => (t, Some(p)),
+            None => (oclaw_core::task::new_trace_id(), None),
+        };
+        let span = tracer.start(
+            &trace,
+            parent.as_deref(),
+            format!("{method} {route}"),
+            oclaw_telemetry::otlp::SpanKind::Server,
+        );
+        // Handlers read the trace id from this header: the same trace, under this span.
+        if let Ok(v) = axum::http::HeaderValue::from_str(&span.traceparent()) {
+            req.headers_mut().insert("traceparent", v);
+        }
+        span
+    });
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
     state.metrics.api_latency.observe(
         &labels(&[("route", &route), ("method", &method), ("status", &status)]),
         started.elapsed().as_secs_f64(),
     );
+    if let Some(mut span) = span {
+        span.attr("http.request.method", method.as_str());
+        span.attr("http.route", route.as_str());
+        span.attr("http.response.status_code", resp.status().as_u16());
+        let failed = resp.status().is_server_error();
+        span.end(failed.then(|| format!("answered {status}")));
+    }
     resp
 }
 
