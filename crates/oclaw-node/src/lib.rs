@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_http;
 mod examples;
 mod loading;
+pub mod monitoring;
 mod serve;
 
 pub use examples::EXAMPLE_BOTS;

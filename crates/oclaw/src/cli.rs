@@ -314,4 +314,10 @@ pub enum DocsCommand {
     Skills,
     /// The OpenAPI 3.1 document of the HTTP API (also served at /openapi.json).
     Openapi,
+    /// The Prometheus alert rules (deploy/prometheus/oclaw-rules.yml).
+    AlertRules {
+        /// Print them as a Prometheus Operator `PrometheusRule` in this namespace instead.
+        #[arg(long)]
+        prometheus_rule: Option<String>,
+    },
 }

@@ -132,6 +132,29 @@ fn alert_rules_pass_promtool_unit_tests() {
         String::from_utf8_lossy(&test.stdout),
         String::from_utf8_lossy(&test.stderr)
     );
+    // The PrometheusRule for Kubernetes carries the same rules, and they pass promtool too.
+    let rendered = common::oclaw()
+        .args(["docs", "alert-rules", "--prometheus-rule", "oclaw-system"])
+        .output()
+        .unwrap();
+    assert!(rendered.status.success());
+    let resource: serde_yaml::Value = serde_yaml::from_slice(&rendered.stdout).unwrap();
+    assert_eq!(resource["kind"], "PrometheusRule");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("from-prometheusrule.yml");
+    std::fs::write(&spec, serde_yaml::to_string(&resource["spec"]).unwrap()).unwrap();
+    let check = Command::new(&promtool)
+        .args(["check", "rules"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let found = format!("{} rules found", rule_exprs().len());
+    assert!(String::from_utf8_lossy(&check.stdout).contains(&found));
     // Every alert of the rule file has a firing case in the unit tests.
     let tests =
         std::fs::read_to_string(repo().join("deploy/prometheus/tests/oclaw-rules.test.yml"))

@@ -11,6 +11,16 @@ pub fn run(cmd: DocsCommand) -> ExitCode {
                 serde_json::to_string_pretty(&oclaw_api::openapi::document()).unwrap_or_default()
             )
         }
+        DocsCommand::AlertRules { prometheus_rule } => match prometheus_rule {
+            None => print!("{}", oclaw_node::monitoring::ALERT_RULES),
+            Some(namespace) => match oclaw_node::monitoring::prometheus_rule(&namespace) {
+                Ok(text) => print!("{text}"),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(super::EXIT_FAILURE);
+                }
+            },
+        },
         DocsCommand::Skills => {
             println!("| skill | origin | what it does |\n|---|---|---|");
             for (name, origin, summary) in oclaw_skills::SkillRegistry::builtin().list() {
