@@ -213,10 +213,19 @@ fn encode(resource: &Value, spans: &[SpanData]) -> Value {
 }
 
 async fn export_loop(url: String, resource: Value, mut rx: mpsc::Receiver<SpanData>) {
-    let client = reqwest::Client::builder()
+    // One process-wide TLS provider (for https endpoints); a second install attempt is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .no_proxy()
         .build()
-        .unwrap_or_default();
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(component = "telemetry", "cannot build the OTLP HTTP client: {e}; traces are off");
+            return;
+        }
+    };
     let mut batch = Vec::with_capacity(512);
     let mut failing = false;
     loop {
