@@ -222,7 +222,10 @@ async fn export_loop(url: String, resource: Value, mut rx: mpsc::Receiver<SpanDa
     {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(component = "telemetry", "cannot build the OTLP HTTP client: {e}; traces are off");
+            tracing::error!(
+                component = "telemetry",
+                "cannot build the OTLP HTTP client: {e}; traces are off"
+            );
             return;
         }
     };
