@@ -60,6 +60,10 @@ pub struct StorageConfig {
     /// PostgreSQL: most connections this process opens (api-server requests, worker claims and
     /// completions share them; one more is kept for LISTEN).
     pub pool_size: usize,
+    /// Finished tasks (succeeded, failed, dead, cancelled) older than this are deleted with their
+    /// checkpoints, and expired key-value entries with them, by the leading scheduler. Unset keeps
+    /// everything.
+    pub retention: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
@@ -172,6 +176,7 @@ impl Default for StorageConfig {
             sync: SyncMode::Normal,
             busy_timeout: Dur::secs(5),
             pool_size: 10,
+            retention: None,
         }
     }
 }

@@ -275,7 +275,8 @@ pub async fn serve(
             catalog.clone(),
             config.scheduler.interval.get(),
         )
-        .with_leadership(node_id.clone(), config.scheduler.leader_lease.get());
+        .with_leadership(node_id.clone(), config.scheduler.leader_lease.get())
+        .with_retention(config.storage.retention.map(|d| d.get()));
         scheduler_stats = Some(scheduler.stats());
         scheduler_task = Some(tokio::spawn(scheduler.run(stop_rx.clone())));
     }

@@ -26,7 +26,14 @@ pub struct SchedulerStats {
     pub leader: std::sync::atomic::AtomicBool,
     /// Times this scheduler became the leader.
     pub elected: AtomicU64,
+    /// Finished tasks deleted by the retention purge.
+    pub purged: AtomicU64,
 }
+
+/// How often the leader runs the retention purge, and how much one round deletes at most.
+const PURGE_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+const PURGE_BATCH: usize = 10_000;
+const PURGE_BATCHES_PER_ROUND: usize = 20;
 
 /// The leadership role schedulers compete for.
 pub const LEADER_ROLE: &str = "scheduler";
@@ -44,6 +51,8 @@ pub struct Scheduler {
     holder: String,
     leader_lease: Duration,
     last_prune: Option<DateTime<Utc>>,
+    retention: Option<Duration>,
+    last_purge: Option<DateTime<Utc>>,
 }
 
 impl Scheduler {
@@ -57,7 +66,16 @@ impl Scheduler {
             holder: format!("scheduler-{}", std::process::id()),
             leader_lease: Duration::from_secs(5),
             last_prune: None,
+            retention: None,
+            last_purge: None,
         }
+    }
+
+    /// Deletes finished tasks older than `retention` (and expired key-value entries) while
+    /// leading; `None` keeps everything.
+    pub fn with_retention(mut self, retention: Option<Duration>) -> Scheduler {
+        self.retention = retention;
+        self
     }
 
     /// Competes for leadership as `holder` with terms of `lease`: only the leader schedules; a
@@ -242,6 +260,38 @@ impl Scheduler {
         }
     }
 
+    /// The retention purge: at most every 5 minutes, in batches, so one round cannot hold the
+    /// database for long.
+    pub async fn purge_old(&mut self, now: DateTime<Utc>) {
+        let Some(retention) = self.retention else {
+            return;
+        };
+        if self.last_purge.is_some_and(|t| now - t < PURGE_EVERY) {
+            return;
+        }
+        self.last_purge = Some(now);
+        let cutoff = now - chrono::Duration::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
+        for _ in 0..PURGE_BATCHES_PER_ROUND {
+            let purged = self.store.purge(cutoff, now, PURGE_BATCH).await;
+            match self.record(purged, "purging finished tasks") {
+                Some(n) => {
+                    self.stats.purged.fetch_add(n, Ordering::Relaxed);
+                    if n > 0 {
+                        tracing::info!(
+                            component = "scheduler",
+                            purged = n,
+                            "deleted finished tasks past storage.retention"
+                        );
+                    }
+                    if (n as usize) < PURGE_BATCH {
+                        break;
+                    }
+                }
+                None => break,
+            }
+        }
+    }
+
     /// Runs passes while leading, stands by otherwise, until `shutdown` turns true.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(component = "scheduler", interval = ?self.interval, holder = %self.holder, "scheduler started");
@@ -252,6 +302,7 @@ impl Scheduler {
                 let now = Utc::now();
                 self.pass(now).await;
                 self.prune_nodes(now).await;
+                self.purge_old(now).await;
                 let wake = self.next_wake(Utc::now()).await;
                 (wake - Utc::now())
                     .to_std()
@@ -404,5 +455,56 @@ mod tests {
         for w in ticks.windows(2) {
             assert_eq!(w[1] - w[0], 1, "a tick was missed or doubled: {ticks:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn retention_purges_finished_tasks_while_leading() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, catalog) = setup(dir.path()).await;
+        let t = store
+            .enqueue(NewTask::new("ticker", "default", json!({})))
+            .await
+            .unwrap()
+            .task
+            .id;
+        let c = store
+            .claim_batch(oclaw_store::ClaimRequest {
+                worker: "w".into(),
+                queues: vec![],
+                limit: 1,
+                lease: Duration::from_secs(30),
+            })
+            .await
+            .unwrap();
+        store
+            .complete_batch(vec![oclaw_store::Completion {
+                id: c[0].id,
+                worker: "w".into(),
+                attempt: 1,
+                outcome: oclaw_store::Outcome::Succeeded(json!(1)),
+            }])
+            .await
+            .unwrap();
+        let mut keep = Scheduler::new(store.clone(), catalog.clone(), Duration::from_secs(5));
+        keep.purge_old(Utc::now() + chrono::Duration::days(30))
+            .await;
+        assert!(
+            store.get_task(t).await.unwrap().is_some(),
+            "no retention: kept"
+        );
+        let mut s = Scheduler::new(store.clone(), catalog, Duration::from_secs(5))
+            .with_retention(Some(Duration::from_secs(3600)));
+        s.purge_old(Utc::now()).await;
+        assert!(
+            store.get_task(t).await.unwrap().is_some(),
+            "younger than the retention"
+        );
+        s.last_purge = None;
+        s.purge_old(Utc::now() + chrono::Duration::hours(2)).await;
+        assert!(
+            store.get_task(t).await.unwrap().is_none(),
+            "older than the retention"
+        );
+        assert_eq!(s.stats().purged.load(Ordering::Relaxed), 1);
     }
 }

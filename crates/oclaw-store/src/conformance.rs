@@ -678,6 +678,65 @@ pub async fn leadership_is_exclusive_until_it_lapses(s: DynStore) {
     );
 }
 
+pub async fn purge_removes_old_finished_tasks_only(s: DynStore) {
+    let ids: Vec<TaskId> = s
+        .enqueue_batch((0..4).map(|n| task("b", "default", n)).collect())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.task.id)
+        .collect();
+    let c = s.claim_batch(claim("w", &["default"], 3)).await.unwrap();
+    assert_eq!(c.len(), 3);
+    s.save_checkpoint(ids[0], "first", 0, &json!(1))
+        .await
+        .unwrap();
+    s.complete_batch(vec![
+        success("w", ids[0], 1, json!("old")),
+        failure("w", ids[1], 1, false),
+    ])
+    .await
+    .unwrap();
+    s.kv_set(
+        "ns",
+        "stale",
+        &json!(1),
+        Some(Utc::now() - chrono::Duration::seconds(1)),
+    )
+    .await
+    .unwrap();
+    s.kv_set("ns", "kept", &json!(2), None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let cutoff = Utc::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Finished after the cutoff: kept. Still running (ids[2]) and queued (ids[3]): kept.
+    let late = s.enqueue(task("b", "other", 9)).await.unwrap().task.id;
+    let c2 = s.claim_batch(claim("w", &["other"], 1)).await.unwrap();
+    s.complete_batch(vec![success("w", c2[0].id, 1, json!("new"))])
+        .await
+        .unwrap();
+    assert_eq!(s.purge(cutoff, Utc::now(), 100).await.unwrap(), 2);
+    assert!(s.get_task(ids[0]).await.unwrap().is_none());
+    assert!(s.get_task(ids[1]).await.unwrap().is_none());
+    for kept in [ids[2], ids[3], late] {
+        assert!(
+            s.get_task(kept).await.unwrap().is_some(),
+            "{kept} was purged"
+        );
+    }
+    assert_eq!(
+        s.kv_get("ns", "stale", Utc::now() - chrono::Duration::hours(1))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.kv_get("ns", "kept", Utc::now()).await.unwrap(),
+        Some(json!(2))
+    );
+    assert_eq!(s.purge(cutoff, Utc::now(), 100).await.unwrap(), 0);
+}
+
 /// Generates one `#[tokio::test]` per conformance case; `$open` is an async expression that
 /// yields a fresh, empty `Arc<dyn Store>`.
 #[macro_export]
@@ -700,7 +759,7 @@ macro_rules! store_conformance_tests {
             delayed_task_waits_for_run_at, capacity_refuses_then_accepts, concurrent_writes_succeed_or_fail_alone, checkpoints_come_back_on_retry,
             queue_stats_count_each_state, list_tasks_filters_and_pages, kv_with_ttl, trigger_marks_persist,
             wakeups_fire_on_enqueue, nodes_register_heartbeat_and_leave,
-            leadership_is_exclusive_until_it_lapses);
+            leadership_is_exclusive_until_it_lapses, purge_removes_old_finished_tasks_only);
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
         $(

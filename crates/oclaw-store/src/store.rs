@@ -89,6 +89,16 @@ pub trait Store: Send + Sync + 'static {
     async fn trigger_marks(&self) -> StoreResult<HashMap<String, DateTime<Utc>>>;
     async fn set_trigger_mark(&self, key: &str, fired_at: DateTime<Utc>) -> StoreResult<()>;
 
+    /// Deletes up to `limit` finished tasks (succeeded, failed, dead, cancelled) that finished
+    /// before `finished_before`, oldest first, with their checkpoints, and every key-value entry
+    /// expired at `now`. Answers how many tasks it deleted.
+    async fn purge(
+        &self,
+        finished_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<u64>;
+
     /// Registers a node or refreshes its entry (a heartbeat); `info` replaces the previous one.
     async fn heartbeat_node(&self, id: &str, info: &Value) -> StoreResult<()>;
     /// Takes a node out of the registry (clean shutdown).

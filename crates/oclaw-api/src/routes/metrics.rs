@@ -206,6 +206,13 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
         );
         render_samples(
             &mut out,
+            "oclaw_tasks_purged_total",
+            "counter",
+            "Finished tasks deleted by the retention purge (storage.retention).",
+            &[(String::new(), s.purged.load(Ordering::Relaxed) as f64)],
+        );
+        render_samples(
+            &mut out,
             "oclaw_scheduler_elections_total",
             "counter",
             "Times this scheduler became the leader.",

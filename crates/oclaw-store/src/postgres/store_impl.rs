@@ -904,6 +904,31 @@ impl Store for PgStore {
         .map(|_| ())
     }
 
+    async fn purge(
+        &self,
+        finished_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<u64> {
+        let rows = self
+            .query(
+                "WITH doomed AS (SELECT id FROM tasks \
+                   WHERE status IN ('succeeded', 'failed', 'dead', 'cancelled') AND finished_at < $1 \
+                   ORDER BY id LIMIT $2), \
+                 c AS (DELETE FROM task_checkpoints WHERE task_id IN (SELECT id FROM doomed)), \
+                 t AS (DELETE FROM tasks WHERE id IN (SELECT id FROM doomed) RETURNING 1) \
+                 SELECT count(*) FROM t",
+                &[&ms(finished_before), &(limit as i64)],
+            )
+            .await?;
+        self.exec(
+            "DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= $1",
+            &[&ms(now)],
+        )
+        .await?;
+        Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0) as u64)
+    }
+
     async fn heartbeat_node(&self, id: &str, info: &Value) -> StoreResult<()> {
         self.exec(
             "INSERT INTO nodes (id, info, started_at, heartbeat_at) VALUES ($1, $2, $3, $3) \
