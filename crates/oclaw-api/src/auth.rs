@@ -44,7 +44,19 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/hooks/")
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// The token of an `Authorization: Bearer <token>` header.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
+
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -52,15 +64,7 @@ pub async fn require_token(State(state): State<ApiState>, req: Request, next: Ne
     if state.tokens.is_empty() || is_public(req.uri().path()) {
         return next.run(req).await;
     }
-    let presented = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
+    let presented = bearer(req.headers());
     match presented {
         Some(token)
             if state

@@ -11,15 +11,9 @@ pub fn trace_id_from(headers: &HeaderMap) -> String {
         .unwrap_or_else(oclaw_core::task::new_trace_id)
 }
 
+/// The trace id of a valid `traceparent` (one parser, shared with trace export).
 fn parse_traceparent(v: &str) -> Option<String> {
-    let mut parts = v.trim().split('-');
-    let (version, trace, span) = (parts.next()?, parts.next()?, parts.next()?);
-    let valid = version.len() == 2
-        && trace.len() == 32
-        && span.len() == 16
-        && trace.bytes().all(|b| b.is_ascii_hexdigit())
-        && trace != "00000000000000000000000000000000";
-    valid.then(|| trace.to_ascii_lowercase())
+    oclaw_telemetry::otlp::parse_traceparent(v).map(|(trace, _)| trace)
 }
 
 #[cfg(test)]

@@ -108,7 +108,7 @@ pub async fn run_pipeline(
     let mut span = tracer.start(
         &task.trace_id,
         None,
-        format!("task {}", bot.name()),
+        || format!("task {}", bot.name()),
         oclaw_telemetry::otlp::SpanKind::Consumer,
     );
     let result = run_steps(rt, bot, task, &span.span_id).await;
@@ -180,14 +180,14 @@ async fn run_steps(
         let mut step_span = tracer.start(
             &task.trace_id,
             Some(task_span),
-            format!("step {}", step.id),
+            || format!("step {}", step.id),
             oclaw_telemetry::otlp::SpanKind::Internal,
         );
         let outbound = matches!(skill.name(), "http.request" | "notify.webhook");
         let mut skill_span = tracer.start(
             &task.trace_id,
             Some(&step_span.span_id),
-            format!("skill {}", skill.name()),
+            || format!("skill {}", skill.name()),
             if outbound {
                 oclaw_telemetry::otlp::SpanKind::Client
             } else {

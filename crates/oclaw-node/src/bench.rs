@@ -299,18 +299,7 @@ fn history_note(history: usize) -> String {
 
 /// CPU seconds (user + system) this process has used, from /proc (0 where unavailable).
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the full line, 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / 100.0
+    cpu_of_stat(std::path::Path::new("/proc/self/stat"))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -372,17 +361,26 @@ async fn latency_on(
     }
     let _ = stop.send(true);
     let _ = handle.await;
+    Ok(latency_report(
+        &format!(
+            "latency ({}): enqueue → start on an idle node",
+            b.store.backend()
+        ),
+        &mut measured,
+        3,
+    ))
+}
+
+/// `<what>, N samples: p50 …, p90 …, p99 …, max …` with `decimals` digits of milliseconds.
+fn latency_report(what: &str, measured: &mut [Duration], decimals: usize) -> String {
     measured.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    Ok(format!(
-        "latency ({}): enqueue → start on an idle node, {} samples: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-        b.store.backend(),
-        measured.len(),
-        ms(percentile(&measured, 0.50)),
-        ms(percentile(&measured, 0.90)),
-        ms(percentile(&measured, 0.99)),
-        ms(*measured.last().unwrap_or(&Duration::ZERO)),
-    ))
+    let [p50, p90, p99] = [0.50, 0.90, 0.99].map(|p| ms(percentile(measured, p)));
+    let max = ms(*measured.last().unwrap_or(&Duration::ZERO));
+    format!(
+        "{what}, {} samples: p50 {p50:.decimals$} ms, p90 {p90:.decimals$} ms, p99 {p99:.decimals$} ms, max {max:.decimals$} ms",
+        measured.len()
+    )
 }
 
 /// CPU seconds used so far by the processes whose command name is `comm` (PostgreSQL backends).
@@ -403,8 +401,12 @@ fn cpu_of_processes_named(comm: &str) -> f64 {
         .sum()
 }
 
+/// User + system CPU seconds of the process whose `/proc/<pid>/stat` is at `path` (0 where
+/// unavailable).
 fn cpu_of_stat(path: &std::path::Path) -> f64 {
     let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces); utime and
+    // stime are fields 14 and 15 of the full line, 12 and 13 after the name.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| {
@@ -504,16 +506,10 @@ async fn latency_cross_process(b: &Bench, samples: usize) -> Result<String, Stri
             let waited = (started - t.created_at).num_milliseconds().max(0) as u64;
             measured.push(Duration::from_millis(waited));
         }
-        measured.sort();
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        Ok(format!(
-            "latency (postgres, worker in another process): enqueue → start, {} samples, \
-             1 ms resolution: p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-            measured.len(),
-            ms(percentile(&measured, 0.50)),
-            ms(percentile(&measured, 0.90)),
-            ms(percentile(&measured, 0.99)),
-            ms(*measured.last().unwrap_or(&Duration::ZERO)),
+        Ok(latency_report(
+            "latency (postgres, worker in another process): enqueue → start, 1 ms resolution",
+            &mut measured,
+            0,
         ))
     }
     .await;

@@ -286,6 +286,7 @@ pub async fn serve(
         let (worker_info, scheduler_stats) = (worker_info.clone(), scheduler_stats.clone());
         let (node_id, api_url, backend) = (node_id.clone(), api_url.clone(), store.backend());
         let queues = queues.clone();
+        let hostname = host_name();
         move || {
             let mut info = serde_json::json!({
                 "id": node_id,
@@ -293,7 +294,7 @@ pub async fn serve(
                 "address": api_url,
                 "version": env!("CARGO_PKG_VERSION"),
                 "store": backend,
-                "hostname": host_name(),
+                "hostname": hostname,
                 "pid": std::process::id(),
                 "started_at": started_at,
             });

@@ -53,6 +53,8 @@ pub struct Scheduler {
     last_prune: Option<DateTime<Utc>>,
     retention: Option<Duration>,
     last_purge: Option<DateTime<Utc>>,
+    /// When the leadership was last taken or renewed (passes in between need not renew it).
+    renewed_at: Option<std::time::Instant>,
 }
 
 impl Scheduler {
@@ -68,6 +70,7 @@ impl Scheduler {
             last_prune: None,
             retention: None,
             last_purge: None,
+            renewed_at: None,
         }
     }
 
@@ -203,6 +206,15 @@ impl Scheduler {
     /// Takes or renews leadership; an error counts as not leading (the term may lapse meanwhile,
     /// and a standby may take over).
     async fn lead(&mut self) -> bool {
+        // Passes woken early (new scheduled tasks) reuse a renewal less than a third of a term
+        // old instead of writing the leadership row on every pass.
+        if self.stats.leader.load(Ordering::Relaxed)
+            && self
+                .renewed_at
+                .is_some_and(|t| t.elapsed() < self.leader_lease / 3)
+        {
+            return true;
+        }
         let won = self
             .store
             .acquire_leadership(LEADER_ROLE, &self.holder, self.leader_lease)
@@ -218,6 +230,7 @@ impl Scheduler {
                 false
             }
         };
+        self.renewed_at = leading.then(std::time::Instant::now);
         let was = self.stats.leader.swap(leading, Ordering::Relaxed);
         if leading && !was {
             // The previous leader moved the trigger marks on; start from the stored ones.

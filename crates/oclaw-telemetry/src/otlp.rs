@@ -129,15 +129,16 @@ impl Tracer {
         &self,
         trace_id: &str,
         parent: Option<&str>,
-        name: impl Into<String>,
+        name: impl FnOnce() -> String,
         kind: SpanKind,
     ) -> Span {
         Span {
             trace_id: trace_id.to_string(),
             span_id: new_span_id(),
             parent: parent.map(str::to_string),
+            // Named only when exported: no formatting on the hot path otherwise.
             name: if self.enabled() {
-                name.into()
+                name()
             } else {
                 String::new()
             },
@@ -286,7 +287,7 @@ mod tests {
             parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01").is_none()
         );
         assert!(parse_traceparent("nope").is_none());
-        let s = DISABLED.start(&t, Some(&p), "x", SpanKind::Internal);
+        let s = DISABLED.start(&t, Some(&p), || "x".into(), SpanKind::Internal);
         assert_eq!(s.traceparent(), format!("00-{t}-{}-01", s.span_id));
         assert_eq!(s.span_id.len(), 16);
     }

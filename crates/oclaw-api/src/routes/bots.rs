@@ -90,14 +90,7 @@ pub async fn invoke(
     };
     let submit = crate::routes::tasks::SubmitTask::for_bot(name, req.input, req.idempotency_key);
     let task = crate::routes::tasks::to_new_task(&state, submit, &trace_id)?;
-    // Subscribe before enqueueing so the finish cannot be missed.
-    let finished = state.store.wakeups().finished.subscribe();
-    let enqueued = state
-        .store
-        .enqueue(task)
-        .await
-        .map_err(|e| ApiError::from(e).trace(&trace_id))?;
-    let current = wait_finished(&state, enqueued.task, finished, wait).await?;
+    let current = enqueue_and_wait(&state, task, &trace_id, Some(wait)).await?;
     let status = if current.status.is_terminal() {
         StatusCode::OK
     } else {
@@ -106,9 +99,29 @@ pub async fn invoke(
     Ok((status, Json(invoke_answer(&current))))
 }
 
+/// Enqueues `task`; with `wait`, waits that long for it to finish (subscribing to finishes before
+/// enqueueing, so the finish cannot be missed). Answers the task as it is then.
+pub(crate) async fn enqueue_and_wait(
+    state: &ApiState,
+    task: oclaw_core::NewTask,
+    trace_id: &str,
+    wait: Option<std::time::Duration>,
+) -> Result<oclaw_core::Task, ApiError> {
+    let finished = wait.map(|_| state.store.wakeups().finished.subscribe());
+    let enqueued = state
+        .store
+        .enqueue(task)
+        .await
+        .map_err(|e| ApiError::from(e).trace(trace_id))?;
+    match (wait, finished) {
+        (Some(wait), Some(finished)) => wait_finished(state, enqueued.task, finished, wait).await,
+        _ => Ok(enqueued.task),
+    }
+}
+
 /// Waits up to `wait` for `task` to reach a terminal state; answers the task as it is then.
 /// `finished` must be subscribed before the task was enqueued, so its finish cannot be missed.
-pub(crate) async fn wait_finished(
+async fn wait_finished(
     state: &ApiState,
     task: oclaw_core::Task,
     mut finished: tokio::sync::broadcast::Receiver<std::sync::Arc<[oclaw_core::TaskId]>>,

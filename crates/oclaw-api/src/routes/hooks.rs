@@ -14,6 +14,7 @@ use oclaw_engine::webhooks::{WebhookFormat, WebhookMode, WebhookTrigger};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+use crate::auth::bearer;
 use crate::{ApiError, ApiState};
 
 /// Signed requests older or newer than this are refused (replays).
@@ -86,23 +87,8 @@ pub fn verify_signature(
     Err("signature does not match".into())
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-}
-
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    crate::auth::constant_time_eq(a.as_bytes(), b.as_bytes())
 }
 
 fn authenticate(
@@ -239,26 +225,15 @@ pub async fn receive(
     let submit =
         crate::routes::tasks::SubmitTask::for_bot(bot.name().to_string(), input, idempotency_key);
     let task = crate::routes::tasks::to_new_task(&state, submit, &trace_id)?;
-    let finished = state.store.wakeups().finished.subscribe();
-    let enqueued = state
-        .store
-        .enqueue(task)
-        .await
-        .map_err(|e| ApiError::from(e).trace(&trace_id))?;
-    let accepted = |t: &oclaw_core::Task| {
-        (
+    let wait = (hook.mode == WebhookMode::Sync).then_some(state.timeout);
+    let done = crate::routes::bots::enqueue_and_wait(&state, task, &trace_id, wait).await?;
+    if wait.is_none() || !done.status.is_terminal() {
+        // Async, or sync and still running at the timeout.
+        return Ok((
             StatusCode::ACCEPTED,
-            Json(json!({"task_id": t.id, "status": t.status, "trace_id": t.trace_id})),
+            Json(json!({"task_id": done.id, "status": done.status, "trace_id": done.trace_id})),
         )
-            .into_response()
-    };
-    if hook.mode == WebhookMode::Async {
-        return Ok(accepted(&enqueued.task));
-    }
-    let done =
-        crate::routes::bots::wait_finished(&state, enqueued.task, finished, state.timeout).await?;
-    if !done.status.is_terminal() {
-        return Ok(accepted(&done));
+            .into_response());
     }
     match (&done.output, &done.error) {
         (Some(output), None) => Ok((StatusCode::OK, Json(output.clone())).into_response()),

@@ -40,7 +40,7 @@ pub async fn time_requests(
         let span = tracer.start(
             &trace,
             parent.as_deref(),
-            format!("{method} {route}"),
+            || format!("{method} {route}"),
             oclaw_telemetry::otlp::SpanKind::Server,
         );
         // Handlers read the trace id from this header: the same trace, under this span.
