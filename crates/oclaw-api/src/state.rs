@@ -26,6 +26,9 @@ pub struct ApiState {
     pub served_queues: Option<Arc<std::collections::BTreeSet<String>>>,
     /// This node as `GET /v1/cluster/nodes` shows it (id, components, address, version, started_at).
     pub node: serde_json::Value,
+    /// Hands finished channel tasks to the sessions waiting for their replies.
+    pub replies: Arc<oclaw_channels::ReplyRouter>,
+    pub websocket: oclaw_core::config::WebsocketConfig,
 }
 
 #[derive(Clone)]

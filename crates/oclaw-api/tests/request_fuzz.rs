@@ -74,8 +74,11 @@ async fn no_input_panics_or_answers_5xx() {
             &TemplateEngine::default(),
         )
         .unwrap();
+    let store: Arc<dyn oclaw_store::Store> = Arc::new(store);
     let state = ApiState {
-        store: Arc::new(store),
+        replies: oclaw_channels::ReplyRouter::start(store.clone()),
+        websocket: Default::default(),
+        store,
         catalog: Arc::new(catalog),
         timeout: std::time::Duration::from_millis(50),
         tokens: Arc::new(Vec::new()),

@@ -46,6 +46,94 @@ pub struct NodeConfig {
     /// A folder of bot YAML files (`*.yaml`, `*.yml`).
     pub bots_dir: Option<PathBuf>,
     pub telemetry: TelemetryConfig,
+    /// Connections and settings shared by bots' channel triggers.
+    pub channels: ChannelsConfig,
+}
+
+/// `channels:` — broker connections used by `mqtt`/`nats` triggers, WebSocket session limits and
+/// conversation memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelsConfig {
+    /// The MQTT broker `mqtt` triggers subscribe to.
+    pub mqtt: Option<MqttConnection>,
+    /// The NATS server (with JetStream) `nats` triggers consume from.
+    pub nats: Option<NatsConnection>,
+    pub websocket: WebsocketConfig,
+    pub conversation: ConversationConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConnection {
+    /// `mqtt://HOST:PORT` (1883 by default).
+    pub url: String,
+    /// Client id; defaults to `oclaw-<node id>`. Two nodes must not share one.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// May be a template over `secrets` (`"{{ secrets.MQTT_PASSWORD }}"`).
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConnection {
+    /// `nats://HOST:PORT` (4222 by default).
+    pub url: String,
+    /// The JetStream stream `nats` triggers consume from; created over their subjects when missing.
+    #[serde(default = "default_nats_stream")]
+    pub stream: String,
+}
+
+fn default_nats_stream() -> String {
+    "OCLAW".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebsocketConfig {
+    /// Messages of one session submitted and not yet answered; the session reads no further
+    /// frames until one is answered.
+    pub max_in_flight: usize,
+    /// Frames waiting to be written to a client; a client that lets this many pile up is
+    /// disconnected (close code 1008).
+    pub outbound_buffer: usize,
+    /// How often the server pings; a client silent for three intervals is disconnected.
+    pub heartbeat: Dur,
+    /// Largest frame a client may send.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for WebsocketConfig {
+    fn default() -> Self {
+        WebsocketConfig {
+            max_in_flight: 32,
+            outbound_buffer: 256,
+            heartbeat: Dur::secs(20),
+            max_frame_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConversationConfig {
+    /// Messages (user and bot) kept per conversation for `conversation.history`; 0 keeps none.
+    pub history: usize,
+    /// A conversation idle this long is forgotten.
+    pub ttl: Dur,
+}
+
+impl Default for ConversationConfig {
+    fn default() -> Self {
+        ConversationConfig {
+            history: 20,
+            ttl: Dur::secs(7 * 24 * 3600),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -258,6 +346,7 @@ impl NodeConfig {
             bots: Vec::new(),
             bots_dir: None,
             telemetry: TelemetryConfig::default(),
+            channels: ChannelsConfig::default(),
         };
         if profile == Profile::Production {
             c.worker.concurrency = 50;

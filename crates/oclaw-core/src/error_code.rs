@@ -55,6 +55,10 @@ error_codes! {
     NotFound = ("OC-2010", 404, "no such route"),
     MethodNotAllowed = ("OC-2011", 405, "the route does not accept this HTTP method"),
     WebhookUnauthorized = ("OC-2012", 401, "webhook signature or token missing, invalid, or outside the replay window"),
+    ChannelNotEnabled = ("OC-2013", 404, "the bot has no trigger for this channel"),
+    MalformedFrame = ("OC-2014", 400, "channel message or frame is malformed"),
+    ClientTooSlow = ("OC-2015", 429, "the client does not read its replies; the session was closed"),
+    ReplyTimeout = ("OC-2016", 504, "no reply within the bot's timeout; the task goes on"),
     LeaseExpired = ("OC-3001", 500, "the task's lease expired before it finished"),
     TriggerFireFailed = ("OC-3002", 500, "a trigger could not enqueue its task"),
     StoreUnavailable = ("OC-4001", 503, "database connection timeout"),
@@ -73,6 +77,8 @@ error_codes! {
     TemplateRender = ("OC-4017", 500, "template rendering failed"),
     BotMissing = ("OC-4018", 500, "the task's bot is not loaded on this node"),
     WorkerShutdown = ("OC-4019", 500, "worker shut down before the task finished"),
+    ChannelUnavailable = ("OC-4020", 503, "a channel's broker or platform cannot be reached"),
+    ChannelSendFailed = ("OC-4021", 502, "a reply could not be delivered on its channel"),
 }
 
 impl std::fmt::Display for ErrorCode {

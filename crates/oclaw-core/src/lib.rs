@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod bot;
+pub mod channel;
 pub mod config;
 pub mod config_load;
 pub mod duration;

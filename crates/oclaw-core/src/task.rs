@@ -184,6 +184,9 @@ pub struct NewTask {
     /// `None` means "now": the task is queued at once.
     pub run_at: Option<DateTime<Utc>>,
     pub idempotency_key: Option<String>,
+    /// Tasks sharing an ordering key run one at a time, in the order they were submitted (a
+    /// conversation's messages, say); tasks without one run in parallel.
+    pub ordering_key: Option<String>,
     pub max_attempts: u32,
     pub trace_id: String,
 }
@@ -198,6 +201,7 @@ impl NewTask {
             priority: 0,
             run_at: None,
             idempotency_key: None,
+            ordering_key: None,
             max_attempts: 3,
             trace_id: new_trace_id(),
         }

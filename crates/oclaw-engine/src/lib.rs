@@ -3,6 +3,7 @@
 //! runtime that claims, runs, heartbeats and completes tasks in batches.
 
 pub mod catalog;
+pub mod conversation;
 mod pipeline;
 pub mod templates;
 pub mod triggers;

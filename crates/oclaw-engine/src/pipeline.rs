@@ -29,6 +29,8 @@ pub struct Runtime {
     pub node: minijinja::Value,
     /// Task counters and histograms, shared with the API's `/metrics`.
     pub metrics: Arc<oclaw_telemetry::NodeMetrics>,
+    /// How much of each conversation channel tasks see as `conversation.history`.
+    pub conversation: oclaw_core::config::ConversationConfig,
 }
 
 impl Runtime {
@@ -64,6 +66,7 @@ impl Runtime {
             env: crate::templates::to_template_value(&Value::Object(env)),
             node: crate::templates::to_template_value(&node),
             metrics: Arc::default(),
+            conversation: Default::default(),
         })
     }
 }
@@ -145,6 +148,13 @@ async fn run_steps(
     let task_info = crate::templates::to_template_value(&serde_json::json!({
         "id": task.id.to_string(), "attempt": task.attempt, "bot": bot.name(), "trace_id": task.trace_id,
     }));
+    let session = crate::conversation::Session::open(rt, &task.input).await;
+    let conversation = crate::templates::to_template_value(
+        &session
+            .as_ref()
+            .map(crate::conversation::Session::template_value)
+            .unwrap_or(Value::Null),
+    );
     let mut outputs = Map::new();
     let mut data = task.input.clone();
     let last = bot.steps.len() - 1;
@@ -161,6 +171,7 @@ async fn run_steps(
             env => rt.env.clone(),
             node => rt.node.clone(),
             task => task_info.clone(),
+            conversation => conversation.clone(),
             data => crate::templates::to_template_value(&data),
         };
         if let Some(cond) = &step.condition {
@@ -241,6 +252,9 @@ async fn run_steps(
         }
         outputs.insert(step.id.clone(), serde_json::json!({ "output": &output }));
         data = output;
+    }
+    if let Some(session) = session {
+        session.record(rt, &task.input, &data).await;
     }
     Ok(data)
 }

@@ -90,7 +90,8 @@ pub fn build_catalog(
         return Ok((catalog, CatalogSource::Configured));
     }
     for (name, text) in EXAMPLE_BOTS {
-        catalog.load_yaml(name, text, skills, templates)?;
+        let text = crate::examples::example_yaml(name, text);
+        catalog.load_yaml(name, &text, skills, templates)?;
     }
     Ok((catalog, CatalogSource::Examples))
 }

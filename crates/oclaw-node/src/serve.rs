@@ -229,6 +229,8 @@ pub async fn serve(
             format!("outbound HTTP client: {m}"),
         )
     })?;
+    let mut runtime = runtime;
+    runtime.conversation = config.channels.conversation.clone();
     let queues: Vec<String> = if config.worker.queues.is_empty() {
         let mut q = catalog.queues();
         q.insert("default".into());
@@ -326,6 +328,8 @@ pub async fn serve(
         served_queues: (embedded && store.backend() == "sqlite")
             .then(|| Arc::new(queues.iter().cloned().collect())),
         node: node_info(),
+        replies: oclaw_channels::ReplyRouter::start(store.clone()),
+        websocket: config.channels.websocket.clone(),
     };
     let presence = spawn_presence(store.clone(), node_id.clone(), node_info, stop_rx.clone());
     let mut api_stop = stop_rx.clone();

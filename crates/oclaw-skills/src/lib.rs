@@ -2,6 +2,8 @@
 //! one module each; [`SkillRegistry`] is the one place a step's `uses:` is looked up.
 
 mod context;
+mod enqueue;
+mod faq;
 mod http_request;
 mod kv;
 mod log;

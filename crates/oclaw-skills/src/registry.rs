@@ -57,6 +57,8 @@ impl SkillRegistry {
             Arc::new(crate::sleep::Sleep),
             Arc::new(crate::kv::KvGet),
             Arc::new(crate::kv::KvSet),
+            Arc::new(crate::faq::FaqMatch::default()),
+            Arc::new(crate::enqueue::TaskEnqueue),
         ];
         for s in builtins {
             r.register(s, SkillOrigin::BuiltIn);

@@ -19,3 +19,10 @@ pub fn parse_json(text: &str) -> Value {
 pub fn to_json(v: &Value) -> String {
     v.to_string()
 }
+
+/// Claim condition for ordering keys: a task waits while an earlier task with its key is waiting
+/// or while one is running (the claiming query names the candidate `c`).
+pub(crate) const ORDERED: &str =
+    "AND (c.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM tasks o \
+     WHERE o.ordering_key = c.ordering_key AND o.status IN ('queued', 'scheduled', 'running') \
+     AND (o.status = 'running' OR o.id < c.id)))";

@@ -739,6 +739,78 @@ pub async fn purge_removes_old_finished_tasks_only(s: DynStore) {
 
 /// Generates one `#[tokio::test]` per conformance case; `$open` is an async expression that
 /// yields a fresh, empty `Arc<dyn Store>`.
+pub async fn ordering_key_runs_tasks_one_at_a_time_in_order(s: DynStore) {
+    let keyed = |n: i64, key: &str| NewTask {
+        ordering_key: Some(key.into()),
+        ..task("b", "q", n)
+    };
+    let a1 = s.enqueue(keyed(1, "conv-a")).await.unwrap().task.id;
+    let a2 = s.enqueue(keyed(2, "conv-a")).await.unwrap().task.id;
+    let a3 = s.enqueue(keyed(3, "conv-a")).await.unwrap().task.id;
+    let b1 = s.enqueue(keyed(4, "conv-b")).await.unwrap().task.id;
+    let free = s.enqueue(task("b", "q", 5)).await.unwrap().task.id;
+    // One task per key at a time; tasks without a key are not held back.
+    let got: Vec<TaskId> = s
+        .claim_batch(claim("w", &["q"], 10))
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(got, vec![a1, b1, free]);
+    assert!(
+        s.claim_batch(claim("w2", &["q"], 10))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a2 waits while a1 runs"
+    );
+    // A failure scheduled for retry still holds the key: a2 must not overtake a1.
+    s.complete_batch(vec![failure("w", a1, 1, true)])
+        .await
+        .unwrap();
+    assert!(
+        s.claim_batch(claim("w2", &["q"], 10))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a2 waits for a1's retry"
+    );
+    s.cancel(a1).await.unwrap();
+    let got: Vec<TaskId> = s
+        .claim_batch(claim("w2", &["q"], 10))
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(got, vec![a2]);
+    s.complete_batch(vec![success("w2", a2, 1, json!(2))])
+        .await
+        .unwrap();
+    let got: Vec<TaskId> = s
+        .claim_batch(claim("w2", &["q"], 10))
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(got, vec![a3]);
+    // Batch enqueue keeps the key too.
+    let batch = s
+        .enqueue_batch(vec![keyed(6, "conv-c"), keyed(7, "conv-c")])
+        .await
+        .unwrap();
+    let got: Vec<TaskId> = s
+        .claim_batch(claim("w3", &["q"], 10))
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(got, vec![batch[0].task.id]);
+}
+
 #[macro_export]
 macro_rules! store_conformance_tests {
     ($open:expr) => {
@@ -759,7 +831,8 @@ macro_rules! store_conformance_tests {
             delayed_task_waits_for_run_at, capacity_refuses_then_accepts, concurrent_writes_succeed_or_fail_alone, checkpoints_come_back_on_retry,
             queue_stats_count_each_state, list_tasks_filters_and_pages, kv_with_ttl, trigger_marks_persist,
             wakeups_fire_on_enqueue, nodes_register_heartbeat_and_leave,
-            leadership_is_exclusive_until_it_lapses, purge_removes_old_finished_tasks_only);
+            leadership_is_exclusive_until_it_lapses, purge_removes_old_finished_tasks_only,
+            ordering_key_runs_tasks_one_at_a_time_in_order);
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
         $(

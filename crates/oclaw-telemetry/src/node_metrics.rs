@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::metrics::{labels, Histogram, HistogramFamily, LATENCY_BUCKETS};
+use crate::metrics::{labels, CounterFamily, Histogram, HistogramFamily, LATENCY_BUCKETS};
 use crate::system::NodeSampler;
 
 /// Task wait and run times reach minutes; these buckets go to an hour.
@@ -17,6 +17,10 @@ pub const TASK_BUCKETS: &[f64] = &[
 pub struct NodeMetrics {
     /// `oclaw_api_request_duration_seconds{route, method, status}`.
     pub api_latency: HistogramFamily,
+    /// `oclaw_channel_messages_total{channel, event}`: received, sent, error, dropped.
+    pub channel_messages: CounterFamily,
+    /// `oclaw_channel_reply_seconds{channel}`: message received to reply sent.
+    pub channel_reply: HistogramFamily,
     /// Task series per bot, found without allocating on the hot path.
     bots: Mutex<HashMap<String, Arc<BotSeries>>>,
     sampler: OnceLock<Arc<NodeSampler>>,
@@ -27,6 +31,8 @@ impl Default for NodeMetrics {
     fn default() -> Self {
         NodeMetrics {
             api_latency: HistogramFamily::new(LATENCY_BUCKETS),
+            channel_messages: CounterFamily::default(),
+            channel_reply: HistogramFamily::new(LATENCY_BUCKETS),
             bots: Mutex::new(HashMap::new()),
             sampler: OnceLock::new(),
             started_unix: std::time::SystemTime::now()
@@ -66,6 +72,33 @@ impl NodeMetrics {
         counter.fetch_add(1, Ordering::Relaxed);
         s.duration.observe(run.as_secs_f64());
         s.wait.observe(wait.as_secs_f64());
+    }
+
+    /// Counts one channel event (`received`, `sent`, `error`, `dropped`).
+    pub fn channel_event(&self, channel: &str, event: &str) {
+        self.channel_messages
+            .inc(&labels(&[("channel", channel), ("event", event)]), 1);
+    }
+
+    /// Counts a reply sent on `channel`, `latency` after its message arrived.
+    pub fn channel_replied(&self, channel: &str, latency: Duration) {
+        self.channel_event(channel, "sent");
+        self.channel_reply
+            .observe(&labels(&[("channel", channel)]), latency.as_secs_f64());
+    }
+
+    /// `oclaw_channel_messages_total` and `oclaw_channel_reply_seconds`.
+    pub fn render_channels(&self, out: &mut String) {
+        self.channel_messages.render(
+            out,
+            "oclaw_channel_messages_total",
+            "Channel messages by channel and event: received, sent (replies), error, dropped.",
+        );
+        self.channel_reply.render(
+            out,
+            "oclaw_channel_reply_seconds",
+            "Time from a channel message's arrival to its reply being sent.",
+        );
     }
 
     /// `oclaw_tasks_total`, `oclaw_task_duration_seconds` and `oclaw_task_wait_seconds`.

@@ -267,6 +267,7 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
     );
 
     m.render_tasks(&mut out);
+    m.render_channels(&mut out);
     render_samples(
         &mut out,
         "oclaw_node_cpu_utilization_ratio",

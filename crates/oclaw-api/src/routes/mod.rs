@@ -8,6 +8,7 @@ mod hooks;
 mod metrics;
 mod queues;
 pub(crate) mod tasks;
+mod ws;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -32,6 +33,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/cluster/nodes", get(cluster::nodes))
         .route("/v1/bots/{name}/invoke", post(bots::invoke))
         .route("/hooks/{*rest}", post(hooks::receive))
+        .route("/v1/ws", get(ws::connect))
         .route("/metrics", get(metrics::metrics))
         .route(
             "/openapi.json",

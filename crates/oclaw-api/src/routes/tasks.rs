@@ -36,6 +36,8 @@ pub struct SubmitTask {
     pub idempotency_key: Option<String>,
     /// Attempts before the task is dead; defaults to the bot's retry policy.
     pub max_attempts: Option<u32>,
+    /// Tasks with the same key run one at a time, in submission order.
+    pub ordering_key: Option<String>,
 }
 
 impl SubmitTask {
@@ -50,6 +52,7 @@ impl SubmitTask {
             delay: None,
             idempotency_key,
             max_attempts: None,
+            ordering_key: None,
         }
     }
 }
@@ -109,6 +112,15 @@ pub fn to_new_task(state: &ApiState, req: SubmitTask, trace_id: &str) -> Result<
             ));
         }
     }
+    if let Some(k) = &req.ordering_key {
+        if k.is_empty() || k.len() > 256 {
+            return Err(invalid(
+                "`ordering_key` must be 1 to 256 characters",
+                "ordering_key",
+                trace_id,
+            ));
+        }
+    }
     if let Some(q) = &req.queue {
         let ok = !q.is_empty()
             && q.len() <= 63
@@ -152,6 +164,7 @@ pub fn to_new_task(state: &ApiState, req: SubmitTask, trace_id: &str) -> Result<
         priority: req.priority.unwrap_or(0),
         run_at,
         idempotency_key: req.idempotency_key,
+        ordering_key: req.ordering_key,
         max_attempts: req.max_attempts.unwrap_or(bot.doc.spec.retry.max_attempts),
         trace_id: trace_id.to_string(),
     })

@@ -13,7 +13,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::{pg_err, pool_err, Inner, PgStore};
-use crate::codec::{from_ms, ms, parse_json, to_json};
+use crate::codec::{from_ms, ms, parse_json, to_json, ORDERED};
 use crate::{
     ClaimRequest, ClaimedTask, Completion, CompletionReport, Enqueued, ExpiredReport, NodeRecord,
     Outcome, QueueStats, Store, StoreError, StoreResult, TaskFilter, Wakeups,
@@ -186,6 +186,10 @@ async fn insert_rows(
         .map(|r| r.task.idempotency_key.as_deref())
         .collect();
     let traces: Vec<&str> = rows.iter().map(|r| r.task.trace_id.as_str()).collect();
+    let ordering: Vec<Option<&str>> = rows
+        .iter()
+        .map(|r| r.task.ordering_key.as_deref())
+        .collect();
     let run_ats: Vec<i64> = rows.iter().map(|r| r.run_at).collect();
     let queued = rows.iter().any(|r| r.status == TaskStatus::Queued);
     let scheduled = rows.iter().any(|r| r.status == TaskStatus::Scheduled);
@@ -193,10 +197,10 @@ async fn insert_rows(
         .prepare_cached(
             "WITH ins AS (\
                INSERT INTO tasks (bot, queue, status, priority, input, max_attempts, idempotency_key, \
-                                  trace_id, created_at, run_at) \
-               SELECT b, q, s, p, i, m, k, tr, $10, r FROM unnest($1::text[], $2::text[], $3::text[], \
-                 $4::int[], $5::text[], $6::int[], $7::text[], $8::text[], $9::bigint[]) \
-                 AS u(b, q, s, p, i, m, k, tr, r) \
+                                  trace_id, created_at, run_at, ordering_key) \
+               SELECT b, q, s, p, i, m, k, tr, $10, r, o FROM unnest($1::text[], $2::text[], $3::text[], \
+                 $4::int[], $5::text[], $6::int[], $7::text[], $8::text[], $9::bigint[], $15::text[]) \
+                 AS u(b, q, s, p, i, m, k, tr, r, o) \
                RETURNING id) \
              SELECT id, \
                (SELECT CASE WHEN $11 THEN pg_notify($12, '') END), \
@@ -205,7 +209,7 @@ async fn insert_rows(
         )
         .await
         .map_err(pg_err)?;
-    let params: [&(dyn ToSql + Sync); 14] = [
+    let params: [&(dyn ToSql + Sync); 15] = [
         &bots,
         &queues,
         &statuses,
@@ -220,6 +224,7 @@ async fn insert_rows(
         &inner.channels.queued,
         &scheduled,
         &inner.channels.scheduled,
+        &ordering,
     ];
     let result = c.query(&stmt, &params).await.map_err(pg_err)?;
     let mut ids: Vec<i64> = result.iter().map(|r| r.get(0)).collect();
@@ -339,7 +344,7 @@ impl PgStore {
                     .prepare_cached(&format!(
                         "UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, worker = $1, \
                            lease_until = $2, started_at = $3 \
-                         FROM (SELECT id FROM tasks WHERE status = 'queued' AND queue = $4 \
+                         FROM (SELECT id FROM tasks c WHERE status = 'queued' AND queue = $4 {ORDERED} \
                                ORDER BY priority DESC, id LIMIT $5 FOR UPDATE SKIP LOCKED) p \
                          WHERE t.id = p.id RETURNING {CLAIMED_COLUMNS}"
                     ))
@@ -353,7 +358,7 @@ impl PgStore {
                     .prepare_cached(&format!(
                         "UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, worker = $1, \
                            lease_until = $2, started_at = $3 \
-                         FROM (SELECT id FROM tasks WHERE status = 'queued' \
+                         FROM (SELECT id FROM tasks c WHERE status = 'queued' {ORDERED} \
                                ORDER BY priority DESC, id LIMIT $4 FOR UPDATE SKIP LOCKED) p \
                          WHERE t.id = p.id RETURNING {CLAIMED_COLUMNS}"
                     ))

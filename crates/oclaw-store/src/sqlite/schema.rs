@@ -65,6 +65,10 @@ const MIGRATIONS: &[&str] = &[
         holder TEXT NOT NULL,
         until INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 3: ordering keys (a conversation's tasks run one at a time, in order).
+    "ALTER TABLE tasks ADD COLUMN ordering_key TEXT;
+    CREATE INDEX tasks_ordered ON tasks (ordering_key, id)
+        WHERE ordering_key IS NOT NULL AND status IN ('queued', 'scheduled', 'running');",
 ];
 
 /// The schema version this binary writes.

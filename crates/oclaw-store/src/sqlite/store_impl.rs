@@ -15,6 +15,7 @@ use super::rows::{
     from_ms, load_checkpoints, load_task, ms, parse_json, require_task, task_from_row, to_json,
     TASK_COLUMNS,
 };
+use crate::codec::ORDERED;
 use crate::{
     ClaimRequest, ClaimedTask, Completion, CompletionReport, Enqueued, ExpiredReport, NodeRecord,
     Outcome, QueueStats, Store, StoreError, StoreResult, TaskFilter, Wakeups,
@@ -92,7 +93,8 @@ fn enqueue_in(tx: &Connection, st: &mut EnqueueState<'_>, task: NewTask) -> Stor
     let id: i64 = tx
         .prepare_cached(
             "INSERT INTO tasks (bot, queue, status, priority, input, max_attempts, idempotency_key, \
-             trace_id, created_at, run_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
+             trace_id, created_at, run_at, ordering_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+             RETURNING id",
         )
         .and_then(|mut s| {
             s.query_row(
@@ -106,7 +108,8 @@ fn enqueue_in(tx: &Connection, st: &mut EnqueueState<'_>, task: NewTask) -> Stor
                     task.idempotency_key,
                     task.trace_id,
                     st.now,
-                    run_at
+                    run_at,
+                    task.ordering_key
                 ],
                 |r| r.get(0),
             )
@@ -163,7 +166,7 @@ fn claim_from_queue(
     };
     let sql = format!(
         "UPDATE OR FAIL tasks SET status = 'running', attempts = attempts + 1, worker = ?1, lease_until = ?2, \
-         started_at = ?3 WHERE id IN (SELECT id FROM tasks WHERE status = 'queued' {filter} \
+         started_at = ?3 WHERE id IN (SELECT id FROM tasks c WHERE status = 'queued' {filter} {ORDERED} \
          ORDER BY priority DESC, id LIMIT ?4) \
          RETURNING id, bot, queue, priority, input, attempts, max_attempts, trace_id, created_at, run_at"
     );

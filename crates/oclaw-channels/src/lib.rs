@@ -1,0 +1,13 @@
+//! Channels turn outside traffic into tasks for bots and carry each bot's reply back the way the
+//! message came. Every channel goes through [`Inbound`] (one message → one durable task, ordered
+//! within its conversation) and the process's [`ReplyRouter`] (one subscription to finished
+//! tasks, waking the waiter of each), and counts its messages in the same metrics.
+//!
+//! HTTP-borne channels (webhooks, chat platforms, WebSocket sessions) are served by the API;
+//! broker-borne ones ([`mqtt`], [`nats`]) run as tasks of the node.
+
+pub mod inbound;
+pub mod router;
+
+pub use inbound::{resolve_secret, Inbound};
+pub use router::{Pending, ReplyRouter};

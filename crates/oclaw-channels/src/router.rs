@@ -1,0 +1,180 @@
+//! The reply router: one subscription per process to "these tasks finished", handing each
+//! finished task to whoever waits for it (a WebSocket session, a sync webhook, an MQTT message
+//! that wants its reply published). Waiting costs a map entry, not a subscription per message.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oclaw_core::{NewTask, Task, TaskId};
+use oclaw_store::{Enqueued, Store, StoreResult};
+use tokio::sync::{broadcast, oneshot};
+
+/// Finished ids remembered for registrations that arrive just after the finish.
+const RECENT: usize = 16_384;
+/// How often waiters are checked against the store, in case a notification was missed.
+const SWEEP: Duration = Duration::from_secs(2);
+
+#[derive(Default)]
+struct Inner {
+    waiting: HashMap<TaskId, oneshot::Sender<Task>>,
+    recent: VecDeque<TaskId>,
+    recent_set: HashSet<TaskId>,
+}
+
+pub struct ReplyRouter {
+    store: Arc<dyn Store>,
+    inner: Mutex<Inner>,
+}
+
+/// A task being waited for; dropping it stops waiting.
+pub struct Pending {
+    pub task: Task,
+    /// Whether the enqueue created the task (false: an idempotent replay).
+    pub created: bool,
+    rx: oneshot::Receiver<Task>,
+    router: Arc<ReplyRouter>,
+}
+
+impl Pending {
+    /// The finished task, or `None` when `timeout` passes first.
+    pub async fn finished(mut self, timeout: Duration) -> Option<Task> {
+        if self.task.status.is_terminal() {
+            return Some(self.task.clone());
+        }
+        match tokio::time::timeout(timeout, &mut self.rx).await {
+            Ok(Ok(task)) => Some(task),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.router.lock().waiting.remove(&self.task.id);
+    }
+}
+
+impl ReplyRouter {
+    /// Starts the router of this process (it runs until the store's wake-ups close).
+    pub fn start(store: Arc<dyn Store>) -> Arc<ReplyRouter> {
+        let router = Arc::new(ReplyRouter {
+            store: store.clone(),
+            inner: Mutex::new(Inner::default()),
+        });
+        let finished = store.wakeups().finished.subscribe();
+        tokio::spawn(Self::run(Arc::downgrade(&router), finished));
+        router
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Enqueues `task` and waits for it: the returned handle yields the finished task.
+    pub async fn submit(self: &Arc<Self>, task: NewTask) -> StoreResult<Pending> {
+        let Enqueued { task, created } = self.store.enqueue(task).await?;
+        Ok(self.wait_for(task, created))
+    }
+
+    /// Waits for a task that is already enqueued.
+    pub fn wait_for(self: &Arc<Self>, task: Task, created: bool) -> Pending {
+        let (tx, rx) = oneshot::channel();
+        let finished_already = {
+            let mut inner = self.lock();
+            let done = inner.recent_set.contains(&task.id);
+            if !done {
+                inner.waiting.insert(task.id, tx);
+                None
+            } else {
+                Some(tx)
+            }
+        };
+        if let Some(tx) = finished_already {
+            self.deliver(task.id, tx);
+        }
+        Pending {
+            task,
+            created,
+            rx,
+            router: self.clone(),
+        }
+    }
+
+    /// Looks the task up and hands it over (when finished; a task that is not, yet, is waited
+    /// for again).
+    fn deliver(self: &Arc<Self>, id: TaskId, tx: oneshot::Sender<Task>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            match me.store.get_task(id).await {
+                Ok(Some(task)) if task.status.is_terminal() => {
+                    let _ = tx.send(task);
+                }
+                Ok(Some(_)) => {
+                    if !tx.is_closed() {
+                        me.lock().waiting.insert(id, tx);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(component = "channels", task_id = %id, error_code = e.code().code(), "reading a finished task for its reply: {e}");
+                    if !tx.is_closed() {
+                        me.lock().waiting.insert(id, tx);
+                    }
+                }
+            }
+        });
+    }
+
+    async fn run(
+        router: std::sync::Weak<ReplyRouter>,
+        mut finished: broadcast::Receiver<Arc<[TaskId]>>,
+    ) {
+        let mut sweep = tokio::time::interval(SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let event = tokio::select! {
+                r = finished.recv() => Some(r),
+                _ = sweep.tick() => None,
+            };
+            let Some(me) = router.upgrade() else { return };
+            let ready: Vec<(TaskId, oneshot::Sender<Task>)> = match event {
+                Some(Ok(ids)) => {
+                    let mut inner = me.lock();
+                    let mut ready = Vec::new();
+                    for id in ids.iter() {
+                        match inner.waiting.remove(id) {
+                            Some(tx) => ready.push((*id, tx)),
+                            None => {
+                                if inner.recent_set.insert(*id) {
+                                    inner.recent.push_back(*id);
+                                    if inner.recent.len() > RECENT {
+                                        if let Some(old) = inner.recent.pop_front() {
+                                            inner.recent_set.remove(&old);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    ready
+                }
+                Some(Err(broadcast::error::RecvError::Closed)) => return,
+                // Missed notifications, or the periodic check: look at every waiter.
+                Some(Err(broadcast::error::RecvError::Lagged(_))) | None => {
+                    let mut inner = me.lock();
+                    inner.waiting.retain(|_, tx| !tx.is_closed());
+                    inner.waiting.drain().collect()
+                }
+            };
+            for (id, tx) in ready {
+                me.deliver(id, tx);
+            }
+        }
+    }
+
+    /// Tasks being waited for.
+    pub fn waiting(&self) -> usize {
+        self.lock().waiting.len()
+    }
+}
