@@ -7,6 +7,7 @@
 //! broker-borne ones ([`mqtt`], [`nats`]) run as tasks of the node.
 
 pub mod inbound;
+pub mod mqtt;
 pub mod router;
 
 pub use inbound::{resolve_secret, Inbound};

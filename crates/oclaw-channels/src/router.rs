@@ -77,6 +77,15 @@ impl ReplyRouter {
         Ok(self.wait_for(task, created))
     }
 
+    /// Enqueues `tasks` in one store call (in order) and waits for each.
+    pub async fn submit_batch(self: &Arc<Self>, tasks: Vec<NewTask>) -> StoreResult<Vec<Pending>> {
+        let enqueued = self.store.enqueue_batch(tasks).await?;
+        Ok(enqueued
+            .into_iter()
+            .map(|Enqueued { task, created }| self.wait_for(task, created))
+            .collect())
+    }
+
     /// Waits for a task that is already enqueued.
     pub fn wait_for(self: &Arc<Self>, task: Task, created: bool) -> Pending {
         let (tx, rx) = oneshot::channel();

@@ -26,6 +26,8 @@ pub struct LoadedBot {
     pub time_triggers: Vec<(usize, TimeTrigger)>,
     /// Webhook triggers (served by the api-server under `/hooks/`).
     pub webhooks: Vec<crate::webhooks::WebhookTrigger>,
+    /// MQTT triggers (served by the node's MQTT channel).
+    pub mqtt: Vec<crate::broker_triggers::MqttTrigger>,
 }
 
 impl LoadedBot {
@@ -299,9 +301,23 @@ impl BotCatalog {
             }
             webhooks.push(hook);
         }
+        let mut mqtt = Vec::new();
+        for t in &doc.spec.triggers {
+            let Some(v) = &t.mqtt else { continue };
+            mqtt.push(crate::broker_triggers::MqttTrigger::parse(v).map_err(|m| {
+                located(
+                    ErrorCode::BotBadTrigger,
+                    source,
+                    text,
+                    "mqtt",
+                    format!("bot `{name}`: {m}"),
+                )
+            })?);
+        }
         self.bots.insert(
             name,
             Arc::new(LoadedBot {
+                mqtt,
                 doc,
                 source: source.to_string(),
                 steps,

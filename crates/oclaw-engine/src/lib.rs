@@ -2,6 +2,7 @@
 //! template engine, the pipeline executor that runs a bot's steps for one task, and the worker
 //! runtime that claims, runs, heartbeats and completes tasks in batches.
 
+pub mod broker_triggers;
 pub mod catalog;
 pub mod conversation;
 mod pipeline;

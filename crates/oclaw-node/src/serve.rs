@@ -331,6 +331,26 @@ pub async fn serve(
         replies: oclaw_channels::ReplyRouter::start(store.clone()),
         websocket: config.channels.websocket.clone(),
     };
+    // Broker channels run with the API (channel ingress).
+    let mqtt = if components.api && oclaw_channels::mqtt::wanted(&catalog) {
+        let conn = config.channels.mqtt.as_ref().ok_or_else(|| {
+            startup(
+                ErrorCode::ConfigInvalidValue,
+                "a bot has an `mqtt` trigger but channels.mqtt.url is not set".to_string(),
+            )
+        })?;
+        let options = oclaw_channels::mqtt::options(conn, &node_id)
+            .map_err(|m| startup(ErrorCode::ConfigInvalidValue, m))?;
+        Some(tokio::spawn(oclaw_channels::mqtt::run(
+            options,
+            catalog.clone(),
+            state.replies.clone(),
+            state.metrics.clone(),
+            stop_rx.clone(),
+        )))
+    } else {
+        None
+    };
     let presence = spawn_presence(store.clone(), node_id.clone(), node_info, stop_rx.clone());
     let mut api_stop = stop_rx.clone();
     let api = tokio::spawn(async move {
@@ -376,6 +396,9 @@ pub async fn serve(
         let _ = s.await;
     }
     let _ = presence.await;
+    if let Some(mqtt) = mqtt {
+        let _ = mqtt.await;
+    }
     tracing::info!(component = "node", "stopped cleanly");
     Ok(())
 }
