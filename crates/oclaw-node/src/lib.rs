@@ -2,6 +2,7 @@
 //! started, and stopped gracefully. Also the built-in benchmarks (`oclaw bench`).
 
 pub mod bench;
+pub mod bench_chat;
 pub mod bench_http;
 mod examples;
 mod loading;

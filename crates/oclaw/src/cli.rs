@@ -292,6 +292,16 @@ pub enum BenchCommand {
         #[arg(long)]
         server: Option<String>,
     },
+    /// Chat round trips over WebSocket with the faq-bot example on an embedded node: each
+    /// session sends its messages one after another and waits for every reply.
+    Chat {
+        /// Concurrent WebSocket sessions.
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
+        /// Messages each session sends.
+        #[arg(long, default_value_t = 20)]
+        messages: usize,
+    },
     /// Enqueue single tasks on an idle node and measure enqueue → start latency.
     Latency {
         #[arg(long, default_value_t = 1000)]

@@ -215,8 +215,10 @@ async fn the_example_bots_run_without_configuration() {
         vec![
             "alert-handler",
             "catalog-collector",
+            "faq-bot",
             "health-monitor",
-            "hello"
+            "hello",
+            "support-inbox"
         ]
     );
     // Run the collector now instead of waiting for its minute.

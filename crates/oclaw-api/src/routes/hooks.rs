@@ -20,25 +20,7 @@ use crate::{ApiError, ApiState};
 /// Signed requests older or newer than this are refused (replays).
 const REPLAY_WINDOW_SECS: i64 = 300;
 
-/// Renders a `secret`/`token` that may be a template over `secrets` (`OCLAW_SECRET_<NAME>`).
-fn resolve(value: &str) -> Result<String, String> {
-    if !value.contains("{{") {
-        return Ok(value.to_string());
-    }
-    let secrets: std::collections::BTreeMap<String, String> = std::env::vars()
-        .filter_map(|(k, v)| k.strip_prefix("OCLAW_SECRET_").map(|n| (n.to_string(), v)))
-        .collect();
-    let env = minijinja::Environment::new();
-    let out = env
-        .render_str(value, minijinja::context! { secrets => secrets })
-        .map_err(|e| e.to_string())?;
-    if out.is_empty() {
-        return Err(
-            "the secret template rendered empty (is the OCLAW_SECRET_ variable set?)".into(),
-        );
-    }
-    Ok(out)
-}
+use oclaw_channels::resolve_secret as resolve;
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
@@ -222,8 +204,17 @@ pub async fn receive(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(|k| format!("webhook:{path}:{k}"));
-    let submit =
+    // A conversation's messages run in order, like every channel's.
+    let ordering_key = input["conversation"].as_str().map(|c| {
+        format!(
+            "{}:{}:{c}",
+            bot.name(),
+            input["channel"].as_str().unwrap_or("webhook")
+        )
+    });
+    let mut submit =
         crate::routes::tasks::SubmitTask::for_bot(bot.name().to_string(), input, idempotency_key);
+    submit.ordering_key = ordering_key;
     let task = crate::routes::tasks::to_new_task(&state, submit, &trace_id)?;
     let wait = (hook.mode == WebhookMode::Sync).then_some(state.timeout);
     let done = crate::routes::bots::enqueue_and_wait(&state, task, &trace_id, wait).await?;

@@ -53,6 +53,12 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
             )),
             Err(e) => Err(e),
         },
+        BenchCommand::Chat { sessions, messages } => rt.block_on(oclaw_node::bench_chat::chat(
+            oclaw_node::bench_chat::ChatBenchOptions {
+                sessions: sessions.max(1),
+                messages: messages.max(1),
+            },
+        )),
     };
     match result {
         Ok(report) => {
