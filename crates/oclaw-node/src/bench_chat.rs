@@ -14,6 +14,8 @@ use tokio_tungstenite::tungstenite::Message;
 pub struct ChatBenchOptions {
     pub sessions: usize,
     pub messages: usize,
+    /// A running node (`http://HOST:PORT`) whose faq-bot to load; `None` starts an embedded one.
+    pub server: Option<String>,
 }
 
 const QUESTIONS: &[&str] = &[
@@ -25,10 +27,22 @@ const QUESTIONS: &[&str] = &[
 
 pub async fn chat(o: ChatBenchOptions) -> Result<String, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
+    let port = match &o.server {
+        Some(s) => url::Url::parse(s)
+            .ok()
+            .and_then(|u| u.port_or_known_default())
+            .ok_or_else(|| format!("--server {s} is not http://HOST:PORT"))?,
+        None => std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port(),
+    };
+    let host = o
+        .server
+        .as_deref()
+        .and_then(|s| url::Url::parse(s).ok())
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| "127.0.0.1".into());
     let mut config = NodeConfig::default();
     config.api.listen = format!("127.0.0.1:{port}");
     config.storage.url = format!("sqlite://{}", dir.path().join("bench.db").display());
@@ -41,12 +55,15 @@ pub async fn chat(o: ChatBenchOptions) -> Result<String, String> {
         config_file: "<bench>".into(),
         banner: false,
     };
-    let node = tokio::spawn(crate::serve(opts, async move {
-        let _ = stop_rx.await;
-    }));
-    let url = format!("ws://127.0.0.1:{port}/v1/ws?bot=faq-bot");
+    let node = match o.server {
+        Some(_) => None,
+        None => Some(tokio::spawn(crate::serve(opts, async move {
+            let _ = stop_rx.await;
+        }))),
+    };
+    let url = format!("ws://{host}:{port}/v1/ws?bot=faq-bot");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+    while tokio::net::TcpStream::connect((host.as_str(), port))
         .await
         .is_err()
     {
@@ -58,7 +75,7 @@ pub async fn chat(o: ChatBenchOptions) -> Result<String, String> {
     // Connect every session first, then start them together.
     let mut conns = Vec::with_capacity(o.sessions);
     for _ in 0..o.sessions {
-        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&url, None, true)
             .await
             .map_err(|e| format!("connecting: {e}"))?;
         ws.next().await; // the session frame
@@ -112,7 +129,9 @@ pub async fn chat(o: ChatBenchOptions) -> Result<String, String> {
     }
     let elapsed = began.elapsed();
     let _ = stop_tx.send(());
-    let _ = node.await;
+    if let Some(node) = node {
+        let _ = node.await;
+    }
     all.sort();
     let p = |q: f64| {
         all.get(((all.len().saturating_sub(1)) as f64 * q).round() as usize)
@@ -120,7 +139,7 @@ pub async fn chat(o: ChatBenchOptions) -> Result<String, String> {
             .unwrap_or_else(|| "-".into())
     };
     Ok(format!(
-        "chat over WebSocket (faq-bot, embedded SQLite node): {} sessions x {} messages\n  \
+        "chat over WebSocket (faq-bot): {} sessions x {} messages\n  \
          round trips  {} in {:.2}s = {:.0}/s ({} errors)\n  latency      p50 {}  p90 {}  p99 {}  max {}",
         o.sessions,
         o.messages,

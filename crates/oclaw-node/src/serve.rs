@@ -359,6 +359,11 @@ pub async fn serve(
         } else {
             oclaw_api::probe_router(state)
         };
+        // Small responses and WebSocket frames go out at once, not after a delayed ACK.
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = api_stop.wait_for(|stop| *stop).await;

@@ -301,6 +301,10 @@ pub enum BenchCommand {
         /// Messages each session sends.
         #[arg(long, default_value_t = 20)]
         messages: usize,
+        /// A running node to load (its faq-bot); without it an embedded node is started in
+        /// this process (concurrency 200).
+        #[arg(long)]
+        server: Option<String>,
     },
     /// Enqueue single tasks on an idle node and measure enqueue → start latency.
     Latency {

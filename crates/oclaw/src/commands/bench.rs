@@ -53,10 +53,15 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
             )),
             Err(e) => Err(e),
         },
-        BenchCommand::Chat { sessions, messages } => rt.block_on(oclaw_node::bench_chat::chat(
+        BenchCommand::Chat {
+            sessions,
+            messages,
+            server,
+        } => rt.block_on(oclaw_node::bench_chat::chat(
             oclaw_node::bench_chat::ChatBenchOptions {
                 sessions: sessions.max(1),
                 messages: messages.max(1),
+                server,
             },
         )),
     };
