@@ -20,6 +20,9 @@ struct Inner {
     waiting: HashMap<TaskId, oneshot::Sender<Task>>,
     recent: VecDeque<TaskId>,
     recent_set: HashSet<TaskId>,
+    /// When notifications were last missed (the subscription lagged): a task registered soon
+    /// after may have finished unseen, so it is looked up at once instead of at the next sweep.
+    lagged_at: Option<std::time::Instant>,
 }
 
 pub struct ReplyRouter {
@@ -91,7 +94,10 @@ impl ReplyRouter {
         let (tx, rx) = oneshot::channel();
         let finished_already = {
             let mut inner = self.lock();
-            let done = inner.recent_set.contains(&task.id);
+            let lagged = inner
+                .lagged_at
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+            let done = lagged || inner.recent_set.contains(&task.id);
             if !done {
                 inner.waiting.insert(task.id, tx);
                 None
@@ -172,6 +178,9 @@ impl ReplyRouter {
                 // Missed notifications, or the periodic check: look at every waiter.
                 Some(Err(broadcast::error::RecvError::Lagged(_))) | None => {
                     let mut inner = me.lock();
+                    if event.is_some() {
+                        inner.lagged_at = Some(std::time::Instant::now());
+                    }
                     inner.waiting.retain(|_, tx| !tx.is_closed());
                     inner.waiting.drain().collect()
                 }
@@ -185,5 +194,70 @@ impl ReplyRouter {
     /// Tasks being waited for.
     pub fn waiting(&self) -> usize {
         self.lock().waiting.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use oclaw_store::{ClaimRequest, Completion, Outcome};
+    use serde_json::json;
+
+    async fn finish(store: &Arc<dyn Store>, value: serde_json::Value) {
+        let claimed = store
+            .claim_batch(ClaimRequest {
+                worker: "w".into(),
+                queues: vec![],
+                limit: 10,
+                lease: Duration::from_secs(30),
+            })
+            .await
+            .unwrap();
+        let done = claimed
+            .iter()
+            .map(|t| Completion {
+                id: t.id,
+                worker: "w".into(),
+                attempt: t.attempt,
+                outcome: Outcome::Succeeded(value.clone()),
+            })
+            .collect();
+        store.complete_batch(done).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hands_each_finished_task_to_its_waiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let store: Arc<dyn Store> = Arc::new(
+            oclaw_store::sqlite::SqliteStore::open(path.to_str().unwrap(), Default::default())
+                .await
+                .unwrap(),
+        );
+        let router = ReplyRouter::start(store.clone());
+        // Waiting first, finished later.
+        let pending = router
+            .submit(NewTask::new("b", "q", json!(1)))
+            .await
+            .unwrap();
+        assert_eq!(router.waiting(), 1);
+        finish(&store, json!("one")).await;
+        let task = pending.finished(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(task.output, Some(json!("one")));
+        // Finished before anyone waits for it: the router remembers recent finishes.
+        let enqueued = store.enqueue(NewTask::new("b", "q", json!(2))).await.unwrap();
+        finish(&store, json!("two")).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let late = router.wait_for(enqueued.task, true);
+        let task = late.finished(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(task.output, Some(json!("two")));
+        // Not finished in time: None, and the waiter is gone once the handle is dropped.
+        let slow = router
+            .submit(NewTask::new("b", "q", json!(3)))
+            .await
+            .unwrap();
+        assert!(slow.finished(Duration::from_millis(50)).await.is_none());
+        assert_eq!(router.waiting(), 0);
     }
 }

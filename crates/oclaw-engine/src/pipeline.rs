@@ -241,8 +241,9 @@ async fn run_steps(
             step_span.end(error);
         }
         let output = output.map_err(|e| in_step(&step.id, e.code, e.message, e.retryable))?;
-        if index < last {
-            // The last step's output is saved with the completion; earlier ones are checkpoints.
+        if index < last && !skill.pure() {
+            // The last step's output is saved with the completion; earlier ones are checkpoints
+            // (except pure ones, which a retry simply runs again).
             rt.store
                 .save_checkpoint(task.id, &step.id, index as u32, &output)
                 .await

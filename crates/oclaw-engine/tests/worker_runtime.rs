@@ -71,6 +71,10 @@ spec:
     - id: count
       uses: kv.set
       with: {key: "runs-{{ input.n }}", value: "{{ input.n }}"}
+    # Pure: no checkpoint; the retry runs it again from count's checkpoint.
+    - id: shape
+      uses: template
+      with: {value: "{{ steps.count.output }}"}
     - id: flaky
       uses: test.flaky
   retry: {max_attempts: 3, initial: 10ms, max: 20ms, jitter: false}
@@ -211,6 +215,7 @@ async fn retry_resumes_after_the_checkpointed_step() {
     assert_eq!(h.flaky_runs.load(Ordering::SeqCst), 2);
     // The flaky step saw the checkpointed output of `count` on the retry.
     assert_eq!(t.output, Some(json!({"flaky_saw": 7})));
+    // `shape` (a pure template step) wrote no checkpoint.
     assert_eq!(t.checkpoints.len(), 1);
     assert_eq!(t.checkpoints[0].step, "count");
     tx.send(true).unwrap();

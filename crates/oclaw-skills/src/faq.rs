@@ -164,6 +164,9 @@ impl Skill for FaqMatch {
     fn name(&self) -> &'static str {
         "faq.match"
     }
+    fn pure(&self) -> bool {
+        true
+    }
     fn summary(&self) -> &'static str {
         "answer `text` from a knowledge base (`file` or inline `entries` of {q, a, keywords}); output {found, answer, question, score}"
     }

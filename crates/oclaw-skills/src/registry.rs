@@ -33,6 +33,11 @@ pub trait Skill: Send + Sync {
     fn check_literal(&self, _with: &Value) -> Result<(), SkillError> {
         Ok(())
     }
+    /// Whether the output depends on the input alone, with no effect outside: a retry may
+    /// simply run it again, so no checkpoint is written after it (one write fewer per step).
+    fn pure(&self) -> bool {
+        false
+    }
     async fn run(&self, ctx: &SkillContext, call: SkillCall) -> Result<Value, SkillError>;
 }
 

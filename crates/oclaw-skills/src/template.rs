@@ -16,6 +16,9 @@ impl Skill for Template {
     fn name(&self) -> &'static str {
         "template"
     }
+    fn pure(&self) -> bool {
+        true
+    }
     fn summary(&self) -> &'static str {
         "output `value` (any JSON) or `text`, both rendered as templates"
     }

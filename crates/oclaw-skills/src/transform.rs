@@ -87,6 +87,9 @@ impl Skill for Transform {
     fn name(&self) -> &'static str {
         "transform"
     }
+    fn pure(&self) -> bool {
+        true
+    }
     fn summary(&self) -> &'static str {
         "jq filter over the previous step's output (or `input`)"
     }
