@@ -61,6 +61,36 @@ impl Inbound {
     }
 }
 
+/// A broker message: the topic or subject (`where_key`: `topic`, `subject`) is the
+/// conversation; a JSON payload is `data.payload` (its `text` field the text), anything else is
+/// text.
+pub fn broker_message(channel: &'static str, where_key: &str, at: &str, payload: &[u8]) -> Inbound {
+    let mut m = Inbound::new(channel);
+    m.conversation = Some(at.to_string());
+    let payload = match serde_json::from_slice::<Value>(payload) {
+        Ok(v) => {
+            m.text = v.get("text").and_then(Value::as_str).map(str::to_string);
+            v
+        }
+        Err(_) => {
+            let text = String::from_utf8_lossy(payload).to_string();
+            m.text = Some(text.clone());
+            Value::String(text)
+        }
+    };
+    m.data = serde_json::json!({ where_key: at, "payload": payload });
+    m
+}
+
+/// The bytes a broker reply carries: a string output as is, anything else as JSON.
+pub fn reply_payload(output: Option<&Value>) -> Vec<u8> {
+    match output {
+        Some(Value::String(s)) => s.clone().into_bytes(),
+        Some(v) => v.to_string().into_bytes(),
+        None => b"null".to_vec(),
+    }
+}
+
 /// Renders a setting that may be a template over `secrets` (`OCLAW_SECRET_<NAME>` variables),
 /// such as `"{{ secrets.SLACK_SIGNING_SECRET }}"`. An empty result is an error: a secret that
 /// is not set must not turn into "no secret".

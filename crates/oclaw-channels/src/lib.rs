@@ -8,7 +8,8 @@
 
 pub mod inbound;
 pub mod mqtt;
+pub mod nats;
 pub mod router;
 
-pub use inbound::{resolve_secret, Inbound};
+pub use inbound::{broker_message, reply_payload, resolve_secret, Inbound};
 pub use router::{Pending, ReplyRouter};

@@ -14,10 +14,9 @@ use oclaw_core::{ErrorCode, TaskStatus};
 use oclaw_engine::broker_triggers::{topic_matches, MqttTrigger};
 use oclaw_engine::{BotCatalog, LoadedBot};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
-use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::{resolve_secret, Inbound, ReplyRouter};
+use crate::{resolve_secret, ReplyRouter};
 
 const CHANNEL: &str = "mqtt";
 
@@ -149,25 +148,6 @@ pub async fn run(
     let _ = client.disconnect().await;
 }
 
-/// The task input for a message: JSON payloads are `data`; text ones are `text` too.
-fn inbound(p: &Publish) -> Inbound {
-    let mut m = Inbound::new(CHANNEL);
-    m.conversation = Some(p.topic.clone());
-    match serde_json::from_slice::<Value>(&p.payload) {
-        Ok(v) => {
-            m.text = v.get("text").and_then(Value::as_str).map(str::to_string);
-            m.data = v;
-        }
-        Err(_) => {
-            let text = String::from_utf8_lossy(&p.payload).to_string();
-            m.data = Value::String(text.clone());
-            m.text = Some(text);
-        }
-    }
-    m.data = serde_json::json!({"topic": p.topic, "payload": m.data});
-    m
-}
-
 async fn ingest(
     mut rx: tokio::sync::mpsc::Receiver<Publish>,
     subs: Arc<Vec<(Arc<LoadedBot>, MqttTrigger)>>,
@@ -181,7 +161,7 @@ async fn ingest(
         let mut tasks = Vec::new();
         let mut routes = Vec::new();
         for p in &batch {
-            let msg = inbound(p);
+            let msg = crate::inbound::broker_message(CHANNEL, "topic", &p.topic, &p.payload);
             for (bot, trigger) in subs
                 .iter()
                 .filter(|(_, t)| topic_matches(&t.topic, &p.topic))
@@ -250,11 +230,7 @@ async fn reply(
     let task_id = pending.task.id;
     match pending.finished(timeout).await {
         Some(task) if task.status == TaskStatus::Succeeded => {
-            let reply = oclaw_core::channel::reply_of(task.output.as_ref().unwrap_or(&Value::Null));
-            let payload = match (&reply.data, reply.text) {
-                (Value::String(_), Some(text)) => text.into_bytes(),
-                (data, _) => data.to_string().into_bytes(),
-            };
+            let payload = crate::inbound::reply_payload(task.output.as_ref());
             match client
                 .publish(topic, QoS::AtLeastOnce, false, payload)
                 .await

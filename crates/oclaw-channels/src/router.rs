@@ -246,7 +246,10 @@ mod tests {
         let task = pending.finished(Duration::from_secs(5)).await.unwrap();
         assert_eq!(task.output, Some(json!("one")));
         // Finished before anyone waits for it: the router remembers recent finishes.
-        let enqueued = store.enqueue(NewTask::new("b", "q", json!(2))).await.unwrap();
+        let enqueued = store
+            .enqueue(NewTask::new("b", "q", json!(2)))
+            .await
+            .unwrap();
         finish(&store, json!("two")).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let late = router.wait_for(enqueued.task, true);

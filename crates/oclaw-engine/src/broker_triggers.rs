@@ -74,6 +74,54 @@ impl MqttTrigger {
     }
 }
 
+/// A bot's NATS trigger: a JetStream durable consumer on `subject`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsTrigger {
+    /// Subject (or filter with `*` and a final `>`) to consume.
+    pub subject: String,
+    /// Where the bot's reply is published; no reply when unset.
+    #[serde(default)]
+    pub reply_subject: Option<String>,
+}
+
+fn subject_ok(s: &str, wildcards: bool) -> bool {
+    let tokens: Vec<&str> = s.split('.').collect();
+    !s.is_empty()
+        && tokens.iter().enumerate().all(|(i, t)| {
+            !t.is_empty()
+                && !t.contains(char::is_whitespace)
+                && if wildcards {
+                    (*t == ">" && i == tokens.len() - 1)
+                        || *t == "*"
+                        || (!t.contains('*') && !t.contains('>'))
+                } else {
+                    !t.contains('*') && !t.contains('>')
+                }
+        })
+}
+
+impl NatsTrigger {
+    pub fn parse(v: &Value) -> Result<NatsTrigger, String> {
+        let t: NatsTrigger =
+            serde_json::from_value(v.clone()).map_err(|e| format!("nats trigger: {e}"))?;
+        if !subject_ok(&t.subject, true) {
+            return Err(format!(
+                "nats trigger: `{}` is not a subject (dot-separated tokens; `*` a whole token, `>` the last)",
+                t.subject
+            ));
+        }
+        if let Some(r) = &t.reply_subject {
+            if !subject_ok(r, false) {
+                return Err(format!(
+                    "nats trigger: reply_subject `{r}` must be a subject without wildcards"
+                ));
+            }
+        }
+        Ok(t)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +148,22 @@ mod tests {
         assert!(MqttTrigger::parse(&json!({"topic": "a", "reply_topic": "b/+"})).is_err());
         assert!(MqttTrigger::parse(&json!({"topic": "a", "qos": 2})).is_err());
         assert!(MqttTrigger::parse(&json!({"topic": "a", "colour": 1})).is_err());
+    }
+
+    #[test]
+    fn nats_subjects() {
+        let t = NatsTrigger::parse(
+            &json!({"subject": "orders.created", "reply_subject": "orders.processed"}),
+        )
+        .unwrap();
+        assert_eq!(t.reply_subject.as_deref(), Some("orders.processed"));
+        assert!(NatsTrigger::parse(&json!({"subject": "orders.*.>"})).is_ok());
+        for bad in ["", "a..b", "a.>.b", "a.b*", "a b"] {
+            assert!(
+                NatsTrigger::parse(&json!({ "subject": bad })).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(NatsTrigger::parse(&json!({"subject": "a", "reply_subject": "b.*"})).is_err());
     }
 }

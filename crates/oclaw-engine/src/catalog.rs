@@ -28,6 +28,8 @@ pub struct LoadedBot {
     pub webhooks: Vec<crate::webhooks::WebhookTrigger>,
     /// MQTT triggers (served by the node's MQTT channel).
     pub mqtt: Vec<crate::broker_triggers::MqttTrigger>,
+    /// NATS triggers (served by the node's NATS channel).
+    pub nats: Vec<crate::broker_triggers::NatsTrigger>,
 }
 
 impl LoadedBot {
@@ -314,10 +316,24 @@ impl BotCatalog {
                 )
             })?);
         }
+        let mut nats = Vec::new();
+        for t in &doc.spec.triggers {
+            let Some(v) = &t.nats else { continue };
+            nats.push(crate::broker_triggers::NatsTrigger::parse(v).map_err(|m| {
+                located(
+                    ErrorCode::BotBadTrigger,
+                    source,
+                    text,
+                    "nats",
+                    format!("bot `{name}`: {m}"),
+                )
+            })?);
+        }
         self.bots.insert(
             name,
             Arc::new(LoadedBot {
                 mqtt,
+                nats,
                 doc,
                 source: source.to_string(),
                 steps,

@@ -351,6 +351,25 @@ pub async fn serve(
     } else {
         None
     };
+    let nats = if components.api && oclaw_channels::nats::wanted(&catalog) {
+        let conn = config.channels.nats.clone().ok_or_else(|| {
+            startup(
+                ErrorCode::ConfigInvalidValue,
+                "a bot has a `nats` trigger but channels.nats.url is not set".to_string(),
+            )
+        })?;
+        oclaw_channels::nats::check(&conn)
+            .map_err(|m| startup(ErrorCode::ConfigInvalidValue, m))?;
+        Some(tokio::spawn(oclaw_channels::nats::run(
+            conn,
+            catalog.clone(),
+            state.replies.clone(),
+            state.metrics.clone(),
+            stop_rx.clone(),
+        )))
+    } else {
+        None
+    };
     let presence = spawn_presence(store.clone(), node_id.clone(), node_info, stop_rx.clone());
     let mut api_stop = stop_rx.clone();
     let api = tokio::spawn(async move {
@@ -401,8 +420,8 @@ pub async fn serve(
         let _ = s.await;
     }
     let _ = presence.await;
-    if let Some(mqtt) = mqtt {
-        let _ = mqtt.await;
+    for channel in [mqtt, nats].into_iter().flatten() {
+        let _ = channel.await;
     }
     tracing::info!(component = "node", "stopped cleanly");
     Ok(())

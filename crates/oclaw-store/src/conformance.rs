@@ -785,9 +785,15 @@ pub async fn ordering_key_runs_tasks_one_at_a_time_in_order(s: DynStore) {
         .map(|t| t.id)
         .collect();
     assert_eq!(got, vec![a2]);
+    // Finishing a keyed task wakes the claimers: its successor is ready now, not at the next poll.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = tokio::time::timeout(Duration::from_millis(10), s.wakeups().queued.notified()).await;
     s.complete_batch(vec![success("w2", a2, 1, json!(2))])
         .await
         .unwrap();
+    tokio::time::timeout(Duration::from_secs(2), s.wakeups().queued.notified())
+        .await
+        .expect("a queued wake-up when a keyed task finishes");
     let got: Vec<TaskId> = s
         .claim_batch(claim("w2", &["q"], 10))
         .await

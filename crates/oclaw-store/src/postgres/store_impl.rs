@@ -429,11 +429,13 @@ impl PgStore {
                    lease_until = NULL \
                  FROM u WHERE t.id = u.id AND t.lease_until IS NOT NULL AND t.worker = u.worker \
                    AND t.attempts = u.attempt \
-                 RETURNING t.id, t.status) \
-                 SELECT id, status, \
+                 RETURNING t.id, t.status, t.ordering_key IS NOT NULL AS ordered) \
+                 SELECT id, status, ordered, \
                    (SELECT pg_notify($10, string_agg(id::text, ',')) FROM done WHERE status <> 'scheduled' \
                     HAVING count(*) > 0), \
-                   (SELECT pg_notify($11, '') FROM done WHERE status = 'scheduled' HAVING count(*) > 0) \
+                   (SELECT pg_notify($11, '') FROM done WHERE status = 'scheduled' HAVING count(*) > 0), \
+                   (SELECT pg_notify($12, '') FROM done WHERE ordered AND status <> 'scheduled' \
+                    HAVING count(*) > 0) \
                  FROM done",
             )
             .await
@@ -453,12 +455,14 @@ impl PgStore {
                     &now,
                     &self.inner.channels.finished,
                     &self.inner.channels.scheduled,
+                    &self.inner.channels.queued,
                 ],
             )
             .await
             .map_err(pg_err)?;
         let mut applied = std::collections::HashSet::with_capacity(rows.len());
         let mut rescheduled = false;
+        let mut unblocked = false;
         for r in &rows {
             let id = TaskId(r.get(0));
             applied.insert(id);
@@ -467,7 +471,12 @@ impl PgStore {
                 rescheduled = true;
             } else {
                 report.finished.push(id);
+                // The next task with its ordering key may run now.
+                unblocked |= r.get::<_, bool>(2);
             }
+        }
+        if unblocked {
+            self.inner.wakeups.queued.notify_one();
         }
         report.applied += applied.len();
         report.fenced.extend(

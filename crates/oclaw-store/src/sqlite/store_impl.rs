@@ -398,6 +398,7 @@ impl Store for SqliteStore {
             let tx = Tx::begin(conn)?;
             let mut report = CompletionReport::default();
             let mut rescheduled = false;
+            let mut unblocked = false;
             for c in &completions {
                 match apply_completion(&tx, c, now)? {
                     Some(TaskStatus::Scheduled) => {
@@ -407,6 +408,14 @@ impl Store for SqliteStore {
                     Some(_) => {
                         report.applied += 1;
                         report.finished.push(c.id);
+                        // The next task with its ordering key may run now.
+                        unblocked = unblocked
+                            || tx
+                                .prepare_cached(
+                                    "SELECT ordering_key IS NOT NULL FROM tasks WHERE id = ?1",
+                                )
+                                .and_then(|mut s| s.query_row([c.id.0], |r| r.get::<_, bool>(0)))
+                                .map_err(map_err)?;
                     }
                     None => report.fenced.push(c.id),
                 }
@@ -414,6 +423,9 @@ impl Store for SqliteStore {
             tx.commit()?;
             if rescheduled {
                 inner.notify(Notice::Scheduled);
+            }
+            if unblocked {
+                inner.notify(Notice::Queued);
             }
             inner.notify(Notice::Finished(report.finished.clone()));
             Ok(report)

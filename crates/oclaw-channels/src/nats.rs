@@ -1,0 +1,317 @@
+//! The NATS channel: JetStream as ingress. The node makes sure the stream
+//! (`channels.nats.stream`, `OCLAW` by default) holds every `nats` trigger's subject, and reads
+//! each trigger through a durable pull consumer (`oclaw-<bot>-<n>`). Messages are made durable
+//! as tasks in batches, then acknowledged; the task's idempotency key is the message's stream
+//! sequence, so a redelivered message (a node that died before its ack) becomes the same task,
+//! not a second one. The subject is the conversation: one subject's messages run in order. The
+//! bot's reply is published to `reply_subject`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull, stream};
+use futures_util::StreamExt;
+use oclaw_core::config::NatsConnection;
+use oclaw_core::{ErrorCode, TaskStatus};
+use oclaw_engine::broker_triggers::NatsTrigger;
+use oclaw_engine::{BotCatalog, LoadedBot};
+use tokio::sync::watch;
+
+use crate::ReplyRouter;
+
+const CHANNEL: &str = "nats";
+
+/// Whether any loaded bot has a NATS trigger.
+pub fn wanted(catalog: &BotCatalog) -> bool {
+    catalog.bots().any(|b| !b.nats.is_empty())
+}
+
+/// Checks `channels.nats` before the node starts.
+pub fn check(conn: &NatsConnection) -> Result<(), String> {
+    let url = url::Url::parse(&conn.url).map_err(|e| format!("channels.nats.url: {e}"))?;
+    if url.scheme() != "nats" {
+        return Err(format!(
+            "channels.nats.url: scheme `{}` is not supported; use nats://HOST:PORT",
+            url.scheme()
+        ));
+    }
+    let ok = !conn.stream.is_empty()
+        && conn
+            .stream
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        return Err("channels.nats.stream must be letters, digits, `-` or `_`".into());
+    }
+    Ok(())
+}
+
+/// Runs the channel until `stop` turns true: connects (retrying), then consumes every trigger.
+pub async fn run(
+    conn: NatsConnection,
+    catalog: Arc<BotCatalog>,
+    router: Arc<ReplyRouter>,
+    metrics: Arc<oclaw_telemetry::NodeMetrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let triggers: Vec<(Arc<LoadedBot>, usize, NatsTrigger)> = catalog
+        .bots()
+        .flat_map(|b| {
+            b.nats
+                .iter()
+                .enumerate()
+                .map(move |(i, t)| (b.clone(), i, t.clone()))
+        })
+        .collect();
+    let client = async_nats::ConnectOptions::new()
+        .name("oclaw")
+        .retry_on_initial_connect()
+        .connect(conn.url.as_str())
+        .await;
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(
+                component = "channels",
+                channel = CHANNEL,
+                error_code = ErrorCode::ChannelUnavailable.code(),
+                "NATS: {e}"
+            );
+            return;
+        }
+    };
+    let js = jetstream::new(client.clone());
+    let mut tasks = Vec::new();
+    for (bot, i, trigger) in triggers {
+        tasks.push(tokio::spawn(consume(
+            js.clone(),
+            client.clone(),
+            conn.stream.clone(),
+            bot,
+            i,
+            trigger,
+            router.clone(),
+            metrics.clone(),
+            stop.clone(),
+        )));
+    }
+    let _ = stop.wait_for(|s| *s).await;
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = client.flush().await;
+}
+
+/// Makes sure the stream exists and holds `subject`.
+async fn ensure_stream(
+    js: &jetstream::Context,
+    name: &str,
+    subject: &str,
+) -> Result<stream::Stream, String> {
+    let mut s = js
+        .get_or_create_stream(stream::Config {
+            name: name.to_string(),
+            subjects: vec![subject.to_string()],
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("stream {name}: {e}"))?;
+    let info = s
+        .info()
+        .await
+        .map_err(|e| format!("stream {name}: {e}"))?
+        .clone();
+    if !info.config.subjects.iter().any(|x| x == subject) {
+        let mut config = info.config.clone();
+        config.subjects.push(subject.to_string());
+        js.update_stream(config)
+            .await
+            .map_err(|e| format!("adding {subject} to stream {name}: {e}"))?;
+    }
+    Ok(s)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn consume(
+    js: jetstream::Context,
+    client: async_nats::Client,
+    stream_name: String,
+    bot: Arc<LoadedBot>,
+    index: usize,
+    trigger: NatsTrigger,
+    router: Arc<ReplyRouter>,
+    metrics: Arc<oclaw_telemetry::NodeMetrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let durable = format!("oclaw-{}-{index}", bot.name());
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let messages = async {
+            let stream = ensure_stream(&js, &stream_name, &trigger.subject).await?;
+            let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+                .get_or_create_consumer(
+                    &durable,
+                    pull::Config {
+                        durable_name: Some(durable.clone()),
+                        filter_subject: trigger.subject.clone(),
+                        ack_wait: Duration::from_secs(30),
+                        max_ack_pending: 4096,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| format!("consumer {durable}: {e}"))?;
+            consumer
+                .stream()
+                .max_messages_per_batch(512)
+                .expires(Duration::from_secs(10))
+                .heartbeat(Duration::from_secs(3))
+                .messages()
+                .await
+                .map_err(|e| format!("consumer {durable}: {e}"))
+        };
+        let messages = tokio::select! {
+            m = messages => m,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match messages {
+            Ok(messages) => {
+                backoff = Duration::from_secs(1);
+                tracing::info!(
+                    component = "channels",
+                    channel = CHANNEL,
+                    bot = bot.name(),
+                    subject = trigger.subject,
+                    consumer = durable,
+                    "consuming from JetStream"
+                );
+                let mut chunks = messages.ready_chunks(256);
+                loop {
+                    let chunk = tokio::select! {
+                        c = chunks.next() => c,
+                        _ = stop.wait_for(|s| *s) => return,
+                    };
+                    let Some(chunk) = chunk else { break };
+                    let mut batch = Vec::with_capacity(chunk.len());
+                    for m in chunk {
+                        match m {
+                            Ok(m) => batch.push(m),
+                            Err(e) => {
+                                metrics.channel_event(CHANNEL, "error");
+                                tracing::warn!(
+                                    component = "channels",
+                                    channel = CHANNEL,
+                                    consumer = durable,
+                                    "NATS: {e}"
+                                );
+                            }
+                        }
+                    }
+                    if !batch.is_empty() {
+                        ingest(batch, &bot, &trigger, &client, &router, &metrics).await;
+                    }
+                }
+            }
+            Err(e) => {
+                metrics.channel_event(CHANNEL, "error");
+                tracing::warn!(
+                    component = "channels",
+                    channel = CHANNEL,
+                    bot = bot.name(),
+                    error_code = ErrorCode::ChannelUnavailable.code(),
+                    "NATS: {e}; retrying in {}s",
+                    backoff.as_secs()
+                );
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+async fn ingest(
+    batch: Vec<jetstream::Message>,
+    bot: &Arc<LoadedBot>,
+    trigger: &NatsTrigger,
+    client: &async_nats::Client,
+    router: &Arc<ReplyRouter>,
+    metrics: &Arc<oclaw_telemetry::NodeMetrics>,
+) {
+    let received = Instant::now();
+    let tasks: Vec<_> = batch
+        .iter()
+        .map(|m| {
+            metrics.channel_event(CHANNEL, "received");
+            let mut msg = crate::broker_message(CHANNEL, "subject", m.subject.as_str(), &m.payload);
+            if let Ok(info) = m.info() {
+                msg.idempotency_key = Some(format!(
+                    "nats:{}:{}:{}",
+                    info.stream,
+                    info.stream_sequence,
+                    bot.name()
+                ));
+            }
+            msg.task_for(bot)
+        })
+        .collect();
+    // Keep trying until the tasks are durable: the messages are not acknowledged before.
+    let mut wait = Duration::from_millis(200);
+    let pending = loop {
+        match router.submit_batch(tasks.clone()).await {
+            Ok(p) => break p,
+            Err(e) => {
+                metrics.channel_event(CHANNEL, "error");
+                tracing::warn!(
+                    component = "channels",
+                    channel = CHANNEL,
+                    bot = bot.name(),
+                    messages = batch.len(),
+                    error_code = e.code().code(),
+                    "messages not yet durable, retrying: {e}"
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+        }
+    };
+    for m in &batch {
+        if let Err(e) = m.ack().await {
+            tracing::warn!(
+                component = "channels",
+                channel = CHANNEL,
+                "acknowledging a message: {e}"
+            );
+        }
+    }
+    let Some(subject) = trigger.reply_subject.clone() else {
+        return;
+    };
+    let timeout = bot.doc.spec.timeout.get() + Duration::from_secs(5);
+    for p in pending {
+        let client = client.clone();
+        let metrics = metrics.clone();
+        let subject = subject.clone();
+        tokio::spawn(async move {
+            let task_id = p.task.id;
+            match p.finished(timeout).await {
+                Some(task) if task.status == TaskStatus::Succeeded => {
+                    let payload = crate::reply_payload(task.output.as_ref());
+                    match client.publish(subject, payload.into()).await {
+                        Ok(()) => metrics.channel_replied(CHANNEL, received.elapsed()),
+                        Err(e) => {
+                            metrics.channel_event(CHANNEL, "error");
+                            tracing::warn!(component = "channels", channel = CHANNEL, task_id = %task_id, error_code = ErrorCode::ChannelSendFailed.code(), "reply not published: {e}");
+                        }
+                    }
+                }
+                Some(_) => metrics.channel_event(CHANNEL, "error"),
+                None => {
+                    tracing::info!(component = "channels", channel = CHANNEL, task_id = %task_id, "no reply within the bot's timeout; none is published")
+                }
+            }
+        });
+    }
+}
