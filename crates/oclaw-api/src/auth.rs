@@ -56,9 +56,7 @@ pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+use oclaw_channels::constant_time_eq;
 
 pub async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     if state.tokens.is_empty() || is_public(req.uri().path()) {

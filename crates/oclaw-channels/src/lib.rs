@@ -9,7 +9,13 @@
 pub mod inbound;
 pub mod mqtt;
 pub mod nats;
+pub mod platforms;
 pub mod router;
 
 pub use inbound::{broker_message, reply_payload, resolve_secret, Inbound};
 pub use router::{Pending, ReplyRouter};
+
+/// Compares secrets in time that does not depend on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -83,6 +83,18 @@ pub struct Trigger {
     pub mqtt: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nats: Option<Value>,
+    /// Chat platforms: Slack Events API, Telegram webhook, Feishu/Lark events, DingTalk and
+    /// WeCom robot callbacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telegram: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feishu: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dingtalk: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wecom: Option<Value>,
 }
 
 impl Trigger {
@@ -107,7 +119,23 @@ impl Trigger {
         if self.nats.is_some() {
             k.push("nats");
         }
+        for (name, v) in self.platforms() {
+            if v.is_some() {
+                k.push(name);
+            }
+        }
         k
+    }
+
+    /// The chat-platform fields by name.
+    pub fn platforms(&self) -> [(&'static str, Option<&Value>); 5] {
+        [
+            ("slack", self.slack.as_ref()),
+            ("telegram", self.telegram.as_ref()),
+            ("feishu", self.feishu.as_ref()),
+            ("dingtalk", self.dingtalk.as_ref()),
+            ("wecom", self.wecom.as_ref()),
+        ]
     }
 }
 
@@ -161,7 +189,7 @@ impl BotDoc {
             let kinds = t.kinds();
             if kinds.len() != 1 {
                 return Err(format!(
-                    "trigger {} must set exactly one of cron, every, webhook, websocket, mqtt, nats (it sets {})",
+                    "trigger {} must set exactly one of cron, every, webhook, websocket, mqtt, nats, slack, telegram, feishu, dingtalk, wecom (it sets {})",
                     i + 1,
                     if kinds.is_empty() { "none".to_string() } else { kinds.join(" and ") }
                 ));

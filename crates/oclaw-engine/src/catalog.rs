@@ -30,6 +30,18 @@ pub struct LoadedBot {
     pub mqtt: Vec<crate::broker_triggers::MqttTrigger>,
     /// NATS triggers (served by the node's NATS channel).
     pub nats: Vec<crate::broker_triggers::NatsTrigger>,
+    /// Chat-platform triggers (served by the api-server under `/hooks/`).
+    pub platforms: Vec<crate::platform_triggers::PlatformTrigger>,
+}
+
+impl LoadedBot {
+    /// Every path this bot serves under `/hooks/`.
+    fn hook_paths(&self) -> impl Iterator<Item = &str> {
+        self.webhooks
+            .iter()
+            .map(|w| w.path.as_str())
+            .chain(self.platforms.iter().map(|p| p.path()))
+    }
 }
 
 impl LoadedBot {
@@ -39,6 +51,19 @@ impl LoadedBot {
 }
 
 impl BotCatalog {
+    /// The bot and chat-platform trigger serving a request path (`/hooks/...`).
+    pub fn platform(
+        &self,
+        path: &str,
+    ) -> Option<(Arc<LoadedBot>, crate::platform_triggers::PlatformTrigger)> {
+        self.bots.values().find_map(|b| {
+            b.platforms
+                .iter()
+                .find(|p| p.path() == path)
+                .map(|p| (b.clone(), p.clone()))
+        })
+    }
+
     /// The bot and webhook trigger serving a request path (`/hooks/...`).
     pub fn webhook(&self, path: &str) -> Option<(Arc<LoadedBot>, crate::webhooks::WebhookTrigger)> {
         self.bots.values().find_map(|b| {
@@ -287,7 +312,7 @@ impl BotCatalog {
             if let Some(other) = self
                 .bots
                 .values()
-                .find(|b| b.webhooks.iter().any(|w| w.path == hook.path))
+                .find(|b| b.hook_paths().any(|p| p == hook.path))
             {
                 return Err(located(
                     ErrorCode::BotBadTrigger,
@@ -329,9 +354,52 @@ impl BotCatalog {
                 )
             })?);
         }
+        let mut platforms: Vec<crate::platform_triggers::PlatformTrigger> = Vec::new();
+        for t in &doc.spec.triggers {
+            use crate::platform_triggers::{PlatformKind, PlatformTrigger};
+            let kinds = [
+                PlatformKind::Slack,
+                PlatformKind::Telegram,
+                PlatformKind::Feishu,
+                PlatformKind::DingTalk,
+                PlatformKind::WeCom,
+            ];
+            for ((field, v), kind) in t.platforms().into_iter().zip(kinds) {
+                let Some(v) = v else { continue };
+                let p = PlatformTrigger::parse(kind, v).map_err(|m| {
+                    located(
+                        ErrorCode::BotBadTrigger,
+                        source,
+                        text,
+                        field,
+                        format!("bot `{name}`: {m}"),
+                    )
+                })?;
+                let taken = webhooks.iter().any(|w| w.path == p.path())
+                    || platforms.iter().any(|o| o.path() == p.path())
+                    || self
+                        .bots
+                        .values()
+                        .any(|b| b.hook_paths().any(|x| x == p.path()));
+                if taken {
+                    return Err(located(
+                        ErrorCode::BotBadTrigger,
+                        source,
+                        text,
+                        p.path(),
+                        format!(
+                            "bot `{name}`: path {} is already taken by another trigger",
+                            p.path()
+                        ),
+                    ));
+                }
+                platforms.push(p);
+            }
+        }
         self.bots.insert(
             name,
             Arc::new(LoadedBot {
+                platforms,
                 mqtt,
                 nats,
                 doc,

@@ -6,6 +6,7 @@ pub mod broker_triggers;
 pub mod catalog;
 pub mod conversation;
 mod pipeline;
+pub mod platform_triggers;
 pub mod templates;
 pub mod triggers;
 pub mod webhooks;

@@ -46,25 +46,31 @@ pub struct WebhookTrigger {
     pub format: WebhookFormat,
 }
 
+/// Checks a path served under `/hooks/`.
+pub fn check_hook_path(path: &str) -> Result<(), String> {
+    let rest = path.strip_prefix("/hooks/").unwrap_or("");
+    let valid = !rest.is_empty()
+        && rest.split('/').all(|seg| {
+            seg.chars().any(|c| c != '.')
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "path `{path}` must be /hooks/ followed by letters, digits, - _ . and /"
+        ))
+    }
+}
+
 impl WebhookTrigger {
     /// Parses and checks a `webhook:` trigger value.
     pub fn parse(v: &Value) -> Result<WebhookTrigger, String> {
         let hook: WebhookTrigger =
             serde_json::from_value(v.clone()).map_err(|e| format!("webhook trigger: {e}"))?;
-        let rest = hook.path.strip_prefix("/hooks/").unwrap_or("");
-        let valid = !rest.is_empty()
-            && rest.split('/').all(|seg| {
-                seg.chars().any(|c| c != '.')
-                    && seg
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            });
-        if !valid {
-            return Err(format!(
-                "webhook path `{}` must be /hooks/ followed by letters, digits, - _ . and /",
-                hook.path
-            ));
-        }
+        check_hook_path(&hook.path).map_err(|m| format!("webhook {m}"))?;
         if hook.secret.is_some() && hook.token.is_some() {
             return Err(
                 "webhook trigger: set `secret` (signed requests) or `token`, not both".into(),

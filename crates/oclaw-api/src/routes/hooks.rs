@@ -70,7 +70,7 @@ pub fn verify_signature(
 }
 
 fn same(a: &str, b: &str) -> bool {
-    crate::auth::constant_time_eq(a.as_bytes(), b.as_bytes())
+    oclaw_channels::constant_time_eq(a.as_bytes(), b.as_bytes())
 }
 
 fn authenticate(
@@ -171,14 +171,144 @@ fn to_input(hook: &WebhookTrigger, headers: &HeaderMap, body: &[u8]) -> Result<V
     }
 }
 
+/// A chat-platform trigger's request: checked the platform's way, answered at once (the
+/// platforms want a quick 200), with the bot's reply sent through the platform's API later.
+async fn platform(
+    state: &ApiState,
+    bot: std::sync::Arc<oclaw_engine::LoadedBot>,
+    trigger: oclaw_engine::platform_triggers::PlatformTrigger,
+    method: &axum::http::Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    use oclaw_channels::platforms::{self, Ingress, Refusal};
+    let trace_id = &crate::trace::trace_id_from(headers);
+    let channel = trigger.kind().name();
+    let header_map: std::collections::HashMap<String, String> = headers
+        .iter()
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_string(), v.to_string()))
+        })
+        .collect();
+    let query: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let req = platforms::Request {
+        method: method.as_str(),
+        headers: &header_map,
+        query: &query,
+        body,
+        now: chrono::Utc::now().timestamp(),
+    };
+    let ingress = platforms::ingress(&trigger, &req).map_err(|r| {
+        state.metrics.channel_event(channel, "error");
+        let (code, why) = match r {
+            Refusal::Unauthorized(w) => (ErrorCode::WebhookUnauthorized, w),
+            Refusal::Malformed(w) => (ErrorCode::MalformedFrame, w),
+        };
+        tracing::warn!(
+            component = "api-server",
+            channel,
+            path = uri.path(),
+            bot = bot.name(),
+            error_code = code.code(),
+            "{channel} request refused: {why}"
+        );
+        ApiError::new(code, why).trace(trace_id)
+    })?;
+    match ingress {
+        Ingress::Answer { content_type, body } => Ok((
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, content_type)],
+            body,
+        )
+            .into_response()),
+        Ingress::Ignore(why) => {
+            tracing::debug!(
+                component = "api-server",
+                channel,
+                bot = bot.name(),
+                "ignored: {why}"
+            );
+            Ok((StatusCode::OK, Json(json!({"ok": true, "ignored": why}))).into_response())
+        }
+        Ingress::Message {
+            mut inbound,
+            reply_to,
+        } => {
+            state.metrics.channel_event(channel, "received");
+            let received = std::time::Instant::now();
+            inbound.trace_id = Some(trace_id.to_string());
+            let pending = state
+                .replies
+                .submit(inbound.task_for(&bot))
+                .await
+                .map_err(|e| ApiError::from(e).trace(trace_id))?;
+            let task_id = pending.task.id;
+            // A platform's retry of the same event finds the same task: answered once.
+            if pending.created {
+                let metrics = state.metrics.clone();
+                let timeout = bot.doc.spec.timeout.get() + std::time::Duration::from_secs(5);
+                tokio::spawn(async move {
+                    let Some(task) = pending.finished(timeout).await else {
+                        return;
+                    };
+                    let Some(output) = task
+                        .output
+                        .filter(|_| task.status == oclaw_core::TaskStatus::Succeeded)
+                    else {
+                        metrics.channel_event(channel, "error");
+                        return;
+                    };
+                    let reply = oclaw_core::channel::reply_of(&output);
+                    let text = reply.text.unwrap_or_else(|| output.to_string());
+                    match platforms::send(&trigger, &reply_to, &text).await {
+                        Ok(()) => metrics.channel_replied(channel, received.elapsed()),
+                        Err(e) => {
+                            metrics.channel_event(channel, "error");
+                            tracing::warn!(component = "api-server", channel, task_id = %task_id, error_code = "OC-4021", "reply not delivered: {e}");
+                        }
+                    }
+                });
+            }
+            if channel == "wecom" {
+                // WeCom wants an empty body when the reply comes separately.
+                return Ok((StatusCode::OK, "").into_response());
+            }
+            Ok((
+                StatusCode::OK,
+                Json(json!({"ok": true, "task_id": task_id})),
+            )
+                .into_response())
+        }
+    }
+}
+
 pub async fn receive(
     State(state): State<ApiState>,
+    method: axum::http::Method,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let trace_id = crate::trace::trace_id_from(&headers);
     let path = uri.path();
+    if let Some((bot, trigger)) = state.catalog.platform(path) {
+        let body = body
+            .map_err(|e| ApiError::new(ErrorCode::BodyTooLarge, e.body_text()).trace(&trace_id))?;
+        return platform(&state, bot, trigger, &method, &uri, &headers, &body).await;
+    }
+    if method != axum::http::Method::POST {
+        return Err(ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            "webhooks take POST; GET is only for platform URL verification",
+        )
+        .trace(&trace_id));
+    }
     let (bot, hook) = state.catalog.webhook(path).ok_or_else(|| {
         ApiError::new(
             ErrorCode::NotFound,

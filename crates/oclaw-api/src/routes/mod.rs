@@ -32,7 +32,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/queues", get(queues::list))
         .route("/v1/cluster/nodes", get(cluster::nodes))
         .route("/v1/bots/{name}/invoke", post(bots::invoke))
-        .route("/hooks/{*rest}", post(hooks::receive))
+        .route("/hooks/{*rest}", post(hooks::receive).get(hooks::receive))
         .route("/v1/ws", get(ws::connect))
         .route("/metrics", get(metrics::metrics))
         .route(

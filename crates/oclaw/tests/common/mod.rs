@@ -199,17 +199,27 @@ pub async fn wait_status(
 pub struct Recorder {
     pub url: String,
     pub requests: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+    /// The `Authorization` header of each request ("" when absent), in order.
+    pub authorizations: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 pub async fn recorder() -> Recorder {
+    recorder_answering("{}").await
+}
+
+/// A recorder that answers every request with `answer` (JSON).
+pub async fn recorder_answering(answer: &'static str) -> Recorder {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as TokioBufReader};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let requests: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>> = Default::default();
     let seen = requests.clone();
+    let authorizations: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let auths = authorizations.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let seen = seen.clone();
+            let auths = auths.clone();
             tokio::spawn(async move {
                 let mut reader = TokioBufReader::new(stream);
                 loop {
@@ -223,6 +233,7 @@ pub async fn recorder() -> Recorder {
                         .unwrap_or("")
                         .to_string();
                     let mut length = 0usize;
+                    let mut authorization = String::new();
                     loop {
                         let mut line = String::new();
                         if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
@@ -236,6 +247,9 @@ pub async fn recorder() -> Recorder {
                             if k.eq_ignore_ascii_case("content-length") {
                                 length = v.trim().parse().unwrap_or(0);
                             }
+                            if k.eq_ignore_ascii_case("authorization") {
+                                authorization = v.trim().to_string();
+                            }
                         }
                     }
                     let mut body = vec![0u8; length];
@@ -245,8 +259,12 @@ pub async fn recorder() -> Recorder {
                     let body = serde_json::from_slice(&body).unwrap_or_else(|_| {
                         Value::String(String::from_utf8_lossy(&body).into_owned())
                     });
+                    auths.lock().unwrap().push(authorization);
                     seen.lock().unwrap().push((path, body));
-                    let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                        answer.len()
+                    );
                     if reader.get_mut().write_all(answer.as_bytes()).await.is_err() {
                         return;
                     }
@@ -254,5 +272,9 @@ pub async fn recorder() -> Recorder {
             });
         }
     });
-    Recorder { url, requests }
+    Recorder {
+        url,
+        requests,
+        authorizations,
+    }
 }
