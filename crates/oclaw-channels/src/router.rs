@@ -221,6 +221,7 @@ mod tests {
                 worker: "w".into(),
                 attempt: t.attempt,
                 outcome: Outcome::Succeeded(value.clone()),
+                kv: Vec::new(),
             })
             .collect();
         store.complete_batch(done).await.unwrap();

@@ -1,8 +1,11 @@
 //! Conversation memory: the recent messages of a (channel, conversation, user) session, kept in
 //! the store's key-value space and shown to steps as `conversation.history`. A conversation's
-//! tasks carry its ordering key, so they run one at a time and this read-modify-write is safe.
+//! tasks carry its ordering key, so they run one at a time and this read-modify-write is safe;
+//! the new history is committed with the task's completion (a fenced or failed attempt leaves
+//! it as it was).
 
 use chrono::Utc;
+use oclaw_store::KvWrite;
 use serde_json::{json, Value};
 
 use crate::pipeline::Runtime;
@@ -61,8 +64,9 @@ impl Session {
         })
     }
 
-    /// Appends the message and the bot's reply, keeping the newest `conversation.history`.
-    pub async fn record(mut self, rt: &Runtime, input: &Value, output: &Value) {
+    /// The history with the message and the bot's reply appended (the newest
+    /// `conversation.history` kept), as a write committed with the task's completion.
+    pub fn record(mut self, rt: &Runtime, input: &Value, output: &Value) -> KvWrite {
         let now = Utc::now();
         self.history.push(json!({
             "role": "user",
@@ -76,19 +80,13 @@ impl Session {
         if self.history.len() > limit {
             self.history.drain(..self.history.len() - limit);
         }
-        let expires = chrono::Duration::from_std(rt.conversation.ttl.get())
-            .ok()
-            .map(|d| now + d);
-        if let Err(e) = rt
-            .store
-            .kv_set(NAMESPACE, &self.key, &Value::Array(self.history), expires)
-            .await
-        {
-            tracing::warn!(
-                component = "worker",
-                error_code = e.code().code(),
-                "conversation history not saved: {e}"
-            );
+        KvWrite {
+            namespace: NAMESPACE.into(),
+            key: self.key,
+            value: Value::Array(self.history),
+            expires_at: chrono::Duration::from_std(rt.conversation.ttl.get())
+                .ok()
+                .map(|d| now + d),
         }
     }
 }

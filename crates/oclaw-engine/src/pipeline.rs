@@ -106,7 +106,7 @@ pub async fn run_pipeline(
     rt: &Runtime,
     bot: &LoadedBot,
     task: &ClaimedTask,
-) -> Result<Value, RunFailure> {
+) -> Result<(Value, Vec<oclaw_store::KvWrite>), RunFailure> {
     let tracer = oclaw_telemetry::otlp::tracer();
     let mut span = tracer.start(
         &task.trace_id,
@@ -135,9 +135,9 @@ async fn run_steps(
     bot: &LoadedBot,
     task: &ClaimedTask,
     task_span: &str,
-) -> Result<Value, RunFailure> {
+) -> Result<(Value, Vec<oclaw_store::KvWrite>), RunFailure> {
     if bot.steps.is_empty() {
-        return Ok(task.input.clone());
+        return Ok((task.input.clone(), Vec::new()));
     }
     let saved: HashMap<&str, &Value> = task
         .checkpoints
@@ -254,8 +254,8 @@ async fn run_steps(
         outputs.insert(step.id.clone(), serde_json::json!({ "output": &output }));
         data = output;
     }
-    if let Some(session) = session {
-        session.record(rt, &task.input, &data).await;
-    }
-    Ok(data)
+    let writes = session
+        .map(|s| vec![s.record(rt, &task.input, &data)])
+        .unwrap_or_default();
+    Ok((data, writes))
 }

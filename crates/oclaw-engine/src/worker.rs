@@ -12,7 +12,7 @@ use chrono::Utc;
 use futures_util::FutureExt;
 use oclaw_core::config::WorkerConfig;
 use oclaw_core::{ErrorCode, TaskError, TaskId};
-use oclaw_store::{ClaimRequest, ClaimedTask, Completion, Outcome, Store};
+use oclaw_store::{ClaimRequest, ClaimedTask, Completion, KvWrite, Outcome, Store};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -328,7 +328,7 @@ async fn run_one(
     stats.in_flight.fetch_add(1, Ordering::Relaxed);
     let started = std::time::Instant::now();
     let wait = (Utc::now() - task.run_at).to_std().unwrap_or_default();
-    let outcome = execute(&rt, &task).await;
+    let (outcome, kv) = execute(&rt, &task).await;
     let succeeded = matches!(outcome, Outcome::Succeeded(_));
     rt.metrics
         .task_finished(&task.bot, succeeded, started.elapsed(), wait);
@@ -339,6 +339,7 @@ async fn run_one(
         worker,
         attempt: task.attempt,
         outcome,
+        kv,
     });
     drop(permit);
 }
@@ -350,23 +351,25 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// Runs one attempt and decides what the store should record.
-pub(crate) async fn execute(rt: &Runtime, task: &ClaimedTask) -> Outcome {
+/// Runs one attempt and decides what the store should record, with the key-value writes that
+/// go with a success.
+pub(crate) async fn execute(rt: &Runtime, task: &ClaimedTask) -> (Outcome, Vec<KvWrite>) {
     let Some(bot) = rt.catalog.get(&task.bot) else {
         let error = TaskError::new(
             ErrorCode::BotMissing,
             format!("bot `{}` is not loaded on this node", task.bot),
         );
         log_failure(task, &error, false);
-        return Outcome::Failed {
+        let failed = Outcome::Failed {
             error,
             retry_at: None,
         };
+        return (failed, Vec::new());
     };
     let timeout = bot.doc.spec.timeout.get();
     let attempt = AssertUnwindSafe(run_pipeline(rt, &bot, task)).catch_unwind();
     let (error, retryable) = match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(Ok(output))) => return Outcome::Succeeded(output),
+        Ok(Ok(Ok((output, kv)))) => return (Outcome::Succeeded(output), kv),
         Ok(Ok(Err(f))) => (TaskError::new(f.code, f.message), f.retryable),
         Ok(Err(panic)) => (
             TaskError::new(
@@ -395,7 +398,7 @@ pub(crate) async fn execute(rt: &Runtime, task: &ClaimedTask) -> Outcome {
             .delay_after(task.attempt, fastrand::f64());
         Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1))
     });
-    Outcome::Failed { error, retry_at }
+    (Outcome::Failed { error, retry_at }, Vec::new())
 }
 
 fn log_failure(task: &ClaimedTask, error: &TaskError, retryable: bool) {

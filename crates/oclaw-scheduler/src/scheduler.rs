@@ -495,6 +495,7 @@ mod tests {
                 worker: "w".into(),
                 attempt: 1,
                 outcome: oclaw_store::Outcome::Succeeded(json!(1)),
+                kv: Vec::new(),
             }])
             .await
             .unwrap();

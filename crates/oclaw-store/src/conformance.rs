@@ -35,6 +35,7 @@ fn success(worker: &str, id: TaskId, attempt: u32, v: serde_json::Value) -> Comp
         worker: worker.into(),
         attempt,
         outcome: Outcome::Succeeded(v),
+        kv: Vec::new(),
     }
 }
 
@@ -50,6 +51,7 @@ fn failure(worker: &str, id: TaskId, attempt: u32, retry: bool) -> Completion {
             },
             retry_at: retry.then(|| Utc::now() + chrono::Duration::hours(1)),
         },
+        kv: Vec::new(),
     }
 }
 
@@ -817,6 +819,54 @@ pub async fn ordering_key_runs_tasks_one_at_a_time_in_order(s: DynStore) {
     assert_eq!(got, vec![batch[0].task.id]);
 }
 
+pub async fn completion_kv_writes_commit_with_a_success_only(s: DynStore) {
+    let write = |v: i64| crate::KvWrite {
+        namespace: "conversation".into(),
+        key: "c1".into(),
+        value: json!(v),
+        expires_at: None,
+    };
+    let id = s.enqueue(task("b", "q", 1)).await.unwrap().task.id;
+    let t = s
+        .claim_batch(claim("w", &["q"], 1))
+        .await
+        .unwrap()
+        .remove(0);
+    // A fenced completion (wrong worker) writes nothing.
+    let mut fenced = success("other", id, t.attempt, json!("x"));
+    fenced.kv = vec![write(1)];
+    let report = s.complete_batch(vec![fenced]).await.unwrap();
+    assert_eq!(report.fenced, vec![id]);
+    assert_eq!(
+        s.kv_get("conversation", "c1", Utc::now()).await.unwrap(),
+        None
+    );
+    // A failure writes nothing either.
+    let mut failed = failure("w", id, t.attempt, true);
+    failed.kv = vec![write(2)];
+    s.complete_batch(vec![failed]).await.unwrap();
+    assert_eq!(
+        s.kv_get("conversation", "c1", Utc::now()).await.unwrap(),
+        None
+    );
+    // A success writes, in the same batch as a completion without writes.
+    let a = s.enqueue(task("b", "q", 2)).await.unwrap().task.id;
+    let b = s.enqueue(task("b", "q", 3)).await.unwrap().task.id;
+    let got = s.claim_batch(claim("w", &["q"], 2)).await.unwrap();
+    assert_eq!(got.len(), 2);
+    let mut ok = success("w", a, 1, json!("done"));
+    ok.kv = vec![write(3)];
+    let report = s
+        .complete_batch(vec![ok, success("w", b, 1, json!("done"))])
+        .await
+        .unwrap();
+    assert_eq!(report.applied, 2);
+    assert_eq!(
+        s.kv_get("conversation", "c1", Utc::now()).await.unwrap(),
+        Some(json!(3))
+    );
+}
+
 #[macro_export]
 macro_rules! store_conformance_tests {
     ($open:expr) => {
@@ -838,7 +888,7 @@ macro_rules! store_conformance_tests {
             queue_stats_count_each_state, list_tasks_filters_and_pages, kv_with_ttl, trigger_marks_persist,
             wakeups_fire_on_enqueue, nodes_register_heartbeat_and_leave,
             leadership_is_exclusive_until_it_lapses, purge_removes_old_finished_tasks_only,
-            ordering_key_runs_tasks_one_at_a_time_in_order);
+            ordering_key_runs_tasks_one_at_a_time_in_order, completion_kv_writes_commit_with_a_success_only);
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
         $(

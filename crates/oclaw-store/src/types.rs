@@ -62,6 +62,18 @@ pub struct Completion {
     pub worker: String,
     pub attempt: u32,
     pub outcome: Outcome,
+    /// Key-value writes that belong to a success (a conversation's history, say): committed in
+    /// the same transaction as the completion, and not at all when it is fenced or failed.
+    pub kv: Vec<KvWrite>,
+}
+
+/// A key-value write carried by a completion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvWrite {
+    pub namespace: String,
+    pub key: String,
+    pub value: Value,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// What a batch of completions did.

@@ -66,6 +66,7 @@ async fn wakeups_cross_between_processes() {
         worker: "w".into(),
         attempt: 1,
         outcome: oclaw_store::Outcome::Succeeded(serde_json::json!(1)),
+        kv: Vec::new(),
     }])
     .await
     .unwrap();

@@ -238,6 +238,42 @@ async fn insert_rows(
     Ok(ids)
 }
 
+/// The completion statement: one UPDATE over unnest(arrays), fenced on worker, attempt and
+/// lease, with its NOTIFYs.
+async fn complete_statement(
+    c: &impl GenericClient,
+    params: &[&(dyn ToSql + Sync)],
+) -> StoreResult<Vec<Row>> {
+    let stmt = c
+        .prepare_cached(
+            "WITH u AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::bool[], \
+                   $5::text[], $6::text[], $7::text[], $8::bigint[]) \
+                   AS u(id, worker, attempt, ok, output, code, message, retry_at)), \
+                 done AS (UPDATE tasks t SET \
+                   status = CASE WHEN u.ok THEN 'succeeded' WHEN u.retry_at IS NULL THEN 'failed' \
+                                 WHEN t.attempts >= t.max_attempts THEN 'dead' ELSE 'scheduled' END, \
+                   output = CASE WHEN u.ok THEN u.output ELSE t.output END, \
+                   error_code = u.code, error_message = u.message, \
+                   run_at = COALESCE(u.retry_at, t.run_at), \
+                   finished_at = CASE WHEN u.ok OR u.retry_at IS NULL OR t.attempts >= t.max_attempts \
+                                      THEN $9::bigint END, \
+                   lease_until = NULL \
+                 FROM u WHERE t.id = u.id AND t.lease_until IS NOT NULL AND t.worker = u.worker \
+                   AND t.attempts = u.attempt \
+                 RETURNING t.id, t.status, t.ordering_key IS NOT NULL AS ordered) \
+                 SELECT id, status, ordered, \
+                   (SELECT pg_notify($10, string_agg(id::text, ',')) FROM done WHERE status <> 'scheduled' \
+                    HAVING count(*) > 0), \
+                   (SELECT pg_notify($11, '') FROM done WHERE status = 'scheduled' HAVING count(*) > 0), \
+                   (SELECT pg_notify($12, '') FROM done WHERE ordered AND status <> 'scheduled' \
+                    HAVING count(*) > 0) \
+                 FROM done",
+        )
+        .await
+        .map_err(pg_err)?;
+    c.query(&stmt, params).await.map_err(pg_err)
+}
+
 impl PgStore {
     fn capacity(&self, queue: &str) -> Option<u64> {
         self.inner
@@ -413,53 +449,46 @@ impl PgStore {
                 }
             }
         }
-        let stmt = client
-            .prepare_cached(
-                "WITH u AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::bool[], \
-                   $5::text[], $6::text[], $7::text[], $8::bigint[]) \
-                   AS u(id, worker, attempt, ok, output, code, message, retry_at)), \
-                 done AS (UPDATE tasks t SET \
-                   status = CASE WHEN u.ok THEN 'succeeded' WHEN u.retry_at IS NULL THEN 'failed' \
-                                 WHEN t.attempts >= t.max_attempts THEN 'dead' ELSE 'scheduled' END, \
-                   output = CASE WHEN u.ok THEN u.output ELSE t.output END, \
-                   error_code = u.code, error_message = u.message, \
-                   run_at = COALESCE(u.retry_at, t.run_at), \
-                   finished_at = CASE WHEN u.ok OR u.retry_at IS NULL OR t.attempts >= t.max_attempts \
-                                      THEN $9::bigint END, \
-                   lease_until = NULL \
-                 FROM u WHERE t.id = u.id AND t.lease_until IS NOT NULL AND t.worker = u.worker \
-                   AND t.attempts = u.attempt \
-                 RETURNING t.id, t.status, t.ordering_key IS NOT NULL AS ordered) \
-                 SELECT id, status, ordered, \
-                   (SELECT pg_notify($10, string_agg(id::text, ',')) FROM done WHERE status <> 'scheduled' \
-                    HAVING count(*) > 0), \
-                   (SELECT pg_notify($11, '') FROM done WHERE status = 'scheduled' HAVING count(*) > 0), \
-                   (SELECT pg_notify($12, '') FROM done WHERE ordered AND status <> 'scheduled' \
-                    HAVING count(*) > 0) \
-                 FROM done",
-            )
-            .await
-            .map_err(pg_err)?;
-        let rows = client
-            .query(
-                &stmt,
-                &[
-                    &ids,
-                    &workers,
-                    &attempts,
-                    &oks,
-                    &outputs,
-                    &codes,
-                    &messages,
-                    &retries,
-                    &now,
-                    &self.inner.channels.finished,
-                    &self.inner.channels.scheduled,
-                    &self.inner.channels.queued,
-                ],
-            )
-            .await
-            .map_err(pg_err)?;
+        let params: [&(dyn ToSql + Sync); 12] = [
+            &ids,
+            &workers,
+            &attempts,
+            &oks,
+            &outputs,
+            &codes,
+            &messages,
+            &retries,
+            &now,
+            &self.inner.channels.finished,
+            &self.inner.channels.scheduled,
+            &self.inner.channels.queued,
+        ];
+        let rows = if completions.iter().any(|c| !c.kv.is_empty()) {
+            // Key-value writes of successes commit with their completions.
+            let mut client = client;
+            let tx = client.transaction().await.map_err(pg_err)?;
+            let rows = complete_statement(&tx, &params).await?;
+            let succeeded: std::collections::HashSet<i64> = rows
+                .iter()
+                .filter(|r| r.get::<_, &str>(1) == "succeeded")
+                .map(|r| r.get(0))
+                .collect();
+            for c in completions.iter().filter(|c| succeeded.contains(&c.id.0)) {
+                for w in &c.kv {
+                    tx.execute(
+                        "INSERT INTO kv (ns, key, value, expires_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+                        &[&w.namespace, &w.key, &to_json(&w.value), &w.expires_at.map(ms)],
+                    )
+                    .await
+                    .map_err(pg_err)?;
+                }
+            }
+            tx.commit().await.map_err(pg_err)?;
+            rows
+        } else {
+            complete_statement(&client, &params).await?
+        };
         let mut applied = std::collections::HashSet::with_capacity(rows.len());
         let mut rescheduled = false;
         let mut unblocked = false;

@@ -27,6 +27,9 @@ impl Default for SqliteOptions {
     }
 }
 
+/// Reads that may run at once (each on its own pooled connection).
+const READERS: usize = 8;
+
 /// State the writer thread and the readers share.
 pub(super) struct Shared {
     pub capacities: RwLock<HashMap<String, u64>>,
@@ -170,6 +173,9 @@ pub(super) struct Inner {
     /// same thread, keeping SQLite's state warm in one core's cache.
     writer: std::sync::mpsc::Sender<WriteJob>,
     readers: Mutex<Vec<Connection>>,
+    /// At most [`READERS`] reads run at once, each on a pooled connection: opening one per
+    /// read under load (and parsing the schema each time) cost more than the reads.
+    reader_slots: tokio::sync::Semaphore,
     path: PathBuf,
     options: SqliteOptions,
     pub shared: Arc<Shared>,
@@ -222,7 +228,8 @@ fn open_connection(path: &Path, options: &SqliteOptions) -> StoreResult<Connecti
         "PRAGMA synchronous = {sync}; PRAGMA temp_store = MEMORY; PRAGMA foreign_keys = OFF;"
     ))
     .map_err(map_err)?;
-    conn.set_prepared_statement_cache_capacity(64);
+    // Claims are cached per queue and batch size (see claim_from_queue).
+    conn.set_prepared_statement_cache_capacity(512);
     Ok(conn)
 }
 
@@ -355,6 +362,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 writer: tx,
                 readers: Mutex::new(Vec::new()),
+                reader_slots: tokio::sync::Semaphore::new(READERS),
                 path,
                 options,
                 shared,
@@ -392,7 +400,13 @@ impl SqliteStore {
         F: FnOnce(&Connection, &Shared) -> StoreResult<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
+        let slot = self
+            .inner
+            .reader_slots
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let result = tokio::task::spawn_blocking(move || {
             let pooled = inner.readers.lock().ok().and_then(|mut p| p.pop());
             let conn = match pooled {
                 Some(c) => c,
@@ -400,14 +414,16 @@ impl SqliteStore {
             };
             let result = f(&conn, &inner.shared);
             if let Ok(mut pool) = inner.readers.lock() {
-                if pool.len() < 4 {
+                if pool.len() < READERS {
                     pool.push(conn);
                 }
             }
             result
         })
         .await
-        .map_err(|e| StoreError::Internal(e.to_string()))?
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
+        drop(slot);
+        result
     }
 }
 
