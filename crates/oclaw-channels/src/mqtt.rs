@@ -3,7 +3,8 @@
 //! topic's messages run in order); with QoS 1 it is acknowledged to the broker only after the
 //! task is durable, so a node that dies in between gets the message again. A persistent session
 //! (clean session off, a stable client id) keeps messages that arrive while the node is away.
-//! The bot's reply is published to `reply_topic` at QoS 1. The connection is re-established
+//! The bot's reply is published to `reply_topic` at QoS 1 (`{topic}` in it is the message's
+//! topic, so `{topic}/reply` answers each sender on its own topic). The connection is re-established
 //! with backoff (1 s doubling to 30 s) whenever it drops.
 
 use std::sync::Arc;
@@ -167,7 +168,14 @@ async fn ingest(
                 .filter(|(_, t)| topic_matches(&t.topic, &p.topic))
             {
                 tasks.push(msg.task_for(bot));
-                routes.push((bot.clone(), trigger.reply_topic.clone()));
+                // `{topic}` in reply_topic is the message's own topic.
+                routes.push((
+                    bot.clone(),
+                    trigger
+                        .reply_topic
+                        .as_ref()
+                        .map(|r| r.replace("{topic}", &p.topic)),
+                ));
             }
         }
         // Keep trying until the tasks are durable: the messages are not acknowledged before.

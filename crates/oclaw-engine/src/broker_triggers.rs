@@ -10,7 +10,8 @@ use serde_json::Value;
 pub struct MqttTrigger {
     /// Topic filter to subscribe to (`+` and `#` wildcards).
     pub topic: String,
-    /// Where the bot's reply is published; no reply when unset.
+    /// Where the bot's reply is published; no reply when unset. `{topic}` stands for the
+    /// message's topic (`{topic}/reply`).
     #[serde(default)]
     pub reply_topic: Option<String>,
     /// 1 (the default): a message is acknowledged to the broker only once its task is durable.
@@ -146,6 +147,9 @@ mod tests {
             );
         }
         assert!(MqttTrigger::parse(&json!({"topic": "a", "reply_topic": "b/+"})).is_err());
+        assert!(
+            MqttTrigger::parse(&json!({"topic": "a/+", "reply_topic": "{topic}/reply"})).is_ok()
+        );
         assert!(MqttTrigger::parse(&json!({"topic": "a", "qos": 2})).is_err());
         assert!(MqttTrigger::parse(&json!({"topic": "a", "colour": 1})).is_err());
     }

@@ -16,6 +16,9 @@ pub struct ChatBenchOptions {
     pub messages: usize,
     /// A running node (`http://HOST:PORT`) whose faq-bot to load; `None` starts an embedded one.
     pub server: Option<String>,
+    /// Chat over MQTT through this broker instead of WebSocket (embedded node only): each
+    /// session is a topic, answered on `<topic>/reply`.
+    pub mqtt: Option<String>,
 }
 
 const QUESTIONS: &[&str] = &[
@@ -47,6 +50,19 @@ pub async fn chat(o: ChatBenchOptions) -> Result<String, String> {
     config.api.listen = format!("127.0.0.1:{port}");
     config.storage.url = format!("sqlite://{}", dir.path().join("bench.db").display());
     config.worker.concurrency = 200;
+    let run = format!("oclaw-bench/{}", &oclaw_core::task::new_trace_id()[..12]);
+    if let Some(broker) = &o.mqtt {
+        if o.server.is_some() {
+            return Err("--mqtt runs an embedded node; leave out --server".into());
+        }
+        config.channels.mqtt = Some(oclaw_core::config::MqttConnection {
+            url: broker.clone(),
+            client_id: Some(format!("{run}-node").replace('/', "-")),
+            username: None,
+            password: None,
+        });
+        config.bots = faq_bots_over_mqtt(&run)?;
+    }
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let opts = crate::ServeOptions {
         config,
@@ -61,6 +77,14 @@ pub async fn chat(o: ChatBenchOptions) -> Result<String, String> {
             let _ = stop_rx.await;
         }))),
     };
+    if let Some(broker) = &o.mqtt {
+        let report = over_mqtt(&o, broker, &run, port).await;
+        let _ = stop_tx.send(());
+        if let Some(node) = node {
+            let _ = node.await;
+        }
+        return report;
+    }
     let url = format!("ws://{host}:{port}/v1/ws?bot=faq-bot");
     let deadline = Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect((host.as_str(), port))
@@ -132,17 +156,26 @@ pub async fn chat(o: ChatBenchOptions) -> Result<String, String> {
     if let Some(node) = node {
         let _ = node.await;
     }
+    Ok(report(
+        &format!(
+            "chat over WebSocket (faq-bot): {} sessions x {} messages",
+            o.sessions, o.messages
+        ),
+        all,
+        errors,
+        elapsed,
+    ))
+}
+
+fn report(title: &str, mut all: Vec<Duration>, errors: usize, elapsed: Duration) -> String {
     all.sort();
     let p = |q: f64| {
         all.get(((all.len().saturating_sub(1)) as f64 * q).round() as usize)
             .map(|d| format!("{:.1} ms", d.as_secs_f64() * 1000.0))
             .unwrap_or_else(|| "-".into())
     };
-    Ok(format!(
-        "chat over WebSocket (faq-bot): {} sessions x {} messages\n  \
-         round trips  {} in {:.2}s = {:.0}/s ({} errors)\n  latency      p50 {}  p90 {}  p99 {}  max {}",
-        o.sessions,
-        o.messages,
+    format!(
+        "{title}\n  round trips  {} in {:.2}s = {:.0}/s ({} errors)\n  latency      p50 {}  p90 {}  p99 {}  max {}",
         all.len(),
         elapsed.as_secs_f64(),
         all.len() as f64 / elapsed.as_secs_f64(),
@@ -151,5 +184,159 @@ pub async fn chat(o: ChatBenchOptions) -> Result<String, String> {
         p(0.9),
         p(0.99),
         p(1.0)
+    )
+}
+
+/// The faq-bot example (with its hand-off bot), reachable over MQTT on `<run>/+/ask`.
+fn faq_bots_over_mqtt(run: &str) -> Result<Vec<oclaw_core::bot::BotDoc>, String> {
+    let (name, yaml) = crate::EXAMPLE_BOTS
+        .iter()
+        .find(|(n, _)| n.ends_with("faq-bot.yaml"))
+        .ok_or("the faq-bot example is missing")?;
+    let yaml = crate::examples::example_yaml(name, yaml);
+    let mut bots = Vec::new();
+    for doc in yaml.split("\n---\n") {
+        let mut bot: oclaw_core::bot::BotDoc =
+            serde_yaml::from_str(doc).map_err(|e| format!("faq-bot example: {e}"))?;
+        if bot.metadata.name == "faq-bot" {
+            bot.spec.triggers.push(oclaw_core::bot::Trigger {
+                mqtt: Some(serde_json::json!({"topic": format!("{run}/+/ask"), "reply_topic": "{topic}/reply"})),
+                ..Default::default()
+            });
+        }
+        bots.push(bot);
+    }
+    Ok(bots)
+}
+
+/// Sessions are topics `<run>/<i>/ask`; each publishes its questions one after another (QoS 1)
+/// and waits for the reply on `<topic>/reply`.
+async fn over_mqtt(
+    o: &ChatBenchOptions,
+    broker: &str,
+    run: &str,
+    port: u16,
+) -> Result<String, String> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    use std::collections::HashMap;
+    use tokio::sync::mpsc;
+    let u = url::Url::parse(broker).map_err(|e| format!("--mqtt: {e}"))?;
+    let mut opts = MqttOptions::new(
+        format!("{run}-client").replace('/', "-"),
+        u.host_str().unwrap_or("127.0.0.1"),
+        u.port().unwrap_or(1883),
+    );
+    opts.set_keep_alive(Duration::from_secs(15))
+        .set_inflight(1000);
+    let (client, mut events) = AsyncClient::new(opts, 10_000);
+    let mut waiters: HashMap<String, mpsc::UnboundedSender<()>> = HashMap::new();
+    let mut receivers = Vec::new();
+    for i in 0..o.sessions {
+        let (tx, rx) = mpsc::unbounded_channel();
+        waiters.insert(format!("{run}/{i}/ask/reply"), tx);
+        receivers.push(rx);
+    }
+    let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut subscribed_tx = Some(subscribed_tx);
+    client
+        .subscribe(format!("{run}/+/ask/reply"), QoS::AtLeastOnce)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        while let Ok(ev) = events.poll().await {
+            match ev {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    if let Some(t) = subscribed_tx.take() {
+                        let _ = t.send(());
+                    }
+                }
+                Event::Incoming(Packet::Publish(p)) => {
+                    if let Some(w) = waiters.get(&p.topic) {
+                        let _ = w.send(());
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), subscribed_rx)
+        .await
+        .map_err(|_| "the MQTT broker did not acknowledge the subscription".to_string())?
+        .map_err(|_| "the MQTT connection closed".to_string())?;
+    // Wait until the node answers one question (it is connected and subscribed).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let probe = format!("{run}/0/ask");
+    loop {
+        client
+            .publish(
+                &probe,
+                QoS::AtLeastOnce,
+                false,
+                "{\"text\": \"where is my order\"}",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if tokio::time::timeout(Duration::from_millis(500), receivers[0].recv())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the node on port {port} never answered over MQTT"));
+        }
+    }
+    while tokio::time::timeout(Duration::from_millis(300), receivers[0].recv())
+        .await
+        .is_ok()
+    {}
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(o.sessions + 1));
+    let mut tasks = Vec::new();
+    for (i, mut rx) in receivers.into_iter().enumerate() {
+        let (client, start, n) = (client.clone(), start.clone(), o.messages);
+        let topic = format!("{run}/{i}/ask");
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let mut lat = Vec::with_capacity(n);
+            let mut errors = 0;
+            for m in 0..n {
+                let q = QUESTIONS[(i + m) % QUESTIONS.len()];
+                let body = serde_json::json!({"text": q}).to_string();
+                let sent = Instant::now();
+                if client
+                    .publish(&topic, QoS::AtLeastOnce, false, body)
+                    .await
+                    .is_err()
+                {
+                    errors += 1;
+                    continue;
+                }
+                match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+                    Ok(Some(())) => lat.push(sent.elapsed()),
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    start.wait().await;
+    let began = Instant::now();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await.map_err(|e| e.to_string())?;
+        all.extend(lat);
+        errors += e;
+    }
+    let elapsed = began.elapsed();
+    let _ = client.disconnect().await;
+    Ok(report(
+        &format!(
+            "chat over MQTT (faq-bot, QoS 1): {} sessions (topics) x {} messages",
+            o.sessions, o.messages
+        ),
+        all,
+        errors,
+        elapsed,
     ))
 }

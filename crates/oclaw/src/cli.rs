@@ -305,6 +305,10 @@ pub enum BenchCommand {
         /// this process (concurrency 200).
         #[arg(long)]
         server: Option<String>,
+        /// Chat over MQTT through this broker (`mqtt://127.0.0.1:1883`) instead of WebSocket:
+        /// each session is a topic, answered on `<topic>/reply`.
+        #[arg(long)]
+        mqtt: Option<String>,
     },
     /// Enqueue single tasks on an idle node and measure enqueue → start latency.
     Latency {

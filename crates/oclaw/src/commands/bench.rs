@@ -57,11 +57,13 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
             sessions,
             messages,
             server,
+            mqtt,
         } => rt.block_on(oclaw_node::bench_chat::chat(
             oclaw_node::bench_chat::ChatBenchOptions {
                 sessions: sessions.max(1),
                 messages: messages.max(1),
                 server,
+                mqtt,
             },
         )),
     };
