@@ -288,3 +288,96 @@ async fn mqtt_messages_sent_while_the_node_is_down_are_not_lost() {
         );
     }
 }
+
+/// A private Mosquitto on a free port (the machine's broker and the other tests are untouched).
+struct PrivateBroker {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PrivateBroker {
+    fn start(port: u16) -> PrivateBroker {
+        let child = std::process::Command::new("mosquitto")
+            .args(["-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mosquitto (Debian package mosquitto) is installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "private mosquitto did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PrivateBroker { child, port }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn round_trip(host: &str, port: u16, prefix: &str, within: Duration) {
+    let (client, mut replies) = subscriber(host, port, &format!("{prefix}/alerts")).await;
+    let deadline = Instant::now() + within;
+    loop {
+        client
+            .publish(
+                format!("{prefix}/1/temp"),
+                QoS::AtLeastOnce,
+                false,
+                json!({"celsius": 99}).to_string(),
+            )
+            .await
+            .unwrap();
+        if let Ok(Some((_, payload))) =
+            tokio::time::timeout(Duration::from_millis(500), replies.recv()).await
+        {
+            let v: Value = serde_json::from_slice(&payload).unwrap();
+            assert_eq!(v["alert"], true);
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reply through the broker on port {port}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_reconnects_when_the_broker_restarts() {
+    if broker().is_none() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut broker = PrivateBroker::start(port);
+    let prefix = format!("oclaw-test/{}", unique());
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let node = common::start(
+        dir.path(),
+        &config(&url, &format!("n-{}", unique()), &prefix),
+    );
+    round_trip("127.0.0.1", port, &prefix, Duration::from_secs(15)).await;
+    // The broker goes away for a while, then comes back on the same port.
+    drop(broker);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    broker = PrivateBroker::start(port);
+    // The node reconnects (backoff from 1 s) and subscribes again.
+    round_trip("127.0.0.1", broker.port, &prefix, Duration::from_secs(40)).await;
+    let logs = node.logs();
+    assert!(
+        logs.contains("OC-4020"),
+        "the outage is logged with its code: {logs}"
+    );
+    assert!(
+        logs.matches("connected to the MQTT broker").count() >= 2,
+        "{logs}"
+    );
+}

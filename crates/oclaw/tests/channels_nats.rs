@@ -189,3 +189,107 @@ async fn a_nats_trigger_without_a_connection_is_refused_at_start() {
     assert!(!out.status.success());
     assert!(text.contains("OC-1008") && text.contains("a..b"), "{text}");
 }
+
+/// A private NATS server with JetStream on a free port, its store in `dir`.
+struct PrivateNats {
+    child: std::process::Child,
+}
+
+impl PrivateNats {
+    fn start(port: u16, dir: &std::path::Path) -> PrivateNats {
+        let child = std::process::Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server (Debian package nats-server) is installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "private nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PrivateNats { child }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Publishes an order (retrying while the server is away) and waits for its reply.
+async fn order_round_trip(url: &str, prefix: &str, order: i64) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        assert!(Instant::now() < deadline, "no reply to order {order}");
+        let Ok(nc) = async_nats::connect(url).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let js = async_nats::jetstream::new(nc.clone());
+        let mut replies = nc
+            .subscribe(format!("{prefix}.orders.processed"))
+            .await
+            .unwrap();
+        nc.flush().await.unwrap();
+        let published = js
+            .publish(
+                format!("{prefix}.orders.created"),
+                json!({"order": order, "qty": 1}).to_string().into(),
+            )
+            .await;
+        let Ok(ack) = published else { continue };
+        if ack.await.is_err() {
+            continue;
+        }
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            match tokio::time::timeout(Duration::from_secs(1), replies.next()).await {
+                Ok(Some(m)) => {
+                    let v: Value = serde_json::from_slice(&m.payload).unwrap();
+                    if v["order"] == order {
+                        return;
+                    }
+                }
+                _ => continue,
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_reconnects_when_the_nats_server_restarts() {
+    if server().is_none() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = tempfile::tempdir().unwrap();
+    let mut nats = PrivateNats::start(port, store.path());
+    let url = format!("nats://127.0.0.1:{port}");
+    let u = unique();
+    let prefix = format!("oclawr{u}");
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::start(dir.path(), &config(&url, &format!("OCLAWR{u}"), &prefix));
+    order_round_trip(&url, &prefix, 1).await;
+    drop(nats);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    nats = PrivateNats::start(port, store.path());
+    order_round_trip(&url, &prefix, 2).await;
+    drop(nats);
+    let orders: std::collections::BTreeSet<i64> = tasks(&node.url)
+        .await
+        .iter()
+        .filter_map(|t| t["input"]["data"]["payload"]["order"].as_i64())
+        .collect();
+    assert_eq!(orders, [1, 2].into_iter().collect());
+}
