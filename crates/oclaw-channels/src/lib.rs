@@ -10,6 +10,7 @@ pub mod inbound;
 pub mod mqtt;
 pub mod nats;
 pub mod platforms;
+pub mod registry;
 pub mod router;
 
 pub use inbound::{broker_message, reply_payload, resolve_secret, Inbound};

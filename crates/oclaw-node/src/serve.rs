@@ -332,43 +332,20 @@ pub async fn serve(
         websocket: config.channels.websocket.clone(),
     };
     // Broker channels run with the API (channel ingress).
-    let mqtt = if components.api && oclaw_channels::mqtt::wanted(&catalog) {
-        let conn = config.channels.mqtt.as_ref().ok_or_else(|| {
-            startup(
-                ErrorCode::ConfigInvalidValue,
-                "a bot has an `mqtt` trigger but channels.mqtt.url is not set".to_string(),
-            )
-        })?;
-        let options = oclaw_channels::mqtt::options(conn, &node_id)
-            .map_err(|m| startup(ErrorCode::ConfigInvalidValue, m))?;
-        Some(tokio::spawn(oclaw_channels::mqtt::run(
-            options,
-            catalog.clone(),
-            state.replies.clone(),
-            state.metrics.clone(),
-            stop_rx.clone(),
-        )))
+    let channels = if components.api {
+        oclaw_channels::registry::start_brokers(
+            &config.channels,
+            oclaw_channels::registry::Context {
+                catalog: catalog.clone(),
+                router: state.replies.clone(),
+                metrics: state.metrics.clone(),
+                node_id: node_id.clone(),
+                stop: stop_rx.clone(),
+            },
+        )
+        .map_err(|m| startup(ErrorCode::ConfigInvalidValue, m))?
     } else {
-        None
-    };
-    let nats = if components.api && oclaw_channels::nats::wanted(&catalog) {
-        let conn = config.channels.nats.clone().ok_or_else(|| {
-            startup(
-                ErrorCode::ConfigInvalidValue,
-                "a bot has a `nats` trigger but channels.nats.url is not set".to_string(),
-            )
-        })?;
-        oclaw_channels::nats::check(&conn)
-            .map_err(|m| startup(ErrorCode::ConfigInvalidValue, m))?;
-        Some(tokio::spawn(oclaw_channels::nats::run(
-            conn,
-            catalog.clone(),
-            state.replies.clone(),
-            state.metrics.clone(),
-            stop_rx.clone(),
-        )))
-    } else {
-        None
+        Vec::new()
     };
     let presence = spawn_presence(store.clone(), node_id.clone(), node_info, stop_rx.clone());
     let mut api_stop = stop_rx.clone();
@@ -420,7 +397,7 @@ pub async fn serve(
         let _ = s.await;
     }
     let _ = presence.await;
-    for channel in [mqtt, nats].into_iter().flatten() {
+    for channel in channels {
         let _ = channel.await;
     }
     tracing::info!(component = "node", "stopped cleanly");

@@ -173,21 +173,39 @@ async fn jetstream_messages_become_tasks_once_and_survive_a_node_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_nats_trigger_without_a_connection_is_refused_at_start() {
+async fn bad_nats_triggers_and_missing_connections_stop_the_node_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let out = common::oclaw()
-        .args(["config", "validate"])
-        .arg({
-            let p = dir.path().join("c.yaml");
-            std::fs::write(&p, "bots:\n  - metadata: {name: x}\n    spec:\n      triggers: [{nats: {subject: \"a..b\"}}]\n").unwrap();
-            p
-        })
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success());
+    let run = |args: &[&str], config: &str| {
+        let p = dir.path().join("c.yaml");
+        std::fs::write(&p, config).unwrap();
+        let out = common::oclaw()
+            .args(args)
+            .arg(&p)
+            .env(
+                "OCLAW_STORAGE__URL",
+                format!("sqlite://{}", dir.path().join("o.db").display()),
+            )
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(
+        &["config", "validate"],
+        "bots:\n  - metadata: {name: x}\n    spec:\n      triggers: [{nats: {subject: \"a..b\"}}]\n",
+    );
+    assert!(!ok);
     assert!(text.contains("OC-1008") && text.contains("a..b"), "{text}");
+    let (ok, text) = run(
+        &["serve", "--listen", "127.0.0.1:0", "--config"],
+        "bots:\n  - metadata: {name: x}\n    spec:\n      triggers: [{nats: {subject: orders}}]\n",
+    );
+    assert!(!ok);
+    assert!(
+        text.contains("OC-1004") && text.contains("channels.nats"),
+        "{text}"
+    );
 }
 
 /// A private NATS server with JetStream on a free port, its store in `dir`.
