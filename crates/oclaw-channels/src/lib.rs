@@ -6,6 +6,7 @@
 //! HTTP-borne channels (webhooks, chat platforms, WebSocket sessions) are served by the API;
 //! broker-borne ones ([`mqtt`], [`nats`]) run as tasks of the node.
 
+pub mod broker;
 pub mod inbound;
 pub mod mqtt;
 pub mod nats;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oclaw_core::config::MqttConnection;
-use oclaw_core::{ErrorCode, TaskStatus};
+use oclaw_core::ErrorCode;
 use oclaw_engine::broker_triggers::{topic_matches, MqttTrigger};
 use oclaw_engine::{BotCatalog, LoadedBot};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
@@ -178,37 +178,26 @@ async fn ingest(
                 ));
             }
         }
-        // Keep trying until the tasks are durable: the messages are not acknowledged before.
-        let mut wait = Duration::from_millis(200);
-        let pending = loop {
-            match router.submit_batch(tasks.clone()).await {
-                Ok(pending) => break pending,
-                Err(e) => {
-                    metrics.channel_event(CHANNEL, "error");
-                    tracing::warn!(
-                        component = "channels",
-                        channel = CHANNEL,
-                        messages = batch.len(),
-                        error_code = e.code().code(),
-                        "messages not yet durable, retrying: {e}"
-                    );
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(10));
-                }
-            }
-        };
+        // The messages are acknowledged only once their tasks are durable.
+        let pending = crate::broker::make_durable(CHANNEL, &router, tasks, &metrics).await;
         for (pending, (bot, reply_topic)) in pending.into_iter().zip(routes) {
             match reply_topic {
                 Some(topic) => {
                     let timeout = bot.doc.spec.timeout.get() + Duration::from_secs(5);
-                    tokio::spawn(reply(
+                    let client = client.clone();
+                    crate::broker::reply_when_done(
+                        CHANNEL,
                         pending,
-                        topic,
                         timeout,
-                        client.clone(),
                         metrics.clone(),
                         received,
-                    ));
+                        move |payload| async move {
+                            client
+                                .publish(topic, QoS::AtLeastOnce, false, payload)
+                                .await
+                                .map_err(|e| e.to_string())
+                        },
+                    );
                 }
                 None => drop(pending),
             }
@@ -223,36 +212,6 @@ async fn ingest(
                     );
                 }
             }
-        }
-    }
-}
-
-async fn reply(
-    pending: crate::Pending,
-    topic: String,
-    timeout: Duration,
-    client: AsyncClient,
-    metrics: Arc<oclaw_telemetry::NodeMetrics>,
-    received: Instant,
-) {
-    let task_id = pending.task.id;
-    match pending.finished(timeout).await {
-        Some(task) if task.status == TaskStatus::Succeeded => {
-            let payload = crate::inbound::reply_payload(task.output.as_ref());
-            match client
-                .publish(topic, QoS::AtLeastOnce, false, payload)
-                .await
-            {
-                Ok(()) => metrics.channel_replied(CHANNEL, received.elapsed()),
-                Err(e) => {
-                    metrics.channel_event(CHANNEL, "error");
-                    tracing::warn!(component = "channels", channel = CHANNEL, task_id = %task_id, error_code = ErrorCode::ChannelSendFailed.code(), "reply not published: {e}");
-                }
-            }
-        }
-        Some(_) => metrics.channel_event(CHANNEL, "error"),
-        None => {
-            tracing::info!(component = "channels", channel = CHANNEL, task_id = %task_id, "no reply within the bot's timeout; none is published")
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer::pull, stream};
 use futures_util::StreamExt;
 use oclaw_core::config::NatsConnection;
-use oclaw_core::{ErrorCode, TaskStatus};
+use oclaw_core::ErrorCode;
 use oclaw_engine::broker_triggers::NatsTrigger;
 use oclaw_engine::{BotCatalog, LoadedBot};
 use tokio::sync::watch;
@@ -257,26 +257,8 @@ async fn ingest(
             msg.task_for(bot)
         })
         .collect();
-    // Keep trying until the tasks are durable: the messages are not acknowledged before.
-    let mut wait = Duration::from_millis(200);
-    let pending = loop {
-        match router.submit_batch(tasks.clone()).await {
-            Ok(p) => break p,
-            Err(e) => {
-                metrics.channel_event(CHANNEL, "error");
-                tracing::warn!(
-                    component = "channels",
-                    channel = CHANNEL,
-                    bot = bot.name(),
-                    messages = batch.len(),
-                    error_code = e.code().code(),
-                    "messages not yet durable, retrying: {e}"
-                );
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(10));
-            }
-        }
-    };
+    // The messages are acknowledged only once their tasks are durable.
+    let pending = crate::broker::make_durable(CHANNEL, router, tasks, metrics).await;
     for m in &batch {
         if let Err(e) = m.ack().await {
             tracing::warn!(
@@ -292,26 +274,19 @@ async fn ingest(
     let timeout = bot.doc.spec.timeout.get() + Duration::from_secs(5);
     for p in pending {
         let client = client.clone();
-        let metrics = metrics.clone();
         let subject = subject.clone();
-        tokio::spawn(async move {
-            let task_id = p.task.id;
-            match p.finished(timeout).await {
-                Some(task) if task.status == TaskStatus::Succeeded => {
-                    let payload = crate::reply_payload(task.output.as_ref());
-                    match client.publish(subject, payload.into()).await {
-                        Ok(()) => metrics.channel_replied(CHANNEL, received.elapsed()),
-                        Err(e) => {
-                            metrics.channel_event(CHANNEL, "error");
-                            tracing::warn!(component = "channels", channel = CHANNEL, task_id = %task_id, error_code = ErrorCode::ChannelSendFailed.code(), "reply not published: {e}");
-                        }
-                    }
-                }
-                Some(_) => metrics.channel_event(CHANNEL, "error"),
-                None => {
-                    tracing::info!(component = "channels", channel = CHANNEL, task_id = %task_id, "no reply within the bot's timeout; none is published")
-                }
-            }
-        });
+        crate::broker::reply_when_done(
+            CHANNEL,
+            p,
+            timeout,
+            metrics.clone(),
+            received,
+            move |payload| async move {
+                client
+                    .publish(subject, payload.into())
+                    .await
+                    .map_err(|e| e.to_string())
+            },
+        );
     }
 }

@@ -204,14 +204,7 @@ async fn mqtt_messages_become_tasks_and_replies_are_published() {
         .unwrap()
         .unwrap();
     assert!(String::from_utf8_lossy(&payload).contains(&format!("{prefix}/x/temp")));
-    let metrics = common::client()
-        .get(format!("{}/metrics", node.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics_text(&node.url).await;
     assert!(
         metrics.contains("oclaw_channel_messages_total{channel=\"mqtt\",event=\"sent\"}"),
         "{metrics}"
@@ -289,36 +282,6 @@ async fn mqtt_messages_sent_while_the_node_is_down_are_not_lost() {
     }
 }
 
-/// A private Mosquitto on a free port (the machine's broker and the other tests are untouched).
-struct PrivateBroker {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl PrivateBroker {
-    fn start(port: u16) -> PrivateBroker {
-        let child = std::process::Command::new("mosquitto")
-            .args(["-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("mosquitto (Debian package mosquitto) is installed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "private mosquitto did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        PrivateBroker { child, port }
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn round_trip(host: &str, port: u16, prefix: &str, within: Duration) {
     let (client, mut replies) = subscriber(host, port, &format!("{prefix}/alerts")).await;
     let deadline = Instant::now() + within;
@@ -351,12 +314,9 @@ async fn the_node_reconnects_when_the_broker_restarts() {
     if broker().is_none() {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut broker = PrivateBroker::start(port);
+    let port = common::free_port();
+    let mosquitto = || common::PrivateServer::start("mosquitto", &["-p", &port.to_string()], port);
+    let mut broker = mosquitto();
     let prefix = format!("oclaw-test/{}", unique());
     let dir = tempfile::tempdir().unwrap();
     let url = format!("mqtt://127.0.0.1:{port}");
@@ -368,9 +328,10 @@ async fn the_node_reconnects_when_the_broker_restarts() {
     // The broker goes away for a while, then comes back on the same port.
     drop(broker);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    broker = PrivateBroker::start(port);
+    broker = mosquitto();
     // The node reconnects (backoff from 1 s) and subscribes again.
-    round_trip("127.0.0.1", broker.port, &prefix, Duration::from_secs(40)).await;
+    round_trip("127.0.0.1", port, &prefix, Duration::from_secs(40)).await;
+    drop(broker);
     let logs = node.logs();
     assert!(
         logs.contains("OC-4020"),

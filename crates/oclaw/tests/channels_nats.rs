@@ -160,14 +160,7 @@ async fn jetstream_messages_become_tasks_once_and_survive_a_node_restart() {
         .collect();
     orders.sort();
     assert_eq!(orders, (1..=30).collect::<Vec<_>>());
-    let metrics = common::client()
-        .get(format!("{}/metrics", node.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics_text(&node.url).await;
     assert!(metrics.contains("oclaw_channel_messages_total{channel=\"nats\",event=\"received\"}"));
     js.delete_stream(&stream).await.unwrap();
 }
@@ -206,39 +199,6 @@ async fn bad_nats_triggers_and_missing_connections_stop_the_node_at_start() {
         text.contains("OC-1004") && text.contains("channels.nats"),
         "{text}"
     );
-}
-
-/// A private NATS server with JetStream on a free port, its store in `dir`.
-struct PrivateNats {
-    child: std::process::Child,
-}
-
-impl PrivateNats {
-    fn start(port: u16, dir: &std::path::Path) -> PrivateNats {
-        let child = std::process::Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nats-server (Debian package nats-server) is installed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "private nats-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        PrivateNats { child }
-    }
-}
-
-impl Drop for PrivateNats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Publishes an order (retrying while the server is away) and waits for its reply.
@@ -286,13 +246,18 @@ async fn the_node_reconnects_when_the_nats_server_restarts() {
     if server().is_none() {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let store = tempfile::tempdir().unwrap();
-    let mut nats = PrivateNats::start(port, store.path());
+    let store_dir = store.path().display().to_string();
+    let port_arg = port.to_string();
+    let nats_server = || {
+        common::PrivateServer::start(
+            "nats-server",
+            &["-js", "-a", "127.0.0.1", "-p", &port_arg, "-sd", &store_dir],
+            port,
+        )
+    };
+    let mut nats = nats_server();
     let url = format!("nats://127.0.0.1:{port}");
     let u = unique();
     let prefix = format!("oclawr{u}");
@@ -301,7 +266,7 @@ async fn the_node_reconnects_when_the_nats_server_restarts() {
     order_round_trip(&url, &prefix, 1).await;
     drop(nats);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    nats = PrivateNats::start(port, store.path());
+    nats = nats_server();
     order_round_trip(&url, &prefix, 2).await;
     drop(nats);
     let orders: std::collections::BTreeSet<i64> = tasks(&node.url)

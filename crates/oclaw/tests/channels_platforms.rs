@@ -327,14 +327,7 @@ async fn feishu_dingtalk_and_wecom_against_a_stand_in_api() {
     );
     assert_eq!(post_raw(&bad, &[], &xml).await.0, 401);
 
-    let metrics = common::client()
-        .get(format!("{}/metrics", node.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics_text(&node.url).await;
     for ch in ["feishu", "dingtalk", "wecom"] {
         assert!(
             metrics.contains(&format!(

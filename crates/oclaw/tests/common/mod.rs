@@ -278,3 +278,57 @@ pub async fn recorder_answering(answer: &'static str) -> Recorder {
         authorizations,
     }
 }
+
+/// The node's `/metrics` text.
+pub async fn metrics_text(base: &str) -> String {
+    client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// A server process of the test's own (a private broker on a free port), killed when dropped.
+pub struct PrivateServer {
+    child: Child,
+}
+
+impl PrivateServer {
+    /// Starts `program args` and waits until `port` on loopback accepts connections.
+    pub fn start(program: &str, args: &[&str], port: u16) -> PrivateServer {
+        let child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} (its Debian package) is installed: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{program} did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PrivateServer { child }
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
