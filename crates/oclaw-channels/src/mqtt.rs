@@ -3,6 +3,8 @@
 //! topic's messages run in order); with QoS 1 it is acknowledged to the broker only after the
 //! task is durable, so a node that dies in between gets the message again. A persistent session
 //! (clean session off, a stable client id) keeps messages that arrive while the node is away.
+//! Subscriptions are shared (`$share/<channels.mqtt.share_group>/<filter>`, group `oclaw`), so
+//! the api-servers of a cluster split the messages instead of each making every one a task.
 //! The bot's reply is published to `reply_topic` at QoS 1 (`{topic}` in it is the message's
 //! topic, so `{topic}/reply` answers each sender on its own topic). The connection is re-established
 //! with backoff (1 s doubling to 30 s) whenever it drops.
@@ -61,6 +63,15 @@ pub fn options(conn: &MqttConnection, node_id: &str) -> Result<MqttOptions, Stri
     Ok(o)
 }
 
+/// The filter to subscribe with: `$share/<group>/<filter>` when a share group is set.
+pub fn subscription(share_group: &str, filter: &str) -> String {
+    if share_group.is_empty() {
+        filter.to_string()
+    } else {
+        format!("$share/{share_group}/{filter}")
+    }
+}
+
 /// Whether any loaded bot has an MQTT trigger.
 pub fn wanted(catalog: &BotCatalog) -> bool {
     catalog.bots().any(|b| !b.mqtt.is_empty())
@@ -69,6 +80,7 @@ pub fn wanted(catalog: &BotCatalog) -> bool {
 /// Runs the channel until `stop` turns true.
 pub async fn run(
     options: MqttOptions,
+    share_group: String,
     catalog: Arc<BotCatalog>,
     router: Arc<ReplyRouter>,
     metrics: Arc<oclaw_telemetry::NodeMetrics>,
@@ -111,6 +123,7 @@ pub async fn run(
                     } else {
                         QoS::AtLeastOnce
                     };
+                    let filter = subscription(&share_group, &filter);
                     if let Err(e) = client.subscribe(filter.clone(), qos).await {
                         tracing::warn!(
                             component = "channels",

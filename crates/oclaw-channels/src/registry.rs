@@ -88,6 +88,7 @@ pub fn start_brokers(config: &ChannelsConfig, ctx: Context) -> Result<Vec<JoinHa
         let options = crate::mqtt::options(conn, &ctx.node_id)?;
         running.push(tokio::spawn(crate::mqtt::run(
             options,
+            conn.share_group.clone(),
             ctx.catalog.clone(),
             ctx.router.clone(),
             ctx.metrics.clone(),

@@ -76,6 +76,14 @@ pub struct MqttConnection {
     /// May be a template over `secrets` (`"{{ secrets.MQTT_PASSWORD }}"`).
     #[serde(default)]
     pub password: Option<String>,
+    /// Shared-subscription group (`$share/<group>/<filter>`): nodes of one cluster split the
+    /// messages between them instead of each getting every one. Empty subscribes plainly.
+    #[serde(default = "default_share_group")]
+    pub share_group: String,
+}
+
+fn default_share_group() -> String {
+    "oclaw".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -60,6 +60,7 @@ pub async fn chat(o: ChatBenchOptions) -> Result<String, String> {
             client_id: Some(format!("{run}-node").replace('/', "-")),
             username: None,
             password: None,
+            share_group: "oclaw".into(),
         });
         config.bots = faq_bots_over_mqtt(&run)?;
     }

@@ -342,3 +342,66 @@ async fn the_node_reconnects_when_the_broker_restarts() {
         "{logs}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_a_subscription_and_split_the_messages() {
+    let Some((url, host, port)) = broker() else {
+        return;
+    };
+    let prefix = format!("oclaw-test/{}", unique());
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = common::start(
+        dir_a.path(),
+        &config(&url, &format!("a-{}", unique()), &prefix),
+    );
+    let b = common::start(
+        dir_b.path(),
+        &config(&url, &format!("b-{}", unique()), &prefix),
+    );
+    let (client, mut replies) = subscriber(&host, port, &format!("{prefix}/alerts")).await;
+    // Both nodes subscribed: wait until each has answered once.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count_tasks(&a.url).await == 0 || count_tasks(&b.url).await == 0 {
+        client
+            .publish(
+                format!("{prefix}/0/temp"),
+                QoS::AtLeastOnce,
+                false,
+                json!({"celsius": 1}).to_string(),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(Instant::now() < deadline, "both nodes never answered");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while tokio::time::timeout(Duration::from_millis(200), replies.recv())
+        .await
+        .is_ok()
+    {}
+    let before = count_tasks(&a.url).await + count_tasks(&b.url).await;
+    for i in 1..=40 {
+        client
+            .publish(
+                format!("{prefix}/{i}/temp"),
+                QoS::AtLeastOnce,
+                false,
+                json!({"celsius": i}).to_string(),
+            )
+            .await
+            .unwrap();
+    }
+    for _ in 0..40 {
+        tokio::time::timeout(Duration::from_secs(10), replies.recv())
+            .await
+            .expect("a reply")
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (na, nb) = (count_tasks(&a.url).await, count_tasks(&b.url).await);
+    assert_eq!(
+        na + nb - before,
+        40,
+        "each message became one task in the cluster ({na} + {nb})"
+    );
+}
