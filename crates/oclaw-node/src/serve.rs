@@ -436,6 +436,21 @@ fn print_banner(b: &Banner<'_>) {
     if b.components.api {
         println!("  API      {api_url}/v1      try: curl -s {api_url}/v1/tasks -d '{{\"bot\":\"hello\",\"input\":{{\"name\":\"Ada\"}}}}'");
     }
+    if b.components.api {
+        let chat: Vec<&str> = b
+            .catalog
+            .bots()
+            .filter(|bot| bot.doc.spec.triggers.iter().any(|t| t.websocket.is_some()))
+            .map(|bot| bot.name())
+            .collect();
+        if let Some(first) = chat.first() {
+            let ws = api_url.replacen("http://", "ws://", 1);
+            println!(
+                "  chat     {ws}/v1/ws?bot={first}   (WebSocket; bots: {})",
+                chat.join(", ")
+            );
+        }
+    }
     println!("  health   {api_url}/healthz  {api_url}/readyz");
     println!("  metrics  {api_url}/metrics");
     println!(
