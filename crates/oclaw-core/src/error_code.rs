@@ -79,6 +79,8 @@ error_codes! {
     WorkerShutdown = ("OC-4019", 500, "worker shut down before the task finished"),
     ChannelUnavailable = ("OC-4020", 503, "a channel's broker or platform cannot be reached"),
     ChannelSendFailed = ("OC-4021", 502, "a reply could not be delivered on its channel"),
+    ClusterInvalid = ("OC-5001", 500, "cluster file is invalid"),
+    DriverUnavailable = ("OC-5002", 503, "the deployment driver cannot do this here (not built, or its platform unreachable)"),
 }
 
 impl std::fmt::Display for ErrorCode {

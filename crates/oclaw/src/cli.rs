@@ -77,6 +77,15 @@ pub enum Command {
     /// Show the processes of the cluster (from the node registry of a running api-server).
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Initialise a cluster from an OpenClawCluster file: validate it and, with the kubernetes
+    /// driver and --dry-run, print the objects it becomes.
+    Init(InitArgs),
+    /// Deploy components of a cluster (`deploy core --components [api-server,worker,scheduler]
+    /// --ha-mode true`).
+    Deploy {
+        #[command(subcommand)]
+        what: DeployCommand,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Print the version.
@@ -337,5 +346,70 @@ pub enum DocsCommand {
         /// Print them as a Prometheus Operator `PrometheusRule` in this namespace instead.
         #[arg(long)]
         prometheus_rule: Option<String>,
+    },
+    /// The JSON Schema of the OpenClawCluster file (for editors and admission checks).
+    ClusterSchema,
+}
+
+/// Where a cluster runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DriverArg {
+    /// Processes on this host, supervised (not built yet).
+    Local,
+    /// A Kubernetes cluster (manifests; applying to an API server is not built yet).
+    Kubernetes,
+}
+
+/// Output format of rendered objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputArg {
+    Yaml,
+    Json,
+}
+
+/// Options shared by the cluster commands.
+#[derive(Debug, clap::Args)]
+pub struct ClusterArgs {
+    /// The OpenClawCluster file.
+    #[arg(long, default_value = "config/production.yaml")]
+    pub config: std::path::PathBuf,
+    #[arg(long, value_enum, default_value_t = DriverArg::Kubernetes)]
+    pub driver: DriverArg,
+    /// Print what would be applied instead of applying it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Format of --dry-run output.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputArg::Yaml)]
+    pub output: OutputArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Registry and repository of the oclaw image (`registry.example.com/oclaw`).
+    #[arg(long)]
+    pub image_registry: Option<String>,
+    /// Network plugin the cluster uses; `cni` (the only one, recorded for `diagnose`).
+    #[arg(long, default_value = "cni")]
+    pub network_plugin: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeployCommand {
+    /// The core components: api-server, scheduler, worker.
+    Core {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Components to deploy, as `[api-server,worker,scheduler]` or `api-server,worker`.
+        #[arg(long, default_value = "[api-server,worker,scheduler]")]
+        components: String,
+        /// High availability: the file's replicas (3 api-servers, leader + standby schedulers,
+        /// 3..20 workers); `false` runs one of each.
+        #[arg(long, default_value = "true", action = clap::ArgAction::Set)]
+        ha_mode: bool,
+        /// Registry and repository of the oclaw image.
+        #[arg(long)]
+        image_registry: Option<String>,
     },
 }

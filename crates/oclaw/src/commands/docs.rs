@@ -21,6 +21,13 @@ pub fn run(cmd: DocsCommand) -> ExitCode {
                 }
             },
         },
+        DocsCommand::ClusterSchema => {
+            let schema = schemars::schema_for!(oclaw_cluster::OpenClawCluster);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
+        }
         DocsCommand::Skills => {
             println!("| skill | origin | what it does |\n|---|---|---|");
             for (name, origin, summary) in oclaw_skills::SkillRegistry::builtin().list() {

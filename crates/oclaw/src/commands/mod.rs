@@ -3,6 +3,7 @@
 mod bench;
 mod bot;
 mod client;
+mod cluster;
 mod config;
 mod docs;
 mod serve;
@@ -39,6 +40,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Config(c) => config::run(c),
         Command::Bench(b) => bench::run(b),
         Command::Docs(d) => docs::run(d),
+        Command::Init(args) => cluster::init(args),
+        Command::Deploy { what } => cluster::deploy(what),
         Command::Task(t) => run_client(task::run_task(t)),
         Command::Bot(b) => run_client(bot::run_bot(b)),
         Command::Queue(q) => run_client(bot::run_queue(q)),

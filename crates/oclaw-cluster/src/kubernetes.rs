@@ -1,0 +1,322 @@
+//! The Kubernetes driver's pure step: an `OpenClawCluster` becomes the objects to apply —
+//! Namespace, ServiceAccount and RBAC, the node config as a ConfigMap, a Deployment per
+//! component (api-server spread across zones with a PodDisruptionBudget, scheduler leader +
+//! standbys, workers under the seed's HorizontalPodAutoscaler), the Services, and with
+//! monitoring a ServiceMonitor (the PrometheusRule comes from the shipped rule file).
+
+use serde_json::{json, Map, Value};
+
+use crate::model::{OpenClawCluster, ServiceType};
+
+/// The components a deployment may name.
+pub const COMPONENTS: &[&str] = &["api-server", "scheduler", "worker"];
+
+/// What to render.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    /// Components to include (`deploy core --components`); shared objects always come.
+    pub components: Vec<String>,
+    /// `--ha-mode`: replicas as the file says; false runs one of each (and no HPA floor above 1).
+    pub ha: bool,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            components: COMPONENTS.iter().map(|c| c.to_string()).collect(),
+            ha: true,
+        }
+    }
+}
+
+/// Port of the probes and metrics of schedulers and workers.
+const PROBE_PORT: u16 = 9090;
+const CONFIG_PATH: &str = "/etc/oclaw/oclaw.yaml";
+
+fn labels(c: &OpenClawCluster, component: Option<&str>) -> Value {
+    let mut l = json!({
+        "app.kubernetes.io/name": "oclaw",
+        "app.kubernetes.io/instance": c.metadata.name,
+        "app.kubernetes.io/version": c.version(),
+        "app.kubernetes.io/managed-by": "oclaw",
+    });
+    if let Some(comp) = component {
+        l["app.kubernetes.io/component"] = json!(comp);
+    }
+    l
+}
+
+fn selector(c: &OpenClawCluster, component: &str) -> Value {
+    json!({
+        "app.kubernetes.io/name": "oclaw",
+        "app.kubernetes.io/instance": c.metadata.name,
+        "app.kubernetes.io/component": component,
+    })
+}
+
+fn meta(c: &OpenClawCluster, name: &str, component: Option<&str>) -> Value {
+    json!({"name": name, "namespace": c.metadata.namespace, "labels": labels(c, component)})
+}
+
+/// The node config every component reads: the file's `spec.config`, with the listen address
+/// and metrics the cluster needs.
+fn node_config(c: &OpenClawCluster) -> String {
+    let mut config = c.spec.config.clone().unwrap_or_else(|| json!({}));
+    if let Value::Object(m) = &mut config {
+        let api = m.entry("api").or_insert_with(|| json!({}));
+        if let Value::Object(a) = api {
+            a.insert(
+                "listen".into(),
+                json!(format!("0.0.0.0:{}", c.spec.network.port)),
+            );
+        }
+    }
+    serde_yaml::to_string(&config).unwrap_or_default()
+}
+
+fn env(c: &OpenClawCluster) -> Value {
+    let storage = match &c.spec.storage.url {
+        Some(url) => json!({"name": "OCLAW_STORAGE__URL", "value": url}),
+        None => {
+            json!({"name": "OCLAW_STORAGE__URL", "valueFrom": {"secretKeyRef": {"name": "oclaw-storage", "key": "url"}}})
+        }
+    };
+    json!([
+        storage,
+        // Beyond loopback the API requires tokens: they come from a Secret, never the file.
+        {"name": "OCLAW_API__TOKENS", "valueFrom": {"secretKeyRef": {"name": "oclaw-api-tokens", "key": "tokens"}}},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ])
+}
+
+fn container(c: &OpenClawCluster, component: &str, port: u16) -> Value {
+    let r = &c.spec.resources;
+    let mut args = vec![
+        json!(component),
+        json!("--config"),
+        json!(CONFIG_PATH),
+        json!("--listen"),
+        json!(format!("0.0.0.0:{port}")),
+    ];
+    args.extend([json!("--node-id"), json!("$(POD_NAME)")]);
+    json!({
+        "name": component,
+        "image": c.image(),
+        "args": args,
+        "ports": [{"name": "http", "containerPort": port}],
+        "env": env(c),
+        "resources": {
+            "requests": {"cpu": r.requests.cpu, "memory": r.requests.memory},
+            "limits": {"cpu": r.limits.cpu, "memory": r.limits.memory},
+        },
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5, "failureThreshold": 2},
+        "volumeMounts": [{"name": "config", "mountPath": "/etc/oclaw", "readOnly": true}],
+        "securityContext": {"runAsNonRoot": true, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true},
+    })
+}
+
+fn deployment(
+    c: &OpenClawCluster,
+    component: &str,
+    replicas: Option<u32>,
+    port: u16,
+    extra: Map<String, Value>,
+) -> Value {
+    let mut pod_spec = json!({
+        "serviceAccountName": "oclaw",
+        "containers": [container(c, component, port)],
+        "volumes": [{"name": "config", "configMap": {"name": "oclaw-config"}}],
+    });
+    if let Value::Object(p) = &mut pod_spec {
+        p.extend(extra);
+    }
+    let mut spec = json!({
+        "selector": {"matchLabels": selector(c, component)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "template": {
+            "metadata": {"labels": labels(c, Some(component)), "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": port.to_string()}},
+            "spec": pod_spec,
+        },
+    });
+    if let Some(n) = replicas {
+        spec["replicas"] = json!(n);
+    }
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(c, component, Some(component)), "spec": spec})
+}
+
+/// Spread replicas across zones (and hosts) when the cluster has them.
+fn spread(c: &OpenClawCluster, component: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert(
+        "topologySpreadConstraints".into(),
+        json!([
+            {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": selector(c, component)}},
+        ]),
+    );
+    m.insert(
+        "affinity".into(),
+        json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": selector(c, component)}}}
+        ]}}),
+    );
+    m
+}
+
+/// Every object, in apply order.
+pub fn render(c: &OpenClawCluster, o: &RenderOptions) -> Vec<Value> {
+    let ns = &c.metadata.namespace;
+    let wants = |name: &str| o.components.iter().any(|x| x == name);
+    let ha = |n: u32| if o.ha { n } else { 1 };
+    let mut out = vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels(c, None)}}),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(c, "oclaw", None), "automountServiceAccountToken": false}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(c, "oclaw", None),
+            "rules": [{"apiGroups": [""], "resources": ["pods", "configmaps"], "verbs": ["get", "list", "watch"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta(c, "oclaw", None),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "oclaw"},
+            "subjects": [{"kind": "ServiceAccount", "name": "oclaw", "namespace": ns}]}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(c, "oclaw-config", None), "data": {"oclaw.yaml": node_config(c)}}),
+    ];
+    let port = c.spec.network.port;
+    if wants("api-server") {
+        let replicas = ha(c.api_replicas());
+        out.push(deployment(
+            c,
+            "api-server",
+            Some(replicas),
+            port,
+            spread(c, "api-server"),
+        ));
+        out.push(json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(c, "api-server", Some("api-server")),
+            "spec": {"minAvailable": replicas.saturating_sub(1).max(1), "selector": {"matchLabels": selector(c, "api-server")}}}));
+        let service_type = match c.spec.network.service_type {
+            ServiceType::ClusterIP => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+        };
+        out.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": meta(c, "oclaw-api", Some("api-server")),
+            "spec": {"type": service_type, "selector": selector(c, "api-server"),
+                     "ports": [{"name": "http", "port": port, "targetPort": "http"}]}}));
+    }
+    if wants("scheduler") {
+        let replicas = ha(c.spec.components.scheduler.replicas);
+        out.push(deployment(
+            c,
+            "scheduler",
+            Some(replicas),
+            PROBE_PORT,
+            spread(c, "scheduler"),
+        ));
+    }
+    if wants("worker") {
+        let w = &c.spec.components.worker;
+        let (min, max) = if o.ha {
+            (w.min_replicas, w.max_replicas)
+        } else {
+            (1, w.max_replicas.max(1))
+        };
+        let mut extra = spread(c, "worker");
+        // SIGTERM drains: claims stop, running tasks finish within shutdown_grace, the rest go back.
+        extra.insert("terminationGracePeriodSeconds".into(), json!(60));
+        out.push(deployment(c, "worker", Some(min), PROBE_PORT, extra));
+        out.push(json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(c, "worker", Some("worker")),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(c, "worker")}}}));
+        out.push(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": meta(c, "worker-hpa", Some("worker")),
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "worker"},
+                     "minReplicas": min, "maxReplicas": max,
+                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": w.target_cpu_utilization}}}]}}));
+    }
+    // Every component's /metrics, for Prometheus.
+    out.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": meta(c, "oclaw-metrics", None),
+        "spec": {"clusterIP": "None", "selector": {"app.kubernetes.io/name": "oclaw", "app.kubernetes.io/instance": c.metadata.name},
+                 "ports": [{"name": "http", "port": PROBE_PORT, "targetPort": "http"}]}}));
+    if c.spec.monitoring.enabled {
+        out.push(json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": meta(c, "oclaw", None),
+            "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": "oclaw", "app.kubernetes.io/instance": c.metadata.name}},
+                     "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}]}}));
+    }
+    out
+}
+
+/// Objects as one multi-document YAML stream.
+pub fn to_yaml(objects: &[Value]) -> String {
+    objects
+        .iter()
+        .map(|o| serde_yaml::to_string(o).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SEED_EXAMPLE;
+
+    fn seed() -> OpenClawCluster {
+        OpenClawCluster::parse("production.yaml", SEED_EXAMPLE).unwrap()
+    }
+
+    fn find<'a>(objs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+        objs.iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind}/{name}"))
+    }
+
+    #[test]
+    fn the_seed_cluster_renders_its_replicas_resources_service_and_hpa() {
+        let objs = render(&seed(), &RenderOptions::default());
+        let api = find(&objs, "Deployment", "api-server");
+        assert_eq!(api["spec"]["replicas"], 3);
+        let ctr = &api["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(ctr["resources"]["requests"]["cpu"], "2000m");
+        assert_eq!(ctr["resources"]["limits"]["memory"], "8Gi");
+        assert_eq!(ctr["readinessProbe"]["httpGet"]["path"], "/readyz");
+        assert_eq!(
+            find(&objs, "Service", "oclaw-api")["spec"]["type"],
+            "LoadBalancer"
+        );
+        assert_eq!(
+            find(&objs, "Service", "oclaw-api")["spec"]["ports"][0]["port"],
+            8080
+        );
+        let hpa = find(&objs, "HorizontalPodAutoscaler", "worker-hpa");
+        assert_eq!(
+            (
+                hpa["spec"]["minReplicas"].clone(),
+                hpa["spec"]["maxReplicas"].clone()
+            ),
+            (json!(3), json!(20))
+        );
+        assert_eq!(
+            hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            70
+        );
+        assert_eq!(
+            find(&objs, "Deployment", "scheduler")["spec"]["replicas"],
+            2
+        );
+        assert_eq!(
+            find(&objs, "PodDisruptionBudget", "api-server")["spec"]["minAvailable"],
+            2
+        );
+        find(&objs, "ServiceMonitor", "oclaw");
+        assert!(objs
+            .iter()
+            .all(|o| o["kind"] == "Namespace" || o["metadata"]["namespace"] == "oclaw-system"));
+    }
+
+    #[test]
+    fn components_and_ha_mode_choose_what_is_rendered() {
+        let o = RenderOptions {
+            components: vec!["worker".into()],
+            ha: false,
+        };
+        let objs = render(&seed(), &o);
+        assert!(objs.iter().all(|x| x["metadata"]["name"] != "api-server"));
+        assert_eq!(
+            find(&objs, "HorizontalPodAutoscaler", "worker-hpa")["spec"]["minReplicas"],
+            1
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! Cluster operations: the `OpenClawCluster` file (the seed's §3.1, accepted exactly as written,
+//! with optional extensions), its validation, and the pure step of each driver that turns it into
+//! the objects to apply (for Kubernetes: manifests). Applying, supervising and upgrading are the
+//! drivers' other steps.
+
+pub mod kubernetes;
+pub mod model;
+pub mod quantity;
+
+pub use model::{ClusterError, OpenClawCluster};
