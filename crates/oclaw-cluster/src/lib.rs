@@ -4,6 +4,7 @@
 //! drivers' other steps.
 
 pub mod kubernetes;
+pub mod local;
 pub mod model;
 pub mod quantity;
 

@@ -86,6 +86,32 @@ pub enum Command {
         #[command(subcommand)]
         what: DeployCommand,
     },
+    /// Show a cluster's pods: NAME READY STATUS RESTARTS AGE (local driver).
+    Status {
+        #[arg(long, default_value = "oclaw-system")]
+        namespace: String,
+        #[arg(short = 'o', long, value_enum)]
+        output: Option<OutputArg>,
+    },
+    /// Print a pod's log (local driver); --previous for the run before its last restart.
+    Logs {
+        pod: String,
+        #[arg(long, default_value = "oclaw-system")]
+        namespace: String,
+        #[arg(long)]
+        previous: bool,
+    },
+    /// Stop a local cluster: its supervisor stops every pod (workers drain).
+    Teardown {
+        #[arg(long, default_value = "oclaw-system")]
+        namespace: String,
+    },
+    /// The local driver's supervisor (started by `init`).
+    #[command(hide = true)]
+    Supervise {
+        #[arg(long)]
+        namespace: String,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Print the version.
@@ -354,7 +380,7 @@ pub enum DocsCommand {
 /// Where a cluster runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DriverArg {
-    /// Processes on this host, supervised (not built yet).
+    /// Processes on this host, kept running by a supervisor (the default).
     Local,
     /// A Kubernetes cluster (manifests; applying to an API server is not built yet).
     Kubernetes,
@@ -373,7 +399,7 @@ pub struct ClusterArgs {
     /// The OpenClawCluster file.
     #[arg(long, default_value = "config/production.yaml")]
     pub config: std::path::PathBuf,
-    #[arg(long, value_enum, default_value_t = DriverArg::Kubernetes)]
+    #[arg(long, value_enum, default_value_t = DriverArg::Local)]
     pub driver: DriverArg,
     /// Print what would be applied instead of applying it.
     #[arg(long)]
@@ -411,5 +437,11 @@ pub enum DeployCommand {
         /// Registry and repository of the oclaw image.
         #[arg(long)]
         image_registry: Option<String>,
+        /// The cluster's namespace (local driver: which initialised cluster).
+        #[arg(long, default_value = "oclaw-system")]
+        namespace: String,
+        /// Wait until every pod is ready (up to 3 minutes), showing progress.
+        #[arg(long)]
+        wait: bool,
     },
 }

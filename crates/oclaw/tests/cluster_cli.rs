@@ -58,6 +58,8 @@ fn the_seed_commands_parse_as_written_and_render_valid_manifests() {
         dir.path(),
         &[
             "init",
+            "--driver",
+            "kubernetes",
             "--config",
             "config/production.yaml",
             "--image-registry",
@@ -77,6 +79,8 @@ fn the_seed_commands_parse_as_written_and_render_valid_manifests() {
         &[
             "deploy",
             "core",
+            "--driver",
+            "kubernetes",
             "--components",
             "[api-server,worker,scheduler]",
             "--ha-mode",
@@ -108,6 +112,8 @@ fn the_seed_commands_parse_as_written_and_render_valid_manifests() {
         &[
             "deploy",
             "core",
+            "--driver",
+            "kubernetes",
             "--components",
             "[worker]",
             "--ha-mode",
@@ -193,9 +199,15 @@ fn bad_cluster_files_and_arguments_get_clear_errors() {
     assert!(text.contains("did you mean `worker`"), "{text}");
     let (_, text) = run(dir.path(), &["init", "--config", "missing.yaml"]);
     assert!(text.contains("OC-1001"), "{text}");
-    let (_, text) = run(dir.path(), &["deploy", "core", "--driver", "local"]);
+    let (_, text) = run(dir.path(), &["deploy", "core"]);
     assert!(
-        text.contains("OC-5002") && text.contains("local driver"),
+        text.contains("OC-5002") && text.contains("oclaw init"),
+        "{text}"
+    );
+    // The local driver shares one PostgreSQL between its processes.
+    let (_, text) = run(dir.path(), &["init", "--config", "config/production.yaml"]);
+    assert!(
+        text.contains("OC-5001") && text.contains("spec.storage.url"),
         "{text}"
     );
 }

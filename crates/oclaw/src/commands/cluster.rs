@@ -75,9 +75,8 @@ fn emit(cluster: &OpenClawCluster, args: &ClusterArgs, options: &RenderOptions) 
         ),
         (DriverArg::Local, _) => fail(
             ErrorCode::DriverUnavailable,
-            "the local driver (supervised processes on this host) is not built yet; run the components \
-             yourself (oclaw api-server | scheduler | worker) as docs/distributed.md shows",
-            EXIT_FAILURE,
+            "the local driver prints no manifests; leave out --dry-run, or use --driver kubernetes",
+            EXIT_INVALID,
         ),
     }
 }
@@ -97,6 +96,10 @@ pub fn init(args: InitArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if args.cluster.driver == DriverArg::Local && !args.cluster.dry_run {
+        let text = std::fs::read_to_string(&args.cluster.config).unwrap_or_default();
+        return super::local::init(&cluster, &text);
+    }
     if !args.cluster.dry_run {
         eprintln!(
             "cluster `{}` (namespace {}, version {}, image {}): file is valid",
@@ -137,11 +140,24 @@ pub fn deploy(what: DeployCommand) -> ExitCode {
         components,
         ha_mode,
         image_registry,
+        namespace,
+        wait,
     } = what;
     let components = match parse_components(&components) {
         Ok(c) => c,
         Err(m) => return fail(ErrorCode::InvalidField, m, EXIT_INVALID),
     };
+    if args.driver == DriverArg::Local && !args.dry_run {
+        let desired = super::local::Desired {
+            components,
+            ha: ha_mode,
+        };
+        return super::local::deploy(
+            &namespace,
+            desired,
+            wait.then_some(std::time::Duration::from_secs(180)),
+        );
+    }
     let cluster = match load(&args, image_registry.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,

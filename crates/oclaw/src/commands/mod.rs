@@ -6,6 +6,7 @@ mod client;
 mod cluster;
 mod config;
 mod docs;
+mod local;
 mod serve;
 mod task;
 
@@ -42,6 +43,16 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Docs(d) => docs::run(d),
         Command::Init(args) => cluster::init(args),
         Command::Deploy { what } => cluster::deploy(what),
+        Command::Status { namespace, output } => {
+            local::status(&namespace, output == Some(crate::cli::OutputArg::Json))
+        }
+        Command::Logs {
+            pod,
+            namespace,
+            previous,
+        } => local::logs(&namespace, &pod, previous),
+        Command::Teardown { namespace } => local::teardown(&namespace),
+        Command::Supervise { namespace } => local::supervise(&namespace),
         Command::Task(t) => run_client(task::run_task(t)),
         Command::Bot(b) => run_client(bot::run_bot(b)),
         Command::Queue(q) => run_client(bot::run_queue(q)),

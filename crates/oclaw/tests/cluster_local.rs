@@ -1,0 +1,203 @@
+//! The local driver end to end, on real processes and the real PostgreSQL
+//! (`OCLAW_TEST_POSTGRES_URL`): the seed's §3.2 sequence — init, deploy core in HA mode
+//! (3 api-servers, 2 schedulers, 3 workers), status — then load, a pod killed with `kill -9`
+//! (the supervisor restarts it and RESTARTS counts it, its previous log kept), no acknowledged
+//! task lost, and teardown.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use oclaw_store::testing::fresh_postgres_url;
+use serde_json::{json, Value};
+
+struct Cluster {
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    fn oclaw(&self, args: &[&str]) -> (bool, String) {
+        let out = common::oclaw()
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("OCLAW_HOME", self.home())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    }
+
+    fn state(&self) -> Value {
+        let path = self.home().join("clusters/oclaw-system/state.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_default())
+            .unwrap_or(Value::Null)
+    }
+
+    fn pod(&self, name: &str) -> Value {
+        self.state()["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Stop the supervisor and its pods even when the test failed.
+        let _ = self.oclaw(&["teardown"]);
+    }
+}
+
+fn cluster_file(dir: &Path, storage: &str, port: u16) {
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    std::fs::write(
+        dir.join("config/production.yaml"),
+        format!(
+            "apiVersion: v1
+kind: OpenClawCluster
+metadata:
+  name: production-cluster
+spec:
+  replica: 3
+  resources:
+    requests: {{cpu: \"2000m\", memory: \"4Gi\"}}
+    limits: {{cpu: \"4000m\", memory: \"8Gi\"}}
+  storage: {{class: \"ssd-provisioner\", size: \"100Gi\", url: \"{storage}\"}}
+  network: {{serviceType: \"LoadBalancer\", port: {port}}}
+  monitoring: {{enabled: true, prometheusEndpoint: \"http://prometheus-server:9090\"}}
+"
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
+    let Some(storage) = fresh_postgres_url().await else {
+        return;
+    };
+    let cluster = Cluster {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let port = common::free_port();
+    cluster_file(cluster.dir.path(), &storage, port);
+
+    let (ok, text) = cluster.oclaw(&[
+        "init",
+        "--config",
+        "config/production.yaml",
+        "--image-registry",
+        "registry.example.com/oclaw",
+        "--network-plugin",
+        "cni",
+    ]);
+    assert!(ok, "{text}");
+    let (ok, text) = cluster.oclaw(&[
+        "deploy",
+        "core",
+        "--components",
+        "[api-server,worker,scheduler]",
+        "--ha-mode",
+        "true",
+        "--wait",
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("pods ready 8/8"), "{text}");
+    let (ok, table) = cluster.oclaw(&["status", "--namespace", "oclaw-system"]);
+    assert!(ok, "{table}");
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.starts_with("NAME")
+            && header.contains("READY")
+            && header.contains("RESTARTS")
+            && header.ends_with("AGE"),
+        "{table}"
+    );
+    for pod in [
+        "api-server-0",
+        "api-server-1",
+        "api-server-2",
+        "scheduler-0",
+        "scheduler-1",
+        "worker-0",
+        "worker-1",
+        "worker-2",
+    ] {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(pod))
+            .unwrap_or_else(|| panic!("{pod} missing: {table}"));
+        assert!(line.contains("1/1") && line.contains("Running"), "{line}");
+    }
+
+    // Load through all three api-servers while a worker is killed.
+    let c = common::client();
+    let mut ids = Vec::new();
+    for i in 0..90u16 {
+        if i == 30 {
+            let pid = cluster.pod("worker-1")["pid"].as_u64().unwrap();
+            std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .unwrap();
+        }
+        let api = format!("http://127.0.0.1:{}", port + i % 3);
+        let body = json!({"bot": "hello", "input": {"name": format!("n{i}")}, "idempotency_key": format!("load-{i}")}).to_string();
+        let (code, task, _) = common::post(&c, &format!("{api}/v1/tasks"), &body).await;
+        assert!(code == 202 || code == 200, "{code} {task}");
+        ids.push(task["id"].as_str().unwrap().to_string());
+    }
+    let api = format!("http://127.0.0.1:{port}");
+    for id in &ids {
+        common::wait_status(&c, &api, id, "succeeded", Duration::from_secs(60)).await;
+    }
+
+    // The supervisor restarted the killed worker and counts it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let w = cluster.pod("worker-1");
+        if w["restarts"] == 1 && w["ready"] == true {
+            assert!(w["last_exit"].as_str().unwrap().contains("signal 9"), "{w}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "worker-1 was not restarted: {w}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, table) = cluster.oclaw(&["status"]);
+    let line = table.lines().find(|l| l.starts_with("worker-1")).unwrap();
+    assert!(
+        line.split_whitespace().nth(3) == Some("1"),
+        "RESTARTS column: {line}"
+    );
+    let (ok, previous) = cluster.oclaw(&["logs", "worker-1", "--previous"]);
+    assert!(ok && previous.contains("node ready"), "{previous}");
+
+    // Teardown stops every pod.
+    let pids: Vec<u64> = cluster.state()["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["pid"].as_u64())
+        .collect();
+    let (ok, text) = cluster.oclaw(&["teardown"]);
+    assert!(ok, "{text}");
+    for pid in pids {
+        let alive = std::process::Command::new("kill")
+            .args(["-0", &pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(!alive, "pod process {pid} outlived teardown");
+    }
+}
