@@ -86,6 +86,27 @@ pub enum Command {
         #[command(subcommand)]
         what: DeployCommand,
     },
+    /// Roll a cluster to a new revision of its file (`--rollout-strategy all-in --confirm`), or
+    /// show its revisions (`upgrade history`). Local driver.
+    #[command(args_conflicts_with_subcommands = true)]
+    Upgrade {
+        #[command(subcommand)]
+        what: Option<UpgradeCommand>,
+        #[command(flatten)]
+        args: UpgradeArgs,
+    },
+    /// Roll a cluster back to an earlier revision (recorded as a new revision). Local driver.
+    Rollback {
+        /// The revision to return to (see `oclaw upgrade history`).
+        #[arg(long)]
+        revision: u64,
+        /// Replace every pod at once instead of one at a time: faster, with a gap in service.
+        /// For emergencies, when the current revision is down anyway.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, default_value = "oclaw-system")]
+        namespace: String,
+    },
     /// Show a cluster's pods: NAME READY STATUS RESTARTS AGE (local driver).
     Status {
         #[arg(long, default_value = "oclaw-system")]
@@ -444,4 +465,43 @@ pub enum DeployCommand {
         #[arg(long)]
         wait: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpgradeCommand {
+    /// Every revision: deploys, upgrades, rollbacks.
+    History {
+        #[arg(long, default_value = "oclaw-system")]
+        namespace: String,
+        #[arg(short = 'o', long, value_enum)]
+        output: Option<OutputArg>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RolloutArg {
+    /// Replace a share of the pods first and watch them (not built yet).
+    Canary,
+    /// Replace every pod, one at a time.
+    AllIn,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpgradeArgs {
+    #[arg(long, value_enum)]
+    pub rollout_strategy: Option<RolloutArg>,
+    /// Share of pods that take the new revision first (canary).
+    #[arg(long, default_value_t = 20)]
+    pub canary_percent: u8,
+    /// Seconds the rollout may take; past it, it is rolled back.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+    /// Required by all-in: every pod is replaced.
+    #[arg(long)]
+    pub confirm: bool,
+    /// The new cluster file (the same cluster: name and namespace).
+    #[arg(long, default_value = "config/production.yaml")]
+    pub config: std::path::PathBuf,
+    #[arg(long, default_value = "oclaw-system")]
+    pub namespace: String,
 }

@@ -182,6 +182,137 @@ async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
     let (ok, previous) = cluster.oclaw(&["logs", "worker-1", "--previous"]);
     assert!(ok && previous.contains("node ready"), "{previous}");
 
+    // Upgrade all-in to a new revision while clients keep submitting: nothing acknowledged is
+    // lost, every pod ends on the new revision, the history records it.
+    let v2 = std::fs::read_to_string(cluster.dir.path().join("config/production.yaml"))
+        .unwrap()
+        .replace(
+            "  replica: 3\n",
+            "  replica: 3\n  version: \"0.2.0\"\n  config: {worker: {concurrency: 20}}\n",
+        );
+    std::fs::write(cluster.dir.path().join("config/v2.yaml"), &v2).unwrap();
+    let load = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..150u16 {
+                let body = json!({"bot": "hello", "input": {"name": format!("u{i}")}, "idempotency_key": format!("upgrade-{i}")}).to_string();
+                // An api-server being replaced refuses connections: try the next one.
+                for attempt in 0..30u16 {
+                    let api = format!("http://127.0.0.1:{}/v1/tasks", port + (i + attempt) % 3);
+                    let sent = c
+                        .post(&api)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    if let Ok(r) = sent {
+                        if r.status().is_success() {
+                            let t: Value = r.json().await.unwrap();
+                            acked.push(t["id"].as_str().unwrap().to_string());
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            acked
+        })
+    };
+    let (ok, text) = cluster.oclaw(&[
+        "upgrade",
+        "--rollout-strategy",
+        "all-in",
+        "--confirm",
+        "--config",
+        "config/v2.yaml",
+        "--timeout",
+        "120",
+    ]);
+    assert!(ok, "{text}");
+    let acked = load.await.unwrap();
+    assert_eq!(
+        acked.len(),
+        150,
+        "every submission was acknowledged by some api-server"
+    );
+    for id in &acked {
+        common::wait_status(&c, &api, id, "succeeded", Duration::from_secs(60)).await;
+    }
+    assert!(
+        cluster.state()["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["revision"] == 2),
+        "{}",
+        cluster.state()
+    );
+    // A bad revision (its config does not load) never becomes ready: rolled back on timeout.
+    let bad = v2
+        .replace("0.2.0", "0.3.0")
+        .replace("concurrency: 20", "concurency: 20");
+    std::fs::write(cluster.dir.path().join("config/bad.yaml"), bad).unwrap();
+    let (ok, text) = cluster.oclaw(&[
+        "upgrade",
+        "--rollout-strategy",
+        "all-in",
+        "--confirm",
+        "--config",
+        "config/bad.yaml",
+        "--timeout",
+        "15",
+    ]);
+    assert!(!ok && text.contains("rolling back to revision 2"), "{text}");
+    // And back to the first revision on request.
+    let (ok, text) = cluster.oclaw(&["rollback", "--revision", "1"]);
+    assert!(ok, "{text}");
+    let (_, history) = cluster.oclaw(&["upgrade", "history", "-o", "json"]);
+    let history: Vec<Value> = serde_json::from_str(&history).unwrap();
+    let rows: Vec<(u64, &str, &str, &str)> = history
+        .iter()
+        .map(|r| {
+            (
+                r["revision"].as_u64().unwrap(),
+                r["action"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+                r["version"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let this = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        rows,
+        vec![
+            (1, "deploy", "superseded", this),
+            (2, "upgrade", "superseded", "0.2.0"),
+            (3, "upgrade", "failed", "0.3.0"),
+            (4, "rollback", "superseded", "0.2.0"),
+            (5, "rollback", "deployed", this),
+        ]
+    );
+    let (_, table) = cluster.oclaw(&["upgrade", "history"]);
+    assert!(
+        table.starts_with("REVISION") && table.contains("automatic rollback of revision 3 to 2"),
+        "{table}"
+    );
+    let (code, task, _) = common::post(
+        &c,
+        &format!("{api}/v1/tasks"),
+        r#"{"bot": "hello", "input": {"name": "after"}}"#,
+    )
+    .await;
+    assert_eq!(code, 202, "{task}");
+    common::wait_status(
+        &c,
+        &api,
+        task["id"].as_str().unwrap(),
+        "succeeded",
+        Duration::from_secs(30),
+    )
+    .await;
+
     // Teardown stops every pod.
     let pids: Vec<u64> = cluster.state()["pods"]
         .as_array()

@@ -148,13 +148,10 @@ pub fn deploy(what: DeployCommand) -> ExitCode {
         Err(m) => return fail(ErrorCode::InvalidField, m, EXIT_INVALID),
     };
     if args.driver == DriverArg::Local && !args.dry_run {
-        let desired = super::local::Desired {
-            components,
-            ha: ha_mode,
-        };
         return super::local::deploy(
             &namespace,
-            desired,
+            components,
+            ha_mode,
             wait.then_some(std::time::Duration::from_secs(180)),
         );
     }

@@ -44,6 +44,116 @@ pub fn cluster_dir(namespace: &str) -> PathBuf {
 pub struct Desired {
     pub components: Vec<String>,
     pub ha: bool,
+    /// The revision every pod should run (0: the file `init` wrote).
+    #[serde(default)]
+    pub revision: u64,
+    /// Replace every pod at once instead of one at a time (`rollback --force`).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// One immutable entry of the cluster's history: what was deployed, by which action.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Revision {
+    pub revision: u64,
+    pub created_at: DateTime<Utc>,
+    /// `deploy`, `upgrade`, `rollback`.
+    pub action: String,
+    pub version: String,
+    pub components: Vec<String>,
+    pub ha: bool,
+    /// `deployed`, `superseded`, `failed`.
+    pub status: String,
+    pub description: String,
+}
+
+fn revisions_dir(dir: &Path) -> PathBuf {
+    dir.join("revisions")
+}
+
+/// Every revision, oldest first.
+pub fn revisions(dir: &Path) -> Vec<Revision> {
+    let mut out: Vec<Revision> = std::fs::read_dir(revisions_dir(dir))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| read_json(&e.path()))
+        .collect();
+    out.sort_by_key(|r| r.revision);
+    out
+}
+
+fn save_revision(dir: &Path, r: &Revision) -> std::io::Result<()> {
+    write_atomic(
+        &revisions_dir(dir).join(format!("{}.json", r.revision)),
+        &serde_json::to_string_pretty(r).unwrap_or_default(),
+    )
+}
+
+/// Records a new revision for `cluster_text` (its cluster file) and returns it; the revision
+/// before it that was deployed becomes `superseded` once the new one is in place.
+pub fn record(
+    dir: &Path,
+    cluster_text: &str,
+    action: &str,
+    components: Vec<String>,
+    ha: bool,
+    description: String,
+) -> Result<Revision, String> {
+    let file = dir.join("cluster.yaml").display().to_string();
+    let cluster = OpenClawCluster::parse(&file, cluster_text).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(revisions_dir(dir)).map_err(|e| e.to_string())?;
+    let n = revisions(dir).last().map(|r| r.revision).unwrap_or(0) + 1;
+    let node = serde_yaml::to_string(
+        &cluster
+            .spec
+            .config
+            .clone()
+            .unwrap_or_else(|| serde_json::json!({})),
+    )
+    .unwrap_or_default();
+    let rd = revisions_dir(dir);
+    write_atomic(&rd.join(format!("{n}.cluster.yaml")), cluster_text).map_err(|e| e.to_string())?;
+    write_atomic(&rd.join(format!("{n}.node.yaml")), &node).map_err(|e| e.to_string())?;
+    let r = Revision {
+        revision: n,
+        created_at: Utc::now(),
+        action: action.into(),
+        version: cluster.version(),
+        components,
+        ha,
+        status: "pending".into(),
+        description,
+    };
+    save_revision(dir, &r).map_err(|e| e.to_string())?;
+    Ok(r)
+}
+
+/// Marks `n` with `status`; a newly deployed revision supersedes the one deployed before.
+pub fn mark(dir: &Path, n: u64, status: &str) {
+    for mut r in revisions(dir) {
+        if r.revision == n {
+            r.status = status.into();
+            let _ = save_revision(dir, &r);
+        } else if status == "deployed" && r.status == "deployed" {
+            r.status = "superseded".into();
+            let _ = save_revision(dir, &r);
+        }
+    }
+}
+
+/// The cluster file and node config a revision runs (revision 0: what `init` wrote).
+fn revision_files(dir: &Path, n: u64) -> (PathBuf, PathBuf) {
+    if n == 0 {
+        (dir.join("cluster.yaml"), dir.join("node.yaml"))
+    } else {
+        let rd = revisions_dir(dir);
+        (
+            rd.join(format!("{n}.cluster.yaml")),
+            rd.join(format!("{n}.node.yaml")),
+        )
+    }
 }
 
 /// One pod as the supervisor last saw it.
@@ -59,6 +169,9 @@ pub struct PodState {
     pub restarts: u32,
     pub started_at: Option<DateTime<Utc>>,
     pub last_exit: Option<String>,
+    /// The revision it runs.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -134,11 +247,7 @@ pub fn init(cluster: &OpenClawCluster, text: &str) -> ExitCode {
             true => Ok(()),
             false => write_atomic(
                 &desired_path,
-                &serde_json::to_string(&Desired {
-                    components: vec![],
-                    ha: true,
-                })
-                .unwrap_or_default(),
+                &serde_json::to_string(&Desired::default()).unwrap_or_default(),
             ),
         });
     if let Err(e) = written {
@@ -188,10 +297,16 @@ fn start_supervisor(dir: &Path, namespace: &str) -> std::io::Result<u32> {
     Ok(child.id())
 }
 
-/// `oclaw deploy core` with the local driver.
-pub fn deploy(namespace: &str, desired: Desired, wait: Option<Duration>) -> ExitCode {
+/// `oclaw deploy core` with the local driver: a new revision of the initialised cluster file
+/// with these components.
+pub fn deploy(
+    namespace: &str,
+    components: Vec<String>,
+    ha: bool,
+    wait: Option<Duration>,
+) -> ExitCode {
     let dir = cluster_dir(namespace);
-    let Some(cluster) = stored_cluster(&dir) else {
+    let Ok(text) = std::fs::read_to_string(dir.join("cluster.yaml")) else {
         return fail(
             ErrorCode::DriverUnavailable,
             format!(
@@ -200,6 +315,37 @@ pub fn deploy(namespace: &str, desired: Desired, wait: Option<Duration>) -> Exit
             EXIT_FAILURE,
         );
     };
+    let description = format!(
+        "deploy {}{}",
+        components.join(","),
+        if ha { " (HA)" } else { "" }
+    );
+    apply(
+        namespace,
+        &text,
+        "deploy",
+        components,
+        ha,
+        false,
+        description,
+        wait,
+    )
+}
+
+/// Records a revision and has the supervisor roll every pod to it; with `wait`, waits until
+/// every pod runs it and is ready, and rolls back to the revision before when it does not.
+#[allow(clippy::too_many_arguments)]
+pub fn apply(
+    namespace: &str,
+    cluster_text: &str,
+    action: &str,
+    components: Vec<String>,
+    ha: bool,
+    force: bool,
+    description: String,
+    wait: Option<Duration>,
+) -> ExitCode {
+    let dir = cluster_dir(namespace);
     if supervisor_pid(&dir).is_none() {
         return fail(
             ErrorCode::DriverUnavailable,
@@ -209,13 +355,41 @@ pub fn deploy(namespace: &str, desired: Desired, wait: Option<Duration>) -> Exit
             EXIT_FAILURE,
         );
     }
+    let previous = revisions(&dir)
+        .into_iter()
+        .rev()
+        .find(|r| r.status == "deployed");
+    let rev = match record(
+        &dir,
+        cluster_text,
+        action,
+        components.clone(),
+        ha,
+        description,
+    ) {
+        Ok(r) => r,
+        Err(e) => return fail(ErrorCode::ClusterInvalid, e, EXIT_INVALID),
+    };
+    let Some(cluster) = revision_cluster(&dir, rev.revision) else {
+        return fail(
+            ErrorCode::ClusterInvalid,
+            "the revision's cluster file does not read back",
+            EXIT_FAILURE,
+        );
+    };
     let want = desired_pods(
         &cluster,
         &RenderOptions {
-            components: desired.components.clone(),
-            ha: desired.ha,
+            components: components.clone(),
+            ha,
         },
     );
+    let desired = Desired {
+        components,
+        ha,
+        revision: rev.revision,
+        force,
+    };
     if let Err(e) = write_atomic(
         &dir.join("desired.json"),
         &serde_json::to_string(&desired).unwrap_or_default(),
@@ -223,38 +397,85 @@ pub fn deploy(namespace: &str, desired: Desired, wait: Option<Duration>) -> Exit
         return fail(ErrorCode::ConfigUnreadable, e, EXIT_FAILURE);
     }
     println!(
-        "deploying {} to {namespace}: {} pods",
-        desired.components.join(", "),
+        "revision {} ({action}, version {}): {} pods in {namespace}",
+        rev.revision,
+        rev.version,
         want.len()
     );
     let Some(wait) = wait else {
+        mark(&dir, rev.revision, "deployed");
         return ExitCode::SUCCESS;
     };
+    if wait_rolled(&dir, &want, rev.revision, wait) {
+        mark(&dir, rev.revision, "deployed");
+        return ExitCode::SUCCESS;
+    }
+    mark(&dir, rev.revision, "failed");
+    let Some(prev) = previous else {
+        return fail(
+            ErrorCode::DriverUnavailable,
+            format!(
+                "revision {} did not become ready within {}s; see oclaw status and oclaw logs POD",
+                rev.revision,
+                wait.as_secs()
+            ),
+            EXIT_FAILURE,
+        );
+    };
+    eprintln!(
+        "revision {} did not become ready within {}s: rolling back to revision {}",
+        rev.revision,
+        wait.as_secs(),
+        prev.revision
+    );
+    let (prev_file, _) = revision_files(&dir, prev.revision);
+    let prev_text = std::fs::read_to_string(prev_file).unwrap_or_default();
+    let _ = apply(
+        namespace,
+        &prev_text,
+        "rollback",
+        prev.components,
+        prev.ha,
+        true,
+        format!(
+            "automatic rollback of revision {} to {}",
+            rev.revision, prev.revision
+        ),
+        Some(wait),
+    );
+    ExitCode::from(EXIT_FAILURE)
+}
+
+fn revision_cluster(dir: &Path, n: u64) -> Option<OpenClawCluster> {
+    let (file, _) = revision_files(dir, n);
+    let text = std::fs::read_to_string(&file).ok()?;
+    OpenClawCluster::parse(&file.display().to_string(), &text).ok()
+}
+
+/// Waits until every wanted pod runs `revision` and is ready, printing progress.
+fn wait_rolled(dir: &Path, want: &[PodSpec], revision: u64, wait: Duration) -> bool {
     let deadline = Instant::now() + wait;
     let mut last = usize::MAX;
     loop {
         let state: State = read_json(&dir.join("state.json")).unwrap_or_default();
         let ready = want
             .iter()
-            .filter(|w| state.pods.iter().any(|p| p.name == w.name && p.ready))
+            .filter(|w| {
+                state
+                    .pods
+                    .iter()
+                    .any(|p| p.name == w.name && p.ready && p.revision == revision)
+            })
             .count();
         if ready != last {
             println!("  pods ready {ready}/{}", want.len());
             last = ready;
         }
         if ready == want.len() {
-            return ExitCode::SUCCESS;
+            return true;
         }
         if Instant::now() > deadline {
-            return fail(
-                ErrorCode::DriverUnavailable,
-                format!(
-                    "only {ready} of {} pods ready after {}s; see oclaw status and oclaw logs POD",
-                    want.len(),
-                    wait.as_secs()
-                ),
-                EXIT_FAILURE,
-            );
+            return false;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -400,19 +621,18 @@ pub fn supervise(namespace: &str) -> ExitCode {
 
 async fn supervise_loop(namespace: &str) -> ExitCode {
     let dir = cluster_dir(namespace);
-    let Some(cluster) = stored_cluster(&dir) else {
+    if stored_cluster(&dir).is_none() {
         return fail(
             ErrorCode::DriverUnavailable,
             format!("no cluster in {}", dir.display()),
             EXIT_FAILURE,
         );
-    };
+    }
     let _ = write_atomic(&dir.join("supervisor.pid"), &std::process::id().to_string());
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => return fail(ErrorCode::DriverUnavailable, e, EXIT_FAILURE),
     };
-    let storage = cluster.spec.storage.url.clone().unwrap_or_default();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(800))
@@ -436,10 +656,16 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
             _ = term.recv() => break,
         }
         let desired: Desired = read_json(&dir.join("desired.json")).unwrap_or_default();
+        let Some(cluster) =
+            revision_cluster(&dir, desired.revision).or_else(|| stored_cluster(&dir))
+        else {
+            continue;
+        };
+        let storage = cluster.spec.storage.url.clone().unwrap_or_default();
         let want: Vec<PodSpec> = desired_pods(
             &cluster,
             &RenderOptions {
-                components: desired.components,
+                components: desired.components.clone(),
                 ha: desired.ha,
             },
         );
@@ -467,6 +693,7 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
                 restarts: 0,
                 started_at: None,
                 last_exit: None,
+                revision: 0,
             });
             if let Some(r) = running.get_mut(&spec.name) {
                 if let Ok(Some(status)) = r.child.try_wait() {
@@ -496,11 +723,13 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
                     .get(&spec.name)
                     .is_none_or(|t| Instant::now() >= *t)
             {
-                match spawn_pod(&exe, &dir, &storage, namespace, spec) {
+                match spawn_pod(&exe, &dir, &storage, namespace, spec, desired.revision) {
                     Ok(child) => {
                         state.pid = child.id();
                         state.started_at = Some(Utc::now());
                         state.status = "Running".into();
+                        state.revision = desired.revision;
+                        state.ready = false;
                         running.insert(spec.name.clone(), Running { child });
                     }
                     Err(e) => {
@@ -510,6 +739,38 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
                     }
                 }
             }
+        }
+        // Rolling replacement onto the desired revision: one pod at a time, only while every
+        // other pod is ready (or all at once with force). A replaced pod is not a restart.
+        let stale: Vec<String> = want
+            .iter()
+            .filter(|w| {
+                pods.get(&w.name)
+                    .is_some_and(|p| p.pid.is_some() && p.revision != desired.revision)
+            })
+            .map(|w| w.name.clone())
+            .collect();
+        let all_ready = want
+            .iter()
+            .all(|w| pods.get(&w.name).is_some_and(|p| p.ready));
+        let replace: Vec<String> = if desired.force {
+            stale
+        } else if all_ready {
+            stale.into_iter().take(1).collect()
+        } else {
+            Vec::new()
+        };
+        for name in replace {
+            if let Some(mut r) = running.remove(&name) {
+                eprintln!("replacing pod {name} with revision {}", desired.revision);
+                stop_child(&mut r.child).await;
+            }
+            if let Some(p) = pods.get_mut(&name) {
+                p.pid = None;
+                p.ready = false;
+                p.status = "Pending".into();
+            }
+            next_start.remove(&name);
         }
         // Readiness through /readyz, all pods at once.
         let probes = pods.values().filter(|p| p.pid.is_some()).map(|p| {
@@ -564,7 +825,9 @@ fn spawn_pod(
     storage: &str,
     namespace: &str,
     spec: &PodSpec,
+    revision: u64,
 ) -> std::io::Result<tokio::process::Child> {
+    let (_, node_config) = revision_files(dir, revision);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -572,7 +835,7 @@ fn spawn_pod(
     tokio::process::Command::new(exe)
         .arg(&spec.component)
         .arg("--config")
-        .arg(dir.join("node.yaml"))
+        .arg(node_config)
         .args([
             "--listen",
             &format!("127.0.0.1:{}", spec.port),
@@ -599,4 +862,148 @@ async fn stop_child(child: &mut tokio::process::Child) {
     {
         let _ = child.kill().await;
     }
+}
+
+/// `oclaw upgrade --rollout-strategy all-in --confirm [--config FILE]`.
+pub fn upgrade(args: crate::cli::UpgradeArgs) -> ExitCode {
+    use crate::cli::RolloutArg;
+    let Some(strategy) = args.rollout_strategy else {
+        return fail(
+            ErrorCode::InvalidField,
+            "give --rollout-strategy canary|all-in (or `oclaw upgrade history`)",
+            EXIT_INVALID,
+        );
+    };
+    if strategy == RolloutArg::Canary {
+        return fail(
+            ErrorCode::DriverUnavailable,
+            format!("canary rollouts ({}%) with automatic analysis are not built yet; use --rollout-strategy all-in --confirm, which replaces pods one at a time and rolls back when they do not become ready", args.canary_percent),
+            EXIT_FAILURE,
+        );
+    }
+    if !args.confirm {
+        return fail(
+            ErrorCode::InvalidField,
+            "all-in replaces every pod; add --confirm",
+            EXIT_INVALID,
+        );
+    }
+    let dir = cluster_dir(&args.namespace);
+    let Some(current) = revisions(&dir)
+        .into_iter()
+        .rev()
+        .find(|r| r.status == "deployed")
+    else {
+        return fail(
+            ErrorCode::DriverUnavailable,
+            format!(
+                "nothing is deployed in {}; run `oclaw deploy core` first",
+                args.namespace
+            ),
+            EXIT_FAILURE,
+        );
+    };
+    let file = args.config.display().to_string();
+    let text = match std::fs::read_to_string(&args.config) {
+        Ok(t) => t,
+        Err(e) => {
+            return fail(
+                ErrorCode::ConfigUnreadable,
+                format!("{file}: {e}"),
+                EXIT_INVALID,
+            )
+        }
+    };
+    let new = match OpenClawCluster::parse(&file, &text) {
+        Ok(c) => c,
+        Err(e) => return fail(e.code, e, EXIT_INVALID),
+    };
+    if new.metadata.namespace != args.namespace {
+        return fail(
+            ErrorCode::ClusterInvalid,
+            format!(
+                "{file} is for namespace {}, not {}",
+                new.metadata.namespace, args.namespace
+            ),
+            EXIT_INVALID,
+        );
+    }
+    let description = format!(
+        "upgrade from revision {} (version {}) to version {}",
+        current.revision,
+        current.version,
+        new.version()
+    );
+    apply(
+        &args.namespace,
+        &text,
+        "upgrade",
+        current.components,
+        current.ha,
+        false,
+        description,
+        Some(Duration::from_secs(args.timeout)),
+    )
+}
+
+/// `oclaw rollback --revision N [--force]`.
+pub fn rollback(namespace: &str, revision: u64, force: bool) -> ExitCode {
+    let dir = cluster_dir(namespace);
+    let Some(target) = revisions(&dir).into_iter().find(|r| r.revision == revision) else {
+        return fail(
+            ErrorCode::InvalidField,
+            format!("{namespace} has no revision {revision}; see oclaw upgrade history"),
+            EXIT_INVALID,
+        );
+    };
+    let (file, _) = revision_files(&dir, revision);
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return fail(
+            ErrorCode::DriverUnavailable,
+            format!("revision {revision}'s cluster file is missing"),
+            EXIT_FAILURE,
+        );
+    };
+    let description = format!(
+        "rollback to revision {revision}{}",
+        if force { " (forced)" } else { "" }
+    );
+    apply(
+        namespace,
+        &text,
+        "rollback",
+        target.components,
+        target.ha,
+        force,
+        description,
+        Some(Duration::from_secs(180)),
+    )
+}
+
+/// `oclaw upgrade history`.
+pub fn history(namespace: &str, json: bool) -> ExitCode {
+    let list = revisions(&cluster_dir(namespace));
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{:<9} {:<21} {:<11} {:<9} {:<9} DESCRIPTION",
+        "REVISION", "UPDATED", "STATUS", "ACTION", "VERSION"
+    );
+    for r in list {
+        println!(
+            "{:<9} {:<21} {:<11} {:<9} {:<9} {}",
+            r.revision,
+            r.created_at.format("%Y-%m-%d %H:%M:%S"),
+            r.status,
+            r.action,
+            r.version,
+            r.description
+        );
+    }
+    ExitCode::SUCCESS
 }

@@ -52,6 +52,17 @@ pub fn run(cli: Cli) -> ExitCode {
             previous,
         } => local::logs(&namespace, &pod, previous),
         Command::Teardown { namespace } => local::teardown(&namespace),
+        Command::Upgrade { what, args } => match what {
+            Some(crate::cli::UpgradeCommand::History { namespace, output }) => {
+                local::history(&namespace, output == Some(crate::cli::OutputArg::Json))
+            }
+            None => local::upgrade(args),
+        },
+        Command::Rollback {
+            revision,
+            force,
+            namespace,
+        } => local::rollback(&namespace, revision, force),
         Command::Supervise { namespace } => local::supervise(&namespace),
         Command::Task(t) => run_client(task::run_task(t)),
         Command::Bot(b) => run_client(bot::run_bot(b)),
