@@ -86,6 +86,16 @@ pub enum Command {
         #[command(subcommand)]
         what: DeployCommand,
     },
+    /// Check an upgrade before making it: version path, store schema, deprecated configuration,
+    /// cluster health. Exit 0 all pass, 3 warnings, 1 a failure.
+    CheckUpgrade {
+        #[arg(long)]
+        from_version: String,
+        #[arg(long)]
+        to_version: String,
+        #[arg(long, default_value = "oclaw-system")]
+        namespace: String,
+    },
     /// Roll a cluster to a new revision of its file (`--rollout-strategy all-in --confirm`), or
     /// show its revisions (`upgrade history`). Local driver.
     #[command(args_conflicts_with_subcommands = true)]
@@ -104,6 +114,12 @@ pub enum Command {
         /// For emergencies, when the current revision is down anyway.
         #[arg(long)]
         force: bool,
+        #[arg(long, default_value = "oclaw-system")]
+        namespace: String,
+    },
+    /// Walk the troubleshooting questions for a local cluster: pods not ready (why), pods that
+    /// restart (last exit), task latency (what to tune).
+    Diagnose {
         #[arg(long, default_value = "oclaw-system")]
         namespace: String,
     },

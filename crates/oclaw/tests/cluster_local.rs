@@ -34,6 +34,20 @@ impl Cluster {
         (out.status.success(), text)
     }
 
+    fn oclaw_code(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = common::oclaw()
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("OCLAW_HOME", self.home())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
     fn state(&self) -> Value {
         let path = self.home().join("clusters/oclaw-system/state.json");
         serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_default())
@@ -182,6 +196,45 @@ async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
     let (ok, previous) = cluster.oclaw(&["logs", "worker-1", "--previous"]);
     assert!(ok && previous.contains("node ready"), "{previous}");
 
+    // The troubleshooting walk and the upgrade pre-check see the restart.
+    let (_, report) = cluster.oclaw(&["diagnose"]);
+    assert!(
+        report.contains("worker-1 restarted 1x")
+            && report.contains("SIGKILL")
+            && report.contains("Q3"),
+        "{report}"
+    );
+    let this = env!("CARGO_PKG_VERSION");
+    let (code, checks) = cluster.oclaw_code(&[
+        "check-upgrade",
+        "--from-version",
+        this,
+        "--to-version",
+        "0.2.0",
+    ]);
+    assert_eq!(code, Some(3), "warnings only: {checks}");
+    let line = |name: &str| {
+        checks
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("version path").contains("PASS"), "{checks}");
+    assert!(
+        line("cluster health").contains("WARN") && line("cluster health").contains("worker-1"),
+        "{checks}"
+    );
+    assert!(line("deployed version").contains("PASS"), "{checks}");
+    let (code, checks) = cluster.oclaw_code(&[
+        "check-upgrade",
+        "--from-version",
+        "0.2.0",
+        "--to-version",
+        "0.1.0",
+    ]);
+    assert_eq!(code, Some(1), "a downgrade fails: {checks}");
+
     // Upgrade all-in to a new revision while clients keep submitting: nothing acknowledged is
     // lost, every pod ends on the new revision, the history records it.
     let v2 = std::fs::read_to_string(cluster.dir.path().join("config/production.yaml"))
@@ -281,7 +334,6 @@ async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
             )
         })
         .collect();
-    let this = env!("CARGO_PKG_VERSION");
     assert_eq!(
         rows,
         vec![

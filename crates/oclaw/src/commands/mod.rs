@@ -2,9 +2,11 @@
 
 mod bench;
 mod bot;
+mod check_upgrade;
 mod client;
 mod cluster;
 mod config;
+mod diagnose;
 mod docs;
 mod local;
 mod serve;
@@ -58,6 +60,26 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             None => local::upgrade(args),
         },
+        Command::Diagnose { namespace } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match rt {
+                Ok(rt) => {
+                    let _ = rustls::crypto::ring::default_provider().install_default();
+                    rt.block_on(diagnose::run(&namespace))
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            }
+        }
+        Command::CheckUpgrade {
+            from_version,
+            to_version,
+            namespace,
+        } => check_upgrade::run(&from_version, &to_version, &namespace),
         Command::Rollback {
             revision,
             force,
