@@ -7,5 +7,6 @@ pub mod kubernetes;
 pub mod local;
 pub mod model;
 pub mod quantity;
+pub mod rollout;
 
 pub use model::{ClusterError, OpenClawCluster};

@@ -8,29 +8,8 @@ mod common;
 
 use std::process::Output;
 
-const SEED: &str = "apiVersion: v1
-kind: OpenClawCluster
-metadata:
-  name: production-cluster
-spec:
-  replica: 3
-  resources:
-    requests:
-      cpu: \"2000m\"
-      memory: \"4Gi\"
-    limits:
-      cpu: \"4000m\"
-      memory: \"8Gi\"
-  storage:
-    class: \"ssd-provisioner\"
-    size: \"100Gi\"
-  network:
-    serviceType: \"LoadBalancer\"
-    port: 8080
-  monitoring:
-    enabled: true
-    prometheusEndpoint: \"http://prometheus-server:9090\"
-";
+/// The seed's §3.1 example, exactly as written.
+const SEED: &str = oclaw_cluster::model::SEED_EXAMPLE;
 
 fn run(dir: &std::path::Path, args: &[&str]) -> (Output, String) {
     let out = common::oclaw()

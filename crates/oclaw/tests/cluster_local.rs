@@ -23,15 +23,8 @@ impl Cluster {
     }
 
     fn oclaw(&self, args: &[&str]) -> (bool, String) {
-        let out = common::oclaw()
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("OCLAW_HOME", self.home())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success(), text)
+        let (code, text) = self.oclaw_code(args);
+        (code == Some(0), text)
     }
 
     fn oclaw_code(&self, args: &[&str]) -> (Option<i32>, String) {
@@ -72,27 +65,17 @@ impl Drop for Cluster {
     }
 }
 
+/// The seed's cluster file with the database and a free port.
 fn cluster_file(dir: &Path, storage: &str, port: u16) {
     std::fs::create_dir_all(dir.join("config")).unwrap();
-    std::fs::write(
-        dir.join("config/production.yaml"),
-        format!(
-            "apiVersion: v1
-kind: OpenClawCluster
-metadata:
-  name: production-cluster
-spec:
-  replica: 3
-  resources:
-    requests: {{cpu: \"2000m\", memory: \"4Gi\"}}
-    limits: {{cpu: \"4000m\", memory: \"8Gi\"}}
-  storage: {{class: \"ssd-provisioner\", size: \"100Gi\", url: \"{storage}\"}}
-  network: {{serviceType: \"LoadBalancer\", port: {port}}}
-  monitoring: {{enabled: true, prometheusEndpoint: \"http://prometheus-server:9090\"}}
-"
-        ),
-    )
-    .unwrap();
+    let text = oclaw_cluster::model::SEED_EXAMPLE
+        .replace(
+            "    size: \"100Gi\"\n",
+            &format!("    size: \"100Gi\"\n    url: \"{storage}\"\n"),
+        )
+        .replace("port: 8080", &format!("port: {port}"));
+    assert!(text.contains(storage), "{text}");
+    std::fs::write(dir.join("config/production.yaml"), text).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

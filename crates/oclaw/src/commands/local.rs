@@ -67,6 +67,16 @@ pub struct Revision {
     pub description: String,
 }
 
+/// The node config (`oclaw.yaml`) every pod of `cluster` reads: its `spec.config`.
+fn node_yaml(cluster: &OpenClawCluster) -> String {
+    let config = cluster
+        .spec
+        .config
+        .clone()
+        .unwrap_or_else(|| serde_json::json!({}));
+    serde_yaml::to_string(&config).unwrap_or_default()
+}
+
 fn revisions_dir(dir: &Path) -> PathBuf {
     dir.join("revisions")
 }
@@ -105,14 +115,7 @@ pub fn record(
     let cluster = OpenClawCluster::parse(&file, cluster_text).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(revisions_dir(dir)).map_err(|e| e.to_string())?;
     let n = revisions(dir).last().map(|r| r.revision).unwrap_or(0) + 1;
-    let node = serde_yaml::to_string(
-        &cluster
-            .spec
-            .config
-            .clone()
-            .unwrap_or_else(|| serde_json::json!({})),
-    )
-    .unwrap_or_default();
+    let node = node_yaml(&cluster);
     let rd = revisions_dir(dir);
     write_atomic(&rd.join(format!("{n}.cluster.yaml")), cluster_text).map_err(|e| e.to_string())?;
     write_atomic(&rd.join(format!("{n}.node.yaml")), &node).map_err(|e| e.to_string())?;
@@ -232,14 +235,7 @@ pub fn init(cluster: &OpenClawCluster, text: &str) -> ExitCode {
             EXIT_FAILURE,
         );
     }
-    let node_config = serde_yaml::to_string(
-        &cluster
-            .spec
-            .config
-            .clone()
-            .unwrap_or_else(|| serde_json::json!({})),
-    )
-    .unwrap_or_default();
+    let node_config = node_yaml(&cluster);
     let desired_path = dir.join("desired.json");
     let written = write_atomic(&dir.join("cluster.yaml"), text)
         .and_then(|_| write_atomic(&dir.join("node.yaml"), &node_config))
@@ -294,7 +290,21 @@ fn start_supervisor(dir: &Path, namespace: &str) -> std::io::Result<u32> {
         // Its own process group: Ctrl-C in the terminal that ran `init` does not reach it.
         .process_group(0)
         .spawn()?;
-    Ok(child.id())
+    let pid = child.id();
+    // Recorded at once, so a `deploy` right after `init` finds it; then wait for its first
+    // record of the pods (it writes one every quarter second once running).
+    write_atomic(&dir.join("supervisor.pid"), &pid.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !dir.join("state.json").exists() {
+        if Instant::now() > deadline || !alive(pid) {
+            return Err(std::io::Error::other(format!(
+                "the supervisor (pid {pid}) did not start; see {}",
+                dir.join("supervisor.log").display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(pid)
 }
 
 /// `oclaw deploy core` with the local driver: a new revision of the initialised cluster file
