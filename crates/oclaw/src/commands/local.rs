@@ -235,7 +235,7 @@ pub fn init(cluster: &OpenClawCluster, text: &str) -> ExitCode {
             EXIT_FAILURE,
         );
     }
-    let node_config = node_yaml(&cluster);
+    let node_config = node_yaml(cluster);
     let desired_path = dir.join("desired.json");
     let written = write_atomic(&dir.join("cluster.yaml"), text)
         .and_then(|_| write_atomic(&dir.join("node.yaml"), &node_config))
