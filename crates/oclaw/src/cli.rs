@@ -496,7 +496,8 @@ pub enum UpgradeCommand {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RolloutArg {
-    /// Replace a share of the pods first and watch them (not built yet).
+    /// Run a share of the pods on the new revision, analyse their metrics, pause for
+    /// `all-in --confirm`; abort and roll back when analysis fails or the timeout passes.
     Canary,
     /// Replace every pod, one at a time.
     AllIn,
@@ -512,9 +513,12 @@ pub struct UpgradeArgs {
     /// Seconds the rollout may take; past it, it is rolled back.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
-    /// Required by all-in: every pod is replaced.
+    /// Required by all-in: every pod is replaced (or a paused canary promoted).
     #[arg(long)]
     pub confirm: bool,
+    /// Seconds a healthy canary is watched before it pauses for confirmation.
+    #[arg(long, default_value_t = 60)]
+    pub analysis_window: u64,
     /// The new cluster file (the same cluster: name and namespace).
     #[arg(long, default_value = "config/production.yaml")]
     pub config: std::path::PathBuf,

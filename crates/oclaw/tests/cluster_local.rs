@@ -332,6 +332,125 @@ async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
         table.starts_with("REVISION") && table.contains("automatic rollback of revision 3 to 2"),
         "{table}"
     );
+    // Canary: a healthy revision pauses for confirmation, then all-in promotes it.
+    let (ok, text) = cluster.oclaw(&[
+        "upgrade",
+        "--rollout-strategy",
+        "canary",
+        "--canary-percent",
+        "20",
+        "--timeout",
+        "120",
+        "--analysis-window",
+        "3",
+        "--config",
+        "config/v2.yaml",
+    ]);
+    assert!(
+        ok && text.contains("Paused") && text.contains("canary healthy"),
+        "{text}"
+    );
+    let revs: Vec<(String, u64)> = cluster.state()["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["revision"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for (name, rev) in &revs {
+        let canary = name.ends_with("-0");
+        assert_eq!(*rev, if canary { 6 } else { 5 }, "{name}: {revs:?}");
+    }
+    let (ok, text) = cluster.oclaw(&[
+        "upgrade",
+        "--rollout-strategy",
+        "all-in",
+        "--confirm",
+        "--timeout",
+        "120",
+    ]);
+    assert!(ok && text.contains("Succeeded"), "{text}");
+    assert!(
+        cluster.state()["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["revision"] == 6),
+        "{}",
+        cluster.state()
+    );
+    // A canary whose tasks fail is aborted by its own metrics and rolled back.
+    let failing = v2.replace("0.2.0", "0.4.0").replace(
+        "  config: {worker: {concurrency: 20}}\n",
+        "  config:\n    bots:\n      - metadata: {name: hello}\n        spec:\n          retry: {max_attempts: 1}\n          steps: [{uses: http.request, with: {url: \"http://127.0.0.1:1/\"}}]\n",
+    );
+    std::fs::write(cluster.dir.path().join("config/failing.yaml"), failing).unwrap();
+    let traffic = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            for i in 0..200u16 {
+                let api = format!("http://127.0.0.1:{}/v1/tasks", port + i % 3);
+                let body = json!({"bot": "hello", "input": {"name": format!("c{i}")}}).to_string();
+                let _ = c
+                    .post(&api)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let (ok, text) = cluster.oclaw(&[
+        "upgrade",
+        "--rollout-strategy",
+        "canary",
+        "--canary-percent",
+        "20",
+        "--timeout",
+        "120",
+        "--analysis-window",
+        "30",
+        "--config",
+        "config/failing.yaml",
+    ]);
+    traffic.abort();
+    assert!(
+        !ok && text.contains("Aborted") && text.contains("error rate"),
+        "{text}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cluster.state()["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["revision"] == 6 && p["ready"] == true)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "canary pods not rolled back: {}",
+            cluster.state()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, history) = cluster.oclaw(&["upgrade", "history", "-o", "json"]);
+    let history: Vec<Value> = serde_json::from_str(&history).unwrap();
+    let tail: Vec<(&str, &str)> = history[5..]
+        .iter()
+        .map(|r| {
+            (
+                r["version"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(tail, vec![("0.2.0", "deployed"), ("0.4.0", "failed")]);
+
     let (code, task, _) = common::post(
         &c,
         &format!("{api}/v1/tasks"),

@@ -50,6 +50,154 @@ pub struct Desired {
     /// Replace every pod at once instead of one at a time (`rollback --force`).
     #[serde(default)]
     pub force: bool,
+    /// A canary: this share of each component's pods runs another revision.
+    #[serde(default)]
+    pub canary: Option<Canary>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Canary {
+    pub revision: u64,
+    pub percent: u8,
+}
+
+/// A canary rollout in progress (`rollout.json`), driven by the supervisor through
+/// `oclaw_cluster::rollout::step`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rollout {
+    pub status: oclaw_cluster::rollout::RolloutStatus,
+    pub spec: oclaw_cluster::rollout::RolloutSpec,
+    pub confirmed: bool,
+}
+
+/// The revision `pod` should run: the canary's for the first pods of each component.
+fn target_revision(pod: &PodSpec, want: &[PodSpec], desired: &Desired) -> u64 {
+    let Some(c) = desired.canary else {
+        return desired.revision;
+    };
+    let same: Vec<&PodSpec> = want
+        .iter()
+        .filter(|w| w.component == pod.component)
+        .collect();
+    let k = oclaw_cluster::rollout::canary_count(same.len(), c.percent);
+    match same.iter().position(|w| w.name == pod.name) {
+        Some(i) if i < k => c.revision,
+        _ => desired.revision,
+    }
+}
+
+fn unix_now() -> f64 {
+    Utc::now().timestamp_millis() as f64 / 1000.0
+}
+
+/// Sums of a counter family on a pod's `/metrics`, by the value of `label`.
+async fn scrape(
+    http: &reqwest::Client,
+    port: u16,
+    metric: &str,
+    label: &str,
+) -> HashMap<String, u64> {
+    let mut out = HashMap::new();
+    let Ok(r) = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+    else {
+        return out;
+    };
+    let page = r.text().await.unwrap_or_default();
+    for line in page
+        .lines()
+        .filter(|l| l.starts_with(metric) && !l.starts_with('#'))
+    {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let key = series
+            .split(&format!("{label}=\""))
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("")
+            .to_string();
+        *out.entry(key).or_default() += value.parse::<f64>().unwrap_or(0.0) as u64;
+    }
+    out
+}
+
+/// One step of a canary rollout, if one is in progress: observe, decide, act.
+async fn drive_rollout(
+    dir: &Path,
+    want: &[PodSpec],
+    pods: &HashMap<String, PodState>,
+    http: &reqwest::Client,
+) {
+    use oclaw_cluster::rollout::{step, Action, Observation};
+    let path = dir.join("rollout.json");
+    let Some(mut r): Option<Rollout> = read_json(&path) else {
+        return;
+    };
+    if r.status.finished() {
+        return;
+    }
+    let mut desired: Desired = read_json(&dir.join("desired.json")).unwrap_or_default();
+    let rev = r.status.revision;
+    let canary_pods = want
+        .iter()
+        .filter(|w| target_revision(w, want, &desired) == rev && desired.canary.is_some())
+        .count();
+    let on_new: Vec<&PodState> = want
+        .iter()
+        .filter_map(|w| pods.get(&w.name))
+        .filter(|p| p.revision == rev)
+        .collect();
+    let mut o = Observation {
+        canary_pods,
+        canary_ready: on_new.iter().filter(|p| p.ready).count().min(canary_pods),
+        pods: want.len(),
+        new_ready: on_new.iter().filter(|p| p.ready).count(),
+        confirmed: r.confirmed,
+        ..Default::default()
+    };
+    for p in on_new.iter().filter(|p| p.pid.is_some()) {
+        let tasks = scrape(http, p.port, "oclaw_tasks_total", "outcome").await;
+        o.tasks += tasks.values().sum::<u64>();
+        o.failed_tasks += tasks.get("failed").copied().unwrap_or(0);
+        o.scheduling_attempts += scrape(http, p.port, "oclaw_scheduling_attempts_total", "none")
+            .await
+            .values()
+            .sum::<u64>();
+        o.scheduling_failures += scrape(http, p.port, "oclaw_scheduling_failures_total", "none")
+            .await
+            .values()
+            .sum::<u64>();
+    }
+    let (next, actions) = step(&r.status, &r.spec, &o, unix_now());
+    for a in actions {
+        match a {
+            Action::RunCanary { revision, percent } => {
+                desired.canary = Some(Canary { revision, percent })
+            }
+            Action::Promote { revision } => {
+                desired.revision = revision;
+                desired.canary = None;
+            }
+            Action::Rollback { reason, .. } => {
+                eprintln!("canary of revision {rev} aborted: {reason}");
+                desired.canary = None;
+            }
+            Action::MarkDeployed { revision } => mark(dir, revision, "deployed"),
+            Action::MarkFailed { revision } => mark(dir, revision, "failed"),
+        }
+    }
+    let _ = write_atomic(
+        &dir.join("desired.json"),
+        &serde_json::to_string(&desired).unwrap_or_default(),
+    );
+    if next != r.status {
+        eprintln!("rollout of revision {rev}: {:?}", next.phase);
+    }
+    r.status = next;
+    let _ = write_atomic(&path, &serde_json::to_string_pretty(&r).unwrap_or_default());
 }
 
 /// One immutable entry of the cluster's history: what was deployed, by which action.
@@ -399,6 +547,7 @@ pub fn apply(
         ha,
         revision: rev.revision,
         force,
+        canary: None,
     };
     if let Err(e) = write_atomic(
         &dir.join("desired.json"),
@@ -656,6 +805,7 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
     let mut pods: HashMap<String, PodState> = HashMap::new();
     let mut next_start: HashMap<String, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut last_rollout = Instant::now();
     eprintln!(
         "supervisor of {namespace} running (pid {})",
         std::process::id()
@@ -733,12 +883,13 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
                     .get(&spec.name)
                     .is_none_or(|t| Instant::now() >= *t)
             {
-                match spawn_pod(&exe, &dir, &storage, namespace, spec, desired.revision) {
+                let target = target_revision(spec, &want, &desired);
+                match spawn_pod(&exe, &dir, &storage, namespace, spec, target) {
                     Ok(child) => {
                         state.pid = child.id();
                         state.started_at = Some(Utc::now());
                         state.status = "Running".into();
-                        state.revision = desired.revision;
+                        state.revision = target;
                         state.ready = false;
                         running.insert(spec.name.clone(), Running { child });
                     }
@@ -750,25 +901,32 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
                 }
             }
         }
-        // Rolling replacement onto the desired revision: one pod at a time, only while every
-        // other pod is ready (or all at once with force). A replaced pod is not a restart.
+        // Rolling replacement onto each pod's target revision: one serving pod at a time, only
+        // while every other pod is ready (or all at once with force). A replaced pod is not a
+        // restart.
         let stale: Vec<String> = want
             .iter()
             .filter(|w| {
-                pods.get(&w.name)
-                    .is_some_and(|p| p.pid.is_some() && p.revision != desired.revision)
+                pods.get(&w.name).is_some_and(|p| {
+                    p.pid.is_some() && p.revision != target_revision(w, &want, &desired)
+                })
             })
             .map(|w| w.name.clone())
             .collect();
         let all_ready = want
             .iter()
             .all(|w| pods.get(&w.name).is_some_and(|p| p.ready));
+        // A stale pod that is not ready serves nothing: it is replaced at once (a canary that
+        // crash-loops must not block its own rollback).
+        let (broken, serving): (Vec<String>, Vec<String>) = stale
+            .into_iter()
+            .partition(|n| pods.get(n).is_some_and(|p| !p.ready));
         let replace: Vec<String> = if desired.force {
-            stale
+            broken.into_iter().chain(serving).collect()
         } else if all_ready {
-            stale.into_iter().take(1).collect()
+            serving.into_iter().take(1).collect()
         } else {
-            Vec::new()
+            broken
         };
         for name in replace {
             if let Some(mut r) = running.remove(&name) {
@@ -816,6 +974,10 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
             &dir.join("state.json"),
             &serde_json::to_string_pretty(&state).unwrap_or_default(),
         );
+        if last_rollout.elapsed() >= Duration::from_secs(1) {
+            last_rollout = Instant::now();
+            drive_rollout(&dir, &want, &pods, &http).await;
+        }
     }
     eprintln!("supervisor of {namespace} stopping its pods");
     for (_, mut r) in running.drain() {
@@ -884,21 +1046,35 @@ pub fn upgrade(args: crate::cli::UpgradeArgs) -> ExitCode {
             EXIT_INVALID,
         );
     };
-    if strategy == RolloutArg::Canary {
-        return fail(
-            ErrorCode::DriverUnavailable,
-            format!("canary rollouts ({}%) with automatic analysis are not built yet; use --rollout-strategy all-in --confirm, which replaces pods one at a time and rolls back when they do not become ready", args.canary_percent),
-            EXIT_FAILURE,
-        );
-    }
-    if !args.confirm {
+    let dir = cluster_dir(&args.namespace);
+    let pending: Option<Rollout> =
+        read_json::<Rollout>(&dir.join("rollout.json")).filter(|r| !r.status.finished());
+    if strategy == RolloutArg::AllIn && !args.confirm {
         return fail(
             ErrorCode::InvalidField,
             "all-in replaces every pod; add --confirm",
             EXIT_INVALID,
         );
     }
-    let dir = cluster_dir(&args.namespace);
+    if let Some(mut r) = pending {
+        if strategy == RolloutArg::Canary {
+            return fail(
+                ErrorCode::TaskStateConflict,
+                format!("revision {} is already in a canary ({:?}); promote it with --rollout-strategy all-in --confirm, or wait for it to finish", r.status.revision, r.status.phase),
+                EXIT_FAILURE,
+            );
+        }
+        // all-in --confirm promotes the canary.
+        r.confirmed = true;
+        if let Err(e) = write_atomic(
+            &dir.join("rollout.json"),
+            &serde_json::to_string_pretty(&r).unwrap_or_default(),
+        ) {
+            return fail(ErrorCode::ConfigUnreadable, e, EXIT_FAILURE);
+        }
+        println!("promoting revision {} to every pod", r.status.revision);
+        return follow_rollout(&dir, Duration::from_secs(args.timeout), true);
+    }
     let Some(current) = revisions(&dir)
         .into_iter()
         .rev()
@@ -944,6 +1120,52 @@ pub fn upgrade(args: crate::cli::UpgradeArgs) -> ExitCode {
         current.version,
         new.version()
     );
+    if strategy == RolloutArg::Canary {
+        if supervisor_pid(&dir).is_none() {
+            return fail(
+                ErrorCode::DriverUnavailable,
+                format!("the supervisor of {} is not running", args.namespace),
+                EXIT_FAILURE,
+            );
+        }
+        let rev = match record(
+            &dir,
+            &text,
+            "upgrade",
+            current.components.clone(),
+            current.ha,
+            format!("canary {}%: {description}", args.canary_percent),
+        ) {
+            Ok(r) => r,
+            Err(e) => return fail(ErrorCode::ClusterInvalid, e, EXIT_INVALID),
+        };
+        mark(&dir, rev.revision, "canary");
+        let rollout = Rollout {
+            status: oclaw_cluster::rollout::RolloutStatus::new(
+                rev.revision,
+                current.revision,
+                unix_now(),
+            ),
+            spec: oclaw_cluster::rollout::RolloutSpec {
+                canary_percent: args.canary_percent,
+                timeout: Duration::from_secs(args.timeout),
+                analysis_window: Duration::from_secs(args.analysis_window),
+                ..Default::default()
+            },
+            confirmed: false,
+        };
+        if let Err(e) = write_atomic(
+            &dir.join("rollout.json"),
+            &serde_json::to_string_pretty(&rollout).unwrap_or_default(),
+        ) {
+            return fail(ErrorCode::ConfigUnreadable, e, EXIT_FAILURE);
+        }
+        println!(
+            "revision {} (version {}): canary on {}% of the pods, analysis for {}s",
+            rev.revision, rev.version, args.canary_percent, args.analysis_window
+        );
+        return follow_rollout(&dir, Duration::from_secs(args.timeout), false);
+    }
     apply(
         &args.namespace,
         &text,
@@ -1016,4 +1238,53 @@ pub fn history(namespace: &str, json: bool) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// Follows a canary rollout, printing each phase, until it pauses for confirmation (unless
+/// `to_the_end`), succeeds or aborts.
+fn follow_rollout(dir: &Path, timeout: Duration, to_the_end: bool) -> ExitCode {
+    use oclaw_cluster::rollout::Phase;
+    let deadline = Instant::now() + timeout + Duration::from_secs(10);
+    let mut last = None;
+    loop {
+        if let Some(r) = read_json::<Rollout>(&dir.join("rollout.json")) {
+            if last != Some(r.status.phase) {
+                let why = r
+                    .status
+                    .reason
+                    .as_deref()
+                    .map(|x| format!(": {x}"))
+                    .unwrap_or_default();
+                println!("  {:?}{why}", r.status.phase);
+                last = Some(r.status.phase);
+            }
+            match r.status.phase {
+                Phase::Succeeded => return ExitCode::SUCCESS,
+                Phase::Aborted => {
+                    let why = r.status.reason.unwrap_or_default();
+                    return fail(
+                        ErrorCode::DriverUnavailable,
+                        format!(
+                            "the canary of revision {} was aborted and rolled back: {why}",
+                            r.status.revision
+                        ),
+                        EXIT_FAILURE,
+                    );
+                }
+                Phase::Paused if !to_the_end => {
+                    println!("canary healthy; promote it with: oclaw upgrade --rollout-strategy all-in --confirm");
+                    return ExitCode::SUCCESS;
+                }
+                _ => {}
+            }
+        }
+        if Instant::now() > deadline {
+            return fail(
+                ErrorCode::DriverUnavailable,
+                "the rollout did not finish in time; see oclaw upgrade history",
+                EXIT_FAILURE,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
