@@ -6,6 +6,7 @@
 pub mod kubernetes;
 pub mod local;
 pub mod model;
+pub mod nomad;
 pub mod quantity;
 pub mod rollout;
 

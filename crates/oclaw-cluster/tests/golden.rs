@@ -25,3 +25,21 @@ fn the_seed_cluster_renders_the_golden_manifests() {
         path.display()
     );
 }
+
+#[test]
+fn the_seed_cluster_renders_the_golden_nomad_job() {
+    let mut cluster = OpenClawCluster::parse("production.yaml", SEED_EXAMPLE).unwrap();
+    cluster.spec.version = Some("1.3.0".into());
+    cluster.spec.image = Some("registry.example.com/oclaw".into());
+    let got = oclaw_cluster::nomad::render(&cluster, &RenderOptions::default());
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/seed.nomad.hcl");
+    if std::env::var("OCLAW_UPDATE_GOLDEN").is_ok() {
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        got == want,
+        "rendered job differs from {}; review and regenerate:\n{got}",
+        path.display()
+    );
+}

@@ -421,6 +421,8 @@ pub enum DriverArg {
     Local,
     /// A Kubernetes cluster (manifests; applying to an API server is not built yet).
     Kubernetes,
+    /// A Nomad cluster, for dev/test (a job file; `nomad job run` applies it).
+    Nomad,
 }
 
 /// Output format of rendered objects.

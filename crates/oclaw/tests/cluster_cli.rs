@@ -116,6 +116,34 @@ fn the_seed_commands_parse_as_written_and_render_valid_manifests() {
         "only the worker was asked for"
     );
 
+    // Nomad (dev/test): an HCL job with the same groups.
+    let (out, hcl) = run(
+        dir.path(),
+        &[
+            "deploy",
+            "core",
+            "--driver",
+            "nomad",
+            "--components",
+            "[api-server,worker,scheduler]",
+            "--ha-mode",
+            "true",
+            "--dry-run",
+        ],
+    );
+    assert!(out.status.success(), "{hcl}");
+    assert!(
+        hcl.contains("job \"production-cluster\"")
+            && hcl.contains("group \"worker\"")
+            && hcl.contains("auto_revert       = true"),
+        "{hcl}"
+    );
+    let (_, text) = run(dir.path(), &["deploy", "core", "--driver", "nomad"]);
+    assert!(
+        text.contains("OC-5002") && text.contains("nomad job run"),
+        "{text}"
+    );
+
     // The official schemas, strict about unknown fields.
     let path = dir.path().join("all.yaml");
     std::fs::write(&path, &yaml).unwrap();

@@ -73,6 +73,16 @@ fn emit(cluster: &OpenClawCluster, args: &ClusterArgs, options: &RenderOptions) 
              yourself: oclaw deploy core --dry-run -o yaml | kubectl apply --server-side -f -",
             EXIT_FAILURE,
         ),
+        (DriverArg::Nomad, true) if args.output == OutputArg::Yaml => {
+            print!("{}", oclaw_cluster::nomad::render(cluster, options));
+            ExitCode::SUCCESS
+        }
+        (DriverArg::Nomad, true) => fail(ErrorCode::InvalidField, "the Nomad job is HCL: leave out -o json", EXIT_INVALID),
+        (DriverArg::Nomad, false) => fail(
+            ErrorCode::DriverUnavailable,
+            "submitting to Nomad is not built yet; render the job and run it yourself: oclaw deploy core --driver nomad --dry-run > oclaw.nomad.hcl && nomad job run oclaw.nomad.hcl",
+            EXIT_FAILURE,
+        ),
         (DriverArg::Local, _) => fail(
             ErrorCode::DriverUnavailable,
             "the local driver prints no manifests; leave out --dry-run, or use --driver kubernetes",

@@ -1,0 +1,117 @@
+//! The Nomad driver's render step (for dev/test clusters): one job with a group per component,
+//! an `update` stanza that canaries and auto-reverts, health checks on `/readyz`, and the
+//! worker group's scaling bounds. Secrets come from Nomad variables (`oclaw/storage` key `url`
+//! unless the file gives one, `oclaw/api` key `tokens`). Golden-file tested; `nomad job run` is
+//! the operator's.
+
+use std::fmt::Write;
+
+use crate::kubernetes::RenderOptions;
+use crate::local::desired_pods;
+use crate::model::OpenClawCluster;
+use crate::quantity::{bytes, cpu_millis};
+
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+/// The job as HCL.
+pub fn render(c: &OpenClawCluster, o: &RenderOptions) -> String {
+    let pods = desired_pods(c, o);
+    let count = |component: &str| pods.iter().filter(|p| p.component == component).count();
+    // Nomad's CPU is in MHz; one core counts as 1000 here. Memory in MiB.
+    let cpu = cpu_millis(&c.spec.resources.requests.cpu).unwrap_or(1000);
+    let memory = bytes(&c.spec.resources.requests.memory).unwrap_or(1 << 30) >> 20;
+    let memory_max = bytes(&c.spec.resources.limits.memory).unwrap_or(1 << 30) >> 20;
+    // The database URL from the file, else from the Nomad variable `oclaw/storage` (key `url`).
+    let storage = match &c.spec.storage.url {
+        Some(url) => url.clone(),
+        None => r#"{{ with nomadVar "oclaw/storage" }}{{ .url }}{{ end }}"#.to_string(),
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Rendered by `oclaw deploy core --driver nomad --dry-run` from cluster {}.",
+        c.metadata.name
+    );
+    let _ = writeln!(out, "job {} {{", quote(&c.metadata.name));
+    let _ = writeln!(out, "  namespace   = {}", quote(&c.metadata.namespace));
+    let _ = writeln!(out, "  type        = \"service\"");
+    let _ = writeln!(out, "  datacenters = [\"*\"]");
+    let _ = writeln!(out, "\n  update {{\n    max_parallel      = 1\n    canary            = 1\n    auto_promote      = false\n    auto_revert       = true\n    min_healthy_time  = \"10s\"\n    healthy_deadline  = \"5m\"\n    progress_deadline = \"10m\"\n  }}");
+    for component in ["api-server", "scheduler", "worker"] {
+        let n = count(component);
+        if n == 0 {
+            continue;
+        }
+        let api = component == "api-server";
+        let _ = writeln!(out, "\n  group {} {{", quote(component));
+        let _ = writeln!(out, "    count = {n}");
+        if component == "worker" {
+            let w = &c.spec.components.worker;
+            let _ = writeln!(out, "\n    scaling {{\n      min     = {}\n      max     = {}\n      enabled = true\n    }}", n.max(1), w.max_replicas.max(n as u32));
+        }
+        let port = if api {
+            format!("        static = {}\n", c.spec.network.port)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "\n    network {{\n      port \"http\" {{\n{port}        to = {}\n      }}\n    }}",
+            if api { c.spec.network.port } else { 9090 }
+        );
+        let _ = writeln!(
+            out,
+            "\n    service {{\n      name     = {}\n      port     = \"http\"\n      provider = \"nomad\"\n\n      check {{\n        type     = \"http\"\n        path     = \"/readyz\"\n        interval = \"10s\"\n        timeout  = \"2s\"\n      }}\n    }}",
+            quote(&format!("oclaw-{component}"))
+        );
+        let _ = writeln!(
+            out,
+            "\n    task {} {{\n      driver       = \"docker\"\n      kill_timeout = \"60s\"\n",
+            quote(component)
+        );
+        let listen = format!("0.0.0.0:{}", if api { c.spec.network.port } else { 9090 });
+        let _ = writeln!(
+            out,
+            "      config {{\n        image = {}\n        args  = [{}, \"--listen\", {}, \"--node-id\", \"${{NOMAD_ALLOC_ID}}\"]\n        ports = [\"http\"]\n      }}",
+            quote(&c.image()),
+            quote(component),
+            quote(&listen)
+        );
+        let _ = writeln!(out, "\n      template {{\n        destination = \"secrets/env\"\n        env         = true\n        data        = <<-EOT\n          OCLAW_STORAGE__URL={storage}\n          OCLAW_API__TOKENS={{{{ with nomadVar \"oclaw/api\" }}}}{{{{ .tokens }}}}{{{{ end }}}}\n        EOT\n      }}");
+        let _ = writeln!(out, "\n      resources {{\n        cpu        = {cpu}\n        memory     = {memory}\n        memory_max = {memory_max}\n      }}\n    }}\n  }}");
+    }
+    out.push_str("}\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SEED_EXAMPLE;
+
+    #[test]
+    fn groups_follow_the_components() {
+        let c = OpenClawCluster::parse("p.yaml", SEED_EXAMPLE).unwrap();
+        let all = render(&c, &RenderOptions::default());
+        assert!(
+            all.contains("group \"api-server\" {\n    count = 3"),
+            "{all}"
+        );
+        assert!(all.contains("group \"worker\" {\n    count = 3"), "{all}");
+        assert!(all.contains("auto_revert       = true"));
+        assert!(all.contains("static = 8080"));
+        let one = render(
+            &c,
+            &RenderOptions {
+                components: vec!["worker".into()],
+                ha: false,
+            },
+        );
+        assert!(
+            !one.contains("api-server") && one.contains("count = 1"),
+            "{one}"
+        );
+    }
+}
