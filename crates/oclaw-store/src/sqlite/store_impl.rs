@@ -196,20 +196,31 @@ fn claim_from_queue(
     Ok(())
 }
 
-fn apply_completion(tx: &Connection, c: &Completion, now: i64) -> StoreResult<Option<TaskStatus>> {
+/// Applies one completion; answers the new status and whether the task has an ordering key
+/// (its successor may run now), or `None` when the completion is fenced.
+fn apply_completion(
+    tx: &Connection,
+    c: &Completion,
+    now: i64,
+) -> StoreResult<Option<(TaskStatus, bool)>> {
     match &c.outcome {
         Outcome::Succeeded(output) => {
-            let n = tx
+            let ordered: Option<bool> = tx
                 .prepare_cached(
                     "UPDATE tasks SET status = 'succeeded', output = ?2, error_code = NULL, \
                      error_message = NULL, finished_at = ?3, lease_until = NULL \
-                     WHERE id = ?1 AND status = 'running' AND worker = ?4 AND attempts = ?5",
+                     WHERE id = ?1 AND status = 'running' AND worker = ?4 AND attempts = ?5 \
+                     RETURNING ordering_key IS NOT NULL",
                 )
                 .and_then(|mut s| {
-                    s.execute(params![c.id.0, to_json(output), now, c.worker, c.attempt])
+                    s.query_row(
+                        params![c.id.0, to_json(output), now, c.worker, c.attempt],
+                        |r| r.get(0),
+                    )
+                    .optional()
                 })
                 .map_err(map_err)?;
-            if n == 1 {
+            if ordered.is_some() {
                 for w in &c.kv {
                     tx.prepare_cached(
                         "INSERT OR REPLACE INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)",
@@ -220,10 +231,10 @@ fn apply_completion(tx: &Connection, c: &Completion, now: i64) -> StoreResult<Op
                     .map_err(map_err)?;
                 }
             }
-            Ok((n == 1).then_some(TaskStatus::Succeeded))
+            Ok(ordered.map(|o| (TaskStatus::Succeeded, o)))
         }
         Outcome::Failed { error, retry_at } => {
-            let status: Option<String> = tx
+            let status: Option<(String, bool)> = tx
                 .prepare_cached(
                     "UPDATE tasks SET \
                        status = CASE WHEN ?6 IS NULL THEN 'failed' \
@@ -231,17 +242,18 @@ fn apply_completion(tx: &Connection, c: &Completion, now: i64) -> StoreResult<Op
                        run_at = COALESCE(?6, run_at), error_code = ?2, error_message = ?3, \
                        finished_at = CASE WHEN ?6 IS NULL OR attempts >= max_attempts THEN ?7 END, \
                        lease_until = NULL \
-                     WHERE id = ?1 AND status = 'running' AND worker = ?4 AND attempts = ?5 RETURNING status",
+                     WHERE id = ?1 AND status = 'running' AND worker = ?4 AND attempts = ?5 \
+                     RETURNING status, ordering_key IS NOT NULL",
                 )
                 .and_then(|mut s| {
                     s.query_row(
                         params![c.id.0, error.code, error.message, c.worker, c.attempt, retry_at.map(ms), now],
-                        |r| r.get(0),
+                        |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .optional()
                 })
                 .map_err(map_err)?;
-            Ok(status.and_then(|s| s.parse().ok()))
+            Ok(status.and_then(|(s, o)| s.parse().ok().map(|s| (s, o))))
         }
     }
 }
@@ -413,21 +425,15 @@ impl Store for SqliteStore {
             let mut unblocked = false;
             for c in &completions {
                 match apply_completion(&tx, c, now)? {
-                    Some(TaskStatus::Scheduled) => {
+                    Some((TaskStatus::Scheduled, _)) => {
                         report.applied += 1;
                         rescheduled = true;
                     }
-                    Some(_) => {
+                    Some((_, ordered)) => {
                         report.applied += 1;
                         report.finished.push(c.id);
                         // The next task with its ordering key may run now.
-                        unblocked = unblocked
-                            || tx
-                                .prepare_cached(
-                                    "SELECT ordering_key IS NOT NULL FROM tasks WHERE id = ?1",
-                                )
-                                .and_then(|mut s| s.query_row([c.id.0], |r| r.get::<_, bool>(0)))
-                                .map_err(map_err)?;
+                        unblocked |= ordered;
                     }
                     None => report.fenced.push(c.id),
                 }
