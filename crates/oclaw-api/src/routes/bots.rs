@@ -99,64 +99,28 @@ pub async fn invoke(
     Ok((status, Json(invoke_answer(&current))))
 }
 
-/// Enqueues `task`; with `wait`, waits that long for it to finish (subscribing to finishes before
-/// enqueueing, so the finish cannot be missed). Answers the task as it is then.
+/// Enqueues `task`; with `wait`, waits that long for it to finish (through the process's reply
+/// router). Answers the task as it is then.
 pub(crate) async fn enqueue_and_wait(
     state: &ApiState,
     task: oclaw_core::NewTask,
     trace_id: &str,
     wait: Option<std::time::Duration>,
 ) -> Result<oclaw_core::Task, ApiError> {
-    let finished = wait.map(|_| state.store.wakeups().finished.subscribe());
-    let enqueued = state
-        .store
-        .enqueue(task)
-        .await
-        .map_err(|e| ApiError::from(e).trace(trace_id))?;
-    match (wait, finished) {
-        (Some(wait), Some(finished)) => wait_finished(state, enqueued.task, finished, wait).await,
-        _ => Ok(enqueued.task),
-    }
-}
-
-/// Waits up to `wait` for `task` to reach a terminal state; answers the task as it is then.
-/// `finished` must be subscribed before the task was enqueued, so its finish cannot be missed.
-async fn wait_finished(
-    state: &ApiState,
-    task: oclaw_core::Task,
-    mut finished: tokio::sync::broadcast::Receiver<std::sync::Arc<[oclaw_core::TaskId]>>,
-    wait: std::time::Duration,
-) -> Result<oclaw_core::Task, ApiError> {
-    let id = task.id;
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut current = task;
-    loop {
-        if current.status.is_terminal() {
-            return Ok(current);
-        }
-        let woke = tokio::time::timeout_at(deadline, finished.recv()).await;
-        let closed = matches!(
-            woke,
-            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed))
-        );
-        let check = match &woke {
-            Err(_) => true,
-            Ok(Ok(ids)) => ids.contains(&id),
-            // Missed notifications or a closed channel: look at the task itself.
-            Ok(Err(_)) => true,
-        };
-        if check {
-            current = state
-                .store
-                .get_task(id)
-                .await?
-                .ok_or(oclaw_store::StoreError::NotFound(id))?;
-            if current.status.is_terminal() || tokio::time::Instant::now() >= deadline {
-                return Ok(current);
-            }
-            if closed {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
+    let err = |e: oclaw_store::StoreError| ApiError::from(e).trace(trace_id);
+    let Some(wait) = wait else {
+        return state.store.enqueue(task).await.map(|e| e.task).map_err(err);
+    };
+    let pending = state.replies.submit(task).await.map_err(err)?;
+    let id = pending.task.id;
+    match pending.finished(wait).await {
+        Some(done) => Ok(done),
+        // Still running at the timeout: the task as it is now.
+        None => state
+            .store
+            .get_task(id)
+            .await
+            .map_err(err)?
+            .ok_or_else(|| err(oclaw_store::StoreError::NotFound(id))),
     }
 }
