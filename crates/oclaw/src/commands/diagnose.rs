@@ -21,7 +21,7 @@ fn error_lines(path: &std::path::Path, n: usize) -> Vec<String> {
 }
 
 /// `name{labels} value` samples of one metric in a Prometheus text page.
-fn samples<'a>(page: &'a str, name: &str) -> Vec<(&'a str, f64)> {
+pub(super) fn samples<'a>(page: &'a str, name: &str) -> Vec<(&'a str, f64)> {
     page.lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
         .filter_map(|l| {

@@ -18,6 +18,7 @@ use oclaw_cluster::OpenClawCluster;
 use oclaw_core::ErrorCode;
 use serde::{Deserialize, Serialize};
 
+use super::diagnose::samples;
 use super::{EXIT_FAILURE, EXIT_INVALID};
 
 fn fail(code: ErrorCode, message: impl std::fmt::Display, exit: u8) -> ExitCode {
@@ -90,38 +91,16 @@ fn unix_now() -> f64 {
     Utc::now().timestamp_millis() as f64 / 1000.0
 }
 
-/// Sums of a counter family on a pod's `/metrics`, by the value of `label`.
-async fn scrape(
-    http: &reqwest::Client,
-    port: u16,
-    metric: &str,
-    label: &str,
-) -> HashMap<String, u64> {
-    let mut out = HashMap::new();
-    let Ok(r) = http
+/// A pod's `/metrics` page (empty when it does not answer).
+async fn metrics_page(http: &reqwest::Client, port: u16) -> String {
+    match http
         .get(format!("http://127.0.0.1:{port}/metrics"))
         .send()
         .await
-    else {
-        return out;
-    };
-    let page = r.text().await.unwrap_or_default();
-    for line in page
-        .lines()
-        .filter(|l| l.starts_with(metric) && !l.starts_with('#'))
     {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let key = series
-            .split(&format!("{label}=\""))
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .unwrap_or("")
-            .to_string();
-        *out.entry(key).or_default() += value.parse::<f64>().unwrap_or(0.0) as u64;
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
     }
-    out
 }
 
 /// One step of a canary rollout, if one is in progress: observe, decide, act.
@@ -159,17 +138,17 @@ async fn drive_rollout(
         ..Default::default()
     };
     for p in on_new.iter().filter(|p| p.pid.is_some()) {
-        let tasks = scrape(http, p.port, "oclaw_tasks_total", "outcome").await;
-        o.tasks += tasks.values().sum::<u64>();
-        o.failed_tasks += tasks.get("failed").copied().unwrap_or(0);
-        o.scheduling_attempts += scrape(http, p.port, "oclaw_scheduling_attempts_total", "none")
-            .await
-            .values()
+        let page = metrics_page(http, p.port).await;
+        let sum = |name: &str| -> u64 { samples(&page, name).iter().map(|s| s.1 as u64).sum() };
+        let tasks = samples(&page, "oclaw_tasks_total");
+        o.tasks += tasks.iter().map(|s| s.1 as u64).sum::<u64>();
+        o.failed_tasks += tasks
+            .iter()
+            .filter(|s| s.0.contains("outcome=\"failed\""))
+            .map(|s| s.1 as u64)
             .sum::<u64>();
-        o.scheduling_failures += scrape(http, p.port, "oclaw_scheduling_failures_total", "none")
-            .await
-            .values()
-            .sum::<u64>();
+        o.scheduling_attempts += sum("oclaw_scheduling_attempts_total");
+        o.scheduling_failures += sum("oclaw_scheduling_failures_total");
     }
     let (next, actions) = step(&r.status, &r.spec, &o, unix_now());
     for a in actions {
@@ -640,12 +619,6 @@ fn wait_rolled(dir: &Path, want: &[PodSpec], revision: u64, wait: Duration) -> b
     }
 }
 
-fn stored_cluster(dir: &Path) -> Option<OpenClawCluster> {
-    let file = dir.join("cluster.yaml");
-    let text = std::fs::read_to_string(&file).ok()?;
-    OpenClawCluster::parse(&file.display().to_string(), &text).ok()
-}
-
 fn age(since: Option<DateTime<Utc>>) -> String {
     let Some(s) = since else { return "-".into() };
     let secs = (Utc::now() - s).num_seconds().max(0);
@@ -780,7 +753,7 @@ pub fn supervise(namespace: &str) -> ExitCode {
 
 async fn supervise_loop(namespace: &str) -> ExitCode {
     let dir = cluster_dir(namespace);
-    if stored_cluster(&dir).is_none() {
+    if revision_cluster(&dir, 0).is_none() {
         return fail(
             ErrorCode::DriverUnavailable,
             format!("no cluster in {}", dir.display()),
@@ -817,7 +790,7 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
         }
         let desired: Desired = read_json(&dir.join("desired.json")).unwrap_or_default();
         let Some(cluster) =
-            revision_cluster(&dir, desired.revision).or_else(|| stored_cluster(&dir))
+            revision_cluster(&dir, desired.revision).or_else(|| revision_cluster(&dir, 0))
         else {
             continue;
         };
