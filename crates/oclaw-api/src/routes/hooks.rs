@@ -8,11 +8,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use hmac::{Hmac, KeyInit, Mac};
 use oclaw_core::ErrorCode;
 use oclaw_engine::webhooks::{WebhookFormat, WebhookMode, WebhookTrigger};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 use crate::auth::bearer;
 use crate::{ApiError, ApiState};
@@ -20,17 +18,8 @@ use crate::{ApiError, ApiState};
 /// Signed requests older or newer than this are refused (replays).
 const REPLAY_WINDOW_SECS: i64 = 300;
 
+use oclaw_channels::platforms::{hex, hmac_sha256};
 use oclaw_channels::resolve_secret as resolve;
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
 
 /// Checks `X-Oclaw-Signature` against `secret` at `now` (unix seconds).
 pub fn verify_signature(
@@ -55,16 +44,11 @@ pub fn verify_signature(
             "signature time {t} is outside the {REPLAY_WINDOW_SECS}s window"
         ));
     }
-    for sig in sigs {
-        let Some(sig) = hex_decode(&sig) else {
-            continue;
-        };
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|e| e.to_string())?;
-        mac.update(format!("{t}.").as_bytes());
-        mac.update(body);
-        if mac.verify_slice(&sig).is_ok() {
-            return Ok(());
-        }
+    let expected = hex(&hmac_sha256(secret, &[format!("{t}.").as_bytes(), body]));
+    if sigs.iter().any(|sig| {
+        oclaw_channels::constant_time_eq(sig.to_ascii_lowercase().as_bytes(), expected.as_bytes())
+    }) {
+        return Ok(());
     }
     Err("signature does not match".into())
 }
@@ -376,15 +360,7 @@ mod tests {
     use super::*;
 
     fn sign(secret: &[u8], t: i64, body: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
-        mac.update(format!("{t}.").as_bytes());
-        mac.update(body);
-        let sig: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sig = hex(&hmac_sha256(secret, &[format!("{t}.").as_bytes(), body]));
         format!("t={t},v1={sig}")
     }
 

@@ -127,11 +127,13 @@ async fn post_json(url: &str, bearer: Option<&str>, body: &Value) -> Result<Valu
     Ok(v)
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+/// HMAC-SHA256 of the concatenated `parts`.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     use hmac::{KeyInit, Mac};
     let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(key) {
         Ok(m) => m,
