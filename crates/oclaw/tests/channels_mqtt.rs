@@ -122,6 +122,35 @@ async fn wait_tasks(base: &str, n: usize) {
     }
 }
 
+/// The node subscribes once connected: publishes to `<prefix>/0/temp` until a reply shows it
+/// listens.
+async fn wait_answering(
+    client: &AsyncClient,
+    replies: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    prefix: &str,
+    node: &common::Node,
+) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let probe = json!({"celsius": 1}).to_string();
+        client
+            .publish(format!("{prefix}/0/temp"), QoS::AtLeastOnce, false, probe)
+            .await
+            .unwrap();
+        if tokio::time::timeout(Duration::from_millis(500), replies.recv())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node never answered: {}",
+            node.logs()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_messages_become_tasks_and_replies_are_published() {
     let Some((url, host, port)) = broker() else {
@@ -134,30 +163,7 @@ async fn mqtt_messages_become_tasks_and_replies_are_published() {
         &config(&url, &format!("n-{}", unique()), &prefix),
     );
     let (client, mut replies) = subscriber(&host, port, &format!("{prefix}/alerts")).await;
-    // The node subscribes once connected: publish until the first reply shows it listens.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        client
-            .publish(
-                format!("{prefix}/0/temp"),
-                QoS::AtLeastOnce,
-                false,
-                json!({"celsius": 20}).to_string(),
-            )
-            .await
-            .unwrap();
-        if tokio::time::timeout(Duration::from_millis(500), replies.recv())
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the node never answered: {}",
-            node.logs()
-        );
-    }
+    wait_answering(&client, &mut replies, &prefix, &node).await;
     while tokio::time::timeout(Duration::from_millis(300), replies.recv())
         .await
         .is_ok()
@@ -222,29 +228,7 @@ async fn mqtt_messages_sent_while_the_node_is_down_are_not_lost() {
     let cfg = config(&url, &client_id, &prefix);
     let mut node = common::start(dir.path(), &cfg);
     let (client, mut replies) = subscriber(&host, port, &format!("{prefix}/alerts")).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        client
-            .publish(
-                format!("{prefix}/0/temp"),
-                QoS::AtLeastOnce,
-                false,
-                json!({"celsius": 1}).to_string(),
-            )
-            .await
-            .unwrap();
-        if tokio::time::timeout(Duration::from_millis(500), replies.recv())
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the node never answered: {}",
-            node.logs()
-        );
-    }
+    wait_answering(&client, &mut replies, &prefix, &node).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = count_tasks(&node.url).await;
     node.kill9();
