@@ -7,7 +7,7 @@ pub mod kubernetes;
 pub mod local;
 pub mod model;
 pub mod nomad;
-pub mod quantity;
+pub use oclaw_core::quantity;
 pub mod rollout;
 
 pub use model::{ClusterError, OpenClawCluster};

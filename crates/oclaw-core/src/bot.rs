@@ -1,6 +1,8 @@
 //! Bot definitions as written in YAML (`kind: Bot`). Validation against the skill registry and
 //! template compilation happen in the engine, which knows the skills.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -54,7 +56,26 @@ pub struct BotSpec {
     /// Let `http.request` reach private and loopback addresses (off by default: SSRF guard).
     #[serde(default)]
     pub allow_private_network: bool,
+    /// What each plugin may use when this bot runs it, by plugin name. A plugin gets no
+    /// capability the bot does not grant here, whatever its manifest asks for.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub grants: BTreeMap<String, PluginGrant>,
 }
+
+/// Capabilities granted to one plugin: `log`, `kv` (the bot's key-value store), `http`
+/// (outbound requests to the hosts in `http_allow`, through the SSRF-guarded client).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginGrant {
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Hosts (`example.com`, `api.example.com:8443`) the plugin may call with `http`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_allow: Vec<String>,
+}
+
+/// Capabilities a plugin can be granted.
+pub const PLUGIN_CAPABILITIES: &[&str] = &["log", "kv", "http"];
 
 pub fn default_queue() -> String {
     "default".into()
@@ -192,6 +213,22 @@ impl BotDoc {
                     "trigger {} must set exactly one of cron, every, webhook, websocket, mqtt, nats, slack, telegram, feishu, dingtalk, wecom (it sets {})",
                     i + 1,
                     if kinds.is_empty() { "none".to_string() } else { kinds.join(" and ") }
+                ));
+            }
+        }
+        for (plugin, grant) in &self.spec.grants {
+            for cap in &grant.capabilities {
+                if !PLUGIN_CAPABILITIES.contains(&cap.as_str()) {
+                    return Err(format!(
+                        "grants.{plugin}: unknown capability `{cap}`{}; known: {}",
+                        crate::suggest::hint(cap, PLUGIN_CAPABILITIES),
+                        PLUGIN_CAPABILITIES.join(", ")
+                    ));
+                }
+            }
+            if !grant.http_allow.is_empty() && !grant.capabilities.iter().any(|c| c == "http") {
+                return Err(format!(
+                    "grants.{plugin}: `http_allow` is set but capability `http` is not granted"
                 ));
             }
         }

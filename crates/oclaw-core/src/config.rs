@@ -48,6 +48,77 @@ pub struct NodeConfig {
     pub telemetry: TelemetryConfig,
     /// Connections and settings shared by bots' channel triggers.
     pub channels: ChannelsConfig,
+    /// WebAssembly plugin skills: where they are installed and the node's limits for them.
+    pub plugins: PluginsConfig,
+    /// MCP tool servers whose tools become skills `mcp.<server>.<tool>`.
+    pub mcp: McpConfig,
+}
+
+/// `plugins:` — installed WebAssembly plugins and the ceilings every plugin call runs under.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Folder of installed plugins (`oclaw plugin install` writes `<dir>/<name>/`).
+    pub dir: PathBuf,
+    /// How often the folder is checked for new, changed or removed plugins; `0s` turns hot
+    /// reload off.
+    pub reload_interval: Dur,
+    /// Ceiling for a plugin's linear memory (a manifest may ask for less, never more).
+    pub max_memory: String,
+    /// Ceiling for one plugin call's wall-clock time.
+    pub max_timeout: Dur,
+    /// Plugin calls running at once in this process; more wait for a free slot.
+    pub max_concurrent_calls: u32,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            dir: PathBuf::from("plugins"),
+            reload_interval: Dur::secs(2),
+            max_memory: "256Mi".into(),
+            max_timeout: Dur::secs(30),
+            max_concurrent_calls: 128,
+        }
+    }
+}
+
+/// `mcp:` — MCP tool servers, by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    pub servers: BTreeMap<String, McpServerConfig>,
+}
+
+/// One MCP server: either a `command` started over stdio (restarted when it exits) or the `url`
+/// of a streamable-HTTP endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerConfig {
+    /// Program to start (stdio transport).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Environment of the started program (it inherits nothing else but `PATH` and `HOME`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory of the started program.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+    /// Streamable-HTTP endpoint, for example `http://127.0.0.1:3001/mcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Bearer token sent to a streamable-HTTP server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token: Option<String>,
+    /// Limit for one tool call (and for connecting and listing tools).
+    #[serde(default = "default_mcp_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_mcp_timeout() -> Dur {
+    Dur::secs(30)
 }
 
 /// `channels:` — broker connections used by `mqtt`/`nats` triggers, WebSocket session limits and
@@ -355,6 +426,8 @@ impl NodeConfig {
             bots_dir: None,
             telemetry: TelemetryConfig::default(),
             channels: ChannelsConfig::default(),
+            plugins: PluginsConfig::default(),
+            mcp: McpConfig::default(),
         };
         if profile == Profile::Production {
             c.worker.concurrency = 50;

@@ -32,6 +32,8 @@ pub struct LoadedBot {
     pub nats: Vec<crate::broker_triggers::NatsTrigger>,
     /// Chat-platform triggers (served by the api-server under `/hooks/`).
     pub platforms: Vec<crate::platform_triggers::PlatformTrigger>,
+    /// `spec.grants`, shared with every skill call of the bot.
+    pub grants: Arc<std::collections::BTreeMap<String, oclaw_core::bot::PluginGrant>>,
 }
 
 impl LoadedBot {
@@ -399,6 +401,7 @@ impl BotCatalog {
         self.bots.insert(
             name,
             Arc::new(LoadedBot {
+                grants: Arc::new(doc.spec.grants.clone()),
                 platforms,
                 mqtt,
                 nats,

@@ -219,6 +219,7 @@ async fn run_steps(
             http: rt.http.clone(),
             cache_ttl: rt.cache_ttl,
             allow_private_network: bot.doc.spec.allow_private_network,
+            grants: bot.grants.clone(),
         };
         let output = skill
             .run(

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use oclaw_core::NewTask;
 use oclaw_engine::templates::TemplateEngine;
 use oclaw_engine::{BotCatalog, Runtime, Worker, WorkerOptions};
-use oclaw_skills::{Skill, SkillCall, SkillContext, SkillError, SkillOrigin, SkillRegistry};
+use oclaw_skills::{Skill, SkillCall, SkillContext, SkillError, SkillRegistry};
 use oclaw_store::postgres::{PgOptions, PgStore};
 use oclaw_store::sqlite::{SqliteOptions, SqliteStore};
 use oclaw_store::Store;
@@ -174,10 +174,7 @@ fn worker_options(concurrency: usize, batch: usize, batching: bool) -> WorkerOpt
 /// Pre-loads `tasks` no-op tasks, then times one worker draining them.
 pub async fn drain(o: DrainOptions) -> Result<String, String> {
     let mut skills = SkillRegistry::builtin();
-    skills.register(
-        Arc::new(Mark(mpsc::unbounded_channel().0)),
-        SkillOrigin::BuiltIn,
-    );
+    skills.register(Arc::new(Mark(mpsc::unbounded_channel().0)));
     if o.workers > 0
         && o.storage_url
             .as_deref()
@@ -319,7 +316,7 @@ pub async fn latency(
 ) -> Result<String, String> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut skills = SkillRegistry::builtin();
-    skills.register(Arc::new(Mark(tx)), SkillOrigin::BuiltIn);
+    skills.register(Arc::new(Mark(tx)));
     if workers > 0 && storage_url.is_none_or(|u| !u.starts_with("postgres")) {
         return Err("--workers needs --storage-url postgres://...".into());
     }

@@ -10,5 +10,7 @@ pub mod monitoring;
 mod serve;
 
 pub use examples::EXAMPLE_BOTS;
-pub use loading::{build_catalog, open_configured_store, CatalogSource, NodeError};
+pub use loading::{
+    build_catalog, build_skills, open_configured_store, CatalogSource, NodeError, NodeSkills,
+};
 pub use serve::{serve, Components, ServeOptions, HEARTBEAT};

@@ -96,6 +96,49 @@ pub fn build_catalog(
     Ok((catalog, CatalogSource::Examples))
 }
 
+/// The skills a node runs: built-ins, the installed plugins (`plugins.dir`) and the tools of the
+/// configured MCP servers.
+pub struct NodeSkills {
+    pub registry: SkillRegistry,
+    pub plugins: Arc<oclaw_plugins::PluginHost>,
+    pub mcp: Arc<oclaw_plugins::mcp::McpHub>,
+}
+
+/// Loads plugins and connects to MCP servers. A plugin that fails to load is logged and left
+/// out (bots that use it are then refused with the unknown-skill error); an MCP server that does
+/// not answer fails the start.
+pub async fn build_skills(config: &NodeConfig) -> Result<NodeSkills, NodeError> {
+    let fail = |code: ErrorCode, message: String| NodeError::Startup { code, message };
+    let mut registry = SkillRegistry::builtin();
+    let plugins = Arc::new(
+        oclaw_plugins::PluginHost::new(&config.plugins)
+            .map_err(|m| fail(ErrorCode::ConfigInvalidValue, m))?,
+    );
+    let host = plugins.clone();
+    let report = tokio::task::spawn_blocking(move || host.reload())
+        .await
+        .unwrap_or_default();
+    if !report.added.is_empty() {
+        tracing::info!(component = "plugins", dir = %config.plugins.dir.display(),
+            plugins = %report.added.join(", "), "plugins loaded");
+    }
+    plugins
+        .register_skills(&mut registry)
+        .map_err(|m| fail(ErrorCode::PluginInvalid, m))?;
+    let mcp = Arc::new(
+        oclaw_plugins::mcp::McpHub::new(&config.mcp)
+            .map_err(|m| fail(ErrorCode::ConfigInvalidValue, m))?,
+    );
+    mcp.connect_and_register(&mut registry)
+        .await
+        .map_err(|m| fail(ErrorCode::PluginUnavailable, m))?;
+    Ok(NodeSkills {
+        registry,
+        plugins,
+        mcp,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

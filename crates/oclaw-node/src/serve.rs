@@ -12,7 +12,6 @@ use oclaw_core::ErrorCode;
 use oclaw_engine::templates::TemplateEngine;
 use oclaw_engine::{Runtime, Worker, WorkerOptions};
 use oclaw_scheduler::Scheduler;
-use oclaw_skills::SkillRegistry;
 use tokio::sync::watch;
 
 use crate::loading::{build_catalog, open_configured_store, CatalogSource, NodeError};
@@ -175,7 +174,11 @@ pub async fn serve(
         ListenSafety::Refused(m) => return Err(startup(ErrorCode::ConfigInvalidValue, m)),
     }
     let store = open_configured_store(&config).await?;
-    let skills = SkillRegistry::builtin();
+    let node_skills = crate::loading::build_skills(&config).await?;
+    node_skills
+        .plugins
+        .watch(config.plugins.reload_interval.get());
+    let skills = node_skills.registry.clone();
     let templates = TemplateEngine::default();
     let (catalog, source) = build_catalog(&config, &opts.config_file, &skills, &templates)?;
     let catalog = Arc::new(catalog);

@@ -1,6 +1,8 @@
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use oclaw_core::bot::PluginGrant;
 use oclaw_core::{ErrorCode, TaskId};
 use oclaw_store::Store;
 use serde_json::Value;
@@ -23,6 +25,8 @@ pub struct SkillContext {
     pub cache_ttl: Duration,
     /// The bot lets `http.request` reach private and loopback addresses.
     pub allow_private_network: bool,
+    /// What the bot lets each plugin use (`spec.grants`).
+    pub grants: Arc<BTreeMap<String, PluginGrant>>,
 }
 
 /// One invocation: `with` is the rendered step input, `data` the previous step's output (the

@@ -14,6 +14,6 @@ mod template;
 mod transform;
 
 pub use context::{SkillCall, SkillContext, SkillError};
-pub use http_request::HttpClients;
-pub use registry::{Skill, SkillOrigin, SkillRegistry};
+pub use http_request::{HttpClients, HttpRequest};
+pub use registry::{intern, Skill, SkillOrigin, SkillRegistry};
 pub use transform::compile_jq;

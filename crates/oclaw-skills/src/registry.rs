@@ -10,14 +10,44 @@ use crate::{SkillCall, SkillContext, SkillError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SkillOrigin {
     BuiltIn,
+    /// A WebAssembly plugin, at the version loaded now.
+    Plugin {
+        name: String,
+        version: String,
+    },
+    /// A tool of an MCP server.
+    Mcp {
+        server: String,
+    },
 }
 
 impl std::fmt::Display for SkillOrigin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SkillOrigin::BuiltIn => f.write_str("built-in"),
+            SkillOrigin::Plugin { name, version } => write!(f, "plugin {name}@{version}"),
+            SkillOrigin::Mcp { server } => write!(f, "mcp {server}"),
         }
     }
+}
+
+/// A `&'static str` for a name known only at run time (plugin and MCP skill names and
+/// summaries). Each distinct string is kept once for the life of the process, so reloading a
+/// plugin does not grow memory.
+pub fn intern(s: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(|| Mutex::new(HashSet::new()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = names.get(s) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
+    names.insert(leaked);
+    leaked
 }
 
 /// A named, typed pipeline step.
@@ -38,13 +68,17 @@ pub trait Skill: Send + Sync {
     fn pure(&self) -> bool {
         false
     }
+    /// Where the skill comes from; plugins answer with the version loaded now.
+    fn origin(&self) -> SkillOrigin {
+        SkillOrigin::BuiltIn
+    }
     async fn run(&self, ctx: &SkillContext, call: SkillCall) -> Result<Value, SkillError>;
 }
 
 /// Every skill a node can run, by name.
 #[derive(Clone)]
 pub struct SkillRegistry {
-    skills: BTreeMap<&'static str, (Arc<dyn Skill>, SkillOrigin)>,
+    skills: BTreeMap<&'static str, Arc<dyn Skill>>,
 }
 
 impl SkillRegistry {
@@ -66,19 +100,25 @@ impl SkillRegistry {
             Arc::new(crate::enqueue::TaskEnqueue),
         ];
         for s in builtins {
-            r.register(s, SkillOrigin::BuiltIn);
+            r.register(s);
         }
         r
     }
 
-    pub fn register(&mut self, skill: Arc<dyn Skill>, origin: SkillOrigin) {
-        self.skills.insert(skill.name(), (skill, origin));
+    /// Adds a skill; a skill of the same name is replaced.
+    pub fn register(&mut self, skill: Arc<dyn Skill>) {
+        self.skills.insert(skill.name(), skill);
+    }
+
+    /// Whether a skill of this name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.skills.contains_key(name)
     }
 
     /// The skill called `name`, or an error that lists what exists.
     pub fn get(&self, name: &str) -> Result<Arc<dyn Skill>, String> {
         match self.skills.get(name) {
-            Some((s, _)) => Ok(s.clone()),
+            Some(s) => Ok(s.clone()),
             None => {
                 let names: Vec<&str> = self.skills.keys().copied().collect();
                 Err(format!(
@@ -94,7 +134,7 @@ impl SkillRegistry {
     pub fn list(&self) -> Vec<(&'static str, SkillOrigin, &'static str)> {
         self.skills
             .iter()
-            .map(|(n, (s, o))| (*n, o.clone(), s.summary()))
+            .map(|(n, s)| (*n, s.origin(), s.summary()))
             .collect()
     }
 }

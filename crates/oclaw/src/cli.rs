@@ -65,6 +65,12 @@ pub enum Command {
     /// Print reference documents generated from the code.
     #[command(subcommand)]
     Docs(DocsCommand),
+    /// Install, list, inspect and remove WebAssembly plugins (the folder `plugins.dir`).
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// List every skill the node would offer: built-in, plugins, MCP tools.
+    #[command(subcommand)]
+    Skill(SkillCommand),
     /// Submit, inspect, cancel and retry tasks on a running node.
     #[command(subcommand)]
     Task(TaskCommand),
@@ -423,6 +429,62 @@ pub enum DriverArg {
     Kubernetes,
     /// A Nomad cluster, for dev/test (a job file; `nomad job run` applies it).
     Nomad,
+}
+
+/// Where the plugins folder is: `--dir`, else `plugins.dir` of the configuration.
+#[derive(Debug, clap::Args)]
+pub struct PluginDirArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The plugins folder (overrides plugins.dir).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Verify a plugin (manifest, module digest, ABI, imports) and copy it into the plugins
+    /// folder; a running node loads it (or the new version) within plugins.reload_interval.
+    Install {
+        /// A plugin folder holding plugin.yaml, or the plugin.yaml itself.
+        path: PathBuf,
+        #[command(flatten)]
+        dir: PluginDirArgs,
+    },
+    /// The installed plugins: NAME VERSION SKILLS CAPABILITIES STATUS.
+    List {
+        #[command(flatten)]
+        dir: PluginDirArgs,
+        #[arg(short = 'o', long, value_enum)]
+        output: Option<OutputArg>,
+    },
+    /// One installed plugin in full: manifest, digest, limits, host imports, skills and schemas.
+    Inspect {
+        name: String,
+        #[command(flatten)]
+        dir: PluginDirArgs,
+        #[arg(short = 'o', long, value_enum)]
+        output: Option<OutputArg>,
+    },
+    /// Remove an installed plugin (a running node drops it at its next reload; calls in flight
+    /// finish on the version they started with).
+    Remove {
+        name: String,
+        #[command(flatten)]
+        dir: PluginDirArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SkillCommand {
+    /// NAME ORIGIN SUMMARY for every skill (connects to the configured MCP servers to list
+    /// their tools).
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(short = 'o', long, value_enum)]
+        output: Option<OutputArg>,
+    },
 }
 
 /// Output format of rendered objects.

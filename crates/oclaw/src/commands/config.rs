@@ -2,7 +2,6 @@ use std::process::ExitCode;
 
 use oclaw_core::config_load::load_node_config;
 use oclaw_engine::templates::TemplateEngine;
-use oclaw_skills::SkillRegistry;
 
 use super::{profile, EXIT_INVALID};
 use crate::cli::ConfigCommand;
@@ -18,12 +17,28 @@ pub fn run(cmd: ConfigCommand) -> ExitCode {
                     return ExitCode::from(EXIT_INVALID);
                 }
             };
-            match oclaw_node::build_catalog(
+            // Plugins and MCP tools are skills too: a bot that uses them validates only
+            // against the installed plugins and the reachable servers.
+            let rt = match super::runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            let skills = match rt.block_on(oclaw_node::build_skills(&config)) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_INVALID);
+                }
+            };
+            let checked = oclaw_node::build_catalog(
                 &config,
                 &name,
-                &SkillRegistry::builtin(),
+                &skills.registry,
                 &TemplateEngine::default(),
-            ) {
+            );
+            drop(skills);
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            match checked {
                 Ok((catalog, source)) => {
                     let names: Vec<&str> = catalog.bots().map(|b| b.name()).collect();
                     let from = match source {

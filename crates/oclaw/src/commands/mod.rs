@@ -9,6 +9,7 @@ mod config;
 mod diagnose;
 mod docs;
 mod local;
+mod plugin;
 mod serve;
 mod task;
 
@@ -43,6 +44,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Config(c) => config::run(c),
         Command::Bench(b) => bench::run(b),
         Command::Docs(d) => docs::run(d),
+        Command::Plugin(p) => plugin::run(p),
+        Command::Skill(s) => plugin::skills(s),
         Command::Init(args) => cluster::init(args),
         Command::Deploy { what } => cluster::deploy(what),
         Command::Status { namespace, output } => {
