@@ -215,11 +215,8 @@ impl PluginHost {
                 if last.as_ref() == Some(&stamp) {
                     continue;
                 }
-                let first = last.is_none();
+                // The first look reloads too: the folder may have changed since the start.
                 last = Some(stamp);
-                if first {
-                    continue;
-                }
                 let host2 = host.clone();
                 let _ = tokio::task::spawn_blocking(move || host2.reload()).await;
             }

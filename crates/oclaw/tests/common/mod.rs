@@ -332,3 +332,74 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The repository's root folder.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A tool the test needs is missing: a failure under `CI=true`, a skip (with the reason)
+/// elsewhere. Answers `None` so callers can `return`.
+pub fn missing<T>(what: &str) -> Option<T> {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what} (CI installs it with .ci/install-tools)");
+    }
+    eprintln!("skipped: {what} (run .ci/install-tools)");
+    None
+}
+
+/// The example plugins built by `examples/plugins/build.sh` (C with clang/lld, AssemblyScript
+/// from npm), built once per test binary when missing.
+pub fn example_plugins() -> Option<PathBuf> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let out = workspace_root().join("target/example-plugins");
+    let built = BUILT.get_or_init(|| {
+        if out.join("text-tools/plugin.yaml").is_file()
+            && out.join("link-check/plugin.yaml").is_file()
+        {
+            return Ok(out.clone());
+        }
+        let o = Command::new("bash")
+            .arg(workspace_root().join("examples/plugins/build.sh"))
+            .env("OUT", &out)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if o.status.success() {
+            Ok(out.clone())
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).into_owned())
+        }
+    });
+    match built {
+        Ok(p) => Some(p.clone()),
+        Err(e) => missing(&format!(
+            "the example plugins do not build (clang, lld, npm needed): {e}"
+        )),
+    }
+}
+
+/// The MCP reference server ("everything", from npm) installed in `examples/mcp`.
+pub fn mcp_everything() -> Option<PathBuf> {
+    static INSTALLED: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let dir = workspace_root().join("examples/mcp");
+    let entry = dir.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    let found = INSTALLED.get_or_init(|| {
+        if !entry.is_file() {
+            let o = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--silent"])
+                .current_dir(&dir)
+                .output()
+                .map_err(|e| format!("npm: {e}"))?;
+            if !o.status.success() {
+                return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+            }
+        }
+        Ok(entry.clone())
+    });
+    match found {
+        Ok(p) => Some(p.canonicalize().unwrap_or_else(|_| p.clone())),
+        Err(e) => missing(&format!(
+            "the MCP reference server is not installed (npm ci in examples/mcp): {e}"
+        )),
+    }
+}
