@@ -31,6 +31,12 @@ type Client = RunningService<RoleClient, ()>;
 /// Waits at least this long between two starts of a server that keeps failing.
 const RESTART_BACKOFF: Duration = Duration::from_secs(1);
 
+/// Whether the connection has ended (the process exited, the session closed, or it was
+/// cancelled).
+fn gone(c: &Client) -> bool {
+    c.is_closed() || c.is_transport_closed()
+}
+
 /// One configured server and its live connection.
 pub struct McpServer {
     pub name: String,
@@ -169,7 +175,7 @@ impl McpServer {
     async fn client(&self) -> Result<Arc<Client>, PluginError> {
         let mut slot = self.client.lock().await;
         if let Some(c) = slot.as_ref() {
-            if !c.is_closed() {
+            if !gone(c) {
                 return Ok(c.clone());
             }
             tracing::warn!(component = "mcp", server = %self.name, error_code = %ErrorCode::PluginUnavailable,
@@ -215,7 +221,17 @@ impl McpServer {
                 ))
             }
             Ok(Err(e)) => {
-                let closed = client.is_closed();
+                let closed = gone(&client)
+                    || matches!(
+                        e,
+                        rmcp::ServiceError::TransportClosed | rmcp::ServiceError::TransportSend(_)
+                    );
+                if closed {
+                    let mut slot = self.client.lock().await;
+                    if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, &client)) {
+                        *slot = None;
+                    }
+                }
                 let message = format!("{who}: {e}");
                 return Err(match e {
                     rmcp::ServiceError::McpError(_) => {
@@ -261,6 +277,8 @@ pub struct McpHub {
 impl McpHub {
     /// Servers from `mcp.servers` (nothing is started yet).
     pub fn new(config: &McpConfig) -> Result<McpHub, String> {
+        // The streamable-HTTP client needs a TLS provider even for plain HTTP.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut servers = BTreeMap::new();
         for (name, cfg) in &config.servers {
             if name.is_empty() || name.contains('.') {

@@ -299,8 +299,19 @@ pub struct PrivateServer {
 impl PrivateServer {
     /// Starts `program args` and waits until `port` on loopback accepts connections.
     pub fn start(program: &str, args: &[&str], port: u16) -> PrivateServer {
+        PrivateServer::start_env(program, args, &[], port)
+    }
+
+    /// [`PrivateServer::start`] with extra environment variables.
+    pub fn start_env(
+        program: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        port: u16,
+    ) -> PrivateServer {
         let child = Command::new(program)
             .args(args)
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
