@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use oclaw_core::{NewTask, TaskStatus};
 use oclaw_engine::templates::TemplateEngine;
 use oclaw_engine::{BotCatalog, Runtime, Worker, WorkerOptions};
-use oclaw_skills::{Skill, SkillCall, SkillContext, SkillError, SkillOrigin, SkillRegistry};
+use oclaw_skills::{Skill, SkillCall, SkillContext, SkillError, SkillRegistry};
 use oclaw_store::sqlite::{SqliteOptions, SqliteStore};
 use oclaw_store::Store;
 use serde_json::{json, Value};
@@ -112,8 +112,8 @@ async fn harness() -> Harness {
     );
     let flaky_runs = Arc::new(AtomicU32::new(0));
     let mut skills = SkillRegistry::builtin();
-    skills.register(Arc::new(Flaky(flaky_runs.clone())), SkillOrigin::BuiltIn);
-    skills.register(Arc::new(Panics), SkillOrigin::BuiltIn);
+    skills.register(Arc::new(Flaky(flaky_runs.clone())));
+    skills.register(Arc::new(Panics));
     let templates = TemplateEngine::default();
     let mut catalog = BotCatalog::default();
     catalog

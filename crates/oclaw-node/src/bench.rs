@@ -299,7 +299,7 @@ fn cpu_seconds() -> f64 {
     cpu_of_stat(std::path::Path::new("/proc/self/stat"))
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }

@@ -25,12 +25,7 @@ struct Sample {
     ok: bool,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
-}
+use crate::bench::percentile;
 
 async fn send(client: &reqwest::Client, url: &str, body: &str) -> bool {
     match client

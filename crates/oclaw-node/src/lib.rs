@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bench_chat;
 pub mod bench_http;
+pub mod bench_plugin;
 mod examples;
 mod loading;
 pub mod monitoring;

@@ -42,10 +42,18 @@ impl PluginHost {
     pub fn new(config: &PluginsConfig) -> Result<PluginHost, String> {
         let max_memory = oclaw_core::quantity::bytes(&config.max_memory)
             .map_err(|e| format!("plugins.max_memory: {e}"))? as usize;
+        let threads = match config.threads {
+            _ if !config.dedicated_threads => 0,
+            0 => std::thread::available_parallelism()
+                .map(|n| (n.get() / 2).max(1))
+                .unwrap_or(1),
+            n => n,
+        };
         let runtime = Runtime::new(
             max_memory,
             config.max_timeout.get(),
             config.max_concurrent_calls,
+            threads,
         )?;
         Ok(PluginHost {
             runtime,
@@ -259,7 +267,15 @@ impl PluginHost {
                 ))
             })?;
         }
-        let out = self.runtime.call(&compiled, ctx, skill, input).await?;
+        let out = self
+            .runtime
+            .call(
+                compiled.clone(),
+                ctx.cloned(),
+                skill.to_string(),
+                input.clone(),
+            )
+            .await?;
         if let Some(schema) = &decl.output {
             crate::schema::validate(schema, &out).map_err(|e| {
                 SkillError::permanent(

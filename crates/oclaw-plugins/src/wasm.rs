@@ -117,10 +117,21 @@ impl ResourceLimiter for CallState {
 /// The process's plugin engine.
 pub struct Runtime {
     engine: Engine,
+    /// Threads plugin calls run on (None: the caller's runtime).
+    threads: Option<tokio::runtime::Runtime>,
     linker: Linker<CallState>,
     permits: Arc<Semaphore>,
     pub max_memory: usize,
     pub max_timeout: Duration,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Allowed from async code, unlike dropping the runtime itself.
+        if let Some(rt) = self.threads.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// A plugin compiled and linked, ready to be called.
@@ -138,10 +149,13 @@ fn invalid(message: String) -> PluginError {
 
 impl Runtime {
     /// One engine with room for `concurrent` calls at once, each memory at most `max_memory`.
+    /// `threads`: plugin calls run on that many threads of their own (0: on the caller's
+    /// runtime).
     pub fn new(
         max_memory: usize,
         max_timeout: Duration,
         concurrent: u32,
+        threads: usize,
     ) -> Result<Runtime, String> {
         let mut pool = PoolingAllocationConfig::new();
         let slots = concurrent.max(1);
@@ -169,8 +183,21 @@ impl Runtime {
             .map_err(|e| format!("plugin epoch thread: {e}"))?;
         let mut linker = Linker::new(&engine);
         define_host_functions(&mut linker).map_err(|e| format!("plugin host functions: {e}"))?;
+        let threads = if threads == 0 {
+            None
+        } else {
+            Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .thread_name("oclaw-plugin")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("plugin threads: {e}"))?,
+            )
+        };
         Ok(Runtime {
             engine,
+            threads,
             linker,
             permits: Arc::new(Semaphore::new(slots as usize)),
             max_memory,
@@ -265,141 +292,180 @@ impl Runtime {
         })
     }
 
-    /// Runs `skill` of `plugin` on `input`.
+    /// Runs `skill` of `plugin` on `input`, on the plugin threads: a runaway plugin can only
+    /// take those, never the threads serving the API and the other bots.
     pub async fn call(
         &self,
-        plugin: &Compiled,
-        ctx: Option<&SkillContext>,
-        skill: &str,
-        input: &Value,
+        plugin: Arc<Compiled>,
+        ctx: Option<SkillContext>,
+        skill: String,
+        input: Value,
     ) -> Result<Value, PluginError> {
-        let manifest = &plugin.files.manifest;
-        let plugin_name: Arc<str> = Arc::from(manifest.name.as_str());
-        let granted = ctx
-            .and_then(|c| c.grants.get(&manifest.name))
-            .map(|g| {
-                let has =
-                    |cap: &str| manifest.asks_for(cap) && g.capabilities.iter().any(|c| c == cap);
-                Granted {
-                    log: has("log"),
-                    kv: has("kv"),
-                    http: has("http"),
-                    http_allow: g.http_allow.clone(),
-                }
-            })
-            .unwrap_or_default();
-        let input_bytes = serde_json::to_vec(input)
-            .map_err(|e| SkillError::invalid(format!("{}: input: {e}", manifest.name)))?;
-        let _permit = self.permits.acquire().await.map_err(|_| {
-            SkillError::transient(ErrorCode::PluginUnavailable, "plugin runtime closed")
-        })?;
-        let limits = plugin.limits;
-        let mut store = Store::new(
-            &self.engine,
-            CallState {
-                plugin: plugin_name.clone(),
-                ctx: ctx.cloned(),
-                granted,
-                output: None,
-                memory_limit: limits.memory_bytes,
-                log_lines: 0,
-            },
+        let call = run_call(
+            self.engine.clone(),
+            self.permits.clone(),
+            plugin,
+            ctx,
+            skill,
+            input,
         );
-        store.limiter(|s| s as &mut dyn ResourceLimiter);
-        store
-            .set_fuel(if limits.fuel == 0 {
-                u64::MAX
-            } else {
-                limits.fuel
-            })
-            .map_err(|e| SkillError::permanent(ErrorCode::PluginTrapped, e.to_string()))?;
-        let started = Instant::now();
-        let timeout = limits.timeout;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if started.elapsed() >= timeout {
-                Err(wasmtime::Error::new(Fault::Timeout(timeout)))
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        let run = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            let alloc = instance.get_typed_func::<i32, i32>(&mut store, "oclaw_alloc")?;
-            let call =
-                instance.get_typed_func::<(i32, i32, i32, i32), i32>(&mut store, "oclaw_call")?;
-            let memory = instance
-                .get_memory(&mut store, "memory")
-                .ok_or_else(|| wasmtime::Error::msg("the module has no memory"))?;
-            let place = async |store: &mut Store<CallState>, bytes: &[u8]| {
-                let len = i32::try_from(bytes.len())
-                    .map_err(|_| wasmtime::Error::msg("value too large"))?;
-                let ptr = alloc.call_async(&mut *store, len).await?;
-                memory
-                    .write(&mut *store, ptr as u32 as usize, bytes)
-                    .map_err(|_| {
-                        wasmtime::Error::new(Fault::BadTransfer(format!(
-                            "oclaw_alloc({len}) answered {ptr}, which is outside its memory"
-                        )))
-                    })?;
-                Ok::<(i32, i32), wasmtime::Error>((ptr, len))
-            };
-            let (np, nl) = place(&mut store, skill.as_bytes()).await?;
-            let (ip, il) = place(&mut store, &input_bytes).await?;
-            call.call_async(&mut store, (np, nl, ip, il)).await
+        let handle = match &self.threads {
+            Some(rt) => rt.spawn(call),
+            None => tokio::spawn(call),
         };
-        // The epoch callback stops a runaway guest; this bounds a call stuck in a host function.
-        let outcome = tokio::time::timeout(timeout + Duration::from_millis(100), run).await;
-        let who = format!(
-            "plugin {}@{} skill `{skill}`",
-            manifest.name, manifest.version
-        );
-        let status = match outcome {
-            Err(_) => {
-                return Err(SkillError::permanent(
-                    ErrorCode::PluginTimeout,
-                    format!("{who}: {}", Fault::Timeout(timeout)),
-                ))
+        // Dropping the caller (a task timeout, a shutdown) stops the call too.
+        struct AbortOnDrop(tokio::task::JoinHandle<Result<Value, PluginError>>);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                self.0.abort();
             }
-            Ok(Err(e)) => return Err(classify(&who, e)),
-            Ok(Ok(status)) => status,
-        };
-        let output = store.data_mut().output.take();
-        match status {
-            0 => {
-                let bytes = output.ok_or_else(|| {
-                    SkillError::permanent(
-                        ErrorCode::PluginBadOutput,
-                        format!(
-                            "{who}: returned success without handing over an output (oclaw.output)"
-                        ),
-                    )
-                })?;
-                serde_json::from_slice(&bytes).map_err(|e| {
-                    SkillError::permanent(
-                        ErrorCode::PluginBadOutput,
-                        format!("{who}: output is not valid JSON ({e}): {}", preview(&bytes)),
-                    )
-                })
-            }
-            1 | 2 => {
-                let message = output
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_else(|| "failed without a message".into());
-                let message = format!("{who}: {message}");
-                Err(if status == 2 {
-                    SkillError::transient(ErrorCode::SkillFailed, message)
-                } else {
-                    SkillError::permanent(ErrorCode::SkillFailed, message)
-                })
-            }
-            other => Err(SkillError::permanent(
-                ErrorCode::PluginBadOutput,
-                format!(
-                    "{who}: answered status {other}; the ABI knows 0 (ok), 1 (failed), 2 (retry)"
-                ),
+        }
+        let mut guard = AbortOnDrop(handle);
+        match (&mut guard.0).await {
+            Ok(r) => r,
+            Err(e) => Err(SkillError::permanent(
+                ErrorCode::PluginTrapped,
+                format!("plugin call stopped: {e}"),
             )),
         }
+    }
+}
+
+/// One call: a fresh instance from the pool, limits set, input in, output out.
+async fn run_call(
+    engine: Engine,
+    permits: Arc<Semaphore>,
+    plugin: Arc<Compiled>,
+    ctx: Option<SkillContext>,
+    skill: String,
+    input: Value,
+) -> Result<Value, PluginError> {
+    let ctx = ctx.as_ref();
+    let skill = skill.as_str();
+    let input = &input;
+    let manifest = &plugin.files.manifest;
+    let plugin_name: Arc<str> = Arc::from(manifest.name.as_str());
+    let granted = ctx
+        .and_then(|c| c.grants.get(&manifest.name))
+        .map(|g| {
+            let has = |cap: &str| manifest.asks_for(cap) && g.capabilities.iter().any(|c| c == cap);
+            Granted {
+                log: has("log"),
+                kv: has("kv"),
+                http: has("http"),
+                http_allow: g.http_allow.clone(),
+            }
+        })
+        .unwrap_or_default();
+    let input_bytes = serde_json::to_vec(input)
+        .map_err(|e| SkillError::invalid(format!("{}: input: {e}", manifest.name)))?;
+    let _permit = permits.acquire().await.map_err(|_| {
+        SkillError::transient(ErrorCode::PluginUnavailable, "plugin runtime closed")
+    })?;
+    let limits = plugin.limits;
+    let mut store = Store::new(
+        &engine,
+        CallState {
+            plugin: plugin_name.clone(),
+            ctx: ctx.cloned(),
+            granted,
+            output: None,
+            memory_limit: limits.memory_bytes,
+            log_lines: 0,
+        },
+    );
+    store.limiter(|s| s as &mut dyn ResourceLimiter);
+    store
+        .set_fuel(if limits.fuel == 0 {
+            u64::MAX
+        } else {
+            limits.fuel
+        })
+        .map_err(|e| SkillError::permanent(ErrorCode::PluginTrapped, e.to_string()))?;
+    let started = Instant::now();
+    let timeout = limits.timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if started.elapsed() >= timeout {
+            Err(wasmtime::Error::new(Fault::Timeout(timeout)))
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    let run = async {
+        let instance = plugin.pre.instantiate_async(&mut store).await?;
+        let alloc = instance.get_typed_func::<i32, i32>(&mut store, "oclaw_alloc")?;
+        let call =
+            instance.get_typed_func::<(i32, i32, i32, i32), i32>(&mut store, "oclaw_call")?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| wasmtime::Error::msg("the module has no memory"))?;
+        let place = async |store: &mut Store<CallState>, bytes: &[u8]| {
+            let len =
+                i32::try_from(bytes.len()).map_err(|_| wasmtime::Error::msg("value too large"))?;
+            let ptr = alloc.call_async(&mut *store, len).await?;
+            memory
+                .write(&mut *store, ptr as u32 as usize, bytes)
+                .map_err(|_| {
+                    wasmtime::Error::new(Fault::BadTransfer(format!(
+                        "oclaw_alloc({len}) answered {ptr}, which is outside its memory"
+                    )))
+                })?;
+            Ok::<(i32, i32), wasmtime::Error>((ptr, len))
+        };
+        let (np, nl) = place(&mut store, skill.as_bytes()).await?;
+        let (ip, il) = place(&mut store, &input_bytes).await?;
+        call.call_async(&mut store, (np, nl, ip, il)).await
+    };
+    // The epoch callback stops a runaway guest; this bounds a call stuck in a host function.
+    let outcome = tokio::time::timeout(timeout + Duration::from_millis(100), run).await;
+    let who = format!(
+        "plugin {}@{} skill `{skill}`",
+        manifest.name, manifest.version
+    );
+    let status = match outcome {
+        Err(_) => {
+            return Err(SkillError::permanent(
+                ErrorCode::PluginTimeout,
+                format!("{who}: {}", Fault::Timeout(timeout)),
+            ))
+        }
+        Ok(Err(e)) => return Err(classify(&who, e)),
+        Ok(Ok(status)) => status,
+    };
+    let output = store.data_mut().output.take();
+    match status {
+        0 => {
+            let bytes = output.ok_or_else(|| {
+                SkillError::permanent(
+                    ErrorCode::PluginBadOutput,
+                    format!(
+                        "{who}: returned success without handing over an output (oclaw.output)"
+                    ),
+                )
+            })?;
+            serde_json::from_slice(&bytes).map_err(|e| {
+                SkillError::permanent(
+                    ErrorCode::PluginBadOutput,
+                    format!("{who}: output is not valid JSON ({e}): {}", preview(&bytes)),
+                )
+            })
+        }
+        1 | 2 => {
+            let message = output
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_else(|| "failed without a message".into());
+            let message = format!("{who}: {message}");
+            Err(if status == 2 {
+                SkillError::transient(ErrorCode::SkillFailed, message)
+            } else {
+                SkillError::permanent(ErrorCode::SkillFailed, message)
+            })
+        }
+        other => Err(SkillError::permanent(
+            ErrorCode::PluginBadOutput,
+            format!("{who}: answered status {other}; the ABI knows 0 (ok), 1 (failed), 2 (retry)"),
+        )),
     }
 }
 

@@ -370,6 +370,30 @@ pub enum BenchCommand {
         #[arg(long)]
         server: Option<String>,
     },
+    /// Calls per second and per-call latency of a WebAssembly plugin skill (a trivial echo
+    /// plugin by default), next to a built-in skill doing the same work.
+    Plugin {
+        #[arg(long, default_value_t = 200_000)]
+        calls: usize,
+        /// Calls in flight at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// A plugin folder (with plugin.yaml) to measure instead of the echo plugin.
+        #[arg(long, requires = "skill")]
+        plugin: Option<PathBuf>,
+        /// The skill of --plugin to call.
+        #[arg(long)]
+        skill: Option<String>,
+        /// The input of every call (JSON).
+        #[arg(long, default_value = r#"{"text": "Hello, World!"}"#)]
+        input: String,
+        /// Keep this many runaway plugin calls (endless loops) in flight while measuring.
+        #[arg(long, default_value_t = 0)]
+        noisy: usize,
+        /// Run plugin calls on the bench's threads (plugins.dedicated_threads: false).
+        #[arg(long)]
+        shared_threads: bool,
+    },
     /// Chat round trips over WebSocket with the faq-bot example on an embedded node: each
     /// session sends its messages one after another and waits for every reply.
     Chat {

@@ -66,6 +66,28 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
                 mqtt,
             },
         )),
+        BenchCommand::Plugin {
+            calls,
+            concurrency,
+            plugin,
+            skill,
+            input,
+            noisy,
+            shared_threads,
+        } => match serde_json::from_str(&input) {
+            Ok(input) => rt.block_on(oclaw_node::bench_plugin::plugin(
+                oclaw_node::bench_plugin::PluginBenchOptions {
+                    noisy,
+                    shared_threads,
+                    calls: calls.max(1),
+                    concurrency: concurrency.max(1),
+                    plugin,
+                    skill,
+                    input,
+                },
+            )),
+            Err(e) => Err(format!("--input is not JSON: {e}")),
+        },
     };
     match result {
         Ok(report) => {
