@@ -77,6 +77,20 @@ pub struct PluginGrant {
 /// Capabilities a plugin can be granted.
 pub const PLUGIN_CAPABILITIES: &[&str] = &["log", "kv", "http"];
 
+/// Every name in `caps` is a known capability (the error suggests the closest).
+pub fn check_capabilities(caps: &[String]) -> Result<(), String> {
+    for cap in caps {
+        if !PLUGIN_CAPABILITIES.contains(&cap.as_str()) {
+            return Err(format!(
+                "unknown capability `{cap}`{}; known: {}",
+                crate::suggest::hint(cap, PLUGIN_CAPABILITIES),
+                PLUGIN_CAPABILITIES.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn default_queue() -> String {
     "default".into()
 }
@@ -217,15 +231,7 @@ impl BotDoc {
             }
         }
         for (plugin, grant) in &self.spec.grants {
-            for cap in &grant.capabilities {
-                if !PLUGIN_CAPABILITIES.contains(&cap.as_str()) {
-                    return Err(format!(
-                        "grants.{plugin}: unknown capability `{cap}`{}; known: {}",
-                        crate::suggest::hint(cap, PLUGIN_CAPABILITIES),
-                        PLUGIN_CAPABILITIES.join(", ")
-                    ));
-                }
-            }
+            check_capabilities(&grant.capabilities).map_err(|e| format!("grants.{plugin}: {e}"))?;
             if !grant.http_allow.is_empty() && !grant.capabilities.iter().any(|c| c == "http") {
                 return Err(format!(
                     "grants.{plugin}: `http_allow` is set but capability `http` is not granted"

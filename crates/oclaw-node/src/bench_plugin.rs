@@ -11,32 +11,10 @@ use serde_json::Value;
 
 use crate::bench::percentile;
 
-/// The trivial plugin: `echo` hands its input back unchanged.
-const ECHO_WAT: &str = r#"(module
-  (import "oclaw" "output" (func $output (param i32 i32)))
-  (memory (export "memory") 1)
-  (global $top (mut i32) (i32.const 1024))
-  (func (export "oclaw_abi_v1"))
-  (func (export "oclaw_alloc") (param $n i32) (result i32)
-    (local $p i32)
-    (local.set $p (global.get $top))
-    (global.set $top (i32.add (global.get $top) (local.get $n)))
-    (if (i32.gt_u (global.get $top) (i32.mul (memory.size) (i32.const 65536)))
-      (then (drop (memory.grow (i32.sub (i32.add (i32.div_u (global.get $top) (i32.const 65536)) (i32.const 1)) (memory.size))))))
-    (local.get $p))
-  (func (export "oclaw_call") (param i32 i32 i32 i32) (result i32)
-    (call $output (local.get 2) (local.get 3))
-    (i32.const 0)))"#;
-
-/// A runaway plugin for `--noisy`: spins until its time limit stops it.
-const SPIN_WAT: &str = r#"(module
-  (import "oclaw" "output" (func $output (param i32 i32)))
-  (memory (export "memory") 1)
-  (func (export "oclaw_abi_v1"))
-  (func (export "oclaw_alloc") (param i32) (result i32) (i32.const 1024))
-  (func (export "oclaw_call") (param i32 i32 i32 i32) (result i32)
-    (loop $l (br $l))
-    (i32.const 0)))"#;
+/// The trivial plugin's call: hand the input back unchanged.
+const ECHO: &str = "(call $output (local.get 2) (local.get 3)) (i32.const 0)";
+/// A runaway plugin's call (for `--noisy`): spin until its time limit stops it.
+const SPIN: &str = "(loop $l (br $l)) (i32.const 0)";
 
 pub struct PluginBenchOptions {
     /// Runaway plugin calls kept in flight while measuring (each stopped at its 1 s limit and
@@ -107,16 +85,11 @@ pub async fn plugin(o: PluginBenchOptions) -> Result<String, String> {
         (Some(dir), Some(skill)) => (dir.clone(), skill.clone()),
         (Some(_), None) => return Err("--plugin needs --skill".into()),
         _ => {
-            let dir = tmp.path().join("echo");
-            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-            std::fs::write(dir.join("echo.wat"), ECHO_WAT).map_err(|e| e.to_string())?;
-            let digest = oclaw_plugins::manifest::sha256_hex(ECHO_WAT.as_bytes());
-            std::fs::write(
-                dir.join("plugin.yaml"),
-                format!("name: echo\nversion: 1.0.0\nabi: 1\nmodule: echo.wat\nsha256: \"{digest}\"\nskills: [{{name: echo}}]\n"),
-            )
-            .map_err(|e| e.to_string())?;
-            (dir, "echo".to_string())
+            let wat = oclaw_plugins::wat::module("", "", ECHO);
+            let dir =
+                oclaw_plugins::wat::write_plugin(tmp.path(), "echo", "1.0.0", &wat, &[], "{}")
+                    .map_err(|e| e.to_string())?;
+            (dir, "run".to_string())
         }
     };
     let plugins_dir = tmp.path().join("installed");
@@ -136,13 +109,14 @@ pub async fn plugin(o: PluginBenchOptions) -> Result<String, String> {
         return Err(format!("{:?}", report.failed));
     }
     if o.noisy > 0 {
-        let dir = tmp.path().join("spin");
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        std::fs::write(dir.join("spin.wat"), SPIN_WAT).map_err(|e| e.to_string())?;
-        let digest = oclaw_plugins::manifest::sha256_hex(SPIN_WAT.as_bytes());
-        std::fs::write(
-            dir.join("plugin.yaml"),
-            format!("name: spin\nversion: 1.0.0\nabi: 1\nmodule: spin.wat\nsha256: \"{digest}\"\nlimits: {{timeout: 1s}}\nskills: [{{name: spin}}]\n"),
+        let wat = oclaw_plugins::wat::module("", "", SPIN);
+        let dir = oclaw_plugins::wat::write_plugin(
+            tmp.path(),
+            "spin",
+            "1.0.0",
+            &wat,
+            &[],
+            "{timeout: 1s}",
         )
         .map_err(|e| e.to_string())?;
         oclaw_plugins::install(host.runtime(), &dir, &plugins_dir)
@@ -152,7 +126,7 @@ pub async fn plugin(o: PluginBenchOptions) -> Result<String, String> {
             let h = host.clone();
             tokio::spawn(async move {
                 loop {
-                    let _ = h.call("spin", "spin", None, &Value::Null).await;
+                    let _ = h.call("spin", "run", None, &Value::Null).await;
                 }
             });
         }

@@ -343,11 +343,7 @@ impl Skill for PluginSkill {
         }
     }
     async fn run(&self, ctx: &SkillContext, call: SkillCall) -> Result<Value, SkillError> {
-        let input = if call.with.is_null() {
-            call.data
-        } else {
-            call.with
-        };
+        let input = crate::step_input(call);
         self.host
             .call(&self.plugin, &self.skill, Some(ctx), &input)
             .await

@@ -7,6 +7,7 @@ pub mod manifest;
 pub mod mcp;
 pub mod schema;
 pub mod wasm;
+pub mod wat;
 
 use std::path::Path;
 
@@ -14,6 +15,15 @@ use oclaw_core::ErrorCode;
 
 pub use host::{PluginHost, ReloadReport};
 pub use manifest::{Manifest, PluginFiles};
+
+/// A plugin or MCP step's input: its rendered `with`, or without one the previous step's output.
+pub(crate) fn step_input(call: oclaw_skills::SkillCall) -> serde_json::Value {
+    if call.with.is_null() {
+        call.data
+    } else {
+        call.with
+    }
+}
 
 /// Plugin and MCP errors are skill errors: a code, a message, whether a retry may help.
 pub type PluginError = oclaw_skills::SkillError;

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use oclaw_core::bot::PLUGIN_CAPABILITIES;
 use oclaw_core::{Dur, ErrorCode};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -169,15 +168,7 @@ impl Manifest {
                 self.module.display()
             ));
         }
-        for cap in &self.capabilities {
-            if !PLUGIN_CAPABILITIES.contains(&cap.as_str()) {
-                return Err(format!(
-                    "unknown capability `{cap}`{}; known: {}",
-                    oclaw_core::suggest::hint(cap, PLUGIN_CAPABILITIES),
-                    PLUGIN_CAPABILITIES.join(", ")
-                ));
-            }
-        }
+        oclaw_core::bot::check_capabilities(&self.capabilities)?;
         oclaw_core::quantity::bytes(&self.limits.memory)
             .map_err(|e| format!("limits.memory: {e}"))?;
         if self.limits.timeout.get().is_zero() {

@@ -347,11 +347,7 @@ impl Skill for McpSkill {
         }
     }
     async fn run(&self, _ctx: &SkillContext, call: SkillCall) -> Result<Value, SkillError> {
-        let input = if call.with.is_null() {
-            call.data
-        } else {
-            call.with
-        };
+        let input = crate::step_input(call);
         self.server.call(&self.tool, input).await
     }
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-/// A plugin folder with a text-format module: `oclaw_call` runs `body` (locals: `$i`).
+/// A plugin folder with a text-format module: `oclaw_call` runs `body` (locals: `$i`); data at
+/// 16 is `{"version":"<version>"}`, at 64 `{not json`.
 fn wat_plugin(
     root: &Path,
     name: &str,
@@ -21,36 +22,11 @@ fn wat_plugin(
     caps: &[&str],
     limits: &str,
 ) -> PathBuf {
-    let wat = format!(
-        r#"(module
-  (import "oclaw" "output" (func $output (param i32 i32)))
-  {imports}
-  (memory (export "memory") 1)
-  (global $top (mut i32) (i32.const 4096))
-  (data (i32.const 16) "{{\"version\":\"{version}\"}}")
-  (data (i32.const 64) "{{not json")
-  (func (export "oclaw_abi_v1"))
-  (func (export "oclaw_alloc") (param $n i32) (result i32)
-    (local $p i32)
-    (local.set $p (global.get $top))
-    (global.set $top (i32.add (global.get $top) (local.get $n)))
-    (if (i32.gt_u (global.get $top) (i32.mul (memory.size) (i32.const 65536)))
-      (then (drop (memory.grow (i32.sub (i32.add (i32.div_u (global.get $top) (i32.const 65536)) (i32.const 1)) (memory.size))))))
-    (local.get $p))
-  (func (export "oclaw_call") (param i32 i32 i32 i32) (result i32)
-    (local $i i32)
-    {body}))"#
+    let data = format!(
+        r#"(data (i32.const 16) "{{\"version\":\"{version}\"}}") (data (i32.const 64) "{{not json")"#
     );
-    let dir = root.join(format!("src-{name}-{version}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("module.wat"), &wat).unwrap();
-    let digest = oclaw_plugins::manifest::sha256_hex(wat.as_bytes());
-    let manifest = format!(
-        "name: {name}\nversion: {version}\nabi: 1\nmodule: module.wat\nsha256: \"{digest}\"\ncapabilities: [{}]\nlimits: {limits}\nskills:\n  - name: run\n    summary: test plugin\n",
-        caps.join(", ")
-    );
-    std::fs::write(dir.join("plugin.yaml"), manifest).unwrap();
-    dir
+    let wat = oclaw_plugins::wat::module(imports, &data, body);
+    oclaw_plugins::wat::write_plugin(root, name, version, &wat, caps, limits).unwrap()
 }
 
 /// Hands over `{"version":"<v>"}` (15 bytes at offset 16 for a one-character version).
@@ -73,21 +49,7 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-async fn invoke(base: &str, bot: &str, input: Value) -> Value {
-    let c = common::client();
-    let (status, body, _) = common::post(
-        &c,
-        &format!("{base}/v1/bots/{bot}/invoke"),
-        &json!({ "input": input }).to_string(),
-    )
-    .await;
-    assert!(status == 200 || status == 202, "{bot}: {status} {body}");
-    body
-}
-
-fn error_code(answer: &Value) -> &str {
-    answer["error"]["code"].as_str().unwrap_or("")
-}
+use common::{assert_failed, invoke};
 
 #[test]
 fn plugin_cli_installs_lists_inspects_removes_and_refuses_bad_plugins() {
@@ -302,15 +264,7 @@ bots:
     assert_eq!(a["output"], json!({"slug": "hello-world-你好-2026"}), "{a}");
     // The input schema is checked before the call.
     let a = invoke(&base, "raw", json!({"title": "no text"})).await;
-    assert_eq!(a["status"], "failed");
-    assert_eq!(error_code(&a), "OC-4012", "{a}");
-    assert!(
-        a["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("`text` is required"),
-        "{a}"
-    );
+    assert_failed(&a, "OC-4012", "`text` is required");
 
     for expected in 1..=3 {
         let a = invoke(&base, "counter", json!({"key": "visits"})).await;
@@ -321,15 +275,7 @@ bots:
         );
     }
     let a = invoke(&base, "counter-ungranted", json!({})).await;
-    assert_eq!(a["status"], "failed");
-    assert_eq!(error_code(&a), "OC-4024", "{a}");
-    assert!(
-        a["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("capability `kv`"),
-        "{a}"
-    );
+    assert_failed(&a, "OC-4024", "capability `kv`");
 
     let a = invoke(
         &base,
@@ -349,14 +295,7 @@ bots:
         json!({"url": format!("{}/x", site.url)}),
     )
     .await;
-    assert_eq!(error_code(&a), "OC-4024", "{a}");
-    assert!(
-        a["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("http_allow"),
-        "{a}"
-    );
+    assert_failed(&a, "OC-4024", "http_allow");
     assert_eq!(
         site.requests.lock().unwrap().len(),
         1,
@@ -440,12 +379,7 @@ async fn misbehaving_plugins_fail_with_their_codes_and_the_node_stays_healthy() 
     ];
     for (bot, code, text) in expect {
         let a = invoke(&base, bot, json!({})).await;
-        assert_eq!(a["status"], "failed", "{bot}: {a}");
-        assert_eq!(error_code(&a), code, "{bot}: {a}");
-        assert!(
-            a["error"]["message"].as_str().unwrap().contains(text),
-            "{bot}: {a}"
-        );
+        assert_failed(&a, code, text);
     }
 
     // Side by side: a built-in bot's invokes before and while eight runaway plugin calls are in

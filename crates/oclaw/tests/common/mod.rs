@@ -414,3 +414,23 @@ pub fn mcp_everything() -> Option<PathBuf> {
         )),
     }
 }
+
+/// `POST /v1/bots/{bot}/invoke` with `input`; answers `{task_id, status, output, error}`.
+pub async fn invoke(base: &str, bot: &str, input: Value) -> Value {
+    let (status, body, _) = post(
+        &client(),
+        &format!("{base}/v1/bots/{bot}/invoke"),
+        &serde_json::json!({ "input": input }).to_string(),
+    )
+    .await;
+    assert!(status == 200 || status == 202, "{bot}: {status} {body}");
+    body
+}
+
+/// The invoke answer failed with `code` and a message containing `text`.
+pub fn assert_failed(answer: &Value, code: &str, text: &str) {
+    assert_eq!(answer["status"], "failed", "{answer}");
+    assert_eq!(answer["error"]["code"], code, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains(text), "expected `{text}` in: {answer}");
+}
