@@ -101,7 +101,7 @@ pub async fn plugin(o: PluginBenchOptions) -> Result<String, String> {
     };
     let host = Arc::new(oclaw_plugins::PluginHost::new(&config)?);
     let compile_started = Instant::now();
-    let (m, _) = oclaw_plugins::install(host.runtime(), &folder, &plugins_dir)
+    let (m, _) = oclaw_plugins::install(&host, &folder, &plugins_dir)
         .map_err(|e| format!("{} {}", e.code, e.message))?;
     let compile = compile_started.elapsed();
     let report = host.reload();
@@ -119,7 +119,7 @@ pub async fn plugin(o: PluginBenchOptions) -> Result<String, String> {
             "{timeout: 1s}",
         )
         .map_err(|e| e.to_string())?;
-        oclaw_plugins::install(host.runtime(), &dir, &plugins_dir)
+        oclaw_plugins::install(&host, &dir, &plugins_dir)
             .map_err(|e| format!("{} {}", e.code, e.message))?;
         host.reload();
         for _ in 0..o.noisy {

@@ -22,7 +22,9 @@ use crate::PluginError;
 
 /// The plugins a node runs.
 pub struct PluginHost {
-    runtime: Runtime,
+    /// Made when the first plugin is loaded: a node without plugins pays for no engine.
+    runtime: std::sync::OnceLock<Result<Runtime, String>>,
+    settings: (usize, Duration, u32, usize),
     dir: PathBuf,
     loaded: RwLock<BTreeMap<String, Arc<Compiled>>>,
 }
@@ -49,14 +51,14 @@ impl PluginHost {
                 .unwrap_or(1),
             n => n,
         };
-        let runtime = Runtime::new(
-            max_memory,
-            config.max_timeout.get(),
-            config.max_concurrent_calls,
-            threads,
-        )?;
         Ok(PluginHost {
-            runtime,
+            runtime: std::sync::OnceLock::new(),
+            settings: (
+                max_memory,
+                config.max_timeout.get(),
+                config.max_concurrent_calls,
+                threads,
+            ),
             dir: config.dir.clone(),
             loaded: RwLock::new(BTreeMap::new()),
         })
@@ -66,8 +68,13 @@ impl PluginHost {
         &self.dir
     }
 
-    pub fn runtime(&self) -> &Runtime {
-        &self.runtime
+    /// The sandbox (wasmtime engine, instance pool, plugin threads), made on first use.
+    pub fn runtime(&self) -> Result<&Runtime, PluginError> {
+        let (memory, timeout, concurrent, threads) = self.settings;
+        self.runtime
+            .get_or_init(|| Runtime::new(memory, timeout, concurrent, threads))
+            .as_ref()
+            .map_err(|m| SkillError::permanent(ErrorCode::PluginUnavailable, m.clone()))
     }
 
     /// The version of `name` loaded now.
@@ -137,7 +144,7 @@ impl PluginHost {
                             continue;
                         }
                     }
-                    match self.runtime.compile(files) {
+                    match self.runtime().and_then(|rt| rt.compile(files)) {
                         Ok(c) => {
                             if old.is_some() {
                                 report.updated.push(folder.clone());
@@ -268,7 +275,7 @@ impl PluginHost {
             })?;
         }
         let out = self
-            .runtime
+            .runtime()?
             .call(
                 compiled.clone(),
                 ctx.cloned(),

@@ -34,12 +34,12 @@ pub type PluginError = oclaw_skills::SkillError;
 /// renamed into place, so a running node never sees half a plugin. Answers the manifest and
 /// whether an earlier version was replaced.
 pub fn install(
-    runtime: &wasm::Runtime,
+    host: &PluginHost,
     src: &Path,
     dir: &Path,
 ) -> Result<(Manifest, Option<String>), PluginError> {
     let files = manifest::read(src)?;
-    let compiled = runtime.compile(files)?;
+    let compiled = host.runtime()?.compile(files)?;
     let m = compiled.files.manifest.clone();
     let io = |what: &str, e: std::io::Error| {
         PluginError::permanent(ErrorCode::PluginInvalid, format!("{what}: {e}"))

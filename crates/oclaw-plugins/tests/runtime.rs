@@ -31,7 +31,7 @@ async fn every_call_gets_a_fresh_instance() {
     let src = wat::write_plugin(tmp.path(), "counter", "1.0.0", &wat, &[], "{}").unwrap();
     let dir = tmp.path().join("installed");
     let h = host(&dir);
-    oclaw_plugins::install(h.runtime(), &src, &dir).unwrap();
+    oclaw_plugins::install(&h, &src, &dir).unwrap();
     let report = h.reload();
     assert_eq!(report.added, ["counter"]);
     for _ in 0..3 {
@@ -66,7 +66,7 @@ async fn reload_keeps_the_loaded_version_when_the_new_one_is_broken() {
     .unwrap();
     let dir = tmp.path().join("installed");
     let h = host(&dir);
-    oclaw_plugins::install(h.runtime(), &v1, &dir).unwrap();
+    oclaw_plugins::install(&h, &v1, &dir).unwrap();
     h.reload();
     // Someone edits the module in place: its digest no longer matches.
     std::fs::write(dir.join("p/module.wat"), "(module)").unwrap();

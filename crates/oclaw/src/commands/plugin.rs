@@ -56,8 +56,7 @@ fn run_inner(cmd: PluginCommand) -> Result<ExitCode, ExitCode> {
         PluginCommand::Install { path, dir } => {
             let (c, dir) = folder(&dir)?;
             let host = host(&c)?;
-            let (m, previous) =
-                oclaw_plugins::install(host.runtime(), &path, &dir).map_err(report)?;
+            let (m, previous) = oclaw_plugins::install(&host, &path, &dir).map_err(report)?;
             let skills: Vec<String> = m
                 .skills
                 .iter()
@@ -102,7 +101,8 @@ fn run_inner(cmd: PluginCommand) -> Result<ExitCode, ExitCode> {
                 if name.starts_with('.') || !path.is_dir() {
                     continue;
                 }
-                let checked = manifest::read(&path).and_then(|f| host.runtime().compile(f));
+                let checked =
+                    manifest::read(&path).and_then(|f| host.runtime().and_then(|rt| rt.compile(f)));
                 rows.push(match checked {
                     Ok(p) => {
                         let m = &p.files.manifest;
@@ -161,7 +161,7 @@ fn run_inner(cmd: PluginCommand) -> Result<ExitCode, ExitCode> {
                 return Err(ExitCode::from(EXIT_FAILURE));
             }
             let p = manifest::read(&path)
-                .and_then(|f| host.runtime().compile(f))
+                .and_then(|f| host.runtime().and_then(|rt| rt.compile(f)))
                 .map_err(report)?;
             let m = &p.files.manifest;
             let doc = json!({
