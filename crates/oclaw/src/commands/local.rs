@@ -137,8 +137,24 @@ async fn drive_rollout(
         confirmed: r.confirmed,
         ..Default::default()
     };
+    let mut api_buckets: Vec<(f64, f64)> = Vec::new();
     for p in on_new.iter().filter(|p| p.pid.is_some()) {
         let page = metrics_page(http, p.port).await;
+        for (series, count) in samples(&page, "oclaw_api_request_duration_seconds_bucket") {
+            let le = series
+                .split_once("le=\"")
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map(|(v, _)| v);
+            let le = match le {
+                Some("+Inf") => f64::INFINITY,
+                Some(v) => match v.parse() {
+                    Ok(b) => b,
+                    Err(_) => continue,
+                },
+                None => continue,
+            };
+            api_buckets.push((le, count));
+        }
         let sum = |name: &str| -> u64 { samples(&page, name).iter().map(|s| s.1 as u64).sum() };
         let tasks = samples(&page, "oclaw_tasks_total");
         o.tasks += tasks.iter().map(|s| s.1 as u64).sum::<u64>();
@@ -149,6 +165,16 @@ async fn drive_rollout(
             .sum::<u64>();
         o.scheduling_attempts += sum("oclaw_scheduling_attempts_total");
         o.scheduling_failures += sum("oclaw_scheduling_failures_total");
+    }
+    // API P99 of the canary api-servers, once they have answered enough requests to mean much.
+    let requests: f64 = api_buckets
+        .iter()
+        .filter(|b| b.0.is_infinite())
+        .map(|b| b.1)
+        .sum();
+    if requests >= r.spec.min_tasks as f64 {
+        o.api_p99 = oclaw_cluster::rollout::histogram_quantile(0.99, &api_buckets)
+            .map(Duration::from_secs_f64);
     }
     let (next, actions) = step(&r.status, &r.spec, &o, unix_now());
     for a in actions {
