@@ -1,6 +1,6 @@
-//! `oclaw init` and `oclaw deploy core`: read the OpenClawCluster file, and with the kubernetes
-//! driver and `--dry-run` print the objects it becomes (pipe them to `kubectl apply -f -`).
-//! Applying through a driver is not built yet; those calls fail with OC-5002 and say so.
+//! `oclaw init` and `oclaw deploy core`: read the OpenClawCluster file; with the kubernetes
+//! driver apply the objects it becomes to the API server (server-side apply, then prune), or
+//! with `--dry-run` print them. Submitting to Nomad is not built (OC-5002 says so).
 
 use std::process::ExitCode;
 
@@ -38,7 +38,7 @@ fn load(args: &ClusterArgs, image: Option<&str>) -> Result<OpenClawCluster, Exit
 /// Prints the rendered objects, or explains what is not built.
 fn emit(cluster: &OpenClawCluster, args: &ClusterArgs, options: &RenderOptions) -> ExitCode {
     match (args.driver, args.dry_run) {
-        (DriverArg::Kubernetes, true) => {
+        (DriverArg::Kubernetes, dry_run) => {
             let mut objects = kubernetes::render(cluster, options);
             let rule = if cluster.spec.monitoring.enabled {
                 match oclaw_node::monitoring::prometheus_rule(&cluster.metadata.namespace) {
@@ -48,6 +48,12 @@ fn emit(cluster: &OpenClawCluster, args: &ClusterArgs, options: &RenderOptions) 
             } else {
                 None
             };
+            if !dry_run {
+                if let Some(rule) = rule.and_then(|r| serde_yaml::from_str(&r).ok()) {
+                    objects.push(rule);
+                }
+                return apply_to_kubernetes(cluster, &objects, options);
+            }
             match args.output {
                 OutputArg::Yaml => {
                     let mut out = kubernetes::to_yaml(&objects);
@@ -67,12 +73,6 @@ fn emit(cluster: &OpenClawCluster, args: &ClusterArgs, options: &RenderOptions) 
             }
             ExitCode::SUCCESS
         }
-        (DriverArg::Kubernetes, false) => fail(
-            ErrorCode::DriverUnavailable,
-            "applying to a Kubernetes API server is not built yet; render the objects and apply them \
-             yourself: oclaw deploy core --dry-run -o yaml | kubectl apply --server-side -f -",
-            EXIT_FAILURE,
-        ),
         (DriverArg::Nomad, true) if args.output == OutputArg::Yaml => {
             print!("{}", oclaw_cluster::nomad::render(cluster, options));
             ExitCode::SUCCESS
@@ -88,6 +88,39 @@ fn emit(cluster: &OpenClawCluster, args: &ClusterArgs, options: &RenderOptions) 
             "the local driver prints no manifests; leave out --dry-run, or use --driver kubernetes",
             EXIT_INVALID,
         ),
+    }
+}
+
+/// Server-side apply of `objects` to the API server of the current kubeconfig context.
+fn apply_to_kubernetes(
+    cluster: &OpenClawCluster,
+    objects: &[serde_json::Value],
+    options: &RenderOptions,
+) -> ExitCode {
+    let rt = match super::runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let result = rt.block_on(super::kube_apply::apply(
+        objects,
+        &cluster.metadata.name,
+        &cluster.metadata.namespace,
+        &options.components,
+    ));
+    match result {
+        Ok(done) => {
+            println!(
+                "cluster {} applied to namespace {}: {} objects applied, {} pruned (field manager `{}`)",
+                cluster.metadata.name,
+                cluster.metadata.namespace,
+                done.applied.len(),
+                done.pruned.len(),
+                super::kube_apply::FIELD_MANAGER
+            );
+            ExitCode::SUCCESS
+        }
+        Err((code, message)) => fail(code, message, EXIT_FAILURE),
     }
 }
 

@@ -8,6 +8,7 @@ mod cluster;
 mod config;
 mod diagnose;
 mod docs;
+mod kube_apply;
 mod local;
 mod plugin;
 mod serve;
