@@ -69,9 +69,9 @@ pub struct PluginsConfig {
     pub max_timeout: Dur,
     /// Plugin calls running at once in this process; more wait for a free slot.
     pub max_concurrent_calls: u32,
-    /// Run plugin calls on threads of their own, apart from those serving the API and built-in
-    /// skills, so a runaway plugin cannot starve them (a call then costs a thread hand-off,
-    /// about 10 µs more). `false` runs them on the node's threads.
+    /// Move a plugin call that runs longer than a 2 ms tick to threads of its own, apart from
+    /// those serving the API and built-in skills, so a runaway plugin cannot starve them (quick
+    /// calls finish where they started). `false` keeps whole calls on the node's threads.
     pub dedicated_threads: bool,
     /// How many dedicated threads; 0 picks half the CPUs (at least one).
     pub threads: usize,

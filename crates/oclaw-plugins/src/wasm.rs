@@ -13,6 +13,7 @@
 //!   `http_fetch(req_ptr, req_len) -> i64`. A host function that hands back bytes allocates
 //!   them with the module's `oclaw_alloc` and answers `(ptr << 32) | len`, or -1 for nothing.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -292,8 +293,9 @@ impl Runtime {
         })
     }
 
-    /// Runs `skill` of `plugin` on `input`, on the plugin threads: a runaway plugin can only
-    /// take those, never the threads serving the API and the other bots.
+    /// Runs `skill` of `plugin` on `input`. With plugin threads, a call that runs longer than a
+    /// tick finishes on them: a runaway plugin can only take those, never the threads serving
+    /// the API and the other bots.
     pub async fn call(
         &self,
         plugin: Arc<Compiled>,
@@ -301,18 +303,31 @@ impl Runtime {
         skill: String,
         input: Value,
     ) -> Result<Value, PluginError> {
-        let call = run_call(
+        let mut call = Box::pin(run_call(
             self.engine.clone(),
             self.permits.clone(),
             plugin,
             ctx,
             skill,
             input,
-        );
-        let handle = match &self.threads {
-            Some(rt) => rt.spawn(call),
-            None => tokio::spawn(call),
+        ));
+        let Some(rt) = &self.threads else {
+            return call.await;
         };
+        // A call starts on the caller's thread: most finish within microseconds, with no thread
+        // hand-off. One still running after a tick of the epoch clock (its first yield, or a
+        // host call that waits) moves to the plugin threads for the rest, so a runaway plugin
+        // holds a node thread for one tick at most.
+        let started = Instant::now();
+        let quick = std::future::poll_fn(|cx| match call.as_mut().poll(cx) {
+            std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+            std::task::Poll::Pending if started.elapsed() >= TICK => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        })
+        .await;
+        if let Some(result) = quick {
+            return result;
+        }
         // Dropping the caller (a task timeout, a shutdown) stops the call too.
         struct AbortOnDrop(tokio::task::JoinHandle<Result<Value, PluginError>>);
         impl Drop for AbortOnDrop {
@@ -320,7 +335,7 @@ impl Runtime {
                 self.0.abort();
             }
         }
-        let mut guard = AbortOnDrop(handle);
+        let mut guard = AbortOnDrop(rt.spawn(call));
         match (&mut guard.0).await {
             Ok(r) => r,
             Err(e) => Err(SkillError::permanent(
