@@ -126,7 +126,7 @@ pub async fn plugin(o: PluginBenchOptions) -> Result<String, String> {
             let h = host.clone();
             tokio::spawn(async move {
                 loop {
-                    let _ = h.call("spin", "run", None, &Value::Null).await;
+                    let _ = h.call("spin", "run", None, Value::Null).await;
                 }
             });
         }
@@ -136,7 +136,7 @@ pub async fn plugin(o: PluginBenchOptions) -> Result<String, String> {
     let input = o.input.clone();
     // Warm up (first instantiation maps the pool's slots).
     for _ in 0..1000 {
-        host.call(&name, &skill, None, &input)
+        host.call(&name, &skill, None, input.clone())
             .await
             .map_err(|e| format!("{} {}", e.code, e.message))?;
     }
@@ -144,7 +144,7 @@ pub async fn plugin(o: PluginBenchOptions) -> Result<String, String> {
     let wasm = measure(o.calls, o.concurrency, move || {
         let (h, n, s, i) = (h.clone(), n.clone(), s.clone(), i.clone());
         async move {
-            h.call(&n, &s, None, &i)
+            h.call(&n, &s, None, i)
                 .await
                 .map(|_| ())
                 .map_err(|e| e.message)

@@ -244,7 +244,7 @@ impl PluginHost {
         plugin: &str,
         skill: &str,
         ctx: Option<&SkillContext>,
-        input: &Value,
+        input: Value,
     ) -> Result<Value, PluginError> {
         let compiled = self.get(plugin).ok_or_else(|| {
             SkillError::transient(
@@ -268,7 +268,7 @@ impl PluginHost {
                 )
             })?;
         if let Some(schema) = &decl.input {
-            crate::schema::validate(schema, input).map_err(|e| {
+            crate::schema::validate(schema, &input).map_err(|e| {
                 SkillError::invalid(format!(
                     "{plugin}.{skill}: input does not match its schema: {e}"
                 ))
@@ -276,12 +276,7 @@ impl PluginHost {
         }
         let out = self
             .runtime()?
-            .call(
-                compiled.clone(),
-                ctx.cloned(),
-                skill.to_string(),
-                input.clone(),
-            )
+            .call(compiled.clone(), ctx.cloned(), skill.to_string(), input)
             .await?;
         if let Some(schema) = &decl.output {
             crate::schema::validate(schema, &out).map_err(|e| {
@@ -352,7 +347,7 @@ impl Skill for PluginSkill {
     async fn run(&self, ctx: &SkillContext, call: SkillCall) -> Result<Value, SkillError> {
         let input = crate::step_input(call);
         self.host
-            .call(&self.plugin, &self.skill, Some(ctx), &input)
+            .call(&self.plugin, &self.skill, Some(ctx), input)
             .await
     }
 }

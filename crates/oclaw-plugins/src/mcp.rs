@@ -89,6 +89,25 @@ impl McpServer {
         self.tools.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The answer to `step`, or why there is none (no answer within the timeout, or an error).
+    fn answered<T, E: std::fmt::Display>(
+        &self,
+        step: &str,
+        outcome: Result<Result<T, E>, tokio::time::error::Elapsed>,
+    ) -> Result<T, PluginError> {
+        let name = &self.name;
+        match outcome {
+            Err(_) => Err(unavailable(format!(
+                "MCP server `{name}`: no answer to {step} within {:?}",
+                self.timeout()
+            ))),
+            Ok(Err(e)) => Err(unavailable(format!(
+                "MCP server `{name}`: {step} failed: {e}"
+            ))),
+            Ok(Ok(v)) => Ok(v),
+        }
+    }
+
     async fn start(&self) -> Result<Client, PluginError> {
         let name = &self.name;
         let client = if let Some(command) = &self.config.command {
@@ -130,34 +149,11 @@ impl McpServer {
             let transport = StreamableHttpClientTransport::from_config(cfg);
             tokio::time::timeout(self.timeout(), ().serve(transport)).await
         };
-        let client = match client {
-            Err(_) => {
-                return Err(unavailable(format!(
-                    "MCP server `{name}`: no answer to initialize within {:?}",
-                    self.timeout()
-                )))
-            }
-            Ok(Err(e)) => {
-                return Err(unavailable(format!(
-                    "MCP server `{name}`: initialize failed: {e}"
-                )))
-            }
-            Ok(Ok(c)) => c,
-        };
-        let tools = match tokio::time::timeout(self.timeout(), client.list_all_tools()).await {
-            Err(_) => {
-                return Err(unavailable(format!(
-                    "MCP server `{name}`: no answer to tools/list within {:?}",
-                    self.timeout()
-                )))
-            }
-            Ok(Err(e)) => {
-                return Err(unavailable(format!(
-                    "MCP server `{name}`: tools/list failed: {e}"
-                )))
-            }
-            Ok(Ok(t)) => t,
-        };
+        let client = self.answered("initialize", client)?;
+        let tools = self.answered(
+            "tools/list",
+            tokio::time::timeout(self.timeout(), client.list_all_tools()).await,
+        )?;
         *self.tools.write().unwrap_or_else(|e| e.into_inner()) = tools;
         let n = self
             .starts

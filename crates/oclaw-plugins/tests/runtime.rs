@@ -37,16 +37,16 @@ async fn every_call_gets_a_fresh_instance() {
     for _ in 0..3 {
         // A global kept between calls would count 1, 2, 3.
         assert_eq!(
-            h.call("counter", "run", None, &json!({})).await.unwrap(),
+            h.call("counter", "run", None, json!({})).await.unwrap(),
             json!(1)
         );
     }
     let err = h
-        .call("counter", "nope", None, &json!({}))
+        .call("counter", "nope", None, json!({}))
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::PluginUnavailable);
-    let err = h.call("absent", "run", None, &json!({})).await.unwrap_err();
+    let err = h.call("absent", "run", None, json!({})).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::PluginUnavailable);
     assert!(err.retryable);
 }
@@ -73,10 +73,7 @@ async fn reload_keeps_the_loaded_version_when_the_new_one_is_broken() {
     let report = h.reload();
     assert_eq!(report.failed.len(), 1);
     assert!(report.failed[0].1.contains("has SHA-256"), "{report:?}");
-    assert_eq!(
-        h.call("p", "run", None, &json!({})).await.unwrap(),
-        json!(1)
-    );
+    assert_eq!(h.call("p", "run", None, json!({})).await.unwrap(), json!(1));
     // Removing the folder unloads it.
     std::fs::remove_dir_all(dir.join("p")).unwrap();
     assert_eq!(h.reload().removed, ["p"]);
