@@ -239,6 +239,49 @@ pub fn render(c: &OpenClawCluster, o: &RenderOptions) -> Vec<Value> {
     out
 }
 
+/// Label (on pod templates) and annotation (on Deployments) naming the revision an apply
+/// deployed; a new revision changes the pod template, so its pods roll even when only the
+/// ConfigMap changed.
+pub const REVISION_LABEL: &str = "oclaw.dev/revision";
+/// Annotation holding a stored revision's status.
+pub const REVISION_STATUS: &str = "oclaw.dev/status";
+
+/// Marks rendered objects with `revision` (pod templates and Deployments).
+pub fn stamp_revision(objects: &mut [Value], revision: u64) {
+    for o in objects.iter_mut().filter(|o| o["kind"] == "Deployment") {
+        o["metadata"]["annotations"][REVISION_LABEL] = json!(revision.to_string());
+        o["spec"]["template"]["metadata"]["labels"][REVISION_LABEL] = json!(revision.to_string());
+    }
+}
+
+/// A revision stored in the cluster: an immutable ConfigMap holding the record and the cluster
+/// file, its status in an annotation (the one thing that changes).
+pub fn revision_config_map(
+    c: &OpenClawCluster,
+    revision: &crate::driver::Revision,
+    cluster_text: &str,
+) -> Value {
+    let mut labels = labels(c, None);
+    labels[REVISION_LABEL] = json!(revision.revision.to_string());
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": format!("{}-revision-{}", c.metadata.name, revision.revision),
+                     "namespace": c.metadata.namespace, "labels": labels,
+                     "annotations": {REVISION_STATUS: revision.status}},
+        "immutable": true,
+        "data": {"revision.json": serde_json::to_string(revision).unwrap_or_default(),
+                 "cluster.yaml": cluster_text}})
+}
+
+/// The revision a ConfigMap from [`revision_config_map`] holds, with its current status.
+pub fn revision_of_config_map(o: &Value) -> Option<crate::driver::Revision> {
+    let mut r: crate::driver::Revision =
+        serde_json::from_str(o["data"]["revision.json"].as_str()?).ok()?;
+    if let Some(s) = o["metadata"]["annotations"][REVISION_STATUS].as_str() {
+        r.status = s.to_string();
+    }
+    Some(r)
+}
+
 /// Objects as one multi-document YAML stream.
 pub fn to_yaml(objects: &[Value]) -> String {
     objects
@@ -318,5 +361,40 @@ mod tests {
             find(&objs, "HorizontalPodAutoscaler", "worker-hpa")["spec"]["minReplicas"],
             1
         );
+    }
+
+    #[test]
+    fn a_revision_rolls_the_pods_and_round_trips_through_its_config_map() {
+        let c = seed();
+        let mut objs = render(&c, &RenderOptions::default());
+        stamp_revision(&mut objs, 7);
+        let api = find(&objs, "Deployment", "api-server");
+        assert_eq!(
+            api["spec"]["template"]["metadata"]["labels"][REVISION_LABEL],
+            "7"
+        );
+        assert_eq!(api["metadata"]["annotations"][REVISION_LABEL], "7");
+        assert!(api["spec"]["selector"]["matchLabels"]
+            .get(REVISION_LABEL)
+            .is_none());
+        let rev = crate::driver::Revision {
+            revision: 7,
+            created_at: chrono::Utc::now(),
+            action: "upgrade".into(),
+            version: "v2".into(),
+            components: vec!["worker".into()],
+            ha: true,
+            status: "pending".into(),
+            description: "d".into(),
+        };
+        let mut cm = revision_config_map(&c, &rev, SEED_EXAMPLE);
+        assert_eq!(cm["metadata"]["name"], "production-cluster-revision-7");
+        assert_eq!(cm["immutable"], true);
+        assert_eq!(cm["data"]["cluster.yaml"], SEED_EXAMPLE);
+        cm["metadata"]["annotations"][REVISION_STATUS] = json!("deployed");
+        let back = revision_of_config_map(&cm).unwrap();
+        assert_eq!(back.status, "deployed");
+        assert_eq!(back.revision, 7);
+        assert_eq!(back.components, vec!["worker".to_string()]);
     }
 }

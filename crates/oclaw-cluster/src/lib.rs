@@ -3,6 +3,7 @@
 //! the objects to apply (for Kubernetes: manifests). Applying, supervising and upgrading are the
 //! drivers' other steps.
 
+pub mod driver;
 pub mod kubernetes;
 pub mod local;
 pub mod model;

@@ -89,6 +89,7 @@ error_codes! {
     McpToolFailed = ("OC-4029", 500, "an MCP tool reported an error"),
     ClusterInvalid = ("OC-5001", 500, "cluster file is invalid"),
     DriverUnavailable = ("OC-5002", 503, "the deployment driver cannot do this here (not built, or its platform unreachable)"),
+    RolloutFailed = ("OC-5003", 500, "a revision did not become ready in time or its canary failed analysis; it was rolled back"),
 }
 
 impl std::fmt::Display for ErrorCode {

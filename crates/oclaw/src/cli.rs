@@ -102,8 +102,8 @@ pub enum Command {
         #[arg(long, default_value = "oclaw-system")]
         namespace: String,
     },
-    /// Roll a cluster to a new revision of its file (`--rollout-strategy all-in --confirm`), or
-    /// show its revisions (`upgrade history`). Local driver.
+    /// Roll a cluster to a new revision of its file (`--rollout-strategy canary` (local driver)
+    /// or `all-in --confirm`), or show its revisions (`upgrade history`).
     #[command(args_conflicts_with_subcommands = true)]
     Upgrade {
         #[command(subcommand)]
@@ -111,7 +111,7 @@ pub enum Command {
         #[command(flatten)]
         args: UpgradeArgs,
     },
-    /// Roll a cluster back to an earlier revision (recorded as a new revision). Local driver.
+    /// Roll a cluster back to an earlier revision (recorded as a new revision).
     Rollback {
         /// The revision to return to (see `oclaw upgrade history`).
         #[arg(long)]
@@ -122,6 +122,9 @@ pub enum Command {
         force: bool,
         #[arg(long, default_value = "oclaw-system")]
         namespace: String,
+        /// Where the cluster runs (`OCLAW_DRIVER`).
+        #[arg(long, value_enum, env = "OCLAW_DRIVER", default_value_t = DriverArg::Local)]
+        driver: DriverArg,
     },
     /// Walk the troubleshooting questions for a local cluster: pods not ready (why), pods that
     /// restart (last exit), task latency (what to tune).
@@ -129,12 +132,16 @@ pub enum Command {
         #[arg(long, default_value = "oclaw-system")]
         namespace: String,
     },
-    /// Show a cluster's pods: NAME READY STATUS RESTARTS AGE (local driver).
+    /// Show a cluster's pods: NAME READY STATUS RESTARTS AGE (`-o json`: also each component's
+    /// desired/current/updated/ready replicas and the revision).
     Status {
         #[arg(long, default_value = "oclaw-system")]
         namespace: String,
         #[arg(short = 'o', long, value_enum)]
         output: Option<OutputArg>,
+        /// Where the cluster runs (`OCLAW_DRIVER`).
+        #[arg(long, value_enum, env = "OCLAW_DRIVER", default_value_t = DriverArg::Local)]
+        driver: DriverArg,
     },
     /// Print a pod's log (local driver); --previous for the run before its last restart.
     Logs {
@@ -449,7 +456,7 @@ pub enum DocsCommand {
 pub enum DriverArg {
     /// Processes on this host, kept running by a supervisor (the default).
     Local,
-    /// A Kubernetes cluster (manifests; applying to an API server is not built yet).
+    /// A Kubernetes cluster: server-side apply through the kubeconfig's API server.
     Kubernetes,
     /// A Nomad cluster, for dev/test (a job file; `nomad job run` applies it).
     Nomad,
@@ -524,7 +531,8 @@ pub struct ClusterArgs {
     /// The OpenClawCluster file.
     #[arg(long, default_value = "config/production.yaml")]
     pub config: std::path::PathBuf,
-    #[arg(long, value_enum, default_value_t = DriverArg::Local)]
+    /// Where the cluster runs (`OCLAW_DRIVER`).
+    #[arg(long, value_enum, env = "OCLAW_DRIVER", default_value_t = DriverArg::Local)]
     pub driver: DriverArg,
     /// Print what would be applied instead of applying it.
     #[arg(long)]
@@ -579,6 +587,9 @@ pub enum UpgradeCommand {
         namespace: String,
         #[arg(short = 'o', long, value_enum)]
         output: Option<OutputArg>,
+        /// Where the cluster runs (`OCLAW_DRIVER`).
+        #[arg(long, value_enum, env = "OCLAW_DRIVER", default_value_t = DriverArg::Local)]
+        driver: DriverArg,
     },
 }
 
@@ -612,4 +623,7 @@ pub struct UpgradeArgs {
     pub config: std::path::PathBuf,
     #[arg(long, default_value = "oclaw-system")]
     pub namespace: String,
+    /// Where the cluster runs (`OCLAW_DRIVER`).
+    #[arg(long, value_enum, env = "OCLAW_DRIVER", default_value_t = DriverArg::Local)]
+    pub driver: DriverArg,
 }

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
@@ -20,55 +21,204 @@ struct Request {
     body: String,
 }
 
-/// A deployment of this cluster the file no longer has (its component is deployed): pruned.
-fn stale(name: &str, component: &str) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name,
-        "namespace": "oclaw-system", "labels": {"app.kubernetes.io/managed-by": "oclaw",
-        "app.kubernetes.io/instance": "production-cluster", "app.kubernetes.io/component": component}}})
+/// The stand-in's objects, by collection path (`/apis/apps/v1/namespaces/ns/deployments`) and
+/// name, and its stand-in for the Deployment controller: an applied Deployment gets a status
+/// and pods at once — ready, unless their image is tagged `broken` (then they crash-loop).
+#[derive(Default)]
+struct Store {
+    objects: std::collections::BTreeMap<(String, String), Value>,
+    resource_version: u64,
 }
 
-fn answer(req: &Request) -> (u16, String) {
-    let path = req.target.split('?').next().unwrap_or("");
-    match req.method.as_str() {
-        // Server-side apply answers the object as applied.
-        "PATCH" => (200, req.body.clone()),
-        "DELETE" => {
-            let name = path.rsplit('/').next().unwrap_or("");
-            (200, stale(name, "worker").to_string())
+/// `k=v`, `k!=v`, `!k` and `k` terms, comma-separated.
+fn selected(o: &Value, selector: &str) -> bool {
+    let labels = &o["metadata"]["labels"];
+    selector.split(',').filter(|t| !t.is_empty()).all(|t| {
+        if let Some((k, v)) = t.split_once("!=") {
+            labels[k].as_str() != Some(v)
+        } else if let Some((k, v)) = t.split_once('=') {
+            labels[k].as_str() == Some(v)
+        } else if let Some(k) = t.strip_prefix('!') {
+            labels.get(k).is_none()
+        } else {
+            labels.get(t).is_some()
         }
-        "GET" if path.contains("monitoring.coreos.com") => (
-            404,
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
-                "reason": "NotFound", "message": "the server could not find the requested resource"})
+    })
+}
+
+fn query(target: &str, key: &str) -> Option<String> {
+    let q = target.split_once('?')?.1;
+    q.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| {
+            url::form_urlencoded::parse(format!("x={v}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        })
+    })
+}
+
+fn status(code: u16, reason: &str) -> (u16, String) {
+    (
+        code,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": reason})
             .to_string(),
-        ),
-        "GET" if path.ends_with("/deployments") => (
-            200,
-            json!({"apiVersion": "apps/v1", "kind": "DeploymentList", "metadata": {"resourceVersion": "7"},
-                "items": [stale("oclaw-retired-worker", "worker"), stale("api-server", "api-server")]})
-            .to_string(),
-        ),
-        "GET" => (
-            200,
-            json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "7"}, "items": []})
+    )
+}
+
+impl Store {
+    fn put(&mut self, collection: &str, name: &str, mut o: Value) -> Value {
+        self.resource_version += 1;
+        let old_generation = self
+            .objects
+            .get(&(collection.to_string(), name.to_string()))
+            .map(|old| {
+                (
+                    old["metadata"]["generation"].as_i64().unwrap_or(1),
+                    old["spec"].clone(),
+                )
+            });
+        let generation = match old_generation {
+            Some((g, spec)) if spec == o["spec"] => g,
+            Some((g, _)) => g + 1,
+            None => 1,
+        };
+        o["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        o["metadata"]["generation"] = json!(generation);
+        if o["kind"] == "Deployment" {
+            self.roll(collection, name, &mut o, generation);
+        }
+        self.objects
+            .insert((collection.to_string(), name.to_string()), o.clone());
+        o
+    }
+
+    /// The Deployment controller, instantly: old pods go, new ones come.
+    fn roll(&mut self, collection: &str, name: &str, d: &mut Value, generation: i64) {
+        let pods = collection
+            .replace("/apis/apps/v1/", "/api/v1/")
+            .replace("deployments", "pods");
+        let template = d["spec"]["template"].clone();
+        let replicas = d["spec"]["replicas"].as_u64().unwrap_or(1);
+        let broken = template["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or("")
+            .contains("broken");
+        let revision = template["metadata"]["labels"]["oclaw.dev/revision"]
+            .as_str()
+            .unwrap_or("0")
+            .to_string();
+        self.objects
+            .retain(|(c, n), _| !(c == &pods && n.starts_with(&format!("{name}-r"))));
+        for i in 0..replicas {
+            let pod_name = format!("{name}-r{revision}-{i}");
+            let mut status = json!({"phase": "Running", "startTime": "2026-11-26T00:00:00Z",
+                "conditions": [{"type": "Ready", "status": if broken { "False" } else { "True" }}],
+                "containerStatuses": [{"name": name, "ready": !broken, "restartCount": 0, "state": {"running": {}}}]});
+            if broken {
+                status["containerStatuses"][0] = json!({"name": name, "ready": false, "restartCount": 3,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": {"reason": "Error", "exitCode": 2}}});
+            }
+            let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": pod_name, "namespace": "oclaw-system", "labels": template["metadata"]["labels"]},
+                "status": status});
+            self.objects.insert((pods.clone(), pod_name), pod);
+        }
+        let ready = if broken { 0 } else { replicas };
+        d["status"] = json!({"observedGeneration": generation, "replicas": replicas,
+            "updatedReplicas": replicas, "readyReplicas": ready});
+    }
+
+    fn answer(&mut self, req: &Request) -> (u16, String) {
+        let path = req.target.split('?').next().unwrap_or("").to_string();
+        let (parent, last) = path.rsplit_once('/').unwrap_or(("", ""));
+        let list = |store: &Store, collection: &str| -> Vec<Value> {
+            let selector = query(&req.target, "labelSelector").unwrap_or_default();
+            store
+                .objects
+                .iter()
+                .filter(|((c, _), o)| c == collection && selected(o, &selector))
+                .map(|(_, o)| o.clone())
+                .collect()
+        };
+        // `…/namespaces/<ns>/<plural>` and `/api/v1/namespaces` are collections.
+        let is_collection = |p: &str| match p.split_once("/namespaces/") {
+            None => true,
+            Some((_, rest)) => rest.split('/').count() == 2,
+        };
+        match req.method.as_str() {
+            "PATCH" if req.content_type == "application/merge-patch+json" => {
+                let Some(mut o) = self.objects.get(&(parent.to_string(), last.to_string())).cloned() else {
+                    return status(404, "NotFound");
+                };
+                let patch: Value = serde_json::from_str(&req.body).unwrap();
+                for (k, v) in patch["metadata"]["annotations"].as_object().unwrap() {
+                    o["metadata"]["annotations"][k] = v.clone();
+                }
+                (200, self.put(parent, last, o).to_string())
+            }
+            "PATCH" => {
+                let body: Value = serde_json::from_str(&req.body).unwrap();
+                (200, self.put(parent, last, body).to_string())
+            }
+            "POST" => {
+                let body: Value = serde_json::from_str(&req.body).unwrap();
+                let name = body["metadata"]["name"].as_str().unwrap().to_string();
+                if self.objects.contains_key(&(path.clone(), name.clone())) {
+                    return status(409, "AlreadyExists");
+                }
+                (201, self.put(&path, &name, body).to_string())
+            }
+            "GET" if is_collection(&path) => (
+                200,
+                json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": self.resource_version.to_string()},
+                    "items": list(self, &path)})
                 .to_string(),
-        ),
-        _ => (405, "{}".to_string()),
+            ),
+            "GET" => match self.objects.get(&(parent.to_string(), last.to_string())) {
+                Some(o) => (200, o.to_string()),
+                None => status(404, "NotFound"),
+            },
+            "DELETE" if is_collection(&path) => {
+                let gone = list(self, &path);
+                for o in &gone {
+                    let name = o["metadata"]["name"].as_str().unwrap().to_string();
+                    self.objects.remove(&(path.clone(), name));
+                }
+                (200, json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": gone}).to_string())
+            }
+            "DELETE" => match self.objects.remove(&(parent.to_string(), last.to_string())) {
+                // Garbage collection: a Deployment's pods go with it.
+                Some(o) if o["kind"] == "Deployment" => {
+                    let pods = parent.replace("/apis/apps/v1/", "/api/v1/").replace("deployments", "pods");
+                    self.objects.retain(|(c, n), _| !(c == &pods && n.starts_with(&format!("{last}-r"))));
+                    (200, o.to_string())
+                }
+                Some(o) => (200, o.to_string()),
+                None => status(404, "NotFound"),
+            },
+            _ => status(405, "MethodNotAllowed"),
+        }
     }
 }
 
-/// Starts the stand-in on a free port; answers its URL and the recorded requests.
-async fn stand_in() -> (String, Arc<Mutex<Vec<Request>>>) {
+type Seen = Arc<Mutex<Vec<Request>>>;
+
+/// Starts the stand-in on a free port; answers its URL, the recorded requests and its store.
+async fn stand_in() -> (String, Seen, Arc<Mutex<Store>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen: Arc<Mutex<Vec<Request>>> = Default::default();
-    let log = seen.clone();
+    let seen: Seen = Default::default();
+    let store: Arc<Mutex<Store>> = Default::default();
+    let (log, state) = (seen.clone(), store.clone());
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let log = log.clone();
+            let (log, state) = (log.clone(), state.clone());
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
                 let mut reader = BufReader::new(read);
@@ -106,7 +256,7 @@ async fn stand_in() -> (String, Arc<Mutex<Vec<Request>>>) {
                         authorization,
                         body: String::from_utf8_lossy(&body).into_owned(),
                     };
-                    let (status, text) = answer(&req);
+                    let (status, text) = state.lock().unwrap().answer(&req);
                     log.lock().unwrap().push(req);
                     let reply = format!(
                         "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
@@ -119,7 +269,7 @@ async fn stand_in() -> (String, Arc<Mutex<Vec<Request>>>) {
             });
         }
     });
-    (url, seen)
+    (url, seen, store)
 }
 
 fn seed_dir() -> tempfile::TempDir {
@@ -133,11 +283,76 @@ fn seed_dir() -> tempfile::TempDir {
     dir
 }
 
+/// Runs `oclaw` against the stand-in (off the runtime: the stand-in runs on it).
+async fn oclaw(dir: &Path, kubeconfig: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let (dir, kubeconfig) = (dir.to_path_buf(), kubeconfig.to_path_buf());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        common::oclaw()
+            .args(&args)
+            .current_dir(&dir)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("OCLAW_DRIVER", "kubernetes")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The seed's cluster file at `version`, as `name` in `dir`.
+fn cluster_file(dir: &Path, name: &str, version: &str) {
+    let text = oclaw_cluster::model::SEED_EXAMPLE
+        .replace("spec:\n", &format!("spec:\n  version: \"{version}\"\n"));
+    std::fs::write(dir.join("config").join(name), text).unwrap();
+}
+
+fn history(text: &str) -> Vec<(u64, String, String, String)> {
+    let list: Value = serde_json::from_str(text).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["revision"].as_u64().unwrap(),
+                r["action"].as_str().unwrap().to_string(),
+                r["status"].as_str().unwrap().to_string(),
+                r["version"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The pods' revisions, as the stand-in's controller made them.
+fn pod_revisions(store: &Mutex<Store>) -> std::collections::BTreeSet<String> {
+    store
+        .lock()
+        .unwrap()
+        .objects
+        .iter()
+        .filter(|((c, _), _)| c.ends_with("/pods"))
+        .map(|(_, o)| {
+            o["metadata"]["labels"]["oclaw.dev/revision"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deploy_core_applies_server_side_and_prunes_against_a_stand_in_api_server() {
-    let (url, seen) = stand_in().await;
+async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_server() {
+    let (url, seen, store) = stand_in().await;
     let dir = seed_dir();
-    let kubeconfig = dir.path().join("kubeconfig");
+    let d = dir.path();
+    cluster_file(d, "v2.yaml", "2.0.0");
+    cluster_file(d, "broken.yaml", "3.0.0-broken");
+    let kubeconfig = d.join("kubeconfig");
     std::fs::write(
         &kubeconfig,
         format!(
@@ -145,6 +360,42 @@ async fn deploy_core_applies_server_side_and_prunes_against_a_stand_in_api_serve
         ),
     )
     .unwrap();
+    // A deployment of this cluster the file no longer has, left by an earlier deploy.
+    store.lock().unwrap().put(
+        "/apis/apps/v1/namespaces/oclaw-system/deployments",
+        "oclaw-retired-worker",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "oclaw-retired-worker",
+            "namespace": "oclaw-system", "labels": {"app.kubernetes.io/managed-by": "oclaw",
+            "app.kubernetes.io/instance": "production-cluster", "app.kubernetes.io/component": "worker"}},
+            "spec": {"replicas": 1, "template": {"metadata": {"labels": {}}, "spec": {"containers": [{"image": "old"}]}}}}),
+    );
+    let k = |args: &'static [&'static str]| oclaw(d, &kubeconfig, args);
+    let mut printed = String::new();
+
+    // init: the shared objects only.
+    let (code, out, err) = k(&["init", "--config", "config/production.yaml"]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    printed += &(out.clone() + &err);
+    assert!(out.contains("next: oclaw deploy core"), "{out}");
+    let kinds: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .map(|r| r.target.clone())
+        .collect();
+    assert!(
+        kinds
+            .iter()
+            .any(|t| t.starts_with("/api/v1/namespaces/oclaw-system/configmaps/oclaw-config")),
+        "{kinds:#?}"
+    );
+    assert!(
+        !kinds.iter().any(|t| t.contains("/deployments/")),
+        "init deploys no component: {kinds:#?}"
+    );
+
+    // deploy core --wait: revision 1, every object applied server-side, the retired one pruned.
     let args = [
         "deploy",
         "core",
@@ -152,94 +403,186 @@ async fn deploy_core_applies_server_side_and_prunes_against_a_stand_in_api_serve
         "[api-server,worker,scheduler]",
         "--ha-mode",
         "true",
-        "--driver",
-        "kubernetes",
         "--config",
         "config/production.yaml",
     ];
-    let rendered = common::oclaw()
-        .args(args)
-        .args(["--dry-run", "-o", "json"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let rendered: Value = serde_json::from_slice(&rendered.stdout).unwrap();
+    let (_, rendered, _) = oclaw(
+        d,
+        &kubeconfig,
+        &[&args[..], &["--dry-run", "-o", "json"]].concat(),
+    )
+    .await;
+    let rendered: Value = serde_json::from_str(&rendered).unwrap();
     let objects = rendered["items"].as_array().unwrap().len();
-
-    let dir_path = dir.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        common::oclaw()
-            .args(args)
-            .current_dir(&dir_path)
-            .env("KUBECONFIG", &kubeconfig)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    seen.lock().unwrap().clear();
+    let (code, out, err) = oclaw(d, &kubeconfig, &[&args[..], &["--wait"]].concat()).await;
+    printed += &(out.clone() + &err);
+    assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(
-        stdout.contains(&format!("{objects} objects applied, 1 pruned")),
-        "{stdout}"
+        out.contains(&format!("{objects} objects applied, 1 pruned")),
+        "{out}"
     );
-    assert!(!stdout.contains("s3cret") && !stderr.contains("s3cret"));
+    assert!(
+        out.contains("pruned Deployment oclaw-retired-worker"),
+        "{out}"
+    );
+    assert!(out.contains("pods ready 8/8"), "{out}");
+    {
+        let seen = seen.lock().unwrap();
+        let patches: Vec<&Request> = seen
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.content_type != "application/merge-patch+json")
+            .collect();
+        assert_eq!(patches.len(), objects, "{seen:#?}");
+        for p in &patches {
+            assert!(
+                p.target.contains("fieldManager=oclaw") && p.target.contains("force=true"),
+                "{p:?}"
+            );
+            assert_eq!(p.content_type, "application/apply-patch+yaml", "{p:?}");
+            assert_eq!(p.authorization, "Bearer s3cret-token");
+        }
+        let targets: Vec<&str> = patches
+            .iter()
+            .map(|p| p.target.split('?').next().unwrap())
+            .collect();
+        assert_eq!(
+            targets[0], "/api/v1/namespaces/oclaw-system",
+            "the namespace comes first"
+        );
+        for expected in [
+            "/apis/apps/v1/namespaces/oclaw-system/deployments/api-server",
+            "/apis/autoscaling/v2/namespaces/oclaw-system/horizontalpodautoscalers/worker-hpa",
+            "/apis/policy/v1/namespaces/oclaw-system/poddisruptionbudgets/api-server",
+            "/apis/monitoring.coreos.com/v1/namespaces/oclaw-system/prometheusrules/oclaw-alerts",
+        ] {
+            assert!(
+                targets.contains(&expected),
+                "{expected} not applied: {targets:#?}"
+            );
+        }
+        let deletes: Vec<&str> = seen
+            .iter()
+            .filter(|r| r.method == "DELETE")
+            .map(|r| r.target.split('?').next().unwrap())
+            .collect();
+        assert_eq!(
+            deletes,
+            ["/apis/apps/v1/namespaces/oclaw-system/deployments/oclaw-retired-worker"]
+        );
+        // The revision is recorded with create (a racing deploy gets a conflict), immutable.
+        let post = seen.iter().find(|r| r.method == "POST").unwrap();
+        assert_eq!(
+            post.target.split('?').next().unwrap(),
+            "/api/v1/namespaces/oclaw-system/configmaps"
+        );
+        let cm: Value = serde_json::from_str(&post.body).unwrap();
+        assert_eq!(
+            (cm["metadata"]["name"].as_str(), cm["immutable"].as_bool()),
+            (Some("production-cluster-revision-1"), Some(true))
+        );
+    }
+    assert_eq!(pod_revisions(&store), ["1".to_string()].into());
 
-    let seen = seen.lock().unwrap().clone();
-    let patches: Vec<&Request> = seen.iter().filter(|r| r.method == "PATCH").collect();
-    assert_eq!(patches.len(), objects, "{seen:#?}");
-    for p in &patches {
-        assert!(
-            p.target.contains("fieldManager=oclaw") && p.target.contains("force=true"),
-            "{p:?}"
-        );
-        assert_eq!(p.content_type, "application/apply-patch+yaml", "{p:?}");
-        assert_eq!(p.authorization, "Bearer s3cret-token");
-        let body: Value = serde_json::from_str(&p.body).unwrap();
-        assert!(
-            body["kind"].is_string() && body["metadata"]["name"].is_string(),
-            "{p:?}"
-        );
-    }
-    let targets: Vec<&str> = patches
-        .iter()
-        .map(|p| p.target.split('?').next().unwrap())
-        .collect();
-    assert_eq!(
-        targets[0], "/api/v1/namespaces/oclaw-system",
-        "the namespace comes first"
+    // status: the pods from the API server.
+    let (code, table, err) = k(&["status", "--namespace", "oclaw-system"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    let pods: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(pods.len(), 8, "{table}");
+    assert!(
+        pods.iter()
+            .all(|l| l.contains("1/1") && l.contains("Running")),
+        "{table}"
     );
-    for expected in [
-        "/apis/apps/v1/namespaces/oclaw-system/deployments/api-server",
-        "/apis/autoscaling/v2/namespaces/oclaw-system/horizontalpodautoscalers/worker-hpa",
-        "/apis/policy/v1/namespaces/oclaw-system/poddisruptionbudgets/api-server",
-        "/api/v1/namespaces/oclaw-system/configmaps/oclaw-config",
-        "/apis/monitoring.coreos.com/v1/namespaces/oclaw-system/prometheusrules/oclaw-alerts",
-    ] {
-        assert!(
-            targets.contains(&expected),
-            "{expected} not applied: {targets:#?}"
-        );
-    }
-    // Pruned: the retired deployment, not the current one; kinds the server lacks are skipped.
-    let deletes: Vec<&str> = seen
+    let (_, json_status, _) = k(&["status", "-o", "json"]).await;
+    let s: Value = serde_json::from_str(&json_status).unwrap();
+    assert_eq!(s["revision"], 1);
+    assert_eq!(s["driver"], "kubernetes");
+    let api = s["components"]
+        .as_array()
+        .unwrap()
         .iter()
-        .filter(|r| r.method == "DELETE")
-        .map(|r| r.target.as_str())
-        .collect();
-    assert_eq!(deletes.len(), 1, "{deletes:?}");
-    assert!(deletes[0]
-        .starts_with("/apis/apps/v1/namespaces/oclaw-system/deployments/oclaw-retired-worker"));
-    let list = seen
-        .iter()
-        .find(|r| r.method == "GET" && r.target.contains("/deployments?"))
+        .find(|c| c["name"] == "api-server")
         .unwrap();
-    assert!(
-        list.target
-            .contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Doclaw"),
-        "{list:?}"
+    assert_eq!(
+        (api["desired"].as_u64(), api["ready"].as_u64()),
+        (Some(3), Some(3))
     );
+
+    // all-in upgrade to 2.0.0: revision 2, every pod replaced.
+    let (code, out, err) = k(&[
+        "upgrade",
+        "--rollout-strategy",
+        "all-in",
+        "--confirm",
+        "--config",
+        "config/v2.yaml",
+        "--timeout",
+        "20",
+    ])
+    .await;
+    printed += &(out.clone() + &err);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(pod_revisions(&store), ["2".to_string()].into());
+
+    // A revision whose pods never become ready: failed, and the one before comes back.
+    let (code, out, err) = k(&[
+        "upgrade",
+        "--rollout-strategy",
+        "all-in",
+        "--confirm",
+        "--config",
+        "config/broken.yaml",
+        "--timeout",
+        "2",
+    ])
+    .await;
+    printed += &(out.clone() + &err);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(
+        err.contains("OC-5003") && err.contains("rolled back"),
+        "{err}"
+    );
+    assert_eq!(pod_revisions(&store), ["4".to_string()].into());
+
+    // rollback to revision 1: a new revision with revision 1's file.
+    let (code, out, err) = k(&["rollback", "--revision", "1"]).await;
+    printed += &(out.clone() + &err);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let (_, list, _) = k(&["upgrade", "history", "-o", "json"]).await;
+    let this = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        history(&list),
+        vec![
+            (1, "deploy".into(), "superseded".into(), this.to_string()),
+            (2, "upgrade".into(), "superseded".into(), "2.0.0".into()),
+            (3, "upgrade".into(), "failed".into(), "3.0.0-broken".into()),
+            (4, "rollback".into(), "superseded".into(), "2.0.0".into()),
+            (5, "rollback".into(), "deployed".into(), this.to_string()),
+        ]
+    );
+    let (_, table, _) = k(&["upgrade", "history"]).await;
+    assert!(
+        table.lines().next().unwrap().starts_with("REVISION"),
+        "{table}"
+    );
+    assert_eq!(pod_revisions(&store), ["5".to_string()].into());
+    let (code, _, err) = k(&["rollback", "--revision", "9"]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no revision 9"), "{err}");
+
+    // Canary analysis is the local driver's; here it says so.
+    let (code, _, err) = k(&[
+        "upgrade",
+        "--rollout-strategy",
+        "canary",
+        "--config",
+        "config/v2.yaml",
+    ])
+    .await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("OC-5002") && err.contains("all-in"), "{err}");
+    assert!(!printed.contains("s3cret"), "{printed}");
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! `oclaw init` and `oclaw deploy core`: read the OpenClawCluster file; with the kubernetes
-//! driver apply the objects it becomes to the API server (server-side apply, then prune), or
-//! with `--dry-run` print them. Submitting to Nomad is not built (OC-5002 says so).
+//! `oclaw init` and `oclaw deploy core`: read the OpenClawCluster file and run the driver's
+//! pipeline for it (`super::release`), or with `--dry-run` print the objects it becomes.
+//! Submitting to Nomad is not built (OC-5002 says so).
 
 use std::process::ExitCode;
 
@@ -8,6 +8,9 @@ use oclaw_cluster::kubernetes::{self, RenderOptions, COMPONENTS};
 use oclaw_cluster::OpenClawCluster;
 use oclaw_core::ErrorCode;
 
+use oclaw_cluster::driver::Release;
+
+use super::release::{on_driver, Deploy};
 use super::{EXIT_FAILURE, EXIT_INVALID};
 use crate::cli::{ClusterArgs, DeployCommand, DriverArg, InitArgs, OutputArg};
 
@@ -35,10 +38,10 @@ fn load(args: &ClusterArgs, image: Option<&str>) -> Result<OpenClawCluster, Exit
     Ok(cluster)
 }
 
-/// Prints the rendered objects, or explains what is not built.
+/// Prints the objects a driver would apply (`--dry-run`).
 fn emit(cluster: &OpenClawCluster, args: &ClusterArgs, options: &RenderOptions) -> ExitCode {
-    match (args.driver, args.dry_run) {
-        (DriverArg::Kubernetes, dry_run) => {
+    match args.driver {
+        DriverArg::Kubernetes => {
             let mut objects = kubernetes::render(cluster, options);
             let rule = if cluster.spec.monitoring.enabled {
                 match oclaw_node::monitoring::prometheus_rule(&cluster.metadata.namespace) {
@@ -48,13 +51,8 @@ fn emit(cluster: &OpenClawCluster, args: &ClusterArgs, options: &RenderOptions) 
             } else {
                 None
             };
-            if !dry_run {
-                if let Some(rule) = rule.and_then(|r| serde_yaml::from_str(&r).ok()) {
-                    objects.push(rule);
-                }
-                return apply_to_kubernetes(cluster, &objects, options);
-            }
             match args.output {
+                // The rule file as shipped (its comments kept).
                 OutputArg::Yaml => {
                     let mut out = kubernetes::to_yaml(&objects);
                     if let Some(rule) = rule {
@@ -67,23 +65,26 @@ fn emit(cluster: &OpenClawCluster, args: &ClusterArgs, options: &RenderOptions) 
                     if let Some(rule) = rule.and_then(|r| serde_yaml::from_str(&r).ok()) {
                         objects.push(rule);
                     }
-                    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
-                    println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+                    let list =
+                        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&list).unwrap_or_default()
+                    );
                 }
             }
             ExitCode::SUCCESS
         }
-        (DriverArg::Nomad, true) if args.output == OutputArg::Yaml => {
+        DriverArg::Nomad if args.output == OutputArg::Yaml => {
             print!("{}", oclaw_cluster::nomad::render(cluster, options));
             ExitCode::SUCCESS
         }
-        (DriverArg::Nomad, true) => fail(ErrorCode::InvalidField, "the Nomad job is HCL: leave out -o json", EXIT_INVALID),
-        (DriverArg::Nomad, false) => fail(
-            ErrorCode::DriverUnavailable,
-            "submitting to Nomad is not built yet; render the job and run it yourself: oclaw deploy core --driver nomad --dry-run > oclaw.nomad.hcl && nomad job run oclaw.nomad.hcl",
-            EXIT_FAILURE,
+        DriverArg::Nomad => fail(
+            ErrorCode::InvalidField,
+            "the Nomad job is HCL: leave out -o json",
+            EXIT_INVALID,
         ),
-        (DriverArg::Local, _) => fail(
+        DriverArg::Local => fail(
             ErrorCode::DriverUnavailable,
             "the local driver prints no manifests; leave out --dry-run, or use --driver kubernetes",
             EXIT_INVALID,
@@ -91,36 +92,12 @@ fn emit(cluster: &OpenClawCluster, args: &ClusterArgs, options: &RenderOptions) 
     }
 }
 
-/// Server-side apply of `objects` to the API server of the current kubeconfig context.
-fn apply_to_kubernetes(
-    cluster: &OpenClawCluster,
-    objects: &[serde_json::Value],
-    options: &RenderOptions,
-) -> ExitCode {
-    let rt = match super::runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let result = rt.block_on(super::kube_apply::apply(
-        objects,
-        &cluster.metadata.name,
-        &cluster.metadata.namespace,
-        &options.components,
-    ));
-    match result {
-        Ok(done) => {
-            println!(
-                "cluster {} applied to namespace {}: {} objects applied, {} pruned (field manager `{}`)",
-                cluster.metadata.name,
-                cluster.metadata.namespace,
-                done.applied.len(),
-                done.pruned.len(),
-                super::kube_apply::FIELD_MANAGER
-            );
-            ExitCode::SUCCESS
-        }
-        Err((code, message)) => fail(code, message, EXIT_FAILURE),
+/// The cluster file to record: as written, or re-serialized when a flag changed it.
+fn recorded_text(args: &ClusterArgs, cluster: &OpenClawCluster, changed: bool) -> String {
+    if changed {
+        serde_yaml::to_string(cluster).unwrap_or_default()
+    } else {
+        std::fs::read_to_string(&args.config).unwrap_or_default()
     }
 }
 
@@ -139,20 +116,42 @@ pub fn init(args: InitArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if args.cluster.driver == DriverArg::Local && !args.cluster.dry_run {
-        let text = std::fs::read_to_string(&args.cluster.config).unwrap_or_default();
-        return super::local::init(&cluster, &text);
+    if args.cluster.dry_run {
+        return emit(&cluster, &args.cluster, &RenderOptions::default());
     }
-    if !args.cluster.dry_run {
-        eprintln!(
-            "cluster `{}` (namespace {}, version {}, image {}): file is valid",
-            cluster.metadata.name,
-            cluster.metadata.namespace,
-            cluster.version(),
-            cluster.image()
-        );
+    match args.cluster.driver {
+        DriverArg::Local => {
+            let text = recorded_text(&args.cluster, &cluster, args.image_registry.is_some());
+            super::local::init(&cluster, &text)
+        }
+        // The shared objects (namespace, service account and RBAC, config, metrics service);
+        // `deploy core` adds the components as revision 1.
+        driver => {
+            let namespace = cluster.metadata.namespace.clone();
+            let release = Release {
+                revision: 0,
+                options: RenderOptions {
+                    components: Vec::new(),
+                    ha: true,
+                },
+                force: false,
+            };
+            println!(
+                "cluster `{}` (namespace {namespace}, version {}, image {}): file is valid",
+                cluster.metadata.name,
+                cluster.version(),
+                cluster.image()
+            );
+            let code = on_driver!(driver, &namespace, |d| async {
+                super::release::run_pipeline(&d, &cluster, &release).await?;
+                Ok(ExitCode::SUCCESS)
+            });
+            if code == ExitCode::SUCCESS {
+                println!("next: oclaw deploy core --components [api-server,worker,scheduler] --ha-mode true --driver kubernetes");
+            }
+            code
+        }
     }
-    emit(&cluster, &args.cluster, &RenderOptions::default())
 }
 
 /// Parses the seed's `[api-server,worker,scheduler]` (brackets optional).
@@ -190,26 +189,53 @@ pub fn deploy(what: DeployCommand) -> ExitCode {
         Ok(c) => c,
         Err(m) => return fail(ErrorCode::InvalidField, m, EXIT_INVALID),
     };
-    if args.driver == DriverArg::Local && !args.dry_run {
-        return super::local::deploy(
-            &namespace,
-            components,
-            ha_mode,
-            wait.then_some(std::time::Duration::from_secs(180)),
-        );
-    }
-    let cluster = match load(&args, image_registry.as_deref()) {
-        Ok(c) => c,
-        Err(code) => return code,
+    let options = RenderOptions {
+        components,
+        ha: ha_mode,
     };
-    emit(
-        &cluster,
-        &args,
-        &RenderOptions {
-            components,
-            ha: ha_mode,
-        },
-    )
+    if args.dry_run {
+        return match load(&args, image_registry.as_deref()) {
+            Ok(cluster) => emit(&cluster, &args, &options),
+            Err(code) => code,
+        };
+    }
+    // The local driver deploys the file `init` wrote; the others the file given (and its
+    // namespace).
+    let (text, namespace) = if args.driver == DriverArg::Local {
+        let file = super::local::cluster_dir(&namespace).join("cluster.yaml");
+        match std::fs::read_to_string(&file) {
+            Ok(t) => (t, namespace),
+            Err(_) => {
+                return fail(
+                    ErrorCode::DriverUnavailable,
+                    format!("no local cluster in namespace {namespace}; run `oclaw init --config FILE` first"),
+                    EXIT_FAILURE,
+                )
+            }
+        }
+    } else {
+        match load(&args, image_registry.as_deref()) {
+            Ok(cluster) => (
+                recorded_text(&args, &cluster, image_registry.is_some()),
+                cluster.metadata.namespace,
+            ),
+            Err(code) => return code,
+        }
+    };
+    let description = format!(
+        "deploy {}{}",
+        options.components.join(","),
+        if options.ha { " (HA)" } else { "" }
+    );
+    let job = Deploy {
+        cluster_text: &text,
+        action: "deploy",
+        options,
+        force: false,
+        description,
+        wait: wait.then_some(std::time::Duration::from_secs(180)),
+    };
+    on_driver!(args.driver, &namespace, |d| super::release::deploy(&d, job))
 }
 
 #[cfg(test)]

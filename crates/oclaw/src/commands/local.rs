@@ -72,7 +72,7 @@ pub struct Rollout {
 }
 
 /// The revision `pod` should run: the canary's for the first pods of each component.
-fn target_revision(pod: &PodSpec, want: &[PodSpec], desired: &Desired) -> u64 {
+pub(super) fn target_revision(pod: &PodSpec, want: &[PodSpec], desired: &Desired) -> u64 {
     let Some(c) = desired.canary else {
         return desired.revision;
     };
@@ -205,23 +205,10 @@ async fn drive_rollout(
     let _ = write_atomic(&path, &serde_json::to_string_pretty(&r).unwrap_or_default());
 }
 
-/// One immutable entry of the cluster's history: what was deployed, by which action.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Revision {
-    pub revision: u64,
-    pub created_at: DateTime<Utc>,
-    /// `deploy`, `upgrade`, `rollback`.
-    pub action: String,
-    pub version: String,
-    pub components: Vec<String>,
-    pub ha: bool,
-    /// `deployed`, `superseded`, `failed`.
-    pub status: String,
-    pub description: String,
-}
+pub use oclaw_cluster::driver::Revision;
 
 /// The node config (`oclaw.yaml`) every pod of `cluster` reads: its `spec.config`.
-fn node_yaml(cluster: &OpenClawCluster) -> String {
+pub(super) fn node_yaml(cluster: &OpenClawCluster) -> String {
     let config = cluster
         .spec
         .config
@@ -230,7 +217,7 @@ fn node_yaml(cluster: &OpenClawCluster) -> String {
     serde_yaml::to_string(&config).unwrap_or_default()
 }
 
-fn revisions_dir(dir: &Path) -> PathBuf {
+pub(super) fn revisions_dir(dir: &Path) -> PathBuf {
     dir.join("revisions")
 }
 
@@ -247,15 +234,15 @@ pub fn revisions(dir: &Path) -> Vec<Revision> {
     out
 }
 
-fn save_revision(dir: &Path, r: &Revision) -> std::io::Result<()> {
+pub(super) fn save_revision(dir: &Path, r: &Revision) -> std::io::Result<()> {
     write_atomic(
         &revisions_dir(dir).join(format!("{}.json", r.revision)),
         &serde_json::to_string_pretty(r).unwrap_or_default(),
     )
 }
 
-/// Records a new revision for `cluster_text` (its cluster file) and returns it; the revision
-/// before it that was deployed becomes `superseded` once the new one is in place.
+/// Records a new revision for `cluster_text` (its cluster file) and returns it (status
+/// `pending`).
 pub fn record(
     dir: &Path,
     cluster_text: &str,
@@ -266,41 +253,36 @@ pub fn record(
 ) -> Result<Revision, String> {
     let file = dir.join("cluster.yaml").display().to_string();
     let cluster = OpenClawCluster::parse(&file, cluster_text).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(revisions_dir(dir)).map_err(|e| e.to_string())?;
-    let n = revisions(dir).last().map(|r| r.revision).unwrap_or(0) + 1;
-    let node = node_yaml(&cluster);
     let rd = revisions_dir(dir);
-    write_atomic(&rd.join(format!("{n}.cluster.yaml")), cluster_text).map_err(|e| e.to_string())?;
-    write_atomic(&rd.join(format!("{n}.node.yaml")), &node).map_err(|e| e.to_string())?;
-    let r = Revision {
-        revision: n,
-        created_at: Utc::now(),
-        action: action.into(),
-        version: cluster.version(),
-        components,
-        ha,
-        status: "pending".into(),
+    std::fs::create_dir_all(&rd).map_err(|e| e.to_string())?;
+    let r = Revision::next(
+        &revisions(dir),
+        &cluster,
+        action,
+        &RenderOptions { components, ha },
         description,
-    };
-    save_revision(dir, &r).map_err(|e| e.to_string())?;
+    );
+    let (cluster_file, node_file) = revision_files(dir, r.revision);
+    write_atomic(&cluster_file, cluster_text)
+        .and_then(|_| write_atomic(&node_file, &node_yaml(&cluster)))
+        .and_then(|_| save_revision(dir, &r))
+        .map_err(|e| e.to_string())?;
     Ok(r)
 }
 
 /// Marks `n` with `status`; a newly deployed revision supersedes the one deployed before.
 pub fn mark(dir: &Path, n: u64, status: &str) {
-    for mut r in revisions(dir) {
-        if r.revision == n {
-            r.status = status.into();
-            let _ = save_revision(dir, &r);
-        } else if status == "deployed" && r.status == "deployed" {
-            r.status = "superseded".into();
-            let _ = save_revision(dir, &r);
+    let history = revisions(dir);
+    for (r, s) in oclaw_cluster::driver::mark_plan(&history, n, status) {
+        if let Some(mut rev) = history.iter().find(|x| x.revision == r).cloned() {
+            rev.status = s;
+            let _ = save_revision(dir, &rev);
         }
     }
 }
 
 /// The cluster file and node config a revision runs (revision 0: what `init` wrote).
-fn revision_files(dir: &Path, n: u64) -> (PathBuf, PathBuf) {
+pub(super) fn revision_files(dir: &Path, n: u64) -> (PathBuf, PathBuf) {
     if n == 0 {
         (dir.join("cluster.yaml"), dir.join("node.yaml"))
     } else {
@@ -337,13 +319,13 @@ pub struct State {
     pub pods: Vec<PodState>,
 }
 
-fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+pub(super) fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(tmp, path)
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
+pub(super) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
     std::fs::read_to_string(path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -364,7 +346,7 @@ fn signal(pid: u32, sig: &str) {
         .status();
 }
 
-fn supervisor_pid(dir: &Path) -> Option<u32> {
+pub(super) fn supervisor_pid(dir: &Path) -> Option<u32> {
     std::fs::read_to_string(dir.join("supervisor.pid"))
         .ok()
         .and_then(|p| p.trim().parse().ok())
@@ -460,241 +442,10 @@ fn start_supervisor(dir: &Path, namespace: &str) -> std::io::Result<u32> {
     Ok(pid)
 }
 
-/// `oclaw deploy core` with the local driver: a new revision of the initialised cluster file
-/// with these components.
-pub fn deploy(
-    namespace: &str,
-    components: Vec<String>,
-    ha: bool,
-    wait: Option<Duration>,
-) -> ExitCode {
-    let dir = cluster_dir(namespace);
-    let Ok(text) = std::fs::read_to_string(dir.join("cluster.yaml")) else {
-        return fail(
-            ErrorCode::DriverUnavailable,
-            format!(
-                "no local cluster in namespace {namespace}; run `oclaw init --config FILE` first"
-            ),
-            EXIT_FAILURE,
-        );
-    };
-    let description = format!(
-        "deploy {}{}",
-        components.join(","),
-        if ha { " (HA)" } else { "" }
-    );
-    apply(
-        namespace,
-        &text,
-        "deploy",
-        components,
-        ha,
-        false,
-        description,
-        wait,
-    )
-}
-
-/// Records a revision and has the supervisor roll every pod to it; with `wait`, waits until
-/// every pod runs it and is ready, and rolls back to the revision before when it does not.
-#[allow(clippy::too_many_arguments)]
-pub fn apply(
-    namespace: &str,
-    cluster_text: &str,
-    action: &str,
-    components: Vec<String>,
-    ha: bool,
-    force: bool,
-    description: String,
-    wait: Option<Duration>,
-) -> ExitCode {
-    let dir = cluster_dir(namespace);
-    if supervisor_pid(&dir).is_none() {
-        return fail(
-            ErrorCode::DriverUnavailable,
-            format!(
-                "the supervisor of {namespace} is not running; run `oclaw init` again to start it"
-            ),
-            EXIT_FAILURE,
-        );
-    }
-    let previous = revisions(&dir)
-        .into_iter()
-        .rev()
-        .find(|r| r.status == "deployed");
-    let rev = match record(
-        &dir,
-        cluster_text,
-        action,
-        components.clone(),
-        ha,
-        description,
-    ) {
-        Ok(r) => r,
-        Err(e) => return fail(ErrorCode::ClusterInvalid, e, EXIT_INVALID),
-    };
-    let Some(cluster) = revision_cluster(&dir, rev.revision) else {
-        return fail(
-            ErrorCode::ClusterInvalid,
-            "the revision's cluster file does not read back",
-            EXIT_FAILURE,
-        );
-    };
-    let want = desired_pods(
-        &cluster,
-        &RenderOptions {
-            components: components.clone(),
-            ha,
-        },
-    );
-    let desired = Desired {
-        components,
-        ha,
-        revision: rev.revision,
-        force,
-        canary: None,
-    };
-    if let Err(e) = write_atomic(
-        &dir.join("desired.json"),
-        &serde_json::to_string(&desired).unwrap_or_default(),
-    ) {
-        return fail(ErrorCode::ConfigUnreadable, e, EXIT_FAILURE);
-    }
-    println!(
-        "revision {} ({action}, version {}): {} pods in {namespace}",
-        rev.revision,
-        rev.version,
-        want.len()
-    );
-    let Some(wait) = wait else {
-        mark(&dir, rev.revision, "deployed");
-        return ExitCode::SUCCESS;
-    };
-    if wait_rolled(&dir, &want, rev.revision, wait) {
-        mark(&dir, rev.revision, "deployed");
-        return ExitCode::SUCCESS;
-    }
-    mark(&dir, rev.revision, "failed");
-    let Some(prev) = previous else {
-        return fail(
-            ErrorCode::DriverUnavailable,
-            format!(
-                "revision {} did not become ready within {}s; see oclaw status and oclaw logs POD",
-                rev.revision,
-                wait.as_secs()
-            ),
-            EXIT_FAILURE,
-        );
-    };
-    eprintln!(
-        "revision {} did not become ready within {}s: rolling back to revision {}",
-        rev.revision,
-        wait.as_secs(),
-        prev.revision
-    );
-    let (prev_file, _) = revision_files(&dir, prev.revision);
-    let prev_text = std::fs::read_to_string(prev_file).unwrap_or_default();
-    let _ = apply(
-        namespace,
-        &prev_text,
-        "rollback",
-        prev.components,
-        prev.ha,
-        true,
-        format!(
-            "automatic rollback of revision {} to {}",
-            rev.revision, prev.revision
-        ),
-        Some(wait),
-    );
-    ExitCode::from(EXIT_FAILURE)
-}
-
-fn revision_cluster(dir: &Path, n: u64) -> Option<OpenClawCluster> {
+pub(super) fn revision_cluster(dir: &Path, n: u64) -> Option<OpenClawCluster> {
     let (file, _) = revision_files(dir, n);
     let text = std::fs::read_to_string(&file).ok()?;
     OpenClawCluster::parse(&file.display().to_string(), &text).ok()
-}
-
-/// Waits until every wanted pod runs `revision` and is ready, printing progress.
-fn wait_rolled(dir: &Path, want: &[PodSpec], revision: u64, wait: Duration) -> bool {
-    let deadline = Instant::now() + wait;
-    let mut last = usize::MAX;
-    loop {
-        let state: State = read_json(&dir.join("state.json")).unwrap_or_default();
-        let ready = want
-            .iter()
-            .filter(|w| {
-                state
-                    .pods
-                    .iter()
-                    .any(|p| p.name == w.name && p.ready && p.revision == revision)
-            })
-            .count();
-        if ready != last {
-            println!("  pods ready {ready}/{}", want.len());
-            last = ready;
-        }
-        if ready == want.len() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn age(since: Option<DateTime<Utc>>) -> String {
-    let Some(s) = since else { return "-".into() };
-    let secs = (Utc::now() - s).num_seconds().max(0);
-    match secs {
-        0..=119 => format!("{secs}s"),
-        120..=7199 => format!("{}m", secs / 60),
-        _ => format!("{}h", secs / 3600),
-    }
-}
-
-/// `oclaw status --namespace NS`.
-pub fn status(namespace: &str, json: bool) -> ExitCode {
-    let dir = cluster_dir(namespace);
-    if !dir.join("cluster.yaml").exists() {
-        return fail(
-            ErrorCode::DriverUnavailable,
-            format!(
-                "no local cluster in namespace {namespace} (looked in {})",
-                dir.display()
-            ),
-            EXIT_FAILURE,
-        );
-    }
-    let state: State = read_json(&dir.join("state.json")).unwrap_or_default();
-    let supervised = supervisor_pid(&dir).is_some();
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"namespace": namespace, "supervisor_running": supervised, "pods": state.pods})
-        );
-        return ExitCode::SUCCESS;
-    }
-    println!(
-        "{:<14} {:<7} {:<17} {:<9} AGE",
-        "NAME", "READY", "STATUS", "RESTARTS"
-    );
-    for p in &state.pods {
-        println!(
-            "{:<14} {:<7} {:<17} {:<9} {}",
-            p.name,
-            if p.ready { "1/1" } else { "0/1" },
-            p.status,
-            p.restarts,
-            age(p.started_at)
-        );
-    }
-    if !supervised {
-        eprintln!("warning: the supervisor is not running; this is its last record (run `oclaw init` to start it)");
-    }
-    ExitCode::SUCCESS
 }
 
 /// `oclaw logs POD [--previous]`.
@@ -1035,33 +786,21 @@ async fn stop_child(child: &mut tokio::process::Child) {
     }
 }
 
-/// `oclaw upgrade --rollout-strategy all-in --confirm [--config FILE]`.
-pub fn upgrade(args: crate::cli::UpgradeArgs) -> ExitCode {
-    use crate::cli::RolloutArg;
-    let Some(strategy) = args.rollout_strategy else {
-        return fail(
-            ErrorCode::InvalidField,
-            "give --rollout-strategy canary|all-in (or `oclaw upgrade history`)",
-            EXIT_INVALID,
-        );
-    };
+/// The local driver's canary rollouts (driven by the supervisor through
+/// `oclaw_cluster::rollout::step`): `--rollout-strategy canary` starts one, `all-in --confirm`
+/// while one is paused promotes it. Answers `None` for an all-in with no canary in progress:
+/// that is a plain release (`super::release`).
+pub fn canary_upgrade(args: &crate::cli::UpgradeArgs, canary: bool) -> Option<ExitCode> {
     let dir = cluster_dir(&args.namespace);
     let pending: Option<Rollout> =
         read_json::<Rollout>(&dir.join("rollout.json")).filter(|r| !r.status.finished());
-    if strategy == RolloutArg::AllIn && !args.confirm {
-        return fail(
-            ErrorCode::InvalidField,
-            "all-in replaces every pod; add --confirm",
-            EXIT_INVALID,
-        );
-    }
     if let Some(mut r) = pending {
-        if strategy == RolloutArg::Canary {
-            return fail(
+        if canary {
+            return Some(fail(
                 ErrorCode::TaskStateConflict,
                 format!("revision {} is already in a canary ({:?}); promote it with --rollout-strategy all-in --confirm, or wait for it to finish", r.status.revision, r.status.phase),
                 EXIT_FAILURE,
-            );
+            ));
         }
         // all-in --confirm promotes the canary.
         r.confirmed = true;
@@ -1069,12 +808,23 @@ pub fn upgrade(args: crate::cli::UpgradeArgs) -> ExitCode {
             &dir.join("rollout.json"),
             &serde_json::to_string_pretty(&r).unwrap_or_default(),
         ) {
-            return fail(ErrorCode::ConfigUnreadable, e, EXIT_FAILURE);
+            return Some(fail(ErrorCode::ConfigUnreadable, e, EXIT_FAILURE));
         }
         println!("promoting revision {} to every pod", r.status.revision);
-        return follow_rollout(&dir, Duration::from_secs(args.timeout), true);
+        return Some(follow_rollout(
+            &dir,
+            Duration::from_secs(args.timeout),
+            true,
+        ));
     }
-    let Some(current) = revisions(&dir)
+    if !canary {
+        return None;
+    }
+    Some(start_canary(args, &dir))
+}
+
+fn start_canary(args: &crate::cli::UpgradeArgs, dir: &Path) -> ExitCode {
+    let Some(current) = revisions(dir)
         .into_iter()
         .rev()
         .find(|r| r.status == "deployed")
@@ -1113,130 +863,56 @@ pub fn upgrade(args: crate::cli::UpgradeArgs) -> ExitCode {
             EXIT_INVALID,
         );
     }
-    let description = format!(
-        "upgrade from revision {} (version {}) to version {}",
-        current.revision,
-        current.version,
-        new.version()
-    );
-    if strategy == RolloutArg::Canary {
-        if supervisor_pid(&dir).is_none() {
-            return fail(
-                ErrorCode::DriverUnavailable,
-                format!("the supervisor of {} is not running", args.namespace),
-                EXIT_FAILURE,
-            );
-        }
-        let rev = match record(
-            &dir,
-            &text,
-            "upgrade",
-            current.components.clone(),
-            current.ha,
-            format!("canary {}%: {description}", args.canary_percent),
-        ) {
-            Ok(r) => r,
-            Err(e) => return fail(ErrorCode::ClusterInvalid, e, EXIT_INVALID),
-        };
-        mark(&dir, rev.revision, "canary");
-        let rollout = Rollout {
-            status: oclaw_cluster::rollout::RolloutStatus::new(
-                rev.revision,
-                current.revision,
-                unix_now(),
-            ),
-            spec: oclaw_cluster::rollout::RolloutSpec {
-                canary_percent: args.canary_percent,
-                timeout: Duration::from_secs(args.timeout),
-                analysis_window: Duration::from_secs(args.analysis_window),
-                ..Default::default()
-            },
-            confirmed: false,
-        };
-        if let Err(e) = write_atomic(
-            &dir.join("rollout.json"),
-            &serde_json::to_string_pretty(&rollout).unwrap_or_default(),
-        ) {
-            return fail(ErrorCode::ConfigUnreadable, e, EXIT_FAILURE);
-        }
-        println!(
-            "revision {} (version {}): canary on {}% of the pods, analysis for {}s",
-            rev.revision, rev.version, args.canary_percent, args.analysis_window
-        );
-        return follow_rollout(&dir, Duration::from_secs(args.timeout), false);
-    }
-    apply(
-        &args.namespace,
-        &text,
-        "upgrade",
-        current.components,
-        current.ha,
-        false,
-        description,
-        Some(Duration::from_secs(args.timeout)),
-    )
-}
-
-/// `oclaw rollback --revision N [--force]`.
-pub fn rollback(namespace: &str, revision: u64, force: bool) -> ExitCode {
-    let dir = cluster_dir(namespace);
-    let Some(target) = revisions(&dir).into_iter().find(|r| r.revision == revision) else {
-        return fail(
-            ErrorCode::InvalidField,
-            format!("{namespace} has no revision {revision}; see oclaw upgrade history"),
-            EXIT_INVALID,
-        );
-    };
-    let (file, _) = revision_files(&dir, revision);
-    let Ok(text) = std::fs::read_to_string(file) else {
+    if supervisor_pid(dir).is_none() {
         return fail(
             ErrorCode::DriverUnavailable,
-            format!("revision {revision}'s cluster file is missing"),
+            format!("the supervisor of {} is not running", args.namespace),
             EXIT_FAILURE,
         );
-    };
-    let description = format!(
-        "rollback to revision {revision}{}",
-        if force { " (forced)" } else { "" }
-    );
-    apply(
-        namespace,
+    }
+    let rev = match record(
+        dir,
         &text,
-        "rollback",
-        target.components,
-        target.ha,
-        force,
-        description,
-        Some(Duration::from_secs(180)),
-    )
-}
-
-/// `oclaw upgrade history`.
-pub fn history(namespace: &str, json: bool) -> ExitCode {
-    let list = revisions(&cluster_dir(namespace));
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&list).unwrap_or_default()
-        );
-        return ExitCode::SUCCESS;
+        "upgrade",
+        current.components.clone(),
+        current.ha,
+        format!(
+            "canary {}%: upgrade from revision {} (version {}) to version {}",
+            args.canary_percent,
+            current.revision,
+            current.version,
+            new.version()
+        ),
+    ) {
+        Ok(r) => r,
+        Err(e) => return fail(ErrorCode::ClusterInvalid, e, EXIT_INVALID),
+    };
+    mark(dir, rev.revision, "canary");
+    let rollout = Rollout {
+        status: oclaw_cluster::rollout::RolloutStatus::new(
+            rev.revision,
+            current.revision,
+            unix_now(),
+        ),
+        spec: oclaw_cluster::rollout::RolloutSpec {
+            canary_percent: args.canary_percent,
+            timeout: Duration::from_secs(args.timeout),
+            analysis_window: Duration::from_secs(args.analysis_window),
+            ..Default::default()
+        },
+        confirmed: false,
+    };
+    if let Err(e) = write_atomic(
+        &dir.join("rollout.json"),
+        &serde_json::to_string_pretty(&rollout).unwrap_or_default(),
+    ) {
+        return fail(ErrorCode::ConfigUnreadable, e, EXIT_FAILURE);
     }
     println!(
-        "{:<9} {:<21} {:<11} {:<9} {:<9} DESCRIPTION",
-        "REVISION", "UPDATED", "STATUS", "ACTION", "VERSION"
+        "revision {} (version {}): canary on {}% of the pods, analysis for {}s",
+        rev.revision, rev.version, args.canary_percent, args.analysis_window
     );
-    for r in list {
-        println!(
-            "{:<9} {:<21} {:<11} {:<9} {:<9} {}",
-            r.revision,
-            r.created_at.format("%Y-%m-%d %H:%M:%S"),
-            r.status,
-            r.action,
-            r.version,
-            r.description
-        );
-    }
-    ExitCode::SUCCESS
+    follow_rollout(dir, Duration::from_secs(args.timeout), false)
 }
 
 /// Follows a canary rollout, printing each phase, until it pauses for confirmation (unless
@@ -1262,7 +938,7 @@ fn follow_rollout(dir: &Path, timeout: Duration, to_the_end: bool) -> ExitCode {
                 Phase::Aborted => {
                     let why = r.status.reason.unwrap_or_default();
                     return fail(
-                        ErrorCode::DriverUnavailable,
+                        ErrorCode::RolloutFailed,
                         format!(
                             "the canary of revision {} was aborted and rolled back: {why}",
                             r.status.revision
@@ -1279,7 +955,7 @@ fn follow_rollout(dir: &Path, timeout: Duration, to_the_end: bool) -> ExitCode {
         }
         if Instant::now() > deadline {
             return fail(
-                ErrorCode::DriverUnavailable,
+                ErrorCode::RolloutFailed,
                 "the rollout did not finish in time; see oclaw upgrade history",
                 EXIT_FAILURE,
             );

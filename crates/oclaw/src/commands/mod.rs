@@ -8,9 +8,11 @@ mod cluster;
 mod config;
 mod diagnose;
 mod docs;
-mod kube_apply;
+mod kube_driver;
 mod local;
+mod local_driver;
 mod plugin;
+mod release;
 mod serve;
 mod task;
 
@@ -49,9 +51,15 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Skill(s) => plugin::skills(s),
         Command::Init(args) => cluster::init(args),
         Command::Deploy { what } => cluster::deploy(what),
-        Command::Status { namespace, output } => {
-            local::status(&namespace, output == Some(crate::cli::OutputArg::Json))
-        }
+        Command::Status {
+            namespace,
+            output,
+            driver,
+        } => release::status(
+            driver,
+            &namespace,
+            output == Some(crate::cli::OutputArg::Json),
+        ),
         Command::Logs {
             pod,
             namespace,
@@ -59,10 +67,16 @@ pub fn run(cli: Cli) -> ExitCode {
         } => local::logs(&namespace, &pod, previous),
         Command::Teardown { namespace } => local::teardown(&namespace),
         Command::Upgrade { what, args } => match what {
-            Some(crate::cli::UpgradeCommand::History { namespace, output }) => {
-                local::history(&namespace, output == Some(crate::cli::OutputArg::Json))
-            }
-            None => local::upgrade(args),
+            Some(crate::cli::UpgradeCommand::History {
+                namespace,
+                output,
+                driver,
+            }) => release::history(
+                driver,
+                &namespace,
+                output == Some(crate::cli::OutputArg::Json),
+            ),
+            None => release::upgrade(args.driver, args),
         },
         Command::Diagnose { namespace } => {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -88,7 +102,8 @@ pub fn run(cli: Cli) -> ExitCode {
             revision,
             force,
             namespace,
-        } => local::rollback(&namespace, revision, force),
+            driver,
+        } => release::rollback_command(driver, &namespace, revision, force),
         Command::Supervise { namespace } => local::supervise(&namespace),
         Command::Task(t) => run_client(task::run_task(t)),
         Command::Bot(b) => run_client(bot::run_bot(b)),

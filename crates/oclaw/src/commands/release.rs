@@ -1,0 +1,472 @@
+//! The release commands, the same on every driver: `deploy core`, `upgrade --rollout-strategy
+//! all-in --confirm`, `rollback --revision N`, `upgrade history` and `status`. Each deploy is a
+//! new revision recorded by the driver, then one run of the driver pipeline
+//! (`oclaw_cluster::driver::converge`), then — with a wait — the rollout watched until every
+//! replica of every component runs the new revision and is ready; when it is not within the
+//! wait, the revision is marked failed and the one deployed before is deployed again (as a new
+//! revision, as every rollback is).
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use oclaw_cluster::driver::{
+    converge, mark, ClusterStatus, Driver, DriverError, Release, Revision, Step,
+};
+use oclaw_cluster::kubernetes::RenderOptions;
+use oclaw_cluster::OpenClawCluster;
+use oclaw_core::ErrorCode;
+
+use super::{EXIT_FAILURE, EXIT_INVALID};
+use crate::cli::DriverArg;
+
+/// Reports a driver error with its code; bad input exits 2, the rest 1.
+pub fn report(e: &DriverError) -> ExitCode {
+    eprintln!("error[{}]: {}", e.code.code(), e.message);
+    let invalid = matches!(
+        e.code,
+        ErrorCode::ClusterInvalid
+            | ErrorCode::InvalidField
+            | ErrorCode::ConfigInvalidValue
+            | ErrorCode::ConfigUnreadable
+    );
+    ExitCode::from(if invalid { EXIT_INVALID } else { EXIT_FAILURE })
+}
+
+/// Runs `$body` with `$d` bound to the driver `$arg` names, on a fresh runtime; Nomad has no
+/// platform steps (its job is rendered only).
+macro_rules! on_driver {
+    ($arg:expr, $namespace:expr, |$d:ident| $body:expr) => {{
+        let run = async {
+            match $arg {
+                crate::cli::DriverArg::Local => {
+                    let $d = super::local_driver::LocalDriver::open($namespace)?;
+                    $body.await
+                }
+                crate::cli::DriverArg::Kubernetes => {
+                    let $d = super::kube_driver::KubeDriver::connect($namespace).await?;
+                    $body.await
+                }
+                crate::cli::DriverArg::Nomad => Err(super::release::nomad_unavailable()),
+            }
+        };
+        match super::runtime() {
+            Ok(rt) => rt
+                .block_on(run)
+                .unwrap_or_else(|e: oclaw_cluster::driver::DriverError| super::release::report(&e)),
+            Err(code) => code,
+        }
+    }};
+}
+pub(crate) use on_driver;
+
+pub fn nomad_unavailable() -> DriverError {
+    DriverError::unavailable(
+        "submitting to Nomad is not built yet; render the job and run it yourself: oclaw deploy core --driver nomad --dry-run > oclaw.nomad.hcl && nomad job run oclaw.nomad.hcl",
+    )
+}
+
+fn parse(cluster_text: &str) -> Result<OpenClawCluster, DriverError> {
+    OpenClawCluster::parse("cluster file", cluster_text)
+        .map_err(|e| DriverError::new(e.code, e.to_string()))
+}
+
+/// What to deploy as a new revision.
+pub struct Deploy<'a> {
+    pub cluster_text: &'a str,
+    /// `deploy`, `upgrade`, `rollback`.
+    pub action: &'a str,
+    pub options: RenderOptions,
+    pub force: bool,
+    pub description: String,
+    /// Wait for the rollout (and roll back when it does not finish).
+    pub wait: Option<Duration>,
+}
+
+/// One pipeline run, printing its steps.
+pub async fn run_pipeline<D: Driver>(
+    d: &D,
+    cluster: &OpenClawCluster,
+    release: &Release,
+) -> Result<(), DriverError> {
+    let mut show = |s: Step<'_>| match s {
+        Step::Observed(n) => println!(
+            "  found {n} object{} of this cluster on {}",
+            if n == 1 { "" } else { "s" },
+            d.name()
+        ),
+        Step::Applied {
+            index,
+            total,
+            object,
+        } => println!("  [{}/{total}] applied {object}", index + 1),
+        Step::Pruned(o) => println!("  pruned {o} (no longer in the cluster file)"),
+    };
+    let done = converge(d, cluster, release, &mut show).await?;
+    println!(
+        "{} objects applied, {} pruned ({} driver, namespace {})",
+        done.applied.len(),
+        done.pruned.len(),
+        d.name(),
+        cluster.metadata.namespace
+    );
+    Ok(())
+}
+
+/// Records a revision and runs the pipeline for it; with a wait, waits for the rollout.
+async fn deploy_once<D: Driver>(d: &D, job: &Deploy<'_>) -> Result<(Revision, bool), DriverError> {
+    let cluster = parse(job.cluster_text)?;
+    let history = d.revisions().await?;
+    let rev = Revision::next(
+        &history,
+        &cluster,
+        job.action,
+        &job.options,
+        job.description.clone(),
+    );
+    d.record(&rev, job.cluster_text).await?;
+    println!(
+        "revision {} ({}, version {}) → {} driver, namespace {}",
+        rev.revision,
+        job.action,
+        rev.version,
+        d.name(),
+        cluster.metadata.namespace
+    );
+    let release = Release {
+        revision: rev.revision,
+        options: job.options.clone(),
+        force: job.force,
+    };
+    if let Err(e) = run_pipeline(d, &cluster, &release).await {
+        let _ = mark(d, rev.revision, "failed").await;
+        return Err(e);
+    }
+    let Some(wait) = job.wait else {
+        mark(d, rev.revision, "deployed").await?;
+        return Ok((rev, true));
+    };
+    let rolled = wait_rolled(d, rev.revision, wait).await?;
+    mark(d, rev.revision, if rolled { "deployed" } else { "failed" }).await?;
+    Ok((rev, rolled))
+}
+
+/// Deploys a new revision; when it does not roll out within the wait, deploys the revision
+/// deployed before it again.
+pub async fn deploy<D: Driver>(d: &D, job: Deploy<'_>) -> Result<ExitCode, DriverError> {
+    let previous = d
+        .revisions()
+        .await?
+        .into_iter()
+        .rev()
+        .find(|r| r.status == "deployed");
+    let (rev, rolled) = deploy_once(d, &job).await?;
+    if rolled {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let wait = job.wait.unwrap_or_default();
+    let Some(prev) = previous else {
+        return Err(DriverError::new(
+            ErrorCode::RolloutFailed,
+            format!(
+                "revision {} did not become ready within {}s; see oclaw status and oclaw diagnose",
+                rev.revision,
+                wait.as_secs()
+            ),
+        ));
+    };
+    eprintln!(
+        "revision {} did not become ready within {}s: rolling back to revision {}",
+        rev.revision,
+        wait.as_secs(),
+        prev.revision
+    );
+    let text = d.cluster_text(prev.revision).await?;
+    let back = Deploy {
+        cluster_text: &text,
+        action: "rollback",
+        options: RenderOptions {
+            components: prev.components.clone(),
+            ha: prev.ha,
+        },
+        force: true,
+        description: format!(
+            "automatic rollback of revision {} to {}",
+            rev.revision, prev.revision
+        ),
+        wait: job.wait,
+    };
+    let (back_rev, ok) = deploy_once(d, &back).await?;
+    Err(DriverError::new(
+        ErrorCode::RolloutFailed,
+        format!(
+            "revision {} did not become ready within {}s and was rolled back (revision {}{})",
+            rev.revision,
+            wait.as_secs(),
+            back_rev.revision,
+            if ok {
+                ""
+            } else {
+                ", which is not ready either"
+            }
+        ),
+    ))
+}
+
+/// Waits until every replica runs `revision` and is ready, printing progress.
+pub async fn wait_rolled<D: Driver>(
+    d: &D,
+    revision: u64,
+    wait: Duration,
+) -> Result<bool, DriverError> {
+    let deadline = Instant::now() + wait;
+    let mut last = None;
+    loop {
+        let s = d.status().await?;
+        let counts = s.ready_of_desired();
+        if last != Some(counts) {
+            println!("  pods ready {}/{}", counts.0, counts.1);
+            last = Some(counts);
+        }
+        if s.revision == revision && s.rolled_out() {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// `oclaw rollback --revision N [--force]`: revision N's file and components, as a new
+/// revision.
+pub async fn rollback<D: Driver>(
+    d: &D,
+    revision: u64,
+    force: bool,
+    wait: Duration,
+) -> Result<ExitCode, DriverError> {
+    let Some(target) = d
+        .revisions()
+        .await?
+        .into_iter()
+        .find(|r| r.revision == revision)
+    else {
+        return Err(DriverError::new(
+            ErrorCode::InvalidField,
+            format!("there is no revision {revision}; see oclaw upgrade history"),
+        ));
+    };
+    let text = d.cluster_text(revision).await?;
+    deploy(
+        d,
+        Deploy {
+            cluster_text: &text,
+            action: "rollback",
+            options: RenderOptions {
+                components: target.components,
+                ha: target.ha,
+            },
+            force,
+            description: format!(
+                "rollback to revision {revision}{}",
+                if force { " (forced)" } else { "" }
+            ),
+            wait: Some(wait),
+        },
+    )
+    .await
+}
+
+/// `oclaw upgrade --rollout-strategy all-in --confirm`: the new file on the components and HA
+/// mode deployed now, every replica replaced (one at a time, unless the driver's platform
+/// decides otherwise).
+pub async fn upgrade_all_in<D: Driver>(
+    d: &D,
+    cluster_text: &str,
+    namespace: &str,
+    timeout: Duration,
+) -> Result<ExitCode, DriverError> {
+    let new = parse(cluster_text)?;
+    if new.metadata.namespace != namespace {
+        return Err(DriverError::new(
+            ErrorCode::ClusterInvalid,
+            format!(
+                "the cluster file is for namespace {}, not {namespace}",
+                new.metadata.namespace
+            ),
+        ));
+    }
+    let Some(current) = d
+        .revisions()
+        .await?
+        .into_iter()
+        .rev()
+        .find(|r| r.status == "deployed")
+    else {
+        return Err(DriverError::unavailable(format!(
+            "nothing is deployed in {namespace}; run `oclaw deploy core` first"
+        )));
+    };
+    deploy(
+        d,
+        Deploy {
+            cluster_text,
+            action: "upgrade",
+            options: RenderOptions {
+                components: current.components.clone(),
+                ha: current.ha,
+            },
+            force: false,
+            description: format!(
+                "upgrade from revision {} (version {}) to version {}",
+                current.revision,
+                current.version,
+                new.version()
+            ),
+            wait: Some(timeout),
+        },
+    )
+    .await
+}
+
+fn age(since: Option<DateTime<Utc>>) -> String {
+    let Some(s) = since else { return "-".into() };
+    let secs = (Utc::now() - s).num_seconds().max(0);
+    match secs {
+        0..=119 => format!("{secs}s"),
+        120..=7199 => format!("{}m", secs / 60),
+        _ => format!("{}h", secs / 3600),
+    }
+}
+
+/// `oclaw status`: NAME READY STATUS RESTARTS AGE, or the whole status as JSON.
+pub fn print_status(s: &ClusterStatus, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(s).unwrap_or_default());
+        return;
+    }
+    let width = s
+        .pods
+        .iter()
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(13)
+        + 1;
+    println!(
+        "{:<width$} {:<7} {:<17} {:<9} AGE",
+        "NAME", "READY", "STATUS", "RESTARTS"
+    );
+    for p in &s.pods {
+        println!(
+            "{:<width$} {:<7} {:<17} {:<9} {}",
+            p.name,
+            if p.ready { "1/1" } else { "0/1" },
+            p.status,
+            p.restarts,
+            age(p.started_at)
+        );
+    }
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// `oclaw upgrade history`.
+pub fn print_history(list: &[Revision], json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(list).unwrap_or_default());
+        return;
+    }
+    println!(
+        "{:<9} {:<21} {:<11} {:<9} {:<9} DESCRIPTION",
+        "REVISION", "UPDATED", "STATUS", "ACTION", "VERSION"
+    );
+    for r in list {
+        println!(
+            "{:<9} {:<21} {:<11} {:<9} {:<9} {}",
+            r.revision,
+            r.created_at.format("%Y-%m-%d %H:%M:%S"),
+            r.status,
+            r.action,
+            r.version,
+            r.description
+        );
+    }
+}
+
+pub fn status(driver: DriverArg, namespace: &str, json: bool) -> ExitCode {
+    on_driver!(driver, namespace, |d| async {
+        print_status(&d.status().await?, json);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn history(driver: DriverArg, namespace: &str, json: bool) -> ExitCode {
+    on_driver!(driver, namespace, |d| async {
+        print_history(&d.revisions().await?, json);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn rollback_command(
+    driver: DriverArg,
+    namespace: &str,
+    revision: u64,
+    force: bool,
+) -> ExitCode {
+    on_driver!(driver, namespace, |d| rollback(
+        &d,
+        revision,
+        force,
+        Duration::from_secs(180)
+    ))
+}
+
+/// `oclaw upgrade --rollout-strategy canary|all-in`.
+pub fn upgrade(driver: DriverArg, args: crate::cli::UpgradeArgs) -> ExitCode {
+    use crate::cli::RolloutArg;
+    let Some(strategy) = args.rollout_strategy else {
+        return report(&DriverError::new(
+            ErrorCode::InvalidField,
+            "give --rollout-strategy canary|all-in (or `oclaw upgrade history`)",
+        ));
+    };
+    if strategy == RolloutArg::AllIn && !args.confirm {
+        return report(&DriverError::new(
+            ErrorCode::InvalidField,
+            "all-in replaces every pod; add --confirm",
+        ));
+    }
+    let canary = strategy == RolloutArg::Canary;
+    match driver {
+        DriverArg::Local => {
+            if let Some(code) = super::local::canary_upgrade(&args, canary) {
+                return code;
+            }
+        }
+        _ if canary => {
+            return report(&DriverError::unavailable(
+                "canary rollouts with automatic analysis are built for the local driver only; on Kubernetes use --rollout-strategy all-in --confirm (each Deployment replaces its pods one at a time) and oclaw rollback",
+            ))
+        }
+        _ => {}
+    }
+    let text = match std::fs::read_to_string(&args.config) {
+        Ok(t) => t,
+        Err(e) => {
+            return report(&DriverError::new(
+                ErrorCode::ConfigUnreadable,
+                format!("{}: {e}", args.config.display()),
+            ))
+        }
+    };
+    let namespace = args.namespace.clone();
+    on_driver!(driver, &namespace, |d| upgrade_all_in(
+        &d,
+        &text,
+        &namespace,
+        Duration::from_secs(args.timeout)
+    ))
+}
