@@ -111,6 +111,12 @@ pub struct PodStatus {
     pub last_exit: Option<String>,
     /// The revision it runs, when the platform says.
     pub revision: Option<u64>,
+    /// Port of its API (api-server) or probes and metrics.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Why it is not running, when the platform says (`0/3 nodes are available: …`).
+    #[serde(default)]
+    pub detail: Option<String>,
 }
 
 /// One component's replicas, counted as `kubectl rollout status` counts them.
@@ -294,6 +300,11 @@ pub trait Driver {
     async fn set_status(&self, revision: u64, status: &str) -> Result<(), DriverError>;
     /// The cluster file a revision deployed.
     async fn cluster_text(&self, revision: u64) -> Result<String, DriverError>;
+
+    /// A pod's log (with `previous`, the run before its last restart); `None` when it has none.
+    async fn logs(&self, pod: &str, previous: bool) -> Result<Option<String>, DriverError>;
+    /// A pod's `/metrics` page; `None` when it does not answer.
+    async fn metrics(&self, pod: &PodStatus) -> Result<Option<String>, DriverError>;
 }
 
 /// One pipeline run: observe → desired → apply → prune → status.
@@ -485,6 +496,12 @@ mod tests {
         }
         async fn cluster_text(&self, _: u64) -> Result<String, DriverError> {
             Ok(String::new())
+        }
+        async fn logs(&self, _: &str, _: bool) -> Result<Option<String>, DriverError> {
+            Ok(None)
+        }
+        async fn metrics(&self, _: &PodStatus) -> Result<Option<String>, DriverError> {
+            Ok(None)
         }
     }
 

@@ -126,11 +126,14 @@ pub enum Command {
         #[arg(long, value_enum, env = "OCLAW_DRIVER", default_value_t = DriverArg::Local)]
         driver: DriverArg,
     },
-    /// Walk the troubleshooting questions for a local cluster: pods not ready (why), pods that
+    /// Walk the troubleshooting questions for a cluster: pods not ready (why), pods that
     /// restart (last exit), task latency (what to tune).
     Diagnose {
         #[arg(long, default_value = "oclaw-system")]
         namespace: String,
+        /// Where the cluster runs (`OCLAW_DRIVER`).
+        #[arg(long, value_enum, env = "OCLAW_DRIVER", default_value_t = DriverArg::Local)]
+        driver: DriverArg,
     },
     /// Show a cluster's pods: NAME READY STATUS RESTARTS AGE (`-o json`: also each component's
     /// desired/current/updated/ready replicas and the revision).
@@ -143,13 +146,16 @@ pub enum Command {
         #[arg(long, value_enum, env = "OCLAW_DRIVER", default_value_t = DriverArg::Local)]
         driver: DriverArg,
     },
-    /// Print a pod's log (local driver); --previous for the run before its last restart.
+    /// Print a pod's log; --previous for the run before its last restart.
     Logs {
         pod: String,
         #[arg(long, default_value = "oclaw-system")]
         namespace: String,
         #[arg(long)]
         previous: bool,
+        /// Where the cluster runs (`OCLAW_DRIVER`).
+        #[arg(long, value_enum, env = "OCLAW_DRIVER", default_value_t = DriverArg::Local)]
+        driver: DriverArg,
     },
     /// Stop a local cluster: its supervisor stops every pod (workers drain).
     Teardown {

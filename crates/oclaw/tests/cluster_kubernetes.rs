@@ -123,7 +123,7 @@ impl Store {
             }
             let pod = json!({"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": pod_name, "namespace": "oclaw-system", "labels": template["metadata"]["labels"]},
-                "status": status});
+                "spec": template["spec"], "status": status});
             self.objects.insert((pods.clone(), pod_name), pod);
         }
         let ready = if broken { 0 } else { replicas };
@@ -176,6 +176,24 @@ impl Store {
                 json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": self.resource_version.to_string()},
                     "items": list(self, &path)})
                 .to_string(),
+            ),
+            // A pod's log: a crash-looping one logged its error, its previous run too.
+            "GET" if last == "log" => {
+                let (pods, pod) = parent.rsplit_once('/').unwrap();
+                let Some(p) = self.objects.get(&(pods.to_string(), pod.to_string())) else {
+                    return status(404, "NotFound");
+                };
+                let broken = p["status"]["containerStatuses"][0]["restartCount"] != 0;
+                match (broken, query(&req.target, "previous").as_deref() == Some("true")) {
+                    (false, true) => status(400, "BadRequest"),
+                    (false, false) => (200, "{\"level\":\"INFO\",\"message\":\"node ready\"}\n".into()),
+                    (true, _) => (200, "error[OC-1003]: unknown configuration key `wrker` (did you mean `worker`?)\n".into()),
+                }
+            }
+            // The pod proxy to an api-server's /metrics: tasks waiting 5 s on average.
+            "GET" if path.ends_with("/proxy/metrics") => (
+                200,
+                "oclaw_task_wait_seconds_sum 50\noclaw_task_wait_seconds_count 10\noclaw_queue_backlog{queue=\"default\"} 12\n".into(),
             ),
             "GET" => match self.objects.get(&(parent.to_string(), last.to_string())) {
                 Some(o) => (200, o.to_string()),
@@ -509,6 +527,28 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
         (Some(3), Some(3))
     );
 
+    // diagnose: Q3 reads an api-server's metrics through the API server's pod proxy.
+    let (code, report, err) = k(&["diagnose"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        report.contains("Q1  pods that are not ready\n  none: 8 pods ready"),
+        "{report}"
+    );
+    assert!(
+        report.contains("mean wait before a task starts: 5.000s over 10 tasks")
+            && report.contains("raise worker.concurrency"),
+        "{report}"
+    );
+    assert!(seen.lock().unwrap().iter().any(|r| r
+        .target
+        .starts_with("/api/v1/namespaces/oclaw-system/pods/api-server-r1-0:8080/proxy/metrics")));
+    let (code, log, _) = k(&["logs", "worker-r1-2"]).await;
+    assert_eq!(code, Some(0));
+    assert!(log.contains("node ready"), "{log}");
+    let (code, _, err) = k(&["logs", "worker-r1-2", "--previous"]).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no previous log for pod worker-r1-2"), "{err}");
+
     // all-in upgrade to 2.0.0: revision 2, every pod replaced.
     let (code, out, err) = k(&[
         "upgrade",
@@ -570,6 +610,23 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
     let (code, _, err) = k(&["rollback", "--revision", "9"]).await;
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("no revision 9"), "{err}");
+
+    // A bad revision deployed without waiting: diagnose names the crash loop and its cause.
+    let (code, out, err) = k(&["deploy", "core", "--config", "config/broken.yaml"]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let (_, report, _) = k(&["diagnose"]).await;
+    assert!(
+        report.contains("api-server-r6-0 (CrashLoopBackOff): Error (exit 2)")
+            && report.contains("unknown configuration key `wrker`")
+            && report.contains(
+                "api-server-r6-0 restarted 3x, last: Error (exit 2) — it exited with an error"
+            )
+            && report.contains("no ready api-server to read metrics from"),
+        "{report}"
+    );
+    let (code, log, _) = k(&["logs", "api-server-r6-0", "--previous"]).await;
+    assert_eq!(code, Some(0));
+    assert!(log.contains("OC-1003"), "{log}");
 
     // Canary analysis is the local driver's; here it says so.
     let (code, _, err) = k(&[

@@ -1,15 +1,14 @@
-//! `oclaw diagnose`: the seed's troubleshooting questions (§5) answered for a local cluster —
-//! Q1 pods that are not ready and why, Q2 pods that restart and their last exit, Q3 task
-//! latency and what to tune — from the supervisor's record, the pods' logs and the cluster's own
-//! metrics.
+//! `oclaw diagnose`: the seed's troubleshooting questions (§5) answered for a cluster on any
+//! driver — Q1 pods that are not ready and why, Q2 pods that restart and their last exit, Q3 task
+//! latency and what to tune — from the driver's status, the pods' logs and the cluster's own
+//! metrics (an api-server's `/metrics`; on Kubernetes through the API server's pod proxy).
 
 use std::process::ExitCode;
 
-use super::local::{cluster_dir, State};
+use oclaw_cluster::driver::{Driver, DriverError};
 
 /// The last lines of a log that look like errors.
-fn error_lines(path: &std::path::Path, n: usize) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+fn error_lines(text: &str, n: usize) -> Vec<String> {
     let mut lines: Vec<String> = text
         .lines()
         .filter(|l| l.contains("\"ERROR\"") || l.contains("error[") || l.contains("OC-"))
@@ -33,43 +32,45 @@ pub(super) fn samples<'a>(page: &'a str, name: &str) -> Vec<(&'a str, f64)> {
         .collect()
 }
 
-pub async fn run(namespace: &str) -> ExitCode {
-    let dir = cluster_dir(namespace);
-    let Ok(text) = std::fs::read_to_string(dir.join("state.json")) else {
-        eprintln!("error[OC-5002]: no local cluster in namespace {namespace}");
-        return ExitCode::from(super::EXIT_FAILURE);
-    };
-    let state: State = serde_json::from_str(&text).unwrap_or_default();
-    let logs = dir.join("logs");
+/// Walks Q1–Q3 on any driver's cluster.
+pub async fn run<D: Driver>(d: &D) -> Result<ExitCode, DriverError> {
+    let status = d.status().await?;
+    let pods = &status.pods;
     let mut findings = 0;
 
     println!("Q1  pods that are not ready");
-    for p in state.pods.iter().filter(|p| !p.ready) {
+    for p in pods.iter().filter(|p| !p.ready) {
         findings += 1;
-        println!(
-            "  {} ({}): {}",
-            p.name,
-            p.status,
-            p.last_exit
-                .as_deref()
-                .unwrap_or("starting, or failing its /readyz check")
-        );
-        for l in error_lines(&logs.join(format!("{}.log", p.name)), 3) {
+        let why = p
+            .detail
+            .as_deref()
+            .or(p.last_exit.as_deref())
+            .unwrap_or("starting, or failing its /readyz check");
+        println!("  {} ({}): {why}", p.name, p.status);
+        let log = d.logs(&p.name, false).await?.unwrap_or_default();
+        for l in error_lines(&log, 3) {
             println!("      {l}");
         }
-        println!("      causes: the database unreachable (OC-4001 in the log: check spec.storage.url), a config key it rejects (OC-10xx), its port taken by another process");
+        if p.status == "Pending" && p.detail.is_some() {
+            println!("      causes: not enough CPU or memory on the nodes for spec.resources.requests, a node selector or taint no node matches, a volume that cannot bind (spec.storage.class)");
+        } else {
+            println!("      causes: the database unreachable (OC-4001 in the log: check spec.storage.url), a config key it rejects (OC-10xx), its port taken by another process, an image that cannot be pulled");
+        }
     }
-    if state.pods.iter().all(|p| p.ready) {
-        println!("  none: {} pods ready", state.pods.len());
+    if pods.iter().all(|p| p.ready) {
+        println!("  none: {} pods ready", pods.len());
     }
 
     println!("Q2  pods that restart");
-    for p in state.pods.iter().filter(|p| p.restarts > 0) {
+    for p in pods.iter().filter(|p| p.restarts > 0) {
         findings += 1;
         let reason = p.last_exit.as_deref().unwrap_or("unknown");
-        let hint = if reason.contains("signal 9") {
+        let hint = if reason.contains("signal 9") || reason.contains("exit 137") {
             "killed with SIGKILL: the OOM killer (raise spec.resources.limits.memory) or an operator"
-        } else if reason.contains("code 2") || reason.contains("code 1") {
+        } else if reason.contains("OOMKilled") {
+            "out of memory: raise spec.resources.limits.memory"
+        } else if reason.contains("code 2") || reason.contains("code 1") || reason.contains("Error")
+        {
             "it exited with an error: see its previous log (oclaw logs POD --previous); a bad config is the usual cause"
         } else {
             "see its previous log (oclaw logs POD --previous)"
@@ -78,31 +79,24 @@ pub async fn run(namespace: &str) -> ExitCode {
             "  {} restarted {}x, last: {reason} — {hint}",
             p.name, p.restarts
         );
-        for l in error_lines(&logs.join(format!("{}.previous.log", p.name)), 2) {
+        let log = d.logs(&p.name, true).await?.unwrap_or_default();
+        for l in error_lines(&log, 2) {
             println!("      {l}");
         }
     }
-    if state.pods.iter().all(|p| p.restarts == 0) {
+    if pods.iter().all(|p| p.restarts == 0) {
         println!("  none");
     }
 
     println!("Q3  task latency");
-    let api = state
-        .pods
-        .iter()
-        .find(|p| p.component == "api-server" && p.ready);
-    let page = match api {
-        Some(p) => reqwest::get(format!("http://127.0.0.1:{}/metrics", p.port))
-            .await
-            .ok(),
+    let page = match pods.iter().find(|p| p.component == "api-server" && p.ready) {
+        Some(p) => d.metrics(p).await?,
         None => None,
     };
-    let page = match page {
-        Some(r) => r.text().await.unwrap_or_default(),
-        None => {
-            println!("  no ready api-server to read metrics from");
-            return ExitCode::SUCCESS;
-        }
+    let Some(page) = page else {
+        println!("  no ready api-server to read metrics from");
+        println!("{findings} finding(s)");
+        return Ok(ExitCode::SUCCESS);
     };
     let wait_sum: f64 = samples(&page, "oclaw_task_wait_seconds_sum")
         .iter()
@@ -128,11 +122,7 @@ pub async fn run(namespace: &str) -> ExitCode {
     for (series, n) in &backlog {
         println!("  backlog {series} = {n}");
     }
-    let workers = state
-        .pods
-        .iter()
-        .filter(|p| p.component == "worker")
-        .count();
+    let workers = pods.iter().filter(|p| p.component == "worker").count();
     if mean_wait > 1.0 || backlog.iter().any(|b| b.1 > 1000.0) {
         findings += 1;
         println!("  tasks wait: raise worker.concurrency (seed: 10 → 50 in production), run more workers (now {workers}), and keep batching on (worker.batch: enabled, maxSize 100, timeout 500ms)");
@@ -140,5 +130,5 @@ pub async fn run(namespace: &str) -> ExitCode {
         println!("  no latency problem seen; tuning: worker.concurrency, worker.batch {{enabled, maxSize, timeout}}, more workers");
     }
     println!("{findings} finding(s)");
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }

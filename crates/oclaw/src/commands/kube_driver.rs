@@ -215,6 +215,24 @@ fn pod_status(p: &Value) -> PodStatus {
         revision: p["metadata"]["labels"][REVISION_LABEL]
             .as_str()
             .and_then(|r| r.parse().ok()),
+        port: p["spec"]["containers"][0]["ports"][0]["containerPort"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok()),
+        // Why it cannot be scheduled or started: the condition's or the waiting container's
+        // message.
+        detail: p["status"]["conditions"]
+            .as_array()
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c["type"] == "PodScheduled" && c["status"] == "False")
+                    .and_then(|c| c["message"].as_str())
+            })
+            .or_else(|| {
+                containers
+                    .iter()
+                    .find_map(|c| c["state"]["waiting"]["message"].as_str())
+            })
+            .map(str::to_string),
     }
 }
 
@@ -413,6 +431,37 @@ impl Driver for KubeDriver {
             .ok_or_else(|| {
                 DriverError::unavailable(format!("revision {revision}'s cluster file is missing"))
             })
+    }
+
+    async fn logs(&self, pod: &str, previous: bool) -> Result<Option<String>, DriverError> {
+        let api: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        let params = kube::api::LogParams {
+            previous,
+            tail_lines: Some(1000),
+            ..Default::default()
+        };
+        match api.logs(pod, &params).await {
+            Ok(text) => Ok(Some(text)),
+            // No such pod, or no previous run.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 400 => Ok(None),
+            Err(e) => Err(self.failed(format_args!("reading the log of {pod}"), e)),
+        }
+    }
+
+    /// Through the API server's pod proxy (`pods/<name>:<port>/proxy/metrics`).
+    async fn metrics(&self, pod: &PodStatus) -> Result<Option<String>, DriverError> {
+        let Some(port) = pod.port else {
+            return Ok(None);
+        };
+        let path = format!(
+            "/api/v1/namespaces/{}/pods/{}:{port}/proxy/metrics",
+            self.namespace, pod.name
+        );
+        let request = http::Request::get(path)
+            .body(Vec::new())
+            .map_err(|e| DriverError::unavailable(e.to_string()))?;
+        Ok(self.client.request_text(request).await.ok())
     }
 }
 

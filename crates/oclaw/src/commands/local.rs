@@ -448,31 +448,6 @@ pub(super) fn revision_cluster(dir: &Path, n: u64) -> Option<OpenClawCluster> {
     OpenClawCluster::parse(&file.display().to_string(), &text).ok()
 }
 
-/// `oclaw logs POD [--previous]`.
-pub fn logs(namespace: &str, pod: &str, previous: bool) -> ExitCode {
-    let name = if previous {
-        format!("{pod}.previous.log")
-    } else {
-        format!("{pod}.log")
-    };
-    let path = cluster_dir(namespace).join("logs").join(name);
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            use std::io::Write;
-            let _ = std::io::stdout().write_all(&bytes);
-            ExitCode::SUCCESS
-        }
-        Err(_) => fail(
-            ErrorCode::NotFound,
-            format!(
-                "no {}log for pod {pod} in {namespace}",
-                if previous { "previous " } else { "" }
-            ),
-            EXIT_FAILURE,
-        ),
-    }
-}
-
 /// `oclaw teardown`: stops the supervisor, which stops its pods.
 pub fn teardown(namespace: &str) -> ExitCode {
     let dir = cluster_dir(namespace);

@@ -211,6 +211,8 @@ impl Driver for LocalDriver {
                     started_at: p.started_at,
                     last_exit: p.last_exit.clone(),
                     revision: Some(p.revision),
+                    port: Some(p.port),
+                    detail: None,
                 })
                 .collect(),
             warnings,
@@ -253,5 +255,27 @@ impl Driver for LocalDriver {
     async fn cluster_text(&self, revision: u64) -> Result<String, DriverError> {
         let (file, _) = revision_files(&self.dir, revision);
         std::fs::read_to_string(&file).map_err(|e| io(file.display(), e))
+    }
+
+    async fn logs(&self, pod: &str, previous: bool) -> Result<Option<String>, DriverError> {
+        let name = if previous {
+            format!("{pod}.previous.log")
+        } else {
+            format!("{pod}.log")
+        };
+        Ok(std::fs::read(self.dir.join("logs").join(name))
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    async fn metrics(&self, pod: &PodStatus) -> Result<Option<String>, DriverError> {
+        let Some(port) = pod.port else {
+            return Ok(None);
+        };
+        let page = match reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+            Ok(r) => r.text().await.ok(),
+            Err(_) => None,
+        };
+        Ok(page)
     }
 }

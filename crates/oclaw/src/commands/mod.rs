@@ -64,7 +64,8 @@ pub fn run(cli: Cli) -> ExitCode {
             pod,
             namespace,
             previous,
-        } => local::logs(&namespace, &pod, previous),
+            driver,
+        } => release::logs(driver, &namespace, &pod, previous),
         Command::Teardown { namespace } => local::teardown(&namespace),
         Command::Upgrade { what, args } => match what {
             Some(crate::cli::UpgradeCommand::History {
@@ -78,21 +79,7 @@ pub fn run(cli: Cli) -> ExitCode {
             ),
             None => release::upgrade(args.driver, args),
         },
-        Command::Diagnose { namespace } => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            match rt {
-                Ok(rt) => {
-                    let _ = rustls::crypto::ring::default_provider().install_default();
-                    rt.block_on(diagnose::run(&namespace))
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(EXIT_FAILURE)
-                }
-            }
-        }
+        Command::Diagnose { namespace, driver } => release::diagnose(driver, &namespace),
         Command::CheckUpgrade {
             from_version,
             to_version,

@@ -470,3 +470,27 @@ pub fn upgrade(driver: DriverArg, args: crate::cli::UpgradeArgs) -> ExitCode {
         Duration::from_secs(args.timeout)
     ))
 }
+
+pub fn diagnose(driver: DriverArg, namespace: &str) -> ExitCode {
+    on_driver!(driver, namespace, |d| super::diagnose::run(&d))
+}
+
+/// `oclaw logs POD [--previous]`.
+pub fn logs(driver: DriverArg, namespace: &str, pod: &str, previous: bool) -> ExitCode {
+    on_driver!(driver, namespace, |d| async {
+        match d.logs(pod, previous).await? {
+            Some(text) => {
+                use std::io::Write;
+                let _ = std::io::stdout().write_all(text.as_bytes());
+                Ok(ExitCode::SUCCESS)
+            }
+            None => Err(DriverError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "no {}log for pod {pod} in {namespace}",
+                    if previous { "previous " } else { "" }
+                ),
+            )),
+        }
+    })
+}
