@@ -219,7 +219,9 @@ pub fn render(c: &OpenClawCluster, o: &RenderOptions) -> Vec<Value> {
         let mut extra = spread(c, "worker");
         // SIGTERM drains: claims stop, running tasks finish within shutdown_grace, the rest go back.
         extra.insert("terminationGracePeriodSeconds".into(), json!(60));
-        out.push(deployment(c, "worker", Some(min), PROBE_PORT, extra));
+        // No `replicas`: the HPA owns the count. Set here, every apply (forced) would reset
+        // an autoscaled worker Deployment to the floor.
+        out.push(deployment(c, "worker", None, PROBE_PORT, extra));
         out.push(json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(c, "worker", Some("worker")),
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(c, "worker")}}}));
         out.push(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": meta(c, "worker-hpa", Some("worker")),
@@ -322,6 +324,12 @@ mod tests {
         assert_eq!(
             find(&objs, "Service", "oclaw-api")["spec"]["ports"][0]["port"],
             8080
+        );
+        assert!(
+            find(&objs, "Deployment", "worker")["spec"]
+                .get("replicas")
+                .is_none(),
+            "the HPA owns the worker count"
         );
         let hpa = find(&objs, "HorizontalPodAutoscaler", "worker-hpa");
         assert_eq!(

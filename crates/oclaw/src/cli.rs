@@ -101,6 +101,9 @@ pub enum Command {
         to_version: String,
         #[arg(long, default_value = "oclaw-system")]
         namespace: String,
+        /// Where the cluster runs (`OCLAW_DRIVER`).
+        #[arg(long, value_enum, env = "OCLAW_DRIVER", default_value_t = DriverArg::Local)]
+        driver: DriverArg,
     },
     /// Roll a cluster to a new revision of its file (`--rollout-strategy canary` (local driver)
     /// or `all-in --confirm`), or show its revisions (`upgrade history`).

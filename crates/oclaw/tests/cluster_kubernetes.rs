@@ -84,6 +84,15 @@ impl Store {
             Some((g, _)) => g + 1,
             None => 1,
         };
+        // A field the applier leaves out keeps its value (the HPA's replicas), 1 at creation.
+        if o["kind"] == "Deployment" && o["spec"].get("replicas").is_none() {
+            let kept = self
+                .objects
+                .get(&(collection.to_string(), name.to_string()))
+                .and_then(|old| old["spec"]["replicas"].as_u64())
+                .unwrap_or(1);
+            o["spec"]["replicas"] = json!(kept);
+        }
         o["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
         o["metadata"]["generation"] = json!(generation);
         if o["kind"] == "Deployment" {
@@ -91,7 +100,33 @@ impl Store {
         }
         self.objects
             .insert((collection.to_string(), name.to_string()), o.clone());
+        if o["kind"] == "HorizontalPodAutoscaler" {
+            self.autoscale(collection, &o);
+        }
         o
+    }
+
+    /// The HPA controller, instantly: its target runs at least `minReplicas`.
+    fn autoscale(&mut self, collection: &str, hpa: &Value) {
+        let deployments = collection
+            .replace("/autoscaling/v2/", "/apps/v1/")
+            .replace("horizontalpodautoscalers", "deployments");
+        let target = hpa["spec"]["scaleTargetRef"]["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let min = hpa["spec"]["minReplicas"].as_u64().unwrap_or(1);
+        let Some(mut d) = self
+            .objects
+            .get(&(deployments.clone(), target.clone()))
+            .cloned()
+        else {
+            return;
+        };
+        if d["spec"]["replicas"].as_u64().unwrap_or(1) < min {
+            d["spec"]["replicas"] = json!(min);
+            self.put(&deployments, &target, d);
+        }
     }
 
     /// The Deployment controller, instantly: old pods go, new ones come.
@@ -549,6 +584,38 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
     assert_eq!(code, Some(1));
     assert!(err.contains("no previous log for pod worker-r1-2"), "{err}");
 
+    // check-upgrade reads the deployed revision and the pods from the API server.
+    let this = env!("CARGO_PKG_VERSION");
+    let (code, checks, _) = oclaw(
+        d,
+        &kubeconfig,
+        &[
+            "check-upgrade",
+            "--from-version",
+            this,
+            "--to-version",
+            "0.2.0",
+        ],
+    )
+    .await;
+    assert!(
+        checks.contains(&format!("revision 1 runs {this}")) && checks.contains("8 pods ready"),
+        "{checks}"
+    );
+    assert_eq!(code, Some(3), "another binary's schema warns: {checks}");
+
+    // The HPA scales the workers up; an upgrade must not reset them to the floor.
+    {
+        let mut st = store.lock().unwrap();
+        let key = (
+            "/apis/apps/v1/namespaces/oclaw-system/deployments".to_string(),
+            "worker".to_string(),
+        );
+        let mut w = st.objects[&key].clone();
+        w["spec"]["replicas"] = json!(5);
+        st.put(&key.0, &key.1, w);
+    }
+
     // all-in upgrade to 2.0.0: revision 2, every pod replaced.
     let (code, out, err) = k(&[
         "upgrade",
@@ -564,6 +631,7 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
     printed += &(out.clone() + &err);
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert_eq!(pod_revisions(&store), ["2".to_string()].into());
+    assert!(out.contains("pods ready 10/10"), "5 workers kept: {out}");
 
     // A revision whose pods never become ready: failed, and the one before comes back.
     let (code, out, err) = k(&[
@@ -590,7 +658,6 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
     printed += &(out.clone() + &err);
     assert_eq!(code, Some(0), "{out}\n{err}");
     let (_, list, _) = k(&["upgrade", "history", "-o", "json"]).await;
-    let this = env!("CARGO_PKG_VERSION");
     assert_eq!(
         history(&list),
         vec![
@@ -623,6 +690,19 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
             )
             && report.contains("no ready api-server to read metrics from"),
         "{report}"
+    );
+    let (code, checks, _) = k(&[
+        "check-upgrade",
+        "--from-version",
+        "3.0.0",
+        "--to-version",
+        "3.1.0",
+    ])
+    .await;
+    assert_eq!(code, Some(1), "{checks}");
+    assert!(
+        checks.contains("not ready: api-server-r6-0 (CrashLoopBackOff)"),
+        "{checks}"
     );
     let (code, log, _) = k(&["logs", "api-server-r6-0", "--previous"]).await;
     assert_eq!(code, Some(0));

@@ -1,11 +1,15 @@
 //! `oclaw check-upgrade --from-version A --to-version B`: the checks to pass before an upgrade,
 //! each PASS, WARN or FAIL — the version path, the store schema, deprecated configuration, and
-//! the health of the cluster (local driver). Exit 0 when all pass, 3 with warnings, 1 with a
+//! the deployed revision and the health of the cluster (through its driver). Exit 0 when all pass, 3 with warnings, 1 with a
 //! failure, 2 for bad arguments.
 
 use std::process::ExitCode;
 
-use super::local::{cluster_dir, revisions, State};
+use oclaw_cluster::driver::{Driver, DriverError};
+
+use crate::cli::DriverArg;
+
+type Check = (&'static str, Verdict, String);
 
 /// Configuration keys that still load but are going away: (key path, what to use instead).
 const DEPRECATED: &[(&str, &str)] = &[];
@@ -79,12 +83,12 @@ fn deprecated_keys(config: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-pub fn run(from: &str, to: &str, namespace: &str) -> ExitCode {
+pub fn run(from: &str, to: &str, namespace: &str, driver: DriverArg) -> ExitCode {
     let (Some(f), Some(t)) = (semver(from), semver(to)) else {
         eprintln!("error[OC-2002]: --from-version and --to-version are versions like 1.2.0");
         return ExitCode::from(super::EXIT_INVALID);
     };
-    let mut checks: Vec<(&str, Verdict, String)> = Vec::new();
+    let mut checks: Vec<Check> = Vec::new();
     let (v, m) = version_path(f, t);
     checks.push(("version path", v, format!("{from} -> {to}: {m}")));
 
@@ -100,94 +104,11 @@ pub fn run(from: &str, to: &str, namespace: &str) -> ExitCode {
         if semver(this) == Some(t) { schema } else { format!("{schema}; this binary is not {to}, so its schema says nothing about {to}'s — check with the {to} binary") },
     ));
 
-    let dir = cluster_dir(namespace);
-    match std::fs::read_to_string(dir.join("cluster.yaml")) {
-        Err(_) => checks.push((
-            "cluster",
-            Verdict::Warn,
-            format!("no local cluster in {namespace}; health and configuration not checked"),
-        )),
-        Ok(text) => {
-            let config = serde_yaml::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v.pointer("/spec/config").cloned())
-                .unwrap_or_default();
-            let found = deprecated_keys(&config);
-            checks.push(match found.is_empty() {
-                true => (
-                    "deprecated config",
-                    Verdict::Pass,
-                    "no deprecated keys in spec.config".into(),
-                ),
-                false => ("deprecated config", Verdict::Warn, found.join("; ")),
-            });
-            let deployed = revisions(&dir)
-                .into_iter()
-                .rev()
-                .find(|r| r.status == "deployed");
-            match &deployed {
-                Some(r) if semver(&r.version) != Some(f) => checks.push((
-                    "deployed version",
-                    Verdict::Warn,
-                    format!("revision {} runs {}, not {from}", r.revision, r.version),
-                )),
-                Some(r) => checks.push((
-                    "deployed version",
-                    Verdict::Pass,
-                    format!("revision {} runs {from}", r.revision),
-                )),
-                None => checks.push((
-                    "deployed version",
-                    Verdict::Fail,
-                    "nothing is deployed yet".into(),
-                )),
-            }
-            let state: State = std::fs::read_to_string(dir.join("state.json"))
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or_default();
-            let unready: Vec<String> = state
-                .pods
-                .iter()
-                .filter(|p| !p.ready)
-                .map(|p| format!("{} ({})", p.name, p.status))
-                .collect();
-            let restarting: Vec<String> = state
-                .pods
-                .iter()
-                .filter(|p| p.restarts > 0)
-                .map(|p| format!("{} x{}", p.name, p.restarts))
-                .collect();
-            checks.push(if state.pods.is_empty() {
-                (
-                    "cluster health",
-                    Verdict::Fail,
-                    "no pods are running".into(),
-                )
-            } else if !unready.is_empty() {
-                (
-                    "cluster health",
-                    Verdict::Fail,
-                    format!(
-                        "not ready: {}; an upgrade would stall (see oclaw status)",
-                        unready.join(", ")
-                    ),
-                )
-            } else if !restarting.is_empty() {
-                (
-                    "cluster health",
-                    Verdict::Warn,
-                    format!("all ready, but restarted before: {}", restarting.join(", ")),
-                )
-            } else {
-                (
-                    "cluster health",
-                    Verdict::Pass,
-                    format!("{} pods ready", state.pods.len()),
-                )
-            });
-        }
-    }
+    let cluster = match super::runtime() {
+        Ok(rt) => rt.block_on(cluster_checks(driver, namespace, f, from)),
+        Err(code) => return code,
+    };
+    checks.extend(cluster);
     println!("{:<18} {:<6} DETAIL", "CHECK", "RESULT");
     for (name, v, detail) in &checks {
         let r = match v {
@@ -202,6 +123,124 @@ pub fn run(from: &str, to: &str, namespace: &str) -> ExitCode {
         Some(Verdict::Warn) => ExitCode::from(3),
         _ => ExitCode::SUCCESS,
     }
+}
+
+/// The checks that need the cluster: the deployed revision's configuration and version, and
+/// the pods' health. A cluster the driver cannot reach is a warning: not checked.
+async fn cluster_checks(
+    driver: DriverArg,
+    namespace: &str,
+    from: (u64, u64, u64),
+    from_text: &str,
+) -> Vec<Check> {
+    let result = match driver {
+        DriverArg::Local => match super::local_driver::LocalDriver::open(namespace) {
+            Ok(d) => checks_on(&d, from, from_text).await,
+            Err(e) => Err(e),
+        },
+        DriverArg::Kubernetes => match super::kube_driver::KubeDriver::connect(namespace).await {
+            Ok(d) => checks_on(&d, from, from_text).await,
+            Err(e) => Err(e),
+        },
+        DriverArg::Nomad => Err(super::release::nomad_unavailable()),
+    };
+    result.unwrap_or_else(|e| {
+        vec![(
+            "cluster",
+            Verdict::Warn,
+            format!("{}; health and configuration not checked", e.message),
+        )]
+    })
+}
+
+async fn checks_on<D: Driver>(
+    d: &D,
+    from: (u64, u64, u64),
+    from_text: &str,
+) -> Result<Vec<Check>, DriverError> {
+    let mut checks = Vec::new();
+    let deployed = d
+        .revisions()
+        .await?
+        .into_iter()
+        .rev()
+        .find(|r| r.status == "deployed");
+    let config = match &deployed {
+        Some(r) => serde_yaml::from_str::<serde_json::Value>(&d.cluster_text(r.revision).await?)
+            .ok()
+            .and_then(|v| v.pointer("/spec/config").cloned())
+            .unwrap_or_default(),
+        None => serde_json::Value::Null,
+    };
+    let found = deprecated_keys(&config);
+    checks.push(match found.is_empty() {
+        true => (
+            "deprecated config",
+            Verdict::Pass,
+            "no deprecated keys in spec.config".into(),
+        ),
+        false => ("deprecated config", Verdict::Warn, found.join("; ")),
+    });
+    checks.push(match &deployed {
+        Some(r) if semver(&r.version) != Some(from) => (
+            "deployed version",
+            Verdict::Warn,
+            format!(
+                "revision {} runs {}, not {from_text}",
+                r.revision, r.version
+            ),
+        ),
+        Some(r) => (
+            "deployed version",
+            Verdict::Pass,
+            format!("revision {} runs {from_text}", r.revision),
+        ),
+        None => (
+            "deployed version",
+            Verdict::Fail,
+            "nothing is deployed yet".into(),
+        ),
+    });
+    let pods = d.status().await?.pods;
+    let unready: Vec<String> = pods
+        .iter()
+        .filter(|p| !p.ready)
+        .map(|p| format!("{} ({})", p.name, p.status))
+        .collect();
+    let restarting: Vec<String> = pods
+        .iter()
+        .filter(|p| p.restarts > 0)
+        .map(|p| format!("{} x{}", p.name, p.restarts))
+        .collect();
+    checks.push(if pods.is_empty() {
+        (
+            "cluster health",
+            Verdict::Fail,
+            "no pods are running".into(),
+        )
+    } else if !unready.is_empty() {
+        (
+            "cluster health",
+            Verdict::Fail,
+            format!(
+                "not ready: {}; an upgrade would stall (see oclaw status)",
+                unready.join(", ")
+            ),
+        )
+    } else if !restarting.is_empty() {
+        (
+            "cluster health",
+            Verdict::Warn,
+            format!("all ready, but restarted before: {}", restarting.join(", ")),
+        )
+    } else {
+        (
+            "cluster health",
+            Verdict::Pass,
+            format!("{} pods ready", pods.len()),
+        )
+    });
+    Ok(checks)
 }
 
 #[cfg(test)]

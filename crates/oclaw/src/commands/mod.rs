@@ -84,7 +84,8 @@ pub fn run(cli: Cli) -> ExitCode {
             from_version,
             to_version,
             namespace,
-        } => check_upgrade::run(&from_version, &to_version, &namespace),
+            driver,
+        } => check_upgrade::run(&from_version, &to_version, &namespace, driver),
         Command::Rollback {
             revision,
             force,
