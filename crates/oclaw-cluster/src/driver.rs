@@ -25,6 +25,16 @@ pub struct Object {
     pub body: Value,
 }
 
+impl Object {
+    /// A manifest, identified by its own fields.
+    pub fn manifest(body: Value) -> Object {
+        Object {
+            id: ObjectRef::of_manifest(&body),
+            body,
+        }
+    }
+}
+
 /// Which object: enough to apply, find and delete it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ObjectRef {
@@ -448,10 +458,7 @@ mod tests {
         ) -> Result<Vec<Object>, DriverError> {
             Ok(crate::kubernetes::render(cluster, &release.options)
                 .into_iter()
-                .map(|m| Object {
-                    id: ObjectRef::of_manifest(&m),
-                    body: m,
-                })
+                .map(Object::manifest)
                 .collect())
         }
         async fn apply(

@@ -337,25 +337,31 @@ fn seed_dir() -> tempfile::TempDir {
 }
 
 /// Runs `oclaw` against the stand-in (off the runtime: the stand-in runs on it).
-async fn oclaw(dir: &Path, kubeconfig: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+fn oclaw(
+    dir: &Path,
+    kubeconfig: &Path,
+    args: &[&str],
+) -> impl std::future::Future<Output = (Option<i32>, String, String)> {
     let (dir, kubeconfig) = (dir.to_path_buf(), kubeconfig.to_path_buf());
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let out = tokio::task::spawn_blocking(move || {
-        common::oclaw()
-            .args(&args)
-            .current_dir(&dir)
-            .env("KUBECONFIG", &kubeconfig)
-            .env("OCLAW_DRIVER", "kubernetes")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    async move {
+        let out = tokio::task::spawn_blocking(move || {
+            common::oclaw()
+                .args(&args)
+                .current_dir(&dir)
+                .env("KUBECONFIG", &kubeconfig)
+                .env("OCLAW_DRIVER", "kubernetes")
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
 }
 
 /// The seed's cluster file at `version`, as `name` in `dir`.
@@ -422,7 +428,15 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
             "app.kubernetes.io/instance": "production-cluster", "app.kubernetes.io/component": "worker"}},
             "spec": {"replicas": 1, "template": {"metadata": {"labels": {}}, "spec": {"containers": [{"image": "old"}]}}}}),
     );
-    let k = |args: &'static [&'static str]| oclaw(d, &kubeconfig, args);
+    let k = |args: &[&str]| oclaw(d, &kubeconfig, args);
+    let all_in = |file: &str, timeout: &str| {
+        let args = ["upgrade", "--rollout-strategy", "all-in", "--confirm"];
+        oclaw(
+            d,
+            &kubeconfig,
+            &[&args[..], &["--config", file, "--timeout", timeout]].concat(),
+        )
+    };
     let mut printed = String::new();
 
     // init: the shared objects only.
@@ -617,34 +631,14 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
     }
 
     // all-in upgrade to 2.0.0: revision 2, every pod replaced.
-    let (code, out, err) = k(&[
-        "upgrade",
-        "--rollout-strategy",
-        "all-in",
-        "--confirm",
-        "--config",
-        "config/v2.yaml",
-        "--timeout",
-        "20",
-    ])
-    .await;
+    let (code, out, err) = all_in("config/v2.yaml", "20").await;
     printed += &(out.clone() + &err);
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert_eq!(pod_revisions(&store), ["2".to_string()].into());
     assert!(out.contains("pods ready 10/10"), "5 workers kept: {out}");
 
     // A revision whose pods never become ready: failed, and the one before comes back.
-    let (code, out, err) = k(&[
-        "upgrade",
-        "--rollout-strategy",
-        "all-in",
-        "--confirm",
-        "--config",
-        "config/broken.yaml",
-        "--timeout",
-        "2",
-    ])
-    .await;
+    let (code, out, err) = all_in("config/broken.yaml", "2").await;
     printed += &(out.clone() + &err);
     assert_eq!(code, Some(1), "{out}\n{err}");
     assert!(

@@ -299,13 +299,7 @@ impl Driver for KubeDriver {
         if release.revision > 0 {
             kubernetes::stamp_revision(&mut objects, release.revision);
         }
-        Ok(objects
-            .into_iter()
-            .map(|body| Object {
-                id: ObjectRef::of_manifest(&body),
-                body,
-            })
-            .collect())
+        Ok(objects.into_iter().map(Object::manifest).collect())
     }
 
     async fn apply(
