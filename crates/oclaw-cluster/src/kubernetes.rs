@@ -256,6 +256,38 @@ pub fn stamp_revision(objects: &mut [Value], revision: u64) {
     }
 }
 
+/// Label of a canary Deployment and its pods.
+pub const TRACK_LABEL: &str = "oclaw.dev/track";
+/// Label of the ConfigMap holding a rollout in progress.
+pub const ROLLOUT_LABEL: &str = "oclaw.dev/rollout";
+
+/// The canary Deployments for the rendered (and revision-stamped) `objects`: for each
+/// Deployment `<name>`, a `<name>-canary` running `percent` of `stable_replicas(name)` (at least
+/// one), its pods and selector labelled `oclaw.dev/track: canary`. The pods keep the component's
+/// labels, so the component's Service sends them their share of the traffic; they are owned by
+/// the canary's ReplicaSet, so the stable Deployment does not adopt them.
+pub fn canary_deployments(
+    objects: &[Value],
+    stable_replicas: impl Fn(&str) -> u32,
+    percent: u8,
+) -> Vec<Value> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "Deployment")
+        .map(|o| {
+            let mut d = o.clone();
+            let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let n = crate::rollout::canary_count(stable_replicas(&name).max(1) as usize, percent);
+            d["metadata"]["name"] = json!(format!("{name}-canary"));
+            d["metadata"]["labels"][TRACK_LABEL] = json!("canary");
+            d["spec"]["replicas"] = json!(n);
+            d["spec"]["selector"]["matchLabels"][TRACK_LABEL] = json!("canary");
+            d["spec"]["template"]["metadata"]["labels"][TRACK_LABEL] = json!("canary");
+            d
+        })
+        .collect()
+}
+
 /// A revision stored in the cluster: an immutable ConfigMap holding the record and the cluster
 /// file, its status in an annotation (the one thing that changes).
 pub fn revision_config_map(
@@ -404,5 +436,36 @@ mod tests {
         assert_eq!(back.status, "deployed");
         assert_eq!(back.revision, 7);
         assert_eq!(back.components, vec!["worker".to_string()]);
+    }
+
+    #[test]
+    fn canary_deployments_run_a_share_of_each_component_beside_it() {
+        let c = seed();
+        let mut objs = render(&c, &RenderOptions::default());
+        stamp_revision(&mut objs, 2);
+        let canaries = canary_deployments(&objs, |n| if n == "worker" { 10 } else { 3 }, 20);
+        let names: Vec<&str> = canaries
+            .iter()
+            .map(|d| d["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["api-server-canary", "scheduler-canary", "worker-canary"]
+        );
+        let api = &canaries[0];
+        assert_eq!(api["spec"]["replicas"], 1);
+        assert_eq!(canaries[2]["spec"]["replicas"], 2, "20 % of 10 workers");
+        assert_eq!(
+            api["spec"]["selector"]["matchLabels"][TRACK_LABEL],
+            "canary"
+        );
+        let pod_labels = &api["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(pod_labels[TRACK_LABEL], "canary");
+        assert_eq!(pod_labels[REVISION_LABEL], "2");
+        // The Service still selects them.
+        let service = find(&objs, "Service", "oclaw-api");
+        for (k, v) in service["spec"]["selector"].as_object().unwrap() {
+            assert_eq!(&pod_labels[k], v);
+        }
     }
 }

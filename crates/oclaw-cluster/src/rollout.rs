@@ -87,6 +87,16 @@ impl RolloutStatus {
     }
 }
 
+/// A rollout in progress as a driver stores it (local: `rollout.json`; Kubernetes: a
+/// ConfigMap).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub status: RolloutStatus,
+    pub spec: RolloutSpec,
+    /// `upgrade --rollout-strategy all-in --confirm` was given.
+    pub confirmed: bool,
+}
+
 /// What the driver saw since the rollout started.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observation {

@@ -225,11 +225,20 @@ impl Store {
                     (true, _) => (200, "error[OC-1003]: unknown configuration key `wrker` (did you mean `worker`?)\n".into()),
                 }
             }
-            // The pod proxy to an api-server's /metrics: tasks waiting 5 s on average.
-            "GET" if path.ends_with("/proxy/metrics") => (
-                200,
-                "oclaw_task_wait_seconds_sum 50\noclaw_task_wait_seconds_count 10\noclaw_queue_backlog{queue=\"default\"} 12\n".into(),
-            ),
+            // The pod proxy to a pod's /metrics: tasks waiting 5 s on average; on pods whose
+            // image is tagged `failing`, most tasks fail.
+            "GET" if path.ends_with("/proxy/metrics") => {
+                let pod = path.split("/pods/").nth(1).unwrap().split(':').next().unwrap();
+                let Some(p) = self.objects.get(&(path.split("/pods/").next().unwrap().to_string() + "/pods", pod.to_string())) else {
+                    return status(404, "NotFound");
+                };
+                let failing = p["spec"]["containers"][0]["image"].as_str().unwrap_or("").contains("failing");
+                let (ok, failed) = if failing { (10, 40) } else { (50, 0) };
+                (
+                    200,
+                    format!("oclaw_task_wait_seconds_sum 50\noclaw_task_wait_seconds_count 10\noclaw_queue_backlog{{queue=\"default\"}} 12\noclaw_tasks_total{{outcome=\"succeeded\"}} {ok}\noclaw_tasks_total{{outcome=\"failed\"}} {failed}\n"),
+                )
+            }
             "GET" => match self.objects.get(&(parent.to_string(), last.to_string())) {
                 Some(o) => (200, o.to_string()),
                 None => status(404, "NotFound"),
@@ -404,14 +413,26 @@ fn pod_revisions(store: &Mutex<Store>) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_server() {
+/// A stand-in API server and a folder with the seed's cluster file, versions of it and a
+/// kubeconfig for the stand-in.
+struct Setup {
+    seen: Seen,
+    store: Arc<Mutex<Store>>,
+    dir: tempfile::TempDir,
+    kubeconfig: std::path::PathBuf,
+}
+
+async fn setup() -> Setup {
     let (url, seen, store) = stand_in().await;
     let dir = seed_dir();
-    let d = dir.path();
-    cluster_file(d, "v2.yaml", "2.0.0");
-    cluster_file(d, "broken.yaml", "3.0.0-broken");
-    let kubeconfig = d.join("kubeconfig");
+    for (file, version) in [
+        ("v2.yaml", "2.0.0"),
+        ("broken.yaml", "3.0.0-broken"),
+        ("failing.yaml", "3.0.0-failing"),
+    ] {
+        cluster_file(dir.path(), file, version);
+    }
+    let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(
         &kubeconfig,
         format!(
@@ -419,6 +440,23 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
         ),
     )
     .unwrap();
+    Setup {
+        seen,
+        store,
+        dir,
+        kubeconfig,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_server() {
+    let Setup {
+        seen,
+        store,
+        dir,
+        kubeconfig,
+    } = setup().await;
+    let d = dir.path();
     // A deployment of this cluster the file no longer has, left by an earlier deploy.
     store.lock().unwrap().put(
         "/apis/apps/v1/namespaces/oclaw-system/deployments",
@@ -702,17 +740,6 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
     assert_eq!(code, Some(0));
     assert!(log.contains("OC-1003"), "{log}");
 
-    // Canary analysis is the local driver's; here it says so.
-    let (code, _, err) = k(&[
-        "upgrade",
-        "--rollout-strategy",
-        "canary",
-        "--config",
-        "config/v2.yaml",
-    ])
-    .await;
-    assert_eq!(code, Some(1));
-    assert!(err.contains("OC-5002") && err.contains("all-in"), "{err}");
     assert!(!printed.contains("s3cret"), "{printed}");
 }
 
@@ -738,5 +765,112 @@ fn without_an_api_server_configured_the_driver_says_so() {
     assert!(
         stderr.contains("OC-5002") && stderr.contains("--dry-run"),
         "{stderr}"
+    );
+}
+
+/// Deployments named `*-canary` in the stand-in, with their replicas.
+fn canaries(store: &Mutex<Store>) -> Vec<(String, u64)> {
+    store
+        .lock()
+        .unwrap()
+        .objects
+        .iter()
+        .filter(|((c, n), _)| c.ends_with("/deployments") && n.ends_with("-canary"))
+        .map(|((_, n), o)| (n.clone(), o["spec"]["replicas"].as_u64().unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_rollouts_on_the_kubernetes_driver_against_a_stand_in_api_server() {
+    let Setup {
+        store,
+        dir,
+        kubeconfig,
+        ..
+    } = setup().await;
+    let d = dir.path();
+    let k = |args: &[&str]| oclaw(d, &kubeconfig, args);
+    let canary = |file: &str, timeout: &str| {
+        let args = [
+            "upgrade",
+            "--rollout-strategy",
+            "canary",
+            "--canary-percent",
+            "20",
+            "--analysis-window",
+            "1",
+        ];
+        oclaw(
+            d,
+            &kubeconfig,
+            &[&args[..], &["--config", file, "--timeout", timeout]].concat(),
+        )
+    };
+    let (code, out, err) = k(&[
+        "deploy",
+        "core",
+        "--config",
+        "config/production.yaml",
+        "--wait",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+
+    // A healthy canary: a share of each component beside it, analysed, paused.
+    let (code, out, err) = canary("config/v2.yaml", "60").await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("Analyzing") && out.contains("Paused") && out.contains("promote it with"),
+        "{out}"
+    );
+    assert_eq!(
+        canaries(&store),
+        vec![
+            ("api-server-canary".to_string(), 1),
+            ("scheduler-canary".to_string(), 1),
+            ("worker-canary".to_string(), 1)
+        ]
+    );
+    assert_eq!(
+        pod_revisions(&store),
+        ["1".to_string(), "2".to_string()].into()
+    );
+    let (code, _, err) = canary("config/v2.yaml", "60").await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("already in a canary"), "{err}");
+
+    // all-in --confirm promotes it: every pod on revision 2, the canary Deployments pruned.
+    let (code, out, err) = k(&["upgrade", "--rollout-strategy", "all-in", "--confirm"]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("Succeeded"), "{out}");
+    assert!(canaries(&store).is_empty());
+    assert_eq!(pod_revisions(&store), ["2".to_string()].into());
+
+    // A canary whose tasks fail: aborted by its error rate, its Deployments deleted.
+    let (code, out, err) = canary("config/failing.yaml", "60").await;
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(
+        err.contains("OC-5003") && err.contains("task error rate 80.0 %"),
+        "{err}"
+    );
+    assert!(canaries(&store).is_empty());
+    assert_eq!(pod_revisions(&store), ["2".to_string()].into());
+
+    // A canary that never becomes ready: aborted when its timeout passes.
+    let (code, _, err) = canary("config/broken.yaml", "3").await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("did not finish within 3s"), "{err}");
+    assert!(canaries(&store).is_empty());
+
+    let (_, list, _) = k(&["upgrade", "history", "-o", "json"]).await;
+    let this = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        history(&list),
+        vec![
+            (1, "deploy".into(), "superseded".into(), this.to_string()),
+            (2, "upgrade".into(), "deployed".into(), "2.0.0".into()),
+            (3, "upgrade".into(), "failed".into(), "3.0.0-failing".into()),
+            (4, "upgrade".into(), "failed".into(), "3.0.0-broken".into()),
+        ]
     );
 }

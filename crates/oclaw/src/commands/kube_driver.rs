@@ -13,7 +13,10 @@ use oclaw_cluster::driver::{
     ClusterStatus, ComponentStatus, Driver, DriverError, Object, ObjectRef, PodStatus, Release,
     Revision, Step,
 };
-use oclaw_cluster::kubernetes::{self, REVISION_LABEL, REVISION_STATUS};
+use oclaw_cluster::kubernetes::{
+    self, REVISION_LABEL, REVISION_STATUS, ROLLOUT_LABEL, TRACK_LABEL,
+};
+use oclaw_cluster::rollout::Rollout;
 use oclaw_cluster::OpenClawCluster;
 use oclaw_core::ErrorCode;
 use serde_json::Value;
@@ -243,11 +246,8 @@ fn component_status(d: &Value) -> ComponentStatus {
     let seen = status["observedGeneration"].as_i64().unwrap_or(0)
         >= d["metadata"]["generation"].as_i64().unwrap_or(0);
     ComponentStatus {
-        name: d["metadata"]["labels"]["app.kubernetes.io/component"]
-            .as_str()
-            .or(d["metadata"]["name"].as_str())
-            .unwrap_or("")
-            .to_string(),
+        // The Deployment's name: the component, or `<component>-canary`.
+        name: d["metadata"]["name"].as_str().unwrap_or("").to_string(),
         desired: u32_at(&d["spec"]["replicas"]),
         current: u32_at(&status["replicas"]),
         updated: if seen {
@@ -263,6 +263,85 @@ fn component_status(d: &Value) -> ComponentStatus {
     }
 }
 
+/// Canary rollouts (`super::kube_canary`): the rollout record and the canary Deployments.
+impl KubeDriver {
+    /// The rollout recorded in the namespace, if any.
+    pub async fn load_rollout(&self) -> Result<Option<Rollout>, DriverError> {
+        Ok(self
+            .list("v1", "ConfigMap", ROLLOUT_LABEL)
+            .await?
+            .iter()
+            .find_map(|m| serde_json::from_str(m["data"]["rollout.json"].as_str()?).ok()))
+    }
+
+    /// Records `rollout` (one ConfigMap per cluster, `<name>-rollout`).
+    pub async fn save_rollout(&self, cluster: &str, rollout: &Rollout) -> Result<(), DriverError> {
+        let map = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("{cluster}-rollout"), "namespace": self.namespace,
+                "labels": {"app.kubernetes.io/managed-by": "oclaw", "app.kubernetes.io/instance": cluster, ROLLOUT_LABEL: "true"}},
+            "data": {"rollout.json": serde_json::to_string(rollout).unwrap_or_default()}});
+        self.apply_one(&Object::manifest(map)).await
+    }
+
+    async fn apply_one(&self, o: &Object) -> Result<(), DriverError> {
+        let obj: DynamicObject = serde_json::from_value(o.body.clone())
+            .map_err(|e| DriverError::new(ErrorCode::ClusterInvalid, format!("{}: {e}", o.id)))?;
+        self.api(&o.id.api_version, &o.id.kind)?
+            .patch(
+                &o.id.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .map_err(|e| self.failed(format_args!("applying {}", o.id), e))?;
+        Ok(())
+    }
+
+    /// Starts (or resizes) the canary Deployments of `release` beside the stable ones.
+    pub async fn apply_canary(
+        &self,
+        cluster: &OpenClawCluster,
+        release: &Release,
+        percent: u8,
+        status: &ClusterStatus,
+    ) -> Result<Vec<String>, DriverError> {
+        let objects: Vec<Value> = self
+            .desired(cluster, release)?
+            .into_iter()
+            .map(|o| o.body)
+            .collect();
+        let stable = |name: &str| {
+            status
+                .components
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.desired)
+                .unwrap_or(1)
+        };
+        let mut names = Vec::new();
+        for d in kubernetes::canary_deployments(&objects, stable, percent) {
+            let o = Object::manifest(d);
+            self.apply_one(&o).await?;
+            names.push(format!(
+                "{} ({} pods)",
+                o.id.name, o.body["spec"]["replicas"]
+            ));
+        }
+        Ok(names)
+    }
+
+    /// Deletes every canary Deployment (their pods go with them).
+    pub async fn delete_canary(&self) -> Result<(), DriverError> {
+        for d in self
+            .list("apps/v1", "Deployment", &format!("{TRACK_LABEL}=canary"))
+            .await?
+        {
+            self.delete(&ObjectRef::of_manifest(&d)).await?;
+        }
+        Ok(())
+    }
+}
+
 impl Driver for KubeDriver {
     fn name(&self) -> &'static str {
         "kubernetes"
@@ -271,7 +350,7 @@ impl Driver for KubeDriver {
     async fn observe(&self, cluster: &OpenClawCluster) -> Result<Vec<ObjectRef>, DriverError> {
         // This cluster's objects; stored revisions are history, not objects to prune.
         let only = format!(
-            "app.kubernetes.io/instance={},!{REVISION_LABEL}",
+            "app.kubernetes.io/instance={},!{REVISION_LABEL},!{ROLLOUT_LABEL}",
             cluster.metadata.name
         );
         let mut out = Vec::new();
@@ -308,15 +387,8 @@ impl Driver for KubeDriver {
         release: &Release,
         progress: &mut dyn FnMut(Step<'_>),
     ) -> Result<(), DriverError> {
-        let params = PatchParams::apply(FIELD_MANAGER).force();
         for (i, o) in objects.iter().enumerate() {
-            let obj: DynamicObject = serde_json::from_value(o.body.clone()).map_err(|e| {
-                DriverError::new(ErrorCode::ClusterInvalid, format!("{}: {e}", o.id))
-            })?;
-            self.api(&o.id.api_version, &o.id.kind)?
-                .patch(&o.id.name, &params, &Patch::Apply(&obj))
-                .await
-                .map_err(|e| self.failed(format_args!("applying {}", o.id), e))?;
+            self.apply_one(o).await?;
             progress(Step::Applied {
                 index: i,
                 total: objects.len(),
@@ -347,6 +419,7 @@ impl Driver for KubeDriver {
         let deployments = self.list("apps/v1", "Deployment", "").await?;
         let revision = deployments
             .iter()
+            .filter(|d| d["metadata"]["labels"].get(TRACK_LABEL).is_none())
             .filter_map(|d| d["metadata"]["annotations"][REVISION_LABEL].as_str())
             .filter_map(|r| r.parse().ok())
             .max()

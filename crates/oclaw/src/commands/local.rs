@@ -18,7 +18,6 @@ use oclaw_cluster::OpenClawCluster;
 use oclaw_core::ErrorCode;
 use serde::{Deserialize, Serialize};
 
-use super::diagnose::samples;
 use super::{EXIT_FAILURE, EXIT_INVALID};
 
 fn fail(code: ErrorCode, message: impl std::fmt::Display, exit: u8) -> ExitCode {
@@ -62,14 +61,7 @@ pub struct Canary {
     pub percent: u8,
 }
 
-/// A canary rollout in progress (`rollout.json`), driven by the supervisor through
-/// `oclaw_cluster::rollout::step`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Rollout {
-    pub status: oclaw_cluster::rollout::RolloutStatus,
-    pub spec: oclaw_cluster::rollout::RolloutSpec,
-    pub confirmed: bool,
-}
+pub use oclaw_cluster::rollout::Rollout;
 
 /// The revision `pod` should run: the canary's for the first pods of each component.
 pub(super) fn target_revision(pod: &PodSpec, want: &[PodSpec], desired: &Desired) -> u64 {
@@ -137,45 +129,11 @@ async fn drive_rollout(
         confirmed: r.confirmed,
         ..Default::default()
     };
-    let mut api_buckets: Vec<(f64, f64)> = Vec::new();
+    let mut pages = Vec::new();
     for p in on_new.iter().filter(|p| p.pid.is_some()) {
-        let page = metrics_page(http, p.port).await;
-        for (series, count) in samples(&page, "oclaw_api_request_duration_seconds_bucket") {
-            let le = series
-                .split_once("le=\"")
-                .and_then(|(_, rest)| rest.split_once('"'))
-                .map(|(v, _)| v);
-            let le = match le {
-                Some("+Inf") => f64::INFINITY,
-                Some(v) => match v.parse() {
-                    Ok(b) => b,
-                    Err(_) => continue,
-                },
-                None => continue,
-            };
-            api_buckets.push((le, count));
-        }
-        let sum = |name: &str| -> u64 { samples(&page, name).iter().map(|s| s.1 as u64).sum() };
-        let tasks = samples(&page, "oclaw_tasks_total");
-        o.tasks += tasks.iter().map(|s| s.1 as u64).sum::<u64>();
-        o.failed_tasks += tasks
-            .iter()
-            .filter(|s| s.0.contains("outcome=\"failed\""))
-            .map(|s| s.1 as u64)
-            .sum::<u64>();
-        o.scheduling_attempts += sum("oclaw_scheduling_attempts_total");
-        o.scheduling_failures += sum("oclaw_scheduling_failures_total");
+        pages.push(metrics_page(http, p.port).await);
     }
-    // API P99 of the canary api-servers, once they have answered enough requests to mean much.
-    let requests: f64 = api_buckets
-        .iter()
-        .filter(|b| b.0.is_infinite())
-        .map(|b| b.1)
-        .sum();
-    if requests >= r.spec.min_tasks as f64 {
-        o.api_p99 = oclaw_cluster::rollout::histogram_quantile(0.99, &api_buckets)
-            .map(Duration::from_secs_f64);
-    }
+    super::diagnose::canary_metrics(&pages, r.spec.min_tasks, &mut o);
     let (next, actions) = step(&r.status, &r.spec, &o, unix_now());
     for a in actions {
         match a {

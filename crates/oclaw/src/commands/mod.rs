@@ -8,6 +8,7 @@ mod cluster;
 mod config;
 mod diagnose;
 mod docs;
+mod kube_canary;
 mod kube_driver;
 mod local;
 mod local_driver;

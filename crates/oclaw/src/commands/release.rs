@@ -440,35 +440,40 @@ pub fn upgrade(driver: DriverArg, args: crate::cli::UpgradeArgs) -> ExitCode {
         ));
     }
     let canary = strategy == RolloutArg::Canary;
+    let timeout = Duration::from_secs(args.timeout);
+    let read = |config: &std::path::Path| {
+        std::fs::read_to_string(config).map_err(|e| {
+            DriverError::new(
+                ErrorCode::ConfigUnreadable,
+                format!("{}: {e}", config.display()),
+            )
+        })
+    };
     match driver {
         DriverArg::Local => {
             if let Some(code) = super::local::canary_upgrade(&args, canary) {
                 return code;
             }
+            let namespace = args.namespace.clone();
+            on_driver!(driver, &namespace, |d| async {
+                upgrade_all_in(&d, &read(&args.config)?, &namespace, timeout).await
+            })
         }
-        _ if canary => {
-            return report(&DriverError::unavailable(
-                "canary rollouts with automatic analysis are built for the local driver only; on Kubernetes use --rollout-strategy all-in --confirm (each Deployment replaces its pods one at a time) and oclaw rollback",
-            ))
+        DriverArg::Kubernetes => {
+            let run = async {
+                let d = super::kube_driver::KubeDriver::connect(&args.namespace).await?;
+                if let Some(code) = super::kube_canary::upgrade(&d, &args, canary).await? {
+                    return Ok(code);
+                }
+                upgrade_all_in(&d, &read(&args.config)?, &args.namespace, timeout).await
+            };
+            match super::runtime() {
+                Ok(rt) => rt.block_on(run).unwrap_or_else(|e| report(&e)),
+                Err(code) => code,
+            }
         }
-        _ => {}
+        DriverArg::Nomad => report(&nomad_unavailable()),
     }
-    let text = match std::fs::read_to_string(&args.config) {
-        Ok(t) => t,
-        Err(e) => {
-            return report(&DriverError::new(
-                ErrorCode::ConfigUnreadable,
-                format!("{}: {e}", args.config.display()),
-            ))
-        }
-    };
-    let namespace = args.namespace.clone();
-    on_driver!(driver, &namespace, |d| upgrade_all_in(
-        &d,
-        &text,
-        &namespace,
-        Duration::from_secs(args.timeout)
-    ))
 }
 
 pub fn diagnose(driver: DriverArg, namespace: &str) -> ExitCode {
