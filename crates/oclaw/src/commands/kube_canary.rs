@@ -12,9 +12,7 @@ use std::time::Duration;
 
 use oclaw_cluster::driver::{mark, Driver, DriverError, Release};
 use oclaw_cluster::kubernetes::RenderOptions;
-use oclaw_cluster::rollout::{
-    step, Action, Observation, Phase, Rollout, RolloutSpec, RolloutStatus,
-};
+use oclaw_cluster::rollout::{step, Action, Observation, Rollout, RolloutSpec, RolloutStatus};
 use oclaw_cluster::OpenClawCluster;
 use oclaw_core::ErrorCode;
 
@@ -59,18 +57,7 @@ pub async fn upgrade(
         )
     })?;
     let new = parse(&text)?;
-    let Some(current) = d
-        .revisions()
-        .await?
-        .into_iter()
-        .rev()
-        .find(|r| r.status == "deployed")
-    else {
-        return Err(DriverError::unavailable(format!(
-            "nothing is deployed in {}; run `oclaw deploy core` first",
-            args.namespace
-        )));
-    };
+    let current = super::release::deployed(d, &args.namespace).await?;
     let history = d.revisions().await?;
     let rev = oclaw_cluster::driver::Revision::next(
         &history,
@@ -178,32 +165,8 @@ async fn follow(d: &KubeDriver, mut r: Rollout, to_the_end: bool) -> Result<Exit
         }
         r.status = next;
         d.save_rollout(&cluster.metadata.name, &r).await?;
-        if shown != Some(r.status.phase) {
-            let why = r
-                .status
-                .reason
-                .as_deref()
-                .map(|x| format!(": {x}"))
-                .unwrap_or_default();
-            println!("  {:?}{why}", r.status.phase);
-            shown = Some(r.status.phase);
-        }
-        match r.status.phase {
-            Phase::Succeeded => return Ok(ExitCode::SUCCESS),
-            Phase::Aborted => {
-                return Err(DriverError::new(
-                    ErrorCode::RolloutFailed,
-                    format!(
-                        "the canary of revision {rev} was aborted and rolled back: {}",
-                        r.status.reason.unwrap_or_default()
-                    ),
-                ))
-            }
-            Phase::Paused if !to_the_end => {
-                println!("canary healthy; promote it with: oclaw upgrade --rollout-strategy all-in --confirm");
-                return Ok(ExitCode::SUCCESS);
-            }
-            _ => {}
+        if let Some(end) = super::release::rollout_progress(&r, &mut shown, to_the_end) {
+            return end;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

@@ -851,39 +851,14 @@ fn start_canary(args: &crate::cli::UpgradeArgs, dir: &Path) -> ExitCode {
 /// Follows a canary rollout, printing each phase, until it pauses for confirmation (unless
 /// `to_the_end`), succeeds or aborts.
 fn follow_rollout(dir: &Path, timeout: Duration, to_the_end: bool) -> ExitCode {
-    use oclaw_cluster::rollout::Phase;
     let deadline = Instant::now() + timeout + Duration::from_secs(10);
-    let mut last = None;
+    let mut shown = None;
     loop {
         if let Some(r) = read_json::<Rollout>(&dir.join("rollout.json")) {
-            if last != Some(r.status.phase) {
-                let why = r
-                    .status
-                    .reason
-                    .as_deref()
-                    .map(|x| format!(": {x}"))
-                    .unwrap_or_default();
-                println!("  {:?}{why}", r.status.phase);
-                last = Some(r.status.phase);
-            }
-            match r.status.phase {
-                Phase::Succeeded => return ExitCode::SUCCESS,
-                Phase::Aborted => {
-                    let why = r.status.reason.unwrap_or_default();
-                    return fail(
-                        ErrorCode::RolloutFailed,
-                        format!(
-                            "the canary of revision {} was aborted and rolled back: {why}",
-                            r.status.revision
-                        ),
-                        EXIT_FAILURE,
-                    );
-                }
-                Phase::Paused if !to_the_end => {
-                    println!("canary healthy; promote it with: oclaw upgrade --rollout-strategy all-in --confirm");
-                    return ExitCode::SUCCESS;
-                }
-                _ => {}
+            match super::release::rollout_progress(&r, &mut shown, to_the_end) {
+                Some(Ok(code)) => return code,
+                Some(Err(e)) => return super::release::report(&e),
+                None => {}
             }
         }
         if Instant::now() > deadline {

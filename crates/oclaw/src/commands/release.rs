@@ -297,17 +297,7 @@ pub async fn upgrade_all_in<D: Driver>(
             ),
         ));
     }
-    let Some(current) = d
-        .revisions()
-        .await?
-        .into_iter()
-        .rev()
-        .find(|r| r.status == "deployed")
-    else {
-        return Err(DriverError::unavailable(format!(
-            "nothing is deployed in {namespace}; run `oclaw deploy core` first"
-        )));
-    };
+    let current = deployed(d, namespace).await?;
     deploy(
         d,
         Deploy {
@@ -328,6 +318,58 @@ pub async fn upgrade_all_in<D: Driver>(
         },
     )
     .await
+}
+
+/// The revision deployed now.
+pub async fn deployed<D: Driver>(d: &D, namespace: &str) -> Result<Revision, DriverError> {
+    d.revisions()
+        .await?
+        .into_iter()
+        .rev()
+        .find(|r| r.status == "deployed")
+        .ok_or_else(|| {
+            DriverError::unavailable(format!(
+                "nothing is deployed in {namespace}; run `oclaw deploy core` first"
+            ))
+        })
+}
+
+/// Shows a rollout's phase when it changed (`shown` is the last one shown) and answers how the
+/// command ends at this phase: `None` to keep following.
+pub fn rollout_progress(
+    r: &oclaw_cluster::rollout::Rollout,
+    shown: &mut Option<oclaw_cluster::rollout::Phase>,
+    to_the_end: bool,
+) -> Option<Result<ExitCode, DriverError>> {
+    use oclaw_cluster::rollout::Phase;
+    if *shown != Some(r.status.phase) {
+        let why = r
+            .status
+            .reason
+            .as_deref()
+            .map(|x| format!(": {x}"))
+            .unwrap_or_default();
+        println!("  {:?}{why}", r.status.phase);
+        *shown = Some(r.status.phase);
+    }
+    match r.status.phase {
+        Phase::Succeeded => Some(Ok(ExitCode::SUCCESS)),
+        Phase::Aborted => Some(Err(DriverError::new(
+            ErrorCode::RolloutFailed,
+            format!(
+                "the canary of revision {} was aborted and rolled back: {}",
+                r.status.revision,
+                r.status.reason.as_deref().unwrap_or_default()
+            ),
+        ))),
+        Phase::Paused if !to_the_end => {
+            println!(
+                "canary healthy; promote it with: oclaw upgrade --rollout-strategy all-in --confirm"
+            );
+            Some(Ok(ExitCode::SUCCESS))
+        }
+        _ => None,
+    }
 }
 
 fn age(since: Option<DateTime<Utc>>) -> String {
