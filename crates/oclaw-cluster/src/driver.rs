@@ -159,6 +159,9 @@ pub struct ClusterStatus {
     pub revision: u64,
     pub components: Vec<ComponentStatus>,
     pub pods: Vec<PodStatus>,
+    /// A canary rollout in progress.
+    #[serde(default)]
+    pub rollout: Option<crate::rollout::Rollout>,
     /// Things the operator should know (the local supervisor is not running, …).
     pub warnings: Vec<String>,
 }

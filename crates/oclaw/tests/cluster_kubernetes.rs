@@ -835,6 +835,13 @@ async fn canary_rollouts_on_the_kubernetes_driver_against_a_stand_in_api_server(
         pod_revisions(&store),
         ["1".to_string(), "2".to_string()].into()
     );
+    let (_, table, _) = k(&["status"]).await;
+    assert!(
+        table.contains(
+            "rollout: revision 2 (from 1) Paused, canary 20% — passed: 150 tasks, 0 failed"
+        ),
+        "{table}"
+    );
     let (code, _, err) = canary("config/v2.yaml", "60").await;
     assert_eq!(code, Some(1));
     assert!(err.contains("already in a canary"), "{err}");

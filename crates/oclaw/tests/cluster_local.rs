@@ -365,6 +365,11 @@ async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
         let canary = name.ends_with("-0");
         assert_eq!(*rev, if canary { 6 } else { 5 }, "{name}: {revs:?}");
     }
+    let (_, table) = cluster.oclaw(&["status"]);
+    assert!(
+        table.contains("rollout: revision 6 (from 5) Paused, canary 20%"),
+        "{table}"
+    );
     let (ok, text) = cluster.oclaw(&[
         "upgrade",
         "--rollout-strategy",

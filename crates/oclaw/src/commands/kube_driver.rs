@@ -440,6 +440,7 @@ impl Driver for KubeDriver {
             revision,
             components,
             pods,
+            rollout: self.load_rollout().await?.filter(|r| !r.status.finished()),
             warnings: Vec::new(),
         })
     }

@@ -215,6 +215,8 @@ impl Driver for LocalDriver {
                     detail: None,
                 })
                 .collect(),
+            rollout: read_json::<oclaw_cluster::rollout::Rollout>(&self.dir.join("rollout.json"))
+                .filter(|r| !r.status.finished()),
             warnings,
         })
     }

@@ -410,6 +410,25 @@ pub fn print_status(s: &ClusterStatus, json: bool) {
             age(p.started_at)
         );
     }
+    if let Some(r) = &s.rollout {
+        let st = &r.status;
+        println!(
+            "\nrollout: revision {} (from {}) {:?}, canary {}%{}{}",
+            st.revision,
+            st.from_revision,
+            st.phase,
+            r.spec.canary_percent,
+            st.reason
+                .as_deref()
+                .map(|x| format!(" — {x}"))
+                .unwrap_or_default(),
+            if st.phase == oclaw_cluster::rollout::Phase::Paused {
+                "; promote it with: oclaw upgrade --rollout-strategy all-in --confirm"
+            } else {
+                ""
+            }
+        );
+    }
     for w in &s.warnings {
         eprintln!("warning: {w}");
     }
