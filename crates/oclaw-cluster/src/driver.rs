@@ -101,6 +101,19 @@ impl DriverError {
     }
 }
 
+/// A cluster file that does not parse: its location and message (the code stays the file's).
+impl From<crate::model::ClusterError> for DriverError {
+    fn from(e: crate::model::ClusterError) -> Self {
+        let text = e.to_string();
+        let message = text
+            .strip_prefix(e.code.code())
+            .unwrap_or(&text)
+            .trim_start()
+            .to_string();
+        DriverError::new(e.code, message)
+    }
+}
+
 impl std::fmt::Display for DriverError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.message)

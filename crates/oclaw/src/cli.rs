@@ -160,10 +160,18 @@ pub enum Command {
         #[arg(long, value_enum, env = "OCLAW_DRIVER", default_value_t = DriverArg::Local)]
         driver: DriverArg,
     },
-    /// Stop a local cluster: its supervisor stops every pod (workers drain).
+    /// Stop a cluster: locally its supervisor stops every pod (workers drain); on Kubernetes every
+    /// object of the cluster is deleted.
     Teardown {
         #[arg(long, default_value = "oclaw-system")]
         namespace: String,
+        /// Required on Kubernetes: every object of the cluster is deleted (the namespace and the
+        /// revision history are kept).
+        #[arg(long)]
+        confirm: bool,
+        /// Where the cluster runs (`OCLAW_DRIVER`).
+        #[arg(long, value_enum, env = "OCLAW_DRIVER", default_value_t = DriverArg::Local)]
+        driver: DriverArg,
     },
     /// The local driver's supervisor (started by `init`).
     #[command(hide = true)]

@@ -880,4 +880,37 @@ async fn canary_rollouts_on_the_kubernetes_driver_against_a_stand_in_api_server(
             (4, "upgrade".into(), "failed".into(), "3.0.0-broken".into()),
         ]
     );
+
+    // teardown: every object of the cluster goes; the namespace and the history stay.
+    let (code, _, err) = k(&["teardown"]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--confirm"), "{err}");
+    let (code, out, err) = k(&["teardown", "--confirm"]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let left: Vec<String> = store
+        .lock()
+        .unwrap()
+        .objects
+        .values()
+        .map(|o| {
+            format!(
+                "{} {}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        left,
+        [
+            "Namespace oclaw-system",
+            "ConfigMap production-cluster-revision-1",
+            "ConfigMap production-cluster-revision-2",
+            "ConfigMap production-cluster-revision-3",
+            "ConfigMap production-cluster-revision-4",
+        ]
+    );
+    let (code, out, err) = k(&["deploy", "core", "--config", "config/production.yaml"]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("revision 5 (deploy"), "{out}");
 }

@@ -28,10 +28,8 @@ fn load(args: &ClusterArgs, image: Option<&str>) -> Result<OpenClawCluster, Exit
             EXIT_INVALID,
         )
     })?;
-    let mut cluster = OpenClawCluster::parse(&file, &text).map_err(|e| {
-        eprintln!("error[{}]: {e}", e.code.code());
-        ExitCode::from(EXIT_INVALID)
-    })?;
+    let mut cluster =
+        OpenClawCluster::parse(&file, &text).map_err(|e| super::release::report(&e.into()))?;
     if let Some(registry) = image {
         cluster.spec.image = Some(registry.trim_end_matches('/').to_string());
     }
@@ -43,28 +41,13 @@ fn emit(cluster: &OpenClawCluster, args: &ClusterArgs, options: &RenderOptions) 
     match args.driver {
         DriverArg::Kubernetes => {
             let mut objects = kubernetes::render(cluster, options);
-            let rule = if cluster.spec.monitoring.enabled {
-                match oclaw_node::monitoring::prometheus_rule(&cluster.metadata.namespace) {
-                    Ok(yaml) => Some(yaml),
-                    Err(e) => return fail(ErrorCode::ConfigInvalidValue, e, EXIT_FAILURE),
-                }
-            } else {
-                None
-            };
+            match super::kube_driver::prometheus_rule(cluster) {
+                Ok(rule) => objects.extend(rule),
+                Err(e) => return super::release::report(&e),
+            }
             match args.output {
-                // The rule file as shipped (its comments kept).
-                OutputArg::Yaml => {
-                    let mut out = kubernetes::to_yaml(&objects);
-                    if let Some(rule) = rule {
-                        out.push_str("---\n");
-                        out.push_str(&rule);
-                    }
-                    print!("{out}");
-                }
+                OutputArg::Yaml => print!("{}", kubernetes::to_yaml(&objects)),
                 OutputArg::Json => {
-                    if let Some(rule) = rule.and_then(|r| serde_yaml::from_str(&r).ok()) {
-                        objects.push(rule);
-                    }
                     let list =
                         serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
                     println!(

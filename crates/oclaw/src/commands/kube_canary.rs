@@ -24,8 +24,7 @@ fn now() -> f64 {
 }
 
 fn parse(text: &str) -> Result<OpenClawCluster, DriverError> {
-    OpenClawCluster::parse("cluster file", text)
-        .map_err(|e| DriverError::new(e.code, e.to_string()))
+    OpenClawCluster::parse("cluster file", text).map_err(DriverError::from)
 }
 
 /// `upgrade --rollout-strategy canary` (`canary`), or `all-in --confirm` with a canary in

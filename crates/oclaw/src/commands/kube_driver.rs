@@ -175,6 +175,25 @@ impl KubeDriver {
     }
 }
 
+/// With monitoring, the shipped alert rules as a PrometheusRule, labelled as the cluster's
+/// other shared objects (so prune and teardown find it).
+pub fn prometheus_rule(cluster: &OpenClawCluster) -> Result<Option<Value>, DriverError> {
+    if !cluster.spec.monitoring.enabled {
+        return Ok(None);
+    }
+    let invalid = |e: String| DriverError::new(ErrorCode::ConfigInvalidValue, e);
+    let text =
+        oclaw_node::monitoring::prometheus_rule(&cluster.metadata.namespace).map_err(invalid)?;
+    let mut rule: Value = serde_yaml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let labels = &mut rule["metadata"]["labels"];
+    if let Some(l) = labels.as_object_mut() {
+        l.remove("app.kubernetes.io/component");
+    }
+    labels["app.kubernetes.io/instance"] = serde_json::json!(cluster.metadata.name);
+    labels["app.kubernetes.io/managed-by"] = serde_json::json!("oclaw");
+    Ok(Some(rule))
+}
+
 fn pod_status(p: &Value) -> PodStatus {
     let containers = p["status"]["containerStatuses"]
         .as_array()
@@ -330,6 +349,20 @@ impl KubeDriver {
         Ok(names)
     }
 
+    /// Forgets the rollout record of `cluster` (none is fine).
+    pub async fn delete_rollout(&self, cluster: &str) -> Result<(), DriverError> {
+        let name = format!("{cluster}-rollout");
+        match self
+            .api("v1", "ConfigMap")?
+            .delete(&name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(self.failed(format_args!("deleting ConfigMap {name}"), e)),
+        }
+    }
+
     /// Deletes every canary Deployment (their pods go with them).
     pub async fn delete_canary(&self) -> Result<(), DriverError> {
         for d in self
@@ -368,13 +401,7 @@ impl Driver for KubeDriver {
         release: &Release,
     ) -> Result<Vec<Object>, DriverError> {
         let mut objects = kubernetes::render(cluster, &release.options);
-        if cluster.spec.monitoring.enabled {
-            let rule = oclaw_node::monitoring::prometheus_rule(&cluster.metadata.namespace)
-                .map_err(|e| DriverError::new(ErrorCode::ConfigInvalidValue, e.to_string()))?;
-            let rule: Value = serde_yaml::from_str(&rule)
-                .map_err(|e| DriverError::new(ErrorCode::ConfigInvalidValue, e.to_string()))?;
-            objects.push(rule);
-        }
+        objects.extend(prometheus_rule(cluster)?);
         if release.revision > 0 {
             kubernetes::stamp_revision(&mut objects, release.revision);
         }
@@ -457,8 +484,8 @@ impl Driver for KubeDriver {
     }
 
     async fn record(&self, revision: &Revision, cluster_text: &str) -> Result<(), DriverError> {
-        let cluster = OpenClawCluster::parse("cluster file", cluster_text)
-            .map_err(|e| DriverError::new(e.code, e.to_string()))?;
+        let cluster =
+            OpenClawCluster::parse("cluster file", cluster_text).map_err(DriverError::from)?;
         let map = kubernetes::revision_config_map(&cluster, revision, cluster_text);
         let obj: DynamicObject = serde_json::from_value(map)
             .map_err(|e| DriverError::new(ErrorCode::ClusterInvalid, e.to_string()))?;

@@ -784,7 +784,7 @@ fn start_canary(args: &crate::cli::UpgradeArgs, dir: &Path) -> ExitCode {
     };
     let new = match OpenClawCluster::parse(&file, &text) {
         Ok(c) => c,
-        Err(e) => return fail(e.code, e, EXIT_INVALID),
+        Err(e) => return super::release::report(&e.into()),
     };
     if new.metadata.namespace != args.namespace {
         return fail(

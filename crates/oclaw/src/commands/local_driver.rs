@@ -230,7 +230,7 @@ impl Driver for LocalDriver {
             &self.dir.join("cluster.yaml").display().to_string(),
             cluster_text,
         )
-        .map_err(|e| DriverError::new(e.code, e.to_string()))?;
+        .map_err(DriverError::from)?;
         let rd = revisions_dir(&self.dir);
         std::fs::create_dir_all(&rd).map_err(|e| io(rd.display(), e))?;
         let (file, node) = revision_files(&self.dir, revision.revision);

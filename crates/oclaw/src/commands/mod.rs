@@ -67,7 +67,14 @@ pub fn run(cli: Cli) -> ExitCode {
             previous,
             driver,
         } => release::logs(driver, &namespace, &pod, previous),
-        Command::Teardown { namespace } => local::teardown(&namespace),
+        Command::Teardown {
+            namespace,
+            confirm,
+            driver,
+        } => match driver {
+            crate::cli::DriverArg::Local => local::teardown(&namespace),
+            driver => release::teardown(driver, &namespace, confirm),
+        },
         Command::Upgrade { what, args } => match what {
             Some(crate::cli::UpgradeCommand::History {
                 namespace,

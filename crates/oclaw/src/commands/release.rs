@@ -23,13 +23,9 @@ use crate::cli::DriverArg;
 /// Reports a driver error with its code; bad input exits 2, the rest 1.
 pub fn report(e: &DriverError) -> ExitCode {
     eprintln!("error[{}]: {}", e.code.code(), e.message);
-    let invalid = matches!(
-        e.code,
-        ErrorCode::ClusterInvalid
-            | ErrorCode::InvalidField
-            | ErrorCode::ConfigInvalidValue
-            | ErrorCode::ConfigUnreadable
-    );
+    // Bad input: the cluster file or configuration (OC-1xxx, OC-5001), or an argument.
+    let invalid = e.code.code().starts_with("OC-1")
+        || matches!(e.code, ErrorCode::ClusterInvalid | ErrorCode::InvalidField);
     ExitCode::from(if invalid { EXIT_INVALID } else { EXIT_FAILURE })
 }
 
@@ -67,8 +63,7 @@ pub fn nomad_unavailable() -> DriverError {
 }
 
 fn parse(cluster_text: &str) -> Result<OpenClawCluster, DriverError> {
-    OpenClawCluster::parse("cluster file", cluster_text)
-        .map_err(|e| DriverError::new(e.code, e.to_string()))
+    OpenClawCluster::parse("cluster file", cluster_text).map_err(DriverError::from)
 }
 
 /// What to deploy as a new revision.
@@ -559,4 +554,49 @@ pub fn logs(driver: DriverArg, namespace: &str, pod: &str, previous: bool) -> Ex
             )),
         }
     })
+}
+
+/// `oclaw teardown --driver kubernetes`: every object the cluster of the last revision has is
+/// deleted (its Namespace and revision history stay, so a later deploy continues the numbering).
+pub fn teardown(driver: DriverArg, namespace: &str, confirm: bool) -> ExitCode {
+    if !confirm {
+        return report(&DriverError::new(
+            ErrorCode::InvalidField,
+            format!("teardown deletes every object of the cluster in {namespace}; add --confirm"),
+        ));
+    }
+    if driver != DriverArg::Kubernetes {
+        return report(&nomad_unavailable());
+    }
+    let run = async {
+        let d = super::kube_driver::KubeDriver::connect(namespace).await?;
+        let Some(last) = d.revisions().await?.pop() else {
+            return Err(DriverError::unavailable(format!(
+                "no cluster is recorded in {namespace}"
+            )));
+        };
+        let cluster = parse(&d.cluster_text(last.revision).await?)?;
+        let all: Vec<String> = oclaw_cluster::kubernetes::COMPONENTS
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let observed = d.observe(&cluster).await?;
+        let plan = oclaw_cluster::driver::prune_plan(&observed, &[], &all);
+        for o in &plan {
+            d.delete(o).await?;
+            println!("  deleted {o}");
+        }
+        d.delete_rollout(&cluster.metadata.name).await?;
+        println!(
+            "{namespace}: {} objects of cluster {} deleted; the namespace and {} revisions kept",
+            plan.len(),
+            cluster.metadata.name,
+            last.revision
+        );
+        Ok(ExitCode::SUCCESS)
+    };
+    match super::runtime() {
+        Ok(rt) => rt.block_on(run).unwrap_or_else(|e: DriverError| report(&e)),
+        Err(code) => code,
+    }
 }
