@@ -209,6 +209,10 @@ async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
         "{checks}"
     );
     assert!(line("deployed version").contains("PASS"), "{checks}");
+    assert!(
+        line("binary").contains("WARN") && line("binary").contains("no oclaw 0.2.0"),
+        "{checks}"
+    );
     let (code, checks) = cluster.oclaw_code(&[
         "check-upgrade",
         "--from-version",
@@ -256,6 +260,23 @@ async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
             acked
         })
     };
+    // Version 0.2.0's binary, installed where the local driver looks for it: this oclaw
+    // behind a wrapper that marks its processes.
+    let installed = cluster.home().join("versions/0.2.0/oclaw");
+    std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
+    std::fs::write(
+        &installed,
+        format!(
+            "#!/bin/sh\nOCLAW_TEST_BINARY=0.2.0 exec '{}' \"$@\"\n",
+            env!("CARGO_BIN_EXE_oclaw")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &installed,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let (ok, text) = cluster.oclaw(&[
         "upgrade",
         "--rollout-strategy",
@@ -267,6 +288,16 @@ async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
         "120",
     ]);
     assert!(ok, "{text}");
+    assert!(!text.contains("warning: no oclaw"), "{text}");
+    for p in cluster.state()["pods"].as_array().unwrap() {
+        let pid = p["pid"].as_u64().unwrap();
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        assert!(
+            String::from_utf8_lossy(&environ).contains("OCLAW_TEST_BINARY=0.2.0"),
+            "{} does not run the installed 0.2.0 binary",
+            p["name"]
+        );
+    }
     let acked = load.await.unwrap();
     assert_eq!(
         acked.len(),
@@ -301,6 +332,10 @@ async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
         "15",
     ]);
     assert!(!ok && text.contains("rolling back to revision 2"), "{text}");
+    assert!(
+        text.contains("warning: no oclaw 0.3.0 installed"),
+        "a version without its binary is named: {text}"
+    );
     // And back to the first revision on request.
     let (ok, text) = cluster.oclaw(&["rollback", "--revision", "1"]);
     assert!(ok, "{text}");

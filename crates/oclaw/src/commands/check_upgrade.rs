@@ -105,7 +105,7 @@ pub fn run(from: &str, to: &str, namespace: &str, driver: DriverArg) -> ExitCode
     ));
 
     let cluster = match super::runtime() {
-        Ok(rt) => rt.block_on(cluster_checks(driver, namespace, f, from)),
+        Ok(rt) => rt.block_on(cluster_checks(driver, namespace, f, from, to)),
         Err(code) => return code,
     };
     checks.extend(cluster);
@@ -132,10 +132,14 @@ async fn cluster_checks(
     namespace: &str,
     from: (u64, u64, u64),
     from_text: &str,
+    to_text: &str,
 ) -> Vec<Check> {
     let result = match driver {
         DriverArg::Local => match super::local_driver::LocalDriver::open(namespace) {
-            Ok(d) => checks_on(&d, from, from_text).await,
+            Ok(d) => checks_on(&d, from, from_text).await.map(|mut c| {
+                c.push(local_binary(to_text));
+                c
+            }),
             Err(e) => Err(e),
         },
         DriverArg::Kubernetes => match super::kube_driver::KubeDriver::connect(namespace).await {
@@ -151,6 +155,31 @@ async fn cluster_checks(
             format!("{}; health and configuration not checked", e.message),
         )]
     })
+}
+
+/// The local driver runs a version's pods from its installed binary.
+fn local_binary(to: &str) -> Check {
+    let v = to.trim_start_matches('v');
+    let path = super::local::version_binary(v);
+    if v == env!("CARGO_PKG_VERSION") {
+        ("binary", Verdict::Pass, format!("this binary is {v}"))
+    } else if path.is_file() {
+        (
+            "binary",
+            Verdict::Pass,
+            format!("{v} installed at {}", path.display()),
+        )
+    } else {
+        (
+            "binary",
+            Verdict::Warn,
+            format!(
+                "no oclaw {v} at {}: the pods would run this binary ({}); install {v} there first",
+                path.display(),
+                env!("CARGO_PKG_VERSION")
+            ),
+        )
+    }
 }
 
 async fn checks_on<D: Driver>(

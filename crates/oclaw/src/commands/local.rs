@@ -567,7 +567,10 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
                     .is_none_or(|t| Instant::now() >= *t)
             {
                 let target = target_revision(spec, &want, &desired);
-                match spawn_pod(&exe, &dir, &storage, namespace, spec, target) {
+                let binary = revision_cluster(&dir, target)
+                    .map(|c| binary_for(&c.version(), &exe))
+                    .unwrap_or_else(|| exe.clone());
+                match spawn_pod(&binary, &dir, &storage, namespace, spec, target) {
                     Ok(child) => {
                         state.pid = child.id();
                         state.started_at = Some(Utc::now());
@@ -672,6 +675,27 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
     );
     let _ = std::fs::remove_file(dir.join("supervisor.pid"));
     ExitCode::SUCCESS
+}
+
+/// Where the `oclaw` of `version` is installed for the local driver.
+pub fn version_binary(version: &str) -> PathBuf {
+    home().join("versions").join(version).join("oclaw")
+}
+
+/// The executable the pods of `version` run: this binary for its own version, else the one
+/// installed under `$OCLAW_HOME/versions/<version>/oclaw`, else (with a warning at deploy time)
+/// this binary.
+pub fn binary_for(version: &str, this: &Path) -> PathBuf {
+    let v = version.trim_start_matches('v');
+    if v == env!("CARGO_PKG_VERSION") {
+        return this.to_path_buf();
+    }
+    let installed = version_binary(v);
+    if installed.is_file() {
+        installed
+    } else {
+        this.to_path_buf()
+    }
 }
 
 fn spawn_pod(

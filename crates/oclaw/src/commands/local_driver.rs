@@ -18,7 +18,7 @@ use oclaw_core::ErrorCode;
 
 use super::local::{
     cluster_dir, node_yaml, read_json, revision_cluster, revision_files, revisions, revisions_dir,
-    save_revision, supervisor_pid, target_revision, write_atomic, Desired, State,
+    save_revision, supervisor_pid, target_revision, version_binary, write_atomic, Desired, State,
 };
 
 /// The kind of a local pod object.
@@ -231,6 +231,17 @@ impl Driver for LocalDriver {
             cluster_text,
         )
         .map_err(DriverError::from)?;
+        let version = cluster.version();
+        let v = version.trim_start_matches('v');
+        let binary = version_binary(v);
+        if v != env!("CARGO_PKG_VERSION") && !binary.is_file() {
+            eprintln!(
+                "warning: no oclaw {v} installed at {}: the pods of revision {} run this binary ({}); install that version's binary there to run it",
+                binary.display(),
+                revision.revision,
+                env!("CARGO_PKG_VERSION")
+            );
+        }
         let rd = revisions_dir(&self.dir);
         std::fs::create_dir_all(&rd).map_err(|e| io(rd.display(), e))?;
         let (file, node) = revision_files(&self.dir, revision.revision);
