@@ -298,6 +298,10 @@ pub struct Converged {
 pub trait Driver {
     /// `local`, `kubernetes`, `nomad`.
     fn name(&self) -> &'static str;
+    /// Whether the platform can take a deploy now (checked before a revision is recorded).
+    async fn preflight(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
     /// Step 1: the objects `cluster` has on the platform now.
     async fn observe(&self, cluster: &OpenClawCluster) -> Result<Vec<ObjectRef>, DriverError>;
     /// Step 2 (pure): the objects `cluster` wants for `release`.

@@ -525,4 +525,14 @@ async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
             .success();
         assert!(!alive, "pod process {pid} outlived teardown");
     }
+    // Without its supervisor the cluster takes no deploy, and records no revision for it.
+    let (_, before) = cluster.oclaw(&["upgrade", "history", "-o", "json"]);
+    let (code, text) = cluster.oclaw_code(&["deploy", "core"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("OC-5002") && text.contains("supervisor"),
+        "{text}"
+    );
+    let (_, after) = cluster.oclaw(&["upgrade", "history", "-o", "json"]);
+    assert_eq!(before, after);
 }

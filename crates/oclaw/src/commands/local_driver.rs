@@ -69,6 +69,10 @@ impl Driver for LocalDriver {
         "local"
     }
 
+    async fn preflight(&self) -> Result<(), DriverError> {
+        self.require_supervisor()
+    }
+
     async fn observe(&self, _: &OpenClawCluster) -> Result<Vec<ObjectRef>, DriverError> {
         self.require_supervisor()?;
         Ok(self

@@ -111,6 +111,7 @@ pub async fn run_pipeline<D: Driver>(
 /// Records a revision and runs the pipeline for it; with a wait, waits for the rollout.
 async fn deploy_once<D: Driver>(d: &D, job: &Deploy<'_>) -> Result<(Revision, bool), DriverError> {
     let cluster = parse(job.cluster_text)?;
+    d.preflight().await?;
     let history = d.revisions().await?;
     let rev = Revision::next(
         &history,
