@@ -163,6 +163,51 @@ fn spread(c: &OpenClawCluster, component: &str) -> Map<String, Value> {
     m
 }
 
+/// Label of the rollout guard's objects.
+pub const ROLE_LABEL: &str = "oclaw.dev/role";
+
+/// The rollout guard (`oclaw rollout-guard`): one small pod that keeps stepping a canary rollout
+/// while no `oclaw upgrade` runs, so its timeout and analysis hold after the CLI has returned.
+/// It only aborts (deletes canary Deployments, marks the revision failed) — starting and
+/// promoting stay with `oclaw upgrade` — so its Role is narrow: no Roles, no Services, nothing
+/// it could escalate with.
+fn rollout_guard(c: &OpenClawCluster) -> Vec<Value> {
+    let name = "oclaw-rollout-guard";
+    let mut labels = labels(c, None);
+    labels[ROLE_LABEL] = json!("rollout-guard");
+    let meta = json!({"name": name, "namespace": c.metadata.namespace, "labels": labels});
+    let mut selector = selector(c, "rollout-guard");
+    if let Value::Object(m) = &mut selector {
+        m.remove("app.kubernetes.io/component");
+        m.insert(ROLE_LABEL.into(), json!("rollout-guard"));
+    }
+    let container = json!({
+        "name": "rollout-guard",
+        "image": c.image(),
+        "args": ["rollout-guard", "--namespace", c.metadata.namespace],
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}},
+        "securityContext": {"runAsNonRoot": true, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true},
+    });
+    vec![
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta,
+        "rules": [
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "delete"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "patch"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+            {"apiGroups": [""], "resources": ["pods/proxy"], "verbs": ["get"]},
+        ]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": c.metadata.namespace}]}),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+            "spec": {"replicas": 1, "selector": {"matchLabels": selector},
+                "strategy": {"type": "Recreate"},
+                "template": {"metadata": {"labels": labels},
+                    "spec": {"serviceAccountName": name, "containers": [container]}}}}),
+    ]
+}
+
 /// Every object, in apply order.
 pub fn render(c: &OpenClawCluster, o: &RenderOptions) -> Vec<Value> {
     let ns = &c.metadata.namespace;
@@ -229,6 +274,7 @@ pub fn render(c: &OpenClawCluster, o: &RenderOptions) -> Vec<Value> {
                      "minReplicas": min, "maxReplicas": max,
                      "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": w.target_cpu_utilization}}}]}}));
     }
+    out.extend(rollout_guard(c));
     // Every component's /metrics, for Prometheus.
     out.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": meta(c, "oclaw-metrics", None),
         "spec": {"clusterIP": "None", "selector": {"app.kubernetes.io/name": "oclaw", "app.kubernetes.io/instance": c.metadata.name},
@@ -274,6 +320,7 @@ pub fn canary_deployments(
     objects
         .iter()
         .filter(|o| o["kind"] == "Deployment")
+        .filter(|o| o["metadata"]["labels"]["app.kubernetes.io/component"].is_string())
         .map(|o| {
             let mut d = o.clone();
             let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();

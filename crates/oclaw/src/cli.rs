@@ -173,6 +173,16 @@ pub enum Command {
         #[arg(long, value_enum, env = "OCLAW_DRIVER", default_value_t = DriverArg::Local)]
         driver: DriverArg,
     },
+    /// Keep stepping a Kubernetes canary rollout while no `oclaw upgrade` runs, and abort it
+    /// when its timeout passes or its analysis fails (the cluster runs this as the
+    /// `oclaw-rollout-guard` Deployment).
+    RolloutGuard {
+        #[arg(long, default_value = "oclaw-system")]
+        namespace: String,
+        /// Seconds between steps.
+        #[arg(long, default_value_t = 5.0)]
+        every: f64,
+    },
     /// The local driver's supervisor (started by `init`).
     #[command(hide = true)]
     Supervise {

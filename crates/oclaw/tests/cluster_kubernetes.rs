@@ -496,8 +496,10 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
         "{kinds:#?}"
     );
     assert!(
-        !kinds.iter().any(|t| t.contains("/deployments/")),
-        "init deploys no component: {kinds:#?}"
+        !kinds.iter().any(
+            |t| t.contains("/deployments/") && !t.contains("/deployments/oclaw-rollout-guard?")
+        ),
+        "init deploys no component (only the shared rollout guard): {kinds:#?}"
     );
 
     // deploy core --wait: revision 1, every object applied server-side, the retired one pruned.
@@ -593,7 +595,15 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
     let (code, table, err) = k(&["status", "--namespace", "oclaw-system"]).await;
     assert_eq!(code, Some(0), "{err}");
     let pods: Vec<&str> = table.lines().skip(1).collect();
-    assert_eq!(pods.len(), 8, "{table}");
+    assert_eq!(
+        pods.len(),
+        9,
+        "8 component pods and the rollout guard: {table}"
+    );
+    assert!(
+        pods.iter().any(|l| l.starts_with("oclaw-rollout-guard-")),
+        "{table}"
+    );
     assert!(
         pods.iter()
             .all(|l| l.contains("1/1") && l.contains("Running")),
@@ -618,7 +628,7 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
     let (code, report, err) = k(&["diagnose"]).await;
     assert_eq!(code, Some(0), "{err}");
     assert!(
-        report.contains("Q1  pods that are not ready\n  none: 8 pods ready"),
+        report.contains("Q1  pods that are not ready\n  none: 9 pods ready"),
         "{report}"
     );
     assert!(
@@ -651,7 +661,7 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
     )
     .await;
     assert!(
-        checks.contains(&format!("revision 1 runs {this}")) && checks.contains("8 pods ready"),
+        checks.contains(&format!("revision 1 runs {this}")) && checks.contains("9 pods ready"),
         "{checks}"
     );
     assert_eq!(code, Some(3), "another binary's schema warns: {checks}");
@@ -869,6 +879,51 @@ async fn canary_rollouts_on_the_kubernetes_driver_against_a_stand_in_api_server(
     assert!(err.contains("did not finish within 3s"), "{err}");
     assert!(canaries(&store).is_empty());
 
+    // A canary left paused: the rollout guard aborts it when its timeout passes, with no
+    // `oclaw upgrade` running.
+    let guard = {
+        let (dir, kubeconfig) = (d.to_path_buf(), kubeconfig.clone());
+        tokio::task::spawn_blocking(move || {
+            common::oclaw()
+                .args(["rollout-guard", "--every", "0.5"])
+                .current_dir(&dir)
+                .env("KUBECONFIG", &kubeconfig)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    let (code, out, err) = canary("config/v2.yaml", "6").await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("Paused"), "{out}");
+    assert_eq!(canaries(&store).len(), 3);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !canaries(&store).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the guard did not abort the canary"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = std::process::Command::new("kill")
+        .arg(guard.id().to_string())
+        .status();
+    let guard_out = guard.wait_with_output().unwrap();
+    let guard_log = String::from_utf8_lossy(&guard_out.stdout);
+    assert!(
+        guard_log.contains("rollout of revision 5: Aborted: the rollout did not finish within 6s"),
+        "{guard_log}"
+    );
+    assert!(
+        guard_out.status.success(),
+        "SIGTERM stops the guard cleanly"
+    );
+    let (_, table, _) = k(&["status"]).await;
+    assert!(!table.contains("rollout:"), "{table}");
+
     let (_, list, _) = k(&["upgrade", "history", "-o", "json"]).await;
     let this = env!("CARGO_PKG_VERSION");
     assert_eq!(
@@ -878,6 +933,7 @@ async fn canary_rollouts_on_the_kubernetes_driver_against_a_stand_in_api_server(
             (2, "upgrade".into(), "deployed".into(), "2.0.0".into()),
             (3, "upgrade".into(), "failed".into(), "3.0.0-failing".into()),
             (4, "upgrade".into(), "failed".into(), "3.0.0-broken".into()),
+            (5, "upgrade".into(), "failed".into(), "2.0.0".into()),
         ]
     );
 
@@ -908,9 +964,10 @@ async fn canary_rollouts_on_the_kubernetes_driver_against_a_stand_in_api_server(
             "ConfigMap production-cluster-revision-2",
             "ConfigMap production-cluster-revision-3",
             "ConfigMap production-cluster-revision-4",
+            "ConfigMap production-cluster-revision-5",
         ]
     );
     let (code, out, err) = k(&["deploy", "core", "--config", "config/production.yaml"]).await;
     assert_eq!(code, Some(0), "{out}\n{err}");
-    assert!(out.contains("revision 5 (deploy"), "{out}");
+    assert!(out.contains("revision 6 (deploy"), "{out}");
 }

@@ -451,8 +451,16 @@ impl Driver for KubeDriver {
             .filter_map(|r| r.parse().ok())
             .max()
             .unwrap_or(0);
-        let mut components: Vec<ComponentStatus> =
-            deployments.iter().map(component_status).collect();
+        // The rollout guard is not a component: it is not rolled out, canaried or counted.
+        let mut components: Vec<ComponentStatus> = deployments
+            .iter()
+            .filter(|d| {
+                d["metadata"]["labels"]
+                    .get(kubernetes::ROLE_LABEL)
+                    .is_none()
+            })
+            .map(component_status)
+            .collect();
         components.sort_by(|a, b| a.name.cmp(&b.name));
         let mut pods: Vec<PodStatus> = self
             .list("v1", "Pod", "")

@@ -101,6 +101,7 @@ pub fn run(cli: Cli) -> ExitCode {
             driver,
         } => release::rollback_command(driver, &namespace, revision, force),
         Command::Supervise { namespace } => local::supervise(&namespace),
+        Command::RolloutGuard { namespace, every } => release::rollout_guard(&namespace, every),
         Command::Task(t) => run_client(task::run_task(t)),
         Command::Bot(b) => run_client(bot::run_bot(b)),
         Command::Queue(q) => run_client(bot::run_queue(q)),

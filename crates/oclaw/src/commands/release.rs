@@ -601,3 +601,21 @@ pub fn teardown(driver: DriverArg, namespace: &str, confirm: bool) -> ExitCode {
         Err(code) => code,
     }
 }
+
+/// `oclaw rollout-guard` (Kubernetes).
+pub fn rollout_guard(namespace: &str, every: f64) -> ExitCode {
+    if !(every > 0.0 && every.is_finite()) {
+        return report(&DriverError::new(
+            ErrorCode::InvalidField,
+            "--every is a number of seconds above 0",
+        ));
+    }
+    let run = async {
+        let d = super::kube_driver::KubeDriver::connect(namespace).await?;
+        super::kube_canary::guard(&d, namespace, Duration::from_secs_f64(every)).await
+    };
+    match super::runtime() {
+        Ok(rt) => rt.block_on(run).unwrap_or_else(|e: DriverError| report(&e)),
+        Err(code) => code,
+    }
+}
