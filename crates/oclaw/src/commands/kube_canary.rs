@@ -13,11 +13,8 @@ use std::time::Duration;
 
 use oclaw_cluster::driver::{mark, ClusterStatus, Driver, DriverError, PodStatus, Release};
 use oclaw_cluster::kubernetes::RenderOptions;
-use oclaw_cluster::rollout::{
-    step, Action, Observation, Phase, Rollout, RolloutSpec, RolloutStatus,
-};
+use oclaw_cluster::rollout::{step, Action, Observation, Phase, Rollout};
 use oclaw_cluster::OpenClawCluster;
-use oclaw_core::ErrorCode;
 
 use super::kube_driver::KubeDriver;
 use crate::cli::UpgradeArgs;
@@ -40,10 +37,7 @@ pub async fn upgrade(
     let pending = d.load_rollout().await?.filter(|r| !r.status.finished());
     if let Some(mut r) = pending {
         if canary {
-            return Err(DriverError::new(
-                ErrorCode::TaskStateConflict,
-                format!("revision {} is already in a canary ({:?}); promote it with --rollout-strategy all-in --confirm, or wait for it to finish", r.status.revision, r.status.phase),
-            ));
+            return Err(super::release::canary_in_progress(&r));
         }
         r.confirmed = true;
         println!("promoting revision {} to every pod", r.status.revision);
@@ -52,48 +46,7 @@ pub async fn upgrade(
     if !canary {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&args.config).map_err(|e| {
-        DriverError::new(
-            ErrorCode::ConfigUnreadable,
-            format!("{}: {e}", args.config.display()),
-        )
-    })?;
-    let new = parse(&text)?;
-    let current = super::release::deployed(d, &args.namespace).await?;
-    let history = d.revisions().await?;
-    let rev = oclaw_cluster::driver::Revision::next(
-        &history,
-        &new,
-        "upgrade",
-        &RenderOptions {
-            components: current.components.clone(),
-            ha: current.ha,
-        },
-        format!(
-            "canary {}%: upgrade from revision {} (version {}) to version {}",
-            args.canary_percent,
-            current.revision,
-            current.version,
-            new.version()
-        ),
-    );
-    d.record(&rev, &text).await?;
-    d.set_status(rev.revision, "canary").await?;
-    let rollout = Rollout {
-        status: RolloutStatus::new(rev.revision, current.revision, now()),
-        spec: RolloutSpec {
-            canary_percent: args.canary_percent,
-            timeout: Duration::from_secs(args.timeout),
-            analysis_window: Duration::from_secs(args.analysis_window),
-            ..Default::default()
-        },
-        confirmed: false,
-    };
-    d.save_rollout(&new.metadata.name, &rollout).await?;
-    println!(
-        "revision {} (version {}): canary on {}% of the pods, analysis for {}s",
-        rev.revision, rev.version, args.canary_percent, args.analysis_window
-    );
+    let rollout = super::release::start_canary(d, args).await?;
     follow(d, rollout, false).await.map(Some)
 }
 

@@ -199,35 +199,6 @@ pub(super) fn save_revision(dir: &Path, r: &Revision) -> std::io::Result<()> {
     )
 }
 
-/// Records a new revision for `cluster_text` (its cluster file) and returns it (status
-/// `pending`).
-pub fn record(
-    dir: &Path,
-    cluster_text: &str,
-    action: &str,
-    components: Vec<String>,
-    ha: bool,
-    description: String,
-) -> Result<Revision, String> {
-    let file = dir.join("cluster.yaml").display().to_string();
-    let cluster = OpenClawCluster::parse(&file, cluster_text).map_err(|e| e.to_string())?;
-    let rd = revisions_dir(dir);
-    std::fs::create_dir_all(&rd).map_err(|e| e.to_string())?;
-    let r = Revision::next(
-        &revisions(dir),
-        &cluster,
-        action,
-        &RenderOptions { components, ha },
-        description,
-    );
-    let (cluster_file, node_file) = revision_files(dir, r.revision);
-    write_atomic(&cluster_file, cluster_text)
-        .and_then(|_| write_atomic(&node_file, &node_yaml(&cluster)))
-        .and_then(|_| save_revision(dir, &r))
-        .map_err(|e| e.to_string())?;
-    Ok(r)
-}
-
 /// Marks `n` with `status`; a newly deployed revision supersedes the one deployed before.
 pub fn mark(dir: &Path, n: u64, status: &str) {
     let history = revisions(dir);
@@ -744,132 +715,42 @@ async fn stop_child(child: &mut tokio::process::Child) {
 }
 
 /// The local driver's canary rollouts (driven by the supervisor through
-/// `oclaw_cluster::rollout::step`): `--rollout-strategy canary` starts one, `all-in --confirm`
-/// while one is paused promotes it. Answers `None` for an all-in with no canary in progress:
-/// that is a plain release (`super::release`).
+/// `oclaw_cluster::rollout::step`): `all-in --confirm` while one is in progress promotes it, a
+/// second `canary` is refused. Answers `None` when none is in progress (a new canary starts
+/// through `super::release::start_canary`, an all-in is a plain release).
 pub fn canary_upgrade(args: &crate::cli::UpgradeArgs, canary: bool) -> Option<ExitCode> {
     let dir = cluster_dir(&args.namespace);
-    let pending: Option<Rollout> =
-        read_json::<Rollout>(&dir.join("rollout.json")).filter(|r| !r.status.finished());
-    if let Some(mut r) = pending {
-        if canary {
-            return Some(fail(
-                ErrorCode::TaskStateConflict,
-                format!("revision {} is already in a canary ({:?}); promote it with --rollout-strategy all-in --confirm, or wait for it to finish", r.status.revision, r.status.phase),
-                EXIT_FAILURE,
-            ));
-        }
-        // all-in --confirm promotes the canary.
-        r.confirmed = true;
-        if let Err(e) = write_atomic(
-            &dir.join("rollout.json"),
-            &serde_json::to_string_pretty(&r).unwrap_or_default(),
-        ) {
-            return Some(fail(ErrorCode::ConfigUnreadable, e, EXIT_FAILURE));
-        }
-        println!("promoting revision {} to every pod", r.status.revision);
-        return Some(follow_rollout(
-            &dir,
-            Duration::from_secs(args.timeout),
-            true,
-        ));
+    let mut r = read_json::<Rollout>(&dir.join("rollout.json")).filter(|r| !r.status.finished())?;
+    if canary {
+        return Some(super::release::report(&super::release::canary_in_progress(
+            &r,
+        )));
     }
-    if !canary {
-        return None;
-    }
-    Some(start_canary(args, &dir))
-}
-
-fn start_canary(args: &crate::cli::UpgradeArgs, dir: &Path) -> ExitCode {
-    let Some(current) = revisions(dir)
-        .into_iter()
-        .rev()
-        .find(|r| r.status == "deployed")
-    else {
-        return fail(
-            ErrorCode::DriverUnavailable,
-            format!(
-                "nothing is deployed in {}; run `oclaw deploy core` first",
-                args.namespace
-            ),
-            EXIT_FAILURE,
-        );
-    };
-    let file = args.config.display().to_string();
-    let text = match std::fs::read_to_string(&args.config) {
-        Ok(t) => t,
-        Err(e) => {
-            return fail(
-                ErrorCode::ConfigUnreadable,
-                format!("{file}: {e}"),
-                EXIT_INVALID,
-            )
-        }
-    };
-    let new = match OpenClawCluster::parse(&file, &text) {
-        Ok(c) => c,
-        Err(e) => return super::release::report(&e.into()),
-    };
-    if new.metadata.namespace != args.namespace {
-        return fail(
-            ErrorCode::ClusterInvalid,
-            format!(
-                "{file} is for namespace {}, not {}",
-                new.metadata.namespace, args.namespace
-            ),
-            EXIT_INVALID,
-        );
-    }
-    if supervisor_pid(dir).is_none() {
-        return fail(
-            ErrorCode::DriverUnavailable,
-            format!("the supervisor of {} is not running", args.namespace),
-            EXIT_FAILURE,
-        );
-    }
-    let rev = match record(
-        dir,
-        &text,
-        "upgrade",
-        current.components.clone(),
-        current.ha,
-        format!(
-            "canary {}%: upgrade from revision {} (version {}) to version {}",
-            args.canary_percent,
-            current.revision,
-            current.version,
-            new.version()
-        ),
-    ) {
-        Ok(r) => r,
-        Err(e) => return fail(ErrorCode::ClusterInvalid, e, EXIT_INVALID),
-    };
-    mark(dir, rev.revision, "canary");
-    let rollout = Rollout {
-        status: oclaw_cluster::rollout::RolloutStatus::new(
-            rev.revision,
-            current.revision,
-            unix_now(),
-        ),
-        spec: oclaw_cluster::rollout::RolloutSpec {
-            canary_percent: args.canary_percent,
-            timeout: Duration::from_secs(args.timeout),
-            analysis_window: Duration::from_secs(args.analysis_window),
-            ..Default::default()
-        },
-        confirmed: false,
-    };
+    r.confirmed = true;
     if let Err(e) = write_atomic(
         &dir.join("rollout.json"),
-        &serde_json::to_string_pretty(&rollout).unwrap_or_default(),
+        &serde_json::to_string_pretty(&r).unwrap_or_default(),
+    ) {
+        return Some(fail(ErrorCode::ConfigUnreadable, e, EXIT_FAILURE));
+    }
+    println!("promoting revision {} to every pod", r.status.revision);
+    Some(follow_rollout(
+        &dir,
+        Duration::from_secs(args.timeout),
+        true,
+    ))
+}
+
+/// Hands a started canary to the supervisor and follows it until it pauses or ends.
+pub fn begin_canary(namespace: &str, rollout: &Rollout, timeout: Duration) -> ExitCode {
+    let dir = cluster_dir(namespace);
+    if let Err(e) = write_atomic(
+        &dir.join("rollout.json"),
+        &serde_json::to_string_pretty(rollout).unwrap_or_default(),
     ) {
         return fail(ErrorCode::ConfigUnreadable, e, EXIT_FAILURE);
     }
-    println!(
-        "revision {} (version {}): canary on {}% of the pods, analysis for {}s",
-        rev.revision, rev.version, args.canary_percent, args.analysis_window
-    );
-    follow_rollout(dir, Duration::from_secs(args.timeout), false)
+    follow_rollout(&dir, timeout, false)
 }
 
 /// Follows a canary rollout, printing each phase, until it pauses for confirmation (unless

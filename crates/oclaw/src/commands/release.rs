@@ -330,6 +330,78 @@ pub async fn deployed<D: Driver>(d: &D, namespace: &str) -> Result<Revision, Dri
         })
 }
 
+/// Starts a canary rollout of `args.config` on what is deployed: a new revision (status
+/// `canary`) and the rollout record the driver then stores and follows.
+pub async fn start_canary<D: Driver>(
+    d: &D,
+    args: &crate::cli::UpgradeArgs,
+) -> Result<oclaw_cluster::rollout::Rollout, DriverError> {
+    let text = std::fs::read_to_string(&args.config).map_err(|e| {
+        DriverError::new(
+            ErrorCode::ConfigUnreadable,
+            format!("{}: {e}", args.config.display()),
+        )
+    })?;
+    let new = parse(&text)?;
+    if new.metadata.namespace != args.namespace {
+        return Err(DriverError::new(
+            ErrorCode::ClusterInvalid,
+            format!(
+                "{} is for namespace {}, not {}",
+                args.config.display(),
+                new.metadata.namespace,
+                args.namespace
+            ),
+        ));
+    }
+    let current = deployed(d, &args.namespace).await?;
+    d.preflight().await?;
+    let rev = Revision::next(
+        &d.revisions().await?,
+        &new,
+        "upgrade",
+        &RenderOptions {
+            components: current.components.clone(),
+            ha: current.ha,
+        },
+        format!(
+            "canary {}%: upgrade from revision {} (version {}) to version {}",
+            args.canary_percent,
+            current.revision,
+            current.version,
+            new.version()
+        ),
+    );
+    d.record(&rev, &text).await?;
+    d.set_status(rev.revision, "canary").await?;
+    println!(
+        "revision {} (version {}): canary on {}% of the pods, analysis for {}s",
+        rev.revision, rev.version, args.canary_percent, args.analysis_window
+    );
+    Ok(oclaw_cluster::rollout::Rollout {
+        status: oclaw_cluster::rollout::RolloutStatus::new(
+            rev.revision,
+            current.revision,
+            Utc::now().timestamp_millis() as f64 / 1000.0,
+        ),
+        spec: oclaw_cluster::rollout::RolloutSpec {
+            canary_percent: args.canary_percent,
+            timeout: Duration::from_secs(args.timeout),
+            analysis_window: Duration::from_secs(args.analysis_window),
+            ..Default::default()
+        },
+        confirmed: false,
+    })
+}
+
+/// A second canary while one is in progress.
+pub fn canary_in_progress(r: &oclaw_cluster::rollout::Rollout) -> DriverError {
+    DriverError::new(
+        ErrorCode::TaskStateConflict,
+        format!("revision {} is already in a canary ({:?}); promote it with --rollout-strategy all-in --confirm, or wait for it to finish", r.status.revision, r.status.phase),
+    )
+}
+
 /// Shows a rollout's phase when it changed (`shown` is the last one shown) and answers how the
 /// command ends at this phase: `None` to keep following.
 pub fn rollout_progress(
@@ -510,6 +582,19 @@ pub fn upgrade(driver: DriverArg, args: crate::cli::UpgradeArgs) -> ExitCode {
         DriverArg::Local => {
             if let Some(code) = super::local::canary_upgrade(&args, canary) {
                 return code;
+            }
+            if canary {
+                let started = match super::runtime() {
+                    Ok(rt) => rt.block_on(async {
+                        let d = super::local_driver::LocalDriver::open(&args.namespace)?;
+                        start_canary(&d, &args).await
+                    }),
+                    Err(code) => return code,
+                };
+                return match started {
+                    Ok(rollout) => super::local::begin_canary(&args.namespace, &rollout, timeout),
+                    Err(e) => report(&e),
+                };
             }
             let namespace = args.namespace.clone();
             on_driver!(driver, &namespace, |d| async {
