@@ -6,6 +6,9 @@
 
 use std::fmt::Write;
 
+use crate::driver::{
+    ClusterStatus, Driver, DriverError, Object, ObjectRef, PodStatus, Release, Revision, Step,
+};
 use crate::kubernetes::RenderOptions;
 use crate::local::desired_pods;
 use crate::model::OpenClawCluster;
@@ -86,10 +89,108 @@ pub fn render(c: &OpenClawCluster, o: &RenderOptions) -> String {
     out
 }
 
+/// The Nomad driver: its pure step (the job) behind the same trait as the others; the platform
+/// steps (submitting to a Nomad agent, reading allocations) are not built and say what to run
+/// instead.
+pub struct NomadDriver;
+
+/// What every platform step answers.
+pub fn not_built() -> DriverError {
+    DriverError::unavailable(
+        "submitting to Nomad is not built yet; render the job and run it yourself: oclaw deploy core --driver nomad --dry-run > oclaw.nomad.hcl && nomad job run oclaw.nomad.hcl",
+    )
+}
+
+impl Driver for NomadDriver {
+    fn name(&self) -> &'static str {
+        "nomad"
+    }
+    async fn preflight(&self) -> Result<(), DriverError> {
+        Err(not_built())
+    }
+    async fn observe(&self, _: &OpenClawCluster) -> Result<Vec<ObjectRef>, DriverError> {
+        Err(not_built())
+    }
+    /// One object: the job, as HCL.
+    fn desired(
+        &self,
+        cluster: &OpenClawCluster,
+        release: &Release,
+    ) -> Result<Vec<Object>, DriverError> {
+        Ok(vec![Object {
+            id: ObjectRef {
+                api_version: "nomad/v1".into(),
+                kind: "Job".into(),
+                name: "oclaw".into(),
+                component: None,
+            },
+            body: serde_json::Value::String(render(cluster, &release.options)),
+        }])
+    }
+    async fn apply(
+        &self,
+        _: &[Object],
+        _: &Release,
+        _: &mut dyn FnMut(Step<'_>),
+    ) -> Result<(), DriverError> {
+        Err(not_built())
+    }
+    async fn delete(&self, _: &ObjectRef) -> Result<(), DriverError> {
+        Err(not_built())
+    }
+    async fn status(&self) -> Result<ClusterStatus, DriverError> {
+        Err(not_built())
+    }
+    async fn revisions(&self) -> Result<Vec<Revision>, DriverError> {
+        Err(not_built())
+    }
+    async fn record(&self, _: &Revision, _: &str) -> Result<(), DriverError> {
+        Err(not_built())
+    }
+    async fn set_status(&self, _: u64, _: &str) -> Result<(), DriverError> {
+        Err(not_built())
+    }
+    async fn cluster_text(&self, _: u64) -> Result<String, DriverError> {
+        Err(not_built())
+    }
+    async fn logs(&self, _: &str, _: bool) -> Result<Option<String>, DriverError> {
+        Err(not_built())
+    }
+    async fn metrics(&self, _: &PodStatus) -> Result<Option<String>, DriverError> {
+        Err(not_built())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::SEED_EXAMPLE;
+
+    #[test]
+    fn the_driver_desires_the_job_and_builds_no_platform_step() {
+        let c = OpenClawCluster::parse("p.yaml", SEED_EXAMPLE).unwrap();
+        let release = Release {
+            revision: 1,
+            options: RenderOptions::default(),
+            force: false,
+        };
+        let job = NomadDriver.desired(&c, &release).unwrap();
+        assert_eq!(job.len(), 1);
+        assert_eq!(
+            job[0].body.as_str().unwrap(),
+            render(&c, &RenderOptions::default())
+        );
+        // Its platform steps never wait: poll once.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut status = std::pin::pin!(NomadDriver.status());
+        match std::future::Future::poll(status.as_mut(), &mut cx) {
+            std::task::Poll::Ready(Err(e)) => {
+                assert_eq!(e.code, oclaw_core::ErrorCode::DriverUnavailable);
+                assert!(e.message.contains("nomad job run"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn groups_follow_the_components() {

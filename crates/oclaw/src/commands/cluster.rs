@@ -59,8 +59,21 @@ fn emit(cluster: &OpenClawCluster, args: &ClusterArgs, options: &RenderOptions) 
             ExitCode::SUCCESS
         }
         DriverArg::Nomad if args.output == OutputArg::Yaml => {
-            print!("{}", oclaw_cluster::nomad::render(cluster, options));
-            ExitCode::SUCCESS
+            use oclaw_cluster::driver::Driver;
+            let release = Release {
+                revision: 0,
+                options: options.clone(),
+                force: false,
+            };
+            match oclaw_cluster::nomad::NomadDriver.desired(cluster, &release) {
+                Ok(job) => {
+                    for o in job {
+                        print!("{}", o.body.as_str().unwrap_or_default());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => super::release::report(&e),
+            }
         }
         DriverArg::Nomad => fail(
             ErrorCode::InvalidField,

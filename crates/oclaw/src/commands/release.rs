@@ -29,8 +29,8 @@ pub fn report(e: &DriverError) -> ExitCode {
     ExitCode::from(if invalid { EXIT_INVALID } else { EXIT_FAILURE })
 }
 
-/// Runs `$body` with `$d` bound to the driver `$arg` names, on a fresh runtime; Nomad has no
-/// platform steps (its job is rendered only).
+/// Runs `$body` with `$d` bound to the driver `$arg` names, on a fresh runtime (the Nomad
+/// driver answers its platform steps with what to run instead).
 macro_rules! on_driver {
     ($arg:expr, $namespace:expr, |$d:ident| $body:expr) => {{
         let run = async {
@@ -43,7 +43,10 @@ macro_rules! on_driver {
                     let $d = super::kube_driver::KubeDriver::connect($namespace).await?;
                     $body.await
                 }
-                crate::cli::DriverArg::Nomad => Err(super::release::nomad_unavailable()),
+                crate::cli::DriverArg::Nomad => {
+                    let $d = oclaw_cluster::nomad::NomadDriver;
+                    $body.await
+                }
             }
         };
         match super::runtime() {
@@ -57,9 +60,7 @@ macro_rules! on_driver {
 pub(crate) use on_driver;
 
 pub fn nomad_unavailable() -> DriverError {
-    DriverError::unavailable(
-        "submitting to Nomad is not built yet; render the job and run it yourself: oclaw deploy core --driver nomad --dry-run > oclaw.nomad.hcl && nomad job run oclaw.nomad.hcl",
-    )
+    oclaw_cluster::nomad::not_built()
 }
 
 fn parse(cluster_text: &str) -> Result<OpenClawCluster, DriverError> {
