@@ -125,6 +125,9 @@ pub enum Command {
         force: bool,
         #[arg(long, default_value = "oclaw-system")]
         namespace: String,
+        /// `json`: progress on stderr, the result as JSON.
+        #[arg(short = 'o', long, value_enum)]
+        output: Option<OutputArg>,
         /// Where the cluster runs (`OCLAW_DRIVER`).
         #[arg(long, value_enum, env = "OCLAW_DRIVER", default_value_t = DriverArg::Local)]
         driver: DriverArg,
@@ -564,7 +567,8 @@ pub struct ClusterArgs {
     /// Print what would be applied instead of applying it.
     #[arg(long)]
     pub dry_run: bool,
-    /// Format of --dry-run output.
+    /// Format of --dry-run output; without --dry-run, `json` puts progress on stderr and the
+    /// result (the revision, what was applied and pruned) on stdout as JSON.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputArg::Yaml)]
     pub output: OutputArg,
 }
@@ -653,4 +657,7 @@ pub struct UpgradeArgs {
     /// Where the cluster runs (`OCLAW_DRIVER`).
     #[arg(long, value_enum, env = "OCLAW_DRIVER", default_value_t = DriverArg::Local)]
     pub driver: DriverArg,
+    /// `json`: progress on stderr, the result (the revision, or the canary's rollout) as JSON.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<OutputArg>,
 }

@@ -467,8 +467,16 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
             "spec": {"replicas": 1, "template": {"metadata": {"labels": {}}, "spec": {"containers": [{"image": "old"}]}}}}),
     );
     let k = |args: &[&str]| oclaw(d, &kubeconfig, args);
+    // `-o json`: progress on stderr, the result on stdout.
     let all_in = |file: &str, timeout: &str| {
-        let args = ["upgrade", "--rollout-strategy", "all-in", "--confirm"];
+        let args = [
+            "upgrade",
+            "--rollout-strategy",
+            "all-in",
+            "--confirm",
+            "-o",
+            "json",
+        ];
         oclaw(
             d,
             &kubeconfig,
@@ -683,7 +691,24 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
     printed += &(out.clone() + &err);
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert_eq!(pod_revisions(&store), ["2".to_string()].into());
-    assert!(out.contains("pods ready 10/10"), "5 workers kept: {out}");
+    assert!(err.contains("pods ready 10/10"), "5 workers kept: {err}");
+    let done: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            done["revision"].as_u64(),
+            done["status"].as_str(),
+            done["version"].as_str()
+        ),
+        (Some(2), Some("deployed"), Some("2.0.0")),
+        "{out}"
+    );
+    assert!(
+        done["applied"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("Deployment api-server")),
+        "{out}"
+    );
 
     // A revision whose pods never become ready: failed, and the one before comes back.
     let (code, out, err) = all_in("config/broken.yaml", "2").await;
@@ -694,6 +719,17 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
         "{err}"
     );
     assert_eq!(pod_revisions(&store), ["4".to_string()].into());
+    let done: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            done["revision"].as_u64(),
+            done["status"].as_str(),
+            done["rolled_back_to"].as_u64(),
+            done["rollback_revision"].as_u64()
+        ),
+        (Some(3), Some("failed"), Some(2), Some(4)),
+        "{out}"
+    );
 
     // rollback to revision 1: a new revision with revision 1's file.
     let (code, out, err) = k(&["rollback", "--revision", "1"]).await;
@@ -857,9 +893,30 @@ async fn canary_rollouts_on_the_kubernetes_driver_against_a_stand_in_api_server(
     assert!(err.contains("already in a canary"), "{err}");
 
     // all-in --confirm promotes it: every pod on revision 2, the canary Deployments pruned.
-    let (code, out, err) = k(&["upgrade", "--rollout-strategy", "all-in", "--confirm"]).await;
+    let (code, out, err) = k(&[
+        "upgrade",
+        "--rollout-strategy",
+        "all-in",
+        "--confirm",
+        "-o",
+        "json",
+    ])
+    .await;
     assert_eq!(code, Some(0), "{out}\n{err}");
-    assert!(out.contains("Succeeded"), "{out}");
+    assert!(
+        err.contains("Promoting") && err.contains("Succeeded"),
+        "progress on stderr: {err}"
+    );
+    let rollout: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            rollout["status"]["phase"].as_str(),
+            rollout["status"]["revision"].as_u64(),
+            rollout["confirmed"].as_bool()
+        ),
+        (Some("Succeeded"), Some(2), Some(true)),
+        "{out}"
+    );
     assert!(canaries(&store).is_empty());
     assert_eq!(pod_revisions(&store), ["2".to_string()].into());
 

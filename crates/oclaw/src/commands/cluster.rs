@@ -189,6 +189,7 @@ pub fn deploy(what: DeployCommand) -> ExitCode {
         components,
         ha: ha_mode,
     };
+    super::release::json_output(!args.dry_run && args.output == OutputArg::Json);
     if args.dry_run {
         return match load(&args, image_registry.as_deref()) {
             Ok(cluster) => emit(&cluster, &args, &options),

@@ -17,6 +17,7 @@ use oclaw_cluster::rollout::{step, Action, Observation, Phase, Rollout};
 use oclaw_cluster::OpenClawCluster;
 
 use super::kube_driver::KubeDriver;
+use super::release::say;
 use crate::cli::UpgradeArgs;
 
 fn now() -> f64 {
@@ -40,7 +41,7 @@ pub async fn upgrade(
             return Err(super::release::canary_in_progress(&r));
         }
         r.confirmed = true;
-        println!("promoting revision {} to every pod", r.status.revision);
+        say!("promoting revision {} to every pod", r.status.revision);
         return follow(d, r, true).await.map(Some);
     }
     if !canary {
@@ -125,7 +126,7 @@ async fn follow(d: &KubeDriver, mut r: Rollout, to_the_end: bool) -> Result<Exit
                 match a {
                     Action::RunCanary { percent, .. } => {
                         for name in d.apply_canary(&cluster, &release, percent, &s).await? {
-                            println!("  canary {name}");
+                            say!("  canary {name}");
                         }
                     }
                     Action::Promote { .. } => {

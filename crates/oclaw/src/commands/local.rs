@@ -733,7 +733,7 @@ pub fn canary_upgrade(args: &crate::cli::UpgradeArgs, canary: bool) -> Option<Ex
     ) {
         return Some(fail(ErrorCode::ConfigUnreadable, e, EXIT_FAILURE));
     }
-    println!("promoting revision {} to every pod", r.status.revision);
+    super::release::say!("promoting revision {} to every pod", r.status.revision);
     Some(follow_rollout(
         &dir,
         Duration::from_secs(args.timeout),

@@ -85,7 +85,10 @@ pub fn run(cli: Cli) -> ExitCode {
                 &namespace,
                 output == Some(crate::cli::OutputArg::Json),
             ),
-            None => release::upgrade(args.driver, args),
+            None => {
+                release::json_output(args.output == Some(crate::cli::OutputArg::Json));
+                release::upgrade(args.driver, args)
+            }
         },
         Command::Diagnose { namespace, driver } => release::diagnose(driver, &namespace),
         Command::CheckUpgrade {
@@ -99,7 +102,11 @@ pub fn run(cli: Cli) -> ExitCode {
             force,
             namespace,
             driver,
-        } => release::rollback_command(driver, &namespace, revision, force),
+            output,
+        } => {
+            release::json_output(output == Some(crate::cli::OutputArg::Json));
+            release::rollback_command(driver, &namespace, revision, force)
+        }
         Command::Supervise { namespace } => local::supervise(&namespace),
         Command::RolloutGuard { namespace, every } => release::rollout_guard(&namespace, every),
         Command::Task(t) => run_client(task::run_task(t)),

@@ -20,6 +20,44 @@ use oclaw_core::ErrorCode;
 use super::{EXIT_FAILURE, EXIT_INVALID};
 use crate::cli::DriverArg;
 
+/// With `-o json` a release command's progress goes to stderr and its result, one JSON
+/// document, to stdout.
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn json_output(on: bool) {
+    JSON.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn json() -> bool {
+    JSON.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A progress line: stdout, or stderr when the result is JSON.
+macro_rules! say {
+    ($($t:tt)*) => {
+        if super::release::progress_to_stderr() {
+            eprintln!($($t)*)
+        } else {
+            println!($($t)*)
+        }
+    };
+}
+pub(crate) use say;
+
+pub fn progress_to_stderr() -> bool {
+    json()
+}
+
+/// Prints a command's result when the output is JSON.
+pub fn result(value: serde_json::Value) {
+    if json() {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    }
+}
+
 /// Reports a driver error with its code; bad input exits 2, the rest 1.
 pub fn report(e: &DriverError) -> ExitCode {
     eprintln!("error[{}]: {}", e.code.code(), e.message);
@@ -84,9 +122,9 @@ pub async fn run_pipeline<D: Driver>(
     d: &D,
     cluster: &OpenClawCluster,
     release: &Release,
-) -> Result<(), DriverError> {
+) -> Result<oclaw_cluster::driver::Converged, DriverError> {
     let mut show = |s: Step<'_>| match s {
-        Step::Observed(n) => println!(
+        Step::Observed(n) => say!(
             "  found {n} object{} of this cluster on {}",
             if n == 1 { "" } else { "s" },
             d.name()
@@ -95,22 +133,46 @@ pub async fn run_pipeline<D: Driver>(
             index,
             total,
             object,
-        } => println!("  [{}/{total}] applied {object}", index + 1),
-        Step::Pruned(o) => println!("  pruned {o} (no longer in the cluster file)"),
+        } => say!("  [{}/{total}] applied {object}", index + 1),
+        Step::Pruned(o) => say!("  pruned {o} (no longer in the cluster file)"),
     };
     let done = converge(d, cluster, release, &mut show).await?;
-    println!(
+    say!(
         "{} objects applied, {} pruned ({} driver, namespace {})",
         done.applied.len(),
         done.pruned.len(),
         d.name(),
         cluster.metadata.namespace
     );
-    Ok(())
+    Ok(done)
+}
+
+/// The JSON result of a release: the revision, what the pipeline did, how it ended.
+fn release_result<D: Driver>(
+    d: &D,
+    rev: &Revision,
+    done: &oclaw_cluster::driver::Converged,
+    status: &str,
+) -> serde_json::Value {
+    let names = |v: &[oclaw_cluster::driver::ObjectRef]| -> Vec<String> {
+        v.iter().map(|o| o.to_string()).collect()
+    };
+    serde_json::json!({
+        "driver": d.name(),
+        "revision": rev.revision,
+        "action": rev.action,
+        "version": rev.version,
+        "status": status,
+        "applied": names(&done.applied),
+        "pruned": names(&done.pruned),
+    })
 }
 
 /// Records a revision and runs the pipeline for it; with a wait, waits for the rollout.
-async fn deploy_once<D: Driver>(d: &D, job: &Deploy<'_>) -> Result<(Revision, bool), DriverError> {
+async fn deploy_once<D: Driver>(
+    d: &D,
+    job: &Deploy<'_>,
+) -> Result<(Revision, bool, serde_json::Value), DriverError> {
     let cluster = parse(job.cluster_text)?;
     d.preflight().await?;
     let history = d.revisions().await?;
@@ -122,7 +184,7 @@ async fn deploy_once<D: Driver>(d: &D, job: &Deploy<'_>) -> Result<(Revision, bo
         job.description.clone(),
     );
     d.record(&rev, job.cluster_text).await?;
-    println!(
+    say!(
         "revision {} ({}, version {}) → {} driver, namespace {}",
         rev.revision,
         job.action,
@@ -135,17 +197,21 @@ async fn deploy_once<D: Driver>(d: &D, job: &Deploy<'_>) -> Result<(Revision, bo
         options: job.options.clone(),
         force: job.force,
     };
-    if let Err(e) = run_pipeline(d, &cluster, &release).await {
-        let _ = mark(d, rev.revision, "failed").await;
-        return Err(e);
-    }
-    let Some(wait) = job.wait else {
-        mark(d, rev.revision, "deployed").await?;
-        return Ok((rev, true));
+    let done = match run_pipeline(d, &cluster, &release).await {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = mark(d, rev.revision, "failed").await;
+            return Err(e);
+        }
     };
-    let rolled = wait_rolled(d, rev.revision, wait).await?;
-    mark(d, rev.revision, if rolled { "deployed" } else { "failed" }).await?;
-    Ok((rev, rolled))
+    let rolled = match job.wait {
+        Some(wait) => wait_rolled(d, rev.revision, wait).await?,
+        None => true,
+    };
+    let status = if rolled { "deployed" } else { "failed" };
+    mark(d, rev.revision, status).await?;
+    let summary = release_result(d, &rev, &done, status);
+    Ok((rev, rolled, summary))
 }
 
 /// Deploys a new revision; when it does not roll out within the wait, deploys the revision
@@ -157,8 +223,9 @@ pub async fn deploy<D: Driver>(d: &D, job: Deploy<'_>) -> Result<ExitCode, Drive
         .into_iter()
         .rev()
         .find(|r| r.status == "deployed");
-    let (rev, rolled) = deploy_once(d, &job).await?;
+    let (rev, rolled, mut summary) = deploy_once(d, &job).await?;
     if rolled {
+        result(summary);
         return Ok(ExitCode::SUCCESS);
     }
     let wait = job.wait.unwrap_or_default();
@@ -193,7 +260,10 @@ pub async fn deploy<D: Driver>(d: &D, job: Deploy<'_>) -> Result<ExitCode, Drive
         ),
         wait: job.wait,
     };
-    let (back_rev, ok) = deploy_once(d, &back).await?;
+    let (back_rev, ok, _) = deploy_once(d, &back).await?;
+    summary["rolled_back_to"] = serde_json::json!(prev.revision);
+    summary["rollback_revision"] = serde_json::json!(back_rev.revision);
+    result(summary);
     Err(DriverError::new(
         ErrorCode::RolloutFailed,
         format!(
@@ -222,7 +292,7 @@ pub async fn wait_rolled<D: Driver>(
         let s = d.status().await?;
         let counts = s.ready_of_desired();
         if last != Some(counts) {
-            println!("  pods ready {}/{}", counts.0, counts.1);
+            say!("  pods ready {}/{}", counts.0, counts.1);
             last = Some(counts);
         }
         if s.revision == revision && s.rolled_out() {
@@ -375,9 +445,12 @@ pub async fn start_canary<D: Driver>(
     );
     d.record(&rev, &text).await?;
     d.set_status(rev.revision, "canary").await?;
-    println!(
+    say!(
         "revision {} (version {}): canary on {}% of the pods, analysis for {}s",
-        rev.revision, rev.version, args.canary_percent, args.analysis_window
+        rev.revision,
+        rev.version,
+        args.canary_percent,
+        args.analysis_window
     );
     Ok(oclaw_cluster::rollout::Rollout {
         status: oclaw_cluster::rollout::RolloutStatus::new(
@@ -418,8 +491,13 @@ pub fn rollout_progress(
             .as_deref()
             .map(|x| format!(": {x}"))
             .unwrap_or_default();
-        println!("  {:?}{why}", r.status.phase);
+        say!("  {:?}{why}", r.status.phase);
         *shown = Some(r.status.phase);
+    }
+    if matches!(r.status.phase, Phase::Succeeded | Phase::Aborted)
+        || (r.status.phase == Phase::Paused && !to_the_end)
+    {
+        result(serde_json::to_value(r).unwrap_or_default());
     }
     match r.status.phase {
         Phase::Succeeded => Some(Ok(ExitCode::SUCCESS)),
@@ -432,7 +510,7 @@ pub fn rollout_progress(
             ),
         ))),
         Phase::Paused if !to_the_end => {
-            println!(
+            say!(
                 "canary healthy; promote it with: oclaw upgrade --rollout-strategy all-in --confirm"
             );
             Some(Ok(ExitCode::SUCCESS))
