@@ -458,7 +458,9 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
     let mut running: HashMap<String, Running> = HashMap::new();
     let mut pods: HashMap<String, PodState> = HashMap::new();
     let mut next_start: HashMap<String, Instant> = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    // A quarter second between rounds when all is settled; 50 ms while pods start, become
+    // ready or are replaced, so a rolling replacement moves as fast as the pods do.
+    let mut delay = Duration::from_millis(250);
     let mut last_rollout = Instant::now();
     eprintln!(
         "supervisor of {namespace} running (pid {})",
@@ -466,7 +468,7 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
     );
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(delay) => {}
             _ = term.recv() => break,
         }
         let desired: Desired = read_json(&dir.join("desired.json")).unwrap_or_default();
@@ -617,6 +619,19 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
                 p.ready = ok;
             }
         }
+        let settled = want.iter().all(|w| {
+            pods.get(&w.name).is_some_and(|p| {
+                p.ready && p.pid.is_some() && p.revision == target_revision(w, &want, &desired)
+            })
+        });
+        // A pod waiting out its restart backoff is not worth waking for.
+        let backing_off = want.iter().any(|w| {
+            !running.contains_key(&w.name)
+                && next_start
+                    .get(&w.name)
+                    .is_some_and(|t| *t > Instant::now())
+        });
+        delay = Duration::from_millis(if settled || backing_off { 250 } else { 50 });
         let mut list: Vec<PodState> = want
             .iter()
             .filter_map(|w| pods.get(&w.name).cloned())
