@@ -298,6 +298,10 @@ pub struct Converged {
 pub trait Driver {
     /// `local`, `kubernetes`, `nomad`.
     fn name(&self) -> &'static str;
+    /// How often to read status while waiting for a rollout.
+    fn poll_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(250)
+    }
     /// Whether the platform can take a deploy now (checked before a revision is recorded).
     async fn preflight(&self) -> Result<(), DriverError> {
         Ok(())

@@ -380,6 +380,11 @@ impl Driver for KubeDriver {
         "kubernetes"
     }
 
+    /// Each status is two lists on the API server.
+    fn poll_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+
     async fn observe(&self, cluster: &OpenClawCluster) -> Result<Vec<ObjectRef>, DriverError> {
         // This cluster's objects; stored revisions are history, not objects to prune.
         let only = format!(

@@ -627,9 +627,7 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
         // A pod waiting out its restart backoff is not worth waking for.
         let backing_off = want.iter().any(|w| {
             !running.contains_key(&w.name)
-                && next_start
-                    .get(&w.name)
-                    .is_some_and(|t| *t > Instant::now())
+                && next_start.get(&w.name).is_some_and(|t| *t > Instant::now())
         });
         delay = Duration::from_millis(if settled || backing_off { 250 } else { 50 });
         let mut list: Vec<PodState> = want

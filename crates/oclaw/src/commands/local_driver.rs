@@ -69,6 +69,11 @@ impl Driver for LocalDriver {
         "local"
     }
 
+    /// Status is a file the supervisor rewrites every round: cheap to read often.
+    fn poll_interval(&self) -> Duration {
+        Duration::from_millis(100)
+    }
+
     async fn preflight(&self) -> Result<(), DriverError> {
         self.require_supervisor()
     }

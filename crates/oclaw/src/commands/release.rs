@@ -301,7 +301,7 @@ pub async fn wait_rolled<D: Driver>(
         if Instant::now() > deadline {
             return Ok(false);
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(d.poll_interval()).await;
     }
 }
 
