@@ -83,8 +83,8 @@ pub enum Command {
     /// Show the processes of the cluster (from the node registry of a running api-server).
     #[command(subcommand)]
     Node(NodeCommand),
-    /// Initialise a cluster from an OpenClawCluster file: validate it and, with the kubernetes
-    /// driver and --dry-run, print the objects it becomes.
+    /// Initialise a cluster from an OpenClawCluster file: locally its state and supervisor, on
+    /// Kubernetes the shared objects (namespace, RBAC, config); --dry-run prints the objects.
     Init(InitArgs),
     /// Deploy components of a cluster (`deploy core --components [api-server,worker,scheduler]
     /// --ha-mode true`).
@@ -93,7 +93,8 @@ pub enum Command {
         what: DeployCommand,
     },
     /// Check an upgrade before making it: version path, store schema, deprecated configuration,
-    /// cluster health. Exit 0 all pass, 3 warnings, 1 a failure.
+    /// deployed version, cluster health (and locally the target's binary). Exit 0 all pass, 3
+    /// warnings, 1 a failure.
     CheckUpgrade {
         #[arg(long)]
         from_version: String,
@@ -105,8 +106,9 @@ pub enum Command {
         #[arg(long, value_enum, env = "OCLAW_DRIVER", default_value_t = DriverArg::Local)]
         driver: DriverArg,
     },
-    /// Roll a cluster to a new revision of its file (`--rollout-strategy canary` (local driver)
-    /// or `all-in --confirm`), or show its revisions (`upgrade history`).
+    /// Roll a cluster to a new revision of its file (`--rollout-strategy canary`, then
+    /// `all-in --confirm` to promote; or `all-in --confirm` at once), or show its revisions
+    /// (`upgrade history`).
     #[command(args_conflicts_with_subcommands = true)]
     Upgrade {
         #[command(subcommand)]

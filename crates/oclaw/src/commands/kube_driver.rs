@@ -609,6 +609,22 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_that_cannot_be_scheduled_says_why() {
+        let p = json!({"metadata": {"name": "api-server-5d8-x", "labels": {"app.kubernetes.io/component": "api-server"}},
+            "spec": {"containers": [{"ports": [{"containerPort": 8080}]}]},
+            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient cpu."}]}});
+        let s = pod_status(&p);
+        assert_eq!(s.status, "Pending");
+        assert_eq!(s.port, Some(8080));
+        assert_eq!(
+            s.detail.as_deref(),
+            Some("0/3 nodes are available: 3 Insufficient cpu.")
+        );
+        assert!(!s.ready && s.restarts == 0 && s.last_exit.is_none());
+    }
+
+    #[test]
     fn a_deployment_the_controller_has_not_seen_counts_nothing_updated() {
         let d = json!({"metadata": {"name": "api-server", "generation": 3, "labels": {"app.kubernetes.io/component": "api-server"}},
             "spec": {"replicas": 3},
