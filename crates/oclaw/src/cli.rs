@@ -606,9 +606,13 @@ pub enum DeployCommand {
         /// The cluster's namespace (local driver: which initialised cluster).
         #[arg(long, default_value = "oclaw-system")]
         namespace: String,
-        /// Wait until every pod is ready (up to 3 minutes), showing progress.
+        /// Wait until every pod runs the new revision and is ready, showing progress; when it
+        /// does not within --timeout, the revision before is deployed again.
         #[arg(long)]
         wait: bool,
+        /// Seconds --wait waits.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
     },
 }
 

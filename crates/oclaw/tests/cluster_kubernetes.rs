@@ -756,15 +756,34 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("no revision 9"), "{err}");
 
+    // A bad revision deployed with --wait: not ready within --timeout, so the one before
+    // comes back (revision 6 failed, revision 7 a copy of 5).
+    let (code, out, err) = k(&[
+        "deploy",
+        "core",
+        "--config",
+        "config/broken.yaml",
+        "--wait",
+        "--timeout",
+        "1",
+    ])
+    .await;
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(
+        err.contains("OC-5003") && err.contains("revision 6 did not become ready within 1s"),
+        "{err}"
+    );
+    assert_eq!(pod_revisions(&store), ["7".to_string()].into());
+
     // A bad revision deployed without waiting: diagnose names the crash loop and its cause.
     let (code, out, err) = k(&["deploy", "core", "--config", "config/broken.yaml"]).await;
     assert_eq!(code, Some(0), "{out}\n{err}");
     let (_, report, _) = k(&["diagnose"]).await;
     assert!(
-        report.contains("api-server-r6-0 (CrashLoopBackOff): Error (exit 2)")
+        report.contains("api-server-r8-0 (CrashLoopBackOff): Error (exit 2)")
             && report.contains("unknown configuration key `wrker`")
             && report.contains(
-                "api-server-r6-0 restarted 3x, last: Error (exit 2) — it exited with an error"
+                "api-server-r8-0 restarted 3x, last: Error (exit 2) — it exited with an error"
             )
             && report.contains("no ready api-server to read metrics from"),
         "{report}"
@@ -779,10 +798,10 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
     .await;
     assert_eq!(code, Some(1), "{checks}");
     assert!(
-        checks.contains("not ready: api-server-r6-0 (CrashLoopBackOff)"),
+        checks.contains("not ready: api-server-r8-0 (CrashLoopBackOff)"),
         "{checks}"
     );
-    let (code, log, _) = k(&["logs", "api-server-r6-0", "--previous"]).await;
+    let (code, log, _) = k(&["logs", "api-server-r8-0", "--previous"]).await;
     assert_eq!(code, Some(0));
     assert!(log.contains("OC-1003"), "{log}");
 

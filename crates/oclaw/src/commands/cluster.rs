@@ -180,6 +180,7 @@ pub fn deploy(what: DeployCommand) -> ExitCode {
         image_registry,
         namespace,
         wait,
+        timeout,
     } = what;
     let components = match parse_components(&components) {
         Ok(c) => c,
@@ -230,7 +231,7 @@ pub fn deploy(what: DeployCommand) -> ExitCode {
         options,
         force: false,
         description,
-        wait: wait.then_some(std::time::Duration::from_secs(180)),
+        wait: wait.then_some(std::time::Duration::from_secs(timeout)),
     };
     on_driver!(args.driver, &namespace, |d| super::release::deploy(&d, job))
 }
