@@ -20,6 +20,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{EXIT_FAILURE, EXIT_INVALID};
 
+/// A line of the supervisor's log (`supervisor.log`), with its time.
+macro_rules! slog {
+    ($($t:tt)*) => {
+        eprintln!("{} {}", Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"), format_args!($($t)*))
+    };
+}
+
 fn fail(code: ErrorCode, message: impl std::fmt::Display, exit: u8) -> ExitCode {
     eprintln!("error[{}]: {message}", code.code());
     ExitCode::from(exit)
@@ -145,7 +152,7 @@ async fn drive_rollout(
                 desired.canary = None;
             }
             Action::Rollback { reason, .. } => {
-                eprintln!("canary of revision {rev} aborted: {reason}");
+                slog!("canary of revision {rev} aborted: {reason}");
                 desired.canary = None;
             }
             Action::MarkDeployed { revision } => mark(dir, revision, "deployed"),
@@ -157,7 +164,7 @@ async fn drive_rollout(
         &serde_json::to_string(&desired).unwrap_or_default(),
     );
     if next != r.status {
-        eprintln!("rollout of revision {rev}: {:?}", next.phase);
+        slog!("rollout of revision {rev}: {:?}", next.phase);
     }
     r.status = next;
     let _ = write_atomic(&path, &serde_json::to_string_pretty(&r).unwrap_or_default());
@@ -330,6 +337,9 @@ pub fn init(cluster: &OpenClawCluster, text: &str) -> ExitCode {
             }
         },
     };
+    if let Some(w) = ephemeral_overlap(cluster) {
+        eprintln!("warning: {w}");
+    }
     println!(
         "cluster `{}` initialised (local driver): namespace {}, state in {}, supervisor pid {pid}",
         cluster.metadata.name,
@@ -338,6 +348,26 @@ pub fn init(cluster: &OpenClawCluster, text: &str) -> ExitCode {
     );
     println!("next: oclaw deploy core --components [api-server,worker,scheduler] --ha-mode true");
     ExitCode::SUCCESS
+}
+
+/// The pods' ports inside this host's ephemeral range, where the kernel picks the local ports
+/// of outgoing connections: one of them may hold a pod's port when the pod restarts.
+fn ephemeral_overlap(cluster: &OpenClawCluster) -> Option<String> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut it = range
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u16>().ok());
+    let (low, high) = (it.next()?, it.next()?);
+    let ports: Vec<u16> = desired_pods(cluster, &RenderOptions::default())
+        .iter()
+        .map(|p| p.port)
+        .collect();
+    let (min, max) = (*ports.iter().min()?, *ports.iter().max()?);
+    (max >= low && min <= high).then(|| {
+        format!(
+            "the pods listen on ports {min}..{max}, inside this host's ephemeral range {low}-{high} (the local ports of outgoing connections): a restarting pod may find its port taken; choose spec.network.port below {low}"
+        )
+    })
 }
 
 fn start_supervisor(dir: &Path, namespace: &str) -> std::io::Result<u32> {
@@ -462,7 +492,7 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
     // ready or are replaced, so a rolling replacement moves as fast as the pods do.
     let mut delay = Duration::from_millis(250);
     let mut last_rollout = Instant::now();
-    eprintln!(
+    slog!(
         "supervisor of {namespace} running (pid {})",
         std::process::id()
     );
@@ -514,6 +544,7 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
             if let Some(r) = running.get_mut(&spec.name) {
                 if let Ok(Some(status)) = r.child.try_wait() {
                     running.remove(&spec.name);
+                    let pid = state.pid.unwrap_or_default();
                     state.restarts += 1;
                     state.last_exit = Some(exit_reason(status));
                     state.status = "CrashLoopBackOff".into();
@@ -525,8 +556,8 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
                         logs.join(format!("{}.previous.log", spec.name)),
                     );
                     next_start.insert(spec.name.clone(), Instant::now() + backoff(state.restarts));
-                    eprintln!(
-                        "pod {} {}; restart {} in {:?}",
+                    slog!(
+                        "pod {} (pid {pid}) {}; restart {} in {:?}",
                         spec.name,
                         state.last_exit.as_deref().unwrap_or(""),
                         state.restarts,
@@ -589,7 +620,7 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
         };
         for name in replace {
             if let Some(mut r) = running.remove(&name) {
-                eprintln!("replacing pod {name} with revision {}", desired.revision);
+                slog!("replacing pod {name} with revision {}", desired.revision);
                 stop_child(&mut r.child).await;
             }
             if let Some(p) = pods.get_mut(&name) {
@@ -649,7 +680,7 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
             drive_rollout(&dir, &want, &pods, &http).await;
         }
     }
-    eprintln!("supervisor of {namespace} stopping its pods");
+    slog!("supervisor of {namespace} stopping its pods");
     for (_, mut r) in running.drain() {
         stop_child(&mut r.child).await;
     }
@@ -787,5 +818,30 @@ fn follow_rollout(dir: &Path, timeout: Duration, to_the_end: bool) -> ExitCode {
             );
         }
         std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(port: u16) -> OpenClawCluster {
+        let text =
+            oclaw_cluster::model::SEED_EXAMPLE.replace("port: 8080", &format!("port: {port}"));
+        OpenClawCluster::parse("p.yaml", &text).unwrap()
+    }
+
+    #[test]
+    fn pods_in_the_ephemeral_port_range_are_warned_about() {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+        let low: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+        assert!(ephemeral_overlap(&cluster(8080)).is_none());
+        let w = ephemeral_overlap(&cluster(low + 10)).unwrap();
+        assert!(
+            w.contains("ephemeral range") && w.contains(&format!("below {low}")),
+            "{w}"
+        );
+        // The probes at port + 100.. reach into it too.
+        assert!(ephemeral_overlap(&cluster(low - 50)).is_some());
     }
 }

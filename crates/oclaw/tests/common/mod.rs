@@ -344,6 +344,22 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A base port below the ephemeral range (where outgoing connections take their local ports)
+/// such that `base + o` is free for every offset: the local driver's pods listen on the
+/// cluster's port and the ones after it (api-servers) and on port + 100.. (probes), so an
+/// ephemeral base could see a pod's port taken by some connection while the pod restarts.
+pub fn free_port_block(offsets: &[u16]) -> u16 {
+    let start = 20000 + (std::process::id() % 100) as u16 * 100;
+    (0..100u16)
+        .map(|i| 20000 + (start - 20000 + i * 113) % 12000)
+        .find(|base| {
+            offsets
+                .iter()
+                .all(|o| std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok())
+        })
+        .expect("no free block of ports below 32000")
+}
+
 /// The repository's root folder.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
