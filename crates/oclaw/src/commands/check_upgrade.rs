@@ -146,7 +146,7 @@ async fn cluster_checks(
             Ok(d) => checks_on(&d, from, from_text).await,
             Err(e) => Err(e),
         },
-        DriverArg::Nomad => Err(super::release::nomad_unavailable()),
+        DriverArg::Nomad => Err(oclaw_cluster::nomad::not_built()),
     };
     result.unwrap_or_else(|e| {
         vec![(

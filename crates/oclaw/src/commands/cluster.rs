@@ -19,7 +19,9 @@ fn fail(code: ErrorCode, message: impl std::fmt::Display, exit: u8) -> ExitCode 
     ExitCode::from(exit)
 }
 
-fn load(args: &ClusterArgs, image: Option<&str>) -> Result<OpenClawCluster, ExitCode> {
+/// The cluster file, and its text to record: as written, or re-serialized when `--image-registry`
+/// changed it.
+fn load(args: &ClusterArgs, image: Option<&str>) -> Result<(OpenClawCluster, String), ExitCode> {
     let file = args.config.display().to_string();
     let text = std::fs::read_to_string(&args.config).map_err(|e| {
         fail(
@@ -30,10 +32,12 @@ fn load(args: &ClusterArgs, image: Option<&str>) -> Result<OpenClawCluster, Exit
     })?;
     let mut cluster =
         OpenClawCluster::parse(&file, &text).map_err(|e| super::release::report(&e.into()))?;
-    if let Some(registry) = image {
-        cluster.spec.image = Some(registry.trim_end_matches('/').to_string());
-    }
-    Ok(cluster)
+    let Some(registry) = image else {
+        return Ok((cluster, text));
+    };
+    cluster.spec.image = Some(registry.trim_end_matches('/').to_string());
+    let text = serde_yaml::to_string(&cluster).unwrap_or_default();
+    Ok((cluster, text))
 }
 
 /// Prints the objects a driver would apply (`--dry-run`).
@@ -88,15 +92,6 @@ fn emit(cluster: &OpenClawCluster, args: &ClusterArgs, options: &RenderOptions) 
     }
 }
 
-/// The cluster file to record: as written, or re-serialized when a flag changed it.
-fn recorded_text(args: &ClusterArgs, cluster: &OpenClawCluster, changed: bool) -> String {
-    if changed {
-        serde_yaml::to_string(cluster).unwrap_or_default()
-    } else {
-        std::fs::read_to_string(&args.config).unwrap_or_default()
-    }
-}
-
 pub fn init(args: InitArgs) -> ExitCode {
     if args.network_plugin != "cni" {
         return fail(
@@ -108,7 +103,7 @@ pub fn init(args: InitArgs) -> ExitCode {
             EXIT_INVALID,
         );
     }
-    let cluster = match load(&args.cluster, args.image_registry.as_deref()) {
+    let (cluster, text) = match load(&args.cluster, args.image_registry.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -116,10 +111,7 @@ pub fn init(args: InitArgs) -> ExitCode {
         return emit(&cluster, &args.cluster, &RenderOptions::default());
     }
     match args.cluster.driver {
-        DriverArg::Local => {
-            let text = recorded_text(&args.cluster, &cluster, args.image_registry.is_some());
-            super::local::init(&cluster, &text)
-        }
+        DriverArg::Local => super::local::init(&cluster, &text),
         // The shared objects (namespace, service account and RBAC, config, metrics service);
         // `deploy core` adds the components as revision 1.
         driver => {
@@ -193,7 +185,7 @@ pub fn deploy(what: DeployCommand) -> ExitCode {
     super::release::json_output(!args.dry_run && args.output == OutputArg::Json);
     if args.dry_run {
         return match load(&args, image_registry.as_deref()) {
-            Ok(cluster) => emit(&cluster, &args, &options),
+            Ok((cluster, _)) => emit(&cluster, &args, &options),
             Err(code) => code,
         };
     }
@@ -213,10 +205,7 @@ pub fn deploy(what: DeployCommand) -> ExitCode {
         }
     } else {
         match load(&args, image_registry.as_deref()) {
-            Ok(cluster) => (
-                recorded_text(&args, &cluster, image_registry.is_some()),
-                cluster.metadata.namespace,
-            ),
+            Ok((cluster, text)) => (text, cluster.metadata.namespace),
             Err(code) => return code,
         }
     };

@@ -14,18 +14,13 @@ use std::time::Duration;
 use oclaw_cluster::driver::{mark, ClusterStatus, Driver, DriverError, PodStatus, Release};
 use oclaw_cluster::kubernetes::RenderOptions;
 use oclaw_cluster::rollout::{step, Action, Observation, Phase, Rollout};
-use oclaw_cluster::OpenClawCluster;
 
 use super::kube_driver::KubeDriver;
-use super::release::say;
+use super::release::{parse, say};
 use crate::cli::UpgradeArgs;
 
 fn now() -> f64 {
     chrono::Utc::now().timestamp_millis() as f64 / 1000.0
-}
-
-fn parse(text: &str) -> Result<OpenClawCluster, DriverError> {
-    OpenClawCluster::parse("cluster file", text).map_err(DriverError::from)
 }
 
 /// `upgrade --rollout-strategy canary` (`canary`), or `all-in --confirm` with a canary in

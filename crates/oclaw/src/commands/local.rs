@@ -401,6 +401,25 @@ fn start_supervisor(dir: &Path, namespace: &str) -> std::io::Result<u32> {
     Ok(pid)
 }
 
+/// The supervisor's revisions, each read and parsed once: a recorded revision never changes
+/// (revision 0, the file `init` writes, can, and is read each time).
+#[derive(Default)]
+struct RevisionFiles(HashMap<u64, OpenClawCluster>);
+
+impl RevisionFiles {
+    fn get(&mut self, dir: &Path, n: u64) -> Option<OpenClawCluster> {
+        if n == 0 {
+            return revision_cluster(dir, 0);
+        }
+        match self.0.entry(n) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(e.get().clone()),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                Some(v.insert(revision_cluster(dir, n)?).clone())
+            }
+        }
+    }
+}
+
 pub(super) fn revision_cluster(dir: &Path, n: u64) -> Option<OpenClawCluster> {
     let (file, _) = revision_files(dir, n);
     let text = std::fs::read_to_string(&file).ok()?;
@@ -485,6 +504,7 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(ErrorCode::DriverUnavailable, e, EXIT_FAILURE),
     };
+    let mut revisions = RevisionFiles::default();
     let mut running: HashMap<String, Running> = HashMap::new();
     let mut pods: HashMap<String, PodState> = HashMap::new();
     let mut next_start: HashMap<String, Instant> = HashMap::new();
@@ -502,8 +522,9 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
             _ = term.recv() => break,
         }
         let desired: Desired = read_json(&dir.join("desired.json")).unwrap_or_default();
-        let Some(cluster) =
-            revision_cluster(&dir, desired.revision).or_else(|| revision_cluster(&dir, 0))
+        let Some(cluster) = revisions
+            .get(&dir, desired.revision)
+            .or_else(|| revision_cluster(&dir, 0))
         else {
             continue;
         };
@@ -571,7 +592,8 @@ async fn supervise_loop(namespace: &str) -> ExitCode {
                     .is_none_or(|t| Instant::now() >= *t)
             {
                 let target = target_revision(spec, &want, &desired);
-                let binary = revision_cluster(&dir, target)
+                let binary = revisions
+                    .get(&dir, target)
                     .map(|c| binary_for(&c.version(), &exe))
                     .unwrap_or_else(|| exe.clone());
                 match spawn_pod(&binary, &dir, &storage, namespace, spec, target) {

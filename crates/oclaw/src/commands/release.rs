@@ -28,14 +28,14 @@ pub fn json_output(on: bool) {
     JSON.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
-fn json() -> bool {
+pub fn json() -> bool {
     JSON.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A progress line: stdout, or stderr when the result is JSON.
 macro_rules! say {
     ($($t:tt)*) => {
-        if super::release::progress_to_stderr() {
+        if super::release::json() {
             eprintln!($($t)*)
         } else {
             println!($($t)*)
@@ -43,10 +43,6 @@ macro_rules! say {
     };
 }
 pub(crate) use say;
-
-pub fn progress_to_stderr() -> bool {
-    json()
-}
 
 /// Prints a command's result when the output is JSON.
 pub fn result(value: serde_json::Value) {
@@ -87,21 +83,20 @@ macro_rules! on_driver {
                 }
             }
         };
-        match super::runtime() {
-            Ok(rt) => rt
-                .block_on(run)
-                .unwrap_or_else(|e: oclaw_cluster::driver::DriverError| super::release::report(&e)),
-            Err(code) => code,
-        }
+        super::release::block_on(run)
     }};
 }
 pub(crate) use on_driver;
 
-pub fn nomad_unavailable() -> DriverError {
-    oclaw_cluster::nomad::not_built()
+/// Runs a release command on a fresh runtime; its error is reported with its code.
+pub fn block_on(run: impl std::future::Future<Output = Result<ExitCode, DriverError>>) -> ExitCode {
+    match super::runtime() {
+        Ok(rt) => rt.block_on(run).unwrap_or_else(|e| report(&e)),
+        Err(code) => code,
+    }
 }
 
-fn parse(cluster_text: &str) -> Result<OpenClawCluster, DriverError> {
+pub fn parse(cluster_text: &str) -> Result<OpenClawCluster, DriverError> {
     OpenClawCluster::parse("cluster file", cluster_text).map_err(DriverError::from)
 }
 
@@ -171,13 +166,13 @@ fn release_result<D: Driver>(
 /// Records a revision and runs the pipeline for it; with a wait, waits for the rollout.
 async fn deploy_once<D: Driver>(
     d: &D,
+    history: &[Revision],
     job: &Deploy<'_>,
 ) -> Result<(Revision, bool, serde_json::Value), DriverError> {
     let cluster = parse(job.cluster_text)?;
     d.preflight().await?;
-    let history = d.revisions().await?;
     let rev = Revision::next(
-        &history,
+        history,
         &cluster,
         job.action,
         &job.options,
@@ -217,13 +212,13 @@ async fn deploy_once<D: Driver>(
 /// Deploys a new revision; when it does not roll out within the wait, deploys the revision
 /// deployed before it again.
 pub async fn deploy<D: Driver>(d: &D, job: Deploy<'_>) -> Result<ExitCode, DriverError> {
-    let previous = d
-        .revisions()
-        .await?
-        .into_iter()
+    let history = d.revisions().await?;
+    let previous = history
+        .iter()
         .rev()
-        .find(|r| r.status == "deployed");
-    let (rev, rolled, mut summary) = deploy_once(d, &job).await?;
+        .find(|r| r.status == "deployed")
+        .cloned();
+    let (rev, rolled, mut summary) = deploy_once(d, &history, &job).await?;
     if rolled {
         result(summary);
         return Ok(ExitCode::SUCCESS);
@@ -260,7 +255,7 @@ pub async fn deploy<D: Driver>(d: &D, job: Deploy<'_>) -> Result<ExitCode, Drive
         ),
         wait: job.wait,
     };
-    let (back_rev, ok, _) = deploy_once(d, &back).await?;
+    let (back_rev, ok, _) = deploy_once(d, &d.revisions().await?, &back).await?;
     summary["rolled_back_to"] = serde_json::json!(prev.revision);
     summary["rollback_revision"] = serde_json::json!(back_rev.revision);
     result(summary);
@@ -364,7 +359,8 @@ pub async fn upgrade_all_in<D: Driver>(
             ),
         ));
     }
-    let current = deployed(d, namespace).await?;
+    let history = d.revisions().await?;
+    let current = deployed(&history, namespace)?;
     deploy(
         d,
         Deploy {
@@ -387,11 +383,10 @@ pub async fn upgrade_all_in<D: Driver>(
     .await
 }
 
-/// The revision deployed now.
-pub async fn deployed<D: Driver>(d: &D, namespace: &str) -> Result<Revision, DriverError> {
-    d.revisions()
-        .await?
-        .into_iter()
+/// The revision deployed now, in `history`.
+pub fn deployed<'a>(history: &'a [Revision], namespace: &str) -> Result<&'a Revision, DriverError> {
+    history
+        .iter()
         .rev()
         .find(|r| r.status == "deployed")
         .ok_or_else(|| {
@@ -425,10 +420,11 @@ pub async fn start_canary<D: Driver>(
             ),
         ));
     }
-    let current = deployed(d, &args.namespace).await?;
+    let history = d.revisions().await?;
+    let current = deployed(&history, &args.namespace)?;
     d.preflight().await?;
     let rev = Revision::next(
-        &d.revisions().await?,
+        &history,
         &new,
         "upgrade",
         &RenderOptions {
@@ -688,12 +684,9 @@ pub fn upgrade(driver: DriverArg, args: crate::cli::UpgradeArgs) -> ExitCode {
                 }
                 upgrade_all_in(&d, &read(&args.config)?, &args.namespace, timeout).await
             };
-            match super::runtime() {
-                Ok(rt) => rt.block_on(run).unwrap_or_else(|e| report(&e)),
-                Err(code) => code,
-            }
+            block_on(run)
         }
-        DriverArg::Nomad => report(&nomad_unavailable()),
+        DriverArg::Nomad => report(&oclaw_cluster::nomad::not_built()),
     }
 }
 
@@ -731,7 +724,7 @@ pub fn teardown(driver: DriverArg, namespace: &str, confirm: bool) -> ExitCode {
         ));
     }
     if driver != DriverArg::Kubernetes {
-        return report(&nomad_unavailable());
+        return report(&oclaw_cluster::nomad::not_built());
     }
     let run = async {
         let d = super::kube_driver::KubeDriver::connect(namespace).await?;
@@ -760,10 +753,7 @@ pub fn teardown(driver: DriverArg, namespace: &str, confirm: bool) -> ExitCode {
         );
         Ok(ExitCode::SUCCESS)
     };
-    match super::runtime() {
-        Ok(rt) => rt.block_on(run).unwrap_or_else(|e: DriverError| report(&e)),
-        Err(code) => code,
-    }
+    block_on(run)
 }
 
 /// `oclaw rollout-guard` (Kubernetes).
@@ -778,8 +768,5 @@ pub fn rollout_guard(namespace: &str, every: f64) -> ExitCode {
         let d = super::kube_driver::KubeDriver::connect(namespace).await?;
         super::kube_canary::guard(&d, namespace, Duration::from_secs_f64(every)).await
     };
-    match super::runtime() {
-        Ok(rt) => rt.block_on(run).unwrap_or_else(|e: DriverError| report(&e)),
-        Err(code) => code,
-    }
+    block_on(run)
 }
