@@ -5,7 +5,7 @@
 //! ConfigMaps on Kubernetes), so `upgrade history` and `rollback` work the same on each.
 //!
 //! The pipeline ([`converge`]) and the decisions in it ([`prune_plan`], [`mark_plan`],
-//! [`ClusterStatus::rolled_out`]) are here, without I/O; the drivers (in the `oclaw` command)
+//! [`ClusterStatus::rolled_out`]) are here, without I/O; the drivers (in `drivers/`)
 //! implement the platform steps.
 
 use std::collections::BTreeSet;
@@ -15,8 +15,28 @@ use oclaw_core::ErrorCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::kubernetes::RenderOptions;
 use crate::model::OpenClawCluster;
+
+/// The components a deployment may name.
+pub const COMPONENTS: &[&str] = &["api-server", "scheduler", "worker"];
+
+/// What to render.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    /// Components to include (`deploy core --components`); shared objects always come.
+    pub components: Vec<String>,
+    /// `--ha-mode`: replicas as the file says; false runs one of each (and no HPA floor above 1).
+    pub ha: bool,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            components: COMPONENTS.iter().map(|c| c.to_string()).collect(),
+            ha: true,
+        }
+    }
+}
 
 /// One object a driver applies: a Kubernetes manifest, a local pod.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,7 +1,10 @@
 //! Logging: JSON lines with the fields `timestamp`, `level`, `component`, `message` and, where
 //! they apply, `task_id`, `error_code`, `trace_id` (plus any other event fields) — ready for
-//! Filebeat or Fluentd without a parser; or a human format on a terminal.
+//! Filebeat or Fluentd without a parser; or a human format on a terminal. Also the node's metrics
+//! (`metrics`, `node_metrics`, `system`), trace export over OTLP (`otlp`) and the Prometheus alert
+//! rules shipped with the binary (`alert_rules`).
 
+pub mod alert_rules;
 mod json_format;
 pub mod metrics;
 pub mod node_metrics;

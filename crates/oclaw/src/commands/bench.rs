@@ -17,20 +17,22 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
             storage_url,
             workers,
             history,
-        } => rt.block_on(oclaw_node::bench::drain(oclaw_node::bench::DrainOptions {
-            tasks,
-            concurrency,
-            batch,
-            batching: !no_batch,
-            storage_url,
-            workers,
-            history,
-        })),
+        } => rt.block_on(oclaw_bench::drain::drain(
+            oclaw_bench::drain::DrainOptions {
+                tasks,
+                concurrency,
+                batch,
+                batching: !no_batch,
+                storage_url,
+                workers,
+                history,
+            },
+        )),
         BenchCommand::Latency {
             samples,
             storage_url,
             workers,
-        } => rt.block_on(oclaw_node::bench::latency(
+        } => rt.block_on(oclaw_bench::drain::latency(
             samples,
             storage_url.as_deref(),
             workers,
@@ -42,8 +44,8 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
             batch,
             server,
         } => match oclaw_core::duration::parse_duration(&duration) {
-            Ok(duration) => rt.block_on(oclaw_node::bench_http::http(
-                oclaw_node::bench_http::HttpBenchOptions {
+            Ok(duration) => rt.block_on(oclaw_bench::http::http(
+                oclaw_bench::http::HttpBenchOptions {
                     rate,
                     duration,
                     connections: connections.max(1),
@@ -58,8 +60,8 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
             messages,
             server,
             mqtt,
-        } => rt.block_on(oclaw_node::bench_chat::chat(
-            oclaw_node::bench_chat::ChatBenchOptions {
+        } => rt.block_on(oclaw_bench::chat::chat(
+            oclaw_bench::chat::ChatBenchOptions {
                 sessions: sessions.max(1),
                 messages: messages.max(1),
                 server,
@@ -75,8 +77,8 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
             noisy,
             shared_threads,
         } => match serde_json::from_str(&input) {
-            Ok(input) => rt.block_on(oclaw_node::bench_plugin::plugin(
-                oclaw_node::bench_plugin::PluginBenchOptions {
+            Ok(input) => rt.block_on(oclaw_bench::plugin::plugin(
+                oclaw_bench::plugin::PluginBenchOptions {
                     noisy,
                     shared_threads,
                     calls: calls.max(1),

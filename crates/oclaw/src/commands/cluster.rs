@@ -1,23 +1,19 @@
 //! `oclaw init` and `oclaw deploy core`: read the OpenClawCluster file and run the driver's
-//! pipeline for it (`super::release`), or with `--dry-run` print the objects it becomes.
+//! pipeline for it (`oclaw_cluster::release`), or with `--dry-run` print the objects it becomes.
 //! Submitting to Nomad is not built (OC-5002 says so).
 
 use std::process::ExitCode;
 
-use oclaw_cluster::kubernetes::{self, RenderOptions, COMPONENTS};
+use oclaw_cluster::driver::{Release, RenderOptions, COMPONENTS};
+use oclaw_cluster::kubernetes;
+use oclaw_cluster::release::{self, Deploy};
 use oclaw_cluster::OpenClawCluster;
 use oclaw_core::ErrorCode;
 
-use oclaw_cluster::driver::Release;
-
-use super::release::{on_driver, Deploy};
+use super::output::{fail, report, Output};
+use super::release::on_driver;
 use super::{EXIT_FAILURE, EXIT_INVALID};
 use crate::cli::{ClusterArgs, DeployCommand, DriverArg, InitArgs, OutputArg};
-
-fn fail(code: ErrorCode, message: impl std::fmt::Display, exit: u8) -> ExitCode {
-    eprintln!("error[{}]: {message}", code.code());
-    ExitCode::from(exit)
-}
 
 /// The cluster file, and its text to record: as written, or re-serialized when `--image-registry`
 /// changed it.
@@ -30,8 +26,7 @@ fn load(args: &ClusterArgs, image: Option<&str>) -> Result<(OpenClawCluster, Str
             EXIT_INVALID,
         )
     })?;
-    let mut cluster =
-        OpenClawCluster::parse(&file, &text).map_err(|e| super::release::report(&e.into()))?;
+    let mut cluster = OpenClawCluster::parse(&file, &text).map_err(|e| report(&e.into()))?;
     let Some(registry) = image else {
         return Ok((cluster, text));
     };
@@ -45,9 +40,9 @@ fn emit(cluster: &OpenClawCluster, args: &ClusterArgs, options: &RenderOptions) 
     match args.driver {
         DriverArg::Kubernetes => {
             let mut objects = kubernetes::render(cluster, options);
-            match super::kube_driver::prometheus_rule(cluster) {
+            match kubernetes::prometheus_rule(cluster) {
                 Ok(rule) => objects.extend(rule),
-                Err(e) => return super::release::report(&e),
+                Err(e) => return report(&e),
             }
             match args.output {
                 OutputArg::Yaml => print!("{}", kubernetes::to_yaml(&objects)),
@@ -76,7 +71,7 @@ fn emit(cluster: &OpenClawCluster, args: &ClusterArgs, options: &RenderOptions) 
                     }
                     ExitCode::SUCCESS
                 }
-                Err(e) => super::release::report(&e),
+                Err(e) => report(&e),
             }
         }
         DriverArg::Nomad => fail(
@@ -111,7 +106,7 @@ pub fn init(args: InitArgs) -> ExitCode {
         return emit(&cluster, &args.cluster, &RenderOptions::default());
     }
     match args.cluster.driver {
-        DriverArg::Local => super::local::init(&cluster, &text),
+        DriverArg::Local => init_local(&cluster, &text),
         // The shared objects (namespace, service account and RBAC, config, metrics service);
         // `deploy core` adds the components as revision 1.
         driver => {
@@ -130,9 +125,9 @@ pub fn init(args: InitArgs) -> ExitCode {
                 cluster.version(),
                 cluster.image()
             );
-            let code = on_driver!(driver, &namespace, |d| async {
-                super::release::run_pipeline(&d, &cluster, &release).await?;
-                Ok(ExitCode::SUCCESS)
+            let code = on_driver(driver, &namespace, |d| async move {
+                release::run_pipeline(&d, &cluster, &release, &Output::HUMAN).await?;
+                Ok(())
             });
             if code == ExitCode::SUCCESS {
                 println!("next: oclaw deploy core --components [api-server,worker,scheduler] --ha-mode true --driver kubernetes");
@@ -140,6 +135,33 @@ pub fn init(args: InitArgs) -> ExitCode {
             code
         }
     }
+}
+
+/// `oclaw init` on the local driver: the cluster's directory and its supervisor.
+fn init_local(cluster: &OpenClawCluster, text: &str) -> ExitCode {
+    let done = match oclaw_cluster::drivers::local::init::init(cluster, text) {
+        Ok(done) => done,
+        // A bad cluster file exits 2; a directory or supervisor that fails, 1.
+        Err(e) => {
+            let exit = match e.code {
+                ErrorCode::ClusterInvalid => EXIT_INVALID,
+                _ => EXIT_FAILURE,
+            };
+            return fail(e.code, e.message, exit);
+        }
+    };
+    if let Some(w) = done.warning {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "cluster `{}` initialised (local driver): namespace {}, state in {}, supervisor pid {}",
+        cluster.metadata.name,
+        cluster.metadata.namespace,
+        done.dir.display(),
+        done.supervisor_pid
+    );
+    println!("next: oclaw deploy core --components [api-server,worker,scheduler] --ha-mode true");
+    ExitCode::SUCCESS
 }
 
 /// Parses the seed's `[api-server,worker,scheduler]` (brackets optional).
@@ -182,7 +204,9 @@ pub fn deploy(what: DeployCommand) -> ExitCode {
         components,
         ha: ha_mode,
     };
-    super::release::json_output(!args.dry_run && args.output == OutputArg::Json);
+    let out = Output {
+        json: !args.dry_run && args.output == OutputArg::Json,
+    };
     if args.dry_run {
         return match load(&args, image_registry.as_deref()) {
             Ok((cluster, _)) => emit(&cluster, &args, &options),
@@ -192,7 +216,8 @@ pub fn deploy(what: DeployCommand) -> ExitCode {
     // The local driver deploys the file `init` wrote; the others the file given (and its
     // namespace).
     let (text, namespace) = if args.driver == DriverArg::Local {
-        let file = super::local::cluster_dir(&namespace).join("cluster.yaml");
+        let file =
+            oclaw_cluster::drivers::local::record::cluster_dir(&namespace).join("cluster.yaml");
         match std::fs::read_to_string(&file) {
             Ok(t) => (t, namespace),
             Err(_) => {
@@ -222,7 +247,9 @@ pub fn deploy(what: DeployCommand) -> ExitCode {
         description,
         wait: wait.then_some(std::time::Duration::from_secs(timeout)),
     };
-    on_driver!(args.driver, &namespace, |d| super::release::deploy(&d, job))
+    on_driver(args.driver, &namespace, |d| async move {
+        release::deploy(&d, job, &out).await
+    })
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ pub fn run(cmd: DocsCommand) -> ExitCode {
             )
         }
         DocsCommand::AlertRules { prometheus_rule } => match prometheus_rule {
-            None => print!("{}", oclaw_node::monitoring::ALERT_RULES),
-            Some(namespace) => match oclaw_node::monitoring::prometheus_rule(&namespace) {
+            None => print!("{}", oclaw_telemetry::alert_rules::ALERT_RULES),
+            Some(namespace) => match oclaw_telemetry::alert_rules::prometheus_rule(&namespace) {
                 Ok(text) => print!("{text}"),
                 Err(e) => {
                     eprintln!("error: {e}");

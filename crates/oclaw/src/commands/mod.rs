@@ -6,12 +6,8 @@ mod check_upgrade;
 mod client;
 mod cluster;
 mod config;
-mod diagnose;
 mod docs;
-mod kube_canary;
-mod kube_driver;
-mod local;
-mod local_driver;
+mod output;
 mod plugin;
 mod release;
 mod serve;
@@ -71,10 +67,7 @@ pub fn run(cli: Cli) -> ExitCode {
             namespace,
             confirm,
             driver,
-        } => match driver {
-            crate::cli::DriverArg::Local => local::teardown(&namespace),
-            driver => release::teardown(driver, &namespace, confirm),
-        },
+        } => release::teardown(driver, &namespace, confirm),
         Command::Upgrade { what, args } => match what {
             Some(crate::cli::UpgradeCommand::History {
                 namespace,
@@ -86,8 +79,10 @@ pub fn run(cli: Cli) -> ExitCode {
                 output == Some(crate::cli::OutputArg::Json),
             ),
             None => {
-                release::json_output(args.output == Some(crate::cli::OutputArg::Json));
-                release::upgrade(args.driver, args)
+                let out = output::Output {
+                    json: args.output == Some(crate::cli::OutputArg::Json),
+                };
+                release::upgrade(args, out)
             }
         },
         Command::Diagnose { namespace, driver } => release::diagnose(driver, &namespace),
@@ -103,11 +98,16 @@ pub fn run(cli: Cli) -> ExitCode {
             namespace,
             driver,
             output,
-        } => {
-            release::json_output(output == Some(crate::cli::OutputArg::Json));
-            release::rollback_command(driver, &namespace, revision, force)
-        }
-        Command::Supervise { namespace } => local::supervise(&namespace),
+        } => release::rollback(
+            driver,
+            &namespace,
+            revision,
+            force,
+            output::Output {
+                json: output == Some(crate::cli::OutputArg::Json),
+            },
+        ),
+        Command::Supervise { namespace } => release::supervise(&namespace),
         Command::RolloutGuard { namespace, every } => release::rollout_guard(&namespace, every),
         Command::Task(t) => run_client(task::run_task(t)),
         Command::Bot(b) => run_client(bot::run_bot(b)),

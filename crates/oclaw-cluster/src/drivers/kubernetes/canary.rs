@@ -1,5 +1,5 @@
 //! Canary rollouts on the kubernetes driver. The same state machine as the local driver's
-//! (`oclaw_cluster::rollout::step`), driven here by the `oclaw upgrade` process: each second it
+//! (`crate::rollout::step`), driven here by the `oclaw upgrade` process: each second it
 //! observes (the canary pods' readiness, their `/metrics` through the API server's pod proxy),
 //! steps, and acts — canary Deployments beside the stable ones (`<component>-canary`, a share of
 //! the pods behind the same Services), promotion through the driver pipeline (which prunes the
@@ -8,42 +8,49 @@
 //! upgrade` runs, the rollout guard (`oclaw rollout-guard`, a pod the cluster runs) keeps
 //! stepping it and carries out an abort.
 
-use std::process::ExitCode;
 use std::time::Duration;
 
-use oclaw_cluster::driver::{mark, ClusterStatus, Driver, DriverError, PodStatus, Release};
-use oclaw_cluster::kubernetes::RenderOptions;
-use oclaw_cluster::rollout::{step, Action, Observation, Phase, Rollout};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
+use oclaw_core::ErrorCode;
+use serde_json::Value;
 
-use super::kube_driver::KubeDriver;
-use super::release::{parse, say};
-use crate::cli::UpgradeArgs;
+use super::render::{self, ROLLOUT_LABEL, TRACK_LABEL};
+use super::KubeDriver;
+use super::FIELD_MANAGER;
+use crate::driver::{
+    mark, ClusterStatus, Driver, DriverError, Object, ObjectRef, PodStatus, Release, RenderOptions,
+};
+use crate::model::OpenClawCluster;
+use crate::release::{
+    canary_in_progress, parse, rollout_progress, run_pipeline, start_canary, unix_now as now,
+    CanaryRequest, Progress,
+};
+use crate::rollout::{step, Action, Observation, Phase, Rollout};
 
-fn now() -> f64 {
-    chrono::Utc::now().timestamp_millis() as f64 / 1000.0
-}
-
-/// `upgrade --rollout-strategy canary` (`canary`), or `all-in --confirm` with a canary in
-/// progress (promotes it). `None`: an all-in with no canary in progress, a plain release.
+/// `upgrade --rollout-strategy canary`, or `all-in --confirm` with a canary in progress
+/// (promotes it). `false`: an all-in with no canary in progress, a plain release for the caller.
 pub async fn upgrade(
     d: &KubeDriver,
-    args: &UpgradeArgs,
-    canary: bool,
-) -> Result<Option<ExitCode>, DriverError> {
+    args: &CanaryRequest,
+    p: &dyn Progress,
+) -> Result<bool, DriverError> {
     let pending = d.load_rollout().await?.filter(|r| !r.status.finished());
     if let Some(mut r) = pending {
-        if canary {
-            return Err(super::release::canary_in_progress(&r));
+        if args.canary {
+            return Err(canary_in_progress(&r));
         }
         r.confirmed = true;
-        say!("promoting revision {} to every pod", r.status.revision);
-        return follow(d, r, true).await.map(Some);
+        p.say(&format!(
+            "promoting revision {} to every pod",
+            r.status.revision
+        ));
+        return follow(d, r, true, p).await.map(|_| true);
     }
-    if !canary {
-        return Ok(None);
+    if !args.canary {
+        return Ok(false);
     }
-    let rollout = super::release::start_canary(d, args).await?;
-    follow(d, rollout, false).await.map(Some)
+    let rollout = start_canary(d, args, p).await?;
+    follow(d, rollout, false, p).await.map(|_| true)
 }
 
 /// What the platform shows of rollout `r` now: its canary pods, their readiness and metrics,
@@ -84,13 +91,18 @@ async fn observe(d: &KubeDriver, r: &Rollout) -> Result<(Observation, ClusterSta
             pages.push(page);
         }
     }
-    super::diagnose::canary_metrics(&pages, r.spec.min_tasks, &mut o);
+    crate::analysis::canary_metrics(&pages, r.spec.min_tasks, &mut o);
     Ok((o, s))
 }
 
 /// Steps the rollout once a second until it pauses for confirmation (unless `to_the_end`),
 /// succeeds or aborts. The record is read back each time: the rollout guard may have aborted it.
-async fn follow(d: &KubeDriver, mut r: Rollout, to_the_end: bool) -> Result<ExitCode, DriverError> {
+async fn follow(
+    d: &KubeDriver,
+    mut r: Rollout,
+    to_the_end: bool,
+    p: &dyn Progress,
+) -> Result<(), DriverError> {
     let rev = r.status.revision;
     let cluster = parse(&d.cluster_text(rev).await?)?;
     let record = d
@@ -121,11 +133,11 @@ async fn follow(d: &KubeDriver, mut r: Rollout, to_the_end: bool) -> Result<Exit
                 match a {
                     Action::RunCanary { percent, .. } => {
                         for name in d.apply_canary(&cluster, &release, percent, &s).await? {
-                            say!("  canary {name}");
+                            p.say(&format!("  canary {name}"));
                         }
                     }
                     Action::Promote { .. } => {
-                        super::release::run_pipeline(d, &cluster, &release).await?;
+                        run_pipeline(d, &cluster, &release, p).await?;
                     }
                     Action::Rollback { .. } => d.delete_canary().await?,
                     Action::MarkDeployed { revision } => mark(d, revision, "deployed").await?,
@@ -135,7 +147,7 @@ async fn follow(d: &KubeDriver, mut r: Rollout, to_the_end: bool) -> Result<Exit
             r.status = next;
             d.save_rollout(&cluster.metadata.name, &r).await?;
         }
-        if let Some(end) = super::release::rollout_progress(&r, &mut shown, to_the_end) {
+        if let Some(end) = rollout_progress(&r, &mut shown, to_the_end, p) {
             return end;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -145,11 +157,7 @@ async fn follow(d: &KubeDriver, mut r: Rollout, to_the_end: bool) -> Result<Exit
 /// `oclaw rollout-guard`: every `every`, steps a canary rollout nobody is promoting and
 /// carries out an abort (timeout passed, analysis failed, a canary pod not ready). Starting and
 /// promoting stay with `oclaw upgrade`.
-pub async fn guard(
-    d: &KubeDriver,
-    namespace: &str,
-    every: Duration,
-) -> Result<ExitCode, DriverError> {
+pub async fn guard(d: &KubeDriver, namespace: &str, every: Duration) -> Result<(), DriverError> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| DriverError::unavailable(e.to_string()))?;
     println!(
@@ -162,8 +170,8 @@ pub async fn guard(
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = term.recv() => return Ok(ExitCode::SUCCESS),
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            _ = term.recv() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }
 }
@@ -206,4 +214,97 @@ async fn guard_once(d: &KubeDriver) -> Result<(), DriverError> {
         d.save_rollout(&cluster.metadata.name, &r).await?;
     }
     Ok(())
+}
+
+/// The rollout record and the canary Deployments.
+impl KubeDriver {
+    /// The rollout recorded in the namespace, if any.
+    pub async fn load_rollout(&self) -> Result<Option<Rollout>, DriverError> {
+        Ok(self
+            .list("v1", "ConfigMap", ROLLOUT_LABEL)
+            .await?
+            .iter()
+            .find_map(|m| serde_json::from_str(m["data"]["rollout.json"].as_str()?).ok()))
+    }
+
+    /// Records `rollout` (one ConfigMap per cluster, `<name>-rollout`).
+    pub async fn save_rollout(&self, cluster: &str, rollout: &Rollout) -> Result<(), DriverError> {
+        let map = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("{cluster}-rollout"), "namespace": self.namespace,
+                "labels": {"app.kubernetes.io/managed-by": "oclaw", "app.kubernetes.io/instance": cluster, ROLLOUT_LABEL: "true"}},
+            "data": {"rollout.json": serde_json::to_string(rollout).unwrap_or_default()}});
+        self.apply_one(&Object::manifest(map)).await
+    }
+
+    pub(super) async fn apply_one(&self, o: &Object) -> Result<(), DriverError> {
+        let obj: DynamicObject = serde_json::from_value(o.body.clone())
+            .map_err(|e| DriverError::new(ErrorCode::ClusterInvalid, format!("{}: {e}", o.id)))?;
+        self.api(&o.id.api_version, &o.id.kind)?
+            .patch(
+                &o.id.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .map_err(|e| self.failed(format_args!("applying {}", o.id), e))?;
+        Ok(())
+    }
+
+    /// Starts (or resizes) the canary Deployments of `release` beside the stable ones.
+    pub async fn apply_canary(
+        &self,
+        cluster: &OpenClawCluster,
+        release: &Release,
+        percent: u8,
+        status: &ClusterStatus,
+    ) -> Result<Vec<String>, DriverError> {
+        let objects: Vec<Value> = self
+            .desired(cluster, release)?
+            .into_iter()
+            .map(|o| o.body)
+            .collect();
+        let stable = |name: &str| {
+            status
+                .components
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.desired)
+                .unwrap_or(1)
+        };
+        let mut names = Vec::new();
+        for d in render::canary_deployments(&objects, stable, percent) {
+            let o = Object::manifest(d);
+            self.apply_one(&o).await?;
+            names.push(format!(
+                "{} ({} pods)",
+                o.id.name, o.body["spec"]["replicas"]
+            ));
+        }
+        Ok(names)
+    }
+
+    /// Forgets the rollout record of `cluster` (none is fine).
+    pub async fn delete_rollout(&self, cluster: &str) -> Result<(), DriverError> {
+        let name = format!("{cluster}-rollout");
+        match self
+            .api("v1", "ConfigMap")?
+            .delete(&name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(self.failed(format_args!("deleting ConfigMap {name}"), e)),
+        }
+    }
+
+    /// Deletes every canary Deployment (their pods go with them).
+    pub async fn delete_canary(&self) -> Result<(), DriverError> {
+        for d in self
+            .list("apps/v1", "Deployment", &format!("{TRACK_LABEL}=canary"))
+            .await?
+        {
+            self.delete(&ObjectRef::of_manifest(&d)).await?;
+        }
+        Ok(())
+    }
 }

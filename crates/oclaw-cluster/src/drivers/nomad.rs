@@ -6,11 +6,11 @@
 
 use std::fmt::Write;
 
+use crate::driver::RenderOptions;
 use crate::driver::{
     ClusterStatus, Driver, DriverError, Object, ObjectRef, PodStatus, Release, Revision, Step,
 };
-use crate::kubernetes::RenderOptions;
-use crate::local::desired_pods;
+use crate::drivers::local::desired_pods;
 use crate::model::OpenClawCluster;
 use crate::quantity::{bytes, cpu_millis};
 

@@ -7,19 +7,19 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use oclaw_cluster::driver::{
-    ClusterStatus, ComponentStatus, Driver, DriverError, Object, ObjectRef, PodStatus, Release,
-    Revision, Step,
-};
-use oclaw_cluster::kubernetes::RenderOptions;
-use oclaw_cluster::local::desired_pods;
-use oclaw_cluster::OpenClawCluster;
 use oclaw_core::ErrorCode;
 
-use super::local::{
+use super::process::supervisor_pid;
+use super::record::{
     cluster_dir, node_yaml, read_json, revision_cluster, revision_files, revisions, revisions_dir,
-    save_revision, supervisor_pid, target_revision, version_binary, write_atomic, Desired, State,
+    save_revision, target_revision, version_binary, write_atomic, write_json, Desired, State,
 };
+use super::render::desired_pods;
+use crate::driver::{
+    ClusterStatus, ComponentStatus, Driver, DriverError, Object, ObjectRef, PodStatus, Release,
+    RenderOptions, Revision, Step,
+};
+use crate::model::OpenClawCluster;
 
 /// The kind of a local pod object.
 const POD_API: &str = "oclaw.dev/local";
@@ -127,8 +127,7 @@ impl Driver for LocalDriver {
             canary: None,
         };
         let path = self.dir.join("desired.json");
-        write_atomic(&path, &serde_json::to_string(&desired).unwrap_or_default())
-            .map_err(|e| io(path.display(), e))?;
+        write_json(&path, &desired).map_err(|e| io(path.display(), e))?;
         for (index, o) in objects.iter().enumerate() {
             progress(Step::Applied {
                 index,
@@ -224,7 +223,7 @@ impl Driver for LocalDriver {
                     detail: None,
                 })
                 .collect(),
-            rollout: read_json::<oclaw_cluster::rollout::Rollout>(&self.dir.join("rollout.json"))
+            rollout: read_json::<crate::rollout::Rollout>(&self.dir.join("rollout.json"))
                 .filter(|r| !r.status.finished()),
             warnings,
         })

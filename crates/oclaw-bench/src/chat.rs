@@ -65,16 +65,16 @@ pub async fn chat(o: ChatBenchOptions) -> Result<String, String> {
         config.bots = faq_bots_over_mqtt(&run)?;
     }
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let opts = crate::ServeOptions {
+    let opts = oclaw_node::ServeOptions {
         config,
-        components: crate::Components::ALL,
+        components: oclaw_node::Components::ALL,
         node_id: None,
         config_file: "<bench>".into(),
         banner: false,
     };
     let node = match o.server {
         Some(_) => None,
-        None => Some(tokio::spawn(crate::serve(opts, async move {
+        None => Some(tokio::spawn(oclaw_node::serve(opts, async move {
             let _ = stop_rx.await;
         }))),
     };
@@ -190,11 +190,11 @@ fn report(title: &str, mut all: Vec<Duration>, errors: usize, elapsed: Duration)
 
 /// The faq-bot example (with its hand-off bot), reachable over MQTT on `<run>/+/ask`.
 fn faq_bots_over_mqtt(run: &str) -> Result<Vec<oclaw_core::bot::BotDoc>, String> {
-    let (name, yaml) = crate::EXAMPLE_BOTS
+    let (name, yaml) = oclaw_node::EXAMPLE_BOTS
         .iter()
         .find(|(n, _)| n.ends_with("faq-bot.yaml"))
         .ok_or("the faq-bot example is missing")?;
-    let yaml = crate::examples::example_yaml(name, yaml);
+    let yaml = oclaw_node::example_yaml(name, yaml);
     let mut bots = Vec::new();
     for doc in yaml.split("\n---\n") {
         let mut bot: oclaw_core::bot::BotDoc =

@@ -25,7 +25,7 @@ struct Sample {
     ok: bool,
 }
 
-use crate::bench::percentile;
+use crate::drain::percentile;
 
 async fn send(client: &reqwest::Client, url: &str, body: &str) -> bool {
     match client
@@ -61,14 +61,14 @@ pub async fn http(o: HttpBenchOptions) -> Result<String, String> {
             config.storage.url = format!("sqlite://{}", dir.path().join("bench.db").display());
             let (tx, rx) = oneshot::channel::<()>();
             stop = Some(tx);
-            let opts = crate::ServeOptions {
+            let opts = oclaw_node::ServeOptions {
                 config,
-                components: crate::Components::ALL,
+                components: oclaw_node::Components::ALL,
                 node_id: None,
                 config_file: "<bench>".into(),
                 banner: false,
             };
-            node = Some(tokio::spawn(crate::serve(opts, async move {
+            node = Some(tokio::spawn(oclaw_node::serve(opts, async move {
                 let _ = rx.await;
             })));
             let base = format!("http://127.0.0.1:{port}");

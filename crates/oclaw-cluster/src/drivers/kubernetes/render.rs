@@ -6,28 +6,10 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::driver::DriverError;
+pub use crate::driver::{RenderOptions, COMPONENTS};
 use crate::model::{OpenClawCluster, ServiceType};
-
-/// The components a deployment may name.
-pub const COMPONENTS: &[&str] = &["api-server", "scheduler", "worker"];
-
-/// What to render.
-#[derive(Debug, Clone)]
-pub struct RenderOptions {
-    /// Components to include (`deploy core --components`); shared objects always come.
-    pub components: Vec<String>,
-    /// `--ha-mode`: replicas as the file says; false runs one of each (and no HPA floor above 1).
-    pub ha: bool,
-}
-
-impl Default for RenderOptions {
-    fn default() -> Self {
-        RenderOptions {
-            components: COMPONENTS.iter().map(|c| c.to_string()).collect(),
-            ha: true,
-        }
-    }
-}
+use oclaw_core::ErrorCode;
 
 /// Port of the probes and metrics of schedulers and workers.
 const PROBE_PORT: u16 = 9090;
@@ -370,6 +352,25 @@ pub fn to_yaml(objects: &[Value]) -> String {
         .map(|o| serde_yaml::to_string(o).unwrap_or_default())
         .collect::<Vec<_>>()
         .join("---\n")
+}
+
+/// With monitoring, the shipped alert rules as a PrometheusRule, labelled as the cluster's
+/// other shared objects (so prune and teardown find it).
+pub fn prometheus_rule(cluster: &OpenClawCluster) -> Result<Option<Value>, DriverError> {
+    if !cluster.spec.monitoring.enabled {
+        return Ok(None);
+    }
+    let invalid = |e: String| DriverError::new(ErrorCode::ConfigInvalidValue, e);
+    let text = oclaw_telemetry::alert_rules::prometheus_rule(&cluster.metadata.namespace)
+        .map_err(invalid)?;
+    let mut rule: Value = serde_yaml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let labels = &mut rule["metadata"]["labels"];
+    if let Some(l) = labels.as_object_mut() {
+        l.remove("app.kubernetes.io/component");
+    }
+    labels["app.kubernetes.io/instance"] = serde_json::json!(cluster.metadata.name);
+    labels["app.kubernetes.io/managed-by"] = serde_json::json!("oclaw");
+    Ok(Some(rule))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::kubernetes::RenderOptions;
+use crate::driver::RenderOptions;
 use crate::model::OpenClawCluster;
 
 /// One process the supervisor keeps running.

@@ -9,7 +9,7 @@ use oclaw_core::config::PluginsConfig;
 use oclaw_core::Dur;
 use serde_json::Value;
 
-use crate::bench::percentile;
+use crate::drain::percentile;
 
 /// The trivial plugin's call: hand the input back unchanged.
 const ECHO: &str = "(call $output (local.get 2) (local.get 3)) (i32.const 0)";

@@ -6,18 +6,15 @@
 //! `oclaw.dev/revision`), their status in an annotation. The API server comes from `KUBECONFIG`
 //! / `~/.kube/config` or the in-cluster service account.
 
-use chrono::{DateTime, Utc};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
-use oclaw_cluster::driver::{
+use super::render::{self, REVISION_LABEL, REVISION_STATUS, ROLLOUT_LABEL, TRACK_LABEL};
+use super::status::{component_status, pod_status};
+use crate::driver::{
     ClusterStatus, ComponentStatus, Driver, DriverError, Object, ObjectRef, PodStatus, Release,
     Revision, Step,
 };
-use oclaw_cluster::kubernetes::{
-    self, REVISION_LABEL, REVISION_STATUS, ROLLOUT_LABEL, TRACK_LABEL,
-};
-use oclaw_cluster::rollout::Rollout;
-use oclaw_cluster::OpenClawCluster;
+use crate::OpenClawCluster;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
 use oclaw_core::ErrorCode;
 use serde_json::Value;
 
@@ -83,16 +80,12 @@ fn to_value(o: &DynamicObject) -> Value {
     serde_json::to_value(o).unwrap_or(Value::Null)
 }
 
-fn u32_at(v: &Value) -> u32 {
-    v.as_u64().unwrap_or(0) as u32
-}
-
 /// A cluster's objects on one API server.
 pub struct KubeDriver {
-    client: kube::Client,
-    server: String,
+    pub(super) client: kube::Client,
+    pub(super) server: String,
     /// One cluster per namespace: history and status look at every object oclaw manages in it.
-    namespace: String,
+    pub(super) namespace: String,
 }
 
 impl KubeDriver {
@@ -115,7 +108,11 @@ impl KubeDriver {
         })
     }
 
-    fn api(&self, api_version: &str, kind: &str) -> Result<Api<DynamicObject>, DriverError> {
+    pub(super) fn api(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Api<DynamicObject>, DriverError> {
         let (ar, namespaced) = resource(api_version, kind)?;
         Ok(if namespaced {
             Api::namespaced_with(self.client.clone(), &self.namespace, &ar)
@@ -125,7 +122,7 @@ impl KubeDriver {
     }
 
     /// Objects this driver manages; `extra` narrows further.
-    fn selector(&self, extra: &str) -> String {
+    pub(super) fn selector(&self, extra: &str) -> String {
         let mut s = "app.kubernetes.io/managed-by=oclaw".to_string();
         if !extra.is_empty() {
             s.push(',');
@@ -134,12 +131,12 @@ impl KubeDriver {
         s
     }
 
-    fn failed(&self, what: impl std::fmt::Display, e: kube::Error) -> DriverError {
+    pub(super) fn failed(&self, what: impl std::fmt::Display, e: kube::Error) -> DriverError {
         DriverError::unavailable(format!("{what} on {}: {e}", self.server))
     }
 
     /// Lists one kind; a kind the server does not serve (no Prometheus operator) is empty.
-    async fn list(
+    pub(super) async fn list(
         &self,
         api_version: &str,
         kind: &str,
@@ -175,206 +172,6 @@ impl KubeDriver {
     }
 }
 
-/// With monitoring, the shipped alert rules as a PrometheusRule, labelled as the cluster's
-/// other shared objects (so prune and teardown find it).
-pub fn prometheus_rule(cluster: &OpenClawCluster) -> Result<Option<Value>, DriverError> {
-    if !cluster.spec.monitoring.enabled {
-        return Ok(None);
-    }
-    let invalid = |e: String| DriverError::new(ErrorCode::ConfigInvalidValue, e);
-    let text =
-        oclaw_node::monitoring::prometheus_rule(&cluster.metadata.namespace).map_err(invalid)?;
-    let mut rule: Value = serde_yaml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-    let labels = &mut rule["metadata"]["labels"];
-    if let Some(l) = labels.as_object_mut() {
-        l.remove("app.kubernetes.io/component");
-    }
-    labels["app.kubernetes.io/instance"] = serde_json::json!(cluster.metadata.name);
-    labels["app.kubernetes.io/managed-by"] = serde_json::json!("oclaw");
-    Ok(Some(rule))
-}
-
-fn pod_status(p: &Value) -> PodStatus {
-    let containers = p["status"]["containerStatuses"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let ready = p["status"]["conditions"].as_array().is_some_and(|c| {
-        c.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    });
-    // A waiting container's reason (CrashLoopBackOff, ImagePullBackOff) says more than the phase.
-    let waiting = containers
-        .iter()
-        .find_map(|c| c["state"]["waiting"]["reason"].as_str());
-    let last_exit = containers.iter().find_map(|c| {
-        let t = &c["lastState"]["terminated"];
-        t.is_object().then(|| {
-            format!(
-                "{} (exit {})",
-                t["reason"].as_str().unwrap_or("Terminated"),
-                t["exitCode"].as_i64().unwrap_or(0)
-            )
-        })
-    });
-    PodStatus {
-        name: p["metadata"]["name"].as_str().unwrap_or("").to_string(),
-        component: p["metadata"]["labels"]["app.kubernetes.io/component"]
-            .as_str()
-            .unwrap_or("")
-            .to_string(),
-        ready,
-        status: waiting
-            .or(p["status"]["phase"].as_str())
-            .unwrap_or("Unknown")
-            .to_string(),
-        restarts: containers.iter().map(|c| u32_at(&c["restartCount"])).sum(),
-        started_at: p["status"]["startTime"]
-            .as_str()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc)),
-        last_exit,
-        revision: p["metadata"]["labels"][REVISION_LABEL]
-            .as_str()
-            .and_then(|r| r.parse().ok()),
-        port: p["spec"]["containers"][0]["ports"][0]["containerPort"]
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok()),
-        // Why it cannot be scheduled or started: the condition's or the waiting container's
-        // message.
-        detail: p["status"]["conditions"]
-            .as_array()
-            .and_then(|c| {
-                c.iter()
-                    .find(|c| c["type"] == "PodScheduled" && c["status"] == "False")
-                    .and_then(|c| c["message"].as_str())
-            })
-            .or_else(|| {
-                containers
-                    .iter()
-                    .find_map(|c| c["state"]["waiting"]["message"].as_str())
-            })
-            .map(str::to_string),
-    }
-}
-
-/// A Deployment's replicas; a status the controller has not caught up with counts nothing as
-/// updated.
-fn component_status(d: &Value) -> ComponentStatus {
-    let status = &d["status"];
-    let seen = status["observedGeneration"].as_i64().unwrap_or(0)
-        >= d["metadata"]["generation"].as_i64().unwrap_or(0);
-    ComponentStatus {
-        // The Deployment's name: the component, or `<component>-canary`.
-        name: d["metadata"]["name"].as_str().unwrap_or("").to_string(),
-        desired: u32_at(&d["spec"]["replicas"]),
-        current: u32_at(&status["replicas"]),
-        updated: if seen {
-            u32_at(&status["updatedReplicas"])
-        } else {
-            0
-        },
-        ready: if seen {
-            u32_at(&status["readyReplicas"])
-        } else {
-            0
-        },
-    }
-}
-
-/// Canary rollouts (`super::kube_canary`): the rollout record and the canary Deployments.
-impl KubeDriver {
-    /// The rollout recorded in the namespace, if any.
-    pub async fn load_rollout(&self) -> Result<Option<Rollout>, DriverError> {
-        Ok(self
-            .list("v1", "ConfigMap", ROLLOUT_LABEL)
-            .await?
-            .iter()
-            .find_map(|m| serde_json::from_str(m["data"]["rollout.json"].as_str()?).ok()))
-    }
-
-    /// Records `rollout` (one ConfigMap per cluster, `<name>-rollout`).
-    pub async fn save_rollout(&self, cluster: &str, rollout: &Rollout) -> Result<(), DriverError> {
-        let map = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": format!("{cluster}-rollout"), "namespace": self.namespace,
-                "labels": {"app.kubernetes.io/managed-by": "oclaw", "app.kubernetes.io/instance": cluster, ROLLOUT_LABEL: "true"}},
-            "data": {"rollout.json": serde_json::to_string(rollout).unwrap_or_default()}});
-        self.apply_one(&Object::manifest(map)).await
-    }
-
-    async fn apply_one(&self, o: &Object) -> Result<(), DriverError> {
-        let obj: DynamicObject = serde_json::from_value(o.body.clone())
-            .map_err(|e| DriverError::new(ErrorCode::ClusterInvalid, format!("{}: {e}", o.id)))?;
-        self.api(&o.id.api_version, &o.id.kind)?
-            .patch(
-                &o.id.name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&obj),
-            )
-            .await
-            .map_err(|e| self.failed(format_args!("applying {}", o.id), e))?;
-        Ok(())
-    }
-
-    /// Starts (or resizes) the canary Deployments of `release` beside the stable ones.
-    pub async fn apply_canary(
-        &self,
-        cluster: &OpenClawCluster,
-        release: &Release,
-        percent: u8,
-        status: &ClusterStatus,
-    ) -> Result<Vec<String>, DriverError> {
-        let objects: Vec<Value> = self
-            .desired(cluster, release)?
-            .into_iter()
-            .map(|o| o.body)
-            .collect();
-        let stable = |name: &str| {
-            status
-                .components
-                .iter()
-                .find(|c| c.name == name)
-                .map(|c| c.desired)
-                .unwrap_or(1)
-        };
-        let mut names = Vec::new();
-        for d in kubernetes::canary_deployments(&objects, stable, percent) {
-            let o = Object::manifest(d);
-            self.apply_one(&o).await?;
-            names.push(format!(
-                "{} ({} pods)",
-                o.id.name, o.body["spec"]["replicas"]
-            ));
-        }
-        Ok(names)
-    }
-
-    /// Forgets the rollout record of `cluster` (none is fine).
-    pub async fn delete_rollout(&self, cluster: &str) -> Result<(), DriverError> {
-        let name = format!("{cluster}-rollout");
-        match self
-            .api("v1", "ConfigMap")?
-            .delete(&name, &DeleteParams::default())
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(self.failed(format_args!("deleting ConfigMap {name}"), e)),
-        }
-    }
-
-    /// Deletes every canary Deployment (their pods go with them).
-    pub async fn delete_canary(&self) -> Result<(), DriverError> {
-        for d in self
-            .list("apps/v1", "Deployment", &format!("{TRACK_LABEL}=canary"))
-            .await?
-        {
-            self.delete(&ObjectRef::of_manifest(&d)).await?;
-        }
-        Ok(())
-    }
-}
-
 impl Driver for KubeDriver {
     fn name(&self) -> &'static str {
         "kubernetes"
@@ -405,10 +202,10 @@ impl Driver for KubeDriver {
         cluster: &OpenClawCluster,
         release: &Release,
     ) -> Result<Vec<Object>, DriverError> {
-        let mut objects = kubernetes::render(cluster, &release.options);
-        objects.extend(prometheus_rule(cluster)?);
+        let mut objects = render::render(cluster, &release.options);
+        objects.extend(render::prometheus_rule(cluster)?);
         if release.revision > 0 {
-            kubernetes::stamp_revision(&mut objects, release.revision);
+            render::stamp_revision(&mut objects, release.revision);
         }
         Ok(objects.into_iter().map(Object::manifest).collect())
     }
@@ -459,11 +256,7 @@ impl Driver for KubeDriver {
         // The rollout guard is not a component: it is not rolled out, canaried or counted.
         let mut components: Vec<ComponentStatus> = deployments
             .iter()
-            .filter(|d| {
-                d["metadata"]["labels"]
-                    .get(kubernetes::ROLE_LABEL)
-                    .is_none()
-            })
+            .filter(|d| d["metadata"]["labels"].get(render::ROLE_LABEL).is_none())
             .map(component_status)
             .collect();
         components.sort_by(|a, b| a.name.cmp(&b.name));
@@ -490,7 +283,7 @@ impl Driver for KubeDriver {
             .revision_maps("")
             .await?
             .iter()
-            .filter_map(kubernetes::revision_of_config_map)
+            .filter_map(render::revision_of_config_map)
             .collect();
         out.sort_by_key(|r| r.revision);
         Ok(out)
@@ -499,7 +292,7 @@ impl Driver for KubeDriver {
     async fn record(&self, revision: &Revision, cluster_text: &str) -> Result<(), DriverError> {
         let cluster =
             OpenClawCluster::parse("cluster file", cluster_text).map_err(DriverError::from)?;
-        let map = kubernetes::revision_config_map(&cluster, revision, cluster_text);
+        let map = render::revision_config_map(&cluster, revision, cluster_text);
         let obj: DynamicObject = serde_json::from_value(map)
             .map_err(|e| DriverError::new(ErrorCode::ClusterInvalid, e.to_string()))?;
         // Create, not apply: two deploys racing for the same number — one of them fails.
@@ -570,69 +363,5 @@ impl Driver for KubeDriver {
             .body(Vec::new())
             .map_err(|e| DriverError::unavailable(e.to_string()))?;
         Ok(self.client.request_text(request).await.ok())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn pods_report_readiness_restarts_and_the_last_exit() {
-        let p = json!({"metadata": {"name": "worker-5d8-abc", "labels": {"app.kubernetes.io/component": "worker", "oclaw.dev/revision": "3"}},
-            "status": {"phase": "Running", "startTime": "2026-11-26T01:00:00Z",
-                "conditions": [{"type": "Ready", "status": "False"}],
-                "containerStatuses": [{"restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                    "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}});
-        let s = pod_status(&p);
-        assert_eq!(
-            (
-                s.name.as_str(),
-                s.component.as_str(),
-                s.ready,
-                s.status.as_str(),
-                s.restarts,
-                s.revision
-            ),
-            (
-                "worker-5d8-abc",
-                "worker",
-                false,
-                "CrashLoopBackOff",
-                4,
-                Some(3)
-            )
-        );
-        assert_eq!(s.last_exit.as_deref(), Some("OOMKilled (exit 137)"));
-        assert!(s.started_at.is_some());
-    }
-
-    #[test]
-    fn a_pod_that_cannot_be_scheduled_says_why() {
-        let p = json!({"metadata": {"name": "api-server-5d8-x", "labels": {"app.kubernetes.io/component": "api-server"}},
-            "spec": {"containers": [{"ports": [{"containerPort": 8080}]}]},
-            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
-                "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient cpu."}]}});
-        let s = pod_status(&p);
-        assert_eq!(s.status, "Pending");
-        assert_eq!(s.port, Some(8080));
-        assert_eq!(
-            s.detail.as_deref(),
-            Some("0/3 nodes are available: 3 Insufficient cpu.")
-        );
-        assert!(!s.ready && s.restarts == 0 && s.last_exit.is_none());
-    }
-
-    #[test]
-    fn a_deployment_the_controller_has_not_seen_counts_nothing_updated() {
-        let d = json!({"metadata": {"name": "api-server", "generation": 3, "labels": {"app.kubernetes.io/component": "api-server"}},
-            "spec": {"replicas": 3},
-            "status": {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "readyReplicas": 3}});
-        let c = component_status(&d);
-        assert_eq!((c.desired, c.current, c.updated, c.ready), (3, 3, 0, 0));
-        let mut seen = d.clone();
-        seen["status"]["observedGeneration"] = json!(3);
-        assert!(component_status(&seen).rolled_out());
     }
 }
