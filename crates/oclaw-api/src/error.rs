@@ -1,3 +1,6 @@
+//! The API's error answer: `{"error": {"code", "message", "details"}, "trace_id"}` with the HTTP
+//! status of its `OC-xxxx` code.
+
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use oclaw_core::ErrorCode;

@@ -1,3 +1,6 @@
+//! What every API handler can reach: the store, the bot catalogue, the node's metrics and the
+//! workers' live state.
+
 use std::sync::Arc;
 use std::time::Duration;
 

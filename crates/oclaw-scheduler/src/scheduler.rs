@@ -1,3 +1,7 @@
+//! The scheduler loop: promotion of due tasks, lease expiry, cron and interval triggers (each
+//! fired once per tick cluster-wide), retention purges and registry cleanup — run by the leader
+//! only, with standbys ready to take over.
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

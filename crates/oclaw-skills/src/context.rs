@@ -1,3 +1,6 @@
+//! What a skill sees while it runs ([`SkillContext`]: the task, the store, HTTP clients, the
+//! bot's grants) and what it is given ([`SkillCall`]).
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,3 +1,6 @@
+//! The skill registry: every skill a pipeline step may name (`type:`), built-in, from a plugin or
+//! from an MCP server, with where it comes from; one place to look a skill up by name.
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

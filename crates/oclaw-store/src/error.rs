@@ -1,3 +1,5 @@
+//! The store's errors, each mapped to one `OC-xxxx` code.
+
 use oclaw_core::{ErrorCode, TaskId, TaskStatus};
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -27,6 +29,10 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Unsupported(String),
+    /// A unique key is taken (PostgreSQL SQLSTATE 23505): an idempotency key another node
+    /// inserted first, for example.
+    #[error("duplicate key: {0}")]
+    Duplicate(String),
     #[error("unexpected database error: {0}")]
     Internal(String),
 }
@@ -43,7 +49,7 @@ impl StoreError {
             StoreError::NotFound(_) => ErrorCode::TaskNotFound,
             StoreError::Conflict { .. } => ErrorCode::TaskStateConflict,
             StoreError::Unsupported(_) => ErrorCode::ConfigInvalidValue,
-            StoreError::Internal(_) => ErrorCode::StoreInternal,
+            StoreError::Duplicate(_) | StoreError::Internal(_) => ErrorCode::StoreInternal,
         }
     }
 

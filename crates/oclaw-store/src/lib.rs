@@ -1,12 +1,17 @@
-//! Durable state of OpenClaw: one [`Store`] trait, the embedded SQLite backend, and the
-//! conformance suite (`conformance` module) that describes the behaviour every backend must have.
+//! Durable state of OpenClaw: one [`Store`] trait, the embedded SQLite backend, the PostgreSQL
+//! backend (cargo feature `postgres`, on by default), and the conformance suite every backend
+//! passes (`conformance`, with `testing`'s database helpers: compiled for tests only, through the
+//! `conformance` feature that the test builds turn on).
 
 mod codec;
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
 mod store;
+#[cfg(any(test, feature = "conformance"))]
 pub mod testing;
 mod types;
 
@@ -18,6 +23,7 @@ pub use types::*;
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
     pub sqlite: sqlite::SqliteOptions,
+    #[cfg(feature = "postgres")]
     pub postgres: postgres::PgOptions,
 }
 
@@ -26,6 +32,7 @@ pub async fn open_store(
     url: &str,
     options: StoreOptions,
 ) -> StoreResult<std::sync::Arc<dyn Store>> {
+    #[cfg(feature = "postgres")]
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = postgres::PgStore::open(url, options.postgres).await?;
         return Ok(std::sync::Arc::new(store));

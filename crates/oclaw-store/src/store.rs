@@ -1,3 +1,6 @@
+//! The `Store` trait: the durable state every backend keeps — tasks and their checkpoints,
+//! claims under leases, key-value entries, trigger marks, the node registry and leadership.
+
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -1,3 +1,6 @@
+//! The values that cross the store boundary: enqueue answers, claim requests and claimed tasks,
+//! completions, queue statistics, node registry entries.
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -124,3 +124,47 @@ async fn unreachable_database_is_oc_4001() {
     assert_eq!(err.code().code(), "OC-4001", "{err:?}");
     assert!(err.is_transient());
 }
+
+/// Nodes racing to insert one idempotency key: the unique index refuses all but one insert
+/// (SQLSTATE 23505, `StoreError::Duplicate`), and each loser answers the winner's task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_racing_on_one_idempotency_key_get_one_task() {
+    let Some(url) = fresh_postgres_url().await else {
+        return;
+    };
+    let mut stores = Vec::new();
+    for _ in 0..6 {
+        stores.push(Arc::new(
+            PgStore::open(&url, PgOptions::default()).await.unwrap(),
+        ));
+    }
+    for round in 0..10 {
+        let key = format!("race-{round}");
+        let barrier = Arc::new(tokio::sync::Barrier::new(stores.len()));
+        let racers: Vec<_> = stores
+            .iter()
+            .map(|s| {
+                let (s, key, barrier) = (s.clone(), key.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    let mut t = oclaw_core::NewTask::new("b", "q", serde_json::json!({}));
+                    t.idempotency_key = Some(key);
+                    barrier.wait().await;
+                    s.enqueue(t).await
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for r in racers {
+            answers.push(r.await.unwrap().unwrap());
+        }
+        let created = answers.iter().filter(|a| a.created).count();
+        assert_eq!(
+            created, 1,
+            "round {round}: {created} tasks created for one key"
+        );
+        assert!(
+            answers.iter().all(|a| a.task.id == answers[0].task.id),
+            "round {round}: different tasks for one key"
+        );
+    }
+}

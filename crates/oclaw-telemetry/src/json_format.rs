@@ -1,3 +1,6 @@
+//! The JSON-lines log format: one object per event with `timestamp`, `level`, `component`,
+//! `message` and the event's fields.
+
 use std::fmt;
 
 use serde_json::{Map, Value};

@@ -1,3 +1,6 @@
+//! The command line's shape: every command, flag and environment variable as clap definitions
+//! (`oclaw --help` is generated from them). No behaviour lives here.
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};

@@ -1,3 +1,5 @@
+//! `/v1/bots`: the loaded bots listed and shown, and `POST /v1/bots/{name}/invoke` (run and wait).
+
 use axum::extract::{Path, State};
 use axum::Json;
 use oclaw_core::ErrorCode;

@@ -1,3 +1,5 @@
+//! `/healthz` (the process answers) and `/readyz` (the store answers).
+
 use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};

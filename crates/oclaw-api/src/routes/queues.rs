@@ -1,3 +1,5 @@
+//! `/v1/queues`: per queue its depth, running, scheduled and dead tasks, oldest age and capacity.
+
 use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};

@@ -179,6 +179,7 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
         let msg = format!("{} ({code})", db.message());
         return match code {
             "53100" => StoreError::DiskFull(msg),
+            "23505" => StoreError::Duplicate(msg),
             "40001" | "40P01" | "55P03" => StoreError::Locked(msg),
             c if c.starts_with("08") || c.starts_with("57P") || c == "53300" => {
                 StoreError::Unavailable(msg)

@@ -349,7 +349,7 @@ impl PgStore {
                     .copied()
                     .ok_or_else(|| StoreError::Internal("insert returned no id".into()))?,
                 // Another node inserted the same idempotency key first: its task is the answer.
-                Err(StoreError::Internal(m)) if m.contains("23505") => {
+                Err(StoreError::Duplicate(_)) => {
                     drop(tx);
                     return Box::pin(self.enqueue_checked(tasks, now)).await;
                 }

@@ -1,3 +1,6 @@
+//! `oclaw bench drain|latency|http|chat|plugin`: the benchmarks of `oclaw-bench`, run on a fresh
+//! runtime with their report printed.
+
 use std::process::ExitCode;
 
 use super::{runtime, EXIT_FAILURE};

@@ -1,3 +1,6 @@
+//! `oclaw bot`, `oclaw queue` and `oclaw node`: bots, queues and cluster nodes listed and shown
+//! through a running api-server's HTTP API, as tables or JSON.
+
 use std::process::ExitCode;
 
 use reqwest::Method;

@@ -1,3 +1,6 @@
+//! `oclaw config validate|show|schema`: a node configuration checked (file:line errors with
+//! codes), printed with its defaults, or described as a JSON Schema.
+
 use std::process::ExitCode;
 
 use oclaw_core::config_load::load_node_config;

@@ -1,3 +1,6 @@
+//! `oclaw docs`: the generated reference documents — the OpenAPI document, the error-code table,
+//! the shipped alert rules (as a rule file or a PrometheusRule).
+
 use std::process::ExitCode;
 
 use crate::cli::DocsCommand;

@@ -1,3 +1,7 @@
+//! `oclaw serve` (every component in one process, embedded SQLite by default) and the single
+//! components `api-server`, `scheduler`, `worker`: configuration loaded, logging set up, the
+//! node started with its banner.
+
 use std::process::ExitCode;
 
 use oclaw_core::config::LogFormat;

@@ -1,3 +1,5 @@
+//! `oclaw task submit|get|list|cancel|retry`: tasks through a running api-server's HTTP API.
+
 use std::process::ExitCode;
 use std::time::Duration;
 
