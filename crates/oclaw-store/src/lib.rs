@@ -9,6 +9,7 @@ pub mod conformance;
 mod error;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 mod store;
 #[cfg(any(test, feature = "conformance"))]
@@ -16,7 +17,7 @@ pub mod testing;
 mod types;
 
 pub use error::{StoreError, StoreResult};
-pub use store::Store;
+pub use store::{Coordination, KvStore, Store, TaskQueue};
 pub use types::*;
 
 /// How to open a store; each backend reads its own part.

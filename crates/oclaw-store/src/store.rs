@@ -1,5 +1,7 @@
-//! The `Store` trait: the durable state every backend keeps — tasks and their checkpoints,
-//! claims under leases, key-value entries, trigger marks, the node registry and leadership.
+//! The durable state every backend keeps, one trait per concern: [`TaskQueue`] (tasks, their
+//! checkpoints and claims under leases), [`KvStore`] (key-value entries and trigger marks),
+//! [`Coordination`] (the node registry and leadership), and [`Store`], their sum, which callers
+//! hold as `Arc<dyn Store>`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,18 +16,33 @@ use crate::{
     QueueStats, StoreResult, TaskFilter, Wakeups,
 };
 
-/// Durable state of tasks, checkpoints, key-value entries and trigger marks.
-/// Every backend passes the suite in [`crate::conformance`].
+/// Durable state of tasks, checkpoints, key-value entries, trigger marks and coordination.
+/// Every backend passes the suite in `conformance` (compiled for tests).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: TaskQueue + KvStore + Coordination + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     fn wakeups(&self) -> &Wakeups;
-    /// Limits waiting tasks (queued + scheduled) of a queue; `None` removes the limit.
-    fn set_queue_capacity(&self, queue: &str, capacity: Option<u64>);
 
     /// Succeeds when the database answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Deletes up to `limit` finished tasks (succeeded, failed, dead, cancelled) that finished
+    /// before `finished_before`, oldest first, with their checkpoints, and every key-value entry
+    /// expired at `now`. Answers how many tasks it deleted.
+    async fn purge(
+        &self,
+        finished_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<u64>;
+}
+
+/// Tasks: enqueue, read, claim under leases, complete, and the transitions time makes.
+#[async_trait]
+pub trait TaskQueue: Send + Sync {
+    /// Limits waiting tasks (queued + scheduled) of a queue; `None` removes the limit.
+    fn set_queue_capacity(&self, queue: &str, capacity: Option<u64>);
 
     /// Makes a task durable. An idempotency key that already exists returns that task instead.
     async fn enqueue(&self, task: NewTask) -> StoreResult<Enqueued>;
@@ -73,7 +90,11 @@ pub trait Store: Send + Sync + 'static {
     /// The earliest `run_at` among scheduled tasks.
     async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
     async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueStats>>;
+}
 
+/// Key-value entries with an optional expiry, and the last fire time of every trigger.
+#[async_trait]
+pub trait KvStore: Send + Sync {
     async fn kv_get(
         &self,
         namespace: &str,
@@ -91,17 +112,11 @@ pub trait Store: Send + Sync + 'static {
     /// Last fire time of every trigger (keyed `bot/trigger-index`).
     async fn trigger_marks(&self) -> StoreResult<HashMap<String, DateTime<Utc>>>;
     async fn set_trigger_mark(&self, key: &str, fired_at: DateTime<Utc>) -> StoreResult<()>;
+}
 
-    /// Deletes up to `limit` finished tasks (succeeded, failed, dead, cancelled) that finished
-    /// before `finished_before`, oldest first, with their checkpoints, and every key-value entry
-    /// expired at `now`. Answers how many tasks it deleted.
-    async fn purge(
-        &self,
-        finished_before: DateTime<Utc>,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> StoreResult<u64>;
-
+/// The node registry and leadership terms of a cluster.
+#[async_trait]
+pub trait Coordination: Send + Sync {
     /// Registers a node or refreshes its entry (a heartbeat); `info` replaces the previous one.
     async fn heartbeat_node(&self, id: &str, info: &Value) -> StoreResult<()>;
     /// Takes a node out of the registry (clean shutdown).

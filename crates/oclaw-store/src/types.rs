@@ -120,26 +120,6 @@ pub struct QueueStats {
     pub capacity: Option<u64>,
 }
 
-/// Adds each capped queue's capacity to its stats (and an empty row for a capped queue without
-/// tasks); answers the rows by queue name.
-pub fn with_capacities(
-    mut by_queue: std::collections::BTreeMap<String, QueueStats>,
-    capacities: &std::sync::RwLock<std::collections::HashMap<String, u64>>,
-) -> Vec<QueueStats> {
-    if let Ok(caps) = capacities.read() {
-        for (q, cap) in caps.iter() {
-            by_queue
-                .entry(q.clone())
-                .or_insert_with(|| QueueStats {
-                    name: q.clone(),
-                    ..Default::default()
-                })
-                .capacity = Some(*cap);
-        }
-    }
-    by_queue.into_values().collect()
-}
-
 /// A running component's entry in the cluster's node registry, kept fresh by heartbeats.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeRecord {

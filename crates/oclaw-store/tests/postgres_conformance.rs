@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use oclaw_store::postgres::{PgOptions, PgStore};
 use oclaw_store::testing::fresh_postgres_url;
-use oclaw_store::{Store, StoreError};
+use oclaw_store::{Store, StoreError, TaskQueue};
 
 async fn open_fresh() -> Option<Arc<dyn Store>> {
     let url = fresh_postgres_url().await?;

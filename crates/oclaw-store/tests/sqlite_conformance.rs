@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use oclaw_store::sqlite::{SqliteOptions, SqliteStore};
-use oclaw_store::{Store, StoreError};
+use oclaw_store::{Store, StoreError, TaskQueue};
 
 async fn open_fresh() -> Arc<dyn Store> {
     let dir = tempfile::tempdir().unwrap();

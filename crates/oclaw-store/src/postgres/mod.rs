@@ -6,13 +6,17 @@
 //! fallback. Losing the database makes calls fail with `OC-4001`; the pool and the listener
 //! reconnect by themselves when it is back.
 
+mod coordination;
+mod kv;
 mod listener;
+mod queue;
+mod rows;
 mod schema;
 mod store_impl;
+mod transitions;
 
-use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
@@ -69,7 +73,7 @@ pub(crate) struct Inner {
     pub schema: String,
     pub channels: Channels,
     pub wakeups: Wakeups,
-    pub capacities: RwLock<HashMap<String, u64>>,
+    pub capacities: crate::rows::Capacities,
     /// Which queue the next multi-queue claim starts at (round robin).
     pub claim_rotation: std::sync::atomic::AtomicUsize,
 }
@@ -158,7 +162,7 @@ impl PgStore {
             channels: Channels::for_schema(&schema),
             schema,
             wakeups: Wakeups::default(),
-            capacities: RwLock::new(HashMap::new()),
+            capacities: Default::default(),
             claim_rotation: Default::default(),
         });
         let listener = listener::spawn(config, inner.clone()).await?;

@@ -1,8 +1,7 @@
 //! Opening the SQLite file, its pragmas, the connection pool and the mapping of SQLite errors.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode as SqliteCode, OpenFlags};
@@ -32,7 +31,7 @@ const READERS: usize = 8;
 
 /// State the writer thread and the readers share.
 pub(super) struct Shared {
-    pub capacities: RwLock<HashMap<String, u64>>,
+    pub capacities: crate::rows::Capacities,
     pub wakeups: Wakeups,
     /// Which queue the next multi-queue claim starts at (round robin).
     pub claim_rotation: std::sync::atomic::AtomicUsize,
@@ -346,7 +345,7 @@ impl SqliteStore {
             .map_err(map_err)?;
         spawn_checkpointer(&path, &options)?;
         let shared = Arc::new(Shared {
-            capacities: RwLock::new(HashMap::new()),
+            capacities: Default::default(),
             wakeups: Wakeups::default(),
             claim_rotation: Default::default(),
             deferred: Mutex::new(None),

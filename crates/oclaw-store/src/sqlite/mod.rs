@@ -1,9 +1,13 @@
 //! The embedded backend: one SQLite file in WAL mode, one writer connection and a few readers.
 
 mod connection;
+mod coordination;
+mod kv;
+mod queue;
 mod rows;
 mod schema;
 mod store_impl;
+mod transitions;
 
 pub use connection::{SqliteOptions, SqliteStore};
 pub use schema::SCHEMA_VERSION;
