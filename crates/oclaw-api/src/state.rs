@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use oclaw_engine::BotCatalog;
+use oclaw_bots::BotCatalog;
 use oclaw_store::Store;
 
 /// What every handler can reach.

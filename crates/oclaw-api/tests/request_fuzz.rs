@@ -9,8 +9,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::Request;
 use oclaw_api::{router, ApiState};
-use oclaw_engine::templates::TemplateEngine;
-use oclaw_engine::BotCatalog;
+use oclaw_bots::templates::TemplateEngine;
+use oclaw_bots::BotCatalog;
 use tower::ServiceExt;
 
 const SEEDS: &[&str] = &[

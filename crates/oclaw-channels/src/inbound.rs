@@ -1,7 +1,7 @@
 //! One message from a channel, on its way to becoming a task.
 
+use oclaw_bots::LoadedBot;
 use oclaw_core::NewTask;
-use oclaw_engine::LoadedBot;
 use serde_json::Value;
 
 /// A message a channel received for a bot.

@@ -12,10 +12,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use oclaw_bots::triggers::broker::{topic_matches, MqttTrigger};
+use oclaw_bots::{BotCatalog, LoadedBot};
 use oclaw_core::config::MqttConnection;
 use oclaw_core::ErrorCode;
-use oclaw_engine::broker_triggers::{topic_matches, MqttTrigger};
-use oclaw_engine::{BotCatalog, LoadedBot};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::watch;
 

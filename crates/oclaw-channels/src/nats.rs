@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull, stream};
 use futures_util::StreamExt;
+use oclaw_bots::triggers::broker::NatsTrigger;
+use oclaw_bots::{BotCatalog, LoadedBot};
 use oclaw_core::config::NatsConnection;
 use oclaw_core::ErrorCode;
-use oclaw_engine::broker_triggers::NatsTrigger;
-use oclaw_engine::{BotCatalog, LoadedBot};
 use tokio::sync::watch;
 
 use crate::ReplyRouter;

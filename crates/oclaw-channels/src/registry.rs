@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use oclaw_bots::BotCatalog;
 use oclaw_core::config::ChannelsConfig;
-use oclaw_engine::BotCatalog;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 

@@ -10,8 +10,8 @@ use oclaw_skills::{HttpClients, SkillCall, SkillContext, SkillRegistry};
 use oclaw_store::{ClaimedTask, Store};
 use serde_json::{Map, Value};
 
-use crate::catalog::{BotCatalog, LoadedBot};
-use crate::templates::TemplateEngine;
+use oclaw_bots::catalog::{BotCatalog, LoadedBot};
+use oclaw_bots::templates::TemplateEngine;
 
 /// Everything the executor needs, shared by all tasks of a node.
 pub struct Runtime {
@@ -62,9 +62,9 @@ impl Runtime {
             templates,
             http: HttpClients::new()?,
             cache_ttl,
-            secrets: crate::templates::to_template_value(&Value::Object(secrets)),
-            env: crate::templates::to_template_value(&Value::Object(env)),
-            node: crate::templates::to_template_value(&node),
+            secrets: oclaw_bots::templates::to_template_value(&Value::Object(secrets)),
+            env: oclaw_bots::templates::to_template_value(&Value::Object(env)),
+            node: oclaw_bots::templates::to_template_value(&node),
             metrics: Arc::default(),
             conversation: Default::default(),
         })
@@ -144,12 +144,12 @@ async fn run_steps(
         .iter()
         .map(|c| (c.step.as_str(), &c.output))
         .collect();
-    let input = crate::templates::to_template_value(&task.input);
-    let task_info = crate::templates::to_template_value(&serde_json::json!({
+    let input = oclaw_bots::templates::to_template_value(&task.input);
+    let task_info = oclaw_bots::templates::to_template_value(&serde_json::json!({
         "id": task.id.to_string(), "attempt": task.attempt, "bot": bot.name(), "trace_id": task.trace_id,
     }));
     let session = crate::conversation::Session::open(rt, &task.input).await;
-    let conversation = crate::templates::to_template_value(
+    let conversation = oclaw_bots::templates::to_template_value(
         &session
             .as_ref()
             .map(crate::conversation::Session::template_value)
@@ -166,13 +166,13 @@ async fn run_steps(
         }
         let ctx = minijinja::context! {
             input => input.clone(),
-            steps => crate::templates::to_template_value(&outputs),
+            steps => oclaw_bots::templates::to_template_value(&outputs),
             secrets => rt.secrets.clone(),
             env => rt.env.clone(),
             node => rt.node.clone(),
             task => task_info.clone(),
             conversation => conversation.clone(),
-            data => crate::templates::to_template_value(&data),
+            data => oclaw_bots::templates::to_template_value(&data),
         };
         if let Some(cond) = &step.condition {
             let run = rt

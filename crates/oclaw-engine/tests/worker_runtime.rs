@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use oclaw_bots::templates::TemplateEngine;
+use oclaw_bots::BotCatalog;
 use oclaw_core::{NewTask, TaskStatus};
-use oclaw_engine::templates::TemplateEngine;
-use oclaw_engine::{BotCatalog, Runtime, Worker, WorkerOptions};
+use oclaw_engine::{Runtime, Worker, WorkerOptions};
 use oclaw_skills::{Skill, SkillCall, SkillContext, SkillError, SkillRegistry};
 use oclaw_store::sqlite::{SqliteOptions, SqliteStore};
 use oclaw_store::Store;

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use oclaw_bots::templates::TemplateEngine;
+use oclaw_bots::BotCatalog;
 use oclaw_core::config::{NodeConfig, SyncMode};
 use oclaw_core::config_load::ConfigError;
 use oclaw_core::ErrorCode;
-use oclaw_engine::templates::TemplateEngine;
-use oclaw_engine::BotCatalog;
 use oclaw_skills::SkillRegistry;
 use oclaw_store::postgres::PgOptions;
 use oclaw_store::sqlite::SqliteOptions;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use oclaw_api::{check_listen_safety, ApiState, ListenSafety};
+use oclaw_bots::templates::TemplateEngine;
 use oclaw_core::config::NodeConfig;
 use oclaw_core::ErrorCode;
-use oclaw_engine::templates::TemplateEngine;
 use oclaw_engine::{Runtime, Worker, WorkerOptions};
 use oclaw_scheduler::Scheduler;
 use tokio::sync::watch;
@@ -412,7 +412,7 @@ struct Banner<'a> {
     started: Instant,
     api_url: &'a str,
     config: &'a NodeConfig,
-    catalog: &'a oclaw_engine::BotCatalog,
+    catalog: &'a oclaw_bots::BotCatalog,
     source: CatalogSource,
     node_id: &'a str,
     queues: &'a [String],

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use oclaw_bots::triggers::{due_ticks, TimeTrigger};
+use oclaw_bots::BotCatalog;
 use oclaw_core::NewTask;
-use oclaw_engine::triggers::{due_ticks, TimeTrigger};
-use oclaw_engine::{stopped, BotCatalog};
+use oclaw_engine::stopped;
 use oclaw_store::{Store, StoreError};
 use serde_json::json;
 use tokio::sync::watch;
@@ -349,7 +350,7 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oclaw_engine::templates::TemplateEngine;
+    use oclaw_bots::templates::TemplateEngine;
 
     async fn setup(dir: &std::path::Path) -> (Arc<dyn Store>, Arc<BotCatalog>) {
         let store: Arc<dyn Store> = Arc::new(

@@ -130,10 +130,40 @@ fn the_cluster_drivers_live_in_oclaw_cluster_with_kubernetes_optional() {
 }
 
 #[test]
+fn channels_and_the_scheduler_read_bots_without_the_executor() {
+    // Ingress needs the bot catalogue and the trigger types (oclaw-bots), never the pipeline
+    // executor or the worker; the bots crate itself runs nothing.
+    let meta = metadata();
+    let channels = normal(&meta, "oclaw-channels");
+    assert!(
+        channels.iter().any(|d| d == "oclaw-bots"),
+        "oclaw-channels should read bots from oclaw-bots: {channels:?}"
+    );
+    assert!(
+        !channels.iter().any(|d| d == "oclaw-engine"),
+        "oclaw-channels depends on the executor: {channels:?}"
+    );
+    let bots = normal(&meta, "oclaw-bots");
+    for runner in ["oclaw-engine", "oclaw-store", "oclaw-channels", "tokio"] {
+        assert!(
+            !bots.iter().any(|d| d == runner),
+            "oclaw-bots depends on {runner}: the catalogue loads and checks bots, it runs nothing"
+        );
+    }
+}
+
+#[test]
 fn the_command_line_implements_no_domain_trait() {
     // Output sinks (`oclaw_cluster::release::Progress`) are the command's to implement; the
     // domain traits are not.
-    let domain = ["Driver", "Store", "Skill"];
+    let domain = [
+        "Driver",
+        "Store",
+        "TaskQueue",
+        "KvStore",
+        "Coordination",
+        "Skill",
+    ];
     let mut files = Vec::new();
     rust_files(&workspace().join("crates/oclaw/src"), &mut files);
     assert!(!files.is_empty());

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::{ApiError, ApiState};
 
-fn summary(bot: &oclaw_engine::LoadedBot) -> Value {
+fn summary(bot: &oclaw_bots::LoadedBot) -> Value {
     json!({
         "name": bot.name(),
         "description": bot.doc.metadata.description,

@@ -8,8 +8,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use oclaw_bots::triggers::webhook::{WebhookFormat, WebhookMode, WebhookTrigger};
 use oclaw_core::ErrorCode;
-use oclaw_engine::webhooks::{WebhookFormat, WebhookMode, WebhookTrigger};
 use serde_json::{json, Value};
 
 use crate::auth::bearer;
@@ -159,8 +159,8 @@ fn to_input(hook: &WebhookTrigger, headers: &HeaderMap, body: &[u8]) -> Result<V
 /// platforms want a quick 200), with the bot's reply sent through the platform's API later.
 async fn platform(
     state: &ApiState,
-    bot: std::sync::Arc<oclaw_engine::LoadedBot>,
-    trigger: oclaw_engine::platform_triggers::PlatformTrigger,
+    bot: std::sync::Arc<oclaw_bots::LoadedBot>,
+    trigger: oclaw_bots::triggers::platform::PlatformTrigger,
     method: &axum::http::Method,
     uri: &Uri,
     headers: &HeaderMap,

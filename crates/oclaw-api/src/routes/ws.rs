@@ -17,9 +17,9 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
+use oclaw_bots::LoadedBot;
 use oclaw_channels::Inbound;
 use oclaw_core::{ErrorCode, TaskStatus};
-use oclaw_engine::LoadedBot;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify, Semaphore};
 

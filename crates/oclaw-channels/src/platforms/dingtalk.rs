@@ -5,7 +5,7 @@
 //! keys the task. Replies go to the message's `sessionWebhook`, which must lie under
 //! `api_base` (so a forged body cannot send the node elsewhere).
 
-use oclaw_engine::platform_triggers::DingTalkSettings;
+use oclaw_bots::triggers::platform::DingTalkSettings;
 use serde_json::{json, Value};
 
 use super::{

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use oclaw_engine::platform_triggers::FeishuSettings;
+use oclaw_bots::triggers::platform::FeishuSettings;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use oclaw_engine::platform_triggers::PlatformTrigger;
+use oclaw_bots::triggers::platform::PlatformTrigger;
 use serde_json::Value;
 
 use crate::Inbound;
@@ -213,7 +213,7 @@ fn text_of(v: &Value) -> Option<String> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use oclaw_engine::platform_triggers::*;
+    use oclaw_bots::triggers::platform::*;
     use serde_json::json;
 
     fn req<'a>(

@@ -5,7 +5,7 @@
 //! and edited messages are ignored); Slack's retries carry the same `event_id`, which keys the
 //! task. Replies: `POST {api_base}/api/chat.postMessage` with the bot token.
 
-use oclaw_engine::platform_triggers::SlackSettings;
+use oclaw_bots::triggers::platform::SlackSettings;
 use serde_json::{json, Value};
 
 use super::{

@@ -3,7 +3,7 @@
 //! text become messages (the conversation is the chat); `update_id` keys the task. Replies:
 //! `POST {api_base}/bot<token>/sendMessage`.
 
-use oclaw_engine::platform_triggers::TelegramSettings;
+use oclaw_bots::triggers::platform::TelegramSettings;
 use serde_json::{json, Value};
 
 use super::{json_body, malformed, secret, text_of, unauthorized, Ingress, Refusal, Request};

@@ -8,7 +8,7 @@
 //! are the messages inside. Text messages become messages; `MsgId`/`msgid` keys the task.
 //! Replies go through the group robot webhook (`webhook_key`).
 
-use oclaw_engine::platform_triggers::WeComSettings;
+use oclaw_bots::triggers::platform::WeComSettings;
 use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 

@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
+use oclaw_bots::templates::TemplateEngine;
 use oclaw_core::config_load::load_node_config;
-use oclaw_engine::templates::TemplateEngine;
 
 use super::{profile, EXIT_INVALID};
 use crate::cli::ConfigCommand;

@@ -25,13 +25,13 @@ pub struct LoadedBot {
     /// Time triggers with their index in `spec.triggers`.
     pub time_triggers: Vec<(usize, TimeTrigger)>,
     /// Webhook triggers (served by the api-server under `/hooks/`).
-    pub webhooks: Vec<crate::webhooks::WebhookTrigger>,
+    pub webhooks: Vec<crate::triggers::webhook::WebhookTrigger>,
     /// MQTT triggers (served by the node's MQTT channel).
-    pub mqtt: Vec<crate::broker_triggers::MqttTrigger>,
+    pub mqtt: Vec<crate::triggers::broker::MqttTrigger>,
     /// NATS triggers (served by the node's NATS channel).
-    pub nats: Vec<crate::broker_triggers::NatsTrigger>,
+    pub nats: Vec<crate::triggers::broker::NatsTrigger>,
     /// Chat-platform triggers (served by the api-server under `/hooks/`).
-    pub platforms: Vec<crate::platform_triggers::PlatformTrigger>,
+    pub platforms: Vec<crate::triggers::platform::PlatformTrigger>,
     /// `spec.grants`, shared with every skill call of the bot.
     pub grants: Arc<std::collections::BTreeMap<String, oclaw_core::bot::PluginGrant>>,
 }
@@ -57,7 +57,7 @@ impl BotCatalog {
     pub fn platform(
         &self,
         path: &str,
-    ) -> Option<(Arc<LoadedBot>, crate::platform_triggers::PlatformTrigger)> {
+    ) -> Option<(Arc<LoadedBot>, crate::triggers::platform::PlatformTrigger)> {
         self.bots.values().find_map(|b| {
             b.platforms
                 .iter()
@@ -67,7 +67,10 @@ impl BotCatalog {
     }
 
     /// The bot and webhook trigger serving a request path (`/hooks/...`).
-    pub fn webhook(&self, path: &str) -> Option<(Arc<LoadedBot>, crate::webhooks::WebhookTrigger)> {
+    pub fn webhook(
+        &self,
+        path: &str,
+    ) -> Option<(Arc<LoadedBot>, crate::triggers::webhook::WebhookTrigger)> {
         self.bots.values().find_map(|b| {
             b.webhooks
                 .iter()
@@ -302,7 +305,7 @@ impl BotCatalog {
         let mut webhooks = Vec::new();
         for t in &doc.spec.triggers {
             let Some(v) = &t.webhook else { continue };
-            let hook = crate::webhooks::WebhookTrigger::parse(v).map_err(|m| {
+            let hook = crate::triggers::webhook::WebhookTrigger::parse(v).map_err(|m| {
                 located(
                     ErrorCode::BotBadTrigger,
                     source,
@@ -333,7 +336,7 @@ impl BotCatalog {
         let mut mqtt = Vec::new();
         for t in &doc.spec.triggers {
             let Some(v) = &t.mqtt else { continue };
-            mqtt.push(crate::broker_triggers::MqttTrigger::parse(v).map_err(|m| {
+            mqtt.push(crate::triggers::broker::MqttTrigger::parse(v).map_err(|m| {
                 located(
                     ErrorCode::BotBadTrigger,
                     source,
@@ -346,7 +349,7 @@ impl BotCatalog {
         let mut nats = Vec::new();
         for t in &doc.spec.triggers {
             let Some(v) = &t.nats else { continue };
-            nats.push(crate::broker_triggers::NatsTrigger::parse(v).map_err(|m| {
+            nats.push(crate::triggers::broker::NatsTrigger::parse(v).map_err(|m| {
                 located(
                     ErrorCode::BotBadTrigger,
                     source,
@@ -356,9 +359,9 @@ impl BotCatalog {
                 )
             })?);
         }
-        let mut platforms: Vec<crate::platform_triggers::PlatformTrigger> = Vec::new();
+        let mut platforms: Vec<crate::triggers::platform::PlatformTrigger> = Vec::new();
         for t in &doc.spec.triggers {
-            use crate::platform_triggers::{PlatformKind, PlatformTrigger};
+            use crate::triggers::platform::{PlatformKind, PlatformTrigger};
             let kinds = [
                 PlatformKind::Slack,
                 PlatformKind::Telegram,

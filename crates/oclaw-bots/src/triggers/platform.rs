@@ -169,7 +169,8 @@ impl PlatformTrigger {
                 PlatformTrigger::WeCom(serde_json::from_value(v.clone()).map_err(err)?)
             }
         };
-        crate::webhooks::check_hook_path(t.path()).map_err(|m| format!("{name} trigger: {m}"))?;
+        crate::triggers::webhook::check_hook_path(t.path())
+            .map_err(|m| format!("{name} trigger: {m}"))?;
         let base =
             url::Url::parse(t.api_base()).map_err(|e| format!("{name} trigger: api_base: {e}"))?;
         if !matches!(base.scheme(), "http" | "https") {
