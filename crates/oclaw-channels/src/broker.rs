@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oclaw_core::{ErrorCode, NewTask, TaskStatus};
+use oclaw_telemetry::ChannelEvent;
 
 use crate::{Pending, ReplyRouter};
 
@@ -22,7 +23,7 @@ pub async fn make_durable(
         match router.submit_batch(tasks.clone()).await {
             Ok(pending) => return pending,
             Err(e) => {
-                metrics.channel_event(channel, "error");
+                metrics.channel_event(channel, ChannelEvent::Error);
                 tracing::warn!(
                     component = "channels",
                     channel,
@@ -57,12 +58,12 @@ pub fn reply_when_done<F, Fut>(
                 match publish(crate::reply_payload(task.output.as_ref())).await {
                     Ok(()) => metrics.channel_replied(channel, received.elapsed()),
                     Err(e) => {
-                        metrics.channel_event(channel, "error");
+                        metrics.channel_event(channel, ChannelEvent::Error);
                         tracing::warn!(component = "channels", channel, task_id = %task_id, error_code = ErrorCode::ChannelSendFailed.code(), "reply not published: {e}");
                     }
                 }
             }
-            Some(_) => metrics.channel_event(channel, "error"),
+            Some(_) => metrics.channel_event(channel, ChannelEvent::Error),
             None => {
                 tracing::info!(component = "channels", channel, task_id = %task_id, "no reply within the bot's timeout; none is published")
             }

@@ -12,9 +12,12 @@ pub mod mqtt;
 pub mod nats;
 pub mod platforms;
 pub mod registry;
+mod request;
 pub mod router;
+pub mod webhook;
 
 pub use inbound::{broker_message, reply_payload, resolve_secret, Inbound};
+pub use request::Request;
 pub use router::{Pending, ReplyRouter};
 
 /// Compares secrets in time that does not depend on where they differ.

@@ -12,7 +12,7 @@ pub mod otlp;
 pub mod system;
 
 pub use json_format::JsonLines;
-pub use node_metrics::NodeMetrics;
+pub use node_metrics::{ChannelEvent, NodeMetrics};
 
 use std::io::IsTerminal;
 

@@ -43,6 +43,37 @@ impl Default for NodeMetrics {
     }
 }
 
+/// What happened to a channel message: the `event` label of `oclaw_channel_messages_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelEvent {
+    /// A message arrived and became a durable task.
+    Received,
+    /// A reply went back the way the message came.
+    Sent,
+    /// A message was refused, or its reply could not be sent.
+    Error,
+    /// A frame or reply was discarded (a slow client, a closed session).
+    Dropped,
+}
+
+impl ChannelEvent {
+    pub const ALL: [ChannelEvent; 4] = [
+        ChannelEvent::Received,
+        ChannelEvent::Sent,
+        ChannelEvent::Error,
+        ChannelEvent::Dropped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelEvent::Received => "received",
+            ChannelEvent::Sent => "sent",
+            ChannelEvent::Error => "error",
+            ChannelEvent::Dropped => "dropped",
+        }
+    }
+}
+
 impl NodeMetrics {
     /// Starts sampling node CPU use (every 5 s) for `oclaw_node_cpu_utilization_ratio`.
     pub fn start_node_sampler(&self) {
@@ -74,15 +105,17 @@ impl NodeMetrics {
         s.wait.observe(wait.as_secs_f64());
     }
 
-    /// Counts one channel event (`received`, `sent`, `error`, `dropped`).
-    pub fn channel_event(&self, channel: &str, event: &str) {
-        self.channel_messages
-            .inc(&labels(&[("channel", channel), ("event", event)]), 1);
+    /// Counts one channel event.
+    pub fn channel_event(&self, channel: &str, event: ChannelEvent) {
+        self.channel_messages.inc(
+            &labels(&[("channel", channel), ("event", event.as_str())]),
+            1,
+        );
     }
 
     /// Counts a reply sent on `channel`, `latency` after its message arrived.
     pub fn channel_replied(&self, channel: &str, latency: Duration) {
-        self.channel_event(channel, "sent");
+        self.channel_event(channel, ChannelEvent::Sent);
         self.channel_reply
             .observe(&labels(&[("channel", channel)]), latency.as_secs_f64());
     }

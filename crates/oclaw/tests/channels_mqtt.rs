@@ -214,7 +214,17 @@ async fn mqtt_messages_become_tasks_and_replies_are_published() {
     assert!(
         metrics.contains("oclaw_channel_messages_total{channel=\"mqtt\",event=\"sent\"}"),
         "{metrics}"
-    );
+    ); // 21 messages above, each answered.
+    common::assert_channel_telemetry(
+        &node.url,
+        "mqtt",
+        common::ChannelCounts {
+            received: 21.0,
+            sent: 21.0,
+            ..Default::default()
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,4 +398,34 @@ async fn two_nodes_share_a_subscription_and_split_the_messages() {
         40,
         "each message became one task in the cluster ({na} + {nb})"
     );
+}
+
+#[test]
+fn the_channel_compliance_check_reads_the_four_events_and_refuses_others() {
+    let good = "# TYPE oclaw_channel_messages_total counter\n\
+        oclaw_channel_messages_total{channel=\"mqtt\",event=\"received\"} 3\n\
+        oclaw_channel_messages_total{channel=\"mqtt\",event=\"sent\"} 2\n\
+        oclaw_channel_messages_total{channel=\"nats\",event=\"sent\"} 9\n\
+        oclaw_channel_reply_seconds_count{channel=\"mqtt\"} 2\n";
+    let want = common::ChannelCounts {
+        received: 3.0,
+        sent: 2.0,
+        ..Default::default()
+    };
+    assert_eq!(common::channel_telemetry(good, "mqtt", want), Ok(want));
+    assert!(
+        common::channel_telemetry(good, "mqtt", common::ChannelCounts { sent: 3.0, ..want })
+            .is_err()
+    );
+    let odd = format!("{good}oclaw_channel_messages_total{{channel=\"mqtt\",event=\"lost\"}} 1\n");
+    assert!(common::channel_telemetry(&odd, "mqtt", want)
+        .unwrap_err()
+        .contains("lost"));
+    let unobserved = good.replace(
+        "reply_seconds_count{channel=\"mqtt\"} 2",
+        "reply_seconds_count{channel=\"mqtt\"} 1",
+    );
+    assert!(common::channel_telemetry(&unobserved, "mqtt", want).is_err());
+    // nats: 9 replies, no messages.
+    assert!(common::channel_telemetry(good, "nats", common::ChannelCounts::default()).is_err());
 }

@@ -162,6 +162,16 @@ async fn jetstream_messages_become_tasks_once_and_survive_a_node_restart() {
     assert_eq!(orders, (1..=30).collect::<Vec<_>>());
     let metrics = common::metrics_text(&node.url).await;
     assert!(metrics.contains("oclaw_channel_messages_total{channel=\"nats\",event=\"received\"}"));
+    // This node read the 10 messages published while it was down (and replayed the rest).
+    common::assert_channel_telemetry(
+        &node.url,
+        "nats",
+        common::ChannelCounts {
+            received: 10.0,
+            ..Default::default()
+        },
+    )
+    .await;
     js.delete_stream(&stream).await.unwrap();
 }
 

@@ -204,6 +204,27 @@ async fn slack_and_telegram_against_a_stand_in_api() {
         !node.logs().contains("tg-secret"),
         "secrets stay out of the logs"
     );
+    common::assert_channel_telemetry(
+        &node.url,
+        "telegram",
+        common::ChannelCounts {
+            received: 1.0,
+            sent: 1.0,
+            error: 2.0,
+            ..Default::default()
+        },
+    )
+    .await;
+    common::assert_channel_telemetry(
+        &node.url,
+        "slack",
+        common::ChannelCounts {
+            received: 1.0,
+            sent: 1.0,
+            ..Default::default()
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,6 +356,18 @@ async fn feishu_dingtalk_and_wecom_against_a_stand_in_api() {
             )),
             "{ch}: {metrics}"
         );
+        common::assert_channel_telemetry(
+            &node.url,
+            ch,
+            common::ChannelCounts {
+                received: 1.0,
+                sent: 1.0,
+                // WeCom's badly signed request above.
+                error: if ch == "wecom" { 1.0 } else { 0.0 },
+                ..Default::default()
+            },
+        )
+        .await;
     }
 }
 

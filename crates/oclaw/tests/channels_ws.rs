@@ -163,6 +163,16 @@ async fn faq_bot_answers_remembers_resumes_and_hands_off() {
         .await
             >= 5.0
     );
+    common::assert_channel_telemetry(
+        &node.url,
+        "websocket",
+        common::ChannelCounts {
+            received: 5.0,
+            sent: 5.0,
+            ..Default::default()
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,6 +275,15 @@ async fn bad_frames_get_error_frames_and_the_session_goes_on() {
         .await
             >= 6.0
     );
+    common::assert_channel_telemetry(
+        &node.url,
+        "websocket",
+        common::ChannelCounts {
+            error: 6.0,
+            ..Default::default()
+        },
+    )
+    .await;
 }
 
 const ECHO: &str = "channels:
@@ -346,6 +365,15 @@ async fn a_client_that_does_not_read_is_disconnected_not_buffered_forever() {
         sent.is_ok(),
         "the client's sends end once the server closes"
     );
+    common::assert_channel_telemetry(
+        &node.url,
+        "websocket",
+        common::ChannelCounts {
+            dropped: 1.0,
+            ..Default::default()
+        },
+    )
+    .await;
     drop(rx);
     let logs = node.logs();
     assert!(logs.contains("OC-2015"), "{logs}");

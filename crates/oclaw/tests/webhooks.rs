@@ -212,4 +212,16 @@ async fn webhooks_authenticate_then_run_their_bot() {
         (code, out["error"]["code"].clone()),
         (404, json!("OC-2010"))
     );
+    // Four requests became tasks, two sync ones were answered, six were refused.
+    common::assert_channel_telemetry(
+        &node.url,
+        "webhook",
+        common::ChannelCounts {
+            received: 4.0,
+            sent: 2.0,
+            error: 6.0,
+            ..Default::default()
+        },
+    )
+    .await;
 }

@@ -20,6 +20,7 @@ use futures_util::{SinkExt, StreamExt};
 use oclaw_bots::LoadedBot;
 use oclaw_channels::Inbound;
 use oclaw_core::{ErrorCode, TaskStatus};
+use oclaw_telemetry::ChannelEvent;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify, Semaphore};
 
@@ -104,7 +105,7 @@ impl Outbox {
         match self.tx.try_send(Message::Text(v.to_string().into())) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.metrics.channel_event(CHANNEL, "dropped");
+                self.metrics.channel_event(CHANNEL, ChannelEvent::Dropped);
                 self.overflow.notify_one();
                 false
             }
@@ -113,7 +114,7 @@ impl Outbox {
     }
 
     fn error(&self, code: ErrorCode, message: impl Into<String>, extra: Value) {
-        self.metrics.channel_event(CHANNEL, "error");
+        self.metrics.channel_event(CHANNEL, ChannelEvent::Error);
         let mut frame =
             json!({"type": "error", "error": {"code": code.code(), "message": message.into()}});
         if let (Value::Object(f), Value::Object(e)) = (&mut frame, extra) {
@@ -266,7 +267,7 @@ async fn handle_frame(
             json!({"id": id}),
         );
     }
-    state.metrics.channel_event(CHANNEL, "received");
+    state.metrics.channel_event(CHANNEL, ChannelEvent::Received);
     let received = Instant::now();
     // At most max_in_flight messages wait for replies; reading pauses until one is answered.
     let Ok(permit) = in_flight.clone().acquire_owned().await else {
@@ -307,7 +308,7 @@ async fn handle_frame(
                         format!("the task ended {}", task.status),
                     ),
                 };
-                metrics.channel_event(CHANNEL, "error");
+                metrics.channel_event(CHANNEL, ChannelEvent::Error);
                 out.frame(json!({"type": "error", "id": id, "task_id": task_id, "error": {"code": code, "message": message}}));
             }
             None => out.error(

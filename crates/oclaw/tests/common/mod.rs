@@ -291,6 +291,109 @@ pub async fn metrics_text(base: &str) -> String {
         .unwrap()
 }
 
+/// A channel's counts in `oclaw_channel_messages_total`, by event.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct ChannelCounts {
+    pub received: f64,
+    pub sent: f64,
+    pub error: f64,
+    pub dropped: f64,
+}
+
+/// The channel compliance check every channel's tests run after their traffic: the channel
+/// counts its messages under the four shared events only (received, sent, error, dropped), at
+/// least as many of each as the test caused, one reply-latency observation for every reply
+/// sent, and never more replies than messages received. Counters move a moment after the
+/// traffic they count, so the node's `/metrics` is read until they agree (10 s at most).
+/// Answers the counts it read.
+pub async fn assert_channel_telemetry(
+    base: &str,
+    channel: &str,
+    at_least: ChannelCounts,
+) -> ChannelCounts {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = metrics_text(base).await;
+        let verdict = channel_telemetry(&metrics, channel, at_least);
+        match verdict {
+            Ok(counts) => return counts,
+            Err(why) if Instant::now() >= deadline => {
+                panic!("channel {channel}: {why}\n{metrics}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// One reading of [`assert_channel_telemetry`]: the counts, or what is wrong with them.
+pub fn channel_telemetry(
+    metrics: &str,
+    channel: &str,
+    at_least: ChannelCounts,
+) -> Result<ChannelCounts, String> {
+    let mut counts = ChannelCounts::default();
+    let mut replies = 0.0;
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Some((name, labels)) = series.split_once('{') else {
+            continue;
+        };
+        let labels: Vec<(&str, &str)> = labels
+            .trim_end_matches('}')
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k, v.trim_matches('"')))
+            .collect();
+        if !labels.contains(&("channel", channel)) {
+            continue;
+        }
+        let value: f64 = value.parse().map_err(|_| format!("not a number: {line}"))?;
+        match name {
+            "oclaw_channel_messages_total" => {
+                let event = labels
+                    .iter()
+                    .find(|(k, _)| *k == "event")
+                    .map(|(_, v)| *v)
+                    .ok_or_else(|| format!("a channel count without an event: {line}"))?;
+                match event {
+                    "received" => counts.received += value,
+                    "sent" => counts.sent += value,
+                    "error" => counts.error += value,
+                    "dropped" => counts.dropped += value,
+                    other => return Err(format!("an event of its own, `{other}`: {line}")),
+                }
+            }
+            "oclaw_channel_reply_seconds_count" => replies += value,
+            _ => {}
+        }
+    }
+    for (what, got, want) in [
+        ("received", counts.received, at_least.received),
+        ("sent", counts.sent, at_least.sent),
+        ("error", counts.error, at_least.error),
+        ("dropped", counts.dropped, at_least.dropped),
+    ] {
+        if got < want {
+            return Err(format!("{what} {got}, at least {want} expected"));
+        }
+    }
+    if replies != counts.sent {
+        return Err(format!(
+            "{} replies sent but {replies} latency observations",
+            counts.sent
+        ));
+    }
+    if counts.sent > counts.received {
+        return Err(format!(
+            "{} replies for {} messages",
+            counts.sent, counts.received
+        ));
+    }
+    Ok(counts)
+}
+
 /// A server process of the test's own (a private broker on a free port), killed when dropped.
 pub struct PrivateServer {
     child: Child,

@@ -6,8 +6,11 @@
 //! not a second one. The subject is the conversation: one subject's messages run in order. The
 //! bot's reply is published to `reply_subject`.
 
+mod config;
+mod ingress;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, stream};
 use futures_util::StreamExt;
@@ -15,36 +18,15 @@ use oclaw_bots::triggers::broker::NatsTrigger;
 use oclaw_bots::{BotCatalog, LoadedBot};
 use oclaw_core::config::NatsConnection;
 use oclaw_core::ErrorCode;
+use oclaw_telemetry::ChannelEvent;
 use tokio::sync::watch;
 
 use crate::ReplyRouter;
 
+pub use config::{check, wanted};
+use ingress::*;
+
 const CHANNEL: &str = "nats";
-
-/// Whether any loaded bot has a NATS trigger.
-pub fn wanted(catalog: &BotCatalog) -> bool {
-    catalog.bots().any(|b| !b.nats.is_empty())
-}
-
-/// Checks `channels.nats` before the node starts.
-pub fn check(conn: &NatsConnection) -> Result<(), String> {
-    let url = url::Url::parse(&conn.url).map_err(|e| format!("channels.nats.url: {e}"))?;
-    if url.scheme() != "nats" {
-        return Err(format!(
-            "channels.nats.url: scheme `{}` is not supported; use nats://HOST:PORT",
-            url.scheme()
-        ));
-    }
-    let ok = !conn.stream.is_empty()
-        && conn
-            .stream
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !ok {
-        return Err("channels.nats.stream must be letters, digits, `-` or `_`".into());
-    }
-    Ok(())
-}
 
 /// Runs the channel until `stop` turns true: connects (retrying), then consumes every trigger.
 pub async fn run(
@@ -197,7 +179,7 @@ async fn consume(
                         match m {
                             Ok(m) => batch.push(m),
                             Err(e) => {
-                                metrics.channel_event(CHANNEL, "error");
+                                metrics.channel_event(CHANNEL, ChannelEvent::Error);
                                 tracing::warn!(
                                     component = "channels",
                                     channel = CHANNEL,
@@ -213,7 +195,7 @@ async fn consume(
                 }
             }
             Err(e) => {
-                metrics.channel_event(CHANNEL, "error");
+                metrics.channel_event(CHANNEL, ChannelEvent::Error);
                 tracing::warn!(
                     component = "channels",
                     channel = CHANNEL,
@@ -229,64 +211,5 @@ async fn consume(
             _ = stop.wait_for(|s| *s) => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
-    }
-}
-
-async fn ingest(
-    batch: Vec<jetstream::Message>,
-    bot: &Arc<LoadedBot>,
-    trigger: &NatsTrigger,
-    client: &async_nats::Client,
-    router: &Arc<ReplyRouter>,
-    metrics: &Arc<oclaw_telemetry::NodeMetrics>,
-) {
-    let received = Instant::now();
-    let tasks: Vec<_> = batch
-        .iter()
-        .map(|m| {
-            metrics.channel_event(CHANNEL, "received");
-            let mut msg = crate::broker_message(CHANNEL, "subject", m.subject.as_str(), &m.payload);
-            if let Ok(info) = m.info() {
-                msg.idempotency_key = Some(format!(
-                    "nats:{}:{}:{}",
-                    info.stream,
-                    info.stream_sequence,
-                    bot.name()
-                ));
-            }
-            msg.task_for(bot)
-        })
-        .collect();
-    // The messages are acknowledged only once their tasks are durable.
-    let pending = crate::broker::make_durable(CHANNEL, router, tasks, metrics).await;
-    for m in &batch {
-        if let Err(e) = m.ack().await {
-            tracing::warn!(
-                component = "channels",
-                channel = CHANNEL,
-                "acknowledging a message: {e}"
-            );
-        }
-    }
-    let Some(subject) = trigger.reply_subject.clone() else {
-        return;
-    };
-    let timeout = bot.doc.spec.timeout.get() + Duration::from_secs(5);
-    for p in pending {
-        let client = client.clone();
-        let subject = subject.clone();
-        crate::broker::reply_when_done(
-            CHANNEL,
-            p,
-            timeout,
-            metrics.clone(),
-            received,
-            move |payload| async move {
-                client
-                    .publish(subject, payload.into())
-                    .await
-                    .map_err(|e| e.to_string())
-            },
-        );
     }
 }
