@@ -348,8 +348,12 @@ pub trait Driver {
 
     /// The recorded revisions, oldest first.
     async fn revisions(&self) -> Result<Vec<Revision>, DriverError>;
-    /// Stores a new revision with its cluster file.
-    async fn record(&self, revision: &Revision, cluster_text: &str) -> Result<(), DriverError>;
+    /// Stores a new revision with its cluster file; answers warnings for the operator.
+    async fn record(
+        &self,
+        revision: &Revision,
+        cluster_text: &str,
+    ) -> Result<Vec<String>, DriverError>;
     /// Changes a stored revision's status (the only thing that changes).
     async fn set_status(&self, revision: u64, status: &str) -> Result<(), DriverError>;
     /// The cluster file a revision deployed.
@@ -539,8 +543,8 @@ mod tests {
         async fn revisions(&self) -> Result<Vec<Revision>, DriverError> {
             Ok(vec![])
         }
-        async fn record(&self, _: &Revision, _: &str) -> Result<(), DriverError> {
-            Ok(())
+        async fn record(&self, _: &Revision, _: &str) -> Result<Vec<String>, DriverError> {
+            Ok(Vec::new())
         }
         async fn set_status(&self, _: u64, _: &str) -> Result<(), DriverError> {
             Ok(())

@@ -7,7 +7,21 @@ use crate::driver::{Driver, DriverError};
 use crate::drivers::{AnyDriver, DriverKind};
 
 /// One check: its name, verdict and detail.
-pub type Check = (&'static str, Verdict, String);
+pub struct Check {
+    pub name: &'static str,
+    pub verdict: Verdict,
+    pub detail: String,
+}
+
+impl Check {
+    pub fn new(name: &'static str, verdict: Verdict, detail: String) -> Check {
+        Check {
+            name,
+            verdict,
+            detail,
+        }
+    }
+}
 
 /// Configuration keys that still load but are going away: (key path, what to use instead).
 const DEPRECATED: &[(&str, &str)] = &[];
@@ -101,7 +115,7 @@ pub async fn cluster_checks(
         Err(e) => Err(e),
     };
     result.unwrap_or_else(|e| {
-        vec![(
+        vec![Check::new(
             "cluster",
             Verdict::Warn,
             format!("{}; health and configuration not checked", e.message),
@@ -114,15 +128,15 @@ fn local_binary(to: &str) -> Check {
     let v = to.trim_start_matches('v');
     let path = crate::drivers::local::record::version_binary(v);
     if v == env!("CARGO_PKG_VERSION") {
-        ("binary", Verdict::Pass, format!("this binary is {v}"))
+        Check::new("binary", Verdict::Pass, format!("this binary is {v}"))
     } else if path.is_file() {
-        (
+        Check::new(
             "binary",
             Verdict::Pass,
             format!("{v} installed at {}", path.display()),
         )
     } else {
-        (
+        Check::new(
             "binary",
             Verdict::Warn,
             format!(
@@ -155,15 +169,15 @@ async fn checks_on<D: Driver>(
     };
     let found = deprecated_keys(&config);
     checks.push(match found.is_empty() {
-        true => (
+        true => Check::new(
             "deprecated config",
             Verdict::Pass,
             "no deprecated keys in spec.config".into(),
         ),
-        false => ("deprecated config", Verdict::Warn, found.join("; ")),
+        false => Check::new("deprecated config", Verdict::Warn, found.join("; ")),
     });
     checks.push(match &deployed {
-        Some(r) if semver(&r.version) != Some(from) => (
+        Some(r) if semver(&r.version) != Some(from) => Check::new(
             "deployed version",
             Verdict::Warn,
             format!(
@@ -171,12 +185,12 @@ async fn checks_on<D: Driver>(
                 r.revision, r.version
             ),
         ),
-        Some(r) => (
+        Some(r) => Check::new(
             "deployed version",
             Verdict::Pass,
             format!("revision {} runs {from_text}", r.revision),
         ),
-        None => (
+        None => Check::new(
             "deployed version",
             Verdict::Fail,
             "nothing is deployed yet".into(),
@@ -194,13 +208,13 @@ async fn checks_on<D: Driver>(
         .map(|p| format!("{} x{}", p.name, p.restarts))
         .collect();
     checks.push(if pods.is_empty() {
-        (
+        Check::new(
             "cluster health",
             Verdict::Fail,
             "no pods are running".into(),
         )
     } else if !unready.is_empty() {
-        (
+        Check::new(
             "cluster health",
             Verdict::Fail,
             format!(
@@ -209,13 +223,13 @@ async fn checks_on<D: Driver>(
             ),
         )
     } else if !restarting.is_empty() {
-        (
+        Check::new(
             "cluster health",
             Verdict::Warn,
             format!("all ready, but restarted before: {}", restarting.join(", ")),
         )
     } else {
-        (
+        Check::new(
             "cluster health",
             Verdict::Pass,
             format!("{} pods ready", pods.len()),

@@ -711,7 +711,7 @@ fn define_host_functions(linker: &mut Linker<CallState>) -> wasmtime::Result<()>
                 }
                 let raw = read_guest(&mut caller, ptr, len)?;
                 let answer = match serde_json::from_slice::<Value>(&raw) {
-                    Err(e) => serde_json::json!({"error": {"code": "OC-4012", "message": format!("request is not JSON: {e}")}}),
+                    Err(e) => serde_json::json!({"error": {"code": oclaw_core::ErrorCode::SkillInvalidInput.code(), "message": format!("request is not JSON: {e}")}}),
                     Ok(request) => {
                         let url = request.get("url").and_then(Value::as_str).unwrap_or("");
                         if !host_allowed(url, &caller.data().granted.http_allow) {
@@ -723,7 +723,7 @@ fn define_host_functions(linker: &mut Linker<CallState>) -> wasmtime::Result<()>
                             ))));
                         }
                         match caller.data().ctx.clone() {
-                            None => serde_json::json!({"error": {"code": "OC-4024", "message": "no bot context"}}),
+                            None => serde_json::json!({"error": {"code": oclaw_core::ErrorCode::PluginCapabilityDenied.code(), "message": "no bot context"}}),
                             Some(ctx) => fetch(&ctx, request).await,
                         }
                     }

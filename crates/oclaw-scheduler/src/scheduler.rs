@@ -127,7 +127,7 @@ impl Scheduler {
             if r.requeued + r.dead > 0 {
                 tracing::warn!(
                     component = "scheduler",
-                    error_code = "OC-3001",
+                    error_code = oclaw_core::ErrorCode::LeaseExpired.code(),
                     requeued = r.requeued,
                     dead = r.dead,
                     "leases expired (a worker died or stalled): tasks requeued or dead-lettered"

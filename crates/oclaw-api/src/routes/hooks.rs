@@ -134,7 +134,7 @@ async fn platform(
                         Ok(()) => metrics.channel_replied(channel, received.elapsed()),
                         Err(e) => {
                             metrics.channel_event(channel, ChannelEvent::Error);
-                            tracing::warn!(component = "api-server", channel, task_id = %task_id, error_code = "OC-4021", "reply not delivered: {e}");
+                            tracing::warn!(component = "api-server", channel, task_id = %task_id, error_code = ErrorCode::ChannelSendFailed.code(), "reply not delivered: {e}");
                         }
                     }
                 });
@@ -243,7 +243,7 @@ pub async fn receive(
             StatusCode::BAD_GATEWAY,
             Json(json!({
                 "error": error.clone().map(|e| json!({"code": e.code, "message": e.message}))
-                    .unwrap_or_else(|| json!({"code": "OC-4013", "message": format!("the task ended {}", done.status)})),
+                    .unwrap_or_else(|| json!({"code": ErrorCode::SkillFailed.code(), "message": format!("the task ended {}", done.status)})),
                 "task_id": done.id,
                 "trace_id": done.trace_id,
             })),

@@ -196,7 +196,7 @@ async fn run_session(
                 let _ = out.tx.try_send(Message::Ping(Vec::new().into()));
             }
             _ = out.overflow.notified() => {
-                tracing::warn!(component = "api-server", channel = CHANNEL, bot = bot.name(), session, error_code = "OC-2015", "client does not read its replies; closing the session");
+                tracing::warn!(component = "api-server", channel = CHANNEL, bot = bot.name(), session, error_code = ErrorCode::ClientTooSlow.code(), "client does not read its replies; closing the session");
                 // The buffer is full: make room for the close frame.
                 let _ = out.tx.send(close(1008, "OC-2015 client too slow")).await;
                 break;
@@ -304,7 +304,7 @@ async fn handle_frame(
                 let (code, message) = match &task.error {
                     Some(e) => (e.code.clone(), e.message.clone()),
                     None => (
-                        "OC-4013".to_string(),
+                        ErrorCode::SkillFailed.code().to_string(),
                         format!("the task ended {}", task.status),
                     ),
                 };

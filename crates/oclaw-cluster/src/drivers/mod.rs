@@ -102,7 +102,11 @@ impl Driver for AnyDriver {
     async fn revisions(&self) -> Result<Vec<Revision>, DriverError> {
         each!(self, |d| d.revisions().await)
     }
-    async fn record(&self, revision: &Revision, cluster_text: &str) -> Result<(), DriverError> {
+    async fn record(
+        &self,
+        revision: &Revision,
+        cluster_text: &str,
+    ) -> Result<Vec<String>, DriverError> {
         each!(self, |d| d.record(revision, cluster_text).await)
     }
     async fn set_status(&self, revision: u64, status: &str) -> Result<(), DriverError> {

@@ -144,7 +144,7 @@ impl Driver for NomadDriver {
     async fn revisions(&self) -> Result<Vec<Revision>, DriverError> {
         Err(not_built())
     }
-    async fn record(&self, _: &Revision, _: &str) -> Result<(), DriverError> {
+    async fn record(&self, _: &Revision, _: &str) -> Result<Vec<String>, DriverError> {
         Err(not_built())
     }
     async fn set_status(&self, _: u64, _: &str) -> Result<(), DriverError> {

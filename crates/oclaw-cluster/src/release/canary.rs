@@ -111,7 +111,9 @@ pub async fn start_canary<D: Driver>(
             new.version()
         ),
     );
-    d.record(&rev, &text).await?;
+    for warning in d.record(&rev, &text).await? {
+        p.note(&format!("warning: {warning}"));
+    }
     d.set_status(rev.revision, "canary").await?;
     p.say(&format!(
         "revision {} (version {}): canary on {}% of the pods, analysis for {}s",

@@ -90,7 +90,9 @@ async fn deploy_once<D: Driver>(
         &job.options,
         job.description.clone(),
     );
-    d.record(&rev, job.cluster_text).await?;
+    for warning in d.record(&rev, job.cluster_text).await? {
+        p.note(&format!("warning: {warning}"));
+    }
     p.say(&format!(
         "revision {} ({}, version {}) → {} driver, namespace {}",
         rev.revision,

@@ -58,7 +58,7 @@ pub(crate) fn failure(worker: &str, id: TaskId, attempt: u32, retry: bool) -> Co
         attempt,
         outcome: Outcome::Failed {
             error: TaskError {
-                code: "OC-4013".into(),
+                code: oclaw_core::ErrorCode::SkillFailed.code().into(),
                 message: "boom".into(),
             },
             retry_at: retry.then(|| Utc::now() + chrono::Duration::hours(1)),

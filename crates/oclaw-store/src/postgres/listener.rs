@@ -31,7 +31,7 @@ async fn connect(config: &Config, inner: &Inner) -> StoreResult<Listening> {
                 Err(e) => {
                     tracing::warn!(
                         component = "store",
-                        error_code = "OC-4001",
+                        error_code = oclaw_core::ErrorCode::StoreUnavailable.code(),
                         "LISTEN connection lost: {e}"
                     );
                     break;

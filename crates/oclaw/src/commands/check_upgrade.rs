@@ -19,7 +19,11 @@ pub fn run(from: &str, to: &str, namespace: &str, driver: DriverArg) -> ExitCode
     };
     let mut checks: Vec<Check> = Vec::new();
     let (v, m) = version_path(f, t);
-    checks.push(("version path", v, format!("{from} -> {to}: {m}")));
+    checks.push(Check::new(
+        "version path",
+        v,
+        format!("{from} -> {to}: {m}"),
+    ));
 
     let this = env!("CARGO_PKG_VERSION");
     let schema = format!(
@@ -27,7 +31,7 @@ pub fn run(from: &str, to: &str, namespace: &str, driver: DriverArg) -> ExitCode
         oclaw_store::sqlite::SCHEMA_VERSION,
         oclaw_store::postgres::SCHEMA_VERSION
     );
-    checks.push((
+    checks.push(Check::new(
         "store schema",
         if semver(this) == Some(t) { Verdict::Pass } else { Verdict::Warn },
         if semver(this) == Some(t) { schema } else { format!("{schema}; this binary is not {to}, so its schema says nothing about {to}'s — check with the {to} binary") },
@@ -39,15 +43,20 @@ pub fn run(from: &str, to: &str, namespace: &str, driver: DriverArg) -> ExitCode
     };
     checks.extend(cluster);
     println!("{:<18} {:<6} DETAIL", "CHECK", "RESULT");
-    for (name, v, detail) in &checks {
-        let r = match v {
+    for Check {
+        name,
+        verdict,
+        detail,
+    } in &checks
+    {
+        let r = match verdict {
             Verdict::Pass => "PASS",
             Verdict::Warn => "WARN",
             Verdict::Fail => "FAIL",
         };
         println!("{name:<18} {r:<6} {detail}");
     }
-    match checks.iter().map(|c| c.1).max() {
+    match checks.iter().map(|c| c.verdict).max() {
         Some(Verdict::Fail) => ExitCode::from(1),
         Some(Verdict::Warn) => ExitCode::from(3),
         _ => ExitCode::SUCCESS,

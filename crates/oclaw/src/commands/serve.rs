@@ -95,7 +95,11 @@ pub fn run(launch: Launch, style: Option<LogStyle>) -> ExitCode {
     });
     oclaw_telemetry::init_logging(style, &config.telemetry.log_level);
     std::panic::set_hook(Box::new(|info| {
-        tracing::error!(component = "node", error_code = "OC-4011", "panic: {info}");
+        tracing::error!(
+            component = "node",
+            error_code = oclaw_core::ErrorCode::SkillPanicked.code(),
+            "panic: {info}"
+        );
     }));
     let rt = match runtime() {
         Ok(rt) => rt,

@@ -289,7 +289,11 @@ impl Driver for KubeDriver {
         Ok(out)
     }
 
-    async fn record(&self, revision: &Revision, cluster_text: &str) -> Result<(), DriverError> {
+    async fn record(
+        &self,
+        revision: &Revision,
+        cluster_text: &str,
+    ) -> Result<Vec<String>, DriverError> {
         let cluster =
             OpenClawCluster::parse("cluster file", cluster_text).map_err(DriverError::from)?;
         let map = render::revision_config_map(&cluster, revision, cluster_text);
@@ -301,7 +305,7 @@ impl Driver for KubeDriver {
             .create(&PostParams::default(), &obj)
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(Vec::new()),
             Err(kube::Error::Api(s)) if s.code == 409 => Err(DriverError::new(
                 ErrorCode::TaskStateConflict,
                 format!(

@@ -233,7 +233,11 @@ impl Driver for LocalDriver {
         Ok(revisions(&self.dir))
     }
 
-    async fn record(&self, revision: &Revision, cluster_text: &str) -> Result<(), DriverError> {
+    async fn record(
+        &self,
+        revision: &Revision,
+        cluster_text: &str,
+    ) -> Result<Vec<String>, DriverError> {
         let cluster = OpenClawCluster::parse(
             &self.dir.join("cluster.yaml").display().to_string(),
             cluster_text,
@@ -242,13 +246,14 @@ impl Driver for LocalDriver {
         let version = cluster.version();
         let v = version.trim_start_matches('v');
         let binary = version_binary(v);
+        let mut warnings = Vec::new();
         if v != env!("CARGO_PKG_VERSION") && !binary.is_file() {
-            eprintln!(
-                "warning: no oclaw {v} installed at {}: the pods of revision {} run this binary ({}); install that version's binary there to run it",
+            warnings.push(format!(
+                "no oclaw {v} installed at {}: the pods of revision {} run this binary ({}); install that version's binary there to run it",
                 binary.display(),
                 revision.revision,
                 env!("CARGO_PKG_VERSION")
-            );
+            ));
         }
         let rd = revisions_dir(&self.dir);
         std::fs::create_dir_all(&rd).map_err(|e| io(rd.display(), e))?;
@@ -256,7 +261,8 @@ impl Driver for LocalDriver {
         write_atomic(&file, cluster_text)
             .and_then(|_| write_atomic(&node, &node_yaml(&cluster)))
             .and_then(|_| save_revision(&self.dir, revision))
-            .map_err(|e| io(rd.display(), e))
+            .map_err(|e| io(rd.display(), e))?;
+        Ok(warnings)
     }
 
     async fn set_status(&self, revision: u64, status: &str) -> Result<(), DriverError> {
