@@ -1,7 +1,8 @@
 //! Canary upgrades on any driver: the canary revision recorded and its rollout started, a
 //! second canary refused, `all-in --confirm` promoting one in progress, and the rollout's phases
-//! followed until it pauses or ends. Each driver drives the same state machine
-//! ([`crate::rollout::step`]) on its own platform.
+//! followed until it pauses or ends. Both drivers turn the same loop ([`turn`]: load, observe,
+//! step the state machine [`crate::rollout::step`], act, save) over their own platform
+//! ([`RolloutPlatform`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use oclaw_core::ErrorCode;
 use super::{deployed, parse, unix_now, Progress};
 use crate::driver::{Driver, DriverError, RenderOptions, Revision};
 use crate::drivers::AnyDriver;
-use crate::rollout::{Phase, Rollout, RolloutSpec, RolloutStatus};
+use crate::rollout::{step, Action, Observation, Phase, Rollout, RolloutSpec, RolloutStatus};
 
 /// `oclaw upgrade`: the new cluster file and how to roll it out.
 #[derive(Debug, Clone)]
@@ -178,4 +179,56 @@ pub fn rollout_progress(
         }
         _ => None,
     }
+}
+
+/// What a driver does for the rollout loop: where the rollout is recorded, what its canary looks
+/// like now, and how each decision of the state machine is carried out.
+#[allow(async_fn_in_trait)] // used with static dispatch only, inside this crate
+pub trait RolloutPlatform {
+    /// What `observe` saw beyond the observation, for `act` (the platform's status).
+    type Seen;
+    /// The rollout as recorded, if there is one.
+    async fn load(&self) -> Result<Option<Rollout>, DriverError>;
+    /// Whether this loop steps `r` at all (by default: while it has not finished).
+    fn watches(&self, r: &Rollout) -> bool {
+        !r.status.finished()
+    }
+    /// The canary's pods, readiness and metrics now.
+    async fn observe(&self, r: &Rollout) -> Result<(Observation, Self::Seen), DriverError>;
+    /// Whether this loop carries out the step to `next` (by default: every step).
+    fn takes(&self, _next: &RolloutStatus, _actions: &[Action]) -> bool {
+        true
+    }
+    /// Carries out one decision.
+    async fn act(&self, seen: &Self::Seen, action: Action) -> Result<(), DriverError>;
+    /// Records the rollout after a step that changed it.
+    async fn save(&self, r: &Rollout, before: &RolloutStatus) -> Result<(), DriverError>;
+}
+
+/// One turn of the rollout loop: the record loaded, the canary observed, one step of the state
+/// machine at `now`, its actions carried out, and the record saved when the step changed it.
+/// Answers the rollout as it stands after the turn (`None`: nothing is recorded).
+pub async fn turn<P: RolloutPlatform>(
+    platform: &P,
+    now: f64,
+) -> Result<Option<Rollout>, DriverError> {
+    let Some(mut r) = platform.load().await? else {
+        return Ok(None);
+    };
+    if !platform.watches(&r) {
+        return Ok(Some(r));
+    }
+    let (o, seen) = platform.observe(&r).await?;
+    let (next, actions) = step(&r.status, &r.spec, &o, now);
+    if !platform.takes(&next, &actions) {
+        return Ok(Some(r));
+    }
+    for a in actions {
+        platform.act(&seen, a).await?;
+    }
+    if next != r.status {
+        let before = std::mem::replace(&mut r.status, next);
+        platform.save(&r, &before).await?;
+    }
+    Ok(Some(r))
 }

@@ -13,7 +13,10 @@ mod canary;
 mod deploy;
 mod teardown;
 
-pub use canary::{canary_in_progress, rollout_progress, start_canary, upgrade, CanaryRequest};
+pub use canary::{
+    canary_in_progress, rollout_progress, start_canary, turn, upgrade, CanaryRequest,
+    RolloutPlatform,
+};
 pub use deploy::{deploy, rollback, run_pipeline, upgrade_all_in, wait_rolled, Deploy};
 pub use teardown::{teardown, TornDown};
 

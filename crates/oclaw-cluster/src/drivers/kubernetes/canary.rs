@@ -3,11 +3,13 @@
 //! observes (the canary pods' readiness, their `/metrics` through the API server's pod proxy),
 //! steps, and acts — canary Deployments beside the stable ones (`<component>-canary`, a share of
 //! the pods behind the same Services), promotion through the driver pipeline (which prunes the
-//! canary Deployments), or deleting them on abort. The rollout is recorded in the ConfigMap
+//! canary Deployments), or deleting them on abort — the shared loop (`crate::release::turn`)
+//! over this platform. The rollout is recorded in the ConfigMap
 //! `<cluster>-rollout`, so `all-in --confirm` resumes it from another shell; while no `oclaw
 //! upgrade` runs, the rollout guard (`oclaw rollout-guard`, a pod the cluster runs) keeps
 //! stepping it and carries out an abort.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
@@ -22,10 +24,10 @@ use crate::driver::{
 };
 use crate::model::OpenClawCluster;
 use crate::release::{
-    canary_in_progress, parse, rollout_progress, run_pipeline, start_canary, unix_now as now,
-    CanaryRequest, Progress,
+    canary_in_progress, parse, rollout_progress, run_pipeline, start_canary, turn, unix_now as now,
+    CanaryRequest, Progress, RolloutPlatform,
 };
-use crate::rollout::{step, Action, Observation, Phase, Rollout};
+use crate::rollout::{Action, Observation, Phase, Rollout, RolloutStatus};
 
 /// `upgrade --rollout-strategy canary`, or `all-in --confirm` with a canary in progress
 /// (promotes it). `false`: an all-in with no canary in progress, a plain release for the caller.
@@ -95,11 +97,81 @@ async fn observe(d: &KubeDriver, r: &Rollout) -> Result<(Observation, ClusterSta
     Ok((o, s))
 }
 
-/// Steps the rollout once a second until it pauses for confirmation (unless `to_the_end`),
-/// succeeds or aborts. The record is read back each time: the rollout guard may have aborted it.
+/// The rollout loop on Kubernetes, as `oclaw upgrade` turns it: the record is the ConfigMap
+/// (read back each turn: the rollout guard may have aborted it), canaries are Deployments beside
+/// the stable ones, promotion is the driver pipeline.
+struct Upgrading<'a> {
+    d: &'a KubeDriver,
+    cluster: OpenClawCluster,
+    release: Release,
+    /// The rollout as this process last knew it.
+    current: Mutex<Rollout>,
+    p: &'a dyn Progress,
+}
+
+impl Upgrading<'_> {
+    fn current(&self) -> std::sync::MutexGuard<'_, Rollout> {
+        self.current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl RolloutPlatform for Upgrading<'_> {
+    type Seen = ClusterStatus;
+
+    async fn load(&self) -> Result<Option<Rollout>, DriverError> {
+        let mut r = self.current().clone();
+        let rev = r.status.revision;
+        if let Some(stored) = self
+            .d
+            .load_rollout()
+            .await?
+            .filter(|s| s.status.revision == rev)
+        {
+            r.status = stored.status;
+            r.confirmed |= stored.confirmed;
+        }
+        *self.current() = r.clone();
+        Ok(Some(r))
+    }
+
+    async fn observe(&self, r: &Rollout) -> Result<(Observation, ClusterStatus), DriverError> {
+        observe(self.d, r).await
+    }
+
+    async fn act(&self, s: &ClusterStatus, action: Action) -> Result<(), DriverError> {
+        let d = self.d;
+        match action {
+            Action::RunCanary { percent, .. } => {
+                for name in d
+                    .apply_canary(&self.cluster, &self.release, percent, s)
+                    .await?
+                {
+                    self.p.say(&format!("  canary {name}"));
+                }
+            }
+            Action::Promote { .. } => {
+                run_pipeline(d, &self.cluster, &self.release, self.p).await?;
+            }
+            Action::Rollback { .. } => d.delete_canary().await?,
+            Action::MarkDeployed { revision } => mark(d, revision, "deployed").await?,
+            Action::MarkFailed { revision } => mark(d, revision, "failed").await?,
+        }
+        Ok(())
+    }
+
+    async fn save(&self, r: &Rollout, _before: &RolloutStatus) -> Result<(), DriverError> {
+        *self.current() = r.clone();
+        self.d.save_rollout(&self.cluster.metadata.name, r).await
+    }
+}
+
+/// Turns the rollout loop once a second until the rollout pauses for confirmation (unless
+/// `to_the_end`), succeeds or aborts.
 async fn follow(
     d: &KubeDriver,
-    mut r: Rollout,
+    r: Rollout,
     to_the_end: bool,
     p: &dyn Progress,
 ) -> Result<(), DriverError> {
@@ -120,33 +192,19 @@ async fn follow(
         force: false,
     };
     d.save_rollout(&cluster.metadata.name, &r).await?;
+    let platform = Upgrading {
+        d,
+        cluster,
+        release,
+        current: Mutex::new(r),
+        p,
+    };
     let mut shown = None;
     loop {
-        if let Some(stored) = d.load_rollout().await?.filter(|s| s.status.revision == rev) {
-            r.status = stored.status;
-            r.confirmed |= stored.confirmed;
-        }
-        if !r.status.finished() {
-            let (o, s) = observe(d, &r).await?;
-            let (next, actions) = step(&r.status, &r.spec, &o, now());
-            for a in actions {
-                match a {
-                    Action::RunCanary { percent, .. } => {
-                        for name in d.apply_canary(&cluster, &release, percent, &s).await? {
-                            p.say(&format!("  canary {name}"));
-                        }
-                    }
-                    Action::Promote { .. } => {
-                        run_pipeline(d, &cluster, &release, p).await?;
-                    }
-                    Action::Rollback { .. } => d.delete_canary().await?,
-                    Action::MarkDeployed { revision } => mark(d, revision, "deployed").await?,
-                    Action::MarkFailed { revision } => mark(d, revision, "failed").await?,
-                }
-            }
-            r.status = next;
-            d.save_rollout(&cluster.metadata.name, &r).await?;
-        }
+        let r = match turn(&platform, now()).await? {
+            Some(r) => r,
+            None => platform.current().clone(),
+        };
         if let Some(end) = rollout_progress(&r, &mut shown, to_the_end, p) {
             return end;
         }
@@ -164,8 +222,9 @@ pub async fn guard(d: &KubeDriver, namespace: &str, every: Duration) -> Result<(
         "rollout guard of {namespace} running (every {}s)",
         every.as_secs_f64()
     );
+    let guard = Guard { d };
     loop {
-        if let Err(e) = guard_once(d).await {
+        if let Err(e) = turn(&guard, now()).await {
             eprintln!("error[{}]: {}", e.code.code(), e.message);
         }
         tokio::select! {
@@ -176,30 +235,45 @@ pub async fn guard(d: &KubeDriver, namespace: &str, every: Duration) -> Result<(
     }
 }
 
-async fn guard_once(d: &KubeDriver) -> Result<(), DriverError> {
-    let Some(mut r) = d.load_rollout().await? else {
-        return Ok(());
-    };
-    let watched = matches!(
-        r.status.phase,
-        Phase::Canary | Phase::Analyzing | Phase::Paused
-    );
-    if r.status.finished() || r.confirmed || !watched {
-        return Ok(());
+/// The rollout loop as the guard turns it: only a rollout nobody has confirmed, in a phase that
+/// can fail, and only the steps that abort it (or change nothing but its record).
+struct Guard<'a> {
+    d: &'a KubeDriver,
+}
+
+impl RolloutPlatform for Guard<'_> {
+    type Seen = ();
+
+    async fn load(&self) -> Result<Option<Rollout>, DriverError> {
+        self.d.load_rollout().await
     }
-    let (o, _) = observe(d, &r).await?;
-    let (next, actions) = step(&r.status, &r.spec, &o, now());
-    if next.phase != Phase::Aborted && !actions.is_empty() {
-        return Ok(());
+
+    fn watches(&self, r: &Rollout) -> bool {
+        let watched = matches!(
+            r.status.phase,
+            Phase::Canary | Phase::Analyzing | Phase::Paused
+        );
+        !r.status.finished() && !r.confirmed && watched
     }
-    for a in actions {
-        match a {
-            Action::Rollback { .. } => d.delete_canary().await?,
-            Action::MarkFailed { revision } => mark(d, revision, "failed").await?,
-            _ => {}
+
+    async fn observe(&self, r: &Rollout) -> Result<(Observation, ()), DriverError> {
+        Ok((observe(self.d, r).await?.0, ()))
+    }
+
+    fn takes(&self, next: &RolloutStatus, actions: &[Action]) -> bool {
+        next.phase == Phase::Aborted || actions.is_empty()
+    }
+
+    async fn act(&self, _: &(), action: Action) -> Result<(), DriverError> {
+        match action {
+            Action::Rollback { .. } => self.d.delete_canary().await,
+            Action::MarkFailed { revision } => mark(self.d, revision, "failed").await,
+            _ => Ok(()),
         }
     }
-    if next != r.status {
+
+    async fn save(&self, r: &Rollout, _before: &RolloutStatus) -> Result<(), DriverError> {
+        let next = &r.status;
         println!(
             "rollout of revision {}: {:?}{}",
             next.revision,
@@ -209,11 +283,9 @@ async fn guard_once(d: &KubeDriver) -> Result<(), DriverError> {
                 .map(|x| format!(": {x}"))
                 .unwrap_or_default()
         );
-        r.status = next;
-        let cluster = parse(&d.cluster_text(r.status.revision).await?)?;
-        d.save_rollout(&cluster.metadata.name, &r).await?;
+        let cluster = parse(&self.d.cluster_text(next.revision).await?)?;
+        self.d.save_rollout(&cluster.metadata.name, r).await
     }
-    Ok(())
 }
 
 /// The rollout record and the canary Deployments.

@@ -1,6 +1,7 @@
-//! Canary rollouts on the local driver. The supervisor drives them (once a second, through
-//! [`crate::rollout::step`]): it observes the pods on the canary revision (readiness, their
-//! `/metrics`), steps, and acts on `desired.json` (the canary's share of pods, promotion, abort).
+//! Canary rollouts on the local driver. The supervisor turns the shared rollout loop
+//! ([`crate::release::turn`]) once a second over this platform: it observes the pods on the canary
+//! revision (readiness, their `/metrics`), steps, and acts on `desired.json` (the canary's share of
+//! pods, promotion, abort).
 //! The `oclaw upgrade` process only starts a rollout (`begin`), promotes one (`promote`) and
 //! follows `rollout.json` until it pauses or ends.
 
@@ -14,8 +15,8 @@ use super::record::{mark, read_json, target_revision, write_json, Canary, Desire
 use super::render::PodSpec;
 use super::LocalDriver;
 use crate::driver::DriverError;
-use crate::release::{rollout_progress, unix_now, Progress};
-use crate::rollout::Rollout;
+use crate::release::{rollout_progress, turn, unix_now, Progress, RolloutPlatform};
+use crate::rollout::{Action, Observation, Rollout, RolloutStatus};
 
 /// A pod's `/metrics` page (empty when it does not answer).
 async fn metrics_page(http: &reqwest::Client, port: u16) -> String {
@@ -29,48 +30,60 @@ async fn metrics_page(http: &reqwest::Client, port: u16) -> String {
     }
 }
 
-/// One step of a canary rollout, if one is in progress: observe, decide, act.
-pub(super) async fn drive_rollout(
-    dir: &Path,
-    want: &[PodSpec],
-    pods: &HashMap<String, PodState>,
-    http: &reqwest::Client,
-) {
-    use crate::rollout::{step, Action, Observation};
-    let path = dir.join("rollout.json");
-    let Some(mut r): Option<Rollout> = read_json(&path) else {
-        return;
-    };
-    if r.status.finished() {
-        return;
+/// The rollout loop as the local supervisor turns it: the record is `rollout.json`, the canary is
+/// a share of the pods in `desired.json`, observed through the pods' state and `/metrics`.
+struct Supervised<'a> {
+    dir: &'a Path,
+    want: &'a [PodSpec],
+    pods: &'a HashMap<String, PodState>,
+    http: &'a reqwest::Client,
+}
+
+impl Supervised<'_> {
+    fn desired(&self) -> Desired {
+        read_json(&self.dir.join("desired.json")).unwrap_or_default()
     }
-    let mut desired: Desired = read_json(&dir.join("desired.json")).unwrap_or_default();
-    let rev = r.status.revision;
-    let canary_pods = want
-        .iter()
-        .filter(|w| target_revision(w, want, &desired) == rev && desired.canary.is_some())
-        .count();
-    let on_new: Vec<&PodState> = want
-        .iter()
-        .filter_map(|w| pods.get(&w.name))
-        .filter(|p| p.revision == rev)
-        .collect();
-    let mut o = Observation {
-        canary_pods,
-        canary_ready: on_new.iter().filter(|p| p.ready).count().min(canary_pods),
-        pods: want.len(),
-        new_ready: on_new.iter().filter(|p| p.ready).count(),
-        confirmed: r.confirmed,
-        ..Default::default()
-    };
-    let mut pages = Vec::new();
-    for p in on_new.iter().filter(|p| p.pid.is_some()) {
-        pages.push(metrics_page(http, p.port).await);
+}
+
+impl RolloutPlatform for Supervised<'_> {
+    /// The revision the rollout rolls out.
+    type Seen = u64;
+
+    async fn load(&self) -> Result<Option<Rollout>, DriverError> {
+        Ok(read_json(&self.dir.join("rollout.json")))
     }
-    crate::analysis::canary_metrics(&pages, r.spec.min_tasks, &mut o);
-    let (next, actions) = step(&r.status, &r.spec, &o, unix_now());
-    for a in actions {
-        match a {
+
+    async fn observe(&self, r: &Rollout) -> Result<(Observation, u64), DriverError> {
+        let (want, desired) = (self.want, self.desired());
+        let rev = r.status.revision;
+        let canary_pods = want
+            .iter()
+            .filter(|w| target_revision(w, want, &desired) == rev && desired.canary.is_some())
+            .count();
+        let on_new: Vec<&PodState> = want
+            .iter()
+            .filter_map(|w| self.pods.get(&w.name))
+            .filter(|p| p.revision == rev)
+            .collect();
+        let mut o = Observation {
+            canary_pods,
+            canary_ready: on_new.iter().filter(|p| p.ready).count().min(canary_pods),
+            pods: want.len(),
+            new_ready: on_new.iter().filter(|p| p.ready).count(),
+            confirmed: r.confirmed,
+            ..Default::default()
+        };
+        let mut pages = Vec::new();
+        for p in on_new.iter().filter(|p| p.pid.is_some()) {
+            pages.push(metrics_page(self.http, p.port).await);
+        }
+        crate::analysis::canary_metrics(&pages, r.spec.min_tasks, &mut o);
+        Ok((o, rev))
+    }
+
+    async fn act(&self, rev: &u64, action: Action) -> Result<(), DriverError> {
+        let mut desired = self.desired();
+        match action {
             Action::RunCanary { revision, percent } => {
                 desired.canary = Some(Canary { revision, percent })
             }
@@ -82,16 +95,61 @@ pub(super) async fn drive_rollout(
                 slog!("canary of revision {rev} aborted: {reason}");
                 desired.canary = None;
             }
-            Action::MarkDeployed { revision } => mark(dir, revision, "deployed"),
-            Action::MarkFailed { revision } => mark(dir, revision, "failed"),
+            Action::MarkDeployed { revision } => {
+                mark(self.dir, revision, "deployed");
+                return Ok(());
+            }
+            Action::MarkFailed { revision } => {
+                mark(self.dir, revision, "failed");
+                return Ok(());
+            }
         }
+        let path = self.dir.join("desired.json");
+        write_json(&path, &desired).map_err(|e| {
+            DriverError::new(
+                ErrorCode::ConfigUnreadable,
+                format!("{}: {e}", path.display()),
+            )
+        })
     }
-    let _ = write_json(&dir.join("desired.json"), &desired);
-    if next != r.status {
-        slog!("rollout of revision {rev}: {:?}", next.phase);
+
+    async fn save(&self, r: &Rollout, _before: &RolloutStatus) -> Result<(), DriverError> {
+        slog!(
+            "rollout of revision {}: {:?}",
+            r.status.revision,
+            r.status.phase
+        );
+        let path = self.dir.join("rollout.json");
+        write_json(&path, r).map_err(|e| {
+            DriverError::new(
+                ErrorCode::ConfigUnreadable,
+                format!("{}: {e}", path.display()),
+            )
+        })
     }
-    r.status = next;
-    let _ = write_json(&path, &r);
+}
+
+/// One turn of the rollout loop, if a rollout is in progress (the supervisor calls it once a
+/// second); a failure is logged and the next turn tries again.
+pub(super) async fn drive_rollout(
+    dir: &Path,
+    want: &[PodSpec],
+    pods: &HashMap<String, PodState>,
+    http: &reqwest::Client,
+) {
+    let platform = Supervised {
+        dir,
+        want,
+        pods,
+        http,
+    };
+    if let Err(e) = turn(&platform, unix_now()).await {
+        slog!(
+            "rollout step failed: error[{}]: {}",
+            e.code.code(),
+            e.message
+        );
+    }
 }
 
 /// The canary rollout in progress, if any.
