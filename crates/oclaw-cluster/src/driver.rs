@@ -213,19 +213,89 @@ impl ClusterStatus {
     }
 }
 
+/// Where a revision stands; only this changes once a revision is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevisionStatus {
+    /// Recorded, not yet rolled out.
+    Pending,
+    /// Running on a share of the pods, under analysis.
+    Canary,
+    /// What the cluster runs.
+    Deployed,
+    /// Deployed once, replaced by a later revision.
+    Superseded,
+    /// Did not roll out (or was rolled back).
+    Failed,
+}
+
+impl RevisionStatus {
+    pub const ALL: [RevisionStatus; 5] = [
+        RevisionStatus::Pending,
+        RevisionStatus::Canary,
+        RevisionStatus::Deployed,
+        RevisionStatus::Superseded,
+        RevisionStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevisionStatus::Pending => "pending",
+            RevisionStatus::Canary => "canary",
+            RevisionStatus::Deployed => "deployed",
+            RevisionStatus::Superseded => "superseded",
+            RevisionStatus::Failed => "failed",
+        }
+    }
+
+    /// The status a record names, if it is one.
+    pub fn parse(s: &str) -> Option<RevisionStatus> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RevisionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// The command that made a revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseAction {
+    Deploy,
+    Upgrade,
+    Rollback,
+}
+
+impl ReleaseAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseAction::Deploy => "deploy",
+            ReleaseAction::Upgrade => "upgrade",
+            ReleaseAction::Rollback => "rollback",
+        }
+    }
+}
+
+impl std::fmt::Display for ReleaseAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// One immutable entry of a cluster's history: what was deployed, by which action. Its
 /// cluster file is stored beside it; only `status` ever changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Revision {
     pub revision: u64,
     pub created_at: DateTime<Utc>,
-    /// `deploy`, `upgrade`, `rollback`.
-    pub action: String,
+    pub action: ReleaseAction,
     pub version: String,
     pub components: Vec<String>,
     pub ha: bool,
-    /// `pending`, `canary`, `deployed`, `superseded`, `failed`.
-    pub status: String,
+    pub status: RevisionStatus,
     pub description: String,
 }
 
@@ -234,18 +304,18 @@ impl Revision {
     pub fn next(
         history: &[Revision],
         cluster: &OpenClawCluster,
-        action: &str,
+        action: ReleaseAction,
         options: &RenderOptions,
         description: String,
     ) -> Revision {
         Revision {
             revision: history.iter().map(|r| r.revision).max().unwrap_or(0) + 1,
             created_at: Utc::now(),
-            action: action.into(),
+            action,
             version: cluster.version(),
             components: options.components.clone(),
             ha: options.ha,
-            status: "pending".into(),
+            status: RevisionStatus::Pending,
             description,
         }
     }
@@ -253,14 +323,19 @@ impl Revision {
 
 /// What marking revision `n` with `status` changes: `n` itself, and when `n` becomes
 /// `deployed`, the revision deployed before it becomes `superseded`.
-pub fn mark_plan(history: &[Revision], n: u64, status: &str) -> Vec<(u64, String)> {
+pub fn mark_plan(
+    history: &[Revision],
+    n: u64,
+    status: RevisionStatus,
+) -> Vec<(u64, RevisionStatus)> {
+    use RevisionStatus::{Deployed, Superseded};
     history
         .iter()
         .filter_map(|r| {
             if r.revision == n {
-                (r.status != status).then(|| (n, status.to_string()))
-            } else if status == "deployed" && r.status == "deployed" {
-                Some((r.revision, "superseded".into()))
+                (r.status != status).then_some((n, status))
+            } else if status == Deployed && r.status == Deployed {
+                Some((r.revision, Superseded))
             } else {
                 None
             }
@@ -355,7 +430,7 @@ pub trait Driver {
         cluster_text: &str,
     ) -> Result<Vec<String>, DriverError>;
     /// Changes a stored revision's status (the only thing that changes).
-    async fn set_status(&self, revision: u64, status: &str) -> Result<(), DriverError>;
+    async fn set_status(&self, revision: u64, status: RevisionStatus) -> Result<(), DriverError>;
     /// The cluster file a revision deployed.
     async fn cluster_text(&self, revision: u64) -> Result<String, DriverError>;
 
@@ -390,10 +465,14 @@ pub async fn converge<D: Driver>(
 }
 
 /// Marks revision `n` with `status` (and supersedes the one deployed before).
-pub async fn mark<D: Driver>(driver: &D, n: u64, status: &str) -> Result<(), DriverError> {
+pub async fn mark<D: Driver>(
+    driver: &D,
+    n: u64,
+    status: RevisionStatus,
+) -> Result<(), DriverError> {
     let history = driver.revisions().await?;
     for (r, s) in mark_plan(&history, n, status) {
-        driver.set_status(r, &s).await?;
+        driver.set_status(r, s).await?;
     }
     Ok(())
 }
@@ -415,15 +494,15 @@ mod tests {
         }
     }
 
-    fn rev(n: u64, status: &str) -> Revision {
+    fn rev(n: u64, status: RevisionStatus) -> Revision {
         Revision {
             revision: n,
             created_at: Utc::now(),
-            action: "deploy".into(),
+            action: ReleaseAction::Deploy,
             version: "v1".into(),
             components: vec![],
             ha: true,
-            status: status.into(),
+            status,
             description: String::new(),
         }
     }
@@ -453,13 +532,19 @@ mod tests {
 
     #[test]
     fn a_deployed_revision_supersedes_the_one_before() {
-        let h = vec![rev(1, "superseded"), rev(2, "deployed"), rev(3, "pending")];
+        use RevisionStatus::*;
+        let h = vec![rev(1, Superseded), rev(2, Deployed), rev(3, Pending)];
         assert_eq!(
-            mark_plan(&h, 3, "deployed"),
-            vec![(2, "superseded".to_string()), (3, "deployed".to_string())]
+            mark_plan(&h, 3, Deployed),
+            vec![(2, Superseded), (3, Deployed)]
         );
-        assert_eq!(mark_plan(&h, 3, "failed"), vec![(3, "failed".to_string())]);
-        assert!(mark_plan(&h, 2, "deployed").is_empty());
+        assert_eq!(mark_plan(&h, 3, Failed), vec![(3, Failed)]);
+        assert!(mark_plan(&h, 2, Deployed).is_empty());
+        // The records spell each status as the history shows it.
+        for s in RevisionStatus::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(RevisionStatus::parse(s.as_str()), Some(s));
+        }
     }
 
     #[test]
@@ -546,7 +631,7 @@ mod tests {
         async fn record(&self, _: &Revision, _: &str) -> Result<Vec<String>, DriverError> {
             Ok(Vec::new())
         }
-        async fn set_status(&self, _: u64, _: &str) -> Result<(), DriverError> {
+        async fn set_status(&self, _: u64, _: RevisionStatus) -> Result<(), DriverError> {
             Ok(())
         }
         async fn cluster_text(&self, _: u64) -> Result<String, DriverError> {

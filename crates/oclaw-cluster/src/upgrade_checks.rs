@@ -3,6 +3,7 @@
 //! the health of the cluster (through its driver) and, locally, the target's binary. (The store
 //! schema check is the command's: it knows the store.)
 
+use crate::driver::RevisionStatus;
 use crate::driver::{Driver, DriverError};
 use crate::drivers::{AnyDriver, DriverKind};
 
@@ -159,7 +160,7 @@ async fn checks_on<D: Driver>(
         .await?
         .into_iter()
         .rev()
-        .find(|r| r.status == "deployed");
+        .find(|r| r.status == RevisionStatus::Deployed);
     let config = match &deployed {
         Some(r) => serde_yaml::from_str::<serde_json::Value>(&d.cluster_text(r.revision).await?)
             .ok()

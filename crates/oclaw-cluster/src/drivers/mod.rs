@@ -7,6 +7,7 @@ pub mod kubernetes;
 pub mod local;
 pub mod nomad;
 
+use crate::driver::RevisionStatus;
 use crate::driver::{
     ClusterStatus, Driver, DriverError, Object, ObjectRef, PodStatus, Release, Revision, Step,
 };
@@ -109,7 +110,7 @@ impl Driver for AnyDriver {
     ) -> Result<Vec<String>, DriverError> {
         each!(self, |d| d.record(revision, cluster_text).await)
     }
-    async fn set_status(&self, revision: u64, status: &str) -> Result<(), DriverError> {
+    async fn set_status(&self, revision: u64, status: RevisionStatus) -> Result<(), DriverError> {
         each!(self, |d| d.set_status(revision, status).await)
     }
     async fn cluster_text(&self, revision: u64) -> Result<String, DriverError> {

@@ -7,6 +7,7 @@
 use std::fmt::Write;
 
 use crate::driver::RenderOptions;
+use crate::driver::RevisionStatus;
 use crate::driver::{
     ClusterStatus, Driver, DriverError, Object, ObjectRef, PodStatus, Release, Revision, Step,
 };
@@ -147,7 +148,7 @@ impl Driver for NomadDriver {
     async fn record(&self, _: &Revision, _: &str) -> Result<Vec<String>, DriverError> {
         Err(not_built())
     }
-    async fn set_status(&self, _: u64, _: &str) -> Result<(), DriverError> {
+    async fn set_status(&self, _: u64, _: RevisionStatus) -> Result<(), DriverError> {
         Err(not_built())
     }
     async fn cluster_text(&self, _: u64) -> Result<String, DriverError> {

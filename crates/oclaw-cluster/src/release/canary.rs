@@ -10,6 +10,8 @@ use std::time::Duration;
 use oclaw_core::ErrorCode;
 
 use super::{deployed, parse, unix_now, Progress};
+use crate::driver::ReleaseAction;
+use crate::driver::RevisionStatus;
 use crate::driver::{Driver, DriverError, RenderOptions, Revision};
 use crate::drivers::AnyDriver;
 use crate::rollout::{step, Action, Observation, Phase, Rollout, RolloutSpec, RolloutStatus};
@@ -99,7 +101,7 @@ pub async fn start_canary<D: Driver>(
     let rev = Revision::next(
         &history,
         &new,
-        "upgrade",
+        ReleaseAction::Upgrade,
         &RenderOptions {
             components: current.components.clone(),
             ha: current.ha,
@@ -115,7 +117,7 @@ pub async fn start_canary<D: Driver>(
     for warning in d.record(&rev, &text).await? {
         p.note(&format!("warning: {warning}"));
     }
-    d.set_status(rev.revision, "canary").await?;
+    d.set_status(rev.revision, RevisionStatus::Canary).await?;
     p.say(&format!(
         "revision {} (version {}): canary on {}% of the pods, analysis for {}s",
         rev.revision, rev.version, args.canary_percent, args.analysis_window

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use oclaw_core::ErrorCode;
 
 use super::{deployed, parse, Progress};
+use crate::driver::ReleaseAction;
+use crate::driver::RevisionStatus;
 use crate::driver::{
     converge, mark, Converged, Driver, DriverError, ObjectRef, Release, RenderOptions, Revision,
     Step,
@@ -15,8 +17,7 @@ use crate::model::OpenClawCluster;
 /// What to deploy as a new revision.
 pub struct Deploy<'a> {
     pub cluster_text: &'a str,
-    /// `deploy`, `upgrade`, `rollback`.
-    pub action: &'a str,
+    pub action: ReleaseAction,
     pub options: RenderOptions,
     pub force: bool,
     pub description: String,
@@ -60,7 +61,7 @@ fn release_result<D: Driver>(
     d: &D,
     rev: &Revision,
     done: &Converged,
-    status: &str,
+    status: RevisionStatus,
 ) -> serde_json::Value {
     let names = |v: &[ObjectRef]| -> Vec<String> { v.iter().map(|o| o.to_string()).collect() };
     serde_json::json!({
@@ -109,7 +110,7 @@ async fn deploy_once<D: Driver>(
     let done = match run_pipeline(d, &cluster, &release, p).await {
         Ok(done) => done,
         Err(e) => {
-            let _ = mark(d, rev.revision, "failed").await;
+            let _ = mark(d, rev.revision, RevisionStatus::Failed).await;
             return Err(e);
         }
     };
@@ -117,7 +118,11 @@ async fn deploy_once<D: Driver>(
         Some(wait) => wait_rolled(d, rev.revision, wait, p).await?,
         None => true,
     };
-    let status = if rolled { "deployed" } else { "failed" };
+    let status = if rolled {
+        RevisionStatus::Deployed
+    } else {
+        RevisionStatus::Failed
+    };
     mark(d, rev.revision, status).await?;
     let summary = release_result(d, &rev, &done, status);
     Ok((rev, rolled, summary))
@@ -134,7 +139,7 @@ pub async fn deploy<D: Driver>(
     let previous = history
         .iter()
         .rev()
-        .find(|r| r.status == "deployed")
+        .find(|r| r.status == RevisionStatus::Deployed)
         .cloned();
     let (rev, rolled, mut summary) = deploy_once(d, &history, &job, p).await?;
     if rolled {
@@ -161,7 +166,7 @@ pub async fn deploy<D: Driver>(
     let text = d.cluster_text(prev.revision).await?;
     let back = Deploy {
         cluster_text: &text,
-        action: "rollback",
+        action: ReleaseAction::Rollback,
         options: RenderOptions {
             components: prev.components.clone(),
             ha: prev.ha,
@@ -244,7 +249,7 @@ pub async fn rollback<D: Driver>(
         d,
         Deploy {
             cluster_text: &text,
-            action: "rollback",
+            action: ReleaseAction::Rollback,
             options: RenderOptions {
                 components: target.components,
                 ha: target.ha,
@@ -287,7 +292,7 @@ pub async fn upgrade_all_in<D: Driver>(
         d,
         Deploy {
             cluster_text,
-            action: "upgrade",
+            action: ReleaseAction::Upgrade,
             options: RenderOptions {
                 components: current.components.clone(),
                 ha: current.ha,

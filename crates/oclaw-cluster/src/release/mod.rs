@@ -20,6 +20,7 @@ pub use canary::{
 pub use deploy::{deploy, rollback, run_pipeline, upgrade_all_in, wait_rolled, Deploy};
 pub use teardown::{teardown, TornDown};
 
+use crate::driver::RevisionStatus;
 use crate::driver::{DriverError, Revision};
 use crate::model::OpenClawCluster;
 
@@ -43,7 +44,7 @@ pub fn deployed<'a>(history: &'a [Revision], namespace: &str) -> Result<&'a Revi
     history
         .iter()
         .rev()
-        .find(|r| r.status == "deployed")
+        .find(|r| r.status == RevisionStatus::Deployed)
         .ok_or_else(|| {
             DriverError::unavailable(format!(
                 "nothing is deployed in {namespace}; run `oclaw deploy core` first"

@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+use oclaw_cluster::driver::ReleaseAction;
 use oclaw_cluster::driver::{Release, RenderOptions, COMPONENTS};
 use oclaw_cluster::kubernetes;
 use oclaw_cluster::release::{self, Deploy};
@@ -241,7 +242,7 @@ pub fn deploy(what: DeployCommand) -> ExitCode {
     );
     let job = Deploy {
         cluster_text: &text,
-        action: "deploy",
+        action: ReleaseAction::Deploy,
         options,
         force: false,
         description,

@@ -19,6 +19,7 @@ use serde_json::Value;
 use super::render::{self, ROLLOUT_LABEL, TRACK_LABEL};
 use super::KubeDriver;
 use super::FIELD_MANAGER;
+use crate::driver::RevisionStatus;
 use crate::driver::{
     mark, ClusterStatus, Driver, DriverError, Object, ObjectRef, PodStatus, Release, RenderOptions,
 };
@@ -155,8 +156,10 @@ impl RolloutPlatform for Upgrading<'_> {
                 run_pipeline(d, &self.cluster, &self.release, self.p).await?;
             }
             Action::Rollback { .. } => d.delete_canary().await?,
-            Action::MarkDeployed { revision } => mark(d, revision, "deployed").await?,
-            Action::MarkFailed { revision } => mark(d, revision, "failed").await?,
+            Action::MarkDeployed { revision } => {
+                mark(d, revision, RevisionStatus::Deployed).await?
+            }
+            Action::MarkFailed { revision } => mark(d, revision, RevisionStatus::Failed).await?,
         }
         Ok(())
     }
@@ -267,7 +270,7 @@ impl RolloutPlatform for Guard<'_> {
     async fn act(&self, _: &(), action: Action) -> Result<(), DriverError> {
         match action {
             Action::Rollback { .. } => self.d.delete_canary().await,
-            Action::MarkFailed { revision } => mark(self.d, revision, "failed").await,
+            Action::MarkFailed { revision } => mark(self.d, revision, RevisionStatus::Failed).await,
             _ => Ok(()),
         }
     }

@@ -8,6 +8,7 @@
 
 use super::render::{self, REVISION_LABEL, REVISION_STATUS, ROLLOUT_LABEL, TRACK_LABEL};
 use super::status::{component_status, pod_status};
+use crate::driver::RevisionStatus;
 use crate::driver::{
     ClusterStatus, ComponentStatus, Driver, DriverError, Object, ObjectRef, PodStatus, Release,
     Revision, Step,
@@ -317,10 +318,11 @@ impl Driver for KubeDriver {
         }
     }
 
-    async fn set_status(&self, revision: u64, status: &str) -> Result<(), DriverError> {
+    async fn set_status(&self, revision: u64, status: RevisionStatus) -> Result<(), DriverError> {
         let map = self.revision_map(revision).await?;
         let name = map["metadata"]["name"].as_str().unwrap_or("");
-        let patch = serde_json::json!({"metadata": {"annotations": {REVISION_STATUS: status}}});
+        let patch =
+            serde_json::json!({"metadata": {"annotations": {REVISION_STATUS: status.as_str()}}});
         self.api("v1", "ConfigMap")?
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await

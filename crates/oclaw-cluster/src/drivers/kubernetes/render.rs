@@ -339,8 +339,11 @@ pub fn revision_config_map(
 pub fn revision_of_config_map(o: &Value) -> Option<crate::driver::Revision> {
     let mut r: crate::driver::Revision =
         serde_json::from_str(o["data"]["revision.json"].as_str()?).ok()?;
-    if let Some(s) = o["metadata"]["annotations"][REVISION_STATUS].as_str() {
-        r.status = s.to_string();
+    if let Some(s) = o["metadata"]["annotations"][REVISION_STATUS]
+        .as_str()
+        .and_then(crate::driver::RevisionStatus::parse)
+    {
+        r.status = s;
     }
     Some(r)
 }
@@ -468,11 +471,11 @@ mod tests {
         let rev = crate::driver::Revision {
             revision: 7,
             created_at: chrono::Utc::now(),
-            action: "upgrade".into(),
+            action: crate::driver::ReleaseAction::Upgrade,
             version: "v2".into(),
             components: vec!["worker".into()],
             ha: true,
-            status: "pending".into(),
+            status: crate::driver::RevisionStatus::Pending,
             description: "d".into(),
         };
         let mut cm = revision_config_map(&c, &rev, SEED_EXAMPLE);
@@ -481,7 +484,7 @@ mod tests {
         assert_eq!(cm["data"]["cluster.yaml"], SEED_EXAMPLE);
         cm["metadata"]["annotations"][REVISION_STATUS] = json!("deployed");
         let back = revision_of_config_map(&cm).unwrap();
-        assert_eq!(back.status, "deployed");
+        assert_eq!(back.status, crate::driver::RevisionStatus::Deployed);
         assert_eq!(back.revision, 7);
         assert_eq!(back.components, vec!["worker".to_string()]);
     }

@@ -15,6 +15,7 @@ use super::record::{
     save_revision, target_revision, version_binary, write_atomic, write_json, Desired, State,
 };
 use super::render::desired_pods;
+use crate::driver::RevisionStatus;
 use crate::driver::{
     ClusterStatus, ComponentStatus, Driver, DriverError, Object, ObjectRef, PodStatus, Release,
     RenderOptions, Revision, Step,
@@ -265,7 +266,7 @@ impl Driver for LocalDriver {
         Ok(warnings)
     }
 
-    async fn set_status(&self, revision: u64, status: &str) -> Result<(), DriverError> {
+    async fn set_status(&self, revision: u64, status: RevisionStatus) -> Result<(), DriverError> {
         let Some(mut r) = revisions(&self.dir)
             .into_iter()
             .find(|r| r.revision == revision)
@@ -275,7 +276,7 @@ impl Driver for LocalDriver {
                 format!("{} has no revision {revision}", self.namespace),
             ));
         };
-        r.status = status.to_string();
+        r.status = status;
         save_revision(&self.dir, &r).map_err(|e| io(self.dir.display(), e))
     }
 

@@ -103,7 +103,7 @@ pub fn save_revision(dir: &Path, r: &Revision) -> std::io::Result<()> {
 }
 
 /// Marks `n` with `status`; a newly deployed revision supersedes the one deployed before.
-pub fn mark(dir: &Path, n: u64, status: &str) {
+pub fn mark(dir: &Path, n: u64, status: crate::driver::RevisionStatus) {
     let history = revisions(dir);
     for (r, s) in crate::driver::mark_plan(&history, n, status) {
         if let Some(mut rev) = history.iter().find(|x| x.revision == r).cloned() {

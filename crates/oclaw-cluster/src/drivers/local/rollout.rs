@@ -15,6 +15,7 @@ use super::record::{mark, read_json, target_revision, write_json, Canary, Desire
 use super::render::PodSpec;
 use super::LocalDriver;
 use crate::driver::DriverError;
+use crate::driver::RevisionStatus;
 use crate::release::{rollout_progress, turn, unix_now, Progress, RolloutPlatform};
 use crate::rollout::{Action, Observation, Rollout, RolloutStatus};
 
@@ -96,11 +97,11 @@ impl RolloutPlatform for Supervised<'_> {
                 desired.canary = None;
             }
             Action::MarkDeployed { revision } => {
-                mark(self.dir, revision, "deployed");
+                mark(self.dir, revision, RevisionStatus::Deployed);
                 return Ok(());
             }
             Action::MarkFailed { revision } => {
-                mark(self.dir, revision, "failed");
+                mark(self.dir, revision, RevisionStatus::Failed);
                 return Ok(());
             }
         }
