@@ -100,11 +100,22 @@ pub struct Release {
     pub force: bool,
 }
 
-/// A driver step that failed, with the code the command reports.
-#[derive(Debug, Clone, PartialEq)]
+/// A driver step that failed, with the code the command reports and, where a client library
+/// failed beneath it, that error as its source.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
 pub struct DriverError {
     pub code: ErrorCode,
     pub message: String,
+    #[source]
+    pub source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+/// Two errors are the same when they report the same code and message.
+impl PartialEq for DriverError {
+    fn eq(&self, other: &Self) -> bool {
+        self.code == other.code && self.message == other.message
+    }
 }
 
 impl DriverError {
@@ -112,7 +123,14 @@ impl DriverError {
         DriverError {
             code,
             message: message.into(),
+            source: None,
         }
+    }
+
+    /// The same error, caused by `source`.
+    pub fn caused_by(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(std::sync::Arc::new(source));
+        self
     }
 
     /// The platform cannot be reached or refused the step.
@@ -131,12 +149,6 @@ impl From<crate::model::ClusterError> for DriverError {
             .trim_start()
             .to_string();
         DriverError::new(e.code, message)
-    }
-}
-
-impl std::fmt::Display for DriverError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.message)
     }
 }
 
@@ -527,6 +539,19 @@ mod tests {
                 obj("ConfigMap", "retired-shared", None),
                 obj("Deployment", "old-api", Some("api-server")),
             ]
+        );
+    }
+
+    #[test]
+    fn a_driver_error_keeps_its_cause() {
+        let cause = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = DriverError::unavailable("listing Deployment on https://k8s").caused_by(cause);
+        assert_eq!(e.to_string(), "listing Deployment on https://k8s");
+        let source = std::error::Error::source(&e).map(|s| s.to_string());
+        assert_eq!(source.as_deref(), Some("refused"));
+        assert_eq!(
+            e,
+            DriverError::unavailable("listing Deployment on https://k8s")
         );
     }
 

@@ -133,7 +133,7 @@ impl KubeDriver {
     }
 
     pub(super) fn failed(&self, what: impl std::fmt::Display, e: kube::Error) -> DriverError {
-        DriverError::unavailable(format!("{what} on {}: {e}", self.server))
+        DriverError::unavailable(format!("{what} on {}: {e}", self.server)).caused_by(e)
     }
 
     /// Lists one kind; a kind the server does not serve (no Prometheus operator) is empty.
