@@ -8,7 +8,8 @@ use oclaw_store::StoreError;
 use serde_json::{json, Value};
 
 /// An API error: `{"error": {"code", "message", "details"}, "trace_id"}` with the code's status.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{} {message}", code.code())]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,

@@ -129,9 +129,51 @@ pub fn catalogue_markdown() -> String {
     out
 }
 
+/// An error with every cause beneath it, `outer: cause: root` — a client library's "error sending
+/// request" says little until its cause (connection refused, DNS, TLS, timeout) is shown. A cause
+/// whose text the line already holds is not repeated.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        next = cause.source();
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("error sending request for url (http://127.0.0.1:9/)")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn errors_show_their_causes_once() {
+        let refused =
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        assert_eq!(
+            with_causes(&Outer(refused)),
+            "error sending request for url (http://127.0.0.1:9/): Connection refused"
+        );
+        let plain = std::io::Error::other("disk full");
+        assert_eq!(with_causes(&plain), "disk full");
+    }
 
     #[test]
     fn codes_are_unique_and_well_formed() {

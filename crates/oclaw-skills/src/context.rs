@@ -41,7 +41,8 @@ pub struct SkillCall {
 }
 
 /// A skill failure with its code, and whether another attempt could succeed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code} {message}")]
 pub struct SkillError {
     pub code: ErrorCode,
     pub message: String,
@@ -70,12 +71,6 @@ impl SkillError {
             message: message.into(),
             retryable: true,
         }
-    }
-}
-
-impl std::fmt::Display for SkillError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.code, self.message)
     }
 }
 

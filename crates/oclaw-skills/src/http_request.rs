@@ -157,7 +157,13 @@ async fn send(ctx: &SkillContext, req: Request<'_>) -> Result<Value, SkillError>
         } else {
             SkillError::transient(
                 ErrorCode::HttpRequestFailed,
-                format!("{} {} {}: {e}", req.skill, req.method, req.url),
+                format!(
+                    "{} {} {}: {}",
+                    req.skill,
+                    req.method,
+                    req.url,
+                    oclaw_core::error_code::with_causes(&e)
+                ),
             )
         }
     })?;
@@ -171,7 +177,12 @@ async fn send(ctx: &SkillContext, req: Request<'_>) -> Result<Value, SkillError>
     let bytes = resp.bytes().await.map_err(|e| {
         SkillError::transient(
             ErrorCode::HttpRequestFailed,
-            format!("{}: reading body of {}: {e}", req.skill, req.url),
+            format!(
+                "{}: reading body of {}: {}",
+                req.skill,
+                req.url,
+                oclaw_core::error_code::with_causes(&e)
+            ),
         )
     })?;
     if bytes.len() > MAX_RESPONSE_BYTES {

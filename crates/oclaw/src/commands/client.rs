@@ -25,16 +25,20 @@ pub struct Client {
     pub output: Output,
 }
 
+#[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The node could not be reached or answered garbage.
+    #[error("{0}")]
     Transport(String),
     /// The node answered with an error.
+    #[error("{code} ({status}) {message}")]
     Api {
         status: u16,
         code: String,
         message: String,
     },
     /// The command's own input is wrong.
+    #[error("{0}")]
     Usage(String),
 }
 
@@ -54,14 +58,7 @@ impl ClientError {
     }
 
     pub fn report(&self) -> ExitCode {
-        match self {
-            ClientError::Transport(m) | ClientError::Usage(m) => eprintln!("error: {m}"),
-            ClientError::Api {
-                status,
-                code,
-                message,
-            } => eprintln!("error: {code} ({status}) {message}"),
-        }
+        eprintln!("error: {self}");
         ExitCode::from(self.exit_code())
     }
 }
@@ -98,8 +95,9 @@ impl Client {
         }
         let resp = req.send().await.map_err(|e| {
             ClientError::Transport(format!(
-                "cannot reach {}: {e} (is `oclaw serve` running? set --server or OCLAW_SERVER)",
-                self.base
+                "cannot reach {}: {} (is `oclaw serve` running? set --server or OCLAW_SERVER)",
+                self.base,
+                oclaw_core::error_code::with_causes(&e)
             ))
         })?;
         let status = resp.status().as_u16();
