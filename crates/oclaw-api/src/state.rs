@@ -34,8 +34,4 @@ pub struct ApiState {
     pub websocket: oclaw_core::config::WebsocketConfig,
 }
 
-#[derive(Clone)]
-pub struct WorkerInfo {
-    pub stats: Arc<oclaw_engine::WorkerStats>,
-    pub concurrency: usize,
-}
+pub use oclaw_engine::WorkerInfo;

@@ -3,8 +3,10 @@
 //! worker runtime that claims, runs, heartbeats and completes tasks in batches.
 
 pub mod conversation;
+mod metrics;
 mod pipeline;
 mod worker;
 
+pub use metrics::WorkerInfo;
 pub use pipeline::{run_pipeline, RunFailure, Runtime};
 pub use worker::{stopped, Worker, WorkerOptions, WorkerReport, WorkerStats};

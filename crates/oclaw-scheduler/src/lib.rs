@@ -3,6 +3,7 @@
 //! tick (an idempotency key per bot, trigger and fire time makes a repeat a no-op, even across
 //! restarts).
 
+mod metrics;
 mod scheduler;
 
 pub use scheduler::{Scheduler, SchedulerStats};

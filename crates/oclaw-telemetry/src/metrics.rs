@@ -158,6 +158,17 @@ impl HistogramFamily {
     }
 }
 
+/// A group of metric families that writes itself in the Prometheus text format: each component
+/// renders what it counts, and `/metrics` lists the components.
+pub trait Exposition {
+    fn render(&self, out: &mut String);
+}
+
+/// Writes one sample without labels.
+pub fn render_one(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
+    render_samples(out, name, kind, help, &[(String::new(), value)]);
+}
+
 /// Writes one gauge (or counter) with its HELP and TYPE lines and one sample per label set.
 pub fn render_samples(
     out: &mut String,

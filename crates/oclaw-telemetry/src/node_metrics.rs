@@ -193,3 +193,30 @@ impl Default for BotSeries {
         }
     }
 }
+
+/// The node's own families: tasks by bot, channel messages and reply latency, the node's CPU and
+/// memory, and the process's.
+impl crate::metrics::Exposition for NodeMetrics {
+    fn render(&self, out: &mut String) {
+        use crate::metrics::render_one;
+        self.render_tasks(out);
+        self.render_channels(out);
+        render_one(
+            out,
+            "oclaw_node_cpu_utilization_ratio",
+            "gauge",
+            "CPU in use on this node (0..1), sampled every 5s.",
+            self.node_cpu_ratio(),
+        );
+        render_one(
+            out,
+            "oclaw_node_memory_utilization_ratio",
+            "gauge",
+            "Memory in use on this node (1 - MemAvailable/MemTotal).",
+            crate::system::memory_ratio(),
+        );
+        for (name, kind, help, v) in crate::system::process_metrics(self.started_unix) {
+            render_one(out, name, kind, help, v);
+        }
+    }
+}

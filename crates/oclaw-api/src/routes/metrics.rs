@@ -7,8 +7,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use oclaw_telemetry::metrics::{labels, render_samples};
-use oclaw_telemetry::system::{memory_ratio, process_metrics};
+use oclaw_telemetry::metrics::{labels, render_samples, Exposition};
 
 use crate::ApiState;
 
@@ -74,188 +73,23 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
         "Latency of API requests by route template, method and status.",
     );
 
-    match state.store.queue_stats(chrono::Utc::now()).await {
-        Ok(mut queues) => {
-            for q in state.catalog.queues() {
-                if !queues.iter().any(|s| s.name == q) {
-                    queues.push(oclaw_store::QueueStats {
-                        name: q,
-                        ..Default::default()
-                    });
-                }
-            }
-            let per = |f: &dyn Fn(&oclaw_store::QueueStats) -> f64| -> Vec<(String, f64)> {
-                queues
-                    .iter()
-                    .map(|q| (labels(&[("queue", &q.name)]), f(q)))
-                    .collect()
-            };
-            render_samples(
-                &mut out,
-                "oclaw_queue_backlog",
-                "gauge",
-                "Tasks ready to run and waiting for a worker, per queue.",
-                &per(&|q| q.queued as f64),
-            );
-            render_samples(
-                &mut out,
-                "oclaw_queue_running",
-                "gauge",
-                "Tasks running under a lease, per queue.",
-                &per(&|q| q.running as f64),
-            );
-            render_samples(
-                &mut out,
-                "oclaw_queue_scheduled",
-                "gauge",
-                "Tasks waiting for their run_at (delayed or retrying), per queue.",
-                &per(&|q| q.scheduled as f64),
-            );
-            render_samples(
-                &mut out,
-                "oclaw_queue_dead",
-                "gauge",
-                "Dead and failed tasks kept for inspection, per queue.",
-                &per(&|q| q.dead as f64),
-            );
-            render_samples(
-                &mut out,
-                "oclaw_queue_oldest_age_seconds",
-                "gauge",
-                "Age of the oldest ready task, per queue.",
-                &per(&|q| q.oldest_queued_age_seconds),
-            );
-            let caps: Vec<(String, f64)> = queues
-                .iter()
-                .filter_map(|q| {
-                    q.capacity
-                        .map(|c| (labels(&[("queue", &q.name)]), c as f64))
-                })
-                .collect();
-            render_samples(
-                &mut out,
-                "oclaw_queue_capacity",
-                "gauge",
-                "Configured capacity (queued + scheduled) per queue.",
-                &caps,
-            );
-            render_samples(
-                &mut out,
-                "oclaw_store_up",
-                "gauge",
-                "1 when the store answered this scrape.",
-                &[(String::new(), 1.0)],
-            );
-        }
-        Err(_) => render_samples(
-            &mut out,
-            "oclaw_store_up",
-            "gauge",
-            "1 when the store answered this scrape.",
-            &[(String::new(), 0.0)],
-        ),
+    let queues = state.store.queue_stats(chrono::Utc::now()).await.ok();
+    Queues {
+        stats: queues,
+        catalog: &state.catalog.queues(),
     }
+    .render(&mut out);
 
     let (mut attempts, mut failures) = (0u64, 0u64);
     if let Some(s) = &state.scheduler {
         attempts += s.attempts.load(Ordering::Relaxed);
         failures += s.failures.load(Ordering::Relaxed);
-        render_samples(
-            &mut out,
-            "oclaw_scheduler_promoted_total",
-            "counter",
-            "Scheduled tasks moved to their queue when due.",
-            &[(String::new(), s.promoted.load(Ordering::Relaxed) as f64)],
-        );
-        render_samples(
-            &mut out,
-            "oclaw_lease_expired_total",
-            "counter",
-            "Tasks whose lease expired (worker died or stalled), by what happened next.",
-            &[
-                (
-                    labels(&[("result", "requeued")]),
-                    s.lease_requeued.load(Ordering::Relaxed) as f64,
-                ),
-                (
-                    labels(&[("result", "dead")]),
-                    s.lease_dead.load(Ordering::Relaxed) as f64,
-                ),
-            ],
-        );
-        render_samples(
-            &mut out,
-            "oclaw_trigger_fires_total",
-            "counter",
-            "Tasks enqueued by cron and interval triggers.",
-            &[(String::new(), s.fired.load(Ordering::Relaxed) as f64)],
-        );
-        render_samples(
-            &mut out,
-            "oclaw_scheduler_leader",
-            "gauge",
-            "1 while this scheduler is the leader (the one that schedules), 0 while it stands by.",
-            &[(
-                String::new(),
-                if s.leader.load(Ordering::Relaxed) {
-                    1.0
-                } else {
-                    0.0
-                },
-            )],
-        );
-        render_samples(
-            &mut out,
-            "oclaw_tasks_purged_total",
-            "counter",
-            "Finished tasks deleted by the retention purge (storage.retention).",
-            &[(String::new(), s.purged.load(Ordering::Relaxed) as f64)],
-        );
-        render_samples(
-            &mut out,
-            "oclaw_scheduler_elections_total",
-            "counter",
-            "Times this scheduler became the leader.",
-            &[(String::new(), s.elected.load(Ordering::Relaxed) as f64)],
-        );
+        s.render(&mut out);
     }
     if let Some(w) = &state.worker {
         attempts += w.stats.claim_attempts.load(Ordering::Relaxed);
         failures += w.stats.claim_failures.load(Ordering::Relaxed);
-        render_samples(
-            &mut out,
-            "oclaw_worker_in_flight",
-            "gauge",
-            "Tasks this worker is running now.",
-            &[(
-                String::new(),
-                w.stats.in_flight.load(Ordering::Relaxed) as f64,
-            )],
-        );
-        render_samples(
-            &mut out,
-            "oclaw_worker_concurrency",
-            "gauge",
-            "Tasks this worker may run at once (worker.concurrency).",
-            &[(String::new(), w.concurrency as f64)],
-        );
-        render_samples(
-            &mut out,
-            "oclaw_worker_claimed_total",
-            "counter",
-            "Tasks claimed by this worker.",
-            &[(
-                String::new(),
-                w.stats.claimed.load(Ordering::Relaxed) as f64,
-            )],
-        );
-        render_samples(
-            &mut out,
-            "oclaw_worker_fenced_total",
-            "counter",
-            "Results refused because the lease was lost.",
-            &[(String::new(), w.stats.fenced.load(Ordering::Relaxed) as f64)],
-        );
+        w.render(&mut out);
     }
     render_samples(&mut out, "oclaw_scheduling_attempts_total", "counter", "Scheduling actions: worker claim round trips, promotion passes, lease-expiry passes, trigger fires.", &[(String::new(), attempts as f64)]);
     render_samples(
@@ -266,25 +100,7 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
         &[(String::new(), failures as f64)],
     );
 
-    m.render_tasks(&mut out);
-    m.render_channels(&mut out);
-    render_samples(
-        &mut out,
-        "oclaw_node_cpu_utilization_ratio",
-        "gauge",
-        "CPU in use on this node (0..1), sampled every 5s.",
-        &[(String::new(), m.node_cpu_ratio())],
-    );
-    render_samples(
-        &mut out,
-        "oclaw_node_memory_utilization_ratio",
-        "gauge",
-        "Memory in use on this node (1 - MemAvailable/MemTotal).",
-        &[(String::new(), memory_ratio())],
-    );
-    for (name, kind, help, v) in process_metrics(m.started_unix) {
-        render_samples(&mut out, name, kind, help, &[(String::new(), v)]);
-    }
+    m.render(&mut out);
     (
         [(
             header::CONTENT_TYPE,
@@ -293,4 +109,97 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// The queue families (`oclaw_queue_*`) and `oclaw_store_up`, from the store's answer at this
+/// scrape (`None`: the store did not answer); every queue a bot names has its row.
+struct Queues<'a> {
+    stats: Option<Vec<oclaw_store::QueueStats>>,
+    catalog: &'a std::collections::BTreeSet<String>,
+}
+
+impl Exposition for Queues<'_> {
+    fn render(&self, out: &mut String) {
+        match self.stats.clone() {
+            Some(mut queues) => {
+                for q in self.catalog.iter().cloned() {
+                    if !queues.iter().any(|s| s.name == q) {
+                        queues.push(oclaw_store::QueueStats {
+                            name: q,
+                            ..Default::default()
+                        });
+                    }
+                }
+                let per = |f: &dyn Fn(&oclaw_store::QueueStats) -> f64| -> Vec<(String, f64)> {
+                    queues
+                        .iter()
+                        .map(|q| (labels(&[("queue", &q.name)]), f(q)))
+                        .collect()
+                };
+                render_samples(
+                    out,
+                    "oclaw_queue_backlog",
+                    "gauge",
+                    "Tasks ready to run and waiting for a worker, per queue.",
+                    &per(&|q| q.queued as f64),
+                );
+                render_samples(
+                    out,
+                    "oclaw_queue_running",
+                    "gauge",
+                    "Tasks running under a lease, per queue.",
+                    &per(&|q| q.running as f64),
+                );
+                render_samples(
+                    out,
+                    "oclaw_queue_scheduled",
+                    "gauge",
+                    "Tasks waiting for their run_at (delayed or retrying), per queue.",
+                    &per(&|q| q.scheduled as f64),
+                );
+                render_samples(
+                    out,
+                    "oclaw_queue_dead",
+                    "gauge",
+                    "Dead and failed tasks kept for inspection, per queue.",
+                    &per(&|q| q.dead as f64),
+                );
+                render_samples(
+                    out,
+                    "oclaw_queue_oldest_age_seconds",
+                    "gauge",
+                    "Age of the oldest ready task, per queue.",
+                    &per(&|q| q.oldest_queued_age_seconds),
+                );
+                let caps: Vec<(String, f64)> = queues
+                    .iter()
+                    .filter_map(|q| {
+                        q.capacity
+                            .map(|c| (labels(&[("queue", &q.name)]), c as f64))
+                    })
+                    .collect();
+                render_samples(
+                    out,
+                    "oclaw_queue_capacity",
+                    "gauge",
+                    "Configured capacity (queued + scheduled) per queue.",
+                    &caps,
+                );
+                render_samples(
+                    out,
+                    "oclaw_store_up",
+                    "gauge",
+                    "1 when the store answered this scrape.",
+                    &[(String::new(), 1.0)],
+                );
+            }
+            None => render_samples(
+                out,
+                "oclaw_store_up",
+                "gauge",
+                "1 when the store answered this scrape.",
+                &[(String::new(), 0.0)],
+            ),
+        }
+    }
 }
