@@ -10,62 +10,14 @@ use oclaw_api::{check_listen_safety, ApiState, ListenSafety};
 use oclaw_bots::templates::TemplateEngine;
 use oclaw_core::config::NodeConfig;
 use oclaw_core::ErrorCode;
-use oclaw_engine::{Runtime, Worker, WorkerOptions};
+use oclaw_engine::Runtime;
 use oclaw_scheduler::Scheduler;
 use tokio::sync::watch;
 
-use crate::loading::{build_catalog, open_configured_store, CatalogSource, NodeError};
+use crate::loading::{build_catalog, open_configured_store, NodeError};
 
-/// Which components a process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Components {
-    pub api: bool,
-    pub scheduler: bool,
-    pub worker: bool,
-}
-
-impl Components {
-    pub const ALL: Components = Components {
-        api: true,
-        scheduler: true,
-        worker: true,
-    };
-    pub const API_SERVER: Components = Components {
-        api: true,
-        scheduler: false,
-        worker: false,
-    };
-    pub const SCHEDULER: Components = Components {
-        api: false,
-        scheduler: true,
-        worker: false,
-    };
-    pub const WORKER: Components = Components {
-        api: false,
-        scheduler: false,
-        worker: true,
-    };
-
-    pub fn names(self) -> Vec<&'static str> {
-        [
-            (self.api, "api-server"),
-            (self.scheduler, "scheduler"),
-            (self.worker, "worker"),
-        ]
-        .into_iter()
-        .filter_map(|(on, name)| on.then_some(name))
-        .collect()
-    }
-
-    /// `serve` for the embedded all-in-one node, else the single component's name.
-    pub fn label(self) -> String {
-        if self == Components::ALL {
-            "serve".into()
-        } else {
-            self.names().join("+")
-        }
-    }
-}
+use crate::banner::{print_banner, Banner};
+use crate::components::{host_name, spawn_presence, start_worker, Components, Running};
 
 pub struct ServeOptions {
     pub config: NodeConfig,
@@ -84,54 +36,6 @@ fn startup(code: ErrorCode, message: impl Into<String>) -> NodeError {
         code,
         message: message.into(),
     }
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-/// How often a node refreshes its registry entry; an entry older than three of these shows as
-/// `NotReady` in `GET /v1/cluster/nodes`.
-pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Keeps this node's registry entry fresh until `stop`, then removes it.
-fn spawn_presence(
-    store: Arc<dyn oclaw_store::Store>,
-    node_id: String,
-    info: impl Fn() -> serde_json::Value + Send + 'static,
-    mut stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut healthy = true;
-        loop {
-            match store.heartbeat_node(&node_id, &info()).await {
-                Ok(()) if !healthy => {
-                    healthy = true;
-                    tracing::info!(component = "node", "node registry reachable again");
-                }
-                Ok(()) => {}
-                Err(e) if healthy => {
-                    healthy = false;
-                    tracing::warn!(
-                        component = "node",
-                        error_code = e.code().code(),
-                        "cannot refresh this node's registry entry: {e}"
-                    );
-                }
-                Err(_) => {}
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(HEARTBEAT) => {}
-                _ = oclaw_engine::stopped(&mut stop) => break,
-            }
-        }
-        let _ = store.remove_node(&node_id).await;
-    })
 }
 
 /// Runs the configured components until `shutdown` resolves, then stops gracefully.
@@ -245,36 +149,16 @@ pub async fn serve(
     metrics.start_node_sampler();
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let mut worker_info = None;
-    let mut worker_task = None;
-    if components.worker {
-        // Tasks this node held when it last stopped without draining (crash, kill -9) run again
-        // now instead of after their leases run out.
-        match store.expire_leases_of(&node_id).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                component = "worker",
-                recovered = n,
-                "requeueing tasks left running by this node's previous run"
-            ),
-            Err(e) => tracing::warn!(
-                component = "worker",
-                error_code = e.code().code(),
-                "could not check for tasks of a previous run: {e}"
-            ),
-        }
-        let worker_opts =
-            WorkerOptions::from_config(&config.worker, node_id.clone(), queues.clone());
-        let worker = Worker::new(worker_opts, Arc::new(runtime));
-        worker_info = Some(oclaw_api::WorkerInfo {
-            stats: worker.stats(),
-            concurrency: config.worker.concurrency,
-        });
-        worker_task = Some(tokio::spawn(worker.run(stop_rx.clone())));
-    }
-    let mut scheduler_stats = None;
-    let mut scheduler_task = None;
-    if components.scheduler {
+    let mut running = Running::default();
+    let worker_info = if components.worker {
+        let (info, task) =
+            start_worker(&config, &store, &node_id, &queues, runtime, &stop_rx).await;
+        running.add("worker", task);
+        Some(info)
+    } else {
+        None
+    };
+    let scheduler_stats = if components.scheduler {
         let scheduler = Scheduler::new(
             store.clone(),
             catalog.clone(),
@@ -282,9 +166,12 @@ pub async fn serve(
         )
         .with_leadership(node_id.clone(), config.scheduler.leader_lease.get())
         .with_retention(config.storage.retention.map(|d| d.get()));
-        scheduler_stats = Some(scheduler.stats());
-        scheduler_task = Some(tokio::spawn(scheduler.run(stop_rx.clone())));
-    }
+        let stats = scheduler.stats();
+        running.add("scheduler", tokio::spawn(scheduler.run(stop_rx.clone())));
+        Some(stats)
+    } else {
+        None
+    };
 
     let started_at = chrono::Utc::now();
     let node_info = {
@@ -335,8 +222,8 @@ pub async fn serve(
         websocket: config.channels.websocket.clone(),
     };
     // Broker channels run with the API (channel ingress).
-    let channels = if components.api {
-        oclaw_channels::registry::start_brokers(
+    if components.api {
+        let brokers = oclaw_channels::registry::start_brokers(
             &config.channels,
             oclaw_channels::registry::Context {
                 catalog: catalog.clone(),
@@ -346,11 +233,15 @@ pub async fn serve(
                 stop: stop_rx.clone(),
             },
         )
-        .map_err(|m| startup(ErrorCode::ConfigInvalidValue, m))?
-    } else {
-        Vec::new()
-    };
-    let presence = spawn_presence(store.clone(), node_id.clone(), node_info, stop_rx.clone());
+        .map_err(|m| startup(ErrorCode::ConfigInvalidValue, m))?;
+        for task in brokers {
+            running.add("channels", task);
+        }
+    }
+    running.add(
+        "presence",
+        spawn_presence(store.clone(), node_id.clone(), node_info, stop_rx.clone()),
+    );
     let mut api_stop = stop_rx.clone();
     let api = tokio::spawn(async move {
         let app = if components.api {
@@ -363,12 +254,17 @@ pub async fn serve(
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        axum::serve(listener, app)
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = api_stop.wait_for(|stop| *stop).await;
             })
-            .await
+            .await;
+        if let Err(e) = served {
+            tracing::error!(component = "api-server", "server error: {e}");
+        }
     });
+    // The API stops first (no new requests), then the worker drains, then the rest.
+    running.first("api-server", api);
 
     if opts.banner {
         print_banner(&Banner {
@@ -390,101 +286,7 @@ pub async fn serve(
         "shutting down: no new requests, draining the worker"
     );
     let _ = stop_tx.send(true);
-    if let Ok(Err(e)) = api.await {
-        tracing::error!(component = "api-server", "server error: {e}");
-    }
-    if let Some(w) = worker_task {
-        let _ = w.await;
-    }
-    if let Some(s) = scheduler_task {
-        let _ = s.await;
-    }
-    let _ = presence.await;
-    for channel in channels {
-        let _ = channel.await;
-    }
+    running.stop().await;
     tracing::info!(component = "node", "stopped cleanly");
     Ok(())
-}
-
-struct Banner<'a> {
-    components: Components,
-    started: Instant,
-    api_url: &'a str,
-    config: &'a NodeConfig,
-    catalog: &'a oclaw_bots::BotCatalog,
-    source: CatalogSource,
-    node_id: &'a str,
-    queues: &'a [String],
-}
-
-fn print_banner(b: &Banner<'_>) {
-    let names: Vec<&str> = b.catalog.bots().map(|b| b.name()).collect();
-    let from = match b.source {
-        CatalogSource::Examples => "built-in examples",
-        CatalogSource::Configured => "config",
-    };
-    let api_url = b.api_url;
-    let config = b.config;
-    let what = if b.components == Components::ALL {
-        "embedded: api-server + scheduler + worker".to_string()
-    } else {
-        format!("distributed: {}", b.components.names().join(" + "))
-    };
-    println!(
-        "oclaw {} serving ({what}), ready in {} ms",
-        env!("CARGO_PKG_VERSION"),
-        b.started.elapsed().as_millis()
-    );
-    if b.components.api {
-        println!("  API      {api_url}/v1      try: curl -s {api_url}/v1/tasks -d '{{\"bot\":\"hello\",\"input\":{{\"name\":\"Ada\"}}}}'");
-    }
-    if b.components.api {
-        let chat: Vec<&str> = b
-            .catalog
-            .bots()
-            .filter(|bot| bot.doc.spec.triggers.iter().any(|t| t.websocket.is_some()))
-            .map(|bot| bot.name())
-            .collect();
-        if let Some(first) = chat.first() {
-            let ws = api_url.replacen("http://", "ws://", 1);
-            println!(
-                "  chat     {ws}/v1/ws?bot={first}   (WebSocket; bots: {})",
-                chat.join(", ")
-            );
-        }
-    }
-    println!("  health   {api_url}/healthz  {api_url}/readyz");
-    println!("  metrics  {api_url}/metrics");
-    println!(
-        "  data     {}",
-        oclaw_store::redact_url(&config.storage.url)
-    );
-    println!(
-        "  bots     {} from {from}: {}",
-        names.len(),
-        names.join(", ")
-    );
-    println!("  node     {}", b.node_id);
-    if b.components.worker {
-        println!(
-            "  worker   concurrency {}, queues {}, batch {} (maxSize {}, timeout {})",
-            config.worker.concurrency,
-            b.queues.join(","),
-            if config.worker.batch.enabled {
-                "on"
-            } else {
-                "off"
-            },
-            config.worker.batch.max_size,
-            config.worker.batch.timeout
-        );
-    }
-    if b.components.scheduler {
-        println!(
-            "  scheduler  leader election: terms of {} (standbys take over when the leader stops)",
-            config.scheduler.leader_lease
-        );
-    }
-    println!("  stop     Ctrl-C or SIGTERM (finishes running tasks, releases the rest)");
 }

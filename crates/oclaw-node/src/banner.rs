@@ -1,0 +1,90 @@
+//! The start-up banner: where the node listens, what it loaded and from where, what to try first.
+
+use std::time::Instant;
+
+use oclaw_core::config::NodeConfig;
+
+use crate::components::Components;
+use crate::loading::CatalogSource;
+
+pub(crate) struct Banner<'a> {
+    pub components: Components,
+    pub started: Instant,
+    pub api_url: &'a str,
+    pub config: &'a NodeConfig,
+    pub catalog: &'a oclaw_bots::BotCatalog,
+    pub source: CatalogSource,
+    pub node_id: &'a str,
+    pub queues: &'a [String],
+}
+
+pub(crate) fn print_banner(b: &Banner<'_>) {
+    let names: Vec<&str> = b.catalog.bots().map(|b| b.name()).collect();
+    let from = match b.source {
+        CatalogSource::Examples => "built-in examples",
+        CatalogSource::Configured => "config",
+    };
+    let api_url = b.api_url;
+    let config = b.config;
+    let what = if b.components == Components::ALL {
+        "embedded: api-server + scheduler + worker".to_string()
+    } else {
+        format!("distributed: {}", b.components.names().join(" + "))
+    };
+    println!(
+        "oclaw {} serving ({what}), ready in {} ms",
+        env!("CARGO_PKG_VERSION"),
+        b.started.elapsed().as_millis()
+    );
+    if b.components.api {
+        println!("  API      {api_url}/v1      try: curl -s {api_url}/v1/tasks -d '{{\"bot\":\"hello\",\"input\":{{\"name\":\"Ada\"}}}}'");
+    }
+    if b.components.api {
+        let chat: Vec<&str> = b
+            .catalog
+            .bots()
+            .filter(|bot| bot.doc.spec.triggers.iter().any(|t| t.websocket.is_some()))
+            .map(|bot| bot.name())
+            .collect();
+        if let Some(first) = chat.first() {
+            let ws = api_url.replacen("http://", "ws://", 1);
+            println!(
+                "  chat     {ws}/v1/ws?bot={first}   (WebSocket; bots: {})",
+                chat.join(", ")
+            );
+        }
+    }
+    println!("  health   {api_url}/healthz  {api_url}/readyz");
+    println!("  metrics  {api_url}/metrics");
+    println!(
+        "  data     {}",
+        oclaw_store::redact_url(&config.storage.url)
+    );
+    println!(
+        "  bots     {} from {from}: {}",
+        names.len(),
+        names.join(", ")
+    );
+    println!("  node     {}", b.node_id);
+    if b.components.worker {
+        println!(
+            "  worker   concurrency {}, queues {}, batch {} (maxSize {}, timeout {})",
+            config.worker.concurrency,
+            b.queues.join(","),
+            if config.worker.batch.enabled {
+                "on"
+            } else {
+                "off"
+            },
+            config.worker.batch.max_size,
+            config.worker.batch.timeout
+        );
+    }
+    if b.components.scheduler {
+        println!(
+            "  scheduler  leader election: terms of {} (standbys take over when the leader stops)",
+            config.scheduler.leader_lease
+        );
+    }
+    println!("  stop     Ctrl-C or SIGTERM (finishes running tasks, releases the rest)");
+}
