@@ -15,6 +15,7 @@ pub mod registry;
 mod request;
 pub mod router;
 pub mod webhook;
+pub mod websocket;
 
 pub use inbound::{broker_message, reply_payload, resolve_secret, Inbound};
 pub use request::Request;

@@ -1,10 +1,8 @@
-//! `GET /v1/ws?bot=NAME[&session=ID][&user=NAME]`: chat sessions over WebSocket.
+//! `GET /v1/ws?bot=NAME[&session=ID][&user=NAME]`: the socket side of the WebSocket channel,
+//! whose frames and session ids `oclaw_channels::websocket` reads and writes.
 //!
 //! One session per connection; `session=` resumes an earlier one (same conversation, same
-//! history). Client frames: `{"type": "message", "text": "...", "data": {...}, "id": "..."}` and
-//! `{"type": "ping"}`. Server frames: `session` (first), `ack` (the message is a durable task),
-//! `reply`, `error` and `pong`. Each message becomes a task whose ordering key is the session, so
-//! replies come in message order. At most `channels.websocket.max_in_flight` messages wait for
+//! history). At most `channels.websocket.max_in_flight` messages wait for
 //! replies; the server stops reading until one is answered. A client that lets
 //! `outbound_buffer` frames pile up unread is closed with code 1008.
 
@@ -18,15 +16,14 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use oclaw_bots::LoadedBot;
+use oclaw_channels::websocket::{self, ClientFrame, CHANNEL};
 use oclaw_channels::Inbound;
 use oclaw_core::{ErrorCode, TaskStatus};
 use oclaw_telemetry::ChannelEvent;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use crate::{ApiError, ApiState};
-
-const CHANNEL: &str = "websocket";
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,13 +31,6 @@ pub struct WsQuery {
     bot: String,
     session: Option<String>,
     user: Option<String>,
-}
-
-fn session_id_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
 }
 
 pub async fn connect(
@@ -66,7 +56,7 @@ pub async fn connect(
         .trace(&trace_id));
     }
     let session = match q.session {
-        Some(s) if session_id_ok(&s) => s,
+        Some(s) if websocket::valid_session_id(&s) => s,
         Some(_) => {
             return Err(ApiError::new(
                 ErrorCode::InvalidField,
@@ -115,13 +105,15 @@ impl Outbox {
 
     fn error(&self, code: ErrorCode, message: impl Into<String>, extra: Value) {
         self.metrics.channel_event(CHANNEL, ChannelEvent::Error);
-        let mut frame =
-            json!({"type": "error", "error": {"code": code.code(), "message": message.into()}});
-        if let (Value::Object(f), Value::Object(e)) = (&mut frame, extra) {
-            f.extend(e);
-        }
-        self.frame(frame);
+        self.frame(websocket::error_frame(code.code(), &message.into(), extra));
     }
+}
+
+/// How a session's messages move: at most `max_in_flight` wait for replies, and replies go out
+/// in message order (each waits until the one before it was sent).
+struct Pacing {
+    in_flight: Arc<Semaphore>,
+    previous_reply: Option<oneshot::Receiver<()>>,
 }
 
 async fn run_session(
@@ -160,7 +152,10 @@ async fn run_session(
         "session opened"
     );
     out.frame(json!({"type": "session", "session": session, "bot": bot.name()}));
-    let in_flight = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
+    let mut pacing = Pacing {
+        in_flight: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
+        previous_reply: None,
+    };
     let mut ping = tokio::time::interval(heartbeat);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_seen = Instant::now();
@@ -177,7 +172,7 @@ async fn run_session(
                 match msg {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
                     Some(Ok(Message::Text(text))) => {
-                        handle_frame(&state, &bot, &session, user.as_deref(), &out, &in_flight, text.as_str()).await;
+                        handle_frame(&state, &bot, &session, user.as_deref(), &out, &mut pacing, text.as_str()).await;
                     }
                     Some(Ok(Message::Binary(_))) => out.error(
                         ErrorCode::MalformedFrame,
@@ -213,64 +208,25 @@ async fn handle_frame(
     session: &str,
     user: Option<&str>,
     out: &Outbox,
-    in_flight: &Arc<Semaphore>,
+    pacing: &mut Pacing,
     text: &str,
 ) {
-    let frame: Value = match serde_json::from_str(text) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => {
-            return out.error(
-                ErrorCode::MalformedFrame,
-                "a frame is a JSON object with a `type`",
-                json!({}),
-            )
-        }
-        Err(e) => {
-            return out.error(
-                ErrorCode::MalformedFrame,
-                format!("frame is not valid JSON: {e}"),
-                json!({}),
-            )
-        }
-    };
-    let id = frame.get("id").cloned().unwrap_or(Value::Null);
-    match frame.get("type").and_then(Value::as_str) {
-        Some("ping") => {
+    let (id, text, data) = match websocket::parse_frame(text) {
+        Ok(ClientFrame::Ping { id }) => {
             out.frame(json!({"type": "pong", "id": id}));
             return;
         }
-        Some("message") => {}
-        other => {
-            return out.error(
-                ErrorCode::MalformedFrame,
-                format!("unknown frame type {other:?}; send `message` or `ping`"),
-                json!({"id": id}),
-            )
-        }
-    }
-    let text = match frame.get("text") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => {
-            return out.error(
-                ErrorCode::MalformedFrame,
-                "`text` must be a string",
-                json!({"id": id}),
-            )
+        Ok(ClientFrame::Message { id, text, data }) => (id, text, data),
+        Err(bad) => {
+            out.metrics.channel_event(CHANNEL, ChannelEvent::Error);
+            out.frame(websocket::bad_frame(&bad));
+            return;
         }
     };
-    let data = frame.get("data").cloned().unwrap_or(Value::Null);
-    if text.is_none() && data.is_null() {
-        return out.error(
-            ErrorCode::MalformedFrame,
-            "a message has `text` or `data`",
-            json!({"id": id}),
-        );
-    }
     state.metrics.channel_event(CHANNEL, ChannelEvent::Received);
     let received = Instant::now();
     // At most max_in_flight messages wait for replies; reading pauses until one is answered.
-    let Ok(permit) = in_flight.clone().acquire_owned().await else {
+    let Ok(permit) = pacing.in_flight.clone().acquire_owned().await else {
         return;
     };
     let mut inbound = Inbound::new(CHANNEL);
@@ -290,9 +246,17 @@ async fn handle_frame(
     let task_id = pending.task.id;
     let wait = bot.doc.spec.timeout.get() + Duration::from_secs(5);
     let metrics = state.metrics.clone();
+    let (sent, next) = oneshot::channel::<()>();
+    let before = pacing.previous_reply.replace(next);
     tokio::spawn(async move {
         let _permit = permit;
-        match pending.finished(wait).await {
+        let finished = pending.finished(wait).await;
+        if let Some(before) = before {
+            // Resolves when the previous reply went out (or its waiter ended).
+            let _ = before.await;
+        }
+        let _sent = sent;
+        match finished {
             Some(task) if task.status == TaskStatus::Succeeded => {
                 let reply =
                     oclaw_core::channel::reply_of(task.output.as_ref().unwrap_or(&Value::Null));
