@@ -5,6 +5,7 @@
 
 use crate::analysis::samples;
 use crate::driver::{Driver, DriverError};
+use crate::release::Progress;
 
 /// The last lines of a log that look like errors.
 fn error_lines(text: &str, n: usize) -> Vec<String> {
@@ -18,21 +19,14 @@ fn error_lines(text: &str, n: usize) -> Vec<String> {
     lines
 }
 
-/// The answers, line by line as `oclaw diagnose` prints them, and how many findings they hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Diagnosis {
-    pub lines: Vec<String>,
-    pub findings: usize,
-}
-
-/// Walks Q1–Q3 on any driver's cluster.
-pub async fn diagnose<D: Driver>(d: &D) -> Result<Diagnosis, DriverError> {
-    let mut out = Vec::new();
+/// Walks Q1–Q3 on any driver's cluster, saying each answer as it is found (a slow platform
+/// shows Q1 before Q3 is asked); answers how many findings there were.
+pub async fn diagnose<D: Driver>(d: &D, out: &dyn Progress) -> Result<usize, DriverError> {
     let status = d.status().await?;
     let pods = &status.pods;
     let mut findings = 0;
 
-    out.push("Q1  pods that are not ready".to_string());
+    out.say("Q1  pods that are not ready");
     for p in pods.iter().filter(|p| !p.ready) {
         findings += 1;
         let why = p
@@ -40,22 +34,22 @@ pub async fn diagnose<D: Driver>(d: &D) -> Result<Diagnosis, DriverError> {
             .as_deref()
             .or(p.last_exit.as_deref())
             .unwrap_or("starting, or failing its /readyz check");
-        out.push(format!("  {} ({}): {why}", p.name, p.status));
+        out.say(&format!("  {} ({}): {why}", p.name, p.status));
         let log = d.logs(&p.name, false).await?.unwrap_or_default();
         for l in error_lines(&log, 3) {
-            out.push(format!("      {l}"));
+            out.say(&format!("      {l}"));
         }
         if p.status == "Pending" && p.detail.is_some() {
-            out.push("      causes: not enough CPU or memory on the nodes for spec.resources.requests, a node selector or taint no node matches, a volume that cannot bind (spec.storage.class)".to_string());
+            out.say("      causes: not enough CPU or memory on the nodes for spec.resources.requests, a node selector or taint no node matches, a volume that cannot bind (spec.storage.class)");
         } else {
-            out.push("      causes: the database unreachable (OC-4001 in the log: check spec.storage.url), a config key it rejects (OC-10xx), its port taken by another process, an image that cannot be pulled".to_string());
+            out.say("      causes: the database unreachable (OC-4001 in the log: check spec.storage.url), a config key it rejects (OC-10xx), its port taken by another process, an image that cannot be pulled");
         }
     }
     if pods.iter().all(|p| p.ready) {
-        out.push(format!("  none: {} pods ready", pods.len()));
+        out.say(&format!("  none: {} pods ready", pods.len()));
     }
 
-    out.push("Q2  pods that restart".to_string());
+    out.say("Q2  pods that restart");
     for p in pods.iter().filter(|p| p.restarts > 0) {
         findings += 1;
         let reason = p.last_exit.as_deref().unwrap_or("unknown");
@@ -69,31 +63,28 @@ pub async fn diagnose<D: Driver>(d: &D) -> Result<Diagnosis, DriverError> {
         } else {
             "see its previous log (oclaw logs POD --previous)"
         };
-        out.push(format!(
+        out.say(&format!(
             "  {} restarted {}x, last: {reason} — {hint}",
             p.name, p.restarts
         ));
         let log = d.logs(&p.name, true).await?.unwrap_or_default();
         for l in error_lines(&log, 2) {
-            out.push(format!("      {l}"));
+            out.say(&format!("      {l}"));
         }
     }
     if pods.iter().all(|p| p.restarts == 0) {
-        out.push("  none".to_string());
+        out.say("  none");
     }
 
-    out.push("Q3  task latency".to_string());
+    out.say("Q3  task latency");
     let page = match pods.iter().find(|p| p.component == "api-server" && p.ready) {
         Some(p) => d.metrics(p).await?,
         None => None,
     };
     let Some(page) = page else {
-        out.push("  no ready api-server to read metrics from".to_string());
-        out.push(format!("{findings} finding(s)"));
-        return Ok(Diagnosis {
-            lines: out,
-            findings,
-        });
+        out.say("  no ready api-server to read metrics from");
+        out.say(&format!("{findings} finding(s)"));
+        return Ok(findings);
     };
     let wait_sum: f64 = samples(&page, "oclaw_task_wait_seconds_sum")
         .iter()
@@ -112,23 +103,20 @@ pub async fn diagnose<D: Driver>(d: &D) -> Result<Diagnosis, DriverError> {
     } else {
         0.0
     };
-    out.push(format!(
+    out.say(&format!(
         "  mean wait before a task starts: {:.3}s over {} tasks (this api-server's process)",
         mean_wait, wait_count as u64
     ));
     for (series, n) in &backlog {
-        out.push(format!("  backlog {series} = {n}"));
+        out.say(&format!("  backlog {series} = {n}"));
     }
     let workers = pods.iter().filter(|p| p.component == "worker").count();
     if mean_wait > 1.0 || backlog.iter().any(|b| b.1 > 1000.0) {
         findings += 1;
-        out.push(format!("  tasks wait: raise worker.concurrency (seed: 10 → 50 in production), run more workers (now {workers}), and keep batching on (worker.batch: enabled, maxSize 100, timeout 500ms)"));
+        out.say(&format!("  tasks wait: raise worker.concurrency (seed: 10 → 50 in production), run more workers (now {workers}), and keep batching on (worker.batch: enabled, maxSize 100, timeout 500ms)"));
     } else {
-        out.push("  no latency problem seen; tuning: worker.concurrency, worker.batch {enabled, maxSize, timeout}, more workers".to_string());
+        out.say("  no latency problem seen; tuning: worker.concurrency, worker.batch {enabled, maxSize, timeout}, more workers");
     }
-    out.push(format!("{findings} finding(s)"));
-    Ok(Diagnosis {
-        lines: out,
-        findings,
-    })
+    out.say(&format!("{findings} finding(s)"));
+    Ok(findings)
 }

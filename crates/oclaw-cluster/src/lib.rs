@@ -14,6 +14,7 @@ pub mod drivers;
 pub mod model;
 pub use oclaw_core::quantity;
 pub mod release;
+pub mod revision;
 pub mod rollout;
 pub mod upgrade_checks;
 

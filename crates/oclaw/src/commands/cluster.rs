@@ -142,14 +142,7 @@ pub fn init(args: InitArgs) -> ExitCode {
 fn init_local(cluster: &OpenClawCluster, text: &str) -> ExitCode {
     let done = match oclaw_cluster::drivers::local::init::init(cluster, text) {
         Ok(done) => done,
-        // A bad cluster file exits 2; a directory or supervisor that fails, 1.
-        Err(e) => {
-            let exit = match e.code {
-                ErrorCode::ClusterInvalid => EXIT_INVALID,
-                _ => EXIT_FAILURE,
-            };
-            return fail(e.code, e.message, exit);
-        }
+        Err(e) => return super::output::report(&e),
     };
     if let Some(w) = done.warning {
         eprintln!("warning: {w}");

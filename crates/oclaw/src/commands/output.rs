@@ -46,10 +46,11 @@ impl Progress for Output {
 /// Reports a driver error with its code; bad input exits 2, the rest 1.
 pub fn report(e: &DriverError) -> ExitCode {
     eprintln!("error[{}]: {}", e.code.code(), e.message);
-    // Bad input: the cluster file or configuration (OC-1xxx, OC-5001), or an argument.
-    let invalid = e.code.code().starts_with("OC-1")
-        || matches!(e.code, ErrorCode::ClusterInvalid | ErrorCode::InvalidField);
-    ExitCode::from(if invalid { EXIT_INVALID } else { EXIT_FAILURE })
+    ExitCode::from(if e.bad_input() {
+        EXIT_INVALID
+    } else {
+        EXIT_FAILURE
+    })
 }
 
 /// Reports an error with an exit code of the caller's choosing.

@@ -102,9 +102,8 @@ pub fn upgrade(args: UpgradeArgs, out: Output) -> ExitCode {
 
 pub fn diagnose(driver: DriverArg, namespace: &str) -> ExitCode {
     on_driver(driver, namespace, |d| async move {
-        for line in oclaw_cluster::diagnose::diagnose(&d).await?.lines {
-            println!("{line}");
-        }
+        let out = super::output::Output { json: false };
+        oclaw_cluster::diagnose::diagnose(&d, &out).await?;
         Ok(())
     })
 }

@@ -30,12 +30,8 @@ pub fn init(cluster: &OpenClawCluster, text: &str) -> Result<Initialised, Driver
         ));
     }
     let dir = cluster_dir(&cluster.metadata.namespace);
-    let unwritable = |e: std::io::Error| {
-        DriverError::new(
-            ErrorCode::ConfigUnreadable,
-            format!("{}: {e}", dir.display()),
-        )
-    };
+    let unwritable =
+        |e: std::io::Error| DriverError::unavailable(format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(dir.join("logs")).map_err(unwritable)?;
     let desired_path = dir.join("desired.json");
     write_atomic(&dir.join("cluster.yaml"), text)

@@ -106,12 +106,8 @@ impl RolloutPlatform for Supervised<'_> {
             }
         }
         let path = self.dir.join("desired.json");
-        write_json(&path, &desired).map_err(|e| {
-            DriverError::new(
-                ErrorCode::ConfigUnreadable,
-                format!("{}: {e}", path.display()),
-            )
-        })
+        write_json(&path, &desired)
+            .map_err(|e| DriverError::unavailable(format!("{}: {e}", path.display())))
     }
 
     async fn save(&self, r: &Rollout, _before: &RolloutStatus) -> Result<(), DriverError> {
@@ -121,12 +117,8 @@ impl RolloutPlatform for Supervised<'_> {
             r.status.phase
         );
         let path = self.dir.join("rollout.json");
-        write_json(&path, r).map_err(|e| {
-            DriverError::new(
-                ErrorCode::ConfigUnreadable,
-                format!("{}: {e}", path.display()),
-            )
-        })
+        write_json(&path, r)
+            .map_err(|e| DriverError::unavailable(format!("{}: {e}", path.display())))
     }
 }
 
@@ -168,12 +160,8 @@ pub fn promote(
 ) -> Result<(), DriverError> {
     r.confirmed = true;
     let path = d.dir.join("rollout.json");
-    write_json(&path, &r).map_err(|e| {
-        DriverError::new(
-            ErrorCode::ConfigUnreadable,
-            format!("{}: {e}", path.display()),
-        )
-    })?;
+    write_json(&path, &r)
+        .map_err(|e| DriverError::unavailable(format!("{}: {e}", path.display())))?;
     p.say(&format!(
         "promoting revision {} to every pod",
         r.status.revision
@@ -189,12 +177,8 @@ pub fn begin(
     p: &dyn Progress,
 ) -> Result<(), DriverError> {
     let path = d.dir.join("rollout.json");
-    write_json(&path, rollout).map_err(|e| {
-        DriverError::new(
-            ErrorCode::ConfigUnreadable,
-            format!("{}: {e}", path.display()),
-        )
-    })?;
+    write_json(&path, rollout)
+        .map_err(|e| DriverError::unavailable(format!("{}: {e}", path.display())))?;
     follow(&d.dir, timeout, false, p)
 }
 
