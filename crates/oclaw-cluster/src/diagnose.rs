@@ -104,8 +104,9 @@ pub async fn diagnose<D: Driver>(d: &D, out: &dyn Progress) -> Result<usize, Dri
         0.0
     };
     out.say(&format!(
-        "  mean wait before a task starts: {:.3}s over {} tasks (this api-server's process)",
-        mean_wait, wait_count as u64
+        "  mean wait before a task starts: {:.3}s over {} (this api-server's process)",
+        mean_wait,
+        oclaw_core::suggest::counted(wait_count as u64, "task")
     ));
     for (series, n) in &backlog {
         out.say(&format!("  backlog {series} = {n}"));

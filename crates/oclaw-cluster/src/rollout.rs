@@ -271,8 +271,8 @@ pub fn step(
             }
             let note = if o.tasks < spec.min_tasks {
                 format!(
-                    "passed, but only {} tasks ran on the canary: too few to judge its error rate",
-                    o.tasks
+                    "passed, but only {} ran on the canary: too few to judge its error rate",
+                    oclaw_core::suggest::counted(o.tasks, "task")
                 )
             } else {
                 format!("passed: {} tasks, {} failed", o.tasks, o.failed_tasks)

@@ -27,9 +27,26 @@ pub fn hint(word: &str, candidates: &[&str]) -> String {
     }
 }
 
+/// `n` and the noun, plural unless `n` is one: "1 bot", "3 bots", "0 tasks".
+pub fn counted(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_singular_only_for_one() {
+        assert_eq!(counted(1u64, "bot"), "1 bot");
+        assert_eq!(counted(0u64, "task"), "0 tasks");
+        assert_eq!(counted(3u32, "bot"), "3 bots");
+    }
 
     #[test]
     fn suggests_close_names_only() {

@@ -37,7 +37,21 @@ pub(crate) fn print_banner(b: &Banner<'_>) {
         b.started.elapsed().as_millis()
     );
     if b.components.api {
-        println!("  API      {api_url}/v1      try: curl -s {api_url}/v1/tasks -d '{{\"bot\":\"hello\",\"input\":{{\"name\":\"Ada\"}}}}'");
+        // The example to try names a bot that is loaded: `hello` when it is, else the first.
+        let try_it = if b.catalog.get("hello").is_some() {
+            Some(r#"{"bot":"hello","input":{"name":"Ada"}}"#.to_string())
+        } else {
+            b.catalog
+                .bots()
+                .next()
+                .map(|bot| format!(r#"{{"bot":"{}","input":{{}}}}"#, bot.name()))
+        };
+        match try_it {
+            Some(body) => {
+                println!("  API      {api_url}/v1      try: curl -s {api_url}/v1/tasks -d '{body}'")
+            }
+            None => println!("  API      {api_url}/v1"),
+        }
     }
     if b.components.api {
         let chat: Vec<&str> = b

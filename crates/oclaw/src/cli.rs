@@ -89,7 +89,7 @@ pub enum Command {
     /// Initialise a cluster from an OpenClawCluster file: locally its state and supervisor, on
     /// Kubernetes the shared objects (namespace, RBAC, config); --dry-run prints the objects.
     Init(InitArgs),
-    /// Deploy components of a cluster (`deploy core --components [api-server,worker,scheduler]
+    /// Deploy components of a cluster (`deploy core --components "[api-server,worker,scheduler]"
     /// --ha-mode true`).
     Deploy {
         #[command(subcommand)]
@@ -201,6 +201,25 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the version.
     Version,
+}
+
+impl Command {
+    /// A command that prints its answer and exits, as opposed to one that serves, supervises or
+    /// runs skills (and so writes to sockets and child processes for a long time).
+    pub fn prints_and_exits(&self) -> bool {
+        !matches!(
+            self,
+            Command::Serve { .. }
+                | Command::ApiServer(_)
+                | Command::Scheduler(_)
+                | Command::Worker(_)
+                | Command::Bench(_)
+                | Command::Plugin(_)
+                | Command::Skill(_)
+                | Command::RolloutGuard { .. }
+                | Command::Supervise { .. }
+        )
+    }
 }
 
 /// Options of the single-component commands.
@@ -596,7 +615,9 @@ pub enum DeployCommand {
     Core {
         #[command(flatten)]
         cluster: ClusterArgs,
-        /// Components to deploy, as `[api-server,worker,scheduler]` or `api-server,worker`.
+        /// Components to deploy: `api-server,worker` or, quoted so the shell leaves the
+        /// brackets alone, `"[api-server,worker,scheduler]"` (unquoted, zsh refuses it and bash
+        /// may replace it with a one-letter file name).
         #[arg(long, default_value = "[api-server,worker,scheduler]")]
         components: String,
         /// High availability: the file's replicas (3 api-servers, leader + standby schedulers,

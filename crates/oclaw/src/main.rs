@@ -11,5 +11,11 @@ fn main() -> std::process::ExitCode {
     // drivers' probes and API clients, OTLP export).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = cli::Cli::parse();
+    if cli.command.prints_and_exits() {
+        // `oclaw task list | head -1`: a reader that quits early ends the command quietly, as
+        // it ends any Unix tool. Servers keep SIGPIPE ignored: a closed socket or child pipe
+        // is an error they report and survive.
+        sigpipe::reset();
+    }
     commands::run(cli)
 }

@@ -29,7 +29,7 @@ fn a_valid_config_with_a_bots_folder() {
     std::fs::write(dir.path().join("bots/a.yaml"), "metadata: {name: a}\nspec:\n  triggers: [{cron: \"0 * * * *\"}]\n  steps: [{uses: log, with: {message: hi}}]\n").unwrap();
     let (code, out, err) = validate(dir.path(), "bots_dir: bots\nworker:\n  concurrency: 20\n");
     assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains("valid; 1 bots"), "{out}");
+    assert!(out.contains("valid; 1 bot ("), "{out}");
 }
 
 #[test]
@@ -119,4 +119,63 @@ fn error_code_page_is_generated_from_the_catalogue() {
         page.ends_with(table.as_ref()),
         "docs/error-codes.md is stale: regenerate it with `oclaw docs error-codes`"
     );
+}
+
+#[test]
+fn a_reader_that_quits_early_ends_the_command_quietly() {
+    use std::io::Read;
+    // 130 kB of completions: more than a pipe holds, so the command writes into a closed pipe.
+    let mut child = common::oclaw()
+        .args(["completions", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    let mut stdout = child.stdout.take().unwrap();
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout); // `| head -c 16`
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+}
+
+#[test]
+fn the_banner_suggests_a_bot_that_is_loaded() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("bots")).unwrap();
+    std::fs::write(
+        dir.path().join("bots/a.yaml"),
+        "metadata: {name: greeter}\nspec:\n  steps: [{uses: log, with: {message: hi}}]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("oclaw.yaml"), "bots_dir: bots\n").unwrap();
+    let mut child = oclaw()
+        .args(["serve", "--listen", "127.0.0.1:0", "--config", "oclaw.yaml"])
+        .env("OCLAW_STORAGE__URL", "sqlite://oclaw.db")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut banner = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.trim_start().starts_with("health");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let api = banner
+        .iter()
+        .find(|l| l.trim_start().starts_with("API"))
+        .unwrap();
+    assert!(api.contains(r#""bot":"greeter""#), "{banner:?}");
+    assert!(!api.contains("hello"), "hello is not loaded: {banner:?}");
 }

@@ -131,7 +131,7 @@ pub fn init(args: InitArgs) -> ExitCode {
                 Ok(())
             });
             if code == ExitCode::SUCCESS {
-                println!("next: oclaw deploy core --components [api-server,worker,scheduler] --ha-mode true --driver kubernetes");
+                println!("next: oclaw deploy core --components \"[api-server,worker,scheduler]\" --ha-mode true --driver kubernetes");
             }
             code
         }
@@ -154,7 +154,9 @@ fn init_local(cluster: &OpenClawCluster, text: &str) -> ExitCode {
         done.dir.display(),
         done.supervisor_pid
     );
-    println!("next: oclaw deploy core --components [api-server,worker,scheduler] --ha-mode true");
+    println!(
+        "next: oclaw deploy core --components \"[api-server,worker,scheduler]\" --ha-mode true"
+    );
     ExitCode::SUCCESS
 }
 

@@ -51,8 +51,8 @@ pub fn run(cmd: ConfigCommand) -> ExitCode {
                         }
                     };
                     println!(
-                        "{name}: valid; {} bots ({from}): {}",
-                        names.len(),
+                        "{name}: valid; {} ({from}): {}",
+                        oclaw_core::suggest::counted(names.len() as u64, "bot"),
                         names.join(", ")
                     );
                     ExitCode::SUCCESS
