@@ -90,6 +90,7 @@ error_codes! {
     ClusterInvalid = ("OC-5001", 500, "cluster file is invalid"),
     DriverUnavailable = ("OC-5002", 503, "the deployment driver cannot do this here (not built, or its platform unreachable)"),
     RolloutFailed = ("OC-5003", 500, "a revision did not become ready in time or its canary failed analysis; it was rolled back"),
+    PodLogMissing = ("OC-5004", 404, "the pod has no such log: no previous run to show, or it has not started"),
 }
 
 impl std::fmt::Display for ErrorCode {

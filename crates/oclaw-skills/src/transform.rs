@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use jaq_core::load::{Arena, File, Loader};
-use jaq_core::{data, unwrap_valr, Compiler, Ctx, Vars};
+use jaq_core::{data, Compiler, Ctx, Vars};
 use jaq_json::Val;
 use oclaw_core::ErrorCode;
 use serde_json::Value;
@@ -36,11 +36,23 @@ pub fn compile_jq(code: &str) -> Result<Arc<Filter>, String> {
     let arena = Arena::default();
     let modules = loader
         .load(&arena, File { code, path: () })
-        .map_err(|errs| format!("jq filter `{code}` does not parse: {}", describe(&errs)))?;
+        .map_err(|errs| {
+            let why: Vec<String> = errs.iter().flat_map(|(_, e)| load_error(code, e)).collect();
+            format!("jq filter `{code}` does not parse: {}", why.join("; "))
+        })?;
     let filter = Compiler::default()
         .with_funs(funs)
         .compile(modules)
-        .map_err(|errs| format!("jq filter `{code}` does not compile: {}", describe(&errs)))?;
+        .map_err(|errs| {
+            let why: Vec<String> = errs
+                .iter()
+                .flat_map(|(_, undefined)| undefined.iter())
+                .map(|(name, kind)| {
+                    format!("undefined {} `{name}` {}", kind.as_str(), at(code, name))
+                })
+                .collect();
+            format!("jq filter `{code}` does not compile: {}", why.join("; "))
+        })?;
     let filter = Arc::new(filter);
     if let Ok(mut c) = cache().lock() {
         if c.len() < 1024 {
@@ -50,12 +62,35 @@ pub fn compile_jq(code: &str) -> Result<Arc<Filter>, String> {
     Ok(filter)
 }
 
-fn describe<T: std::fmt::Debug>(errs: &T) -> String {
-    let text = format!("{errs:?}");
-    if text.len() > 300 {
-        format!("{}…", &text[..300])
-    } else {
-        text
+/// Where `part` (a slice of `code`) starts: `at column N`, or `at the end` for an empty tail.
+fn at(code: &str, part: &str) -> String {
+    let offset = (part.as_ptr() as usize).wrapping_sub(code.as_ptr() as usize);
+    if part.is_empty() || offset >= code.len() {
+        return "at the end".into();
+    }
+    format!("at column {}", code[..offset].chars().count() + 1)
+}
+
+/// A lexing or parsing error in jq's own terms: what was expected, and where.
+fn load_error(code: &str, e: &jaq_core::load::Error<&str>) -> Vec<String> {
+    use jaq_core::load::Error;
+    match e {
+        Error::Io(v) => v.iter().map(|(path, m)| format!("{path}: {m}")).collect(),
+        Error::Lex(v) => v
+            .iter()
+            .map(|(expect, rest)| format!("expected {} {}", expect.as_str(), at(code, rest)))
+            .collect(),
+        Error::Parse(v) => v
+            .iter()
+            .map(|(expect, found)| {
+                let found = if found.is_empty() {
+                    String::new()
+                } else {
+                    format!(", found `{found}`")
+                };
+                format!("expected {}{found}", expect.as_str())
+            })
+            .collect(),
     }
 }
 
@@ -65,8 +100,12 @@ pub fn run_jq(filter: &Filter, input: Value) -> Result<Value, String> {
         serde::Deserialize::deserialize(input).map_err(|e: serde_json::Error| e.to_string())?;
     let ctx = Ctx::<data::JustLut<Val>>::new(&filter.lut, Vars::new([]));
     let mut results = Vec::new();
-    for r in filter.id.run((ctx, val)).map(unwrap_valr) {
-        let v = r.map_err(|e| format!("{e:?}"))?;
+    for r in filter.id.run((ctx, val)) {
+        // A jq error in jq's words; `halt` would end the whole process, so it is refused.
+        let v = r.map_err(|exn| match exn.get_err() {
+            Ok(e) => e.to_string(),
+            Err(_) => "jq `halt` and `halt_error` are not allowed in a bot".to_string(),
+        })?;
         let json: Value = serde_json::from_str(&v.to_string())
             .map_err(|e| format!("jq produced a value that is not JSON: {e}"))?;
         results.push(json);
@@ -156,7 +195,20 @@ mod tests {
             .err()
             .unwrap()
             .contains("does not compile"));
+        // jq's own words and a position, not the parser's data structures.
+        let err = compile_jq("(.a").err().unwrap();
+        assert!(err.contains("expected closing parenthesis"), "{err}");
+        assert!(!err.contains("Delim"), "{err}");
+        let err = compile_jq("nosuchfn(1)").err().unwrap();
+        assert!(
+            err.contains("undefined filter `nosuchfn` at column 1"),
+            "{err}"
+        );
         let err = run_jq(&compile_jq(".a + 1").unwrap(), json!({"a": "x"})).unwrap_err();
-        assert!(!err.is_empty());
+        assert!(err.contains("cannot"), "{err}");
+        assert!(!err.contains("Str(") && !err.contains("Error("), "{err}");
+        // `halt` would exit the node: it is an error instead.
+        let err = run_jq(&compile_jq("halt").unwrap(), json!({})).unwrap_err();
+        assert!(err.contains("halt"), "{err}");
     }
 }

@@ -653,6 +653,10 @@ async fn the_seed_sequence_on_the_kubernetes_driver_against_a_stand_in_api_serve
     let (code, _, err) = k(&["logs", "worker-r1-2", "--previous"]).await;
     assert_eq!(code, Some(1));
     assert!(err.contains("no previous log for pod worker-r1-2"), "{err}");
+    assert!(
+        err.contains("error[OC-5004]"),
+        "a code that says what happened: {err}"
+    );
 
     // check-upgrade reads the deployed revision and the pods from the API server.
     let this = env!("CARGO_PKG_VERSION");

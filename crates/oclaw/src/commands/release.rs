@@ -118,7 +118,7 @@ pub fn logs(driver: DriverArg, namespace: &str, pod: &str, previous: bool) -> Ex
                 Ok(())
             }
             None => Err(DriverError::new(
-                ErrorCode::NotFound,
+                ErrorCode::PodLogMissing,
                 format!(
                     "no {}log for pod {pod} in {namespace}",
                     if previous { "previous " } else { "" }
