@@ -1,0 +1,104 @@
+//! `oclaw bench`: the benchmarks and their knobs.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Pre-load N no-op tasks, then measure how fast one worker drains them.
+    Drain {
+        #[arg(long, default_value_t = 200_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 10)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Claim and complete one task per round trip.
+        #[arg(long)]
+        no_batch: bool,
+        /// Run on this store instead of a temporary SQLite file: `postgres://USER@HOST/DB`
+        /// (the bench creates and drops a schema of its own).
+        #[arg(long)]
+        storage_url: Option<String>,
+        /// Drain with N separate `oclaw worker` processes (PostgreSQL only); 0 runs the worker
+        /// inside the bench process.
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
+        /// Write this many finished tasks before the drain (PostgreSQL only): claims must stay
+        /// fast however much history the table holds.
+        #[arg(long, default_value_t = 0)]
+        history: usize,
+    },
+    /// Load `POST /v1/tasks` (or the batch route) of a node and measure latency and rate.
+    Http {
+        /// Requests per second (open loop); 0 runs closed loop to find the maximum rate.
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        /// How long to send, e.g. 10s.
+        #[arg(long, default_value = "10s")]
+        duration: String,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Tasks per request (more than 1 uses POST /v1/tasks/batch).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// A running node to load; without it an embedded node is started in this process.
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Calls per second and per-call latency of a WebAssembly plugin skill (a trivial echo
+    /// plugin by default), next to a built-in skill doing the same work.
+    Plugin {
+        #[arg(long, default_value_t = 200_000)]
+        calls: usize,
+        /// Calls in flight at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// A plugin folder (with plugin.yaml) to measure instead of the echo plugin.
+        #[arg(long, requires = "skill")]
+        plugin: Option<PathBuf>,
+        /// The skill of --plugin to call.
+        #[arg(long)]
+        skill: Option<String>,
+        /// The input of every call (JSON).
+        #[arg(long, default_value = r#"{"text": "Hello, World!"}"#)]
+        input: String,
+        /// Keep this many runaway plugin calls (endless loops) in flight while measuring.
+        #[arg(long, default_value_t = 0)]
+        noisy: usize,
+        /// Run plugin calls on the bench's threads (plugins.dedicated_threads: false).
+        #[arg(long)]
+        shared_threads: bool,
+    },
+    /// Chat round trips over WebSocket with the faq-bot example on an embedded node: each
+    /// session sends its messages one after another and waits for every reply.
+    Chat {
+        /// Concurrent WebSocket sessions.
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
+        /// Messages each session sends.
+        #[arg(long, default_value_t = 20)]
+        messages: usize,
+        /// A running node to load (its faq-bot); without it an embedded node is started in
+        /// this process (concurrency 200).
+        #[arg(long)]
+        server: Option<String>,
+        /// Chat over MQTT through this broker (`mqtt://127.0.0.1:1883`) instead of WebSocket:
+        /// each session is a topic, answered on `<topic>/reply`.
+        #[arg(long)]
+        mqtt: Option<String>,
+    },
+    /// Enqueue single tasks on an idle node and measure enqueue → start latency.
+    Latency {
+        #[arg(long, default_value_t = 1000)]
+        samples: usize,
+        /// Run on this store instead of a temporary SQLite file (`postgres://USER@HOST/DB`).
+        #[arg(long)]
+        storage_url: Option<String>,
+        /// 1 runs the worker as a separate `oclaw worker` process (PostgreSQL only), so the
+        /// wake-up crosses processes; 0 runs it inside the bench process.
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
+    },
+}

@@ -1,0 +1,138 @@
+//! The client commands: the node to talk to, output format, task input, and `task`, `bot`, `queue`, `node`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+/// How to reach a node (client commands).
+#[derive(Debug, Args, Clone)]
+pub struct ServerArgs {
+    /// Base URL of the node.
+    #[arg(long, env = "OCLAW_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Bearer token, when the node requires one.
+    #[arg(long, env = "OCLAW_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output: a table for people, JSON for scripts.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct InputArgs {
+    /// Task input as JSON (`-` reads it from stdin).
+    #[arg(long, short = 'i')]
+    pub input: Option<String>,
+    /// Read the task input from a JSON file.
+    #[arg(long, conflicts_with = "input")]
+    pub input_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Submit a task for BOT.
+    Submit {
+        bot: String,
+        #[command(flatten)]
+        input: InputArgs,
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long)]
+        priority: Option<i32>,
+        /// Run after this long (`30s`, `5m`).
+        #[arg(long)]
+        delay: Option<String>,
+        /// Run at this time (RFC 3339).
+        #[arg(long)]
+        run_at: Option<String>,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        #[arg(long)]
+        max_attempts: Option<u32>,
+        /// Wait until the task finishes and exit with its outcome.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show one task.
+    Get {
+        id: String,
+        /// Wait until the task finishes.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List tasks, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        bot: Option<String>,
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Continue after this cursor (printed by the previous page).
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Cancel a task that has not finished.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Run a dead, failed or cancelled task again.
+    Retry {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BotCommand {
+    /// List the node's bots.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Run BOT and wait for its result (up to --timeout, default api.timeout).
+    Run {
+        bot: String,
+        #[command(flatten)]
+        input: InputArgs,
+        #[arg(long)]
+        timeout: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Depth, running, scheduled, dead and oldest age per queue.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Every registered api-server, scheduler and worker: status, leadership, load, age.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
