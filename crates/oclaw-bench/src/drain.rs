@@ -62,17 +62,17 @@ spec:
   steps: [{uses: bench.mark}]
 ";
 
-struct Bench {
-    store: Arc<dyn Store>,
+pub(crate) struct Bench {
+    pub(crate) store: Arc<dyn Store>,
     runtime: Arc<Runtime>,
     /// The PostgreSQL URL with the bench's own schema, when on PostgreSQL.
-    pg_url: Option<String>,
-    dir: tempfile::TempDir,
+    pub(crate) pg_url: Option<String>,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Bench {
     /// Drops the bench's PostgreSQL schema.
-    async fn cleanup(&self) {
+    pub(crate) async fn cleanup(&self) {
         if let Some(url) = &self.pg_url {
             if let Ok((client, schema)) = pg_connect(url).await {
                 let _ = client
@@ -100,7 +100,10 @@ async fn pg_connect(url: &str) -> Result<(tokio_postgres::Client, String), Strin
     Ok((client, schema))
 }
 
-async fn setup(skills: SkillRegistry, storage_url: Option<&str>) -> Result<Bench, String> {
+pub(crate) async fn setup(
+    skills: SkillRegistry,
+    storage_url: Option<&str>,
+) -> Result<Bench, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let (store, pg_url): (Arc<dyn Store>, Option<String>) = match storage_url {
         Some(url) if url.starts_with("postgres") => {
@@ -166,6 +169,8 @@ fn worker_options(concurrency: usize, batch: usize, batching: bool) -> WorkerOpt
         batch_max: batch,
         batch_timeout: Duration::from_millis(500),
         batch_linger: Duration::from_millis(2),
+        prefetch: concurrency,
+        prefetch_lease: Duration::from_secs(5),
         lease: Duration::from_secs(60),
         poll_interval: Duration::from_secs(1),
         shutdown_grace: Duration::from_secs(10),
@@ -173,9 +178,15 @@ fn worker_options(concurrency: usize, batch: usize, batching: bool) -> WorkerOpt
 }
 
 /// Pre-loads `tasks` no-op tasks, then times one worker draining them.
-pub async fn drain(o: DrainOptions) -> Result<String, String> {
+/// The built-in skills and the bench's own (`bench.mark`, its marks unread).
+pub(crate) fn bench_skills() -> SkillRegistry {
     let mut skills = SkillRegistry::builtin();
     skills.register(Arc::new(Mark(mpsc::unbounded_channel().0)));
+    skills
+}
+
+pub async fn drain(o: DrainOptions) -> Result<String, String> {
+    let skills = bench_skills();
     if o.workers > 0
         && o.storage_url
             .as_deref()
@@ -425,27 +436,32 @@ fn spawn_workers(
     batching: bool,
     batch: usize,
 ) -> Result<Vec<std::process::Child>, String> {
-    let config = b.dir.path().join("bench-worker.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "worker:\n  concurrency: {concurrency}\n  queues: [default]\n  batch: {{enabled: {batching}, maxSize: {batch}}}\n\
-             telemetry: {{log_level: warn}}\n\
-             bots:\n  - metadata: {{name: bench-noop}}\n    spec: {{}}\n"
-        ),
-    )
-    .map_err(|e| e.to_string())?;
+    let config = format!(
+        "worker:\n  concurrency: {concurrency}\n  queues: [default]\n  batch: {{enabled: {batching}, maxSize: {batch}}}\n\
+         telemetry: {{log_level: warn}}\n\
+         bots:\n  - metadata: {{name: bench-noop}}\n    spec: {{}}\n"
+    );
+    let ids: Vec<String> = (0..n).map(|i| format!("bench-worker-{i}")).collect();
+    spawn_worker_processes(b, url, &ids, &config)
+}
+
+/// Starts one `oclaw worker` process per id on the bench's schema, with this configuration.
+pub(crate) fn spawn_worker_processes(
+    b: &Bench,
+    url: &str,
+    ids: &[String],
+    config: &str,
+) -> Result<Vec<std::process::Child>, String> {
+    static CONFIGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CONFIGS.fetch_add(1, Ordering::Relaxed);
+    let path = b.dir.path().join(format!("bench-worker-{n}.yaml"));
+    std::fs::write(&path, config).map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut children = Vec::new();
-    for i in 0..n {
+    for id in ids {
         let child = std::process::Command::new(&exe)
-            .args([
-                "worker",
-                "--node-id",
-                &format!("bench-worker-{i}"),
-                "--config",
-            ])
-            .arg(&config)
+            .args(["worker", "--node-id", id, "--config"])
+            .arg(&path)
             .env("OCLAW_STORAGE__URL", url)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())

@@ -1,9 +1,11 @@
 //! The built-in benchmarks (`oclaw bench`), kept out of the node so a node carries none of the
 //! clients they drive it with: `drain` and `latency` (the store, worker and executor on SQLite or
 //! PostgreSQL), `http` (the API under a fixed request rate), `chat` (WebSocket or MQTT chat
-//! sessions against the example FAQ bot) and `plugin` (WebAssembly calls).
+//! sessions against the example FAQ bot), `plugin` (WebAssembly calls) and `spread` (a burst over
+//! two worker processes, one killed).
 
 pub mod chat;
 pub mod drain;
 pub mod http;
 pub mod plugin;
+pub mod spread;

@@ -10,6 +10,7 @@ use oclaw_core::bot::{BotDoc, Step};
 use oclaw_core::config_load::{yaml_error, ConfigError};
 use oclaw_core::ErrorCode;
 use oclaw_skills::{Skill, SkillRegistry};
+use serde_json::Value;
 
 use crate::templates::TemplateEngine;
 use crate::triggers::TimeTrigger;
@@ -84,6 +85,24 @@ impl BotCatalog {
 #[derive(Default, Clone)]
 pub struct BotCatalog {
     bots: BTreeMap<String, Arc<LoadedBot>>,
+}
+
+/// A path with its `.` and `name/..` parts taken out, without touching the file system.
+fn lexical(path: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The 1-based line of the first occurrence of `needle` in `text`.
@@ -240,7 +259,13 @@ impl BotCatalog {
             ));
         }
         let mut steps = Vec::with_capacity(doc.spec.steps.len());
-        for step in &doc.spec.steps {
+        // Relative file paths in a bot are relative to the file the bot is written in.
+        let base = Path::new(source)
+            .is_file()
+            .then(|| Path::new(source).parent().map(Path::to_path_buf))
+            .flatten()
+            .unwrap_or_default();
+        for step in &mut doc.spec.steps {
             let needle = format!("uses: {}", step.uses);
             let skill = skills.get(&step.uses).map_err(|m| {
                 located(
@@ -251,6 +276,30 @@ impl BotCatalog {
                     format!("bot `{name}` step `{}`: {m}", step.id),
                 )
             })?;
+            for field in skill.file_fields() {
+                let Some(Value::String(path)) = step.with.get(*field) else {
+                    continue;
+                };
+                if path.contains("{{") || path.contains("{%") {
+                    continue;
+                }
+                let resolved = lexical(&base.join(path));
+                if !resolved.is_file() {
+                    return Err(located(
+                        ErrorCode::BotInvalid,
+                        source,
+                        text,
+                        path,
+                        format!(
+                            "bot `{name}` step `{}`: `{field}: {path}` is not a file (looked for {}; a relative path is read from the bot's own folder)",
+                            step.id,
+                            resolved.display()
+                        ),
+                    ));
+                }
+                let shown = resolved.display().to_string();
+                step.with[*field] = Value::String(shown);
+            }
             skill.check_literal(&step.with).map_err(|e| {
                 located(
                     ErrorCode::BotInvalid,
@@ -260,10 +309,19 @@ impl BotCatalog {
                     format!("bot `{name}` step `{}`: {}", step.id, e.message),
                 )
             })?;
+            let earlier: Vec<&str> = steps
+                .iter()
+                .map(|(s, _): &(Step, _)| s.id.as_str())
+                .collect();
             let template_check = templates
                 .check(&step.with)
                 .and_then(|_| match &step.condition {
                     Some(c) => templates.check_str(c),
+                    None => Ok(()),
+                })
+                .and_then(|_| templates.check_names(&step.with, &earlier))
+                .and_then(|_| match &step.condition {
+                    Some(c) => templates.check_names_str(c, &earlier),
                     None => Ok(()),
                 });
             template_check.map_err(|m| {

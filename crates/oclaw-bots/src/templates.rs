@@ -48,6 +48,68 @@ impl TemplateEngine {
         result.map_err(|e| format!("template `{s}` does not compile: {}", describe(&e)))
     }
 
+    /// Names in the templates inside `v` that can only fail at run time: a filter the engine
+    /// does not have, or `steps.<id>` where `<id>` is not one of `earlier` (the steps that run
+    /// before this one). The first such name, with what would do instead.
+    pub fn check_names(&self, v: &Value, earlier: &[&str]) -> Result<(), String> {
+        match v {
+            Value::String(s) if is_template(s) => self.check_names_str(s, earlier),
+            Value::Array(items) => items.iter().try_for_each(|i| self.check_names(i, earlier)),
+            Value::Object(map) => map.values().try_for_each(|i| self.check_names(i, earlier)),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn check_names_str(&self, s: &str, earlier: &[&str]) -> Result<(), String> {
+        for name in filters_used(s) {
+            let source = format!("none | {name}");
+            let probe = self.env.compile_expression(&source);
+            let unknown = match probe {
+                Ok(expr) => expr
+                    .eval(minijinja::context! {})
+                    .is_err_and(|e| e.kind() == minijinja::ErrorKind::UnknownFilter),
+                Err(e) => e.kind() == minijinja::ErrorKind::UnknownFilter,
+            };
+            if unknown {
+                return Err(format!("template `{s}` uses the unknown filter `{name}`"));
+            }
+        }
+        let vars = match sole_expression(s) {
+            Some(expr) => self
+                .env
+                .compile_expression(expr)
+                .map(|e| e.undeclared_variables(true)),
+            None => self
+                .env
+                .template_from_str(s)
+                .map(|t| t.undeclared_variables(true)),
+        }
+        .unwrap_or_default();
+        let mut vars: Vec<String> = vars.into_iter().collect();
+        vars.sort();
+        for var in vars {
+            let mut parts = var.split('.');
+            if parts.next() != Some("steps") {
+                continue;
+            }
+            let Some(id) = parts.next() else { continue };
+            if !earlier.contains(&id) {
+                let known = if earlier.is_empty() {
+                    "no step runs before this one".to_string()
+                } else {
+                    format!("steps before this one: {}", earlier.join(", "))
+                };
+                let hint = oclaw_core::suggest::did_you_mean(id, earlier.iter().copied())
+                    .map(|m| format!("; did you mean `{m}`?"))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "template `{s}` reads `steps.{id}`, which is not a step before this one ({known}){hint}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Renders every template string inside `v` against `ctx`.
     pub fn render(&self, v: &Value, ctx: &minijinja::Value) -> Result<Value, String> {
         Ok(match v {
@@ -109,6 +171,51 @@ impl TemplateEngine {
     }
 }
 
+/// Filter names in the `{{ }}` and `{% %}` blocks of a template: each name after a `|`
+/// outside string literals.
+fn filters_used(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(open) = rest.find(['{']) {
+        let after = &rest[open..];
+        let close = if after.starts_with("{{") {
+            "}}"
+        } else if after.starts_with("{%") {
+            "%}"
+        } else {
+            rest = &after[1..];
+            continue;
+        };
+        let body_end = after[2..].find(close).map_or(after.len(), |i| i + 2);
+        let body = &after[2..body_end];
+        let mut quote: Option<char> = None;
+        let mut chars = body.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match (quote, c) {
+                (Some(q), '\\') if q != '\0' => {
+                    chars.next();
+                }
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '|') => {
+                    let name: String = body[i + 1..]
+                        .trim_start()
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    if !name.is_empty() && !out.contains(&name) {
+                        out.push(name);
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = &after[body_end.min(after.len())..];
+    }
+    out
+}
+
 fn describe(e: &minijinja::Error) -> String {
     match e.detail() {
         Some(d) => format!("{} ({d})", e.kind()),
@@ -132,6 +239,45 @@ mod tests {
             "steps": {"fetch": {"output": {"items": [1, 2]}}},
             "secrets": {"TOKEN": "s3cr3t"},
         }))
+    }
+
+    #[test]
+    fn unknown_filters_and_steps_are_found_without_running() {
+        let t = TemplateEngine::default();
+        assert_eq!(
+            filters_used("{{ a | upper }} and {{ 'x|y' | join(',') }}{% if b|length %}"),
+            ["upper", "join", "length"]
+        );
+        assert!(t
+            .check_names(&json!({"v": "{{ input.name | upper | trim }}"}), &[])
+            .is_ok());
+        let e = t
+            .check_names(&json!({"v": "{{ input.name | uppr }}"}), &[])
+            .unwrap_err();
+        assert!(e.contains("unknown filter `uppr`"), "{e}");
+        let e = t
+            .check_names(
+                &json!({"v": "{{ steps.previus.output }}"}),
+                &["fetch", "previous"],
+            )
+            .unwrap_err();
+        assert!(
+            e.contains("`steps.previus`") && e.contains("did you mean `previous`"),
+            "{e}"
+        );
+        assert!(t
+            .check_names(
+                &json!("{{ steps.fetch.output.items | length }}"),
+                &["fetch"]
+            )
+            .is_ok());
+        assert!(t
+            .check_names(&json!("{% for s in steps.later.output %}{% endfor %}"), &[])
+            .is_err());
+        // Names bound inside the template are not steps.
+        assert!(t
+            .check_names(&json!("{% set steps = 1 %}{{ steps }}"), &[])
+            .is_ok());
     }
 
     #[test]

@@ -274,6 +274,13 @@ pub struct WorkerConfig {
     /// Queues this worker claims from; empty means every queue a loaded bot uses.
     pub queues: Vec<String>,
     pub batch: BatchConfig,
+    /// Tasks claimed beyond the free slots, waiting on this worker to start: a small buffer so
+    /// a slot that frees is refilled without a round trip, small enough that a burst spreads
+    /// over every worker.
+    pub prefetch: usize,
+    /// Lease of a claimed task that has not started (renewed while it waits): if the worker
+    /// dies, another one takes it after this long instead of after `lease`.
+    pub prefetch_lease: Dur,
     /// Lease length; heartbeats renew it every third of it.
     pub lease: Dur,
     /// Fallback poll period when no wake-up arrives.
@@ -373,6 +380,8 @@ impl Default for WorkerConfig {
             concurrency: 10,
             queues: Vec::new(),
             batch: BatchConfig::default(),
+            prefetch: 10,
+            prefetch_lease: Dur::secs(5),
             lease: Dur::secs(30),
             poll_interval: Dur::secs(1),
             shutdown_grace: Dur::secs(10),
@@ -490,6 +499,12 @@ impl NodeConfig {
 }
 
 /// The JSON Schema of `oclaw.yaml`, generated from these types.
+/// The JSON Schema of a bot file (`kind: Bot`; `oclaw config schema --bot`).
+pub fn bot_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(crate::bot::BotDoc);
+    serde_json::to_value(schema).unwrap_or(serde_json::Value::Null)
+}
+
 pub fn node_config_schema() -> serde_json::Value {
     let schema = schemars::schema_for!(NodeConfig);
     serde_json::to_value(schema).unwrap_or(serde_json::Value::Null)

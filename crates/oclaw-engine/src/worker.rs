@@ -13,7 +13,7 @@ use futures_util::FutureExt;
 use oclaw_core::config::WorkerConfig;
 use oclaw_core::{ErrorCode, TaskError, TaskId};
 use oclaw_store::{ClaimRequest, ClaimedTask, Completion, KvWrite, Outcome, Store};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::JoinSet;
 
 use crate::pipeline::{run_pipeline, Runtime};
@@ -29,6 +29,10 @@ pub struct WorkerOptions {
     pub batch_timeout: Duration,
     /// Longest the completion writer waits for running tasks to finish so they share a write.
     pub batch_linger: Duration,
+    /// Claimed tasks that may wait here beyond the free slots.
+    pub prefetch: usize,
+    /// Lease of a claimed task until it starts (at most `lease`).
+    pub prefetch_lease: Duration,
     pub lease: Duration,
     pub poll_interval: Duration,
     pub shutdown_grace: Duration,
@@ -44,6 +48,8 @@ impl WorkerOptions {
             batch_max: cfg.batch.max_size.max(1),
             batch_timeout: cfg.batch.timeout.get(),
             batch_linger: cfg.batch.linger.get().min(cfg.batch.timeout.get()),
+            prefetch: cfg.prefetch,
+            prefetch_lease: cfg.prefetch_lease.get().min(cfg.lease.get()),
             lease: cfg.lease.get(),
             poll_interval: cfg.poll_interval.get(),
             shutdown_grace: cfg.shutdown_grace.get(),
@@ -84,7 +90,23 @@ pub struct Worker {
     stats: Arc<WorkerStats>,
 }
 
-type Held = Arc<Mutex<HashSet<TaskId>>>;
+/// The tasks a worker holds leases on: claimed and waiting for a slot, or started (running or
+/// waiting for their result to be written). Waiting ones carry the short prefetch lease.
+#[derive(Default)]
+struct Holding {
+    waiting: HashSet<TaskId>,
+    started: HashSet<TaskId>,
+}
+
+type Held = Arc<Mutex<Holding>>;
+
+/// How many tasks a worker may hold (running plus waiting), and the claimer's wake-up when room
+/// frees: a finished task, or the last waiting task taken by a slot.
+struct Room {
+    capacity: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    freed: Notify,
+}
 
 /// Resolves once the shutdown flag is set (never, if its sender is gone without setting it).
 pub async fn stopped(rx: &mut watch::Receiver<bool>) {
@@ -100,16 +122,30 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
 
 fn hold(held: &Held, ids: impl IntoIterator<Item = TaskId>) {
     if let Ok(mut h) = held.lock() {
-        h.extend(ids);
+        h.waiting.extend(ids);
+    }
+}
+
+fn start(held: &Held, id: TaskId) {
+    if let Ok(mut h) = held.lock() {
+        h.waiting.remove(&id);
+        h.started.insert(id);
     }
 }
 
 fn unhold(held: &Held, ids: &[TaskId]) {
     if let Ok(mut h) = held.lock() {
         for id in ids {
-            h.remove(id);
+            h.waiting.remove(id);
+            h.started.remove(id);
         }
     }
+}
+
+fn all_held(held: &Held) -> Vec<TaskId> {
+    held.lock()
+        .map(|h| h.waiting.iter().chain(&h.started).copied().collect())
+        .unwrap_or_default()
 }
 
 impl Worker {
@@ -146,15 +182,22 @@ impl Worker {
             hb_stop_rx,
         ));
         let sem = Arc::new(Semaphore::new(opts.concurrency));
+        let room = Arc::new(Room {
+            capacity: Arc::new(Semaphore::new(opts.concurrency + opts.prefetch)),
+            waiting: AtomicUsize::new(0),
+            freed: Notify::new(),
+        });
         let mut running: JoinSet<()> = JoinSet::new();
-        // Claimed tasks wait here; the claimer refills it while the dispatcher keeps running.
+        // Claimed tasks wait here (each with its share of the room) until a slot frees; the
+        // claimer refills it while the dispatcher keeps running.
         let (task_tx, mut task_rx) =
-            mpsc::channel::<ClaimedTask>(2 * opts.batch_max + opts.concurrency);
+            mpsc::unbounded_channel::<(ClaimedTask, OwnedSemaphorePermit)>();
         let (claim_stop_tx, claim_stop_rx) = watch::channel(false);
         let claimer = tokio::spawn(claim_tasks(
             store.clone(),
             opts.clone(),
             held.clone(),
+            room.clone(),
             self.stats.clone(),
             task_tx,
             claim_stop_rx,
@@ -166,14 +209,19 @@ impl Worker {
                 p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                 _ = stopped(&mut shutdown) => break,
             };
-            let task = tokio::select! {
+            let (task, share) = tokio::select! {
                 t = task_rx.recv() => match t { Some(t) => t, None => break },
                 _ = stopped(&mut shutdown) => break,
             };
+            start(&held, task.id);
+            if room.waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
+                room.freed.notify_one();
+            }
             running.spawn(run_one(
                 self.rt.clone(),
                 task,
-                permit,
+                (permit, share),
+                room.clone(),
                 done_tx.clone(),
                 opts.id.clone(),
                 self.stats.clone(),
@@ -185,7 +233,7 @@ impl Worker {
         let _ = claim_stop_tx.send(true);
         let _ = claimer.await;
         let mut buffer = Vec::new();
-        while let Ok(t) = task_rx.try_recv() {
+        while let Ok((t, _share)) = task_rx.try_recv() {
             buffer.push(t);
         }
         let unstarted: Vec<TaskId> = buffer.iter().map(|t| t.id).collect();
@@ -205,10 +253,7 @@ impl Worker {
         }
         drop(done_tx);
         let _ = flusher.await;
-        let leftover: Vec<TaskId> = held
-            .lock()
-            .map(|h| h.iter().copied().collect())
-            .unwrap_or_default();
+        let leftover = all_held(&held);
         release(&*store, &opts.id, &leftover, &held, &self.stats).await;
         let _ = hb_stop_tx.send(true);
         let _ = heartbeat.await;
@@ -225,14 +270,17 @@ impl Worker {
     }
 }
 
-/// Keeps the dispatch channel stocked: claims a batch whenever the channel has room for one,
-/// waits for a wake-up (or the poll interval) when the queues are empty.
+/// Keeps the dispatch channel stocked within the worker's room (`concurrency + prefetch`
+/// tasks held at once): claims when half the room is free, or at once when a slot would
+/// otherwise idle; waits for a wake-up (or the poll interval) when the queues are empty. Claimed
+/// tasks get the short prefetch lease; the heartbeat gives a started task the full one.
 async fn claim_tasks(
     store: Arc<dyn Store>,
     opts: Arc<WorkerOptions>,
     held: Held,
+    room: Arc<Room>,
     stats: Arc<WorkerStats>,
-    tx: mpsc::Sender<ClaimedTask>,
+    tx: mpsc::UnboundedSender<(ClaimedTask, OwnedSemaphorePermit)>,
     mut stop: watch::Receiver<bool>,
 ) {
     let per_claim = if opts.batch_enabled {
@@ -240,22 +288,38 @@ async fn claim_tasks(
     } else {
         1
     };
+    let size = opts.concurrency + opts.prefetch;
+    let low_water = per_claim.min((size / 2).max(1));
     let mut backoff = Duration::from_millis(50);
     loop {
-        let slots = tokio::select! {
-            r = tx.reserve_many(per_claim) => match r { Ok(s) => s, Err(_) => return },
-            _ = stopped(&mut stop) => return,
+        let shares = loop {
+            let free = room.capacity.available_permits();
+            if free >= low_water || (free > 0 && room.waiting.load(Ordering::Acquire) == 0) {
+                match room
+                    .capacity
+                    .clone()
+                    .try_acquire_many_owned(free.min(per_claim) as u32)
+                {
+                    Ok(p) => break p,
+                    Err(TryAcquireError::Closed) => return,
+                    Err(TryAcquireError::NoPermits) => continue,
+                }
+            }
+            tokio::select! {
+                _ = room.freed.notified() => {}
+                _ = stopped(&mut stop) => return,
+            }
         };
         let request = ClaimRequest {
             worker: opts.id.clone(),
             queues: opts.queues.clone(),
-            limit: per_claim,
-            lease: opts.lease,
+            limit: shares.num_permits(),
+            lease: opts.prefetch_lease,
         };
         stats.claim_attempts.fetch_add(1, Ordering::Relaxed);
         match store.claim_batch(request).await {
             Ok(tasks) if tasks.is_empty() => {
-                drop(slots);
+                drop(shares);
                 backoff = Duration::from_millis(50);
                 tokio::select! {
                     _ = store.wakeups().queued.notified() => {}
@@ -270,12 +334,18 @@ async fn claim_tasks(
                     .fetch_add(tasks.len() as u64, Ordering::Relaxed);
                 stats.claim_round_trips.fetch_add(1, Ordering::Relaxed);
                 hold(&held, tasks.iter().map(|t| t.id));
-                for (slot, task) in slots.zip(tasks) {
-                    slot.send(task);
+                room.waiting.fetch_add(tasks.len(), Ordering::AcqRel);
+                let mut shares = shares;
+                for task in tasks {
+                    // One share per task; the claim never returns more than it asked for.
+                    let share = shares.split(1).expect("a share for each claimed task");
+                    if tx.send((task, share)).is_err() {
+                        return;
+                    }
                 }
             }
             Err(e) => {
-                drop(slots);
+                drop(shares);
                 stats.claim_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(
                     component = "worker",
@@ -320,7 +390,8 @@ async fn release(
 async fn run_one(
     rt: Arc<Runtime>,
     task: ClaimedTask,
-    permit: OwnedSemaphorePermit,
+    permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    room: Arc<Room>,
     done: mpsc::UnboundedSender<Completion>,
     worker: String,
     stats: Arc<WorkerStats>,
@@ -341,7 +412,8 @@ async fn run_one(
         outcome,
         kv,
     });
-    drop(permit);
+    drop(permits);
+    room.freed.notify_one();
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -502,31 +574,41 @@ async fn flush_completions(
     }
 }
 
+/// Renews what the worker holds: a started task's full lease, a waiting task's short one. Ticks
+/// every third of the shorter lease, so a task that starts right after its claim has its full
+/// lease well before the short one runs out.
 async fn heartbeat_leases(
     store: Arc<dyn Store>,
     held: Held,
     opts: Arc<WorkerOptions>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let every = opts.lease / 3;
+    let every = opts.prefetch_lease.min(opts.lease) / 3;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stopped(&mut stop) => return,
         }
-        let ids: Vec<TaskId> = held
+        let (waiting, started): (Vec<TaskId>, Vec<TaskId>) = held
             .lock()
-            .map(|h| h.iter().copied().collect())
+            .map(|h| {
+                (
+                    h.waiting.iter().copied().collect(),
+                    h.started.iter().copied().collect(),
+                )
+            })
             .unwrap_or_default();
-        if ids.is_empty() {
-            continue;
-        }
-        if let Err(e) = store.extend_leases(&opts.id, &ids, opts.lease).await {
-            tracing::warn!(
-                component = "worker",
-                error_code = e.code().code(),
-                "lease heartbeat failed: {e}"
-            );
+        for (ids, lease) in [(started, opts.lease), (waiting, opts.prefetch_lease)] {
+            if ids.is_empty() {
+                continue;
+            }
+            if let Err(e) = store.extend_leases(&opts.id, &ids, lease).await {
+                tracing::warn!(
+                    component = "worker",
+                    error_code = e.code().code(),
+                    "lease heartbeat failed: {e}"
+                );
+            }
         }
     }
 }

@@ -146,6 +146,8 @@ fn options(concurrency: usize) -> WorkerOptions {
         batch_max: 100,
         batch_timeout: Duration::from_millis(500),
         batch_linger: Duration::from_millis(2),
+        prefetch: concurrency,
+        prefetch_lease: Duration::from_secs(5),
         lease: Duration::from_secs(30),
         poll_interval: Duration::from_millis(100),
         shutdown_grace: Duration::from_secs(5),
@@ -299,7 +301,9 @@ async fn shutdown_finishes_running_and_releases_unstarted() {
     tx.send(true).unwrap();
     let report = worker.await.unwrap();
     assert_eq!(report.succeeded, 2, "{report:?}");
-    assert_eq!(report.released, 4, "{report:?}");
+    // It held its 2 slots plus a prefetch of 2, never all 6; the 2 waiting go back unrun.
+    assert_eq!(report.claimed, 4, "{report:?}");
+    assert_eq!(report.released, 2, "{report:?}");
     let mut statuses = Vec::new();
     for id in &ids {
         let t = h.store.get_task(*id).await.unwrap().unwrap();

@@ -21,8 +21,21 @@ pub(crate) struct Banner<'a> {
 pub(crate) fn print_banner(b: &Banner<'_>) {
     let names: Vec<&str> = b.catalog.bots().map(|b| b.name()).collect();
     let from = match b.source {
-        CatalogSource::Examples => "built-in examples",
-        CatalogSource::Configured => "config",
+        CatalogSource::Examples => {
+            // Say where the example knowledge is read, so a user knows what an edit changes.
+            let knowledge = crate::EXAMPLE_BOTS
+                .iter()
+                .find(|(n, _)| n.ends_with("faq-bot.yaml"))
+                .and_then(|(n, _)| crate::examples::knowledge_on_disk(n));
+            match knowledge {
+                Some(file) => format!(
+                    "built-in examples (faq-bot reads {}: edits apply at once; set bots_dir for your own bots)",
+                    file.display()
+                ),
+                None => "built-in examples (compiled in; set bots_dir for your own bots)".into(),
+            }
+        }
+        CatalogSource::Configured => "config".into(),
     };
     let api_url = b.api_url;
     let config = b.config;

@@ -24,20 +24,47 @@ pub const EXAMPLE_BOTS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The faq-bot example's knowledge file, carried by the compiled-in copy of the bot (which
-/// reads it inline, so it answers from any working folder).
+/// The faq-bot example's knowledge file, carried by the compiled-in copy of the bot for when
+/// the node runs outside the repository.
 pub const FAQ_KNOWLEDGE: &str = include_str!("../../../examples/faq/knowledge.yaml");
 
-/// The YAML of an example as the node loads it: faq-bot's `file:` becomes its knowledge inline.
+/// Where the faq-bot example reads its knowledge from, relative to its bot file.
+const FAQ_FILE: &str = "../faq/knowledge.yaml";
+
+/// The YAML of an example as the node loads it. In the repository (where `name` is a file) the
+/// bot reads `examples/faq/knowledge.yaml` itself, so edits to it apply at once; elsewhere the
+/// knowledge compiled in is written inline.
 pub fn example_yaml(name: &str, yaml: &str) -> String {
-    if !name.ends_with("faq-bot.yaml") {
+    if !name.ends_with("faq-bot.yaml") || knowledge_on_disk(name).is_some() {
         return yaml.to_string();
     }
     let entries = serde_yaml::from_str::<serde_json::Value>(FAQ_KNOWLEDGE)
         .map(|v| v["entries"].to_string())
         .unwrap_or_else(|_| "[]".into());
-    yaml.replace(
-        "file: examples/faq/knowledge.yaml",
-        &format!("entries: {entries}"),
-    )
+    yaml.replace(&format!("file: {FAQ_FILE}"), &format!("entries: {entries}"))
+}
+
+/// The faq-bot example's knowledge file, when the node runs where the examples are.
+pub fn knowledge_on_disk(faq_bot: &str) -> Option<std::path::PathBuf> {
+    let bot = std::path::Path::new(faq_bot);
+    // FAQ_FILE from the bot's folder, written without the `..`.
+    let file = bot.parent()?.parent()?.join("faq/knowledge.yaml");
+    (bot.is_file() && file.is_file()).then_some(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compiled_faq_bot_names_the_knowledge_file_it_replaces() {
+        let (name, yaml) = EXAMPLE_BOTS
+            .iter()
+            .find(|(n, _)| n.ends_with("faq-bot.yaml"))
+            .unwrap();
+        assert!(yaml.contains(&format!("file: {FAQ_FILE}")));
+        // From a folder without the examples the knowledge is inline.
+        let elsewhere = example_yaml(&format!("/nonexistent/{name}"), yaml);
+        assert!(!elsewhere.contains("file:") && elsewhere.contains("entries:"));
+    }
 }

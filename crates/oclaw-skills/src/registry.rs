@@ -61,6 +61,11 @@ pub trait Skill: Send + Sync {
     fn summary(&self) -> &'static str;
     /// Fields `with` may hold; anything else is rejected when the bot is loaded.
     fn fields(&self) -> &'static [&'static str];
+    /// Fields of `with` that name a file: a literal relative path is resolved from the bot's
+    /// file when the bot is loaded, and a missing file is refused then.
+    fn file_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Checks that need no template rendering (run when the bot is loaded). `with` holds the
     /// literal (unrendered) values.
     fn check_literal(&self, _with: &Value) -> Result<(), SkillError> {

@@ -32,6 +32,86 @@ fn a_valid_config_with_a_bots_folder() {
     assert!(out.contains("valid; 1 bot ("), "{out}");
 }
 
+/// `oclaw config validate FILE` with FILE a bot file.
+fn validate_bot(dir: &std::path::Path, name: &str, bot: &str) -> (Option<i32>, String, String) {
+    let path = dir.join(name);
+    std::fs::write(&path, bot).unwrap();
+    let out = oclaw()
+        .args(["config", "validate"])
+        .arg(&path)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bot_file_validates_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = "apiVersion: oclaw.io/v1\nkind: Bot\nmetadata: {name: a}\nspec:\n  steps: [{uses: log, with: {message: hi}}]\n";
+    let (code, out, err) = validate_bot(dir.path(), "a.yaml", good);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("a.yaml: valid; 1 bot (bot file): a"), "{out}");
+    let bad = "apiVersion: oclaw.io/v1\nkind: Bot\nmetadata: {name: a}\nspec:\n  steps:\n    - uses: http.reqest\n";
+    let (code, _, err) = validate_bot(dir.path(), "b.yaml", bad);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("OC-1006") && err.contains("b.yaml:6"), "{err}");
+    assert!(
+        !err.contains("apiVersion"),
+        "not read as a node config: {err}"
+    );
+}
+
+#[test]
+fn a_knowledge_file_is_found_beside_its_bot_and_a_missing_one_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("bots")).unwrap();
+    // Beside the bot, in a folder of its own (every YAML file of the bots folder is a bot file).
+    std::fs::create_dir(dir.path().join("bots/kb")).unwrap();
+    std::fs::write(
+        dir.path().join("bots/kb/faq.yaml"),
+        "entries: [{q: hi, a: hello}]\n",
+    )
+    .unwrap();
+    let bot = |file: &str| {
+        format!("metadata: {{name: a}}\nspec:\n  steps:\n    - uses: faq.match\n      with: {{file: {file}, text: hi}}\n")
+    };
+    std::fs::write(dir.path().join("bots/a.yaml"), bot("kb/faq.yaml")).unwrap();
+    // Validated from another folder: the path is read from the bot's own folder.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = dir.path().join("oclaw.yaml");
+    std::fs::write(
+        &config,
+        format!("bots_dir: {}\n", dir.path().join("bots").display()),
+    )
+    .unwrap();
+    let run = || {
+        oclaw()
+            .args(["config", "validate"])
+            .arg(&config)
+            .current_dir(elsewhere.path())
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(dir.path().join("bots/a.yaml"), bot("missing.yaml")).unwrap();
+    let out = run();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("OC-1005") && err.contains("a.yaml:5"), "{err}");
+    assert!(err.contains("`file: missing.yaml` is not a file"), "{err}");
+}
+
 #[test]
 fn unknown_key_is_reported_with_line_and_suggestion() {
     let dir = tempfile::tempdir().unwrap();
@@ -54,6 +134,10 @@ fn bad_bot_files_are_reported_with_file_and_line() {
         ("metadata: {name: a}\nspec:\n  triggers:\n    - cron: \"99 * * * *\"\n", "OC-1008", "a.yaml:4"),
         ("metadata: {name: a}\nspec:\n  steps:\n    - uses: log\n      with: {message: \"{{ input.x \"}\n", "OC-1007", "a.yaml:5"),
         ("metadata: {name: a}\nspec:\n  steps: [\n", "OC-1002", "a.yaml:"),
+        // Found at load, not when a task first runs:
+        ("metadata: {name: a}\nspec:\n  steps:\n    - uses: log\n      with: {message: \"{{ input.x | uppr }}\"}\n", "unknown filter `uppr`", "a.yaml:5"),
+        ("metadata: {name: a}\nspec:\n  steps:\n    - {id: previous, uses: log, with: {message: hi}}\n    - uses: log\n      with: {message: \"{{ steps.previus.output }}\"}\n", "did you mean `previous`", "a.yaml:6"),
+        ("metadata: {name: a}\nspec:\n  steps:\n    - uses: kv.set\n      with: {key: k, value: 1, ttl: soon}\n", "OC-1005", "a.yaml:4"),
     ];
     for (bot, code, location) in cases {
         std::fs::write(dir.path().join("bots/a.yaml"), bot).unwrap();
@@ -99,6 +183,27 @@ fn schema_is_json_schema_of_the_config() {
     assert_eq!(
         committed, schema,
         "docs/oclaw.schema.json is stale: run `oclaw config schema > docs/oclaw.schema.json`"
+    );
+}
+
+#[test]
+fn bot_schema_is_published_beside_the_config_schema() {
+    let out = oclaw()
+        .args(["config", "schema", "--bot"])
+        .output()
+        .unwrap();
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(schema["title"], "BotDoc");
+    assert!(schema["properties"]["spec"].is_object(), "{schema}");
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/bot.schema.json"
+    ))
+    .unwrap();
+    let committed: serde_json::Value = serde_json::from_str(&committed).unwrap();
+    assert_eq!(
+        committed, schema,
+        "docs/bot.schema.json is stale: run `oclaw config schema --bot > docs/bot.schema.json`"
     );
 }
 
@@ -178,4 +283,20 @@ fn the_banner_suggests_a_bot_that_is_loaded() {
         .unwrap();
     assert!(api.contains(r#""bot":"greeter""#), "{banner:?}");
     assert!(!api.contains("hello"), "hello is not loaded: {banner:?}");
+}
+
+/// The tutorial's bot (docs/first-bot.md) is valid as printed.
+#[test]
+fn the_first_bot_tutorial_validates() {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/first-bot.md"
+    ))
+    .unwrap();
+    let start = page.find("<<'YAML'\n").unwrap() + "<<'YAML'\n".len();
+    let bot = &page[start..start + page[start..].find("\nYAML\n").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = validate_bot(dir.path(), "visits.yaml", bot);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("1 bot (bot file): visits"), "{out}");
 }

@@ -162,6 +162,186 @@ async fn worker_killed_holding_tasks_loses_nothing() {
     assert!(done.iter().all(|t| t["attempts"].as_u64().unwrap() <= 2));
 }
 
+/// Tasks of `bot` that `worker` holds (running or claimed and waiting for a slot).
+async fn held_by(c: &reqwest::Client, base: &str, bot: &str, worker: &str) -> usize {
+    all_tasks(c, base, bot)
+        .await
+        .iter()
+        .filter(|t| t["status"] == "running" && t["worker"] == worker)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_spreads_over_two_workers_and_a_killed_workers_unstarted_tasks_move_first() {
+    let Some(url) = fresh_postgres_url().await else {
+        return;
+    };
+    // A long lease for started tasks, a short one for claimed tasks waiting for a slot.
+    let config = r#"
+scheduler: {interval: 500ms}
+worker:
+  concurrency: 10
+  prefetch: 10
+  prefetch_lease: 1s
+  lease: 60s
+bots:
+  - metadata: {name: long}
+    spec:
+      timeout: 5m
+      steps:
+        - {id: nap, uses: sleep, with: {duration: 3m}}
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let api = start_process(
+        dir.path(),
+        config,
+        &["api-server", "--listen", "127.0.0.1:0"],
+        &url,
+    );
+    let _scheduler = start_process(
+        dir.path(),
+        config,
+        &["scheduler", "--node-id", "sched-1"],
+        &url,
+    );
+    let mut a = start_process(
+        dir.path(),
+        config,
+        &["worker", "--node-id", "worker-a"],
+        &url,
+    );
+    let _b = start_process(
+        dir.path(),
+        config,
+        &["worker", "--node-id", "worker-b"],
+        &url,
+    );
+    let c = client();
+    let tasks: Vec<Value> = (0..40)
+        .map(|i| json!({"bot": "long", "input": {"i": i}}))
+        .collect();
+    let (code, body, _) = post(
+        &c,
+        &format!("{}/v1/tasks/batch", api.url),
+        &json!({ "tasks": tasks }).to_string(),
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+    // Each worker holds at most its 10 slots plus 10 waiting, so the burst of 40 splits evenly
+    // (before, one worker claimed all 40 and the other idled).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (held_a, held_b) = loop {
+        let held = (
+            held_by(&c, &api.url, "long", "worker-a").await,
+            held_by(&c, &api.url, "long", "worker-b").await,
+        );
+        if held.0 + held.1 == 40 {
+            break held;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the 40 tasks were never all claimed: {held:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (held_a, held_b),
+        (20, 20),
+        "a burst of 40 spreads over both workers"
+    );
+    // worker-a dies running 10 and holding 10 that never started. Those 10 come back after
+    // their short lease, while the 10 it started stay leased (60 s) to the dead worker. (A
+    // started task has its full lease from the first heartbeat after it starts, a third of the
+    // prefetch lease: wait past that before the kill.)
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a.kill9();
+    let deadline = Instant::now() + Duration::from_secs(50);
+    loop {
+        let held = held_by(&c, &api.url, "long", "worker-a").await;
+        if held < 20 {
+            assert_eq!(
+                held, 10,
+                "only the tasks worker-a never started leave it early; the started ones keep their lease"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "worker-a's waiting tasks never returned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let back: Vec<Value> = all_tasks(&c, &api.url, "long")
+        .await
+        .into_iter()
+        .filter(|t| t["status"] == "queued" || t["worker"] == "worker-b")
+        .collect();
+    assert_eq!(
+        back.len(),
+        30,
+        "worker-b's 20 and the 10 returned: {back:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_monitor_on_a_worker_says_it_cannot_see_rather_than_healthy() {
+    let Some(url) = fresh_postgres_url().await else {
+        return;
+    };
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bots");
+    let config = format!("bots_dir: {}\n", examples.display());
+    let dir = tempfile::tempdir().unwrap();
+    let api = start_process(
+        dir.path(),
+        &config,
+        &["api-server", "--listen", "127.0.0.1:0"],
+        &url,
+    );
+    let _worker = start_process(
+        dir.path(),
+        &config,
+        &["worker", "--node-id", "worker-m"],
+        &url,
+    );
+    let c = client();
+    // The api-server takes the task once it sees a worker serving the monitoring queue.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let (code, body, _) = post(
+            &c,
+            &format!("{}/v1/tasks", api.url),
+            r#"{"bot": "health-monitor"}"#,
+        )
+        .await;
+        if code == 202 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "{code} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let id = body["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let task = loop {
+        let (_, t) = get(&c, &format!("{}/v1/tasks/{id}", api.url)).await;
+        if t["status"] == "succeeded" {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "the monitor never finished: {t}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let out = &task["output"];
+    assert_eq!(out["status"], "unknown", "{task}");
+    assert_eq!(out["healthy"], Value::Null, "{task}");
+    let alerts = out["alerts"].as_array().unwrap();
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.as_str().unwrap().contains("cannot see the queues")
+                && a.as_str().unwrap().contains("404")),
+        "{task}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_scheduler_killed_standby_takes_over_without_double_or_missed_fires() {
     let Some(url) = fresh_postgres_url().await else {
@@ -220,7 +400,46 @@ async fn leader_scheduler_killed_standby_takes_over_without_double_or_missed_fir
         metrics.contains("\noclaw_scheduler_elections_total 1\n"),
         "{metrics}"
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Once the dead leader misses its heartbeats it is NotReady, and what it last said of its
+    // leadership is not shown any more: one leader, the live one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let list = loop {
+        let list = nodes(&c, &api.url).await;
+        if list
+            .iter()
+            .any(|n| n["id"] == "sched-a" && n["status"] == "NotReady")
+        {
+            break list;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sched-a never turned NotReady: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let dead = list.iter().find(|n| n["id"] == "sched-a").unwrap();
+    assert!(dead.get("leader").is_none(), "{dead}");
+    assert!(
+        dead["heartbeat_age_seconds"].as_f64().unwrap() > 5.0,
+        "{dead}"
+    );
+    let leaders: Vec<&Value> = list.iter().filter(|n| n["leader"] == true).collect();
+    assert_eq!(leaders.len(), 1, "{list:?}");
+    assert_eq!(leaders[0]["id"], "sched-b");
+    let out = Command::new(env!("CARGO_BIN_EXE_oclaw"))
+        .args(["node", "list", "--server", &api.url])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("sched-a"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("NotReady") && !row.contains("yes"), "{table}");
+    assert!(
+        row.trim_end().ends_with(" ago"),
+        "LAST-SEEN column: {table}"
+    );
     let tasks = all_tasks(&c, &api.url, "ticker").await;
     let mut ticks: Vec<i64> = tasks
         .iter()

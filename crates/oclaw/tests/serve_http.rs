@@ -254,6 +254,8 @@ async fn the_example_bots_run_without_configuration() {
     )
     .await;
     assert_eq!(done["output"]["healthy"], true, "{done}");
+    assert_eq!(done["output"]["status"], "healthy", "{done}");
+    assert_eq!(done["output"]["alerts"], json!([]), "{done}");
 }
 
 /// Parses the Prometheus text format into (series with labels, value).

@@ -22,11 +22,16 @@ pub async fn nodes(State(state): State<ApiState>) -> Result<Json<Value>, ApiErro
         item["started_at"] = json!(n.started_at);
         item["heartbeat_at"] = json!(n.heartbeat_at);
         item["heartbeat_age_seconds"] = json!(age);
-        item["status"] = json!(if now - n.heartbeat_at <= READY_WITHIN {
-            "Ready"
-        } else {
-            "NotReady"
-        });
+        let ready = now - n.heartbeat_at <= READY_WITHIN;
+        item["status"] = json!(if ready { "Ready" } else { "NotReady" });
+        if !ready {
+            // What a silent node last said of its leadership and its running tasks is not
+            // known any more: its leadership term has run out and its leases are expiring.
+            if let Some(map) = item.as_object_mut() {
+                map.remove("leader");
+                map.remove("in_flight");
+            }
+        }
         items.push(item);
     }
     if items.is_empty() {

@@ -30,6 +30,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 0)]
         history: usize,
     },
+    /// A burst of slow tasks over two `oclaw worker` processes (PostgreSQL): how it spreads, and
+    /// how soon a killed worker's tasks run elsewhere, with the defaults beside the old claiming.
+    Spread {
+        #[arg(long, default_value_t = 40)]
+        tasks: usize,
+        /// How long each task sleeps (longer than the run, so the killed worker's started
+        /// tasks are still running).
+        #[arg(long, default_value = "60s")]
+        task_time: String,
+        /// The PostgreSQL database (the bench creates and drops a schema of its own).
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        storage_url: String,
+    },
     /// Load `POST /v1/tasks` (or the batch route) of a node and measure latency and rate.
     Http {
         /// Requests per second (open loop); 0 runs closed loop to find the maximum rate.

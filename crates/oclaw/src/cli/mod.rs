@@ -248,7 +248,8 @@ pub struct ComponentArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Validate a config file and the bots it loads; exit 0 when valid, 2 when not.
+    /// Validate a config file and the bots it loads, or one bot file (`kind: Bot`); exit 0
+    /// when valid, 2 when not.
     Validate {
         file: PathBuf,
         #[arg(long, value_enum, default_value_t = ProfileArg::Default)]
@@ -259,8 +260,12 @@ pub enum ConfigCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Print the JSON Schema of oclaw.yaml (for editor completion).
-    Schema,
+    /// Print the JSON Schema of oclaw.yaml (for editor completion), or of a bot file.
+    Schema {
+        /// The schema of a bot file (`kind: Bot`) instead.
+        #[arg(long)]
+        bot: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

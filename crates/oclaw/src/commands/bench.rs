@@ -1,4 +1,4 @@
-//! `oclaw bench drain|latency|http|chat|plugin`: the benchmarks of `oclaw-bench`, run on a fresh
+//! `oclaw bench drain|latency|http|chat|plugin|spread`: the benchmarks of `oclaw-bench`, run on a fresh
 //! runtime with their report printed.
 
 use std::process::ExitCode;
@@ -54,6 +54,20 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
                     connections: connections.max(1),
                     batch: batch.max(1),
                     server,
+                },
+            )),
+            Err(e) => Err(e),
+        },
+        BenchCommand::Spread {
+            tasks,
+            task_time,
+            storage_url,
+        } => match oclaw_core::duration::parse_duration(&task_time) {
+            Ok(task_time) => rt.block_on(oclaw_bench::spread::spread(
+                oclaw_bench::spread::SpreadOptions {
+                    tasks: tasks.max(1),
+                    task_time,
+                    storage_url,
                 },
             )),
             Err(e) => Err(e),

@@ -98,6 +98,7 @@ pub async fn run_node(cmd: NodeCommand) -> Result<ExitCode, ClientError> {
                     "IN-FLIGHT",
                     "ADDRESS",
                     "AGE",
+                    "LAST-SEEN",
                 ];
                 print_table(&headers, &item_rows(&page, node_row));
             }
@@ -117,6 +118,11 @@ fn age(started: &Value) -> String {
     let secs = (chrono::Utc::now() - at.with_timezone(&chrono::Utc))
         .num_seconds()
         .max(0);
+    span(secs)
+}
+
+/// Seconds as kubectl shows an age.
+fn span(secs: i64) -> String {
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),
@@ -147,6 +153,10 @@ fn node_row(n: &Value) -> Vec<String> {
         in_flight,
         text(&n["address"]),
         age(&n["started_at"]),
+        match n["heartbeat_age_seconds"].as_f64() {
+            Some(s) => format!("{} ago", span(s as i64)),
+            None => "-".into(),
+        },
     ]
 }
 
