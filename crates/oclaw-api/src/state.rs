@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use oclaw_bots::BotCatalog;
+use oclaw_bots::LiveCatalog;
 use oclaw_store::Store;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Arc<dyn Store>,
-    pub catalog: Arc<BotCatalog>,
+    pub catalog: Arc<LiveCatalog>,
     /// How long `invoke` waits for a result by default (`api.timeout`).
     pub timeout: Duration,
     /// Accepted bearer tokens; empty means no authentication (loopback only).

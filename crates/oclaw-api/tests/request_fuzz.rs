@@ -79,7 +79,7 @@ async fn no_input_panics_or_answers_5xx() {
         replies: oclaw_channels::ReplyRouter::start(store.clone()),
         websocket: Default::default(),
         store,
-        catalog: Arc::new(catalog),
+        catalog: oclaw_bots::LiveCatalog::new(catalog),
         timeout: std::time::Duration::from_millis(50),
         tokens: Arc::new(Vec::new()),
         max_body_bytes: 64 * 1024,

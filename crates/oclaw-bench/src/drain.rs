@@ -146,7 +146,7 @@ pub(crate) async fn setup(
         .map_err(|e| e.to_string())?;
     let runtime = Runtime::new(
         store.clone(),
-        Arc::new(catalog),
+        oclaw_bots::LiveCatalog::new(catalog),
         skills,
         templates,
         Duration::from_secs(600),

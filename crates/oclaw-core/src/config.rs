@@ -45,6 +45,9 @@ pub struct NodeConfig {
     pub bots: Vec<BotDoc>,
     /// A folder of bot YAML files (`*.yaml`, `*.yml`).
     pub bots_dir: Option<PathBuf>,
+    /// How often a running node looks for changed files in `bots_dir` and reloads its bots
+    /// (`0s`: never; a restart is then needed).
+    pub bots_reload_interval: Dur,
     pub telemetry: TelemetryConfig,
     /// Connections and settings shared by bots' channel triggers.
     pub channels: ChannelsConfig,
@@ -441,6 +444,7 @@ impl NodeConfig {
             queues: BTreeMap::new(),
             bots: Vec::new(),
             bots_dir: None,
+            bots_reload_interval: Dur::secs(2),
             telemetry: TelemetryConfig::default(),
             channels: ChannelsConfig::default(),
             plugins: PluginsConfig::default(),

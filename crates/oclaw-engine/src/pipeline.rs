@@ -10,13 +10,14 @@ use oclaw_skills::{HttpClients, SkillCall, SkillContext, SkillRegistry};
 use oclaw_store::{ClaimedTask, Store};
 use serde_json::{Map, Value};
 
-use oclaw_bots::catalog::{BotCatalog, LoadedBot};
+use oclaw_bots::catalog::LoadedBot;
 use oclaw_bots::templates::TemplateEngine;
+use oclaw_bots::LiveCatalog;
 
 /// Everything the executor needs, shared by all tasks of a node.
 pub struct Runtime {
     pub store: Arc<dyn Store>,
-    pub catalog: Arc<BotCatalog>,
+    pub catalog: Arc<LiveCatalog>,
     pub skills: SkillRegistry,
     pub templates: TemplateEngine,
     pub http: HttpClients,
@@ -37,7 +38,7 @@ impl Runtime {
     /// Reads secrets and environment from the process environment.
     pub fn new(
         store: Arc<dyn Store>,
-        catalog: Arc<BotCatalog>,
+        catalog: Arc<LiveCatalog>,
         skills: SkillRegistry,
         templates: TemplateEngine,
         cache_ttl: Duration,

@@ -426,7 +426,7 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 /// Runs one attempt and decides what the store should record, with the key-value writes that
 /// go with a success.
 pub(crate) async fn execute(rt: &Runtime, task: &ClaimedTask) -> (Outcome, Vec<KvWrite>) {
-    let Some(bot) = rt.catalog.get(&task.bot) else {
+    let Some(bot) = rt.catalog.load().get(&task.bot) else {
         let error = TaskError::new(
             ErrorCode::BotMissing,
             format!("bot `{}` is not loaded on this node", task.bot),

@@ -122,7 +122,7 @@ async fn harness() -> Harness {
         .unwrap();
     let rt = Runtime::new(
         store.clone(),
-        Arc::new(catalog),
+        oclaw_bots::LiveCatalog::new(catalog),
         skills,
         templates,
         Duration::from_secs(600),

@@ -5,6 +5,7 @@ mod banner;
 mod components;
 mod examples;
 mod loading;
+mod reload;
 mod serve;
 
 pub use components::{Components, HEARTBEAT};

@@ -85,7 +85,8 @@ pub async fn serve(
     let skills = node_skills.registry.clone();
     let templates = TemplateEngine::default();
     let (catalog, source) = build_catalog(&config, &opts.config_file, &skills, &templates)?;
-    let catalog = Arc::new(catalog);
+    let loaded = catalog.len();
+    let catalog = oclaw_bots::LiveCatalog::new(catalog);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         startup(
             ErrorCode::ConfigInvalidValue,
@@ -139,7 +140,7 @@ pub async fn serve(
     let mut runtime = runtime;
     runtime.conversation = config.channels.conversation.clone();
     let queues: Vec<String> = if config.worker.queues.is_empty() {
-        let mut q = catalog.queues();
+        let mut q = catalog.load().queues();
         q.insert("default".into());
         q.into_iter().collect()
     } else {
@@ -226,7 +227,7 @@ pub async fn serve(
         let brokers = oclaw_channels::registry::start_brokers(
             &config.channels,
             oclaw_channels::registry::Context {
-                catalog: catalog.clone(),
+                catalog: catalog.load(),
                 router: state.replies.clone(),
                 metrics: state.metrics.clone(),
                 node_id: node_id.clone(),
@@ -266,19 +267,36 @@ pub async fn serve(
     // The API stops first (no new requests), then the worker drains, then the rest.
     running.first("api-server", api);
 
+    if let Some(dir) = config.bots_dir.clone() {
+        running.add(
+            "bots",
+            tokio::spawn(crate::reload::watch_bots(
+                crate::reload::Reload {
+                    live: catalog.clone(),
+                    dir,
+                    config: config.clone(),
+                    config_file: opts.config_file.clone(),
+                    skills: node_skills.registry.clone(),
+                    served: queues.clone(),
+                    every: config.bots_reload_interval.get(),
+                },
+                stop_rx.clone(),
+            )),
+        );
+    }
     if opts.banner {
         print_banner(&Banner {
             components,
             started,
             api_url: &api_url,
             config: &config,
-            catalog: &catalog,
+            catalog: &catalog.load(),
             source,
             node_id: &node_id,
             queues: &queues,
         });
     }
-    tracing::info!(component = "node", node = %node_id, components = %components.label(), listen = %bound, store = store.backend(), bots = catalog.len(), "node ready");
+    tracing::info!(component = "node", node = %node_id, components = %components.label(), listen = %bound, store = store.backend(), bots = loaded, "node ready");
 
     shutdown.await;
     tracing::info!(

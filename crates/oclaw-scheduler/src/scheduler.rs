@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use oclaw_bots::triggers::{due_ticks, TimeTrigger};
-use oclaw_bots::BotCatalog;
+use oclaw_bots::LiveCatalog;
 use oclaw_core::NewTask;
 use oclaw_engine::stopped;
 use oclaw_store::{Store, StoreError};
@@ -48,7 +48,7 @@ const NODE_FORGET_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 pub struct Scheduler {
     store: Arc<dyn Store>,
-    catalog: Arc<BotCatalog>,
+    catalog: Arc<LiveCatalog>,
     interval: Duration,
     stats: Arc<SchedulerStats>,
     marks: HashMap<String, DateTime<Utc>>,
@@ -63,7 +63,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(store: Arc<dyn Store>, catalog: Arc<BotCatalog>, interval: Duration) -> Scheduler {
+    pub fn new(store: Arc<dyn Store>, catalog: Arc<LiveCatalog>, interval: Duration) -> Scheduler {
         Scheduler {
             store,
             catalog,
@@ -142,7 +142,7 @@ impl Scheduler {
     }
 
     async fn fire_triggers(&mut self, now: DateTime<Utc>) {
-        let catalog = self.catalog.clone();
+        let catalog = self.catalog.load();
         for bot in catalog.bots() {
             for (index, trigger) in &bot.time_triggers {
                 let key = format!("{}/{}", bot.name(), index);
@@ -198,7 +198,7 @@ impl Scheduler {
         if let Ok(Some(due)) = self.store.next_due_at().await {
             next = next.min(due);
         }
-        for bot in self.catalog.bots() {
+        for bot in self.catalog.load().bots() {
             for (_, t) in &bot.time_triggers {
                 if let Some(at) = t.next_after(now) {
                     next = next.min(at);
@@ -352,7 +352,7 @@ mod tests {
     use super::*;
     use oclaw_bots::templates::TemplateEngine;
 
-    async fn setup(dir: &std::path::Path) -> (Arc<dyn Store>, Arc<BotCatalog>) {
+    async fn setup(dir: &std::path::Path) -> (Arc<dyn Store>, Arc<LiveCatalog>) {
         let store: Arc<dyn Store> = Arc::new(
             oclaw_store::sqlite::SqliteStore::open(
                 dir.join("s.db").to_str().unwrap(),
@@ -361,7 +361,7 @@ mod tests {
             .await
             .unwrap(),
         );
-        let mut catalog = BotCatalog::default();
+        let mut catalog = oclaw_bots::BotCatalog::default();
         catalog
             .load_yaml(
                 "t",
@@ -370,7 +370,7 @@ mod tests {
                 &TemplateEngine::default(),
             )
             .unwrap();
-        (store, Arc::new(catalog))
+        (store, LiveCatalog::new(catalog))
     }
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -420,7 +420,7 @@ mod tests {
             .await
             .unwrap(),
         );
-        let mut catalog = BotCatalog::default();
+        let mut catalog = oclaw_bots::BotCatalog::default();
         catalog
             .load_yaml(
                 "t",
@@ -429,7 +429,7 @@ mod tests {
                 &TemplateEngine::default(),
             )
             .unwrap();
-        let catalog = Arc::new(catalog);
+        let catalog = LiveCatalog::new(catalog);
         let lease = Duration::from_secs(1);
         let start = |holder: &str| {
             let s = Scheduler::new(store.clone(), catalog.clone(), Duration::from_secs(5))

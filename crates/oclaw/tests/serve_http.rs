@@ -647,3 +647,106 @@ fn a_client_that_trickles_its_body_is_cut_off() {
         .unwrap();
     assert!(ok.status.success());
 }
+
+/// Bots reload when their files change: new runs take the new definition, a run in flight
+/// finishes on the one it started with, a file that does not load leaves the bots as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_reload_when_their_files_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let bots = dir.path().join("bots");
+    std::fs::create_dir(&bots).unwrap();
+    let greeter = |say: &str| {
+        format!(
+            "metadata: {{name: greeter}}\nspec:\n  steps:\n    - {{id: nap, uses: sleep, with: {{duration: \"{{{{ input.nap or '1ms' }}}}\"}}}}\n    - {{id: say, uses: template, with: {{value: {say}}}}}\n"
+        )
+    };
+    std::fs::write(bots.join("greeter.yaml"), greeter("v1")).unwrap();
+    let config = format!(
+        "bots_dir: {}\nbots_reload_interval: 100ms\n",
+        bots.display()
+    );
+    let node = start(dir.path(), &config);
+    let c = client();
+    let invoke = |bot: &'static str| {
+        let (c, url) = (c.clone(), node.url.clone());
+        async move {
+            let (code, body, _) = post(
+                &c,
+                &format!("{url}/v1/bots/{bot}/invoke"),
+                r#"{"input": {}}"#,
+            )
+            .await;
+            (code, body)
+        }
+    };
+    assert_eq!(invoke("greeter").await.1["output"], "v1");
+    // A run that starts on v1 and is still running when the file changes.
+    let (code, slow, _) = post(
+        &c,
+        &format!("{}/v1/tasks", node.url),
+        r#"{"bot": "greeter", "input": {"nap": "2s"}}"#,
+    )
+    .await;
+    assert_eq!(code, 202, "{slow}");
+    let slow = slow["id"].as_str().unwrap().to_string();
+    wait_status(&c, &node.url, &slow, "running", Duration::from_secs(10)).await;
+    std::fs::write(bots.join("greeter.yaml"), greeter("v2")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while invoke("greeter").await.1["output"] != "v2" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "greeter never reloaded: {}",
+            node.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let done = wait_status(&c, &node.url, &slow, "succeeded", Duration::from_secs(20)).await;
+    assert_eq!(
+        done["output"], "v1",
+        "a run in flight keeps its definition: {done}"
+    );
+    // A new bot file is picked up; a broken one is reported and changes nothing.
+    std::fs::write(
+        bots.join("second.yaml"),
+        "metadata: {name: second}\nspec:\n  steps: [{uses: template, with: {value: two}}]\n",
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while invoke("second").await.0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "second never loaded: {}",
+            node.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::write(
+        bots.join("second.yaml"),
+        "metadata: {name: second}\nspec:\n  steps: [{uses: templat}]\n",
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !node.logs().contains("bots not reloaded") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload error logged: {}",
+            node.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logs = node.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("bots not reloaded"))
+        .unwrap();
+    assert!(
+        line.contains("OC-1006") && line.contains("second.yaml:3"),
+        "{line}"
+    );
+    assert_eq!(
+        invoke("second").await.1["output"],
+        "two",
+        "the previous bots stay"
+    );
+    assert_eq!(invoke("greeter").await.1["output"], "v2");
+}

@@ -20,7 +20,7 @@ fn summary(bot: &oclaw_bots::LoadedBot) -> Value {
 
 pub async fn list(State(state): State<ApiState>) -> Json<Value> {
     Json(
-        json!({"items": state.catalog.bots().map(|b| summary(b)).collect::<Vec<_>>(), "next_cursor": null}),
+        json!({"items": state.catalog.load().bots().map(|b| summary(b)).collect::<Vec<_>>(), "next_cursor": null}),
     )
 }
 
@@ -28,10 +28,10 @@ pub async fn get_one(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let bot = state
-        .catalog
-        .get(&name)
-        .ok_or_else(|| ApiError::new(ErrorCode::UnknownBot, format!("no bot named `{name}`")))?;
+    let bot =
+        state.catalog.load().get(&name).ok_or_else(|| {
+            ApiError::new(ErrorCode::UnknownBot, format!("no bot named `{name}`"))
+        })?;
     let mut v = summary(&bot);
     v["spec"] = serde_json::to_value(&bot.doc.spec).unwrap_or(Value::Null);
     Ok(Json(v))

@@ -161,7 +161,7 @@ pub async fn receive(
 ) -> Result<Response, ApiError> {
     let trace_id = crate::trace::trace_id_from(&headers);
     let path = uri.path();
-    if let Some((bot, trigger)) = state.catalog.platform(path) {
+    if let Some((bot, trigger)) = state.catalog.load().platform(path) {
         let body = body
             .map_err(|e| ApiError::new(ErrorCode::BodyTooLarge, e.body_text()).trace(&trace_id))?;
         let parts = Parts::of(&uri, &headers);
@@ -175,7 +175,7 @@ pub async fn receive(
         )
         .trace(&trace_id));
     }
-    let (bot, hook) = state.catalog.webhook(path).ok_or_else(|| {
+    let (bot, hook) = state.catalog.load().webhook(path).ok_or_else(|| {
         ApiError::new(
             ErrorCode::NotFound,
             format!("no bot has a webhook at {path}"),

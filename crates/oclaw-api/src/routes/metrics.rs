@@ -76,7 +76,7 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
     let queues = state.store.queue_stats(chrono::Utc::now()).await.ok();
     Queues {
         stats: queues,
-        catalog: &state.catalog.queues(),
+        catalog: &state.catalog.load().queues(),
     }
     .render(&mut out);
 

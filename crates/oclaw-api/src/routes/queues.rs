@@ -9,7 +9,7 @@ use crate::{ApiError, ApiState};
 /// `GET /v1/queues`: depth, running, scheduled, dead, oldest age and capacity per queue.
 pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let mut stats = state.store.queue_stats(chrono::Utc::now()).await?;
-    for q in state.catalog.queues() {
+    for q in state.catalog.load().queues() {
         if !stats.iter().any(|s| s.name == q) {
             stats.push(oclaw_store::QueueStats {
                 name: q,

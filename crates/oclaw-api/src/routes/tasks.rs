@@ -73,8 +73,9 @@ fn invalid(message: impl Into<String>, field: &str, trace_id: &str) -> ApiError 
 
 /// Checks a submission and fills the defaults from its bot.
 pub fn to_new_task(state: &ApiState, req: SubmitTask, trace_id: &str) -> Result<NewTask, ApiError> {
-    let bot = state.catalog.get(&req.bot).ok_or_else(|| {
-        let names: Vec<String> = state.catalog.bots().map(|b| b.name().to_string()).collect();
+    let catalog = state.catalog.load();
+    let bot = catalog.get(&req.bot).ok_or_else(|| {
+        let names: Vec<String> = catalog.bots().map(|b| b.name().to_string()).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         ApiError::new(
             ErrorCode::UnknownBot,

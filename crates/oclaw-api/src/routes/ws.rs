@@ -42,7 +42,7 @@ pub async fn connect(
     let trace_id = crate::trace::trace_id_from(&headers);
     let Query(q) = query
         .map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()).trace(&trace_id))?;
-    let bot = state.catalog.get(&q.bot).ok_or_else(|| {
+    let bot = state.catalog.load().get(&q.bot).ok_or_else(|| {
         ApiError::new(ErrorCode::UnknownBot, format!("no bot named `{}`", q.bot)).trace(&trace_id)
     })?;
     if !bot.doc.spec.triggers.iter().any(|t| t.websocket.is_some()) {
