@@ -31,6 +31,8 @@ pub struct DrainOptions {
     /// Finished tasks written before the drain (PostgreSQL only), to show claims stay fast
     /// however much history the table holds.
     pub history: usize,
+    /// Tasks a worker claims beyond its free slots (`worker.prefetch`).
+    pub prefetch: usize,
 }
 
 /// Records when a task's first step starts.
@@ -160,7 +162,12 @@ pub(crate) async fn setup(
     })
 }
 
-fn worker_options(concurrency: usize, batch: usize, batching: bool) -> WorkerOptions {
+fn worker_options(
+    concurrency: usize,
+    batch: usize,
+    batching: bool,
+    prefetch: usize,
+) -> WorkerOptions {
     WorkerOptions {
         id: "bench".into(),
         queues: vec!["default".into()],
@@ -169,7 +176,7 @@ fn worker_options(concurrency: usize, batch: usize, batching: bool) -> WorkerOpt
         batch_max: batch,
         batch_timeout: Duration::from_millis(500),
         batch_linger: Duration::from_millis(2),
-        prefetch: concurrency,
+        prefetch,
         prefetch_lease: Duration::from_secs(5),
         lease: Duration::from_secs(60),
         poll_interval: Duration::from_secs(1),
@@ -241,7 +248,7 @@ async fn drain_on(b: &Bench, o: &DrainOptions) -> Result<String, String> {
         return drain_processes(b, o, load).await;
     }
     let worker = Worker::new(
-        worker_options(o.concurrency, o.batch, o.batching),
+        worker_options(o.concurrency, o.batch, o.batching, o.prefetch),
         b.runtime.clone(),
     );
     let stats = worker.stats();
@@ -277,7 +284,7 @@ async fn drain_on(b: &Bench, o: &DrainOptions) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     let left_queued: u64 = stats_now.iter().map(|q| q.queued + q.running).sum();
     Ok(format!(
-        "drain ({}{}): {} no-op tasks in {:.3}s = {:.0} tasks/s (concurrency {}, batch {}); succeeded {}, failed {}, left {}\n\
+        "drain ({}{}): {} no-op tasks in {:.3}s = {:.0} tasks/s (concurrency {}, prefetch {}, batch {}); succeeded {}, failed {}, left {}\n\
          CPU during the drain: {:.2}s ({:.0}% of one core); {:.1} tasks per claim, {:.1} per completion write\n\
          pre-load (enqueue_batch of 10,000): {:.0} tasks/s",
         b.store.backend(),
@@ -286,6 +293,7 @@ async fn drain_on(b: &Bench, o: &DrainOptions) -> Result<String, String> {
         elapsed.as_secs_f64(),
         o.tasks as f64 / elapsed.as_secs_f64(),
         o.concurrency,
+        o.prefetch,
         if o.batching { o.batch.to_string() } else { "off".into() },
         report.succeeded,
         report.failed,
@@ -347,7 +355,7 @@ async fn latency_on(
     samples: usize,
     rx: &mut mpsc::UnboundedReceiver<Instant>,
 ) -> Result<String, String> {
-    let worker = Worker::new(worker_options(10, 100, true), b.runtime.clone());
+    let worker = Worker::new(worker_options(10, 100, true, 10), b.runtime.clone());
     let (stop, stop_rx) = watch::channel(false);
     let handle = tokio::spawn(worker.run(stop_rx));
     let mut measured = Vec::with_capacity(samples);
@@ -435,9 +443,10 @@ fn spawn_workers(
     concurrency: usize,
     batching: bool,
     batch: usize,
+    prefetch: usize,
 ) -> Result<Vec<std::process::Child>, String> {
     let config = format!(
-        "worker:\n  concurrency: {concurrency}\n  queues: [default]\n  batch: {{enabled: {batching}, maxSize: {batch}}}\n\
+        "worker:\n  concurrency: {concurrency}\n  prefetch: {prefetch}\n  queues: [default]\n  batch: {{enabled: {batching}, maxSize: {batch}}}\n\
          telemetry: {{log_level: warn}}\n\
          bots:\n  - metadata: {{name: bench-noop}}\n    spec: {{}}\n"
     );
@@ -479,7 +488,7 @@ async fn latency_cross_process(b: &Bench, samples: usize) -> Result<String, Stri
         .pg_url
         .clone()
         .ok_or("a worker process needs PostgreSQL")?;
-    let mut children = spawn_workers(b, &url, 1, 10, true, 100)?;
+    let mut children = spawn_workers(b, &url, 1, 10, true, 100, 10)?;
     let result = async {
         let deadline = Instant::now() + Duration::from_secs(30);
         while b
@@ -541,7 +550,15 @@ async fn drain_processes(b: &Bench, o: &DrainOptions, load: Duration) -> Result<
     let url = b.pg_url.clone().ok_or("worker processes need PostgreSQL")?;
     let (db, _) = pg_connect(&url).await?;
     let pg_cpu_start = cpu_of_processes_named("postgres");
-    let mut children = spawn_workers(b, &url, o.workers, o.concurrency, o.batching, o.batch)?;
+    let mut children = spawn_workers(
+        b,
+        &url,
+        o.workers,
+        o.concurrency,
+        o.batching,
+        o.batch,
+        o.prefetch,
+    )?;
     let mut last = (-1i64, Instant::now());
     let outcome = loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -595,7 +612,7 @@ async fn drain_processes(b: &Bench, o: &DrainOptions, load: Duration) -> Result<
     let rerun: i64 = row.get(3);
     Ok(format!(
         "drain (postgres{}, {} worker process{}): {} no-op tasks in {:.3}s = {:.0} tasks/s \
-         (concurrency {} each, batch {}); succeeded {}, run more than once {}\n\
+         (concurrency {} each, prefetch {}, batch {}); succeeded {}, run more than once {}\n\
          CPU: workers {:.2}s ({:.0}% of one core), PostgreSQL {:.2}s ({:.0}% of one core) \
          over the drain and start-up\n\
          pre-load (enqueue_batch of 10,000): {:.0} tasks/s",
@@ -606,6 +623,7 @@ async fn drain_processes(b: &Bench, o: &DrainOptions, load: Duration) -> Result<
         span,
         o.tasks as f64 / span,
         o.concurrency,
+        o.prefetch,
         if o.batching {
             o.batch.to_string()
         } else {

@@ -206,6 +206,18 @@ impl ComponentStatus {
     }
 }
 
+/// One server of the cluster's own database, as `status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseMember {
+    pub name: String,
+    /// `leader` (takes writes) or `replica`.
+    pub role: String,
+    /// `Running` or `Stopped`.
+    pub status: String,
+    pub port: u16,
+    pub pid: Option<u32>,
+}
+
 /// A cluster as its driver sees it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterStatus {
@@ -220,6 +232,9 @@ pub struct ClusterStatus {
     pub rollout: Option<crate::rollout::Rollout>,
     /// Things the operator should know (the local supervisor is not running, …).
     pub warnings: Vec<String>,
+    /// The cluster's own database servers (none when it uses an outside database).
+    #[serde(default)]
+    pub database: Vec<DatabaseMember>,
 }
 
 impl ClusterStatus {

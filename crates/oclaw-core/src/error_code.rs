@@ -91,6 +91,7 @@ error_codes! {
     DriverUnavailable = ("OC-5002", 503, "the deployment driver cannot do this here (not built, or its platform unreachable)"),
     RolloutFailed = ("OC-5003", 500, "a revision did not become ready in time or its canary failed analysis; it was rolled back"),
     PodLogMissing = ("OC-5004", 404, "the pod has no such log: no previous run to show, or it has not started"),
+    DatabaseUnavailable = ("OC-5005", 503, "the cluster's own PostgreSQL could not be made or started: its server binaries are missing, or it did not start (see its log)"),
 }
 
 impl std::fmt::Display for ErrorCode {

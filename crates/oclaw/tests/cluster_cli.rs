@@ -211,10 +211,19 @@ fn bad_cluster_files_and_arguments_get_clear_errors() {
         text.contains("OC-5002") && text.contains("oclaw init"),
         "{text}"
     );
-    // The local driver shares one PostgreSQL between its processes.
-    let (_, text) = run(dir.path(), &["init", "--config", "config/production.yaml"]);
+    // Without spec.storage.url the local cluster makes its own PostgreSQL, from server
+    // binaries this host must have.
+    let out = common::oclaw()
+        .args(["init", "--config", "config/production.yaml"])
+        .current_dir(dir.path())
+        .env("OCLAW_HOME", dir.path().join("home"))
+        .env("OCLAW_POSTGRES_BIN", dir.path().join("no-postgres"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        text.contains("OC-5001") && text.contains("spec.storage.url"),
+        text.contains("OC-5005") && text.contains("apt-get install postgresql"),
         "{text}"
     );
 }

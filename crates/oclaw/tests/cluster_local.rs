@@ -61,7 +61,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         // Stop the supervisor and its pods even when the test failed.
-        let _ = self.oclaw(&["teardown"]);
+        let _ = self.oclaw(&["teardown", "--purge"]);
     }
 }
 
@@ -553,4 +553,145 @@ async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
     );
     let (_, after) = cluster.oclaw(&["upgrade", "history", "-o", "json"]);
     assert_eq!(before, after);
+}
+
+/// The deployment guide's cluster file as written (only its port moved to a free one) names no
+/// database URL: `init` makes the cluster a PostgreSQL of its own from this host's server
+/// binaries, `status` lists it, the supervisor starts it again after a `kill -9`, and `teardown`
+/// keeps its data unless `--purge`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guides_file_as_written_runs_on_a_database_of_its_own() {
+    if oclaw_cluster::drivers::local::database::server_binaries().is_err() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "PostgreSQL server binaries are missing under CI=true"
+        );
+        eprintln!("skipped: no PostgreSQL server binaries");
+        return;
+    }
+    let cluster = Cluster {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    // The database runs as `postgres` when the test runs as root: it must reach the folder.
+    let _ = std::process::Command::new("chmod")
+        .arg("755")
+        .arg(cluster.dir.path())
+        .status();
+    let port = common::free_port_block(&[0, 100, 101]);
+    std::fs::create_dir_all(cluster.dir.path().join("config")).unwrap();
+    let text = oclaw_cluster::model::SEED_EXAMPLE.replace("port: 8080", &format!("port: {port}"));
+    assert!(!text.contains("url:"), "the guide's file names no database");
+    std::fs::write(cluster.dir.path().join("config/production.yaml"), &text).unwrap();
+    let (ok, out) = cluster.oclaw(&[
+        "init",
+        "--config",
+        "config/production.yaml",
+        "--image-registry",
+        "registry.example.com/oclaw",
+        "--network-plugin",
+        "cni",
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("database postgres-0 (leader)"), "{out}");
+    let url =
+        std::fs::read_to_string(cluster.home().join("clusters/oclaw-system/postgres/url")).unwrap();
+    assert!(
+        !out.contains(url.trim()),
+        "the password is not printed: {out}"
+    );
+    let (ok, out) = cluster.oclaw(&[
+        "deploy",
+        "core",
+        "--components",
+        "[api-server,worker,scheduler]",
+        "--ha-mode",
+        "false",
+        "--wait",
+    ]);
+    assert!(ok, "{out}");
+    let status = |cluster: &Cluster| -> Value {
+        let (ok, out) = cluster.oclaw(&["status", "-o", "json"]);
+        assert!(ok, "{out}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let s = status(&cluster);
+    let db = &s["database"][0];
+    assert_eq!(
+        (
+            db["name"].as_str(),
+            db["role"].as_str(),
+            db["status"].as_str()
+        ),
+        (Some("postgres-0"), Some("leader"), Some("Running")),
+        "{s}"
+    );
+    let (_, table) = cluster.oclaw(&["status"]);
+    assert!(
+        table.contains("DATABASE")
+            && table.lines().any(|l| l.starts_with("postgres-0")
+                && l.contains("leader")
+                && l.contains("Running")),
+        "{table}"
+    );
+
+    let c = common::client();
+    let api = format!("http://127.0.0.1:{port}");
+    let submit = |i: u32| {
+        let (c, api) = (c.clone(), api.clone());
+        async move {
+            let body = json!({"bot": "hello", "input": {"name": format!("n{i}")}}).to_string();
+            let (code, task, _) = common::post(&c, &format!("{api}/v1/tasks"), &body).await;
+            assert_eq!(code, 202, "{task}");
+            task["id"].as_str().unwrap().to_string()
+        }
+    };
+    let first = submit(1).await;
+    common::wait_status(&c, &api, &first, "succeeded", Duration::from_secs(60)).await;
+
+    // The database dies; the supervisor starts it again and the components reconnect.
+    let pid = db["pid"].as_u64().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = status(&cluster);
+        let m = &s["database"][0];
+        if m["status"] == "Running" && m["pid"].as_u64() != Some(pid) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the database was not started again: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let second = loop {
+        let body = json!({"bot": "hello", "input": {"name": "again"}}).to_string();
+        let (code, task, _) = common::post(&c, &format!("{api}/v1/tasks"), &body).await;
+        if code == 202 {
+            break task["id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the api-server did not reconnect: {code} {task}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    common::wait_status(&c, &api, &second, "succeeded", Duration::from_secs(60)).await;
+
+    // Teardown keeps the data; --purge deletes it.
+    let (ok, out) = cluster.oclaw(&["teardown"]);
+    assert!(
+        ok && out.contains("database stopped, its data kept"),
+        "{out}"
+    );
+    let data = cluster.home().join("clusters/oclaw-system/postgres/data");
+    assert!(data.join("PG_VERSION").exists());
+    assert_eq!(status(&cluster)["database"][0]["status"], "Stopped");
+    let (ok, out) = cluster.oclaw(&["teardown", "--purge"]);
+    assert!(ok && out.contains("data deleted"), "{out}");
+    assert!(!data.exists());
 }

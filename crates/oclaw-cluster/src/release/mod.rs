@@ -18,7 +18,7 @@ pub use canary::{
     RolloutPlatform,
 };
 pub use deploy::{deploy, rollback, run_pipeline, upgrade_all_in, wait_rolled, Deploy};
-pub use teardown::{teardown, TornDown};
+pub use teardown::{teardown, DatabaseAfter, TornDown};
 
 use crate::driver::RevisionStatus;
 use crate::driver::{DriverError, Revision};

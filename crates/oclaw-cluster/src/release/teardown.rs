@@ -1,5 +1,6 @@
 //! `oclaw teardown`: a cluster's objects removed from its platform. Locally the supervisor stops
-//! (and its pods with it); on Kubernetes every object of the last revision's cluster is deleted
+//! (and its pods with it), then the cluster's own database if it has one (its data kept unless
+//! `purge`); on Kubernetes every object of the last revision's cluster is deleted
 //! and its Namespace and revision history stay, so a later deploy continues the numbering.
 
 use oclaw_core::ErrorCode;
@@ -11,8 +12,12 @@ use crate::drivers::DriverKind;
 /// What a teardown removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TornDown {
-    /// The local supervisor that was stopped; `None` when none was running.
-    Supervisor(Option<u32>),
+    /// Locally: the supervisor that was stopped (`None` when none was running), and what
+    /// became of the cluster's own database.
+    Local {
+        supervisor: Option<u32>,
+        database: DatabaseAfter,
+    },
     /// On Kubernetes: the objects deleted, the cluster's name, the revisions kept.
     Objects {
         deleted: usize,
@@ -21,16 +26,45 @@ pub enum TornDown {
     },
 }
 
-/// Tears down the cluster in `namespace` (`confirm` is required beyond the local driver).
+/// The cluster's own database after a local teardown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseAfter {
+    /// The cluster uses an outside database (or had none made).
+    None,
+    /// Stopped, its data kept for the next `init`.
+    Stopped,
+    /// Stopped and its data deleted (`--purge`).
+    Purged,
+}
+
+/// Tears down the cluster in `namespace` (`confirm` is required beyond the local driver;
+/// `purge` deletes the local cluster's own database).
 pub async fn teardown(
     kind: DriverKind,
     namespace: &str,
     confirm: bool,
+    purge: bool,
     p: &dyn Progress,
 ) -> Result<TornDown, DriverError> {
     if kind == DriverKind::Local {
-        return crate::drivers::local::process::stop_supervisor(namespace)
-            .map(TornDown::Supervisor);
+        use crate::drivers::local::{database::Database, process, record::cluster_dir};
+        let supervisor = process::stop_supervisor(namespace)?;
+        let db = Database::of(&cluster_dir(namespace));
+        let database = match (db.url().is_some(), purge) {
+            (false, _) => DatabaseAfter::None,
+            (true, false) => {
+                db.stop()?;
+                DatabaseAfter::Stopped
+            }
+            (true, true) => {
+                db.purge()?;
+                DatabaseAfter::Purged
+            }
+        };
+        return Ok(TornDown::Local {
+            supervisor,
+            database,
+        });
     }
     if !confirm {
         return Err(DriverError::new(

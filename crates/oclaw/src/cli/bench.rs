@@ -29,6 +29,9 @@ pub enum BenchCommand {
         /// fast however much history the table holds.
         #[arg(long, default_value_t = 0)]
         history: usize,
+        /// Tasks each worker claims beyond its free slots (worker.prefetch).
+        #[arg(long, default_value_t = 10)]
+        prefetch: usize,
     },
     /// A burst of slow tasks over two `oclaw worker` processes (PostgreSQL): how it spreads, and
     /// how soon a killed worker's tasks run elsewhere, with the defaults beside the old claiming.

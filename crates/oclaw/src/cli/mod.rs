@@ -185,6 +185,10 @@ pub enum Command {
         /// revision history are kept).
         #[arg(long)]
         confirm: bool,
+        /// Locally: also delete the data of the cluster's own database (made by `init` when the
+        /// cluster file names no spec.storage.url); without it the data is kept.
+        #[arg(long)]
+        purge: bool,
         /// Where the cluster runs (`OCLAW_DRIVER`).
         #[arg(long, value_enum, env = "OCLAW_DRIVER", default_value_t = DriverArg::Local)]
         driver: DriverArg,

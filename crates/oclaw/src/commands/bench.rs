@@ -20,6 +20,7 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
             storage_url,
             workers,
             history,
+            prefetch,
         } => rt.block_on(oclaw_bench::drain::drain(
             oclaw_bench::drain::DrainOptions {
                 tasks,
@@ -29,6 +30,7 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
                 storage_url,
                 workers,
                 history,
+                prefetch,
             },
         )),
         BenchCommand::Latency {

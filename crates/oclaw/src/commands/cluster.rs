@@ -147,6 +147,15 @@ fn init_local(cluster: &OpenClawCluster, text: &str) -> ExitCode {
     if let Some(w) = done.warning {
         eprintln!("warning: {w}");
     }
+    for m in &done.database {
+        println!(
+            "database {} ({}): PostgreSQL of the cluster's own on 127.0.0.1:{}, data in {}/postgres (spec.storage names no url)",
+            m.name,
+            m.role,
+            m.port,
+            done.dir.display()
+        );
+    }
     println!(
         "cluster `{}` initialised (local driver): namespace {}, state in {}, supervisor pid {}",
         cluster.metadata.name,
@@ -259,6 +268,11 @@ mod tests {
             vec!["api-server", "worker", "scheduler"]
         );
         assert_eq!(parse_components("worker").unwrap(), vec!["worker"]);
+        // The plain comma list, which no shell globs.
+        assert_eq!(
+            parse_components("api-server,worker").unwrap(),
+            vec!["api-server", "worker"]
+        );
         assert!(parse_components("[api-server,wroker]")
             .unwrap_err()
             .contains("did you mean `worker`"));

@@ -66,8 +66,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Teardown {
             namespace,
             confirm,
+            purge,
             driver,
-        } => release::teardown(driver, &namespace, confirm),
+        } => release::teardown(driver, &namespace, confirm, purge),
         Command::Upgrade { what, args } => match what {
             Some(crate::cli::UpgradeCommand::History {
                 namespace,

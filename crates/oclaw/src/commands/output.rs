@@ -97,6 +97,18 @@ pub fn print_status(s: &ClusterStatus, json: bool) {
             age(p.started_at)
         );
     }
+    if !s.database.is_empty() {
+        println!(
+            "\n{:<width$} {:<7} {:<17} PORT",
+            "DATABASE", "ROLE", "STATUS"
+        );
+        for m in &s.database {
+            println!(
+                "{:<width$} {:<7} {:<17} {}",
+                m.name, m.role, m.status, m.port
+            );
+        }
+    }
     if let Some(r) = &s.rollout {
         let st = &r.status;
         println!(

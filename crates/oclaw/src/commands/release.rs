@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use oclaw_cluster::driver::{Driver, DriverError};
-use oclaw_cluster::release::{self, CanaryRequest, TornDown};
+use oclaw_cluster::release::{self, CanaryRequest, DatabaseAfter, TornDown};
 use oclaw_cluster::{AnyDriver, DriverKind};
 use oclaw_core::ErrorCode;
 
@@ -130,12 +130,26 @@ pub fn logs(driver: DriverArg, namespace: &str, pod: &str, previous: bool) -> Ex
 
 /// `oclaw teardown`: locally the supervisor and its pods stop; on Kubernetes every object of
 /// the cluster is deleted (its Namespace and revision history stay).
-pub fn teardown(driver: DriverArg, namespace: &str, confirm: bool) -> ExitCode {
+pub fn teardown(driver: DriverArg, namespace: &str, confirm: bool, purge: bool) -> ExitCode {
     let out = Output::HUMAN;
     block_on(async move {
-        match release::teardown(driver.into(), namespace, confirm, &out).await? {
-            TornDown::Supervisor(None) => println!("no supervisor running for {namespace}"),
-            TornDown::Supervisor(Some(_)) => println!("{namespace}: supervisor and pods stopped"),
+        match release::teardown(driver.into(), namespace, confirm, purge, &out).await? {
+            TornDown::Local {
+                supervisor,
+                database,
+            } => {
+                match supervisor {
+                    None => println!("no supervisor running for {namespace}"),
+                    Some(_) => println!("{namespace}: supervisor and pods stopped"),
+                }
+                match database {
+                    DatabaseAfter::None => {}
+                    DatabaseAfter::Stopped => println!(
+                        "{namespace}: database stopped, its data kept (the next `oclaw init` starts it again; `oclaw teardown --purge` deletes it)"
+                    ),
+                    DatabaseAfter::Purged => println!("{namespace}: database stopped and its data deleted"),
+                }
+            }
             TornDown::Objects {
                 deleted,
                 cluster,

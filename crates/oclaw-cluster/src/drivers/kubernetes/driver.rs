@@ -276,6 +276,7 @@ impl Driver for KubeDriver {
             pods,
             rollout: self.load_rollout().await?.filter(|r| !r.status.finished()),
             warnings: Vec::new(),
+            database: Vec::new(),
         })
     }
 

@@ -227,6 +227,7 @@ impl Driver for LocalDriver {
             rollout: read_json::<crate::rollout::Rollout>(&self.dir.join("rollout.json"))
                 .filter(|r| !r.status.finished()),
             warnings,
+            database: super::database::Database::of(&self.dir).members(),
         })
     }
 

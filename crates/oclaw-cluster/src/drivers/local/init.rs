@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 
-use oclaw_core::ErrorCode;
-
+use super::database::Database;
 use super::process::{start_supervisor, supervisor_pid};
 use super::record::{cluster_dir, node_yaml, write_atomic, write_json, Desired};
 use super::render::desired_pods;
@@ -18,21 +17,26 @@ pub struct Initialised {
     pub supervisor_pid: u32,
     /// Something the operator should change (the pods' ports in the ephemeral range).
     pub warning: Option<String>,
+    /// The cluster's own PostgreSQL when the file names no database: its members.
+    pub database: Vec<super::database::DatabaseMember>,
 }
 
 /// Writes the cluster's directory (the cluster file `text`, its node config, an empty
 /// `desired.json` unless one exists) and starts the supervisor unless it runs.
+/// Without `spec.storage.url` the cluster gets a PostgreSQL of its own (made, or started again).
 pub fn init(cluster: &OpenClawCluster, text: &str) -> Result<Initialised, DriverError> {
-    if cluster.spec.storage.url.is_none() {
-        return Err(DriverError::new(
-            ErrorCode::ClusterInvalid,
-            "the local driver runs separate processes that share one PostgreSQL: set spec.storage.url (postgres://…)",
-        ));
-    }
     let dir = cluster_dir(&cluster.metadata.namespace);
     let unwritable =
         |e: std::io::Error| DriverError::unavailable(format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(dir.join("logs")).map_err(unwritable)?;
+    let database = match cluster.spec.storage.url {
+        Some(_) => Vec::new(),
+        None => {
+            let db = Database::of(&dir);
+            db.provision()?;
+            db.members()
+        }
+    };
     let desired_path = dir.join("desired.json");
     write_atomic(&dir.join("cluster.yaml"), text)
         .and_then(|_| write_atomic(&dir.join("node.yaml"), &node_yaml(cluster)))
@@ -47,6 +51,7 @@ pub fn init(cluster: &OpenClawCluster, text: &str) -> Result<Initialised, Driver
             .map_err(|e| DriverError::unavailable(format!("starting the supervisor: {e}")))?,
     };
     Ok(Initialised {
+        database,
         warning: ephemeral_overlap(cluster),
         dir,
         supervisor_pid: pid,

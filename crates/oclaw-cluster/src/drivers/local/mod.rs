@@ -14,6 +14,7 @@ macro_rules! slog {
     };
 }
 
+pub mod database;
 mod driver;
 pub mod init;
 pub mod plan;

@@ -74,7 +74,19 @@ async fn supervise_loop(namespace: &str) -> Result<(), DriverError> {
         else {
             continue;
         };
-        let storage = cluster.spec.storage.url.clone().unwrap_or_default();
+        let storage = match &cluster.spec.storage.url {
+            Some(url) => url.clone(),
+            None => {
+                // The cluster's own database: started again if it stopped.
+                let db = super::database::Database::of(&dir);
+                match db.ensure_running() {
+                    Ok(true) => slog!("database postgres-0 was not running; started it"),
+                    Ok(false) => {}
+                    Err(e) => slog!("database postgres-0 does not start: {e}"),
+                }
+                db.url().unwrap_or_default()
+            }
+        };
         let want: Vec<PodSpec> = desired_pods(
             &cluster,
             &RenderOptions {
