@@ -147,14 +147,23 @@ fn init_local(cluster: &OpenClawCluster, text: &str) -> ExitCode {
     if let Some(w) = done.warning {
         eprintln!("warning: {w}");
     }
-    for m in &done.database {
-        println!(
-            "database {} ({}): PostgreSQL of the cluster's own on 127.0.0.1:{}, data in {}/postgres (spec.storage names no url)",
-            m.name,
-            m.role,
-            m.port,
+    match &done.database {
+        None => {}
+        Some(members) if members.is_empty() => println!(
+            "database: the cluster's own PostgreSQL (spec.storage names no url), made by `deploy core`: \
+             one server, or three replicated members with --ha-mode true; data in {}/postgres",
             done.dir.display()
-        );
+        ),
+        Some(members) => println!(
+            "database: the cluster's own PostgreSQL, {} ({}), data in {}/postgres",
+            oclaw_core::suggest::counted(members.iter().filter(|m| m.role != "etcd").count() as u64, "server"),
+            members
+                .iter()
+                .map(|m| format!("{} {} {}", m.name, m.role, m.status))
+                .collect::<Vec<_>>()
+                .join(", "),
+            done.dir.display()
+        ),
     }
     println!(
         "cluster `{}` initialised (local driver): namespace {}, state in {}, supervisor pid {}",

@@ -3,7 +3,8 @@
 //! makes it under the cluster's folder (`postgres/`) from this host's PostgreSQL server binaries,
 //! the supervisor keeps it running, `status` lists it beside the pods, and `teardown` stops it
 //! (its data stays unless `--purge`). It listens on loopback only and requires a password of its
-//! own, kept in the cluster's folder with mode 0600.
+//! own, kept in the cluster's folder with mode 0600. It is made by the first `deploy core`: one
+//! server, or with `--ha-mode true` three replicated members ([`super::replicated`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ pub struct Database {
     dir: PathBuf,
 }
 
-fn failed(message: impl Into<String>) -> DriverError {
+pub(crate) fn failed(message: impl Into<String>) -> DriverError {
     DriverError::new(ErrorCode::DatabaseUnavailable, message)
 }
 
@@ -88,8 +89,47 @@ fn find_binaries(
         })
 }
 
+/// The uid and gid of `postgres` when this process runs as root (the database runs as it).
+pub(crate) fn postgres_ids() -> Option<(u32, u32)> {
+    if !is_root() {
+        return None;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    let line = passwd.lines().find(|l| l.starts_with("postgres:"))?;
+    let mut f = line.split(':').skip(2);
+    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+}
+
+/// Gives the database's folder to `postgres` when running as root, and checks it can reach it.
+pub(crate) fn hand_to_postgres(dir: &Path) -> Result<(), DriverError> {
+    if !is_root() {
+        return Ok(());
+    }
+    let owned = Command::new("chown")
+        .args(["-R", "postgres:"])
+        .arg(dir)
+        .status()
+        .map_err(|e| failed(format!("chown: {e}")))?;
+    if !owned.success() {
+        return Err(failed(
+            "running as root, the database runs as user `postgres`, which this host does not have \
+             (it comes with the PostgreSQL server package)",
+        ));
+    }
+    let mut reach = Command::new("runuser");
+    reach.args(["-u", "postgres", "--", "test", "-w"]).arg(dir);
+    if !reach.status().is_ok_and(|s| s.success()) {
+        return Err(failed(format!(
+            "the database runs as user `postgres` (PostgreSQL refuses root), which cannot reach {}: \
+             set OCLAW_HOME to a folder it can reach (for example /var/lib/oclaw), or set spec.storage.url",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// 16 random bytes as hex, for the database password.
-fn random_secret() -> Result<String, DriverError> {
+pub(crate) fn random_secret() -> Result<String, DriverError> {
     let mut bytes = [0u8; 16];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
@@ -97,7 +137,7 @@ fn random_secret() -> Result<String, DriverError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -108,7 +148,7 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
-fn run(mut c: Command, what: &str) -> Result<String, DriverError> {
+pub(crate) fn run(mut c: Command, what: &str) -> Result<String, DriverError> {
     let out = c
         .output()
         .map_err(|e| failed(format!("{what}: cannot run it: {e}")))?;
@@ -163,42 +203,45 @@ impl Database {
         }
     }
 
-    /// Makes the database unless it exists, starts it, and returns its URL.
-    pub fn provision(&self) -> Result<String, DriverError> {
+    fn replicated(&self) -> super::replicated::Replicated {
+        super::replicated::Replicated {
+            dir: self.dir.clone(),
+        }
+    }
+
+    /// Whether it is the replicated kind.
+    pub fn is_replicated(&self) -> bool {
+        self.dir.join("layout.json").exists()
+    }
+
+    /// Makes the database unless it exists (`ha`: three replicated members) and returns its
+    /// URL, with a note when it exists in the other kind (a database is not remade).
+    pub fn provision(&self, ha: bool) -> Result<(String, Option<String>), DriverError> {
         if let Some(url) = self.url() {
-            self.ensure_running()?;
-            return Ok(url);
+            let note = (ha != self.is_replicated()).then(|| {
+                format!(
+                    "the cluster's database stays {} ({}); `oclaw teardown --purge` and `init` again to remake it",
+                    if self.is_replicated() { "replicated" } else { "one server" },
+                    self.dir.display()
+                )
+            });
+            if !self.is_replicated() {
+                self.ensure_running()?;
+            }
+            return Ok((url, note));
         }
         let bin = server_binaries()?;
         let io = |e: std::io::Error| failed(format!("{}: {e}", self.dir.display()));
         std::fs::create_dir_all(self.dir.join("run")).map_err(io)?;
         let password = random_secret()?;
+        if ha {
+            let url = self.replicated().make(&bin, &password)?;
+            write_private(&self.dir.join("url"), &url).map_err(io)?;
+            return Ok((url, None));
+        }
         let pwfile = self.dir.join("initdb.pw");
         write_private(&pwfile, &password).map_err(io)?;
-        if is_root() {
-            let owned = Command::new("chown")
-                .args(["-R", "postgres:"])
-                .arg(&self.dir)
-                .status()
-                .map_err(|e| failed(format!("chown: {e}")))?;
-            if !owned.success() {
-                return Err(failed(
-                    "running as root, the database runs as user `postgres`, which this host does not have \
-                     (it comes with the PostgreSQL server package)",
-                ));
-            }
-            let mut reach = Command::new("runuser");
-            reach
-                .args(["-u", "postgres", "--", "test", "-w"])
-                .arg(&self.dir);
-            if !reach.status().is_ok_and(|s| s.success()) {
-                return Err(failed(format!(
-                    "the database runs as user `postgres` (PostgreSQL refuses root), which cannot reach {}: \
-                     set OCLAW_HOME to a folder it can reach (for example /var/lib/oclaw), or set spec.storage.url",
-                    self.dir.display()
-                )));
-            }
-        }
+        hand_to_postgres(&self.dir)?;
         let mut initdb = self.server(&bin, "initdb");
         initdb
             .arg("-D")
@@ -237,7 +280,25 @@ impl Database {
         run(create, "createdb oclaw")?;
         let url = format!("postgres://oclaw:{password}@127.0.0.1:{port}/oclaw");
         write_private(&self.dir.join("url"), &url).map_err(io)?;
-        Ok(url)
+        Ok((url, None))
+    }
+
+    /// Keeps the database running (the supervisor calls this every round): starts what
+    /// stopped. Answers what it started.
+    pub fn keep_running(
+        &self,
+        keeper: &mut super::replicated::Keeper,
+    ) -> Result<Vec<String>, DriverError> {
+        if self.is_replicated() {
+            return Ok(self.replicated().keep_running(keeper));
+        }
+        if self.url().is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(match self.ensure_running()? {
+            true => vec!["postgres-0".into()],
+            false => Vec::new(),
+        })
     }
 
     /// The server's pid when it runs (from `postmaster.pid`).
@@ -274,6 +335,9 @@ impl Database {
 
     /// Stops the server (fast shutdown: sessions end, the data is consistent).
     pub fn stop(&self) -> Result<bool, DriverError> {
+        if self.is_replicated() {
+            return Ok(self.replicated().stop());
+        }
         if self.pid().is_none() {
             return Ok(false);
         }
@@ -298,6 +362,9 @@ impl Database {
 
     /// The members as `status` lists them (none when the cluster uses an outside database).
     pub fn members(&self) -> Vec<DatabaseMember> {
+        if self.is_replicated() {
+            return self.replicated().members();
+        }
         let Some(port) = self.port() else {
             return Vec::new();
         };

@@ -120,6 +120,22 @@ impl Driver for LocalDriver {
         progress: &mut dyn FnMut(Step<'_>),
     ) -> Result<(), DriverError> {
         self.require_supervisor()?;
+        // A cluster file without a database URL: the cluster's own database, made now if it
+        // does not exist yet (three replicated members in HA mode).
+        let own_database = revision_cluster(&self.dir, release.revision)
+            .or_else(|| revision_cluster(&self.dir, 0))
+            .is_some_and(|c| c.spec.storage.url.is_none());
+        if own_database {
+            let (dir, ha) = (self.dir.clone(), release.options.ha);
+            let made = tokio::task::spawn_blocking(move || {
+                super::database::Database::of(&dir).provision(ha)
+            })
+            .await
+            .map_err(|e| DriverError::unavailable(e.to_string()))??;
+            if let Some(note) = made.1 {
+                eprintln!("warning: {note}");
+            }
+        }
         let desired = Desired {
             components: release.options.components.clone(),
             ha: release.options.ha,

@@ -17,8 +17,9 @@ pub struct Initialised {
     pub supervisor_pid: u32,
     /// Something the operator should change (the pods' ports in the ephemeral range).
     pub warning: Option<String>,
-    /// The cluster's own PostgreSQL when the file names no database: its members.
-    pub database: Vec<super::database::DatabaseMember>,
+    /// The cluster's own PostgreSQL when the file names no database: its members (none until
+    /// the first `deploy core` makes it). `None`: the cluster uses the file's database.
+    pub database: Option<Vec<super::database::DatabaseMember>>,
 }
 
 /// Writes the cluster's directory (the cluster file `text`, its node config, an empty
@@ -29,12 +30,13 @@ pub fn init(cluster: &OpenClawCluster, text: &str) -> Result<Initialised, Driver
     let unwritable =
         |e: std::io::Error| DriverError::unavailable(format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(dir.join("logs")).map_err(unwritable)?;
+    // Without a database URL the cluster gets its own, made by the first `deploy core`; the
+    // binaries it needs are checked now.
     let database = match cluster.spec.storage.url {
-        Some(_) => Vec::new(),
+        Some(_) => None,
         None => {
-            let db = Database::of(&dir);
-            db.provision()?;
-            db.members()
+            super::database::server_binaries()?;
+            Some(Database::of(&dir).members())
         }
     };
     let desired_path = dir.join("desired.json");

@@ -21,6 +21,7 @@ pub mod plan;
 pub mod process;
 pub mod record;
 pub mod render;
+pub mod replicated;
 pub mod rollout;
 pub mod supervisor;
 

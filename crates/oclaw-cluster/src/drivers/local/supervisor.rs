@@ -58,6 +58,8 @@ async fn supervise_loop(namespace: &str) -> Result<(), DriverError> {
     // ready or are replaced, so a rolling replacement moves as fast as the pods do.
     let mut delay = Duration::from_millis(250);
     let mut last_rollout = Instant::now();
+    // The cluster's own database processes (replicated kind), kept to be reaped.
+    let mut database = super::replicated::Keeper::default();
     slog!(
         "supervisor of {namespace} running (pid {})",
         std::process::id()
@@ -79,10 +81,10 @@ async fn supervise_loop(namespace: &str) -> Result<(), DriverError> {
             None => {
                 // The cluster's own database: started again if it stopped.
                 let db = super::database::Database::of(&dir);
-                match db.ensure_running() {
-                    Ok(true) => slog!("database postgres-0 was not running; started it"),
-                    Ok(false) => {}
-                    Err(e) => slog!("database postgres-0 does not start: {e}"),
+                match db.keep_running(&mut database) {
+                    Ok(started) if started.is_empty() => {}
+                    Ok(started) => slog!("database: started {}", started.join(", ")),
+                    Err(e) => slog!("database does not start: {e}"),
                 }
                 db.url().unwrap_or_default()
             }
