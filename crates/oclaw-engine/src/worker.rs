@@ -103,7 +103,10 @@ type Held = Arc<Mutex<Holding>>;
 /// How many tasks a worker may hold (running plus waiting), and the claimer's wake-up when room
 /// frees: a finished task, or the last waiting task taken by a slot.
 struct Room {
+    /// Sized for the most the worker may ever hold; the claimer keeps `reserve` of it unused.
     capacity: Arc<Semaphore>,
+    /// Mean run time of this worker's recent tasks, in microseconds (0 until one finished).
+    mean_micros: AtomicU64,
     waiting: AtomicUsize,
     freed: Notify,
 }
@@ -183,7 +186,8 @@ impl Worker {
         ));
         let sem = Arc::new(Semaphore::new(opts.concurrency));
         let room = Arc::new(Room {
-            capacity: Arc::new(Semaphore::new(opts.concurrency + opts.prefetch)),
+            capacity: Arc::new(Semaphore::new(opts.concurrency + max_prefetch(&opts))),
+            mean_micros: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
             freed: Notify::new(),
         });
@@ -270,10 +274,29 @@ impl Worker {
     }
 }
 
-/// Keeps the dispatch channel stocked within the worker's room (`concurrency + prefetch`
-/// tasks held at once): claims when half the room is free, or at once when a slot would
-/// otherwise idle; waits for a wake-up (or the poll interval) when the queues are empty. Claimed
-/// tasks get the short prefetch lease; the heartbeat gives a started task the full one.
+/// The most a worker prefetches, whatever its tasks' run time: two claims' worth.
+fn max_prefetch(opts: &WorkerOptions) -> usize {
+    opts.prefetch.max(2 * opts.batch_max)
+}
+
+/// How much work a worker holds waiting beyond its slots: tasks it expects to start within
+/// this long. Short tasks (a busy drain) get large claims; slow ones keep `worker.prefetch`,
+/// so a burst of them spreads over every worker.
+const PREFETCH_HORIZON: Duration = Duration::from_millis(50);
+
+/// Tasks to hold waiting, from the mean run time seen so far (`prefetch` until one finished).
+fn prefetch_now(opts: &WorkerOptions, mean_micros: u64) -> usize {
+    if mean_micros == 0 {
+        return opts.prefetch;
+    }
+    let fits = opts.concurrency as u128 * PREFETCH_HORIZON.as_micros() / mean_micros as u128;
+    (fits.min(max_prefetch(opts) as u128) as usize).max(opts.prefetch)
+}
+
+/// Keeps the dispatch channel stocked within the worker's room (`concurrency` plus what it
+/// prefetches, [`prefetch_now`]): claims when half the room is free, or at once when a slot
+/// would otherwise idle; waits for a wake-up (or the poll interval) when the queues are empty.
+/// Claimed tasks get the short prefetch lease; the heartbeat gives a started task the full one.
 async fn claim_tasks(
     store: Arc<dyn Store>,
     opts: Arc<WorkerOptions>,
@@ -288,12 +311,13 @@ async fn claim_tasks(
     } else {
         1
     };
-    let size = opts.concurrency + opts.prefetch;
-    let low_water = per_claim.min((size / 2).max(1));
     let mut backoff = Duration::from_millis(50);
     loop {
         let shares = loop {
-            let free = room.capacity.available_permits();
+            let extra = prefetch_now(&opts, room.mean_micros.load(Ordering::Relaxed));
+            let low_water = per_claim.min(((opts.concurrency + extra) / 2).max(1));
+            let reserve = max_prefetch(&opts) - extra;
+            let free = room.capacity.available_permits().saturating_sub(reserve);
             if free >= low_water || (free > 0 && room.waiting.load(Ordering::Acquire) == 0) {
                 match room
                     .capacity
@@ -400,6 +424,15 @@ async fn run_one(
     let started = std::time::Instant::now();
     let wait = (Utc::now() - task.run_at).to_std().unwrap_or_default();
     let (outcome, kv) = execute(&rt, &task).await;
+    // A moving mean (1/8 weight for the newest) of how long tasks take here.
+    let took = (started.elapsed().as_micros() as u64).max(1);
+    let mean = room.mean_micros.load(Ordering::Relaxed);
+    let next = if mean == 0 {
+        took
+    } else {
+        mean - mean / 8 + took / 8
+    };
+    room.mean_micros.store(next.max(1), Ordering::Relaxed);
     let succeeded = matches!(outcome, Outcome::Succeeded(_));
     rt.metrics
         .task_finished(&task.bot, succeeded, started.elapsed(), wait);
