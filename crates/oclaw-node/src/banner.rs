@@ -16,6 +16,8 @@ pub(crate) struct Banner<'a> {
     pub source: CatalogSource,
     pub node_id: &'a str,
     pub queues: &'a [String],
+    /// The configuration file read (`<defaults>` when none).
+    pub config_file: &'a str,
 }
 
 pub(crate) fn print_banner(b: &Banner<'_>) {
@@ -81,6 +83,14 @@ pub(crate) fn print_banner(b: &Banner<'_>) {
             );
         }
     }
+    println!(
+        "  config   {}",
+        match b.config_file {
+            "<defaults>" =>
+                "none found (./oclaw.yaml, /etc/oclaw/oclaw.yaml): the defaults".to_string(),
+            f => f.to_string(),
+        }
+    );
     println!("  health   {api_url}/healthz  {api_url}/readyz");
     println!("  metrics  {api_url}/metrics");
     println!(

@@ -294,6 +294,7 @@ pub async fn serve(
             source,
             node_id: &node_id,
             queues: &queues,
+            config_file: &opts.config_file,
         });
     }
     tracing::info!(component = "node", node = %node_id, components = %components.label(), listen = %bound, store = store.backend(), bots = loaded, "node ready");

@@ -258,8 +258,10 @@ fn the_banner_suggests_a_bot_that_is_loaded() {
     )
     .unwrap();
     std::fs::write(dir.path().join("oclaw.yaml"), "bots_dir: bots\n").unwrap();
+    // No --config: the node finds ./oclaw.yaml and says so.
     let mut child = oclaw()
-        .args(["serve", "--listen", "127.0.0.1:0", "--config", "oclaw.yaml"])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("OCLAW_CONFIG")
         .env("OCLAW_STORAGE__URL", "sqlite://oclaw.db")
         .current_dir(dir.path())
         .stdout(std::process::Stdio::piped())
@@ -283,6 +285,12 @@ fn the_banner_suggests_a_bot_that_is_loaded() {
         .unwrap();
     assert!(api.contains(r#""bot":"greeter""#), "{banner:?}");
     assert!(!api.contains("hello"), "hello is not loaded: {banner:?}");
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.trim_start() == "config   oclaw.yaml"),
+        "{banner:?}"
+    );
 }
 
 /// The tutorial's bot (docs/first-bot.md) is valid as printed.

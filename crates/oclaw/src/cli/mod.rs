@@ -40,7 +40,8 @@ pub enum ProfileArg {
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
-    /// Node configuration file (oclaw.yaml). Without it, defaults apply.
+    /// Node configuration file. Without it a node reads ./oclaw.yaml, else
+    /// /etc/oclaw/oclaw.yaml, else runs on the defaults (the banner says which).
     #[arg(long, short = 'c', env = "OCLAW_CONFIG")]
     pub config: Option<PathBuf>,
     /// Which column of the tuning table supplies defaults: default (10 / 5s / 30s / 600s) or

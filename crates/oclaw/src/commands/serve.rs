@@ -33,6 +33,9 @@ async fn shutdown_signal() {
     }
 }
 
+/// Where a node looks for its configuration when none is named, in order.
+pub const SEARCHED: &[&str] = &["oclaw.yaml", "/etc/oclaw/oclaw.yaml"];
+
 /// What to start.
 pub struct Launch {
     pub args: ConfigArgs,
@@ -69,22 +72,25 @@ pub fn run(launch: Launch, style: Option<LogStyle>) -> ExitCode {
         node_id,
         components,
     } = launch;
-    let file = args
-        .config
+    // Without --config (or OCLAW_CONFIG): ./oclaw.yaml, then /etc/oclaw/oclaw.yaml.
+    let path = args.config.clone().or_else(|| {
+        SEARCHED
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.is_file())
+    });
+    let file = path
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "<defaults>".into());
-    let mut config = match load_node_config(
-        args.config.as_deref(),
-        profile(args.profile),
-        std::env::vars(),
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_INVALID);
-        }
-    };
+    let mut config =
+        match load_node_config(path.as_deref(), profile(args.profile), std::env::vars()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_INVALID);
+            }
+        };
     if let Some(l) = listen {
         config.api.listen = l;
     }
