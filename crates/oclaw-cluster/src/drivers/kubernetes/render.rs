@@ -94,7 +94,22 @@ fn container(c: &OpenClawCluster, component: &str, port: u16) -> Value {
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5, "failureThreshold": 2},
         "volumeMounts": [{"name": "config", "mountPath": "/etc/oclaw", "readOnly": true}],
-        "securityContext": {"runAsNonRoot": true, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true},
+        "securityContext": restricted(),
+    })
+}
+
+/// A container's security context meeting the "restricted" Pod Security Standard: not root
+/// (the image's own non-root user, 65532), no privilege escalation, every capability dropped,
+/// the runtime's default seccomp profile, and a read-only root filesystem.
+fn restricted() -> Value {
+    json!({
+        "runAsNonRoot": true,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
     })
 }
 
@@ -168,7 +183,7 @@ fn rollout_guard(c: &OpenClawCluster) -> Vec<Value> {
         "image": c.image(),
         "args": ["rollout-guard", "--namespace", c.metadata.namespace],
         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}},
-        "securityContext": {"runAsNonRoot": true, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true},
+        "securityContext": restricted(),
     });
     vec![
         json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}),
@@ -389,6 +404,54 @@ mod tests {
         objs.iter()
             .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
             .unwrap_or_else(|| panic!("no {kind}/{name}"))
+    }
+
+    /// Every container of every workload passes the "restricted" Pod Security Standard's
+    /// checks (Kubernetes docs, Pod Security Standards, v1.32): non-root, no privilege
+    /// escalation, all capabilities dropped, seccomp RuntimeDefault (or Localhost).
+    #[test]
+    fn every_rendered_container_meets_the_restricted_pod_security_standard() {
+        let objs = render(&seed(), &RenderOptions::default());
+        let mut checked = 0;
+        for o in &objs {
+            let Some(pod) = o["spec"]["template"]["spec"].as_object() else {
+                continue;
+            };
+            let pod_ctx = pod.get("securityContext").cloned().unwrap_or(json!({}));
+            for c in pod["containers"].as_array().unwrap() {
+                let ctx = &c["securityContext"];
+                let name = format!("{}/{}", o["metadata"]["name"], c["name"]);
+                let non_root = ctx["runAsNonRoot"] == true || pod_ctx["runAsNonRoot"] == true;
+                assert!(non_root, "{name}: runAsNonRoot");
+                assert_ne!(ctx["runAsUser"], 0, "{name}: runAsUser 0");
+                assert_eq!(ctx["allowPrivilegeEscalation"], false, "{name}");
+                assert!(
+                    ctx["capabilities"]["drop"]
+                        .as_array()
+                        .is_some_and(|d| d.contains(&json!("ALL"))),
+                    "{name}: drop ALL"
+                );
+                assert!(
+                    ctx["capabilities"]["add"]
+                        .as_array()
+                        .is_none_or(|a| a.iter().all(|c| c == "NET_BIND_SERVICE")),
+                    "{name}: adds capabilities"
+                );
+                let seccomp = ctx["seccompProfile"]["type"]
+                    .as_str()
+                    .or(pod_ctx["seccompProfile"]["type"].as_str());
+                assert!(
+                    matches!(seccomp, Some("RuntimeDefault" | "Localhost")),
+                    "{name}: seccomp {seccomp:?}"
+                );
+                assert_ne!(ctx["privileged"], true, "{name}");
+                checked += 1;
+            }
+        }
+        assert!(
+            checked >= 4,
+            "api-server, scheduler, worker and the rollout guard: {checked}"
+        );
     }
 
     #[test]
