@@ -86,10 +86,15 @@ pub struct Storage {
     pub class: String,
     /// Size of those volumes (`100Gi`).
     pub size: String,
-    /// The shared database (`postgres://…`). Unset: components read it from the Secret
-    /// `oclaw-storage` (key `url`), so it never sits in the cluster file.
+    /// An outside database (`postgres://…`). Unset (and no `secret`): the cluster runs its
+    /// own — on Kubernetes a CloudNativePG `Cluster` of `class` and `size`, locally a
+    /// PostgreSQL under `$OCLAW_HOME`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Kubernetes: a Secret whose key `url` holds an outside database's URL, so it never sits
+    /// in the cluster file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -289,6 +294,12 @@ impl OpenClawCluster {
         }
         if let Err(m) = bytes(&s.storage.size) {
             return at("size:", format!("spec.storage.size: {m}"));
+        }
+        if s.storage.url.is_some() && s.storage.secret.is_some() {
+            return at(
+                "secret:",
+                "spec.storage: give url or secret, not both".into(),
+            );
         }
         if let Some(url) = &s.storage.url {
             if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {

@@ -60,6 +60,14 @@ const KINDS: &[(&str, &str, &str, bool)] = &[
         "prometheusrules",
         true,
     ),
+    (
+        "monitoring.coreos.com/v1",
+        "PodMonitor",
+        "podmonitors",
+        true,
+    ),
+    // The cluster's own database, for the CloudNativePG operator.
+    ("postgresql.cnpg.io/v1", "Cluster", "clusters", true),
     ("v1", "Pod", "pods", true),
 ];
 

@@ -56,12 +56,22 @@ fn node_config(c: &OpenClawCluster) -> String {
     serde_yaml::to_string(&config).unwrap_or_default()
 }
 
+/// The CloudNativePG cluster of a cluster file without a database of its own.
+pub fn database_name(c: &OpenClawCluster) -> String {
+    format!("{}-db", c.metadata.name)
+}
+
+fn own_database(c: &OpenClawCluster) -> bool {
+    c.spec.storage.url.is_none() && c.spec.storage.secret.is_none()
+}
+
 fn env(c: &OpenClawCluster) -> Value {
-    let storage = match &c.spec.storage.url {
-        Some(url) => json!({"name": "OCLAW_STORAGE__URL", "value": url}),
-        None => {
-            json!({"name": "OCLAW_STORAGE__URL", "valueFrom": {"secretKeyRef": {"name": "oclaw-storage", "key": "url"}}})
-        }
+    let from = |name: &str, key: &str| json!({"name": "OCLAW_STORAGE__URL", "valueFrom": {"secretKeyRef": {"name": name, "key": key}}});
+    let storage = match (&c.spec.storage.url, &c.spec.storage.secret) {
+        (Some(url), _) => json!({"name": "OCLAW_STORAGE__URL", "value": url}),
+        (None, Some(secret)) => from(secret, "url"),
+        // The operator's application Secret of the cluster's own database.
+        (None, None) => from(&format!("{}-app", database_name(c)), "uri"),
     };
     json!([
         storage,
@@ -205,6 +215,32 @@ fn rollout_guard(c: &OpenClawCluster) -> Vec<Value> {
     ]
 }
 
+/// The cluster's own database for the CloudNativePG operator: one instance, or three with one
+/// synchronous replica in HA mode, on the file's storage class and size, with a database and
+/// owner `oclaw` (the operator writes their URL to the Secret `<name>-db-app`, key `uri`), and
+/// a PodMonitor for its metrics when monitoring is on.
+fn database(c: &OpenClawCluster, ha: bool) -> Vec<Value> {
+    let name = database_name(c);
+    let mut spec = json!({
+        "instances": if ha { 3 } else { 1 },
+        "storage": {"storageClass": c.spec.storage.class, "size": c.spec.storage.size},
+        "bootstrap": {"initdb": {"database": "oclaw", "owner": "oclaw"}},
+    });
+    if ha {
+        spec["minSyncReplicas"] = json!(1);
+        spec["maxSyncReplicas"] = json!(1);
+    }
+    let mut out = vec![
+        json!({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+        "metadata": meta(c, &name, None), "spec": spec}),
+    ];
+    if c.spec.monitoring.enabled {
+        out.push(json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor", "metadata": meta(c, &name, None),
+            "spec": {"selector": {"matchLabels": {"cnpg.io/cluster": name}}, "podMetricsEndpoints": [{"port": "metrics"}]}}));
+    }
+    out
+}
+
 /// Every object, in apply order.
 pub fn render(c: &OpenClawCluster, o: &RenderOptions) -> Vec<Value> {
     let ns = &c.metadata.namespace;
@@ -220,6 +256,9 @@ pub fn render(c: &OpenClawCluster, o: &RenderOptions) -> Vec<Value> {
             "subjects": [{"kind": "ServiceAccount", "name": "oclaw", "namespace": ns}]}),
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(c, "oclaw-config", None), "data": {"oclaw.yaml": node_config(c)}}),
     ];
+    if own_database(c) {
+        out.extend(database(c, o.ha));
+    }
     let port = c.spec.network.port;
     if wants("api-server") {
         let replicas = ha(c.api_replicas());
