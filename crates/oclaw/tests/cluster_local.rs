@@ -87,7 +87,7 @@ async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
         dir: tempfile::tempdir().unwrap(),
     };
     // 3 api-servers on port.., 2 schedulers and 3 workers on port + 100..
-    let port = common::free_port_block(&[0, 1, 2, 100, 101, 102, 103, 104]);
+    let port = common::free_port_block(0, &[0, 1, 2, 100, 101, 102, 103, 104]);
     cluster_file(cluster.dir.path(), &storage, port);
 
     let (ok, text) = cluster.oclaw(&[
@@ -555,29 +555,19 @@ async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
     assert_eq!(before, after);
 }
 
-/// The deployment guide's cluster file as written (only its port moved to a free one) names no
-/// database URL: `init` makes the cluster a PostgreSQL of its own from this host's server
-/// binaries, `status` lists it, the supervisor starts it again after a `kill -9`, and `teardown`
-/// keeps its data unless `--purge`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_guides_file_as_written_runs_on_a_database_of_its_own() {
-    if oclaw_cluster::drivers::local::database::server_binaries().is_err() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "PostgreSQL server binaries are missing under CI=true"
-        );
-        eprintln!("skipped: no PostgreSQL server binaries");
-        return;
-    }
+/// The guide's sequence on the guide's file as written (only its port moved to a free block
+/// with these offsets): `init`, then `deploy core` of every component in the given HA mode.
+/// The cluster gets a database of its own; the folder is reachable by `postgres` (the
+/// database's user when the tests run as root).
+fn guide_sequence(region: u16, offsets: &[u16], ha: bool) -> (Cluster, u16) {
     let cluster = Cluster {
         dir: tempfile::tempdir().unwrap(),
     };
-    // The database runs as `postgres` when the test runs as root: it must reach the folder.
     let _ = std::process::Command::new("chmod")
         .arg("755")
         .arg(cluster.dir.path())
         .status();
-    let port = common::free_port_block(&[0, 100, 101]);
+    let port = common::free_port_block(region, offsets);
     std::fs::create_dir_all(cluster.dir.path().join("config")).unwrap();
     let text = oclaw_cluster::model::SEED_EXAMPLE.replace("port: 8080", &format!("port: {port}"));
     assert!(!text.contains("url:"), "the guide's file names no database");
@@ -602,7 +592,7 @@ async fn the_guides_file_as_written_runs_on_a_database_of_its_own() {
         "--components",
         "[api-server,worker,scheduler]",
         "--ha-mode",
-        "false",
+        if ha { "true" } else { "false" },
         "--wait",
     ]);
     assert!(ok, "{out}");
@@ -613,6 +603,24 @@ async fn the_guides_file_as_written_runs_on_a_database_of_its_own() {
         !out.contains(password),
         "the password is not printed: {out}"
     );
+    (cluster, port)
+}
+
+/// The deployment guide's cluster file as written (only its port moved to a free one) names no
+/// database URL: `init` makes the cluster a PostgreSQL of its own from this host's server
+/// binaries, `status` lists it, the supervisor starts it again after a `kill -9`, and `teardown`
+/// keeps its data unless `--purge`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guides_file_as_written_runs_on_a_database_of_its_own() {
+    if oclaw_cluster::drivers::local::database::server_binaries().is_err() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "PostgreSQL server binaries are missing under CI=true"
+        );
+        eprintln!("skipped: no PostgreSQL server binaries");
+        return;
+    }
+    let (cluster, port) = guide_sequence(1, &[0, 100, 101], false);
     let status = |cluster: &Cluster| -> Value {
         let (ok, out) = cluster.oclaw(&["status", "-o", "json"]);
         assert!(ok, "{out}");
@@ -714,37 +722,7 @@ async fn the_guides_ha_sequence_survives_losing_the_database_leader() {
         eprintln!("skipped: {e}");
         return;
     }
-    let cluster = Cluster {
-        dir: tempfile::tempdir().unwrap(),
-    };
-    let _ = std::process::Command::new("chmod")
-        .arg("755")
-        .arg(cluster.dir.path())
-        .status();
-    let port = common::free_port_block(&[0, 1, 2, 100, 101, 102, 103, 104]);
-    std::fs::create_dir_all(cluster.dir.path().join("config")).unwrap();
-    let text = oclaw_cluster::model::SEED_EXAMPLE.replace("port: 8080", &format!("port: {port}"));
-    std::fs::write(cluster.dir.path().join("config/production.yaml"), &text).unwrap();
-    let (ok, out) = cluster.oclaw(&[
-        "init",
-        "--config",
-        "config/production.yaml",
-        "--image-registry",
-        "registry.example.com/oclaw",
-        "--network-plugin",
-        "cni",
-    ]);
-    assert!(ok, "{out}");
-    let (ok, out) = cluster.oclaw(&[
-        "deploy",
-        "core",
-        "--components",
-        "[api-server,worker,scheduler]",
-        "--ha-mode",
-        "true",
-        "--wait",
-    ]);
-    assert!(ok, "{out}");
+    let (cluster, port) = guide_sequence(2, &[0, 1, 2, 100, 101, 102, 103, 104], true);
     let members = |cluster: &Cluster| -> Vec<Value> {
         let (ok, out) = cluster.oclaw(&["status", "-o", "json"]);
         assert!(ok, "{out}");

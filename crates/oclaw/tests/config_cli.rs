@@ -7,19 +7,7 @@ mod common;
 use common::oclaw;
 
 fn validate(dir: &std::path::Path, config: &str) -> (Option<i32>, String, String) {
-    let path = dir.join("oclaw.yaml");
-    std::fs::write(&path, config).unwrap();
-    let out = oclaw()
-        .args(["config", "validate"])
-        .arg(&path)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    validate_bot(dir, "oclaw.yaml", config)
 }
 
 #[test]
@@ -32,10 +20,10 @@ fn a_valid_config_with_a_bots_folder() {
     assert!(out.contains("valid; 1 bot ("), "{out}");
 }
 
-/// `oclaw config validate FILE` with FILE a bot file.
-fn validate_bot(dir: &std::path::Path, name: &str, bot: &str) -> (Option<i32>, String, String) {
+/// `oclaw config validate FILE` on `text` written to `dir/name` (a config or a bot file).
+fn validate_bot(dir: &std::path::Path, name: &str, text: &str) -> (Option<i32>, String, String) {
     let path = dir.join(name);
-    std::fs::write(&path, bot).unwrap();
+    std::fs::write(&path, text).unwrap();
     let out = oclaw()
         .args(["config", "validate"])
         .arg(&path)

@@ -451,16 +451,27 @@ pub fn free_port() -> u16 {
 /// such that `base + o` is free for every offset: the local driver's pods listen on the
 /// cluster's port and the ones after it (api-servers) and on port + 100.. (probes), so an
 /// ephemeral base could see a pod's port taken by some connection while the pod restarts.
-pub fn free_port_block(offsets: &[u16]) -> u16 {
-    let start = 20000 + (std::process::id() % 100) as u16 * 100;
-    (0..100u16)
+///
+/// `region` (0, 1, 2…) keeps tests that run at once in separate processes (nextest) apart: each
+/// searches its own stretch of ports first, since none has bound its ports when another looks.
+pub fn free_port_block(region: u16, offsets: &[u16]) -> u16 {
+    // Blocks handed out in this process: tests running at once get different blocks even
+    // before their processes bind them.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    let span = offsets.iter().max().copied().unwrap_or(0) + 1;
+    let start = 20000 + (region % 8) * 1500 + (std::process::id() % 10) as u16 * 113;
+    let base = (0..100u16)
         .map(|i| 20000 + (start - 20000 + i * 113) % 12000)
+        .filter(|base| given.iter().all(|g| base.abs_diff(*g) > span.max(200)))
         .find(|base| {
             offsets
                 .iter()
                 .all(|o| std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok())
         })
-        .expect("no free block of ports below 32000")
+        .expect("no free block of ports below 32000");
+    given.push(base);
+    base
 }
 
 /// The repository's root folder.
