@@ -34,19 +34,101 @@ pub enum Verdict {
     Fail,
 }
 
-pub fn semver(v: &str) -> Option<(u64, u64, u64)> {
+/// A release version as semantic versioning orders it: `1.3.0-rc.1` < `1.3.0-rc.2` <
+/// `1.3.0`; build metadata (`+…`) is ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub major: u64,
+    pub minor: u64,
+    pub patch: u64,
+    /// Pre-release identifiers (`rc`, `1`); empty for a release.
+    pub pre: Vec<PreIdent>,
+}
+
+/// One dot-separated pre-release identifier: numeric ones order numerically and before
+/// alphanumeric ones, which order as text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PreIdent {
+    Num(u64),
+    Text(String),
+}
+
+impl Ord for Version {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.major, self.minor, self.patch)
+            .cmp(&(other.major, other.minor, other.patch))
+            .then_with(|| match (self.pre.is_empty(), other.pre.is_empty()) {
+                // A pre-release comes before its release.
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                (false, false) => self.pre.cmp(&other.pre),
+            })
+    }
+}
+
+impl PartialOrd for Version {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)?;
+        for (i, p) in self.pre.iter().enumerate() {
+            f.write_str(if i == 0 { "-" } else { "." })?;
+            match p {
+                PreIdent::Num(n) => write!(f, "{n}")?,
+                PreIdent::Text(t) => f.write_str(t)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn semver(v: &str) -> Option<Version> {
     let v = v.trim().trim_start_matches('v');
-    let core = v.split(['-', '+']).next()?;
+    let v = v.split('+').next()?;
+    let (core, pre) = match v.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (v, None),
+    };
     let mut it = core.split('.').map(|p| p.parse::<u64>().ok());
-    Some((
+    let (major, minor, patch) = (
         it.next()??,
         it.next().unwrap_or(Some(0))?,
         it.next().unwrap_or(Some(0))?,
-    ))
+    );
+    if it.next().is_some() {
+        return None;
+    }
+    let pre = match pre {
+        None => Vec::new(),
+        Some(p) => p
+            .split('.')
+            .map(|id| match id.parse::<u64>() {
+                Ok(n) => Some(PreIdent::Num(n)),
+                Err(_)
+                    if !id.is_empty()
+                        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') =>
+                {
+                    Some(PreIdent::Text(id.to_string()))
+                }
+                Err(_) => None,
+            })
+            .collect::<Option<Vec<_>>>()?,
+    };
+    Some(Version {
+        major,
+        minor,
+        patch,
+        pre,
+    })
 }
 
 /// The version-path check, pure.
-pub fn version_path(from: (u64, u64, u64), to: (u64, u64, u64)) -> (Verdict, String) {
+pub fn version_path(from: &Version, to: &Version) -> (Verdict, String) {
     if to == from {
         return (
             Verdict::Warn,
@@ -60,28 +142,28 @@ pub fn version_path(from: (u64, u64, u64), to: (u64, u64, u64)) -> (Verdict, Str
                 .into(),
         );
     }
-    if to.0 > from.0 + 1 {
+    if to.major > from.major + 1 {
         return (
             Verdict::Fail,
             format!(
                 "{} major versions at once; upgrade through {}.x first",
-                to.0 - from.0,
-                from.0 + 1
+                to.major - from.major,
+                from.major + 1
             ),
         );
     }
-    if to.0 == from.0 + 1 {
+    if to.major == from.major + 1 {
         return (
             Verdict::Warn,
             "a major upgrade: read the release notes for breaking changes".into(),
         );
     }
-    if to.1 > from.1 + 1 {
+    if to.major == from.major && to.minor > from.minor + 1 {
         return (
             Verdict::Warn,
             format!(
                 "skips {} minor versions; upgrading one minor at a time keeps each migration small",
-                to.1 - from.1 - 1
+                to.minor - from.minor - 1
             ),
         );
     }
@@ -101,13 +183,13 @@ fn deprecated_keys(config: &serde_json::Value) -> Vec<String> {
 pub async fn cluster_checks(
     kind: DriverKind,
     namespace: &str,
-    from: (u64, u64, u64),
+    from: Version,
     from_text: &str,
     to_text: &str,
 ) -> Vec<Check> {
     let result = match AnyDriver::open(kind, namespace).await {
         Ok(AnyDriver::Nomad(_)) => Err(crate::drivers::nomad::not_built()),
-        Ok(d) => checks_on(&d, from, from_text).await.map(|mut c| {
+        Ok(d) => checks_on(&d, &from, from_text).await.map(|mut c| {
             if kind == DriverKind::Local {
                 c.push(local_binary(to_text));
             }
@@ -151,7 +233,7 @@ fn local_binary(to: &str) -> Check {
 
 async fn checks_on<D: Driver>(
     d: &D,
-    from: (u64, u64, u64),
+    from: &Version,
     from_text: &str,
 ) -> Result<Vec<Check>, DriverError> {
     let mut checks = Vec::new();
@@ -178,7 +260,7 @@ async fn checks_on<D: Driver>(
         false => Check::new("deprecated config", Verdict::Warn, found.join("; ")),
     });
     checks.push(match &deployed {
-        Some(r) if semver(&r.version) != Some(from) => Check::new(
+        Some(r) if semver(&r.version).as_ref() != Some(from) => Check::new(
             "deployed version",
             Verdict::Warn,
             format!(
@@ -245,14 +327,43 @@ mod tests {
 
     #[test]
     fn version_paths() {
-        let v = |a: &str, b: &str| version_path(semver(a).unwrap(), semver(b).unwrap()).0;
+        let v = |a: &str, b: &str| version_path(&semver(a).unwrap(), &semver(b).unwrap()).0;
         assert_eq!(v("1.2.0", "1.3.0"), Verdict::Pass);
         assert_eq!(v("1.2.0", "1.2.5"), Verdict::Pass);
         assert_eq!(v("1.2.0", "1.5.0"), Verdict::Warn);
         assert_eq!(v("1.2.0", "2.0.0"), Verdict::Warn);
         assert_eq!(v("1.2.0", "3.0.0"), Verdict::Fail);
         assert_eq!(v("1.3.0", "1.2.0"), Verdict::Fail);
-        assert_eq!(semver("v1.3.0-rc.1"), Some((1, 3, 0)));
         assert_eq!(semver("one"), None);
+        // Pre-releases order before their release, numerically by number.
+        assert_eq!(v("1.3.0-rc.1", "1.3.0"), Verdict::Pass);
+        assert_eq!(
+            v("1.3.0", "1.3.0-rc.1"),
+            Verdict::Fail,
+            "back to a pre-release"
+        );
+        let order = [
+            "1.3.0-alpha",
+            "1.3.0-alpha.1",
+            "1.3.0-alpha.beta",
+            "1.3.0-beta.2",
+            "1.3.0-beta.11",
+            "1.3.0-rc.1",
+            "1.3.0",
+            "1.3.1",
+        ];
+        for w in order.windows(2) {
+            assert!(
+                semver(w[0]).unwrap() < semver(w[1]).unwrap(),
+                "{} < {}",
+                w[0],
+                w[1]
+            );
+        }
+        assert_eq!(
+            semver("v1.3.0-rc.1+build.7").unwrap().to_string(),
+            "1.3.0-rc.1"
+        );
+        assert!(semver("1.3.0-").is_none() && semver("1.2.3.4").is_none());
     }
 }

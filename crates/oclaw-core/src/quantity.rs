@@ -32,13 +32,34 @@ pub fn bytes(q: &str) -> Result<u64, String> {
         ("T", 1_000_000_000_000),
         ("P", 1_000_000_000_000_000),
     ];
-    for (suffix, factor) in UNITS {
-        if let Some(n) = q.strip_suffix(suffix) {
-            let n: u64 = n.parse().map_err(|_| bad())?;
-            return n.checked_mul(*factor).ok_or_else(bad);
-        }
+    let (number, factor) = UNITS
+        .iter()
+        .find_map(|(suffix, factor)| q.strip_suffix(suffix).map(|n| (n, *factor)))
+        .unwrap_or((q, 1));
+    scaled(number, factor).ok_or_else(bad)
+}
+
+/// `number × factor` for a plain decimal (`1`, `1.5`, `.25`), exact, rounded up to a whole byte
+/// as Kubernetes does.
+fn scaled(number: &str, factor: u64) -> Option<u64> {
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    if (whole.is_empty() && frac.is_empty()) || !digits(whole) || !digits(frac) || frac.len() > 18 {
+        return None;
     }
-    q.parse().map_err(|_| bad())
+    let scale = 10u128.pow(frac.len() as u32);
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let frac: u128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
+    let total = (whole.checked_mul(scale)? + frac).checked_mul(factor as u128)?;
+    u64::try_from(total.div_ceil(scale)).ok()
 }
 
 #[cfg(test)]
@@ -56,5 +77,13 @@ mod tests {
         assert_eq!(bytes("100G").unwrap(), 100_000_000_000);
         assert_eq!(bytes("1024").unwrap(), 1024);
         assert!(bytes("4GB").is_err());
+        // Decimals, exact and rounded up to a byte.
+        assert_eq!(bytes("1.5Gi").unwrap(), 1_610_612_736);
+        assert_eq!(bytes("0.5Mi").unwrap(), 512 << 10);
+        assert_eq!(bytes(".25Ki").unwrap(), 256);
+        assert_eq!(bytes("1.0000001k").unwrap(), 1001);
+        for bad in ["1.5.0Gi", "-1Gi", "Gi", ".", "1e3", "99999999999999Pi"] {
+            assert!(bytes(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -71,12 +71,29 @@ pub fn memory_ratio() -> f64 {
     }
 }
 
+const AT_PAGESZ: u64 = 6;
+const AT_CLKTCK: u64 = 17;
+
+/// A value the kernel gave this process in its auxiliary vector (`/proc/self/auxv`: pairs of
+/// native words): the page size and the clock tick rate, read rather than assumed.
+fn auxv(key: u64) -> Option<u64> {
+    let bytes = std::fs::read("/proc/self/auxv").ok()?;
+    bytes
+        .chunks_exact(16)
+        .map(|c| {
+            let word = |b: &[u8]| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8]));
+            (word(&c[..8]), word(&c[8..]))
+        })
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
 /// `process_*` metrics: CPU seconds, resident memory, open file descriptors, start time.
 pub fn process_metrics(
     start_unix_seconds: f64,
 ) -> Vec<(&'static str, &'static str, &'static str, f64)> {
-    let page = 4096.0;
-    let ticks = 100.0;
+    let page = auxv(AT_PAGESZ).unwrap_or(4096) as f64;
+    let ticks = auxv(AT_CLKTCK).unwrap_or(100) as f64;
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -116,4 +133,27 @@ pub fn process_metrics(
             start_unix_seconds,
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The page size and tick rate read from the auxiliary vector are the ones `getconf`
+    /// reports for this host.
+    #[test]
+    fn page_size_and_clock_ticks_come_from_the_kernel() {
+        let getconf = |name: &str| -> Option<u64> {
+            let out = std::process::Command::new("getconf")
+                .arg(name)
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+        };
+        let (Some(page), Some(ticks)) = (getconf("PAGESIZE"), getconf("CLK_TCK")) else {
+            panic!("getconf is part of the C library on Linux");
+        };
+        assert_eq!(auxv(AT_PAGESZ), Some(page));
+        assert_eq!(auxv(AT_CLKTCK), Some(ticks));
+    }
 }

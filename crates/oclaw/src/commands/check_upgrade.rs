@@ -18,7 +18,7 @@ pub fn run(from: &str, to: &str, namespace: &str, driver: DriverArg) -> ExitCode
         return ExitCode::from(super::EXIT_INVALID);
     };
     let mut checks: Vec<Check> = Vec::new();
-    let (v, m) = version_path(f, t);
+    let (v, m) = version_path(&f, &t);
     checks.push(Check::new(
         "version path",
         v,
@@ -33,8 +33,8 @@ pub fn run(from: &str, to: &str, namespace: &str, driver: DriverArg) -> ExitCode
     );
     checks.push(Check::new(
         "store schema",
-        if semver(this) == Some(t) { Verdict::Pass } else { Verdict::Warn },
-        if semver(this) == Some(t) { schema } else { format!("{schema}; this binary is not {to}, so its schema says nothing about {to}'s — check with the {to} binary") },
+        if semver(this).as_ref() == Some(&t) { Verdict::Pass } else { Verdict::Warn },
+        if semver(this).as_ref() == Some(&t) { schema } else { format!("{schema}; this binary is not {to}, so its schema says nothing about {to}'s — check with the {to} binary") },
     ));
 
     let cluster = match super::runtime() {
