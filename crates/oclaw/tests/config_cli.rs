@@ -296,3 +296,88 @@ fn the_first_bot_tutorial_validates() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("1 bot (bot file): visits"), "{out}");
 }
+
+/// `oclaw docs man` writes a page for the command and each subcommand, in roff that `man`
+/// renders.
+#[test]
+fn man_pages_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = oclaw()
+        .args(["docs", "man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pages: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for page in [
+        "oclaw.1",
+        "oclaw-serve.1",
+        "oclaw-task-list.1",
+        "oclaw-deploy-core.1",
+        "oclaw-config-validate.1",
+    ] {
+        assert!(pages.iter().any(|p| p == page), "{page} missing: {pages:?}");
+    }
+    let serve = std::fs::read_to_string(dir.path().join("oclaw-serve.1")).unwrap();
+    assert!(
+        serve.starts_with(".ie") || serve.contains(".TH"),
+        "roff: {serve}"
+    );
+    assert!(
+        serve.contains("config") && serve.contains("/etc/oclaw/oclaw.yaml"),
+        "{serve}"
+    );
+    // Rendered by man(1) where it is installed.
+    if let Ok(m) = std::process::Command::new("man")
+        .arg("-l")
+        .arg(dir.path().join("oclaw-serve.1"))
+        .env("MANPAGER", "cat")
+        .output()
+    {
+        let text = String::from_utf8_lossy(&m.stdout);
+        assert!(text.contains("oclaw serve"), "{text}");
+    }
+}
+
+/// The shipped systemd unit is one systemd accepts without a complaint (`systemd-analyze
+/// verify` warns of unknown keys and bad values), pointed at this build's binary.
+#[test]
+fn the_systemd_unit_verifies() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let unit = std::fs::read_to_string(root.join("deploy/systemd/oclaw.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/oclaw serve"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("oclaw.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/oclaw", env!("CARGO_BIN_EXE_oclaw")),
+    )
+    .unwrap();
+    let out = match std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "systemd-analyze missing under CI=true: {e}"
+            );
+            return;
+        }
+    };
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify: {said}"
+    );
+}

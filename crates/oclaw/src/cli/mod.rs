@@ -289,6 +289,12 @@ pub enum DocsCommand {
     },
     /// The JSON Schema of the OpenClawCluster file (for editors and admission checks).
     ClusterSchema,
+    /// Man pages for `oclaw` and each of its commands (`oclaw.1`, `oclaw-serve.1`, …), written
+    /// into a folder: `oclaw docs man --dir /usr/local/share/man/man1`.
+    Man {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+    },
 }
 
 /// Where the plugins folder is: `--dir`, else `plugins.dir` of the configuration.
