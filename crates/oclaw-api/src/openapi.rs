@@ -67,6 +67,43 @@ struct Route {
     params: &'static [(&'static str, &'static str, &'static str)],
 }
 
+/// The schema of a parameter, from what the server accepts: a task id is `T` and digits, a
+/// limit 1..1000, a status one of the task statuses, a timeout a duration; an empty query
+/// value counts as absent.
+fn param_schema(name: &str, at: &str) -> Value {
+    let optional_empty = |s: Value| {
+        if at == "query" {
+            json!({"anyOf": [s, {"const": ""}]})
+        } else {
+            s
+        }
+    };
+    match name {
+        "id" => json!({"type": "string", "pattern": "^T[1-9][0-9]{0,17}$"}),
+        "limit" => optional_empty(json!({"type": "string", "pattern": "^([1-9][0-9]{0,2}|1000)$"})),
+        "cursor" => optional_empty(json!({"type": "string", "pattern": "^T[1-9][0-9]{0,17}$"})),
+        "status" => {
+            // Every value the status type's own schema allows (its `enum`s and `const`s).
+            let schema = schemars::schema_for!(oclaw_core::TaskStatus).to_value();
+            let statuses: Vec<Value> = schema["oneOf"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .chain(std::iter::once(&schema))
+                .flat_map(|s| {
+                    let listed = s["enum"].as_array().cloned().unwrap_or_default();
+                    listed.into_iter().chain(s.get("const").cloned())
+                })
+                .collect();
+            optional_empty(json!({"type": "string", "enum": statuses}))
+        }
+        "timeout" => optional_empty(
+            json!({"type": "string", "pattern": oclaw_core::duration::DURATION_PATTERN}),
+        ),
+        _ => json!({"type": "string"}),
+    }
+}
+
 fn schema_ref<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
     g.subschema_for::<T>().to_value()
 }
@@ -102,13 +139,29 @@ pub fn document() -> Value {
     let error = schema_ref::<ErrorBody>(&mut g);
     let mut paths = Map::new();
     for r in routes {
+        let content = if r.path == "/metrics" {
+            json!({"text/plain; version=0.0.4; charset=utf-8": {"schema": r.response}})
+        } else {
+            json!({"application/json": {"schema": r.response}})
+        };
         let mut op = json!({
             "summary": r.summary,
             "responses": {
-                r.ok_status: {"description": "success", "content": {"application/json": {"schema": r.response}}},
+                r.ok_status: {"description": "success", "content": content},
                 "default": {"description": "error (see the OC-xxxx code)", "content": {"application/json": {"schema": error.clone()}}},
             },
         });
+        // Other successes: an idempotent replay answers 200 with the task it made before; an
+        // invoke still running at its timeout answers 202 with the task as it is.
+        match (r.method, r.path) {
+            ("post", "/v1/tasks") => {
+                op["responses"]["200"] = json!({"description": "an idempotent replay: the task made before", "content": {"application/json": {"schema": op["responses"]["202"]["content"]["application/json"]["schema"].clone()}}})
+            }
+            ("post", "/v1/bots/{name}/invoke") => {
+                op["responses"]["202"] = json!({"description": "still running at the timeout", "content": {"application/json": {"schema": op["responses"]["200"]["content"]["application/json"]["schema"].clone()}}})
+            }
+            _ => {}
+        }
         if let Some(body) = r.request {
             op["requestBody"] =
                 json!({"required": true, "content": {"application/json": {"schema": body}}});
@@ -117,7 +170,7 @@ pub fn document() -> Value {
             op["parameters"] = Value::Array(
                 r.params
                     .iter()
-                    .map(|(name, at, desc)| json!({"name": name, "in": at, "required": *at == "path", "description": desc, "schema": {"type": "string"}}))
+                    .map(|(name, at, desc)| json!({"name": name, "in": at, "required": *at == "path", "description": desc, "schema": param_schema(name, at)}))
                     .collect(),
             );
         }

@@ -67,16 +67,26 @@ impl<'de> Deserialize<'de> for Dur {
         #[serde(untagged)]
         enum Raw {
             Secs(u64),
+            Float(f64),
             Text(String),
         }
         match Raw::deserialize(d)? {
             Raw::Secs(s) => Ok(Dur(Duration::from_secs(s))),
+            // `5.0` is the integer 5, as JSON Schema counts integers.
+            Raw::Float(f) => crate::integral::of_f64(f)
+                .map(|s| Dur(Duration::from_secs(s)))
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!("{f} is not a whole number of seconds"))
+                }),
             Raw::Text(t) => parse_duration(&t)
                 .map(Dur)
                 .map_err(serde::de::Error::custom),
         }
     }
 }
+
+/// What `parse_duration` accepts, as a pattern: whole seconds, or numbers each with a unit.
+pub const DURATION_PATTERN: &str = "^\\s*([0-9]{1,9}|([0-9]{1,9}\\s*(nsec|ns|usec|us|µs|msec|ms|seconds|second|sec|s|minutes|minute|min|m|hours|hour|hr|h|days|day|d|weeks|week|w)\\s*)+)$";
 
 impl JsonSchema for Dur {
     fn schema_name() -> std::borrow::Cow<'static, str> {
@@ -86,8 +96,8 @@ impl JsonSchema for Dur {
         schemars::json_schema!({
             "description": "A duration such as `500ms`, `5s`, `5m` or `1h 30m`; a bare integer is seconds.",
             "oneOf": [
-                {"type": "string", "pattern": "^\\s*[0-9]+\\s*[a-zA-Zµ]*(\\s*[0-9]+\\s*[a-zA-Zµ]+)*\\s*$"},
-                {"type": "integer", "minimum": 0}
+                {"type": "string", "pattern": DURATION_PATTERN},
+                {"type": "integer", "minimum": 0, "maximum": 999_999_999u64}
             ]
         })
     }

@@ -59,6 +59,7 @@ error_codes! {
     MalformedFrame = ("OC-2014", 400, "channel message or frame is malformed"),
     ClientTooSlow = ("OC-2015", 429, "the client does not read its replies; the session was closed"),
     ReplyTimeout = ("OC-2016", 504, "no reply within the bot's timeout; the task goes on"),
+    QueueNotServed = ("OC-2017", 409, "no worker serves the queue on this node, so the task would never run"),
     LeaseExpired = ("OC-3001", 500, "the task's lease expired before it finished"),
     TriggerFireFailed = ("OC-3002", 500, "a trigger could not enqueue its task"),
     StoreUnavailable = ("OC-4001", 503, "database connection timeout"),

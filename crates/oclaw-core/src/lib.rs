@@ -8,6 +8,7 @@ pub mod config;
 pub mod config_load;
 pub mod duration;
 pub mod error_code;
+pub mod integral;
 pub mod quantity;
 pub mod suggest;
 pub mod task;

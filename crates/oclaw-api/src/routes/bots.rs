@@ -49,6 +49,7 @@ pub struct InvokeQuery {
 pub struct InvokeBody {
     #[serde(default)]
     pub input: Value,
+    #[schemars(length(min = 1, max = 256))]
     pub idempotency_key: Option<String>,
 }
 
@@ -69,7 +70,7 @@ pub async fn invoke(
     let trace_id = crate::trace::trace_id_from(&headers);
     let axum::extract::Query(q) = query
         .map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()).trace(&trace_id))?;
-    let wait = match &q.timeout {
+    let wait = match crate::routes::tasks::given(&q.timeout) {
         Some(t) => oclaw_core::duration::parse_duration(t).map_err(|e| {
             ApiError::new(ErrorCode::InvalidField, format!("timeout: {e}"))
                 .details(json!({"field": "timeout"}))
@@ -77,13 +78,8 @@ pub async fn invoke(
         })?,
         None => state.timeout,
     };
-    if wait > std::time::Duration::from_secs(3600) {
-        return Err(
-            ApiError::new(ErrorCode::InvalidField, "timeout must be at most 1h")
-                .details(json!({"field": "timeout"}))
-                .trace(&trace_id),
-        );
-    }
+    // A wait longer than an hour waits an hour (then answers 202 with the task as it is).
+    let wait = wait.min(std::time::Duration::from_secs(3600));
     let empty = matches!(&body, Ok(b) if b.iter().all(|c| c.is_ascii_whitespace()));
     let req: InvokeBody = if empty {
         InvokeBody::default()

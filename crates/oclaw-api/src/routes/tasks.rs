@@ -18,6 +18,11 @@ use crate::{ApiError, ApiState};
 /// `POST /v1/tasks` body.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+// `run_at` and `delay` are not given together (one of them may be null).
+#[schemars(extend("not" = {
+    "required": ["run_at", "delay"],
+    "properties": {"run_at": {"not": {"type": "null"}}, "delay": {"not": {"type": "null"}}}
+}))]
 pub struct SubmitTask {
     /// The bot to run.
     pub bot: String,
@@ -25,18 +30,25 @@ pub struct SubmitTask {
     #[serde(default)]
     pub input: Value,
     /// Queue; defaults to the bot's.
+    #[schemars(regex(pattern = r"^[a-z0-9_-]{1,63}$"))]
     pub queue: Option<String>,
     /// Higher runs first; default 0.
+    #[serde(default, deserialize_with = "oclaw_core::integral::option")]
+    #[schemars(range(min = -2147483648, max = 2147483647))]
     pub priority: Option<i32>,
     /// Run at this time (RFC 3339) instead of now.
     pub run_at: Option<DateTime<Utc>>,
     /// Run after this long (`5s`); not with `run_at`.
     pub delay: Option<Dur>,
     /// The same key returns the same task instead of a new one.
+    #[schemars(length(min = 1, max = 256))]
     pub idempotency_key: Option<String>,
     /// Attempts before the task is dead; defaults to the bot's retry policy.
+    #[serde(default, deserialize_with = "oclaw_core::integral::option")]
+    #[schemars(range(min = 1, max = 100))]
     pub max_attempts: Option<u32>,
     /// Tasks with the same key run one at a time, in submission order.
+    #[schemars(length(min = 1, max = 256))]
     pub ordering_key: Option<String>,
 }
 
@@ -60,6 +72,7 @@ impl SubmitTask {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitBatch {
+    #[schemars(length(min = 1, max = 1000))]
     pub tasks: Vec<SubmitTask>,
 }
 
@@ -105,7 +118,7 @@ pub fn to_new_task(state: &ApiState, req: SubmitTask, trace_id: &str) -> Result<
         }
     }
     if let Some(k) = &req.idempotency_key {
-        if k.is_empty() || k.len() > 256 {
+        if k.is_empty() || k.chars().count() > 256 {
             return Err(invalid(
                 "`idempotency_key` must be 1 to 256 characters",
                 "idempotency_key",
@@ -114,7 +127,7 @@ pub fn to_new_task(state: &ApiState, req: SubmitTask, trace_id: &str) -> Result<
         }
     }
     if let Some(k) = &req.ordering_key {
-        if k.is_empty() || k.len() > 256 {
+        if k.is_empty() || k.chars().count() > 256 {
             return Err(invalid(
                 "`ordering_key` must be 1 to 256 characters",
                 "ordering_key",
@@ -138,15 +151,17 @@ pub fn to_new_task(state: &ApiState, req: SubmitTask, trace_id: &str) -> Result<
     let queue = req.queue.unwrap_or_else(|| bot.doc.spec.queue.clone());
     if let Some(served) = &state.served_queues {
         if !served.contains(&queue) {
+            // A valid request the node cannot take as it is now: 409, not a bad field.
             let list: Vec<&str> = served.iter().map(String::as_str).collect();
-            return Err(invalid(
+            return Err(ApiError::new(
+                ErrorCode::QueueNotServed,
                 format!(
                     "no worker serves queue `{queue}`, so the task would never run; served: {}",
                     list.join(", ")
                 ),
-                "queue",
-                trace_id,
-            ));
+            )
+            .details(json!({"field": "queue"}))
+            .trace(trace_id));
         }
     }
     let run_at = match (req.run_at, req.delay) {
@@ -273,14 +288,20 @@ pub async fn retry(
     Ok(Json(state.store.redrive(parse_id(&raw)?).await?))
 }
 
+/// Query parameters; an empty value (`?limit=&cursor=`) is the same as leaving it out.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     status: Option<String>,
     bot: Option<String>,
     queue: Option<String>,
-    limit: Option<usize>,
+    limit: Option<String>,
     cursor: Option<String>,
+}
+
+/// A query value, with an empty one treated as absent.
+pub(crate) fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().filter(|s| !s.is_empty())
 }
 
 pub async fn list(
@@ -288,13 +309,13 @@ pub async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()))?;
-    let status = match &q.status {
+    let status = match given(&q.status) {
         Some(s) => Some(s.parse::<TaskStatus>().map_err(|e| {
             ApiError::new(ErrorCode::InvalidField, e).details(json!({"field": "status"}))
         })?),
         None => None,
     };
-    let before = match &q.cursor {
+    let before = match given(&q.cursor) {
         Some(c) => Some(c.parse::<TaskId>().map_err(|_| {
             ApiError::new(
                 ErrorCode::BadCursor,
@@ -303,7 +324,10 @@ pub async fn list(
         })?),
         None => None,
     };
-    let limit = q.limit.unwrap_or(50);
+    let limit = match given(&q.limit) {
+        None => 50,
+        Some(l) => l.parse::<usize>().unwrap_or(0),
+    };
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::new(
             ErrorCode::InvalidField,
@@ -315,8 +339,8 @@ pub async fn list(
         .store
         .list_tasks(TaskFilter {
             status,
-            bot: q.bot,
-            queue: q.queue,
+            bot: given(&q.bot).map(str::to_string),
+            queue: given(&q.queue).map(str::to_string),
             before,
             limit,
         })
