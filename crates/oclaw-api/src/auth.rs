@@ -39,7 +39,7 @@ pub fn check_listen_safety(
 /// Paths anyone may read: liveness, readiness and metrics (scraped by infrastructure).
 /// Routes that do without the API token: probes, metrics, the OpenAPI document, and webhooks
 /// (which check their own signature or token, and the API token when they have neither).
-fn is_public(path: &str) -> bool {
+pub(crate) fn is_public(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
         || path.starts_with("/hooks/")
 }

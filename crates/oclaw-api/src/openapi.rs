@@ -67,6 +67,38 @@ struct Route {
     params: &'static [(&'static str, &'static str, &'static str)],
 }
 
+/// The error statuses a route can answer, from what it does: every route can fail inside
+/// (500); a route behind the API token answers 401; one with a body 400 (bad JSON or field) and
+/// 413; one with a path parameter 400 (malformed) and 404; one that reads the store 503; the
+/// submitting routes 404 (unknown bot), 409 (no worker serves the queue) and 429 (queue full,
+/// with `Retry-After`); cancel and retry 409 (the task's state).
+fn error_statuses(method: &str, path: &str, has_body: bool, has_path_param: bool) -> Vec<u16> {
+    let mut out = vec![500];
+    if !crate::auth::is_public(path) {
+        out.push(401);
+    }
+    if has_body {
+        out.extend([400, 413]);
+    }
+    if has_path_param {
+        out.extend([400, 404]);
+    }
+    if path != "/healthz" && path != "/metrics" {
+        out.push(503);
+    }
+    match (method, path) {
+        ("post", "/v1/tasks" | "/v1/tasks/batch" | "/v1/bots/{name}/invoke") => {
+            out.extend([404, 409, 429])
+        }
+        ("post", "/v1/tasks/{id}/cancel" | "/v1/tasks/{id}/retry") => out.push(409),
+        ("get", "/v1/tasks") => out.push(400),
+        _ => {}
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// The schema of a parameter, from what the server accepts: a task id is `T` and digits, a
 /// limit 1..1000, a status one of the task statuses, a timeout a duration; an empty query
 /// value counts as absent.
@@ -148,9 +180,21 @@ pub fn document() -> Value {
             "summary": r.summary,
             "responses": {
                 r.ok_status: {"description": "success", "content": content},
-                "default": {"description": "error (see the OC-xxxx code)", "content": {"application/json": {"schema": error.clone()}}},
             },
         });
+        let statuses = error_statuses(
+            r.method,
+            r.path,
+            r.request.is_some(),
+            r.params.iter().any(|(_, at, _)| *at == "path"),
+        );
+        for status in statuses {
+            let mut answer = json!({"description": "error (see the OC-xxxx code)", "content": {"application/json": {"schema": error.clone()}}});
+            if status == 429 {
+                answer["headers"] = json!({"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer", "minimum": 0}}});
+            }
+            op["responses"][status.to_string()] = answer;
+        }
         // Other successes: an idempotent replay answers 200 with the task it made before; an
         // invoke still running at its timeout answers 202 with the task as it is.
         match (r.method, r.path) {
@@ -208,5 +252,21 @@ mod tests {
         assert!(
             doc["components"]["schemas"]["SubmitTask"]["properties"]["idempotency_key"].is_object()
         );
+        // Each route lists the statuses it can answer; no catch-all.
+        let submit = &doc["paths"]["/v1/tasks"]["post"]["responses"];
+        for status in [
+            "200", "202", "400", "401", "404", "409", "413", "429", "500", "503",
+        ] {
+            assert!(submit.get(status).is_some(), "POST /v1/tasks {status}");
+        }
+        assert!(submit["429"]["headers"]["Retry-After"].is_object());
+        assert!(submit.get("default").is_none());
+        let health = &doc["paths"]["/healthz"]["get"]["responses"];
+        assert!(
+            health.get("401").is_none() && health.get("503").is_none(),
+            "{health}"
+        );
+        let cancel = &doc["paths"]["/v1/tasks/{id}/cancel"]["post"]["responses"];
+        assert!(cancel.get("409").is_some() && cancel.get("404").is_some());
     }
 }
