@@ -22,6 +22,29 @@ fn run(dir: &std::path::Path, args: &[&str]) -> (Output, String) {
     (out, text)
 }
 
+/// `kubernetes-validate --strict` (the official schemas) accepts the manifests in `path`.
+fn kubernetes_validate(path: &std::path::Path) {
+    match std::process::Command::new("kubernetes-validate")
+        .args(["--strict", "-k", "1.30.0"])
+        .arg(path)
+        .output()
+    {
+        Ok(v) => assert!(
+            v.status.success(),
+            "kubernetes-validate refused the manifests: {}{}",
+            String::from_utf8_lossy(&v.stdout),
+            String::from_utf8_lossy(&v.stderr)
+        ),
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "kubernetes-validate is missing under CI=true: {e}"
+            );
+            eprintln!("skipping the schema check: kubernetes-validate not installed ({e}); .ci/install-tools installs it");
+        }
+    }
+}
+
 fn seed_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("config")).unwrap();
@@ -147,25 +170,7 @@ fn the_seed_commands_parse_as_written_and_render_valid_manifests() {
     // The official schemas, strict about unknown fields.
     let path = dir.path().join("all.yaml");
     std::fs::write(&path, &yaml).unwrap();
-    match std::process::Command::new("kubernetes-validate")
-        .args(["--strict", "-k", "1.30.0"])
-        .arg(&path)
-        .output()
-    {
-        Ok(v) => assert!(
-            v.status.success(),
-            "kubernetes-validate refused the manifests: {}{}",
-            String::from_utf8_lossy(&v.stdout),
-            String::from_utf8_lossy(&v.stderr)
-        ),
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "kubernetes-validate is missing under CI=true: {e}"
-            );
-            eprintln!("skipping the schema check: kubernetes-validate not installed ({e}); .ci/install-tools installs it");
-        }
-    }
+    kubernetes_validate(&path);
 }
 
 #[test]
@@ -310,20 +315,5 @@ fn the_kustomize_base_is_current_and_its_overlay_builds() {
     );
     let path = dir.path().join("kustomized.yaml");
     std::fs::write(&path, text.as_bytes()).unwrap();
-    match std::process::Command::new("kubernetes-validate")
-        .args(["--strict", "-k", "1.30.0"])
-        .arg(&path)
-        .output()
-    {
-        Ok(v) => assert!(
-            v.status.success(),
-            "kubernetes-validate refused the kustomized objects: {}{}",
-            String::from_utf8_lossy(&v.stdout),
-            String::from_utf8_lossy(&v.stderr)
-        ),
-        Err(e) => assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "kubernetes-validate is missing under CI=true: {e}"
-        ),
-    }
+    kubernetes_validate(&path);
 }

@@ -68,6 +68,8 @@ pub struct Replicated {
 pub struct Keeper {
     children: HashMap<String, Child>,
     down_since: HashMap<String, Instant>,
+    /// The members' command lines, worked out once the layout exists (it never changes after).
+    plan: Option<Vec<(String, Vec<String>)>>,
 }
 
 /// How long a database member that died stays down before it is started again: longer than
@@ -230,12 +232,19 @@ impl Replicated {
         keeper
             .children
             .retain(|_, c| matches!(c.try_wait(), Ok(None)));
-        let Some(layout) = self.layout() else {
+        if keeper.plan.is_none() {
+            // Read the layout and find the programs once, not on every supervisor round.
+            keeper.plan = self
+                .layout()
+                .map(|l| self.processes(&l))
+                .filter(|p| !p.is_empty());
+        }
+        let Some(plan) = keeper.plan.clone() else {
             return Vec::new();
         };
         let ids = postgres_ids();
         let mut started = Vec::new();
-        for (name, argv) in self.processes(&layout) {
+        for (name, argv) in plan {
             if self.pid_of(&name).is_some() {
                 keeper.down_since.remove(&name);
                 continue;
