@@ -57,6 +57,7 @@ pub async fn chat(o: ChatBenchOptions) -> Result<String, String> {
         }
         config.channels.mqtt = Some(oclaw_core::config::MqttConnection {
             url: broker.clone(),
+            ca_file: None,
             client_id: Some(format!("{run}-node").replace('/', "-")),
             username: None,
             password: None,

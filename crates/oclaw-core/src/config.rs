@@ -148,8 +148,12 @@ pub struct ChannelsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConnection {
-    /// `mqtt://HOST:PORT` (1883 by default).
+    /// `mqtt://HOST:PORT` (1883 by default), or `mqtts://HOST:PORT` for TLS (8883 by default).
     pub url: String,
+    /// PEM file of the certificate authorities that sign the broker's certificate (`mqtts://`);
+    /// the host's store when unset.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Client id; defaults to `oclaw-<node id>`. Two nodes must not share one.
     #[serde(default)]
     pub client_id: Option<String>,
@@ -171,8 +175,12 @@ fn default_share_group() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConnection {
-    /// `nats://HOST:PORT` (4222 by default).
+    /// `nats://HOST:PORT` (4222 by default), or `tls://HOST:PORT` to require TLS.
     pub url: String,
+    /// PEM file of the certificate authorities that sign the server's certificate; setting it
+    /// requires TLS. The host's store when unset.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// The JetStream stream `nats` triggers consume from; created over their subjects when missing.
     #[serde(default = "default_nats_stream")]
     pub stream: String,
@@ -267,6 +275,17 @@ pub struct ApiConfig {
     pub allow_unauthenticated: bool,
     /// Longest a client may take to send a request body.
     pub body_timeout: Dur,
+    /// Serve HTTPS instead of HTTP (for those without a proxy in front).
+    pub tls: Option<ApiTls>,
+}
+
+/// The API's own certificate: PEM files, the certificate chain (leaf first) and its private key
+/// (PKCS#8, PKCS#1 or SEC1). Read at start; a restart picks up a renewed pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTls {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -373,6 +392,7 @@ impl Default for ApiConfig {
             tokens: Vec::new(),
             max_body_bytes: 1 << 20,
             allow_unauthenticated: false,
+            tls: None,
             body_timeout: Dur::secs(30),
         }
     }

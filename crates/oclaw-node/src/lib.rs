@@ -7,6 +7,7 @@ mod examples;
 mod loading;
 mod reload;
 mod serve;
+mod tls;
 
 pub use components::{Components, HEARTBEAT};
 pub use examples::{example_yaml, EXAMPLE_BOTS};

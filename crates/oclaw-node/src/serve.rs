@@ -87,6 +87,13 @@ pub async fn serve(
     let (catalog, source) = build_catalog(&config, &opts.config_file, &skills, &templates)?;
     let loaded = catalog.len();
     let catalog = oclaw_bots::LiveCatalog::new(catalog);
+    let tls = match &config.api.tls {
+        Some(files) => Some(
+            crate::tls::server_config(files)
+                .map_err(|m| startup(ErrorCode::ConfigInvalidValue, m))?,
+        ),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         startup(
             ErrorCode::ConfigInvalidValue,
@@ -96,7 +103,7 @@ pub async fn serve(
     let bound = listener
         .local_addr()
         .map_err(|e| startup(ErrorCode::ConfigInvalidValue, e.to_string()))?;
-    let api_url = format!("http://{bound}");
+    let api_url = format!("{}://{bound}", if tls.is_some() { "https" } else { "http" });
     let node_id = opts.node_id.unwrap_or_else(|| {
         if embedded {
             format!("{}:serve", host_name())
@@ -250,16 +257,29 @@ pub async fn serve(
         } else {
             oclaw_api::probe_router(state)
         };
-        // Small responses and WebSocket frames go out at once, not after a delayed ACK.
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = api_stop.wait_for(|stop| *stop).await;
-            })
-            .await;
+        let stopped = async move {
+            let _ = api_stop.wait_for(|stop| *stop).await;
+        };
+        let served = match tls {
+            Some(tls) => match crate::tls::TlsListener::new(listener, tls) {
+                Ok(listener) => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stopped)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+            None => {
+                // Small responses and WebSocket frames go out at once, not after a delayed ACK.
+                use axum::serve::ListenerExt;
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }
+        };
         if let Err(e) = served {
             tracing::error!(component = "api-server", "server error: {e}");
         }

@@ -21,11 +21,17 @@ pub(super) fn subscriptions(catalog: &BotCatalog) -> Vec<(Arc<LoadedBot>, MqttTr
 /// Options for a connection, from `channels.mqtt`.
 pub fn options(conn: &MqttConnection, node_id: &str) -> Result<MqttOptions, String> {
     let url = url::Url::parse(&conn.url).map_err(|e| format!("channels.mqtt.url: {e}"))?;
-    if url.scheme() != "mqtt" && url.scheme() != "tcp" {
-        return Err(format!(
-            "channels.mqtt.url: scheme `{}` is not supported; use mqtt://HOST:PORT",
-            url.scheme()
-        ));
+    let tls = match url.scheme() {
+        "mqtt" | "tcp" => false,
+        "mqtts" | "ssl" => true,
+        other => {
+            return Err(format!(
+                "channels.mqtt.url: scheme `{other}` is not supported; use mqtt://HOST:PORT or mqtts://HOST:PORT"
+            ))
+        }
+    };
+    if conn.ca_file.is_some() && !tls {
+        return Err("channels.mqtt.ca_file is set but the url is not mqtts://".into());
     }
     let host = url
         .host_str()
@@ -35,7 +41,13 @@ pub fn options(conn: &MqttConnection, node_id: &str) -> Result<MqttOptions, Stri
         .client_id
         .clone()
         .unwrap_or_else(|| format!("oclaw-{node_id}"));
-    let mut o = MqttOptions::new(id, host, url.port().unwrap_or(1883));
+    let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
+    let mut o = MqttOptions::new(id, host, port);
+    if tls {
+        o.set_transport(rumqttc::Transport::tls_with_config(
+            rustls_config(conn)?.into(),
+        ));
+    }
     o.set_keep_alive(Duration::from_secs(15))
         .set_clean_session(false)
         .set_manual_acks(true)
@@ -48,6 +60,39 @@ pub fn options(conn: &MqttConnection, node_id: &str) -> Result<MqttOptions, Stri
         o.set_credentials(user.clone(), password);
     }
     Ok(o)
+}
+
+/// TLS to the broker: the certificate must chain to `ca_file` (or the host's store) and name the
+/// URL's host.
+fn rustls_config(conn: &MqttConnection) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    match &conn.ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("channels.mqtt.ca_file {}: {e}", path.display()))?;
+            roots.add_parsable_certificates(certs);
+        }
+        None => {
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
+    }
+    if roots.is_empty() {
+        return Err(match &conn.ca_file {
+            Some(path) => format!("channels.mqtt.ca_file {} holds no certificate", path.display()),
+            None => "channels.mqtt.url is mqtts:// and this host's certificate store is empty: set channels.mqtt.ca_file".into(),
+        });
+    }
+    Ok(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    )
 }
 
 /// The filter to subscribe with: `$share/<group>/<filter>` when a share group is set.

@@ -11,11 +11,15 @@ pub fn wanted(catalog: &BotCatalog) -> bool {
 /// Checks `channels.nats` before the node starts.
 pub fn check(conn: &NatsConnection) -> Result<(), String> {
     let url = url::Url::parse(&conn.url).map_err(|e| format!("channels.nats.url: {e}"))?;
-    if url.scheme() != "nats" {
+    if url.scheme() != "nats" && url.scheme() != "tls" {
         return Err(format!(
-            "channels.nats.url: scheme `{}` is not supported; use nats://HOST:PORT",
+            "channels.nats.url: scheme `{}` is not supported; use nats://HOST:PORT or tls://HOST:PORT",
             url.scheme()
         ));
+    }
+    if let Some(path) = &conn.ca_file {
+        std::fs::metadata(path)
+            .map_err(|e| format!("channels.nats.ca_file {}: {e}", path.display()))?;
     }
     let ok = !conn.stream.is_empty()
         && conn

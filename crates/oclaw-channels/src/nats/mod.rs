@@ -45,11 +45,13 @@ pub async fn run(
                 .map(move |(i, t)| (b.clone(), i, t.clone()))
         })
         .collect();
-    let client = async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new()
         .name("oclaw")
-        .retry_on_initial_connect()
-        .connect(conn.url.as_str())
-        .await;
+        .retry_on_initial_connect();
+    if let Some(ca) = &conn.ca_file {
+        options = options.require_tls(true).add_root_certificates(ca.clone());
+    }
+    let client = options.connect(conn.url.as_str()).await;
     let client = match client {
         Ok(c) => c,
         Err(e) => {

@@ -8,15 +8,20 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Notification};
+use tokio_postgres::{AsyncMessage, Client, Config, Notification};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{pg_err, Inner};
 use crate::StoreResult;
 
 type Listening = (Client, mpsc::UnboundedReceiver<Notification>);
 
-async fn connect(config: &Config, inner: &Inner) -> StoreResult<Listening> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(pg_err)?;
+async fn connect(
+    config: &Config,
+    tls: &MakeRustlsConnect,
+    inner: &Inner,
+) -> StoreResult<Listening> {
+    let (client, mut connection) = config.connect(tls.clone()).await.map_err(pg_err)?;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -69,13 +74,14 @@ fn dispatch(inner: &Inner, n: &Notification) {
 /// Connects once (an error here fails the store's open), then keeps listening in the background.
 pub(super) async fn spawn(
     config: Config,
+    tls: MakeRustlsConnect,
     inner: Arc<Inner>,
 ) -> StoreResult<tokio::task::JoinHandle<()>> {
-    let first = connect(&config, &inner).await?;
-    Ok(tokio::spawn(run(config, inner, first)))
+    let first = connect(&config, &tls, &inner).await?;
+    Ok(tokio::spawn(run(config, tls, inner, first)))
 }
 
-async fn run(config: Config, inner: Arc<Inner>, first: Listening) {
+async fn run(config: Config, tls: MakeRustlsConnect, inner: Arc<Inner>, first: Listening) {
     let (mut client, mut rx) = first;
     loop {
         while let Some(n) = rx.recv().await {
@@ -85,7 +91,7 @@ async fn run(config: Config, inner: Arc<Inner>, first: Listening) {
         let mut backoff = Duration::from_millis(100);
         (client, rx) = loop {
             tokio::time::sleep(backoff).await;
-            match connect(&config, &inner).await {
+            match connect(&config, &tls, &inner).await {
                 Ok(l) => break l,
                 Err(e) => {
                     tracing::debug!(component = "store", "LISTEN reconnect failed: {e}");

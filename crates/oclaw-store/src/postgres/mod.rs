@@ -13,6 +13,7 @@ mod queue;
 mod rows;
 mod schema;
 mod store_impl;
+mod tls;
 mod transitions;
 
 use std::str::FromStr;
@@ -20,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 use crate::{StoreError, StoreResult, Wakeups};
 
@@ -90,19 +90,36 @@ impl Drop for PgStore {
     }
 }
 
-/// Splits our own `schema=` parameter off a PostgreSQL URL; the rest goes to the driver.
-fn split_schema(url: &str) -> StoreResult<(String, String)> {
-    let Some((base, query)) = url.split_once('?') else {
-        return Ok((url.to_string(), "public".into()));
+/// The parameters of `storage.url` that are ours rather than the driver's.
+#[derive(Debug, PartialEq)]
+struct UrlParts {
+    /// The URL the driver gets.
+    url: String,
+    schema: String,
+    tls: tls::Tls,
+}
+
+/// Splits our own parameters off a PostgreSQL URL: `schema=`, and `sslmode`/`sslrootcert` (the
+/// driver knows only some `sslmode` values); the rest goes to the driver.
+fn split_url(url: &str) -> StoreResult<UrlParts> {
+    let mut parts = UrlParts {
+        url: url.to_string(),
+        schema: "public".into(),
+        tls: tls::Tls::default(),
     };
-    let mut schema = "public".to_string();
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok(parts);
+    };
     let mut rest = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.strip_prefix("schema=") {
-            Some(s) => schema = s.to_string(),
-            None => rest.push(pair),
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key == "schema" {
+            parts.schema = value.to_string();
+        } else if !parts.tls.take(key, value)? {
+            rest.push(pair);
         }
     }
+    let schema = &parts.schema;
     let valid = !schema.is_empty()
         && schema.len() <= 40
         && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
@@ -114,12 +131,12 @@ fn split_schema(url: &str) -> StoreResult<(String, String)> {
             "storage.url schema `{schema}` must be lowercase letters, digits and _ (at most 40)"
         )));
     }
-    let url = if rest.is_empty() {
+    parts.url = if rest.is_empty() {
         base.to_string()
     } else {
         format!("{base}?{}", rest.join("&"))
     };
-    Ok((url, schema))
+    Ok(parts)
 }
 
 impl PgStore {
@@ -127,7 +144,8 @@ impl PgStore {
     /// starting together do not race), then starts listening for wake-ups.
     /// `url` is `postgres://user[:password]@host[:port]/db[?schema=name&...]`.
     pub async fn open(url: &str, options: PgOptions) -> StoreResult<PgStore> {
-        let (url, schema) = split_schema(url)?;
+        let UrlParts { url, schema, tls } = split_url(url)?;
+        let connector = tls.connector()?;
         let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
             StoreError::Unsupported(format!(
                 "storage.url `{}` is not a PostgreSQL URL: {e}",
@@ -137,10 +155,11 @@ impl PgStore {
         config
             .connect_timeout(options.timeout)
             .application_name("oclaw")
+            .ssl_mode(tls.driver_mode())
             .options(format!("-c search_path={schema}"));
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            connector.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -165,7 +184,7 @@ impl PgStore {
             capacities: Default::default(),
             claim_rotation: Default::default(),
         });
-        let listener = listener::spawn(config, inner.clone()).await?;
+        let listener = listener::spawn(config, connector, inner.clone()).await?;
         Ok(PgStore { inner, listener })
     }
 
@@ -192,7 +211,17 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
         };
     }
     let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
-    let text = e.to_string();
+    // The driver's message names the step ("error performing TLS handshake"); its sources say
+    // what went wrong ("invalid peer certificate: UnknownIssuer").
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = s.source();
+    }
     if io || e.is_closed() || text.contains("connect") || text.contains("timed out") {
         StoreError::Unavailable(format!("PostgreSQL: {text}"))
     } else {
@@ -215,16 +244,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schema_parameter_is_ours() {
+    fn schema_and_tls_parameters_are_ours() {
+        let parts =
+            split_url("postgres://u@h/db?schema=ops&sslmode=verify-full&sslrootcert=/ca.pem&connect_timeout=3")
+                .unwrap();
+        assert_eq!(parts.url, "postgres://u@h/db?connect_timeout=3");
+        assert_eq!(parts.schema, "ops");
+        assert_eq!(parts.tls.mode, tls::Mode::VerifyFull);
+        assert_eq!(parts.tls.root.as_deref(), Some("/ca.pem"));
+        let plain = split_url("postgres://u@h/db").unwrap();
         assert_eq!(
-            split_schema("postgres://u@h/db?schema=ops&sslmode=disable").unwrap(),
-            ("postgres://u@h/db?sslmode=disable".into(), "ops".into())
+            (plain.url.as_str(), plain.schema.as_str()),
+            ("postgres://u@h/db", "public")
         );
-        assert_eq!(
-            split_schema("postgres://u@h/db").unwrap(),
-            ("postgres://u@h/db".into(), "public".into())
-        );
-        assert!(split_schema("postgres://u@h/db?schema=Drop;Table").is_err());
+        assert_eq!(plain.tls, tls::Tls::default());
+        assert!(split_url("postgres://u@h/db?schema=Drop;Table").is_err());
         assert_eq!(Channels::for_schema("public").queued, "oclaw_queued");
         assert_eq!(Channels::for_schema("t1").finished, "oclaw_t1_finished");
     }

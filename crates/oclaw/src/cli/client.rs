@@ -13,6 +13,10 @@ pub struct ServerArgs {
     /// Bearer token, when the node requires one.
     #[arg(long, env = "OCLAW_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM file of the certificate authority that signed an https:// node's certificate
+    /// (`api.tls`), trusted besides the host's store.
+    #[arg(long, env = "OCLAW_CA_FILE", value_name = "PEM")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Output: a table for people, JSON for scripts.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     pub output: Output,

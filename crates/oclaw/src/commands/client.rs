@@ -66,8 +66,18 @@ impl ClientError {
 impl Client {
     pub fn new(args: &ServerArgs) -> Result<Client, ClientError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("oclaw-cli/", env!("CARGO_PKG_VERSION")))
+        let mut http =
+            reqwest::Client::builder().user_agent(concat!("oclaw-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &args.ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                ClientError::Transport(format!("--ca-file {}: {e}", path.display()))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                ClientError::Transport(format!("--ca-file {}: {e}", path.display()))
+            })?;
+            http = http.tls_certs_merge(certs);
+        }
+        let http = http
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(Client {

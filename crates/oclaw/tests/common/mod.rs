@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod tls;
+
 pub struct Node {
     pub child: Child,
     pub url: String,
