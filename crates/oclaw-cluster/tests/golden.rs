@@ -31,8 +31,9 @@ fn the_seed_cluster_renders_the_golden_nomad_job() {
     let mut cluster = OpenClawCluster::parse("production.yaml", SEED_EXAMPLE).unwrap();
     cluster.spec.version = Some("1.3.0".into());
     cluster.spec.image = Some("registry.example.com/oclaw".into());
-    let got = oclaw_cluster::nomad::render(&cluster, &RenderOptions::default());
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/seed.nomad.hcl");
+    let got = oclaw_cluster::nomad::render_text(&cluster, &RenderOptions::default());
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/seed.nomad.json");
     if std::env::var("OCLAW_UPDATE_GOLDEN").is_ok() {
         std::fs::write(&path, &got).unwrap();
     }

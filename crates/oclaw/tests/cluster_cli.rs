@@ -139,8 +139,8 @@ fn the_seed_commands_parse_as_written_and_render_valid_manifests() {
         "only the worker was asked for"
     );
 
-    // Nomad (dev/test): an HCL job with the same groups.
-    let (out, hcl) = run(
+    // Nomad (dev/test): a JSON job (Nomad's API form) with the same groups.
+    let (out, job) = run(
         dir.path(),
         &[
             "deploy",
@@ -154,13 +154,16 @@ fn the_seed_commands_parse_as_written_and_render_valid_manifests() {
             "--dry-run",
         ],
     );
-    assert!(out.status.success(), "{hcl}");
-    assert!(
-        hcl.contains("job \"production-cluster\"")
-            && hcl.contains("group \"worker\"")
-            && hcl.contains("auto_revert       = true"),
-        "{hcl}"
-    );
+    assert!(out.status.success(), "{job}");
+    let job: serde_json::Value = serde_json::from_str(&job).unwrap();
+    assert_eq!(job["Job"]["ID"], "production-cluster");
+    let groups: Vec<&str> = job["Job"]["TaskGroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["Name"].as_str())
+        .collect();
+    assert_eq!(groups, ["api-server", "scheduler", "worker"]);
     let (_, text) = run(dir.path(), &["deploy", "core", "--driver", "nomad"]);
     assert!(
         text.contains("OC-5002") && text.contains("nomad job run"),

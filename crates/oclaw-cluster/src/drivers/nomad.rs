@@ -1,10 +1,12 @@
-//! The Nomad driver's render step (for dev/test clusters): one job with a group per component,
-//! an `update` stanza that canaries and auto-reverts, health checks on `/readyz`, and the
-//! worker group's scaling bounds. Secrets come from Nomad variables (`oclaw/storage` key `url`
-//! unless the file gives one, `oclaw/api` key `tokens`). Golden-file tested; `nomad job run` is
-//! the operator's.
+//! The Nomad driver's render step (for dev/test clusters): one job, in the JSON form of Nomad's
+//! API (`nomad job run -json`), with a group per component, an `update` block that canaries and
+//! auto-reverts, health checks on `/readyz`, and the worker group's scaling bounds. Secrets come
+//! from Nomad variables (`oclaw/storage` key `url` unless the file gives one, `oclaw/api` key
+//! `tokens`). Built with serde, so every value is escaped as JSON; a URL from the file enters the
+//! secrets template as a quoted template string, so its `{{` stays text. Golden-file tested;
+//! `nomad job run` is the operator's.
 
-use std::fmt::Write;
+use serde_json::{json, Value};
 
 use crate::driver::RenderOptions;
 use crate::driver::RevisionStatus;
@@ -15,12 +17,18 @@ use crate::drivers::local::desired_pods;
 use crate::model::OpenClawCluster;
 use crate::quantity::{bytes, cpu_millis};
 
-fn quote(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+/// Nomad's API takes durations in nanoseconds.
+const fn secs(n: u64) -> u64 {
+    n * 1_000_000_000
 }
 
-/// The job as HCL.
-pub fn render(c: &OpenClawCluster, o: &RenderOptions) -> String {
+/// A literal inside a template: a Go template string (JSON's escapes are a subset of Go's).
+fn template_literal(text: &str) -> String {
+    format!("{{{{ {} }}}}", Value::String(text.to_string()))
+}
+
+/// The job, as Nomad's API JSON (`{"Job": ...}`, as `nomad job run -output` prints it).
+pub fn render(c: &OpenClawCluster, o: &RenderOptions) -> Value {
     let pods = desired_pods(c, o);
     let count = |component: &str| pods.iter().filter(|p| p.component == component).count();
     // Nomad's CPU is in MHz; one core counts as 1000 here. Memory in MiB.
@@ -29,65 +37,93 @@ pub fn render(c: &OpenClawCluster, o: &RenderOptions) -> String {
     let memory_max = bytes(&c.spec.resources.limits.memory).unwrap_or(1 << 30) >> 20;
     // The database URL from the file, else from the Nomad variable `oclaw/storage` (key `url`).
     let storage = match &c.spec.storage.url {
-        Some(url) => url.clone(),
+        Some(url) => template_literal(url),
         None => r#"{{ with nomadVar "oclaw/storage" }}{{ .url }}{{ end }}"#.to_string(),
     };
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# Rendered by `oclaw deploy core --driver nomad --dry-run` from cluster {}.",
-        c.metadata.name
+    let env = format!(
+        "OCLAW_STORAGE__URL={storage}\nOCLAW_API__TOKENS={{{{ with nomadVar \"oclaw/api\" }}}}{{{{ .tokens }}}}{{{{ end }}}}\n"
     );
-    let _ = writeln!(out, "job {} {{", quote(&c.metadata.name));
-    let _ = writeln!(out, "  namespace   = {}", quote(&c.metadata.namespace));
-    let _ = writeln!(out, "  type        = \"service\"");
-    let _ = writeln!(out, "  datacenters = [\"*\"]");
-    let _ = writeln!(out, "\n  update {{\n    max_parallel      = 1\n    canary            = 1\n    auto_promote      = false\n    auto_revert       = true\n    min_healthy_time  = \"10s\"\n    healthy_deadline  = \"5m\"\n    progress_deadline = \"10m\"\n  }}");
+    let mut groups = Vec::new();
     for component in ["api-server", "scheduler", "worker"] {
         let n = count(component);
         if n == 0 {
             continue;
         }
         let api = component == "api-server";
-        let _ = writeln!(out, "\n  group {} {{", quote(component));
-        let _ = writeln!(out, "    count = {n}");
+        let port = if api { c.spec.network.port } else { 9090 };
+        let ports = if api {
+            json!({"ReservedPorts": [{"Label": "http", "Value": port, "To": port}]})
+        } else {
+            json!({"DynamicPorts": [{"Label": "http", "To": port}]})
+        };
+        let mut group = json!({
+            "Name": component,
+            "Count": n,
+            "Networks": [ports],
+            "Services": [{
+                "Name": format!("oclaw-{component}"),
+                "PortLabel": "http",
+                "Provider": "nomad",
+                "Checks": [{
+                    "Name": "readyz",
+                    "Type": "http",
+                    "Path": "/readyz",
+                    "Interval": secs(10),
+                    "Timeout": secs(2),
+                }],
+            }],
+            "Tasks": [{
+                "Name": component,
+                "Driver": "docker",
+                "KillTimeout": secs(60),
+                "Config": {
+                    "image": c.image(),
+                    "args": [component, "--listen", format!("0.0.0.0:{port}"), "--node-id", "${NOMAD_ALLOC_ID}"],
+                    "ports": ["http"],
+                },
+                "Templates": [{
+                    "DestPath": "secrets/env",
+                    "Envvars": true,
+                    "EmbeddedTmpl": env,
+                }],
+                "Resources": {"CPU": cpu, "MemoryMB": memory, "MemoryMaxMB": memory_max},
+            }],
+        });
         if component == "worker" {
             let w = &c.spec.components.worker;
-            let _ = writeln!(out, "\n    scaling {{\n      min     = {}\n      max     = {}\n      enabled = true\n    }}", n.max(1), w.max_replicas.max(n as u32));
+            group["Scaling"] = json!({
+                "Min": n.max(1),
+                "Max": (w.max_replicas as usize).max(n),
+                "Enabled": true,
+            });
         }
-        let port = if api {
-            format!("        static = {}\n", c.spec.network.port)
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            out,
-            "\n    network {{\n      port \"http\" {{\n{port}        to = {}\n      }}\n    }}",
-            if api { c.spec.network.port } else { 9090 }
-        );
-        let _ = writeln!(
-            out,
-            "\n    service {{\n      name     = {}\n      port     = \"http\"\n      provider = \"nomad\"\n\n      check {{\n        type     = \"http\"\n        path     = \"/readyz\"\n        interval = \"10s\"\n        timeout  = \"2s\"\n      }}\n    }}",
-            quote(&format!("oclaw-{component}"))
-        );
-        let _ = writeln!(
-            out,
-            "\n    task {} {{\n      driver       = \"docker\"\n      kill_timeout = \"60s\"\n",
-            quote(component)
-        );
-        let listen = format!("0.0.0.0:{}", if api { c.spec.network.port } else { 9090 });
-        let _ = writeln!(
-            out,
-            "      config {{\n        image = {}\n        args  = [{}, \"--listen\", {}, \"--node-id\", \"${{NOMAD_ALLOC_ID}}\"]\n        ports = [\"http\"]\n      }}",
-            quote(&c.image()),
-            quote(component),
-            quote(&listen)
-        );
-        let _ = writeln!(out, "\n      template {{\n        destination = \"secrets/env\"\n        env         = true\n        data        = <<-EOT\n          OCLAW_STORAGE__URL={storage}\n          OCLAW_API__TOKENS={{{{ with nomadVar \"oclaw/api\" }}}}{{{{ .tokens }}}}{{{{ end }}}}\n        EOT\n      }}");
-        let _ = writeln!(out, "\n      resources {{\n        cpu        = {cpu}\n        memory     = {memory}\n        memory_max = {memory_max}\n      }}\n    }}\n  }}");
+        groups.push(group);
     }
-    out.push_str("}\n");
-    out
+    json!({"Job": {
+        "ID": c.metadata.name,
+        "Name": c.metadata.name,
+        "Namespace": c.metadata.namespace,
+        "Type": "service",
+        "Datacenters": ["*"],
+        "Meta": {"rendered-by": "oclaw deploy core --driver nomad --dry-run"},
+        "Update": {
+            "MaxParallel": 1,
+            "Canary": 1,
+            "AutoPromote": false,
+            "AutoRevert": true,
+            "MinHealthyTime": secs(10),
+            "HealthyDeadline": secs(300),
+            "ProgressDeadline": secs(600),
+        },
+        "TaskGroups": groups,
+    }})
+}
+
+/// The job as the text `--dry-run` prints.
+pub fn render_text(c: &OpenClawCluster, o: &RenderOptions) -> String {
+    let mut text = serde_json::to_string_pretty(&render(c, o)).unwrap_or_default();
+    text.push('\n');
+    text
 }
 
 /// The Nomad driver: its pure step (the job) behind the same trait as the others; the platform
@@ -98,7 +134,7 @@ pub struct NomadDriver;
 /// What every platform step answers.
 pub fn not_built() -> DriverError {
     DriverError::unavailable(
-        "submitting to Nomad is not built yet; render the job and run it yourself: oclaw deploy core --driver nomad --dry-run > oclaw.nomad.hcl && nomad job run oclaw.nomad.hcl",
+        "submitting to Nomad is not built yet; render the job and run it yourself: oclaw deploy core --driver nomad --dry-run > oclaw.nomad.json && nomad job run -json oclaw.nomad.json",
     )
 }
 
@@ -112,7 +148,7 @@ impl Driver for NomadDriver {
     async fn observe(&self, _: &OpenClawCluster) -> Result<Vec<ObjectRef>, DriverError> {
         Err(not_built())
     }
-    /// One object: the job, as HCL.
+    /// One object: the job, as Nomad's API JSON.
     fn desired(
         &self,
         cluster: &OpenClawCluster,
@@ -125,7 +161,7 @@ impl Driver for NomadDriver {
                 name: "oclaw".into(),
                 component: None,
             },
-            body: serde_json::Value::String(render(cluster, &release.options)),
+            body: render(cluster, &release.options),
         }])
     }
     async fn apply(
@@ -177,10 +213,7 @@ mod tests {
         };
         let job = NomadDriver.desired(&c, &release).unwrap();
         assert_eq!(job.len(), 1);
-        assert_eq!(
-            job[0].body.as_str().unwrap(),
-            render(&c, &RenderOptions::default())
-        );
+        assert_eq!(job[0].body, render(&c, &RenderOptions::default()));
         // Its platform steps never wait: poll once.
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         let mut status = std::pin::pin!(NomadDriver.status());
@@ -194,16 +227,17 @@ mod tests {
     }
 
     #[test]
-    fn groups_follow_the_components() {
-        let c = OpenClawCluster::parse("p.yaml", SEED_EXAMPLE).unwrap();
+    fn groups_follow_the_components_and_values_stay_text() {
+        let mut c = OpenClawCluster::parse("p.yaml", SEED_EXAMPLE).unwrap();
         let all = render(&c, &RenderOptions::default());
-        assert!(
-            all.contains("group \"api-server\" {\n    count = 3"),
-            "{all}"
-        );
-        assert!(all.contains("group \"worker\" {\n    count = 3"), "{all}");
-        assert!(all.contains("auto_revert       = true"));
-        assert!(all.contains("static = 8080"));
+        let groups = all["Job"]["TaskGroups"].as_array().unwrap();
+        let counts: Vec<(&str, u64)> = groups
+            .iter()
+            .map(|g| (g["Name"].as_str().unwrap(), g["Count"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(counts, [("api-server", 3), ("scheduler", 2), ("worker", 3)]);
+        assert_eq!(all["Job"]["Update"]["AutoRevert"], true);
+        assert_eq!(groups[0]["Networks"][0]["ReservedPorts"][0]["Value"], 8080);
         let one = render(
             &c,
             &RenderOptions {
@@ -211,9 +245,21 @@ mod tests {
                 ha: false,
             },
         );
+        let groups = one["Job"]["TaskGroups"].as_array().unwrap();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(
+            (groups[0]["Name"].as_str(), groups[0]["Count"].as_u64()),
+            (Some("worker"), Some(1))
+        );
+        // A URL with template and interpolation markers stays a literal of the template.
+        c.spec.storage.url = Some("postgres://u:p{{x}}\"q${y}@db/oclaw".into());
+        let job = render(&c, &RenderOptions::default());
+        let tmpl = job["Job"]["TaskGroups"][0]["Tasks"][0]["Templates"][0]["EmbeddedTmpl"]
+            .as_str()
+            .unwrap();
         assert!(
-            !one.contains("api-server") && one.contains("count = 1"),
-            "{one}"
+            tmpl.starts_with(r#"OCLAW_STORAGE__URL={{ "postgres://u:p{{x}}\"q${y}@db/oclaw" }}"#),
+            "{tmpl}"
         );
     }
 }

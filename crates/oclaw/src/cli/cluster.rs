@@ -9,7 +9,7 @@ pub enum DriverArg {
     Local,
     /// A Kubernetes cluster: server-side apply through the kubeconfig's API server.
     Kubernetes,
-    /// A Nomad cluster, for dev/test (a job file; `nomad job run` applies it).
+    /// A Nomad cluster, for dev/test (a JSON job file; `nomad job run -json` applies it).
     Nomad,
 }
 

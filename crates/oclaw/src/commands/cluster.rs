@@ -58,28 +58,11 @@ fn emit(cluster: &OpenClawCluster, args: &ClusterArgs, options: &RenderOptions) 
             }
             ExitCode::SUCCESS
         }
-        DriverArg::Nomad if args.output == OutputArg::Yaml => {
-            use oclaw_cluster::driver::Driver;
-            let release = Release {
-                revision: 0,
-                options: options.clone(),
-                force: false,
-            };
-            match oclaw_cluster::nomad::NomadDriver.desired(cluster, &release) {
-                Ok(job) => {
-                    for o in job {
-                        print!("{}", o.body.as_str().unwrap_or_default());
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => report(&e),
-            }
+        // Nomad has no YAML: its job is JSON whatever -o says.
+        DriverArg::Nomad => {
+            print!("{}", oclaw_cluster::nomad::render_text(cluster, options));
+            ExitCode::SUCCESS
         }
-        DriverArg::Nomad => fail(
-            ErrorCode::InvalidField,
-            "the Nomad job is HCL: leave out -o json",
-            EXIT_INVALID,
-        ),
         DriverArg::Local => fail(
             ErrorCode::DriverUnavailable,
             "the local driver prints no manifests; leave out --dry-run, or use --driver kubernetes",

@@ -7,19 +7,31 @@ use std::time::{Duration, Instant};
 use super::record::{cluster_dir, write_atomic};
 use crate::driver::DriverError;
 
-pub(crate) fn alive(pid: u32) -> bool {
-    std::process::Command::new("kill")
-        .args(["-0", &pid.to_string()])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+pub(crate) use nix::sys::signal::Signal;
+
+fn pid_of(pid: u32) -> Option<nix::unistd::Pid> {
+    // 0 and negative numbers would signal process groups.
+    i32::try_from(pid)
+        .ok()
+        .filter(|p| *p > 0)
+        .map(nix::unistd::Pid::from_raw)
 }
 
-pub(crate) fn signal(pid: u32, sig: &str) {
-    let _ = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .stderr(std::process::Stdio::null())
-        .status();
+/// Whether a process with this pid exists (one of another user's counts).
+pub(crate) fn alive(pid: u32) -> bool {
+    pid_of(pid).is_some_and(|p| {
+        matches!(
+            nix::sys::signal::kill(p, None),
+            Ok(()) | Err(nix::errno::Errno::EPERM)
+        )
+    })
+}
+
+/// Sends `sig`; a process that is gone already is not an error.
+pub(crate) fn signal(pid: u32, sig: Signal) {
+    if let Some(p) = pid_of(pid) {
+        let _ = nix::sys::signal::kill(p, sig);
+    }
 }
 
 pub fn supervisor_pid(dir: &Path) -> Option<u32> {
@@ -67,7 +79,7 @@ pub fn stop_supervisor(namespace: &str) -> Result<Option<u32>, DriverError> {
     let Some(pid) = supervisor_pid(&dir) else {
         return Ok(None);
     };
-    signal(pid, "-TERM");
+    signal(pid, Signal::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(40);
     while alive(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));

@@ -306,7 +306,7 @@ impl Replicated {
                 .collect();
             let pids: Vec<u32> = names.iter().filter_map(|n| self.pid_of(n)).collect();
             for pid in &pids {
-                super::process::signal(*pid, "-TERM");
+                super::process::signal(*pid, super::process::Signal::SIGTERM);
                 any = true;
             }
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -315,7 +315,7 @@ impl Replicated {
             }
             for n in &names {
                 if let Some(pid) = self.pid_of(n) {
-                    super::process::signal(pid, "-KILL");
+                    super::process::signal(pid, super::process::Signal::SIGKILL);
                 }
             }
         }
@@ -327,7 +327,7 @@ impl Replicated {
                 .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
             {
                 if super::process::alive(pid) {
-                    super::process::signal(pid, "-QUIT");
+                    super::process::signal(pid, super::process::Signal::SIGQUIT);
                 }
             }
         }

@@ -272,7 +272,7 @@ fn spawn_pod(
 /// SIGTERM (workers drain), then SIGKILL after 20 s.
 async fn stop_child(child: &mut tokio::process::Child) {
     if let Some(pid) = child.id() {
-        signal(pid, "-TERM");
+        signal(pid, super::process::Signal::SIGTERM);
     }
     if tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
