@@ -357,11 +357,32 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter.
     pub log_level: String,
-    /// Export traces over OTLP/HTTP (JSON) to this collector, e.g. `http://127.0.0.1:4318`.
-    /// Off when unset.
+    /// Export traces over OTLP/HTTP to this collector, e.g. `http://127.0.0.1:4318`. Unset:
+    /// the standard `OTEL_EXPORTER_OTLP_ENDPOINT` variables, else off.
     pub otlp_endpoint: Option<String>,
+    /// `http/protobuf` (the OTLP default) or `http/json`. Unset: `OTEL_EXPORTER_OTLP_PROTOCOL`,
+    /// else protobuf.
+    pub otlp_protocol: Option<OtlpProtocol>,
     /// `service.name` of the exported traces.
     pub service_name: String,
+}
+
+/// The wire format of exported traces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum OtlpProtocol {
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    #[serde(rename = "http/json")]
+    HttpJson,
+}
+
+impl OtlpProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtlpProtocol::HttpProtobuf => "http/protobuf",
+            OtlpProtocol::HttpJson => "http/json",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
@@ -442,6 +463,7 @@ impl Default for TelemetryConfig {
             log_format: LogFormat::Auto,
             log_level: "info".into(),
             otlp_endpoint: None,
+            otlp_protocol: None,
             service_name: "oclaw".into(),
         }
     }

@@ -117,17 +117,24 @@ pub async fn serve(
         }
     });
 
-    if let Some(endpoint) = &config.telemetry.otlp_endpoint {
+    let export = oclaw_telemetry::otlp::Export::resolve(
+        config.telemetry.otlp_endpoint.as_deref(),
+        config.telemetry.otlp_protocol.map(|p| p.as_str()),
+        &config.telemetry.service_name,
+        &|name| std::env::var(name).ok(),
+    )
+    .map_err(|m| startup(ErrorCode::ConfigInvalidValue, m))?;
+    if let Some(export) = export {
+        let (endpoint, protocol) = (export.url.clone(), export.protocol);
         oclaw_telemetry::otlp::init(
-            endpoint,
-            &config.telemetry.service_name,
+            export,
             vec![
                 ("service.instance.id", node_id.clone()),
                 ("service.version", env!("CARGO_PKG_VERSION").to_string()),
                 ("oclaw.components", components.label()),
             ],
         );
-        tracing::info!(component = "node", endpoint = %endpoint, "exporting traces over OTLP/HTTP");
+        tracing::info!(component = "node", endpoint = %endpoint, ?protocol, "exporting traces over OTLP/HTTP");
     }
 
     let runtime = Runtime::new(

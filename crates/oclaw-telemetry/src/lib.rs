@@ -9,6 +9,7 @@ mod json_format;
 pub mod metrics;
 pub mod node_metrics;
 pub mod otlp;
+mod otlp_proto;
 pub mod system;
 
 pub use json_format::JsonLines;

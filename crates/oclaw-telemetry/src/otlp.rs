@@ -1,9 +1,11 @@
-//! Traces exported over OTLP/HTTP with JSON encoding (`POST <endpoint>/v1/traces`), which the
-//! OpenTelemetry Collector, Jaeger and Tempo accept. Spans are queued without blocking (dropped,
-//! and counted, when the queue is full) and sent in batches by one background task.
+//! Traces exported over OTLP/HTTP (`POST <endpoint>/v1/traces`), as protobuf (the Collector's
+//! default) or JSON, which the OpenTelemetry Collector, Jaeger and Tempo accept. Spans are queued
+//! without blocking (dropped, and counted, when the queue is full) and sent in batches by one
+//! background task.
 //!
-//! Off unless `telemetry.otlp_endpoint` is set; then [`init`] installs the process-wide tracer and
-//! [`tracer`] returns it everywhere spans are made.
+//! Off unless `telemetry.otlp_endpoint` or the standard `OTEL_EXPORTER_OTLP_*` variables name a
+//! collector ([`Export::resolve`]); then [`init`] installs the process-wide tracer and [`tracer`]
+//! returns it everywhere spans are made.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -23,16 +25,16 @@ pub enum SpanKind {
 
 /// A finished span.
 #[derive(Debug, Clone)]
-struct SpanData {
-    trace_id: String,
-    span_id: String,
-    parent: Option<String>,
-    name: String,
-    kind: SpanKind,
-    start: SystemTime,
-    end: SystemTime,
-    attributes: Vec<(&'static str, Value)>,
-    error: Option<String>,
+pub(crate) struct SpanData {
+    pub(crate) trace_id: String,
+    pub(crate) span_id: String,
+    pub(crate) parent: Option<String>,
+    pub(crate) name: String,
+    pub(crate) kind: SpanKind,
+    pub(crate) start: SystemTime,
+    pub(crate) end: SystemTime,
+    pub(crate) attributes: Vec<(&'static str, Value)>,
+    pub(crate) error: Option<String>,
 }
 
 /// A span in progress; [`Span::end`] records it.
@@ -149,20 +151,170 @@ impl Tracer {
     }
 }
 
-/// Installs the tracer exporting to `endpoint` (`http://host:4318`) as service `service`, with
-/// `resource` attributes (node id, components, version). Must run inside a Tokio runtime.
-/// Returns false when a tracer was already installed.
-pub fn init(endpoint: &str, service: &str, resource: Vec<(&'static str, String)>) -> bool {
+/// The wire format of the export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `http/protobuf`, the OTLP default.
+    Protobuf,
+    /// `http/json`.
+    Json,
+}
+
+impl Protocol {
+    pub fn parse(text: &str) -> Result<Protocol, String> {
+        match text.trim() {
+            "http/protobuf" => Ok(Protocol::Protobuf),
+            "http/json" => Ok(Protocol::Json),
+            "grpc" => Err("OTLP over gRPC is not supported: use http/protobuf (port 4318)".into()),
+            other => Err(format!(
+                "OTLP protocol `{other}` is not http/protobuf or http/json"
+            )),
+        }
+    }
+}
+
+/// Where and how traces go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Export {
+    /// The full traces URL (`…/v1/traces`).
+    pub url: String,
+    pub protocol: Protocol,
+    /// Extra request headers (an API key for a hosted collector): never logged.
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
+    /// `service.name`.
+    pub service: String,
+    /// `OTEL_RESOURCE_ATTRIBUTES`.
+    pub resource: Vec<(String, String)>,
+}
+
+/// Decodes the `%XX` escapes of the W3C baggage format the OTLP header variables use.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `key=value,key2=value2` pairs (headers, resource attributes); empty keys are skipped.
+fn pairs(text: &str) -> Vec<(String, String)> {
+    text.split(',')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            let k = percent_decode(k.trim());
+            (!k.is_empty()).then(|| (k, percent_decode(v.trim())))
+        })
+        .collect()
+}
+
+impl Export {
+    /// The export settings from the config file (`endpoint`, `protocol`, `service`) and the
+    /// standard variables read through `env`: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as
+    /// given) or `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended) when the file names no
+    /// endpoint; `OTEL_EXPORTER_OTLP_[TRACES_]HEADERS`, `…_PROTOCOL`, `…_TIMEOUT` (ms);
+    /// `OTEL_SERVICE_NAME` when the file keeps the default; `OTEL_RESOURCE_ATTRIBUTES`;
+    /// `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none` turn it off.
+    /// `None`: no collector named.
+    pub fn resolve(
+        endpoint: Option<&str>,
+        protocol: Option<&str>,
+        service: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Export>, String> {
+        let var = |name: &str| {
+            env(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let either = |suffix: &str| {
+            var(&format!("OTEL_EXPORTER_OTLP_TRACES_{suffix}"))
+                .or_else(|| var(&format!("OTEL_EXPORTER_OTLP_{suffix}")))
+        };
+        if var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            || var("OTEL_TRACES_EXPORTER").is_some_and(|v| v == "none")
+        {
+            return Ok(None);
+        }
+        let traces = |base: &str| format!("{}/v1/traces", base.trim_end_matches('/'));
+        let url = match endpoint {
+            Some(e) => traces(e),
+            None => match (
+                var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+                var("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            ) {
+                (Some(full), _) => full,
+                (None, Some(base)) => traces(&base),
+                (None, None) => return Ok(None),
+            },
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "OTLP endpoint `{url}` must be an http:// or https:// URL (OTLP/HTTP, e.g. http://127.0.0.1:4318)"
+            ));
+        }
+        let protocol = match protocol.map(str::to_string).or_else(|| either("PROTOCOL")) {
+            Some(p) => Protocol::parse(&p)?,
+            None => Protocol::Protobuf,
+        };
+        // Signal-specific headers win over the general ones of the same name.
+        let mut headers = var("OTEL_EXPORTER_OTLP_HEADERS")
+            .map(|h| pairs(&h))
+            .unwrap_or_default();
+        for (k, v) in var("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+            .map(|h| pairs(&h))
+            .unwrap_or_default()
+        {
+            headers.retain(|(old, _)| !old.eq_ignore_ascii_case(&k));
+            headers.push((k, v));
+        }
+        let timeout = match either("TIMEOUT") {
+            Some(ms) => Duration::from_millis(ms.parse().map_err(|_| {
+                format!("OTEL_EXPORTER_OTLP_TIMEOUT `{ms}` is not a number of milliseconds")
+            })?),
+            None => Duration::from_secs(10),
+        };
+        let service = match var("OTEL_SERVICE_NAME") {
+            Some(name) if service == "oclaw" => name,
+            _ => service.to_string(),
+        };
+        let resource = var("OTEL_RESOURCE_ATTRIBUTES")
+            .map(|r| pairs(&r))
+            .unwrap_or_default();
+        Ok(Some(Export {
+            url,
+            protocol,
+            headers,
+            timeout,
+            service,
+            resource,
+        }))
+    }
+}
+
+/// Installs the tracer exporting as `export` says, with `resource` attributes of the node (id,
+/// components, version). Must run inside a Tokio runtime. Returns false when a tracer was
+/// already installed.
+pub fn init(export: Export, resource: Vec<(&'static str, String)>) -> bool {
     let (tx, rx) = mpsc::channel(8192);
     if TRACER.set(Tracer { tx: Some(tx) }).is_err() {
         return false;
     }
-    let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
-    let mut attrs = vec![("service.name", service.to_string())];
-    attrs.extend(resource);
-    let resource =
-        json!({"attributes": attrs.iter().map(|(k, v)| kv(k, &json!(v))).collect::<Vec<_>>()});
-    tokio::spawn(export_loop(url, resource, rx));
+    let mut attrs: Vec<(String, String)> = vec![("service.name".into(), export.service.clone())];
+    attrs.extend(export.resource.iter().cloned());
+    attrs.extend(resource.into_iter().map(|(k, v)| (k.to_string(), v)));
+    tokio::spawn(export_loop(export, attrs, rx));
     true
 }
 
@@ -184,7 +336,9 @@ fn nanos(t: SystemTime) -> String {
         .to_string()
 }
 
-fn encode(resource: &Value, spans: &[SpanData]) -> Value {
+fn encode_json(resource: &[(String, String)], spans: &[SpanData]) -> Value {
+    let resource =
+        json!({"attributes": resource.iter().map(|(k, v)| kv(k, &json!(v))).collect::<Vec<_>>()});
     let spans: Vec<Value> = spans
         .iter()
         .map(|s| {
@@ -213,11 +367,32 @@ fn encode(resource: &Value, spans: &[SpanData]) -> Value {
     }]})
 }
 
-async fn export_loop(url: String, resource: Value, mut rx: mpsc::Receiver<SpanData>) {
+async fn export_loop(
+    export: Export,
+    resource: Vec<(String, String)>,
+    mut rx: mpsc::Receiver<SpanData>,
+) {
     // One process-wide TLS provider (for https endpoints); a second install attempt is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (k, v) in &export.headers {
+        match (
+            reqwest::header::HeaderName::from_bytes(k.as_bytes()),
+            reqwest::header::HeaderValue::from_str(v),
+        ) {
+            (Ok(name), Ok(mut value)) => {
+                value.set_sensitive(true);
+                headers.insert(name, value);
+            }
+            _ => tracing::warn!(
+                component = "telemetry",
+                "OTLP header `{k}` is not a valid HTTP header; it is left out"
+            ),
+        }
+    }
     let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+        .timeout(export.timeout)
+        .default_headers(headers)
         .no_proxy()
         .build()
     {
@@ -230,6 +405,7 @@ async fn export_loop(url: String, resource: Value, mut rx: mpsc::Receiver<SpanDa
             return;
         }
     };
+    let url = export.url;
     let mut batch = Vec::with_capacity(512);
     let mut failing = false;
     loop {
@@ -245,8 +421,14 @@ async fn export_loop(url: String, resource: Value, mut rx: mpsc::Receiver<SpanDa
                 Ok(None) | Err(_) => break,
             }
         }
-        let body = encode(&resource, &batch);
-        let sent = client.post(&url).json(&body).send().await;
+        let request = match export.protocol {
+            Protocol::Json => client.post(&url).json(&encode_json(&resource, &batch)),
+            Protocol::Protobuf => client
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
+                .body(crate::otlp_proto::encode(&resource, &batch)),
+        };
+        let sent = request.send().await;
         match sent {
             Ok(r) if r.status().is_success() => {
                 if failing {
@@ -292,11 +474,105 @@ mod tests {
         assert_eq!(s.span_id.len(), 16);
     }
 
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn the_standard_variables_name_the_collector_when_the_file_does_not() {
+        assert_eq!(
+            Export::resolve(None, None, "oclaw", &env(&[])).unwrap(),
+            None
+        );
+        let e = Export::resolve(
+            None,
+            None,
+            "oclaw",
+            &env(&[
+                (
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    "https://otel.example.com:4318/",
+                ),
+                (
+                    "OTEL_EXPORTER_OTLP_HEADERS",
+                    "api-key=s%3Dcret, x-team = ops,=skipped",
+                ),
+                ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "X-Team=core"),
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+                ("OTEL_SERVICE_NAME", "billing"),
+                ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod"),
+            ]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(e.url, "https://otel.example.com:4318/v1/traces");
+        assert_eq!(e.protocol, Protocol::Protobuf);
+        assert_eq!(
+            e.headers,
+            [
+                ("api-key".to_string(), "s=cret".to_string()),
+                ("X-Team".into(), "core".into())
+            ]
+        );
+        assert_eq!(e.timeout, Duration::from_millis(2500));
+        assert_eq!(e.service, "billing");
+        assert_eq!(
+            e.resource,
+            [("deployment.environment".to_string(), "prod".to_string())]
+        );
+        // The traces endpoint is used as given; the file's endpoint and protocol win.
+        let e = Export::resolve(
+            None,
+            None,
+            "mine",
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4318/custom"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:4318"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+                ("OTEL_SERVICE_NAME", "not-this"),
+            ]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (e.url.as_str(), e.protocol, e.service.as_str()),
+            ("http://c:4318/custom", Protocol::Json, "mine")
+        );
+        let e = Export::resolve(
+            Some("http://file:4318"),
+            Some("http/protobuf"),
+            "oclaw",
+            &env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (e.url.as_str(), e.protocol),
+            ("http://file:4318/v1/traces", Protocol::Protobuf)
+        );
+        // Off switches, and clear refusals.
+        let off = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ]);
+        assert_eq!(Export::resolve(None, None, "oclaw", &off).unwrap(), None);
+        let grpc = Export::resolve(Some("http://c:4317"), Some("grpc"), "oclaw", &env(&[]));
+        assert!(grpc.unwrap_err().contains("gRPC"));
+        let bad = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "c:4318")]);
+        assert!(Export::resolve(None, None, "oclaw", &bad)
+            .unwrap_err()
+            .contains("http://"));
+    }
+
     #[test]
     fn encodes_otlp_json() {
         let start = SystemTime::now();
-        let body = encode(
-            &json!({"attributes": []}),
+        let body = encode_json(
+            &[],
             &[SpanData {
                 trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
                 span_id: "00f067aa0ba902b7".into(),
