@@ -1,124 +1,68 @@
-//! The part of JSON Schema plugin and MCP skills are checked against: `type` (one or a list),
-//! `required`, `properties`, `additionalProperties: false`, `items`, `enum`. Other keywords are
-//! accepted and not enforced (the docs say so).
+//! JSON Schema for plugin and MCP skills, through the `jsonschema` crate: every draft (the
+//! `$schema` a document names, 2020-12 when it names none), `$ref` within the document, `anyOf`,
+//! `oneOf`, `pattern`, `format` as an annotation. References outside the document are refused
+//! when the schema is loaded: nothing is fetched while a node runs.
+//!
+//! Compiled validators are kept by the schema's text, so a skill called often compiles its
+//! schema once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-const TYPES: &[&str] = &[
-    "object", "array", "string", "number", "integer", "boolean", "null",
-];
+fn describe(e: &jsonschema::ValidationError<'_>) -> String {
+    let at = e.instance_path().as_str();
+    let at = if at.is_empty() { "$" } else { at };
+    format!("{at}: {e}")
+}
 
-/// Checks that `schema` is a schema this module understands (when the manifest is loaded).
+fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
+    jsonschema::meta::validator_for(schema)
+        .map_err(|e| format!("the schema's $schema is not a known draft: {e}"))?
+        .validate(schema)
+        .map_err(|e| format!("not a valid JSON Schema: {}", describe(&e)))?;
+    jsonschema::validator_for(schema).map_err(|e| format!("the schema cannot be used: {e}"))
+}
+
+/// Most compiled schemas kept; past it the cache starts over (skills' schemas are few).
+const CACHED: usize = 1024;
+
+static VALIDATORS: Mutex<Option<HashMap<String, Arc<jsonschema::Validator>>>> = Mutex::new(None);
+
+fn validator(schema: &Value) -> Result<Arc<jsonschema::Validator>, String> {
+    let key = schema.to_string();
+    if let Some(v) = VALIDATORS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(&key))
+    {
+        return Ok(v.clone());
+    }
+    let compiled = Arc::new(compile(schema)?);
+    let mut cache = VALIDATORS.lock().unwrap_or_else(|p| p.into_inner());
+    let map = cache.get_or_insert_with(HashMap::new);
+    if map.len() >= CACHED {
+        map.clear();
+    }
+    map.insert(key, compiled.clone());
+    Ok(compiled)
+}
+
+/// Checks that `schema` is a JSON Schema that can be used (when the manifest or the tool list
+/// is loaded).
 pub fn check_schema(schema: &Value) -> Result<(), String> {
-    let Value::Object(map) = schema else {
-        return match schema {
-            Value::Bool(_) => Ok(()),
-            _ => Err("a schema must be a mapping".into()),
-        };
-    };
-    if let Some(t) = map.get("type") {
-        let names: Vec<&Value> = match t {
-            Value::Array(a) => a.iter().collect(),
-            other => vec![other],
-        };
-        for n in names {
-            match n.as_str() {
-                Some(s) if TYPES.contains(&s) => {}
-                _ => return Err(format!("unknown type {n}; known: {}", TYPES.join(", "))),
-            }
-        }
+    if !(schema.is_object() || schema.is_boolean()) {
+        return Err("a schema must be a mapping (or true/false)".into());
     }
-    if let Some(props) = map.get("properties") {
-        let Value::Object(props) = props else {
-            return Err("`properties` must be a mapping".into());
-        };
-        for (k, v) in props {
-            check_schema(v).map_err(|e| format!("properties.{k}: {e}"))?;
-        }
-    }
-    if let Some(items) = map.get("items") {
-        check_schema(items).map_err(|e| format!("items: {e}"))?;
-    }
-    if let Some(req) = map.get("required") {
-        if !req
-            .as_array()
-            .is_some_and(|a| a.iter().all(Value::is_string))
-        {
-            return Err("`required` must be a list of names".into());
-        }
-    }
-    Ok(())
+    validator(schema).map(|_| ())
 }
 
-fn type_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-/// Checks `value` against `schema`; the error names the path of the first mismatch.
+/// Checks `value` against `schema`; the error names the JSON pointer of the first mismatch
+/// (`$` for the whole value).
 pub fn validate(schema: &Value, value: &Value) -> Result<(), String> {
-    validate_at(schema, value, "$")
-}
-
-fn validate_at(schema: &Value, value: &Value, path: &str) -> Result<(), String> {
-    let map = match schema {
-        Value::Object(m) => m,
-        Value::Bool(false) => return Err(format!("{path}: no value is allowed here")),
-        _ => return Ok(()),
-    };
-    if let Some(t) = map.get("type") {
-        let actual = type_of(value);
-        let fits = |name: &str| name == actual || (name == "number" && actual == "integer");
-        let ok = match t {
-            Value::String(s) => fits(s),
-            Value::Array(a) => a.iter().filter_map(Value::as_str).any(fits),
-            _ => true,
-        };
-        if !ok {
-            return Err(format!("{path}: expected {t}, got {actual}"));
-        }
-    }
-    if let Some(Value::Array(options)) = map.get("enum") {
-        if !options.contains(value) {
-            return Err(format!(
-                "{path}: {value} is not one of {}",
-                Value::Array(options.clone())
-            ));
-        }
-    }
-    if let Value::Object(obj) = value {
-        if let Some(Value::Array(req)) = map.get("required") {
-            for r in req.iter().filter_map(Value::as_str) {
-                if !obj.contains_key(r) {
-                    return Err(format!("{path}: `{r}` is required"));
-                }
-            }
-        }
-        let props = map.get("properties").and_then(Value::as_object);
-        for (k, v) in obj {
-            match props.and_then(|p| p.get(k)) {
-                Some(s) => validate_at(s, v, &format!("{path}.{k}"))?,
-                None => {
-                    if map.get("additionalProperties") == Some(&Value::Bool(false)) {
-                        return Err(format!("{path}: unknown field `{k}`"));
-                    }
-                }
-            }
-        }
-    }
-    if let (Value::Array(items), Some(item_schema)) = (value, map.get("items")) {
-        for (i, v) in items.iter().enumerate() {
-            validate_at(item_schema, v, &format!("{path}[{i}]"))?;
-        }
-    }
-    Ok(())
+    validator(schema)?.validate(value).map_err(|e| describe(&e))
 }
 
 #[cfg(test)]
@@ -133,20 +77,46 @@ mod tests {
                            "tags": {"type": "array", "items": {"enum": ["a", "b"]}}}});
         check_schema(&schema).unwrap();
         validate(&schema, &json!({"text": "x", "n": 3, "tags": ["a"]})).unwrap();
-        assert_eq!(
-            validate(&schema, &json!({"n": 1})).unwrap_err(),
-            "$: `text` is required"
+        let e = validate(&schema, &json!({"n": 1})).unwrap_err();
+        assert!(
+            e.starts_with("$: ") && e.contains("\"text\" is a required property"),
+            "{e}"
         );
-        assert!(validate(&schema, &json!({"text": 1}))
-            .unwrap_err()
-            .contains("$.text: expected \"string\", got integer"));
+        let e = validate(&schema, &json!({"text": 1})).unwrap_err();
+        assert!(e.starts_with("/text: ") && e.contains("string"), "{e}");
         assert!(validate(&schema, &json!({"text": "x", "tags": ["c"]}))
             .unwrap_err()
-            .starts_with("$.tags[0]:"));
-        assert!(validate(&schema, &json!({"text": "x", "other": 1}))
-            .unwrap_err()
-            .contains("unknown field `other`"));
+            .starts_with("/tags/0:"));
+        let e = validate(&schema, &json!({"text": "x", "other": 1})).unwrap_err();
+        assert!(e.contains("other"), "{e}");
         assert!(check_schema(&json!({"type": "strnig"})).is_err());
         assert!(check_schema(&json!("object")).is_err());
+    }
+
+    #[test]
+    fn the_keywords_third_party_tools_use_are_enforced() {
+        // As MCP servers publish them: $defs with $ref, anyOf, pattern, bounds, draft-07.
+        let schema = json!({
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "type": "object",
+            "definitions": {"id": {"type": "string", "pattern": "^[a-z]+-[0-9]+$"}},
+            "properties": {
+                "ticket": {"$ref": "#/definitions/id"},
+                "limit": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 50}, {"type": "null"}]},
+            },
+            "required": ["ticket"],
+        });
+        check_schema(&schema).unwrap();
+        validate(&schema, &json!({"ticket": "inc-42", "limit": null})).unwrap();
+        validate(&schema, &json!({"ticket": "inc-42", "limit": 50})).unwrap();
+        assert!(validate(&schema, &json!({"ticket": "INC 42"}))
+            .unwrap_err()
+            .starts_with("/ticket:"));
+        assert!(validate(&schema, &json!({"ticket": "inc-1", "limit": 51})).is_err());
+        // References outside the document are refused at load: nothing is fetched.
+        let remote = json!({"$ref": "https://example.com/schema.json"});
+        assert!(check_schema(&remote).is_err());
+        let unknown = json!({"$schema": "https://example.com/my-draft", "type": "object"});
+        assert!(check_schema(&unknown).is_err());
     }
 }
