@@ -199,7 +199,7 @@ fn faq_bots_over_mqtt(run: &str) -> Result<Vec<oclaw_core::bot::BotDoc>, String>
     let mut bots = Vec::new();
     for doc in yaml.split("\n---\n") {
         let mut bot: oclaw_core::bot::BotDoc =
-            serde_yaml::from_str(doc).map_err(|e| format!("faq-bot example: {e}"))?;
+            serde_saphyr::from_str(doc).map_err(|e| format!("faq-bot example: {e}"))?;
         if bot.metadata.name == "faq-bot" {
             bot.spec.triggers.push(oclaw_core::bot::Trigger {
                 mqtt: Some(serde_json::json!({"topic": format!("{run}/+/ask"), "reply_topic": "{topic}/reply"})),

@@ -178,7 +178,7 @@ impl BotCatalog {
             if !meaningful {
                 continue;
             }
-            let bot: BotDoc = serde_yaml::from_str(&doc).map_err(|e| {
+            let bot: BotDoc = serde_saphyr::from_str(&doc).map_err(|e| {
                 let mut err = yaml_error(source, &e);
                 if err.code == ErrorCode::ConfigInvalidValue {
                     err.code = ErrorCode::BotInvalid;

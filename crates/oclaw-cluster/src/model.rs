@@ -206,7 +206,7 @@ impl OpenClawCluster {
     /// Reads and checks a cluster file; errors carry the file, the line where known, and
     /// `OC-5001` (or `OC-1003` for an unknown key, with a suggestion).
     pub fn parse(file: &str, text: &str) -> Result<OpenClawCluster, ClusterError> {
-        let c: OpenClawCluster = serde_yaml::from_str(text).map_err(|e| {
+        let c: OpenClawCluster = serde_saphyr::from_str(text).map_err(|e| {
             let mut err = yaml_error(file, &e);
             if err.code == ErrorCode::ConfigInvalidValue {
                 err.code = ErrorCode::ClusterInvalid;

@@ -244,7 +244,7 @@ async fn checks_on<D: Driver>(
         .rev()
         .find(|r| r.status == RevisionStatus::Deployed);
     let config = match &deployed {
-        Some(r) => serde_yaml::from_str::<serde_json::Value>(&d.cluster_text(r.revision).await?)
+        Some(r) => serde_saphyr::from_str::<serde_json::Value>(&d.cluster_text(r.revision).await?)
             .ok()
             .and_then(|v| v.pointer("/spec/config").cloned())
             .unwrap_or_default(),

@@ -50,14 +50,18 @@ impl ConfigError {
     }
 }
 
-/// Turns a serde_yaml error into a located [`ConfigError`] with a did-you-mean hint.
-pub fn yaml_error(file: &str, err: &serde_yaml::Error) -> ConfigError {
+/// Turns a YAML error into a located [`ConfigError`] with a did-you-mean hint.
+pub fn yaml_error(file: &str, err: &serde_saphyr::Error) -> ConfigError {
     let loc = err.location();
-    let mut message = err.to_string();
+    let mut message = err.without_snippet().to_string();
     if let Some(l) = &loc {
-        let suffix = format!(" at line {} column {}", l.line(), l.column());
-        if let Some(pos) = message.find(&suffix) {
-            message.replace_range(pos..pos + suffix.len(), "");
+        for suffix in [
+            format!(" at line {} column {}", l.line(), l.column()),
+            format!(" at line {}, column {}", l.line(), l.column()),
+        ] {
+            if let Some(pos) = message.find(&suffix) {
+                message.replace_range(pos..pos + suffix.len(), "");
+            }
         }
     }
     let code = if message.contains("unknown field") {
@@ -65,12 +69,7 @@ pub fn yaml_error(file: &str, err: &serde_yaml::Error) -> ConfigError {
             message.push_str(&hint);
         }
         ErrorCode::ConfigUnknownKey
-    } else if message.contains("did not find expected")
-        || message.contains("mapping values are not allowed")
-        || message.contains("found character")
-        || message.contains("while parsing")
-        || message.contains("while scanning")
-    {
+    } else if is_syntax(err) {
         ErrorCode::ConfigSyntax
     } else {
         ErrorCode::ConfigInvalidValue
@@ -78,19 +77,39 @@ pub fn yaml_error(file: &str, err: &serde_yaml::Error) -> ConfigError {
     ConfigError {
         code,
         file: Some(file.to_string()),
-        line: loc.as_ref().map(|l| l.line()),
-        column: loc.as_ref().map(|l| l.column()),
+        line: loc.as_ref().map(|l| l.line() as usize),
+        column: loc.as_ref().map(|l| l.column() as usize),
         message,
     }
 }
 
-/// From "unknown field `x`, expected one of `a`, `b`" builds " (did you mean `a`?)".
+/// Whether the YAML parser itself refused the text (rather than a value not fitting its field).
+fn is_syntax(err: &serde_saphyr::Error) -> bool {
+    match err.without_snippet() {
+        serde_saphyr::Error::Eof { .. } => true,
+        serde_saphyr::Error::ExternalMessage { source, .. } => {
+            matches!(**source, serde_saphyr::ExternalMessageSource::Parser(_))
+        }
+        _ => false,
+    }
+}
+
+/// From "unknown field `x`, expected one of a, b" (names with or without backticks) builds
+/// " (did you mean `a`?)".
 fn unknown_field_hint(message: &str) -> Option<String> {
     let start = message.find("unknown field `")? + "unknown field `".len();
     let rest = &message[start..];
     let unknown = &rest[..rest.find('`')?];
     let expected = &rest[rest.find("expected")?..];
-    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let expected = expected
+        .strip_prefix("expected one of")
+        .or_else(|| expected.strip_prefix("expected"))
+        .unwrap_or(expected);
+    let candidates: Vec<&str> = expected
+        .split(',')
+        .map(|c| c.trim().trim_matches('`'))
+        .filter(|c| !c.is_empty())
+        .collect();
     let hint = suggest::hint(unknown, &candidates);
     (!hint.is_empty()).then_some(hint)
 }
@@ -128,9 +147,9 @@ pub fn parse_node_config(
     let file_value: Value = if text.trim().is_empty() {
         Value::Object(Map::new())
     } else {
-        let value = serde_yaml::from_str::<Value>(text).map_err(|e| yaml_error(file, &e))?;
+        let value = serde_saphyr::from_str::<Value>(text).map_err(|e| yaml_error(file, &e))?;
         // Deserialising the text straight into the typed config gives errors with lines.
-        serde_yaml::from_str::<NodeConfig>(text).map_err(|e| yaml_error(file, &e))?;
+        serde_saphyr::from_str::<NodeConfig>(text).map_err(|e| yaml_error(file, &e))?;
         value
     };
     let mut merged = serde_json::to_value(NodeConfig::for_profile(profile))
@@ -211,7 +230,7 @@ fn override_path(key: &str, config: &Value) -> Result<Option<Vec<String>>, Confi
 
 fn set_path(root: &mut Value, key: &str, path: &[String], raw: &str) -> Result<(), ConfigError> {
     let parsed: Value =
-        serde_yaml::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
+        serde_saphyr::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
     let mut node = root;
     let mut parent_free_form = false;
     for (i, seg) in path.iter().enumerate() {

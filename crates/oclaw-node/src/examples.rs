@@ -38,7 +38,7 @@ pub fn example_yaml(name: &str, yaml: &str) -> String {
     if !name.ends_with("faq-bot.yaml") || knowledge_on_disk(name).is_some() {
         return yaml.to_string();
     }
-    let entries = serde_yaml::from_str::<serde_json::Value>(FAQ_KNOWLEDGE)
+    let entries = serde_saphyr::from_str::<serde_json::Value>(FAQ_KNOWLEDGE)
         .map(|v| v["entries"].to_string())
         .unwrap_or_else(|_| "[]".into());
     yaml.replace(&format!("file: {FAQ_FILE}"), &format!("entries: {entries}"))

@@ -52,7 +52,7 @@ pub fn install(
         .map_err(|e| io("creating the staging folder", e))?;
     std::fs::write(staging.join(&m.module), &compiled.files.module_bytes)
         .map_err(|e| io("writing the module", e))?;
-    let text = serde_yaml::to_string(&m)
+    let text = serde_saphyr::to_string(&m)
         .map_err(|e| PluginError::permanent(ErrorCode::PluginInvalid, format!("manifest: {e}")))?;
     std::fs::write(staging.join(manifest::MANIFEST_FILE), text)
         .map_err(|e| io("writing the manifest", e))?;

@@ -232,7 +232,7 @@ pub fn read(path: &Path) -> Result<PluginFiles, PluginError> {
             manifest_path.display()
         ))
     })?;
-    let manifest: Manifest = serde_yaml::from_str(&text).map_err(|e| {
+    let manifest: Manifest = serde_saphyr::from_str(&text).map_err(|e| {
         let at = e
             .location()
             .map(|l| format!(":{}:{}", l.line(), l.column()))

@@ -165,7 +165,7 @@ impl FaqMatch {
                 format!("faq.match: cannot read knowledge file {path}: {e}"),
             )
         })?;
-        let v: Value = serde_yaml::from_str(&text).map_err(|e| {
+        let v: Value = serde_saphyr::from_str(&text).map_err(|e| {
             SkillError::permanent(
                 ErrorCode::SkillFailed,
                 format!("faq.match: knowledge file {path}: {e}"),
@@ -293,7 +293,7 @@ mod tests {
     #[test]
     fn ordinary_questions_find_the_example_entries() {
         let file: Value =
-            serde_yaml::from_str(include_str!("../../../examples/faq/knowledge.yaml")).unwrap();
+            serde_saphyr::from_str(include_str!("../../../examples/faq/knowledge.yaml")).unwrap();
         let entries = parse_entries(&file, "knowledge.yaml").unwrap();
         for (question, entry) in [
             ("怎么退款", "退款多久到账？"),

@@ -7,8 +7,8 @@ pub const ALERT_RULES: &str = include_str!("../../../deploy/prometheus/oclaw-rul
 
 /// The alert rules as a `monitoring.coreos.com/v1` `PrometheusRule` in `namespace`.
 pub fn prometheus_rule(namespace: &str) -> Result<String, String> {
-    let rules: serde_yaml::Value =
-        serde_yaml::from_str(ALERT_RULES).map_err(|e| format!("alert rules: {e}"))?;
+    let rules: serde_json::Value =
+        serde_saphyr::from_str(ALERT_RULES).map_err(|e| format!("alert rules: {e}"))?;
     let groups = rules
         .get("groups")
         .cloned()
@@ -23,7 +23,7 @@ pub fn prometheus_rule(namespace: &str) -> Result<String, String> {
         },
         "spec": {"groups": groups},
     });
-    serde_yaml::to_string(&resource).map_err(|e| e.to_string())
+    serde_saphyr::to_string(&resource).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -32,17 +32,17 @@ mod tests {
 
     #[test]
     fn prometheus_rule_carries_every_rule_of_the_file() {
-        let rendered: serde_yaml::Value =
-            serde_yaml::from_str(&prometheus_rule("oclaw-system").unwrap()).unwrap();
-        let file: serde_yaml::Value = serde_yaml::from_str(ALERT_RULES).unwrap();
+        let rendered: serde_json::Value =
+            serde_saphyr::from_str(&prometheus_rule("oclaw-system").unwrap()).unwrap();
+        let file: serde_json::Value = serde_saphyr::from_str(ALERT_RULES).unwrap();
         assert_eq!(rendered["kind"], "PrometheusRule");
         assert_eq!(rendered["metadata"]["namespace"], "oclaw-system");
         assert_eq!(rendered["spec"]["groups"], file["groups"]);
         let alerts: Vec<&str> = rendered["spec"]["groups"]
-            .as_sequence()
+            .as_array()
             .unwrap()
             .iter()
-            .flat_map(|g| g["rules"].as_sequence().unwrap())
+            .flat_map(|g| g["rules"].as_array().unwrap())
             .map(|r| r["alert"].as_str().unwrap())
             .collect();
         assert!(alerts.contains(&"OclawQueueBacklogHigh"));

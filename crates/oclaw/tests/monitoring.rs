@@ -46,11 +46,11 @@ fn tool(name: &str) -> Option<PathBuf> {
 
 /// Every PromQL expression of the rule file.
 fn rule_exprs() -> Vec<(String, String)> {
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(rules_path()).unwrap()).unwrap();
+    let doc: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(rules_path()).unwrap()).unwrap();
     let mut out = Vec::new();
-    for group in doc["groups"].as_sequence().unwrap() {
-        for rule in group["rules"].as_sequence().unwrap() {
+    for group in doc["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
             out.push((
                 rule["alert"].as_str().unwrap().to_string(),
                 rule["expr"].as_str().unwrap().to_string(),
@@ -138,11 +138,11 @@ fn alert_rules_pass_promtool_unit_tests() {
         .output()
         .unwrap();
     assert!(rendered.status.success());
-    let resource: serde_yaml::Value = serde_yaml::from_slice(&rendered.stdout).unwrap();
+    let resource: serde_json::Value = serde_saphyr::from_slice(&rendered.stdout).unwrap();
     assert_eq!(resource["kind"], "PrometheusRule");
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("from-prometheusrule.yml");
-    std::fs::write(&spec, serde_yaml::to_string(&resource["spec"]).unwrap()).unwrap();
+    std::fs::write(&spec, serde_saphyr::to_string(&resource["spec"]).unwrap()).unwrap();
     let check = Command::new(&promtool)
         .args(["check", "rules"])
         .arg(&spec)
@@ -182,7 +182,8 @@ fn dashboard_queries_are_valid_promql() {
     let file = dir.path().join("dashboard-queries.yml");
     std::fs::write(
         &file,
-        serde_yaml::to_string(&json!({"groups": [{"name": "dashboard", "rules": rules}]})).unwrap(),
+        serde_saphyr::to_string(&json!({"groups": [{"name": "dashboard", "rules": rules}]}))
+            .unwrap(),
     )
     .unwrap();
     let check = Command::new(&promtool)

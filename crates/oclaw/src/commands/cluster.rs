@@ -32,7 +32,7 @@ fn load(args: &ClusterArgs, image: Option<&str>) -> Result<(OpenClawCluster, Str
         return Ok((cluster, text));
     };
     cluster.spec.image = Some(registry.trim_end_matches('/').to_string());
-    let text = serde_yaml::to_string(&cluster).unwrap_or_default();
+    let text = serde_saphyr::to_string(&cluster).unwrap_or_default();
     Ok((cluster, text))
 }
 

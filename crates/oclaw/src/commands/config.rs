@@ -86,7 +86,7 @@ pub fn run(cmd: ConfigCommand) -> ExitCode {
             Ok(mut c) => {
                 // Tokens are secrets: show how many, not what they are.
                 c.api.tokens = c.api.tokens.iter().map(|_| "***".to_string()).collect();
-                match serde_yaml::to_string(&c) {
+                match serde_saphyr::to_string(&c) {
                     Ok(text) => {
                         print!("{text}");
                         ExitCode::SUCCESS
@@ -131,14 +131,11 @@ fn is_bot_file(text: &str) -> bool {
         }
     }
     docs.iter().any(|doc| {
-        let Ok(serde_yaml::Value::Mapping(map)) = serde_yaml::from_str(doc) else {
+        let Ok(serde_json::Value::Object(map)) = serde_saphyr::from_str(doc) else {
             return false;
         };
-        let has = |k: &str| map.contains_key(serde_yaml::Value::from(k));
-        map.get(serde_yaml::Value::from("kind"))
-            .and_then(|k| k.as_str())
-            == Some("Bot")
-            || (has("metadata") && has("spec"))
+        let has = |k: &str| map.contains_key(k);
+        map.get("kind").and_then(|k| k.as_str()) == Some("Bot") || (has("metadata") && has("spec"))
     })
 }
 

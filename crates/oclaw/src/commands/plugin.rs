@@ -177,7 +177,7 @@ fn run_inner(cmd: PluginCommand) -> Result<ExitCode, ExitCode> {
             if output == Some(OutputArg::Json) {
                 println!("{doc:#}");
             } else {
-                print!("{}", serde_yaml::to_string(&doc).unwrap_or_default());
+                print!("{}", serde_saphyr::to_string(&doc).unwrap_or_default());
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -53,7 +53,7 @@ fn node_config(c: &OpenClawCluster) -> String {
             );
         }
     }
-    serde_yaml::to_string(&config).unwrap_or_default()
+    serde_saphyr::to_string(&config).unwrap_or_default()
 }
 
 /// The CloudNativePG cluster of a cluster file without a database of its own.
@@ -406,7 +406,7 @@ pub fn revision_of_config_map(o: &Value) -> Option<crate::driver::Revision> {
 pub fn to_yaml(objects: &[Value]) -> String {
     objects
         .iter()
-        .map(|o| serde_yaml::to_string(o).unwrap_or_default())
+        .map(|o| serde_saphyr::to_string(o).unwrap_or_default())
         .collect::<Vec<_>>()
         .join("---\n")
 }
@@ -420,7 +420,7 @@ pub fn prometheus_rule(cluster: &OpenClawCluster) -> Result<Option<Value>, Drive
     let invalid = |e: String| DriverError::new(ErrorCode::ConfigInvalidValue, e);
     let text = oclaw_telemetry::alert_rules::prometheus_rule(&cluster.metadata.namespace)
         .map_err(invalid)?;
-    let mut rule: Value = serde_yaml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let mut rule: Value = serde_saphyr::from_str(&text).map_err(|e| invalid(e.to_string()))?;
     let labels = &mut rule["metadata"]["labels"];
     if let Some(l) = labels.as_object_mut() {
         l.remove("app.kubernetes.io/component");

@@ -75,7 +75,7 @@ pub fn node_yaml(cluster: &OpenClawCluster) -> String {
         .config
         .clone()
         .unwrap_or_else(|| serde_json::json!({}));
-    serde_yaml::to_string(&config).unwrap_or_default()
+    serde_saphyr::to_string(&config).unwrap_or_default()
 }
 
 pub fn revisions_dir(dir: &Path) -> PathBuf {
