@@ -1,7 +1,8 @@
 # The oclaw image: one static-enough binary on a minimal base, running as a non-root user
 # (65532, the uid the Kubernetes manifests set) with nothing else in it.
 #   docker build -t registry.example.com/oclaw/oclaw:0.1.0 .
-# Not built by this repository's CI (no image builder with network access runs there).
+# It pulls its base images, which CI cannot; CI builds deploy/image/Containerfile instead (the
+# same layout from scratch, with the binary it just built) and runs it.
 
 FROM rust:1.89-bookworm AS build
 WORKDIR /src

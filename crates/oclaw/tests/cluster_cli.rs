@@ -320,3 +320,75 @@ fn the_kustomize_base_is_current_and_its_overlay_builds() {
     std::fs::write(&path, text.as_bytes()).unwrap();
     kubernetes_validate(&path);
 }
+
+/// The image of deploy/image, built from scratch by buildah with this build's binary, runs and
+/// carries the non-root user the manifests expect.
+#[test]
+fn the_image_builds_from_scratch_and_runs_as_the_unprivileged_user() {
+    if std::process::Command::new("buildah")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return common::missing("buildah (Debian's buildah package)").unwrap_or(());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!(
+        "--root {} --runroot {} --storage-driver vfs",
+        dir.path().join("storage").display(),
+        dir.path().join("run").display()
+    );
+    let buildah = |args: &[&str]| {
+        let out = std::process::Command::new("buildah")
+            .args(storage.split(' '))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "buildah {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let built = std::process::Command::new("bash")
+        .arg(common::workspace_root().join("deploy/image/build.sh"))
+        .args([env!("CARGO_BIN_EXE_oclaw"), "localhost/oclaw:ci"])
+        .env("BUILDAH_OPTS", &storage)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let config = buildah(&[
+        "inspect",
+        "--format",
+        "{{.OCIv1.Config.User}} {{.OCIv1.Config.Entrypoint}} {{.OCIv1.Config.Cmd}}",
+        "localhost/oclaw:ci",
+    ]);
+    assert_eq!(
+        config,
+        "65532:65532 [/usr/bin/oclaw] [serve --listen 0.0.0.0:8080]"
+    );
+    let container = buildah(&["from", "localhost/oclaw:ci"]);
+    let version = buildah(&[
+        "run",
+        "--isolation",
+        "chroot",
+        &container,
+        "--",
+        "/usr/bin/oclaw",
+        "version",
+    ]);
+    assert_eq!(version, format!("oclaw {}", env!("CARGO_PKG_VERSION")));
+    // Nothing but the binary, its libraries and the user files: no shell to exec into.
+    let mounted = buildah(&["mount", &container]);
+    let root = std::path::Path::new(&mounted);
+    assert!(root.join("usr/bin/oclaw").is_file());
+    assert!(!root.join("bin/sh").exists() && !root.join("usr/bin/sh").exists());
+    buildah(&["umount", &container]);
+    buildah(&["rm", &container]);
+}
