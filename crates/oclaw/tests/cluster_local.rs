@@ -862,6 +862,83 @@ async fn the_guides_ha_sequence_survives_losing_the_database_leader() {
             "a pod restarted: {table}"
         );
     }
+    // The guide's §7 on the cluster's own database: an all-in upgrade and a forced rollback
+    // replace every pod, and leave the database alone (same members, same processes); the new
+    // pods reach it through the same multi-host URL.
+    let pids = |list: &[Value]| -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = list
+            .iter()
+            .filter(|m| m["role"] != "etcd")
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap().to_string(),
+                    m["pid"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let db_before = pids(&members(&cluster));
+    let file = cluster.dir.path().join("config/production.yaml");
+    let v2 = std::fs::read_to_string(&file).unwrap().replace(
+        "  replica: 3\n",
+        "  replica: 3\n  config: {worker: {concurrency: 20}}\n",
+    );
+    std::fs::write(cluster.dir.path().join("config/v2.yaml"), v2).unwrap();
+    let (ok, text) = cluster.oclaw(&[
+        "upgrade",
+        "--rollout-strategy",
+        "all-in",
+        "--confirm",
+        "--config",
+        "config/v2.yaml",
+        "--timeout",
+        "120",
+    ]);
+    assert!(ok, "{text}");
+    let submit_one = |name: &'static str| {
+        let (c, api) = (c.clone(), api.clone());
+        async move {
+            let body = json!({"bot": "hello", "input": {"name": name}}).to_string();
+            let (code, task, _) = common::post(&c, &format!("{api}/v1/tasks"), &body).await;
+            assert_eq!(code, 202, "{task}");
+            let id = task["id"].as_str().unwrap().to_string();
+            common::wait_status(&c, &api, &id, "succeeded", Duration::from_secs(60)).await;
+        }
+    };
+    submit_one("after the upgrade").await;
+    let (ok, text) = cluster.oclaw(&["rollback", "--revision", "1", "--force"]);
+    assert!(ok, "{text}");
+    submit_one("after the rollback").await;
+    let (_, history) = cluster.oclaw(&["upgrade", "history", "-o", "json"]);
+    let history: Value = serde_json::from_str(&history).unwrap();
+    let kinds: Vec<(u64, &str, &str)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["revision"].as_u64().unwrap(),
+                r["action"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (1, "deploy", "superseded"),
+            (2, "upgrade", "superseded"),
+            (3, "rollback", "deployed")
+        ],
+        "{history}"
+    );
+    assert_eq!(
+        pids(&members(&cluster)),
+        db_before,
+        "the database was not touched"
+    );
     let (ok, out) = cluster.oclaw(&["teardown", "--purge"]);
     assert!(ok && out.contains("data deleted"), "{out}");
     assert!(!db_dir.exists());
