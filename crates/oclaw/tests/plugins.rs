@@ -264,7 +264,7 @@ bots:
     assert_eq!(a["output"], json!({"slug": "hello-world-你好-2026"}), "{a}");
     // The input schema is checked before the call.
     let a = invoke(&base, "raw", json!({"title": "no text"})).await;
-    assert_failed(&a, "OC-4012", "`text` is required");
+    assert_failed(&a, "OC-4012", "\"text\" is a required property");
 
     for expected in 1..=3 {
         let a = invoke(&base, "counter", json!({"key": "visits"})).await;
