@@ -55,6 +55,126 @@ pub struct NodeConfig {
     pub plugins: PluginsConfig,
     /// MCP tool servers whose tools become skills `mcp.<server>.<tool>`.
     pub mcp: McpConfig,
+    /// Model providers for the `llm.chat` skill.
+    pub llm: LlmConfig,
+}
+
+/// `llm:` — the model providers, the model a step gets when it names none, and the chain tried
+/// when a provider is rate limited, failing or slow.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    pub providers: BTreeMap<String, LlmProviderConfig>,
+    /// `provider/model` for steps that name no model.
+    pub default: Option<String>,
+    /// `provider/model`s tried in order after the chosen one answers 429 or 5xx, times out or
+    /// breaks off its answer.
+    pub fallback: Vec<String>,
+    /// Write prompts and completions to the debug log; off, they never appear in logs.
+    pub log_content: bool,
+}
+
+/// The API a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmKind {
+    /// OpenAI-compatible chat completions (OpenAI, vLLM, llama.cpp's server, Ollama's `/v1`,
+    /// LM Studio).
+    Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
+}
+
+/// One model provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LlmProviderConfig {
+    pub kind: LlmKind,
+    /// API root: `https://api.openai.com/v1` or `https://api.anthropic.com` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Only from secrets: `"{{ secrets.OPENAI_KEY }}"` (a literal key is refused). Local
+    /// servers need none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// Longest a call may take, first byte to last.
+    #[serde(default = "default_llm_timeout")]
+    pub timeout: Dur,
+    /// Calls to this provider at once in this process; more wait for a free slot.
+    #[serde(default = "default_llm_concurrency")]
+    pub max_concurrent: usize,
+}
+
+impl LlmConfig {
+    /// Names `provider/model` must use, and keys that come only from secrets.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, p) in &self.providers {
+            let ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                return Err(format!(
+                    "llm.providers.{name}: a provider name is letters, digits, `-` or `_`"
+                ));
+            }
+            if let Some(key) = &p.api_key {
+                if !key.contains("{{") || !key.contains("secrets.") {
+                    return Err(format!(
+                        "llm.providers.{name}.api_key must come from secrets, e.g. \"{{{{ secrets.{} }}}}\" (set OCLAW_SECRET_{} in the environment); a key written in the file is refused",
+                        name.to_ascii_uppercase().replace('-', "_") + "_KEY",
+                        name.to_ascii_uppercase().replace('-', "_") + "_KEY"
+                    ));
+                }
+            }
+            if p.max_concurrent == 0 {
+                return Err(format!(
+                    "llm.providers.{name}.max_concurrent must be at least 1"
+                ));
+            }
+            if let Some(url) = &p.base_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(format!(
+                        "llm.providers.{name}.base_url `{url}` must be an http:// or https:// URL"
+                    ));
+                }
+            }
+        }
+        let names: Vec<&str> = self.providers.keys().map(String::as_str).collect();
+        for (key, model) in self
+            .default
+            .iter()
+            .map(|m| ("llm.default", m))
+            .chain(self.fallback.iter().map(|m| ("llm.fallback", m)))
+        {
+            self.model_ref(model).map_err(|e| {
+                format!("{key}: {e}{}", {
+                    let provider = model.split('/').next().unwrap_or_default();
+                    crate::suggest::hint(provider, &names)
+                })
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Splits `provider/model`, checking the provider exists.
+    pub fn model_ref<'a>(&self, model: &'a str) -> Result<(&'a str, &'a str), String> {
+        match model.split_once('/') {
+            Some((p, m)) if !m.is_empty() && self.providers.contains_key(p) => Ok((p, m)),
+            Some((p, m)) if !m.is_empty() => Err(format!(
+                "`{model}` names provider `{p}`, which llm.providers does not have"
+            )),
+            _ => Err(format!("`{model}` is not provider/model")),
+        }
+    }
+}
+
+fn default_llm_timeout() -> Dur {
+    Dur::secs(60)
+}
+
+fn default_llm_concurrency() -> usize {
+    16
 }
 
 /// `plugins:` — installed WebAssembly plugins and the ceilings every plugin call runs under.
@@ -491,6 +611,7 @@ impl NodeConfig {
             channels: ChannelsConfig::default(),
             plugins: PluginsConfig::default(),
             mcp: McpConfig::default(),
+            llm: LlmConfig::default(),
         };
         if profile == Profile::Production {
             c.worker.concurrency = 50;
@@ -522,6 +643,7 @@ impl NodeConfig {
         if self.storage.pool_size == 0 {
             return Err("storage.pool_size must be at least 1".into());
         }
+        self.llm.check()?;
         if self.scheduler.leader_lease.get() < std::time::Duration::from_secs(1) {
             return Err("scheduler.leader_lease must be at least 1s".into());
         }

@@ -110,6 +110,9 @@ pub struct NodeSkills {
 pub async fn build_skills(config: &NodeConfig) -> Result<NodeSkills, NodeError> {
     let fail = |code: ErrorCode, message: String| NodeError::Startup { code, message };
     let mut registry = SkillRegistry::builtin();
+    let llm = oclaw_llm::Llm::from_config(&config.llm, &|name| std::env::var(name).ok())
+        .map_err(|m| fail(ErrorCode::ConfigInvalidValue, m))?;
+    registry.register(Arc::new(oclaw_llm::LlmChat { llm: Arc::new(llm) }));
     let plugins = Arc::new(
         oclaw_plugins::PluginHost::new(&config.plugins)
             .map_err(|m| fail(ErrorCode::ConfigInvalidValue, m))?,

@@ -1,0 +1,267 @@
+//! [`Llm`]: every configured provider, the model a step gets by default, and the chain tried
+//! when one fails. Each provider has a limit on calls at once and a circuit breaker: after
+//! three failures in a row it is skipped for 30 s, then tried again with one call.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use oclaw_core::config::{LlmConfig, LlmKind};
+use tokio::sync::Semaphore;
+
+use crate::{ChatRequest, ChatResponse, LlmError, OnDelta, Provider};
+
+/// Failures in a row that open a provider's breaker.
+const TRIP_AFTER: u32 = 3;
+/// How long an open breaker skips its provider.
+const COOL_DOWN: Duration = Duration::from_secs(30);
+/// Longest `Retry-After` waited for when no other provider is left to try.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+struct Entry {
+    provider: Arc<dyn Provider>,
+    slots: Semaphore,
+    timeout: Duration,
+    breaker: Mutex<Breaker>,
+}
+
+impl Entry {
+    fn cooling(&self) -> bool {
+        let b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        b.open_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    fn record(&self, ok: bool) {
+        let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        if ok {
+            *b = Breaker::default();
+        } else {
+            b.failures += 1;
+            if b.failures >= TRIP_AFTER {
+                b.open_until = Some(Instant::now() + COOL_DOWN);
+            }
+        }
+    }
+}
+
+/// The providers of `llm:` and the routing between them.
+pub struct Llm {
+    providers: BTreeMap<String, Entry>,
+    default: Option<String>,
+    fallback: Vec<String>,
+    /// Prompts and completions may go to the debug log.
+    pub log_content: bool,
+}
+
+/// `{{ secrets.NAME }}` → the environment's `OCLAW_SECRET_NAME`.
+fn secret(template: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let name = template
+        .trim()
+        .strip_prefix("{{")
+        .and_then(|t| t.strip_suffix("}}"))
+        .and_then(|t| t.trim().strip_prefix("secrets."))
+        .map(str::trim)
+        .ok_or_else(|| format!("`{template}` is not {{{{ secrets.NAME }}}}"))?;
+    env(&format!("OCLAW_SECRET_{name}"))
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("secret {name} is not set (OCLAW_SECRET_{name})"))
+}
+
+impl Llm {
+    /// The providers of `config`, their keys read from the environment through `env`.
+    pub fn from_config(
+        config: &LlmConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Llm, String> {
+        config.check()?;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut providers = BTreeMap::new();
+        for (name, p) in &config.providers {
+            let api_key = match &p.api_key {
+                Some(t) => {
+                    Some(secret(t, env).map_err(|e| format!("llm.providers.{name}.api_key: {e}"))?)
+                }
+                None => None,
+            };
+            let timeout = p.timeout.get();
+            let http = reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(10)))
+                .build()
+                .map_err(|e| format!("llm.providers.{name}: {e}"))?;
+            let provider: Arc<dyn Provider> = match p.kind {
+                LlmKind::Openai => Arc::new(crate::openai::OpenAi {
+                    name: name.clone(),
+                    base_url: p
+                        .base_url
+                        .clone()
+                        .unwrap_or_else(|| "https://api.openai.com/v1".into()),
+                    api_key,
+                    http,
+                }),
+                LlmKind::Anthropic => Arc::new(crate::anthropic::Anthropic {
+                    name: name.clone(),
+                    base_url: p
+                        .base_url
+                        .clone()
+                        .unwrap_or_else(|| "https://api.anthropic.com".into()),
+                    api_key,
+                    http,
+                }),
+            };
+            providers.insert(
+                name.clone(),
+                Entry {
+                    provider,
+                    slots: Semaphore::new(p.max_concurrent),
+                    timeout,
+                    breaker: Mutex::default(),
+                },
+            );
+        }
+        Ok(Llm {
+            providers,
+            default: config.default.clone(),
+            fallback: config.fallback.clone(),
+            log_content: config.log_content,
+        })
+    }
+
+    /// Whether any provider is configured.
+    pub fn is_empty(&self) -> bool {
+        self.providers.is_empty()
+    }
+
+    /// Splits `provider/model`, checking the provider exists.
+    pub fn check_model(&self, model: &str) -> Result<(), String> {
+        match model.split_once('/') {
+            Some((p, m)) if !m.is_empty() && self.providers.contains_key(p) => Ok(()),
+            _ => Err(format!(
+                "model `{model}` is not provider/model of a configured provider ({})",
+                self.providers
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    /// The models tried for a call naming `model` (or none): it, then the fallback chain.
+    fn chain(&self, model: Option<&str>) -> Result<Vec<String>, LlmError> {
+        let first = model
+            .map(str::to_string)
+            .or_else(|| self.default.clone())
+            .ok_or_else(|| LlmError::Refused {
+                status: 400,
+                message: "no model named and no llm.default".into(),
+            })?;
+        let mut chain = vec![first];
+        for m in &self.fallback {
+            if !chain.contains(m) {
+                chain.push(m.clone());
+            }
+        }
+        Ok(chain)
+    }
+
+    /// Calls the model, falling back down the chain on errors another provider could avoid.
+    /// The error returned is the last one met.
+    pub async fn chat(
+        &self,
+        model: Option<&str>,
+        request: &ChatRequest,
+        on_delta: OnDelta<'_>,
+    ) -> Result<ChatResponse, LlmError> {
+        let chain = self.chain(model)?;
+        let mut last = None;
+        for (i, full) in chain.iter().enumerate() {
+            let Some((name, model)) = full.split_once('/') else {
+                continue;
+            };
+            let Some(entry) = self.providers.get(name) else {
+                last = Some(LlmError::Refused {
+                    status: 400,
+                    message: format!("no provider `{name}` in llm.providers"),
+                });
+                continue;
+            };
+            if entry.cooling() {
+                last = Some(LlmError::CoolingDown {
+                    provider: name.to_string(),
+                });
+                continue;
+            }
+            let is_last = i + 1 == chain.len();
+            // At most one wait for Retry-After, on the last provider of the chain.
+            for attempt in 0..2 {
+                let result = {
+                    let Ok(_slot) = entry.slots.acquire().await else {
+                        break;
+                    };
+                    match tokio::time::timeout(
+                        entry.timeout,
+                        entry.provider.chat(model, request, on_delta),
+                    )
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(LlmError::Timeout),
+                    }
+                };
+                match result {
+                    Ok(answer) => {
+                        entry.record(true);
+                        if i > 0 {
+                            tracing::info!(component = "llm", model = %full, "answered by a fallback");
+                        }
+                        return Ok(answer);
+                    }
+                    Err(e) => {
+                        entry.record(false);
+                        tracing::warn!(component = "llm", model = %full, error_code = oclaw_core::ErrorCode::LlmUnavailable.code(), "model call failed: {e}");
+                        if !e.retryable() {
+                            return Err(e);
+                        }
+                        let wait = match &e {
+                            LlmError::RateLimited {
+                                retry_after: Some(d),
+                            } if is_last && attempt == 0 && *d <= MAX_RETRY_AFTER => Some(*d),
+                            _ => None,
+                        };
+                        last = Some(e);
+                        match wait {
+                            Some(d) => tokio::time::sleep(d).await,
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+        Err(last.unwrap_or(LlmError::Refused {
+            status: 400,
+            message: "no model to call".into(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_come_from_the_environment_only() {
+        let env = |n: &str| (n == "OCLAW_SECRET_OPENAI_KEY").then(|| "sk-test".to_string());
+        assert_eq!(secret("{{ secrets.OPENAI_KEY }}", &env).unwrap(), "sk-test");
+        assert!(secret("{{ secrets.OTHER }}", &env)
+            .unwrap_err()
+            .contains("OCLAW_SECRET_OTHER"));
+        assert!(secret("sk-literal", &env).is_err());
+    }
+}

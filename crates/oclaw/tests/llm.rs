@@ -1,0 +1,194 @@
+//! `llm.chat` in a running node against a scripted stand-in for an OpenAI-compatible server (a
+//! server of the test's own; the real-model test runs a local model): structured output checked
+//! against its schema, and a later step's failure retried without calling the model again.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use serde_json::{json, Value};
+
+struct StandIn {
+    url: String,
+    prompts: Arc<Mutex<Vec<Value>>>,
+    hooks: Arc<AtomicUsize>,
+}
+
+/// Answers every chat completion with `answer` as one streamed message; `/hook` fails its
+/// first call with 500 and answers 200 after.
+async fn stand_in(answer: &'static str) -> StandIn {
+    let prompts = Arc::new(Mutex::new(Vec::new()));
+    let hooks = Arc::new(AtomicUsize::new(0));
+    let (p, h) = (prompts.clone(), hooks.clone());
+    let app = axum::Router::new()
+        .route(
+            "/v1/chat/completions",
+            axum::routing::post(move |body: Bytes| {
+                let p = p.clone();
+                async move {
+                    p.lock()
+                        .unwrap()
+                        .push(serde_json::from_slice::<Value>(&body).unwrap());
+                    let chunks = [
+                        json!({"choices": [{"index": 0, "delta": {"content": answer}}]}),
+                        json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+                        json!({"choices": [], "usage": {"prompt_tokens": 20, "completion_tokens": 9}}),
+                    ];
+                    let mut sse: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+                    sse.push_str("data: [DONE]\n\n");
+                    ([("content-type", "text/event-stream")], sse)
+                }
+            }),
+        )
+        .route(
+            "/hook",
+            axum::routing::post(move || {
+                let h = h.clone();
+                async move {
+                    if h.fetch_add(1, Ordering::SeqCst) == 0 {
+                        (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "not yet")
+                    } else {
+                        (axum::http::StatusCode::OK, "{\"stored\": true}")
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    StandIn {
+        url,
+        prompts,
+        hooks,
+    }
+}
+
+fn node_config(base: &str) -> String {
+    format!(
+        r#"
+llm:
+  providers:
+    local: {{kind: openai, base_url: "{base}/v1"}}
+  default: local/small
+bots:
+  - metadata: {{name: record-cleaner}}
+    spec:
+      allow_private_network: true
+      retry: {{max_attempts: 2, initial: 100ms}}
+      steps:
+        - id: clean
+          uses: llm.chat
+          with:
+            system: Turn the scraped record into a clean row.
+            prompt: "{{{{ input.record }}}}"
+            json_schema:
+              type: object
+              required: [name, price]
+              additionalProperties: false
+              properties:
+                name: {{type: string}}
+                price: {{type: number}}
+        - id: store
+          uses: http.request
+          with:
+            method: POST
+            url: "{base}/hook"
+            body: "{{{{ data.data }}}}"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn structured_output_is_checked_and_a_later_retry_does_not_call_the_model_again() {
+    let model = stand_in(r#"{"name": "Desk lamp", "price": 19.5}"#).await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::start(dir.path(), &node_config(&model.url));
+    let answer = common::invoke(
+        &node.url,
+        "record-cleaner",
+        json!({"record": "  DESK lamp!!  $19.50 (used) "}),
+    )
+    .await;
+    assert_eq!(answer["status"], "succeeded", "{answer}");
+    // The store step failed once (500) and ran again; the model was asked once.
+    assert_eq!(model.hooks.load(Ordering::SeqCst), 2);
+    let prompts = model.prompts.lock().unwrap().clone();
+    assert_eq!(
+        prompts.len(),
+        1,
+        "the retry did not pay for the model turn again"
+    );
+    assert_eq!(prompts[0]["model"], "small");
+    assert_eq!(
+        prompts[0]["messages"][1]["content"],
+        "  DESK lamp!!  $19.50 (used) "
+    );
+    assert_eq!(
+        prompts[0]["response_format"]["json_schema"]["schema"]["required"],
+        json!(["name", "price"])
+    );
+    let task = common::get(
+        &common::client(),
+        &format!(
+            "{}/v1/tasks/{}",
+            node.url,
+            answer["task_id"].as_str().unwrap()
+        ),
+    )
+    .await
+    .1;
+    let clean = task["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["step"] == "clean")
+        .cloned()
+        .unwrap_or_else(|| panic!("no checkpoint of the model step: {task}"));
+    assert_eq!(
+        clean["output"]["data"],
+        json!({"name": "Desk lamp", "price": 19.5}),
+        "{clean}"
+    );
+    assert_eq!(
+        clean["output"]["usage"],
+        json!({"input_tokens": 20, "output_tokens": 9})
+    );
+    assert_eq!(clean["output"]["model"], "local/small");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_does_not_match_the_schema_fails_with_its_code() {
+    let model = stand_in(r#"{"name": "Desk lamp", "price": "cheap"}"#).await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::start(dir.path(), &node_config(&model.url));
+    let answer = common::invoke(&node.url, "record-cleaner", json!({"record": "lamp"})).await;
+    common::assert_failed(&answer, "OC-4031", "does not match json_schema");
+    // Retried (an answer may match next time), then given up: two model calls, no store call.
+    assert_eq!(model.prompts.lock().unwrap().len(), 2);
+    assert_eq!(model.hooks.load(Ordering::SeqCst), 0);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+#[test]
+fn a_bot_using_llm_chat_without_providers_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("oclaw.yaml");
+    std::fs::write(
+        &path,
+        "bots:\n  - metadata: {name: asks}\n    spec:\n      steps:\n        - {id: a, uses: llm.chat, with: {prompt: hi}}\n",
+    )
+    .unwrap();
+    let out = common::oclaw()
+        .args(["config", "validate"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("llm.providers"), "{text}");
+}
