@@ -221,6 +221,15 @@ async fn run_steps(
             cache_ttl: rt.cache_ttl,
             allow_private_network: bot.doc.spec.allow_private_network,
             grants: bot.grants.clone(),
+            journal: oclaw_skills::Journal::new(
+                rt.store.clone(),
+                task.id,
+                &step.id,
+                index as u32,
+                task.checkpoints
+                    .iter()
+                    .map(|c| (c.step.as_str(), &c.output)),
+            ),
         };
         let output = skill
             .run(

@@ -9,6 +9,7 @@
 //! a second HTTP stack's worth of types for one endpoint, rig-core needs a newer compiler, and
 //! neither speaks both APIs with the streaming details (split tool-call deltas) we test.
 
+mod agent;
 mod anthropic;
 mod chat_skill;
 mod openai;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use agent::{Agent, ToolRegistry};
 pub use chat_skill::LlmChat;
 pub use router::Llm;
 

@@ -112,7 +112,13 @@ pub async fn build_skills(config: &NodeConfig) -> Result<NodeSkills, NodeError> 
     let mut registry = SkillRegistry::builtin();
     let llm = oclaw_llm::Llm::from_config(&config.llm, &|name| std::env::var(name).ok())
         .map_err(|m| fail(ErrorCode::ConfigInvalidValue, m))?;
-    registry.register(Arc::new(oclaw_llm::LlmChat { llm: Arc::new(llm) }));
+    let llm = Arc::new(llm);
+    let tools = oclaw_llm::ToolRegistry::default();
+    registry.register(Arc::new(oclaw_llm::LlmChat { llm: llm.clone() }));
+    registry.register(Arc::new(oclaw_llm::Agent {
+        llm,
+        tools: tools.clone(),
+    }));
     let plugins = Arc::new(
         oclaw_plugins::PluginHost::new(&config.plugins)
             .map_err(|m| fail(ErrorCode::ConfigInvalidValue, m))?,
@@ -135,6 +141,8 @@ pub async fn build_skills(config: &NodeConfig) -> Result<NodeSkills, NodeError> 
     mcp.connect_and_register(&mut registry)
         .await
         .map_err(|m| fail(ErrorCode::PluginUnavailable, m))?;
+    // The agent's tools are every skill registered by now.
+    *tools.write().unwrap_or_else(|p| p.into_inner()) = Some(registry.clone());
     Ok(NodeSkills {
         registry,
         plugins,

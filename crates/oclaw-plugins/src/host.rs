@@ -334,6 +334,25 @@ impl Skill for PluginSkill {
     fn fields(&self) -> &'static [&'static str] {
         &[]
     }
+    fn input_schema(&self) -> Value {
+        self.host
+            .get(&self.plugin)
+            .and_then(|c| {
+                c.files
+                    .manifest
+                    .skills
+                    .iter()
+                    .find(|s| s.name == self.skill)
+                    .and_then(|s| s.input.clone())
+            })
+            .unwrap_or_else(|| serde_json::json!({"type": "object"}))
+    }
+    /// A plugin granted outbound HTTP reaches outside the task.
+    fn side_effects(&self) -> bool {
+        self.host
+            .get(&self.plugin)
+            .is_none_or(|c| c.files.manifest.capabilities.iter().any(|c| c == "http"))
+    }
     fn origin(&self) -> SkillOrigin {
         SkillOrigin::Plugin {
             name: self.plugin.clone(),

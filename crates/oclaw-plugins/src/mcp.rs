@@ -337,6 +337,25 @@ impl Skill for McpSkill {
     fn fields(&self) -> &'static [&'static str] {
         &[]
     }
+    fn input_schema(&self) -> Value {
+        self.server
+            .tools()
+            .iter()
+            .find(|t| t.name == self.tool)
+            .map(|t| Value::Object((*t.input_schema).clone()))
+            .unwrap_or_else(|| serde_json::json!({"type": "object"}))
+    }
+    /// Unless the server marks the tool read-only, it may change anything.
+    fn side_effects(&self) -> bool {
+        !self
+            .server
+            .tools()
+            .iter()
+            .find(|t| t.name == self.tool)
+            .and_then(|t| t.annotations.as_ref())
+            .and_then(|a| a.read_only_hint)
+            .unwrap_or(false)
+    }
     fn origin(&self) -> SkillOrigin {
         SkillOrigin::Mcp {
             server: self.server.name.clone(),

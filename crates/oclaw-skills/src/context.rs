@@ -30,6 +30,84 @@ pub struct SkillContext {
     pub allow_private_network: bool,
     /// What the bot lets each plugin use (`spec.grants`).
     pub grants: Arc<BTreeMap<String, PluginGrant>>,
+    /// Checkpoints inside this step, for skills that make several calls (agents).
+    pub journal: Journal,
+}
+
+/// Checkpoints inside one step: a skill that makes several calls (an agent's model turns and
+/// tool calls) records each as it finishes, and an attempt that resumes after a crash reads
+/// them back and goes on after the last. Stored as the task's checkpoints `<step>#<n>`, written
+/// only by the attempt that holds the lease.
+#[derive(Clone)]
+pub struct Journal {
+    store: Option<Arc<dyn Store>>,
+    task: TaskId,
+    step: String,
+    index: u32,
+    entries: Arc<Vec<Value>>,
+}
+
+impl Journal {
+    /// The journal of `step` (its place `index` in the bot), with the entries earlier attempts
+    /// saved among the task's `checkpoints` (`(step name, output)`).
+    pub fn new<'a>(
+        store: Arc<dyn Store>,
+        task: TaskId,
+        step: &str,
+        index: u32,
+        checkpoints: impl IntoIterator<Item = (&'a str, &'a Value)>,
+    ) -> Journal {
+        let prefix = format!("{step}#");
+        let mut found: Vec<(usize, Value)> = checkpoints
+            .into_iter()
+            .filter_map(|(name, output)| {
+                let n = name.strip_prefix(&prefix)?.parse().ok()?;
+                Some((n, output.clone()))
+            })
+            .collect();
+        found.sort_by_key(|(n, _)| *n);
+        // Entries are numbered from 0 without gaps; anything after a gap is not trusted.
+        let entries = found
+            .into_iter()
+            .enumerate()
+            .take_while(|(i, (n, _))| i == n)
+            .map(|(_, (_, v))| v)
+            .collect();
+        Journal {
+            store: Some(store),
+            task,
+            step: step.to_string(),
+            index,
+            entries: Arc::new(entries),
+        }
+    }
+
+    /// A journal that keeps nothing (skills run outside a task).
+    pub fn detached() -> Journal {
+        Journal {
+            store: None,
+            task: TaskId(0),
+            step: String::new(),
+            index: 0,
+            entries: Arc::new(Vec::new()),
+        }
+    }
+
+    /// What earlier attempts recorded, in order.
+    pub fn entries(&self) -> &[Value] {
+        &self.entries
+    }
+
+    /// Records entry `n` (the number of entries before it).
+    pub async fn record(&self, n: usize, entry: &Value) -> Result<(), SkillError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        store
+            .save_checkpoint(self.task, &format!("{}#{n}", self.step), self.index, entry)
+            .await
+            .map_err(|e| SkillError::transient(e.code(), format!("saving a checkpoint: {e}")))
+    }
 }
 
 /// One invocation: `with` is the rendered step input, `data` the previous step's output (the

@@ -13,6 +13,9 @@ pub struct TaskEnqueue;
 
 #[async_trait]
 impl Skill for TaskEnqueue {
+    fn side_effects(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "task.enqueue"
     }

@@ -258,6 +258,9 @@ const HTTP_FIELDS: &[&str] = &[
 
 #[async_trait]
 impl Skill for HttpRequest {
+    fn side_effects(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "http.request"
     }
@@ -308,6 +311,9 @@ const NOTIFY_FIELDS: &[&str] = &["url", "body", "headers", "timeout"];
 
 #[async_trait]
 impl Skill for NotifyWebhook {
+    fn side_effects(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "notify.webhook"
     }

@@ -13,7 +13,7 @@ mod ssrf;
 mod template;
 mod transform;
 
-pub use context::{SkillCall, SkillContext, SkillError};
+pub use context::{Journal, SkillCall, SkillContext, SkillError};
 pub use http_request::{HttpClients, HttpRequest};
 pub use registry::{intern, Skill, SkillOrigin, SkillRegistry};
 pub use transform::compile_jq;

@@ -80,6 +80,21 @@ pub trait Skill: Send + Sync {
     fn origin(&self) -> SkillOrigin {
         SkillOrigin::BuiltIn
     }
+    /// JSON Schema of `with`, offered to a model when an agent may call the skill as a tool.
+    /// By default an object of the skill's `fields`.
+    fn input_schema(&self) -> Value {
+        let properties: serde_json::Map<String, Value> = self
+            .fields()
+            .iter()
+            .map(|f| (f.to_string(), serde_json::json!({})))
+            .collect();
+        serde_json::json!({"type": "object", "properties": properties, "additionalProperties": false})
+    }
+    /// Whether a call changes something outside the task (calls out, notifies, enqueues): an
+    /// agent calls such a tool only when its bot allows it by name (`side_effects`).
+    fn side_effects(&self) -> bool {
+        false
+    }
     async fn run(&self, ctx: &SkillContext, call: SkillCall) -> Result<Value, SkillError>;
 }
 

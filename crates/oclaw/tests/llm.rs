@@ -192,3 +192,213 @@ fn a_bot_using_llm_chat_without_providers_is_refused_at_load() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("llm.providers"), "{text}");
 }
+
+fn sse(chunks: &[Value]) -> String {
+    let mut s: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+    s.push_str("data: [DONE]\n\n");
+    s
+}
+
+fn tool_call_turn(id: &str, name: &str, args: Value) -> String {
+    sse(&[
+        json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}}]}),
+        json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": args.to_string()}}]}}]}),
+        json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+        json!({"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 10}}),
+    ])
+}
+
+/// A stand-in model that plays an agent's three turns by how many tool results it has been
+/// sent (a side-effect call, then a slow call, then the answer), and the two endpoints the
+/// tools call: `/effect` counts, `/slow` hangs on its first call until the caller goes away.
+struct AgentStandIn {
+    url: String,
+    turns: Arc<Mutex<Vec<usize>>>,
+    effects: Arc<AtomicUsize>,
+    slow: Arc<AtomicUsize>,
+}
+
+async fn agent_stand_in() -> AgentStandIn {
+    let turns = Arc::new(Mutex::new(Vec::new()));
+    let effects = Arc::new(AtomicUsize::new(0));
+    let slow = Arc::new(AtomicUsize::new(0));
+    let (t, e, s) = (turns.clone(), effects.clone(), slow.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let base = url.clone();
+    let app = axum::Router::new()
+        .route(
+            "/v1/chat/completions",
+            axum::routing::post(move |body: Bytes| {
+                let (t, base) = (t.clone(), base.clone());
+                async move {
+                    let v: Value = serde_json::from_slice(&body).unwrap();
+                    let results = v["messages"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|m| m["role"] == "tool")
+                        .count();
+                    t.lock().unwrap().push(results);
+                    let answer = match results {
+                        0 => tool_call_turn(
+                            "call_1",
+                            "http__request",
+                            json!({"method": "POST", "url": format!("{base}/effect"), "body": {"refund": 7}}),
+                        ),
+                        1 => tool_call_turn(
+                            "call_2",
+                            "http__request",
+                            json!({"method": "GET", "url": format!("{base}/slow")}),
+                        ),
+                        _ => sse(&[
+                            json!({"choices": [{"index": 0, "delta": {"content": "Refund 7 is on its way."}}]}),
+                            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+                        ]),
+                    };
+                    ([("content-type", "text/event-stream")], answer)
+                }
+            }),
+        )
+        .route(
+            "/effect",
+            axum::routing::post(move || {
+                let e = e.clone();
+                async move {
+                    e.fetch_add(1, Ordering::SeqCst);
+                    "{\"refunded\": true}"
+                }
+            }),
+        )
+        .route(
+            "/slow",
+            axum::routing::get(move || {
+                let s = s.clone();
+                async move {
+                    if s.fetch_add(1, Ordering::SeqCst) == 0 {
+                        std::future::pending::<()>().await;
+                    }
+                    "{\"status\": \"shipped\"}"
+                }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    AgentStandIn {
+        url,
+        turns,
+        effects,
+        slow,
+    }
+}
+
+fn agent_config(base: &str, tools: &str, side_effects: &str) -> String {
+    format!(
+        r#"
+llm:
+  providers:
+    local: {{kind: openai, base_url: "{base}/v1"}}
+  default: local/small
+bots:
+  - metadata: {{name: refunds}}
+    spec:
+      allow_private_network: true
+      steps:
+        - id: handle
+          uses: agent
+          with:
+            system: You handle refunds.
+            tools: {tools}
+            side_effects: {side_effects}
+            max_turns: 5
+"#
+    )
+}
+
+/// The durable agent: a worker killed with SIGKILL between two tool calls resumes on the next
+/// start after the last finished call. The model is asked for each turn exactly once, and the
+/// side-effect call that finished before the kill is not made again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_between_two_tool_calls_resumes_without_repeating_a_turn_or_a_call() {
+    let model = agent_stand_in().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = agent_config(&model.url, "[http.request]", "[http.request]");
+    let mut node = common::start(dir.path(), &config);
+    let (code, task, _) = common::post(
+        &common::client(),
+        &format!("{}/v1/tasks", node.url),
+        &json!({"bot": "refunds", "input": {"text": "Refund order 7 and tell me where it is"}})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(code, 202, "{task}");
+    let id = task["id"].as_str().unwrap().to_string();
+    // Wait until the second tool call hangs in /slow: two turns and the first call are done.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while model.slow.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never reached its second tool call: {}",
+            node.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.kill9();
+    let node = common::start(dir.path(), &config);
+    let done = common::wait_status(
+        &common::client(),
+        &node.url,
+        &id,
+        "succeeded",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(done["output"]["text"], "Refund 7 is on its way.", "{done}");
+    assert_eq!(done["output"]["turns"], 3);
+    let calls = done["output"]["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2, "{done}");
+    assert_eq!(calls[0]["tool"], "http.request");
+    assert_eq!(
+        calls[1]["output"]["body"],
+        json!({"status": "shipped"}),
+        "{done}"
+    );
+    // Turn by turn (tool results the model had seen): each asked once.
+    assert_eq!(*model.turns.lock().unwrap(), [0, 1, 2]);
+    assert_eq!(
+        model.effects.load(Ordering::SeqCst),
+        1,
+        "the finished side effect was not repeated"
+    );
+    // The call the kill interrupted ran again: it had not finished.
+    assert_eq!(model.slow.load(Ordering::SeqCst), 2);
+    assert_eq!(done["attempts"], 2, "{done}");
+}
+
+#[test]
+fn agent_tools_are_checked_when_the_bot_is_loaded() {
+    let validate = |tools: &str, side_effects: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oclaw.yaml");
+        std::fs::write(
+            &path,
+            agent_config("http://127.0.0.1:9", tools, side_effects),
+        )
+        .unwrap();
+        let out = common::oclaw()
+            .args(["config", "validate"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string()
+                + &String::from_utf8_lossy(&out.stdout),
+        )
+    };
+    let (ok, text) = validate("[kv.*, template]", "[]");
+    assert!(ok, "{text}");
+    let (ok, text) = validate("[kv.gte]", "[]");
+    assert!(!ok && text.contains("`kv.gte` matches no skill"), "{text}");
+    let (ok, text) = validate("[http.request]", "[]");
+    assert!(!ok && text.contains("has side effects"), "{text}");
+}

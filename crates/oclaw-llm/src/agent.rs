@@ -1,0 +1,413 @@
+//! The `agent` skill: a model that calls tools until it answers. `with: {model?, system?,
+//! prompt? (default: the input's `text`), tools: [skill names or globs], side_effects: [names
+//! or globs], max_turns?, max_tokens?, timeout?}` → `{text, turns, tool_calls: [{tool, input,
+//! output}], usage, model}`.
+//!
+//! Durable: every model turn and every tool call is recorded in the step's journal as it
+//! finishes. An attempt that resumes after a crash replays the journal instead of calling
+//! again, so no model turn is paid twice and no finished tool call runs twice.
+//!
+//! Tools are skills, offered with their input schemas under names the APIs accept (`kv.get` →
+//! `kv__get`). Which ones a bot may offer is checked when the bot is loaded: an unknown name or
+//! a glob matching nothing is refused, and a tool with side effects (`http.request`,
+//! `notify.webhook`, `task.enqueue`, plugins with `http`, MCP tools not marked read-only) only
+//! when `side_effects` names it too.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use oclaw_core::ErrorCode;
+use oclaw_skills::{Journal, Skill, SkillCall, SkillContext, SkillError, SkillRegistry};
+use serde_json::{json, Value};
+
+use crate::chat_skill::skill_error;
+use crate::{ChatRequest, Llm, Message, Role, ToolCall, ToolSpec, Usage};
+
+/// The registry the agent finds its tools in: set once every skill is registered.
+pub type ToolRegistry = Arc<RwLock<Option<SkillRegistry>>>;
+
+pub struct Agent {
+    pub llm: Arc<Llm>,
+    pub tools: ToolRegistry,
+}
+
+const FIELDS: &[&str] = &[
+    "model",
+    "system",
+    "prompt",
+    "tools",
+    "side_effects",
+    "max_turns",
+    "max_tokens",
+    "timeout",
+];
+
+const DEFAULT_MAX_TURNS: u64 = 8;
+
+/// `*` matches any run of characters.
+fn glob(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            let Some(tail) = name.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob(rest, &tail[i..]))
+        }
+    }
+}
+
+fn names(with: &Value, field: &str) -> Result<Vec<String>, SkillError> {
+    match with.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| SkillError::invalid(format!("agent: `{field}` holds names")))
+            })
+            .collect(),
+        Some(_) => Err(SkillError::invalid(format!(
+            "agent: `{field}` is a list of names"
+        ))),
+    }
+}
+
+/// The name a model sees for a skill.
+fn tool_name(skill: &str) -> String {
+    skill.replace('.', "__")
+}
+
+impl Agent {
+    /// The skills `with.tools` offers, checked against `with.side_effects`.
+    fn offered(&self, with: &Value) -> Result<Vec<Arc<dyn Skill>>, SkillError> {
+        let guard = self.tools.read().unwrap_or_else(|p| p.into_inner());
+        let Some(registry) = guard.as_ref() else {
+            return Err(SkillError::invalid("agent: the tools are not loaded yet"));
+        };
+        let allowed = names(with, "side_effects")?;
+        let mut out: Vec<Arc<dyn Skill>> = Vec::new();
+        for pattern in names(with, "tools")? {
+            let matched: Vec<&str> = registry
+                .list()
+                .into_iter()
+                .map(|(name, _, _)| name)
+                .filter(|n| glob(&pattern, n) && *n != "agent")
+                .collect();
+            if matched.is_empty() {
+                return Err(SkillError::invalid(format!(
+                    "agent: tool `{pattern}` matches no skill; `oclaw skill list` shows them"
+                )));
+            }
+            for name in matched {
+                let skill = registry.get(name).map_err(SkillError::invalid)?;
+                if skill.side_effects() && !allowed.iter().any(|p| glob(p, name)) {
+                    return Err(SkillError::invalid(format!(
+                        "agent: tool `{name}` has side effects; name it in `side_effects` too to let the model call it"
+                    )));
+                }
+                if !out.iter().any(|s| s.name() == name) {
+                    out.push(skill);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn number(with: &Value, field: &str) -> Result<Option<u64>, SkillError> {
+    match with.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().filter(|n| *n > 0).map(Some).ok_or_else(|| {
+            SkillError::invalid(format!("agent: `{field}` must be a positive whole number"))
+        }),
+    }
+}
+
+fn timeout(with: &Value) -> Result<Option<Duration>, SkillError> {
+    match with.get("timeout") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => oclaw_core::duration::parse_duration(s)
+            .map(Some)
+            .map_err(|e| SkillError::invalid(format!("agent: timeout: {e}"))),
+        Some(other) => Err(SkillError::invalid(format!(
+            "agent: timeout `{other}` is not a duration like 2m"
+        ))),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// What the journal holds, in order: one `start`, then `model` and `tool` entries.
+struct Run {
+    messages: Vec<Message>,
+    usage: Usage,
+    turns: u64,
+    started_ms: u64,
+    calls: Vec<Value>,
+    /// Tool calls the last model turn asked for that have no result yet.
+    pending: Vec<ToolCall>,
+    answer: Option<(String, String)>,
+    entries: usize,
+}
+
+impl Run {
+    fn replay(messages: Vec<Message>, entries: &[Value]) -> Run {
+        let mut run = Run {
+            messages,
+            usage: Usage::default(),
+            turns: 0,
+            started_ms: now_ms(),
+            calls: Vec::new(),
+            pending: Vec::new(),
+            answer: None,
+            entries: 0,
+        };
+        for e in entries {
+            run.apply(e);
+        }
+        run
+    }
+
+    fn apply(&mut self, e: &Value) {
+        self.entries += 1;
+        match e["kind"].as_str() {
+            Some("start") => self.started_ms = e["at"].as_u64().unwrap_or(self.started_ms),
+            Some("model") => {
+                let calls: Vec<ToolCall> =
+                    serde_json::from_value(e["tool_calls"].clone()).unwrap_or_default();
+                let text = e["text"].as_str().unwrap_or_default().to_string();
+                self.turns += 1;
+                self.usage.input_tokens += e["usage"]["input_tokens"].as_u64().unwrap_or(0);
+                self.usage.output_tokens += e["usage"]["output_tokens"].as_u64().unwrap_or(0);
+                self.messages.push(Message {
+                    role: Role::Assistant,
+                    content: text.clone(),
+                    tool_calls: calls.clone(),
+                    tool_call_id: None,
+                });
+                if calls.is_empty() {
+                    self.answer = Some((text, e["model"].as_str().unwrap_or_default().to_string()));
+                }
+                self.pending = calls;
+            }
+            Some("tool") => {
+                let id = e["id"].as_str().unwrap_or_default();
+                self.pending.retain(|c| c.id != id);
+                let output = &e["output"];
+                self.messages.push(Message {
+                    role: Role::Tool,
+                    content: match output {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    },
+                    tool_calls: Vec::new(),
+                    tool_call_id: Some(id.to_string()),
+                });
+                self.calls
+                    .push(json!({"tool": e["tool"], "input": e["input"], "output": output}));
+            }
+            _ => {}
+        }
+    }
+
+    async fn record(&mut self, journal: &Journal, entry: Value) -> Result<(), SkillError> {
+        journal.record(self.entries, &entry).await?;
+        self.apply(&entry);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Skill for Agent {
+    fn name(&self) -> &'static str {
+        "agent"
+    }
+    fn summary(&self) -> &'static str {
+        "a model that calls tools (skills) until it answers; every turn and tool call is checkpointed"
+    }
+    fn fields(&self) -> &'static [&'static str] {
+        FIELDS
+    }
+    fn check_literal(&self, with: &Value) -> Result<(), SkillError> {
+        if self.llm.is_empty() {
+            return Err(SkillError::invalid(
+                "agent needs a model provider: add llm.providers (and llm.default) to the node config",
+            ));
+        }
+        if let Some(m) = with
+            .get("model")
+            .and_then(Value::as_str)
+            .filter(|m| !m.contains("{{"))
+        {
+            self.llm
+                .check_model(m)
+                .map_err(|e| SkillError::invalid(format!("agent: {e}")))?;
+        }
+        number(with, "max_turns")?;
+        number(with, "max_tokens")?;
+        timeout(with)?;
+        self.offered(with).map(|_| ())
+    }
+
+    async fn run(&self, ctx: &SkillContext, call: SkillCall) -> Result<Value, SkillError> {
+        let with = &call.with;
+        let tools = self.offered(with)?;
+        let max_turns = number(with, "max_turns")?.unwrap_or(DEFAULT_MAX_TURNS);
+        let max_tokens = number(with, "max_tokens")?;
+        let bound = timeout(with)?;
+        let prompt = match with.get("prompt").and_then(Value::as_str) {
+            Some(p) => p.to_string(),
+            None => match &call.data["text"] {
+                Value::String(s) => s.clone(),
+                Value::Null => {
+                    return Err(SkillError::invalid(
+                        "agent: no `prompt`, and the input has no `text`",
+                    ))
+                }
+                other => other.to_string(),
+            },
+        };
+        let mut messages = Vec::new();
+        if let Some(s) = with.get("system").and_then(Value::as_str) {
+            messages.push(Message::new(Role::System, s));
+        }
+        messages.push(Message::new(Role::User, prompt));
+        let specs: Vec<ToolSpec> = tools
+            .iter()
+            .map(|t| ToolSpec {
+                name: tool_name(t.name()),
+                description: t.summary().to_string(),
+                parameters: t.input_schema(),
+            })
+            .collect();
+        let model = with.get("model").and_then(Value::as_str);
+        let journal = &ctx.journal;
+        let mut run = Run::replay(messages, journal.entries());
+        if run.entries == 0 {
+            run.record(journal, json!({"kind": "start", "at": now_ms()}))
+                .await?;
+        }
+        let mut last_model = String::new();
+        loop {
+            if let Some((text, model)) = run.answer.clone() {
+                return Ok(json!({
+                    "text": text,
+                    "turns": run.turns,
+                    "tool_calls": run.calls,
+                    "usage": run.usage,
+                    "model": model,
+                }));
+            }
+            if let Some(bound) = bound {
+                if now_ms().saturating_sub(run.started_ms) > bound.as_millis() as u64 {
+                    return Err(SkillError::permanent(
+                        ErrorCode::AgentTimeout,
+                        format!(
+                            "agent: no answer within {}s (after {} turns)",
+                            bound.as_secs(),
+                            run.turns
+                        ),
+                    ));
+                }
+            }
+            // Calls the last turn asked for and no attempt has finished: run them, in order.
+            if let Some(call) = run.pending.first().cloned() {
+                let skill = tools.iter().find(|t| tool_name(t.name()) == call.name);
+                let output = match skill {
+                    None => json!({"error": format!("there is no tool `{}`", call.name)}),
+                    Some(skill) => {
+                        let mut tool_ctx = ctx.clone();
+                        tool_ctx.journal = Journal::detached();
+                        match skill
+                            .run(
+                                &tool_ctx,
+                                SkillCall {
+                                    with: call.arguments.clone(),
+                                    data: Value::Null,
+                                },
+                            )
+                            .await
+                        {
+                            Ok(v) => v,
+                            Err(e) => json!({"error": e.to_string()}),
+                        }
+                    }
+                };
+                let tool = skill
+                    .map(|s| s.name())
+                    .unwrap_or(call.name.as_str())
+                    .to_string();
+                run.record(
+                    journal,
+                    json!({"kind": "tool", "id": call.id, "tool": tool, "input": call.arguments, "output": output}),
+                )
+                .await?;
+                continue;
+            }
+            if run.turns >= max_turns {
+                return Err(SkillError::permanent(
+                    ErrorCode::AgentMaxTurns,
+                    format!("agent: {max_turns} model turns without a final answer (max_turns)"),
+                ));
+            }
+            let spent = run.usage.input_tokens + run.usage.output_tokens;
+            if let Some(budget) = max_tokens {
+                if spent >= budget {
+                    return Err(SkillError::permanent(
+                        ErrorCode::AgentTokenBudget,
+                        format!("agent: {spent} tokens spent of max_tokens {budget}"),
+                    ));
+                }
+            }
+            let request = ChatRequest {
+                messages: run.messages.clone(),
+                tools: specs.clone(),
+                json_schema: None,
+                temperature: None,
+                max_tokens: max_tokens.map(|b| (b - spent).min(u32::MAX as u64) as u32),
+            };
+            let answer = self
+                .llm
+                .chat(model, &request, &mut |_| {})
+                .await
+                .map_err(skill_error)?;
+            last_model.clone_from(&answer.model);
+            run.record(
+                journal,
+                json!({
+                    "kind": "model",
+                    "model": answer.model,
+                    "text": answer.text,
+                    "tool_calls": answer.tool_calls,
+                    "finish_reason": answer.finish_reason,
+                    "usage": answer.usage,
+                }),
+            )
+            .await?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_runs_of_characters() {
+        assert!(glob("mcp.everything.*", "mcp.everything.echo"));
+        assert!(glob("kv.*", "kv.get"));
+        assert!(!glob("kv.*", "kvx.get"));
+        assert!(glob("*", "anything"));
+        assert!(glob("a*c*e", "abcde"));
+        assert!(!glob("a*c*e", "abcd"));
+        assert_eq!(tool_name("mcp.everything.echo"), "mcp__everything__echo");
+    }
+}
