@@ -402,3 +402,62 @@ fn agent_tools_are_checked_when_the_bot_is_loaded() {
     let (ok, text) = validate("[http.request]", "[]");
     assert!(!ok && text.contains("has side effects"), "{text}");
 }
+
+/// A real model: SmolLM2-135M-Instruct (GGUF) on the CPU through node-llama-cpp, behind the
+/// OpenAI-compatible server of `tests/fixtures/llama-server`, both installed by
+/// `.ci/install-tools`. Small models call tools badly, so this proves the plumbing: a streamed
+/// answer with its token counts comes back through `llm.chat` in a running node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_small_model_answers_through_llm_chat() {
+    let root = common::workspace_root();
+    let model = std::env::var("OCLAW_TEST_MODEL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root.join("target/test-models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    let server = root.join("crates/oclaw/tests/fixtures/llama-server");
+    if !model.is_file() || !server.join("node_modules/node-llama-cpp").is_dir() {
+        return common::missing("the test model and node-llama-cpp").unwrap_or(());
+    }
+    let port = common::free_port();
+    let _server = common::PrivateServer::start(
+        "node",
+        &[
+            &server.join("server.mjs").display().to_string(),
+            &model.display().to_string(),
+            &port.to_string(),
+        ],
+        port,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::start(
+        dir.path(),
+        &format!(
+            r#"
+llm:
+  providers:
+    local: {{kind: openai, base_url: "http://127.0.0.1:{port}/v1", timeout: 60s}}
+  default: local/smollm2-135m-instruct
+bots:
+  - metadata: {{name: ask}}
+    spec:
+      steps:
+        - id: answer
+          uses: llm.chat
+          with: {{system: Answer in one short sentence., prompt: "{{{{ input.question }}}}", max_tokens: 24, temperature: 0}}
+"#
+        ),
+    );
+    let answer = common::invoke(&node.url, "ask", json!({"question": "What is 2+2?"})).await;
+    assert_eq!(answer["status"], "succeeded", "{answer}");
+    let out = &answer["output"];
+    assert!(!out["text"].as_str().unwrap().trim().is_empty(), "{answer}");
+    assert_eq!(out["model"], "local/smollm2-135m-instruct");
+    assert_eq!(out["finish_reason"], "stop");
+    assert!(
+        out["usage"]["input_tokens"].as_u64().unwrap() > 0,
+        "{answer}"
+    );
+    assert!(
+        out["usage"]["output_tokens"].as_u64().unwrap() > 0,
+        "{answer}"
+    );
+}
