@@ -202,7 +202,11 @@ pub fn document() -> Value {
                 op["responses"]["200"] = json!({"description": "an idempotent replay: the task made before", "content": {"application/json": {"schema": op["responses"]["202"]["content"]["application/json"]["schema"].clone()}}})
             }
             ("post", "/v1/bots/{name}/invoke") => {
-                op["responses"]["202"] = json!({"description": "still running at the timeout", "content": {"application/json": {"schema": op["responses"]["200"]["content"]["application/json"]["schema"].clone()}}})
+                op["responses"]["202"] = json!({"description": "still running at the timeout", "content": {"application/json": {"schema": op["responses"]["200"]["content"]["application/json"]["schema"].clone()}}});
+                // With `Accept: text/event-stream`: `delta` events, then one `result` event.
+                op["responses"]["200"]["content"]["text/event-stream"] = json!({
+                    "schema": {"type": "string", "description": "Server-Sent Events: `event: delta` with `{\"text\"}` for each piece of a model's answer as it is generated, then `event: result` with the JSON answer"},
+                });
             }
             _ => {}
         }

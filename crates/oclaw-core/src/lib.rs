@@ -10,6 +10,7 @@ pub mod duration;
 pub mod error_code;
 pub mod integral;
 pub mod quantity;
+pub mod stream;
 pub mod suggest;
 pub mod task;
 

@@ -295,7 +295,7 @@ impl Skill for Agent {
             run.record(journal, json!({"kind": "start", "at": now_ms()}))
                 .await?;
         }
-        let mut last_model = String::new();
+        let streams = oclaw_core::stream::TaskStreams::global();
         loop {
             if let Some((text, model)) = run.answer.clone() {
                 return Ok(json!({
@@ -376,10 +376,11 @@ impl Skill for Agent {
             };
             let answer = self
                 .llm
-                .chat(model, &request, &mut |_| {})
+                .chat(model, &request, &mut |piece| {
+                    streams.publish(ctx.task_id, piece)
+                })
                 .await
                 .map_err(skill_error)?;
-            last_model.clone_from(&answer.model);
             run.record(
                 journal,
                 json!({

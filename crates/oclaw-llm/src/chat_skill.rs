@@ -129,7 +129,7 @@ impl Skill for LlmChat {
         Ok(())
     }
 
-    async fn run(&self, _ctx: &SkillContext, call: SkillCall) -> Result<Value, SkillError> {
+    async fn run(&self, ctx: &SkillContext, call: SkillCall) -> Result<Value, SkillError> {
         let with = &call.with;
         let schema = with.get("json_schema").filter(|s| !s.is_null()).cloned();
         let validator = match &schema {
@@ -150,9 +150,12 @@ impl Skill for LlmChat {
                 .map(|n| n as u32),
         };
         let model = with.get("model").and_then(Value::as_str);
+        let streams = oclaw_core::stream::TaskStreams::global();
         let answer = self
             .llm
-            .chat(model, &request, &mut |_| {})
+            .chat(model, &request, &mut |piece| {
+                streams.publish(ctx.task_id, piece)
+            })
             .await
             .map_err(skill_error)?;
         if self.llm.log_content {

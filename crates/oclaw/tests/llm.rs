@@ -443,6 +443,11 @@ bots:
         - id: answer
           uses: llm.chat
           with: {{system: Answer in one short sentence., prompt: "{{{{ input.question }}}}", max_tokens: 24, temperature: 0}}
+  - metadata: {{name: assistant}}
+    spec:
+      triggers: [{{websocket: {{}}}}]
+      steps:
+        - {{id: answer, uses: llm.chat, with: {{prompt: "{{{{ input.text }}}}", max_tokens: 24, temperature: 0}}}}
 "#
         ),
     );
@@ -460,4 +465,167 @@ bots:
         out["usage"]["output_tokens"].as_u64().unwrap() > 0,
         "{answer}"
     );
+    // A streamed chat: the pieces arrive as delta frames and add up to the reply.
+    let frames = chat(&node.url, "Name a colour.").await;
+    let reply = frames.last().unwrap();
+    assert_eq!(reply["type"], "reply", "{frames:?}");
+    let streamed: String = frames
+        .iter()
+        .filter(|f| f["type"] == "delta")
+        .map(|f| f["text"].as_str().unwrap())
+        .collect();
+    assert!(!streamed.is_empty(), "no delta frames: {frames:?}");
+    assert_eq!(reply["text"].as_str().unwrap(), streamed);
+}
+
+/// A stand-in that streams `pieces` with a pause before each (the model "thinking").
+async fn streaming_stand_in(pieces: &'static [&'static str], pause: Duration) -> String {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || async move {
+            let mut events: Vec<String> = pieces
+                .iter()
+                .map(|p| {
+                    format!(
+                        "data: {}\n\n",
+                        json!({"choices": [{"index": 0, "delta": {"content": p}}]})
+                    )
+                })
+                .collect();
+            events.push(format!(
+                "data: {}\n\ndata: [DONE]\n\n",
+                json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            ));
+            let stream =
+                futures_util::stream::unfold(events.into_iter(), move |mut it| async move {
+                    let e = it.next()?;
+                    tokio::time::sleep(pause).await;
+                    Some((Ok::<_, std::convert::Infallible>(Bytes::from(e)), it))
+                });
+            axum::response::Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(axum::body::Body::from_stream(stream))
+                .unwrap()
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+fn chat_config(base: &str) -> String {
+    format!(
+        r#"
+llm:
+  providers:
+    local: {{kind: openai, base_url: "{base}/v1"}}
+  default: local/small
+bots:
+  - metadata: {{name: assistant}}
+    spec:
+      triggers: [{{websocket: {{}}}}]
+      steps:
+        - {{id: answer, uses: llm.chat, with: {{prompt: "{{{{ input.text }}}}"}}}}
+"#
+    )
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Sends one chat message and gathers the frames up to its reply.
+async fn chat(base: &str, text: &str) -> Vec<Value> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!("{}/v1/ws?bot=assistant", base.replace("http://", "ws://"));
+    let (mut ws, _): (Ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.send(Message::Text(
+        json!({"type": "message", "id": "m1", "text": text})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let mut frames = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
+            .await
+            .expect("a frame within 60s")
+            .expect("the connection is open")
+            .unwrap();
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            let last = v["type"] == "reply" || v["type"] == "error";
+            frames.push(v);
+            if last {
+                return frames;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_session_gets_the_answer_as_delta_frames_before_the_reply() {
+    let base = streaming_stand_in(
+        &["Your order ", "ships ", "tomorrow."],
+        Duration::from_millis(150),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::start(dir.path(), &chat_config(&base));
+    let frames = chat(&node.url, "where is my order?").await;
+    let kinds: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["session", "ack", "delta", "delta", "delta", "reply"],
+        "{frames:?}"
+    );
+    let deltas: Vec<&str> = frames[2..5]
+        .iter()
+        .map(|f| f["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(deltas, ["Your order ", "ships ", "tomorrow."]);
+    assert!(frames[2..5]
+        .iter()
+        .all(|f| f["id"] == "m1" && f["task_id"] == frames[1]["task_id"]));
+    assert_eq!(frames[5]["text"], "Your order ships tomorrow.");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_streams_server_sent_events_when_asked() {
+    let base = streaming_stand_in(&["one ", "two"], Duration::from_millis(150)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::start(dir.path(), &chat_config(&base));
+    let r = common::client()
+        .post(format!("{}/v1/bots/assistant/invoke", node.url))
+        .header("accept", "text/event-stream")
+        .json(&json!({"input": {"text": "count"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let body = r.text().await.unwrap();
+    let events: Vec<(String, Value)> = body
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let kind = e
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap()
+                .to_string();
+            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+            (kind, serde_json::from_str(data).unwrap())
+        })
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["delta", "delta", "result"], "{body}");
+    assert_eq!(events[0].1["text"], "one ");
+    assert_eq!(events[2].1["status"], "succeeded");
+    assert_eq!(events[2].1["output"]["text"], "one two");
+    // Without the header, the same route answers JSON.
+    let plain = common::invoke(&node.url, "assistant", json!({"text": "count"})).await;
+    assert_eq!(plain["output"]["text"], "one two");
 }

@@ -57,16 +57,74 @@ fn invoke_answer(task: &oclaw_core::Task) -> Value {
     json!({"task_id": task.id, "status": task.status, "output": task.output, "error": task.error, "trace_id": task.trace_id})
 }
 
+/// Whether the client asked for Server-Sent Events (`Accept: text/event-stream`).
+fn wants_events(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"))
+}
+
+/// The streamed form of `invoke`: `event: delta` with `{"text"}` for each piece of the model's
+/// answer as it is generated, then one `event: result` with the same body as the JSON answer.
+async fn invoke_events(
+    state: ApiState,
+    task: oclaw_core::NewTask,
+    trace_id: String,
+    wait: std::time::Duration,
+) -> Result<axum::response::Response, ApiError> {
+    let pending = state
+        .replies
+        .submit(task)
+        .await
+        .map_err(|e| ApiError::from(e).trace(&trace_id))?;
+    let id = pending.task.id;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let deltas = {
+        let tx = tx.clone();
+        oclaw_core::stream::TaskStreams::global().subscribe(id, move |text| {
+            let _ = tx.send(format!("event: delta\ndata: {}\n\n", json!({"text": text})));
+        })
+    };
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        let done = match pending.finished(wait).await {
+            Some(t) => Some(t),
+            None => store.get_task(id).await.ok().flatten(),
+        };
+        drop(deltas);
+        if let Some(task) = done {
+            let _ = tx.send(format!("event: result\ndata: {}\n\n", invoke_answer(&task)));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|event| {
+            (
+                Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(event)),
+                rx,
+            )
+        })
+    });
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "text/event-stream")
+        .header(axum::http::header::CACHE_CONTROL, "no-cache")
+        .body(axum::body::Body::from_stream(stream))
+        .map_err(|e| ApiError::new(ErrorCode::StoreInternal, e.to_string()))
+}
+
 /// `POST /v1/bots/{name}/invoke`: runs the bot and waits up to `?timeout=` (default `api.timeout`)
 /// for the result: 200 with the output when it finished, 202 with the task id when it still runs.
+/// With `Accept: text/event-stream`, the answer streams as Server-Sent Events.
 pub async fn invoke(
     State(state): State<ApiState>,
     Path(name): Path<String>,
     query: Result<axum::extract::Query<InvokeQuery>, axum::extract::rejection::QueryRejection>,
     headers: axum::http::HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     use axum::http::StatusCode;
+    use axum::response::IntoResponse;
     let trace_id = crate::trace::trace_id_from(&headers);
     let axum::extract::Query(q) = query
         .map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()).trace(&trace_id))?;
@@ -88,13 +146,16 @@ pub async fn invoke(
     };
     let submit = crate::routes::tasks::SubmitTask::for_bot(name, req.input, req.idempotency_key);
     let task = crate::routes::tasks::to_new_task(&state, submit, &trace_id)?;
+    if wants_events(&headers) {
+        return invoke_events(state, task, trace_id, wait).await;
+    }
     let current = enqueue_and_wait(&state, task, &trace_id, Some(wait)).await?;
     let status = if current.status.is_terminal() {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
     };
-    Ok((status, Json(invoke_answer(&current))))
+    Ok((status, Json(invoke_answer(&current))).into_response())
 }
 
 /// Enqueues `task`; with `wait`, waits that long for it to finish (through the process's reply

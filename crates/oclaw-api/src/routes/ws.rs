@@ -248,9 +248,18 @@ async fn handle_frame(
     let metrics = state.metrics.clone();
     let (sent, next) = oneshot::channel::<()>();
     let before = pacing.previous_reply.replace(next);
+    // The model's answer as it is generated, before the reply frame.
+    let deltas = {
+        let out = out.clone();
+        let id = id.clone();
+        oclaw_core::stream::TaskStreams::global().subscribe(task_id, move |text| {
+            out.frame(json!({"type": "delta", "id": id, "task_id": task_id, "text": text}));
+        })
+    };
     tokio::spawn(async move {
         let _permit = permit;
         let finished = pending.finished(wait).await;
+        drop(deltas);
         if let Some(before) = before {
             // Resolves when the previous reply went out (or its waiter ended).
             let _ = before.await;
