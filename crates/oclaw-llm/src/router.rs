@@ -59,6 +59,20 @@ pub struct Llm {
     pub log_content: bool,
 }
 
+/// The `outcome` label of a call's result.
+fn outcome(r: &Result<ChatResponse, LlmError>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(LlmError::RateLimited { .. }) => "rate_limited",
+        Err(LlmError::Server { .. }) => "server_error",
+        Err(LlmError::Timeout) => "timeout",
+        Err(LlmError::Transport(_)) => "transport",
+        Err(LlmError::Refused { .. }) => "refused",
+        Err(LlmError::BadResponse(_)) => "bad_response",
+        Err(LlmError::CoolingDown { .. }) => "cooling_down",
+    }
+}
+
 /// `{{ secrets.NAME }}` → the environment's `OCLAW_SECRET_NAME`.
 fn secret(template: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let name = template
@@ -180,6 +194,7 @@ impl Llm {
         on_delta: OnDelta<'_>,
     ) -> Result<ChatResponse, LlmError> {
         let chain = self.chain(model)?;
+        let metrics = oclaw_telemetry::llm_metrics::llm();
         let mut last = None;
         for (i, full) in chain.iter().enumerate() {
             let Some((name, model)) = full.split_once('/') else {
@@ -205,15 +220,34 @@ impl Llm {
                     let Ok(_slot) = entry.slots.acquire().await else {
                         break;
                     };
-                    match tokio::time::timeout(
+                    let sent = Instant::now();
+                    let mut first = true;
+                    let mut counted = |piece: &str| {
+                        if first {
+                            first = false;
+                            metrics.first_token(name, model, sent.elapsed());
+                        }
+                        on_delta(piece);
+                    };
+                    let r = match tokio::time::timeout(
                         entry.timeout,
-                        entry.provider.chat(model, request, on_delta),
+                        entry.provider.chat(model, request, &mut counted),
                     )
                     .await
                     {
                         Ok(r) => r,
                         Err(_) => Err(LlmError::Timeout),
+                    };
+                    metrics.call(name, model, outcome(&r), sent.elapsed());
+                    if let Ok(answer) = &r {
+                        metrics.tokens(
+                            name,
+                            model,
+                            answer.usage.input_tokens,
+                            answer.usage.output_tokens,
+                        );
                     }
+                    r
                 };
                 match result {
                     Ok(answer) => {

@@ -6,6 +6,7 @@
 
 pub mod alert_rules;
 mod json_format;
+pub mod llm_metrics;
 pub mod metrics;
 pub mod node_metrics;
 pub mod otlp;

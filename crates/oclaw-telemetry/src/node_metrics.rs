@@ -201,6 +201,7 @@ impl crate::metrics::Exposition for NodeMetrics {
         use crate::metrics::render_one;
         self.render_tasks(out);
         self.render_channels(out);
+        crate::llm_metrics::llm().render(out);
         render_one(
             out,
             "oclaw_node_cpu_utilization_ratio",

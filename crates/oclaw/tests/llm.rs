@@ -158,6 +158,17 @@ async fn structured_output_is_checked_and_a_later_retry_does_not_call_the_model_
         json!({"input_tokens": 20, "output_tokens": 9})
     );
     assert_eq!(clean["output"]["model"], "local/small");
+    // The call is counted with its tokens and timings.
+    let metrics = common::metrics_text(&node.url).await;
+    for line in [
+        "oclaw_llm_requests_total{provider=\"local\",model=\"small\",outcome=\"ok\"} 1",
+        "oclaw_llm_tokens_total{provider=\"local\",model=\"small\",direction=\"input\"} 20",
+        "oclaw_llm_tokens_total{provider=\"local\",model=\"small\",direction=\"output\"} 9",
+        "oclaw_llm_request_duration_seconds_count{provider=\"local\",model=\"small\"} 1",
+        "oclaw_llm_time_to_first_token_seconds_count{provider=\"local\",model=\"small\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
