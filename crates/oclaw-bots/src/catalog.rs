@@ -276,29 +276,42 @@ impl BotCatalog {
                     format!("bot `{name}` step `{}`: {m}", step.id),
                 )
             })?;
-            for field in skill.file_fields() {
-                let Some(Value::String(path)) = step.with.get(*field) else {
+            // The step's own file fields, and those of the skills it calls inside (an agent's
+            // tools with preset fields).
+            let mut places: Vec<(String, Vec<&'static str>)> =
+                vec![(String::new(), skill.file_fields().to_vec())];
+            for (pointer, inner) in skill.nested_calls(&step.with) {
+                if let Ok(inner) = skills.get(&inner) {
+                    places.push((pointer, inner.file_fields().to_vec()));
+                }
+            }
+            for (pointer, fields) in places {
+                let Some(with) = step.with.pointer_mut(&pointer) else {
                     continue;
                 };
-                if path.contains("{{") || path.contains("{%") {
-                    continue;
+                for field in fields {
+                    let Some(Value::String(path)) = with.get(field) else {
+                        continue;
+                    };
+                    if path.contains("{{") || path.contains("{%") {
+                        continue;
+                    }
+                    let resolved = lexical(&base.join(path));
+                    if !resolved.is_file() {
+                        return Err(located(
+                            ErrorCode::BotInvalid,
+                            source,
+                            text,
+                            path,
+                            format!(
+                                "bot `{name}` step `{}`: `{field}: {path}` is not a file (looked for {}; a relative path is read from the bot's own folder)",
+                                step.id,
+                                resolved.display()
+                            ),
+                        ));
+                    }
+                    with[field] = Value::String(resolved.display().to_string());
                 }
-                let resolved = lexical(&base.join(path));
-                if !resolved.is_file() {
-                    return Err(located(
-                        ErrorCode::BotInvalid,
-                        source,
-                        text,
-                        path,
-                        format!(
-                            "bot `{name}` step `{}`: `{field}: {path}` is not a file (looked for {}; a relative path is read from the bot's own folder)",
-                            step.id,
-                            resolved.display()
-                        ),
-                    ));
-                }
-                let shown = resolved.display().to_string();
-                step.with[*field] = Value::String(shown);
             }
             skill.check_literal(&step.with).map_err(|e| {
                 located(

@@ -1,6 +1,7 @@
 //! The `agent` skill: a model that calls tools until it answers. `with: {model?, system?,
-//! prompt? (default: the input's `text`), tools: [skill names or globs], side_effects: [names
-//! or globs], max_turns?, max_tokens?, timeout?}` → `{text, turns, tool_calls: [{tool, input,
+//! prompt? (default: the input's `text`), history? (earlier turns, as `conversation.history`
+//! gives them), tools: [skill names, globs, or {uses, name?, description?, with?}],
+//! side_effects: [names or globs], max_turns?, max_tokens?, timeout?}` → `{text, turns, tool_calls: [{tool, input,
 //! output}], usage, model}`.
 //!
 //! Durable: every model turn and every tool call is recorded in the step's journal as it
@@ -36,6 +37,7 @@ const FIELDS: &[&str] = &[
     "model",
     "system",
     "prompt",
+    "history",
     "tools",
     "side_effects",
     "max_turns",
@@ -80,36 +82,168 @@ fn tool_name(skill: &str) -> String {
     skill.replace('.', "__")
 }
 
+/// A tool offered to the model: a skill, under a name, with fields the bot fixes.
+struct Tool {
+    skill: Arc<dyn Skill>,
+    name: String,
+    description: String,
+    /// Fields of `with` the bot sets; the model gives the rest, and cannot change these.
+    preset: serde_json::Map<String, Value>,
+}
+
+impl Tool {
+    /// The skill's input schema without the preset fields.
+    fn parameters(&self) -> Value {
+        let mut schema = self.skill.input_schema();
+        if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+            for k in self.preset.keys() {
+                props.remove(k);
+            }
+        }
+        if let Some(req) = schema.get_mut("required").and_then(Value::as_array_mut) {
+            req.retain(|r| r.as_str().is_none_or(|r| !self.preset.contains_key(r)));
+        }
+        schema
+    }
+
+    /// The skill's `with` for a call: the model's arguments under the preset.
+    fn with(&self, arguments: &Value) -> Value {
+        let mut with = match arguments {
+            Value::Object(m) => m.clone(),
+            _ => serde_json::Map::new(),
+        };
+        for (k, v) in &self.preset {
+            with.insert(k.clone(), v.clone());
+        }
+        Value::Object(with)
+    }
+}
+
+const TOOL_FIELDS: &[&str] = &["uses", "name", "description", "with"];
+
 impl Agent {
-    /// The skills `with.tools` offers, checked against `with.side_effects`.
-    fn offered(&self, with: &Value) -> Result<Vec<Arc<dyn Skill>>, SkillError> {
+    /// The tools `with.tools` offers — skill names, globs, or `{uses, name?, description?,
+    /// with?}` — checked against `with.side_effects`.
+    fn offered(&self, with: &Value) -> Result<Vec<Tool>, SkillError> {
         let guard = self.tools.read().unwrap_or_else(|p| p.into_inner());
         let Some(registry) = guard.as_ref() else {
             return Err(SkillError::invalid("agent: the tools are not loaded yet"));
         };
         let allowed = names(with, "side_effects")?;
-        let mut out: Vec<Arc<dyn Skill>> = Vec::new();
-        for pattern in names(with, "tools")? {
-            let matched: Vec<&str> = registry
-                .list()
-                .into_iter()
-                .map(|(name, _, _)| name)
-                .filter(|n| glob(&pattern, n) && *n != "agent")
-                .collect();
-            if matched.is_empty() {
+        let check = |name: &str| -> Result<Arc<dyn Skill>, SkillError> {
+            let skill = registry
+                .get(name)
+                .map_err(|e| SkillError::invalid(format!("agent: tools: {e}")))?;
+            if skill.side_effects() && !allowed.iter().any(|p| glob(p, name)) {
                 return Err(SkillError::invalid(format!(
-                    "agent: tool `{pattern}` matches no skill; `oclaw skill list` shows them"
+                    "agent: tool `{name}` has side effects; name it in `side_effects` too to let the model call it"
                 )));
             }
-            for name in matched {
-                let skill = registry.get(name).map_err(SkillError::invalid)?;
-                if skill.side_effects() && !allowed.iter().any(|p| glob(p, name)) {
-                    return Err(SkillError::invalid(format!(
-                        "agent: tool `{name}` has side effects; name it in `side_effects` too to let the model call it"
-                    )));
+            Ok(skill)
+        };
+        let entries = match with.get("tools") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a.clone(),
+            Some(_) => return Err(SkillError::invalid("agent: `tools` is a list")),
+        };
+        let mut out: Vec<Tool> = Vec::new();
+        let mut add = |tool: Tool| -> Result<(), SkillError> {
+            if !out.iter().any(|t| t.name == tool.name) {
+                out.push(tool);
+            }
+            Ok(())
+        };
+        for entry in entries {
+            match entry {
+                Value::String(pattern) => {
+                    let matched: Vec<&str> = registry
+                        .list()
+                        .into_iter()
+                        .map(|(name, _, _)| name)
+                        .filter(|n| glob(&pattern, n) && *n != "agent")
+                        .collect();
+                    if matched.is_empty() {
+                        return Err(SkillError::invalid(format!(
+                            "agent: tool `{pattern}` matches no skill; `oclaw skill list` shows them"
+                        )));
+                    }
+                    for name in matched {
+                        let skill = check(name)?;
+                        add(Tool {
+                            name: tool_name(name),
+                            description: skill.summary().to_string(),
+                            skill,
+                            preset: Default::default(),
+                        })?;
+                    }
                 }
-                if !out.iter().any(|s| s.name() == name) {
-                    out.push(skill);
+                Value::Object(map) => {
+                    if let Some(k) = map.keys().find(|k| !TOOL_FIELDS.contains(&k.as_str())) {
+                        return Err(SkillError::invalid(format!(
+                            "agent: a tool has unknown field `{k}`; allowed: {}",
+                            TOOL_FIELDS.join(", ")
+                        )));
+                    }
+                    let Some(uses) = map.get("uses").and_then(Value::as_str) else {
+                        return Err(SkillError::invalid(
+                            "agent: a tool given as a mapping needs `uses: <skill>`",
+                        ));
+                    };
+                    if uses == "agent" {
+                        return Err(SkillError::invalid(
+                            "agent: an agent cannot be a tool of itself",
+                        ));
+                    }
+                    let skill = check(uses)?;
+                    let name = map
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| tool_name(uses));
+                    let ok = !name.is_empty()
+                        && name.len() <= 64
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                    if !ok {
+                        return Err(SkillError::invalid(format!(
+                            "agent: tool name `{name}` must be 1 to 64 letters, digits, `_` or `-`"
+                        )));
+                    }
+                    let preset = match map.get("with") {
+                        None | Some(Value::Null) => Default::default(),
+                        Some(Value::Object(m)) => m.clone(),
+                        Some(_) => {
+                            return Err(SkillError::invalid(format!(
+                                "agent: tool `{name}`: `with` is a mapping"
+                            )))
+                        }
+                    };
+                    let fields = skill.fields();
+                    if let Some(k) = preset
+                        .keys()
+                        .find(|k| !fields.is_empty() && !fields.contains(&k.as_str()))
+                    {
+                        return Err(SkillError::invalid(format!(
+                            "agent: tool `{name}`: {uses} has no field `{k}`; it has: {}",
+                            fields.join(", ")
+                        )));
+                    }
+                    add(Tool {
+                        description: map
+                            .get("description")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                            .unwrap_or_else(|| skill.summary().to_string()),
+                        name,
+                        skill,
+                        preset,
+                    })?;
+                }
+                _ => {
+                    return Err(SkillError::invalid(
+                        "agent: a tool is a skill name or a mapping",
+                    ))
                 }
             }
         }
@@ -236,6 +370,19 @@ impl Skill for Agent {
     fn fields(&self) -> &'static [&'static str] {
         FIELDS
     }
+    fn nested_calls(&self, with: &Value) -> Vec<(String, String)> {
+        with.get("tools")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                let uses = t.get("uses")?.as_str()?;
+                t.get("with").filter(|w| w.is_object())?;
+                Some((format!("/tools/{i}/with"), uses.to_string()))
+            })
+            .collect()
+    }
     fn check_literal(&self, with: &Value) -> Result<(), SkillError> {
         if self.llm.is_empty() {
             return Err(SkillError::invalid(
@@ -279,13 +426,33 @@ impl Skill for Agent {
         if let Some(s) = with.get("system").and_then(Value::as_str) {
             messages.push(Message::new(Role::System, s));
         }
+        // Earlier turns of the conversation (`conversation.history`: `{role: user|bot, text}`).
+        for turn in with
+            .get("history")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let text = turn
+                .get("text")
+                .or_else(|| turn.get("content"))
+                .and_then(Value::as_str);
+            let role = match turn.get("role").and_then(Value::as_str) {
+                Some("user") => Role::User,
+                Some("bot" | "assistant") => Role::Assistant,
+                _ => continue,
+            };
+            if let Some(text) = text.filter(|t| !t.is_empty()) {
+                messages.push(Message::new(role, text));
+            }
+        }
         messages.push(Message::new(Role::User, prompt));
         let specs: Vec<ToolSpec> = tools
             .iter()
             .map(|t| ToolSpec {
-                name: tool_name(t.name()),
-                description: t.summary().to_string(),
-                parameters: t.input_schema(),
+                name: t.name.clone(),
+                description: t.description.clone(),
+                parameters: t.parameters(),
             })
             .collect();
         let model = with.get("model").and_then(Value::as_str);
@@ -320,17 +487,18 @@ impl Skill for Agent {
             }
             // Calls the last turn asked for and no attempt has finished: run them, in order.
             if let Some(call) = run.pending.first().cloned() {
-                let skill = tools.iter().find(|t| tool_name(t.name()) == call.name);
-                let output = match skill {
+                let tool = tools.iter().find(|t| t.name == call.name);
+                let output = match tool {
                     None => json!({"error": format!("there is no tool `{}`", call.name)}),
-                    Some(skill) => {
+                    Some(tool) => {
                         let mut tool_ctx = ctx.clone();
                         tool_ctx.journal = Journal::detached();
-                        match skill
+                        match tool
+                            .skill
                             .run(
                                 &tool_ctx,
                                 SkillCall {
-                                    with: call.arguments.clone(),
+                                    with: tool.with(&call.arguments),
                                     data: Value::Null,
                                 },
                             )
@@ -341,8 +509,8 @@ impl Skill for Agent {
                         }
                     }
                 };
-                let tool = skill
-                    .map(|s| s.name())
+                let tool = tool
+                    .map(|t| t.skill.name())
                     .unwrap_or(call.name.as_str())
                     .to_string();
                 run.record(

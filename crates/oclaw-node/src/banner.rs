@@ -102,6 +102,16 @@ pub(crate) fn print_banner(b: &Banner<'_>) {
         names.len(),
         names.join(", ")
     );
+    if b.source == CatalogSource::Examples && b.catalog.get("support-assistant").is_none() {
+        let waiting: Vec<&str> = crate::examples::MODEL_EXAMPLE_BOTS
+            .iter()
+            .filter_map(|(n, _)| n.rsplit('/').next()?.strip_suffix(".yaml"))
+            .collect();
+        println!(
+            "  models   none configured: {} load once llm.providers and llm.default are set (docs/agents.md)",
+            waiting.join(", ")
+        );
+    }
     println!("  node     {}", b.node_id);
     if b.components.worker {
         println!(

@@ -24,6 +24,23 @@ pub const EXAMPLE_BOTS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The examples that call a model: loaded when `llm.providers` names one (and `llm.default`
+/// says which model), listed in the banner otherwise.
+pub const MODEL_EXAMPLE_BOTS: &[(&str, &str)] = &[
+    (
+        "examples/bots/support-assistant.yaml",
+        include_str!("../../../examples/bots/support-assistant.yaml"),
+    ),
+    (
+        "examples/bots/record-cleaner.yaml",
+        include_str!("../../../examples/bots/record-cleaner.yaml"),
+    ),
+    (
+        "examples/bots/alert-triage.yaml",
+        include_str!("../../../examples/bots/alert-triage.yaml"),
+    ),
+];
+
 /// The faq-bot example's knowledge file, carried by the compiled-in copy of the bot for when
 /// the node runs outside the repository.
 pub const FAQ_KNOWLEDGE: &str = include_str!("../../../examples/faq/knowledge.yaml");
@@ -35,13 +52,18 @@ const FAQ_FILE: &str = "../faq/knowledge.yaml";
 /// bot reads `examples/faq/knowledge.yaml` itself, so edits to it apply at once; elsewhere the
 /// knowledge compiled in is written inline.
 pub fn example_yaml(name: &str, yaml: &str) -> String {
-    if !name.ends_with("faq-bot.yaml") || knowledge_on_disk(name).is_some() {
+    let reads_faq = name.ends_with("faq-bot.yaml") || name.ends_with("support-assistant.yaml");
+    if !reads_faq || knowledge_on_disk(name).is_some() {
         return yaml.to_string();
     }
     let entries = serde_saphyr::from_str::<serde_json::Value>(FAQ_KNOWLEDGE)
         .map(|v| v["entries"].to_string())
         .unwrap_or_else(|_| "[]".into());
     yaml.replace(&format!("file: {FAQ_FILE}"), &format!("entries: {entries}"))
+        .replace(
+            &format!("{{file: {FAQ_FILE}}}"),
+            &format!("{{entries: {entries}}}"),
+        )
 }
 
 /// The faq-bot example's knowledge file, when the node runs where the examples are.

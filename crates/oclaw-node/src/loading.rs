@@ -89,7 +89,14 @@ pub fn build_catalog(
     if configured {
         return Ok((catalog, CatalogSource::Configured));
     }
-    for (name, text) in EXAMPLE_BOTS {
+    let models = !config.llm.providers.is_empty() && config.llm.default.is_some();
+    let examples = EXAMPLE_BOTS.iter().chain(
+        models
+            .then_some(crate::examples::MODEL_EXAMPLE_BOTS)
+            .into_iter()
+            .flatten(),
+    );
+    for (name, text) in examples {
         let text = crate::examples::example_yaml(name, text);
         catalog.load_yaml(name, &text, skills, templates)?;
     }

@@ -90,6 +90,11 @@ pub trait Skill: Send + Sync {
             .collect();
         serde_json::json!({"type": "object", "properties": properties, "additionalProperties": false})
     }
+    /// Skills this one calls with parts of its `with` (an agent's tools with preset fields):
+    /// `(JSON pointer of that part, skill name)`, so loading checks their file fields too.
+    fn nested_calls(&self, _with: &Value) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// Whether a call changes something outside the task (calls out, notifies, enqueues): an
     /// agent calls such a tool only when its bot allows it by name (`side_effects`).
     fn side_effects(&self) -> bool {

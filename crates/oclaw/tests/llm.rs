@@ -640,3 +640,100 @@ async fn invoke_streams_server_sent_events_when_asked() {
     let plain = common::invoke(&node.url, "assistant", json!({"text": "count"})).await;
     assert_eq!(plain["output"]["text"], "one two");
 }
+
+/// A stand-in playing the support assistant: it searches the FAQ first, then answers from what
+/// the tool found, or hands off when it found nothing.
+async fn support_stand_in() -> String {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|body: Bytes| async move {
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            let messages = v["messages"].as_array().unwrap();
+            let question = messages
+                .iter()
+                .rev()
+                .find(|m| m["role"] == "user")
+                .map(|m| m["content"].as_str().unwrap().to_string())
+                .unwrap();
+            let results: Vec<Value> = messages
+                .iter()
+                .filter(|m| m["role"] == "tool")
+                .map(|m| serde_json::from_str(m["content"].as_str().unwrap()).unwrap())
+                .collect();
+            let answer = match results.as_slice() {
+                [] => tool_call_turn("c1", "search_faq", json!({"text": question})),
+                [found] if found["found"] == true => sse(&[
+                    json!({"choices": [{"index": 0, "delta": {"content": format!("From our FAQ: {}", found["answer"].as_str().unwrap())}}]}),
+                    json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+                ]),
+                [_] => tool_call_turn("c2", "hand_off", json!({"input": {"summary": question}})),
+                _ => sse(&[
+                    json!({"choices": [{"index": 0, "delta": {"content": "A colleague will reply here."}}]}),
+                    json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+                ]),
+            };
+            ([("content-type", "text/event-stream")], answer)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// The built-in support-assistant example, loaded once a model is configured: over WebSocket it
+/// answers from the FAQ through its search tool, and hands what the FAQ lacks to the human
+/// queue (a support-inbox task).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_support_assistant_example_answers_from_the_faq_and_hands_off_the_rest() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let base = support_stand_in().await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::start(
+        dir.path(),
+        &format!("llm:\n  providers:\n    local: {{kind: openai, base_url: \"{base}/v1\"}}\n  default: local/small\n"),
+    );
+    let url = format!(
+        "{}/v1/ws?bot=support-assistant",
+        node.url.replace("http://", "ws://")
+    );
+    let (mut ws, _): (Ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut ask = async |id: &str, text: &str| -> Value {
+        ws.send(Message::Text(
+            json!({"type": "message", "id": id, "text": text})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if let Message::Text(t) = msg {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "reply" || v["type"] == "error" {
+                    return v;
+                }
+            }
+        }
+    };
+    let reply = ask("1", "How long does a refund take?").await;
+    assert_eq!(
+        reply["text"],
+        "From our FAQ: Refunds reach your original payment method 3 to 5 business days after we receive the item.",
+        "{reply}"
+    );
+    let reply = ask("2", "Can I pay with seashells?").await;
+    assert_eq!(reply["text"], "A colleague will reply here.", "{reply}");
+    let handed = &reply["data"]["tool_calls"][1];
+    assert_eq!(handed["tool"], "task.enqueue", "{reply}");
+    let inbox = handed["output"]["task_id"].as_str().unwrap();
+    let (_, task) = common::get(&common::client(), &format!("{}/v1/tasks/{inbox}", node.url)).await;
+    assert_eq!(task["bot"], "support-inbox");
+    assert_eq!(task["queue"], "human");
+    assert_eq!(task["input"]["summary"], "Can I pay with seashells?");
+}
