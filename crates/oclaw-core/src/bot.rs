@@ -60,6 +60,22 @@ pub struct BotSpec {
     /// capability the bot does not grant here, whatever its manifest asks for.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub grants: BTreeMap<String, PluginGrant>,
+    /// Model tokens the bot may spend (`llm.chat` and `agent` calls), shared by every node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<TokenBudget>,
+}
+
+/// Token budgets: each call reserves its estimate before it is made (refused with OC-4036
+/// when the budget cannot hold it) and settles to what the provider counted after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBudget {
+    /// Input and output tokens per UTC day, over all of the bot's tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_day: Option<u64>,
+    /// Input and output tokens of one task, over its steps and attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_task: Option<u64>,
 }
 
 /// Capabilities granted to one plugin: `log`, `kv` (the bot's key-value store), `http`

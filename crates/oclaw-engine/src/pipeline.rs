@@ -221,6 +221,7 @@ async fn run_steps(
             cache_ttl: rt.cache_ttl,
             allow_private_network: bot.doc.spec.allow_private_network,
             grants: bot.grants.clone(),
+            budget: bot.doc.spec.budget,
             journal: oclaw_skills::Journal::new(
                 rt.store.clone(),
                 task.id,

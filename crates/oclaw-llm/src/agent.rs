@@ -22,7 +22,6 @@ use oclaw_core::ErrorCode;
 use oclaw_skills::{Journal, Skill, SkillCall, SkillContext, SkillError, SkillRegistry};
 use serde_json::{json, Value};
 
-use crate::chat_skill::skill_error;
 use crate::{ChatRequest, Llm, Message, Role, ToolCall, ToolSpec, Usage};
 
 /// The registry the agent finds its tools in: set once every skill is registered.
@@ -542,13 +541,11 @@ impl Skill for Agent {
                 temperature: None,
                 max_tokens: max_tokens.map(|b| (b - spent).min(u32::MAX as u64) as u32),
             };
-            let answer = self
-                .llm
-                .chat(model, &request, &mut |piece| {
+            let answer =
+                crate::budget::metered_chat(&self.llm, ctx, model, &request, &mut |piece| {
                     streams.publish(ctx.task_id, piece)
                 })
-                .await
-                .map_err(skill_error)?;
+                .await?;
             run.record(
                 journal,
                 json!({

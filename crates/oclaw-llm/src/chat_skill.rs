@@ -151,13 +151,10 @@ impl Skill for LlmChat {
         };
         let model = with.get("model").and_then(Value::as_str);
         let streams = oclaw_core::stream::TaskStreams::global();
-        let answer = self
-            .llm
-            .chat(model, &request, &mut |piece| {
-                streams.publish(ctx.task_id, piece)
-            })
-            .await
-            .map_err(skill_error)?;
+        let answer = crate::budget::metered_chat(&self.llm, ctx, model, &request, &mut |piece| {
+            streams.publish(ctx.task_id, piece)
+        })
+        .await?;
         if self.llm.log_content {
             tracing::debug!(component = "llm", model = %answer.model, completion = %answer.text, "llm.chat answer");
         }

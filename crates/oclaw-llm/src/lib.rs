@@ -11,6 +11,7 @@
 
 mod agent;
 mod anthropic;
+mod budget;
 mod chat_skill;
 mod openai;
 mod router;

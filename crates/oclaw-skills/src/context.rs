@@ -32,6 +32,8 @@ pub struct SkillContext {
     pub grants: Arc<BTreeMap<String, PluginGrant>>,
     /// Checkpoints inside this step, for skills that make several calls (agents).
     pub journal: Journal,
+    /// The bot's model token budget.
+    pub budget: Option<oclaw_core::bot::TokenBudget>,
 }
 
 /// Checkpoints inside one step: a skill that makes several calls (an agent's model turns and

@@ -109,6 +109,20 @@ pub trait KvStore: Send + Sync {
         expires_at: Option<DateTime<Utc>>,
     ) -> StoreResult<()>;
 
+    /// Adds `delta` to the integer counter at `key` (0 when absent or expired) in one atomic
+    /// step, unless that would take it past `limit` (a decrease always applies). The counter
+    /// expires at `expires_at` (set when it is made). Answers the new value, or `None` when the
+    /// limit refused the addition (nothing changed). Budgets reserve and settle tokens with it.
+    async fn kv_add(
+        &self,
+        namespace: &str,
+        key: &str,
+        delta: i64,
+        limit: Option<i64>,
+        expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<i64>>;
+
     /// Last fire time of every trigger (keyed `bot/trigger-index`).
     async fn trigger_marks(&self) -> StoreResult<HashMap<String, DateTime<Utc>>>;
     async fn set_trigger_mark(&self, key: &str, fired_at: DateTime<Utc>) -> StoreResult<()>;

@@ -737,3 +737,44 @@ async fn the_support_assistant_example_answers_from_the_faq_and_hands_off_the_re
     assert_eq!(task["queue"], "human");
     assert_eq!(task["input"]["summary"], "Can I pay with seashells?");
 }
+
+/// A bot's daily token budget: each call reserves its estimate first and settles to the count
+/// the provider gives; once the budget cannot hold the next call it is refused before the
+/// model is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_daily_budget_refuses_the_next_call_before_it_is_made() {
+    let model = stand_in("fine").await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::start(
+        dir.path(),
+        &format!(
+            r#"
+llm:
+  providers:
+    local: {{kind: openai, base_url: "{}/v1"}}
+  default: local/small
+bots:
+  - metadata: {{name: asks}}
+    spec:
+      budget: {{tokens_per_day: 100}}
+      retry: {{max_attempts: 1}}
+      steps:
+        - {{id: a, uses: llm.chat, with: {{prompt: hi, max_tokens: 10}}}}
+"#,
+            model.url
+        ),
+    );
+    // Each call costs 29 tokens (20 in, 9 out) and reserves 11 (a token of prompt, 10 of
+    // answer): the fifth finds 116 spent.
+    for i in 0..4 {
+        let a = common::invoke(&node.url, "asks", json!({})).await;
+        assert_eq!(a["status"], "succeeded", "call {i}: {a}");
+    }
+    let refused = common::invoke(&node.url, "asks", json!({})).await;
+    common::assert_failed(&refused, "OC-4036", "tokens_per_day of 100 is spent");
+    assert_eq!(
+        model.prompts.lock().unwrap().len(),
+        4,
+        "the refused call was not made"
+    );
+}

@@ -39,6 +39,73 @@ pub async fn kv_with_ttl(s: DynStore) {
     );
 }
 
+pub async fn kv_add_counts_within_a_limit_atomically(s: DynStore) {
+    let now = Utc::now();
+    let day = Some(now + chrono::Duration::seconds(60));
+    assert_eq!(
+        s.kv_add("b", "n", 40, Some(100), day, now).await.unwrap(),
+        Some(40)
+    );
+    assert_eq!(
+        s.kv_add("b", "n", 50, Some(100), day, now).await.unwrap(),
+        Some(90)
+    );
+    // Past the limit: refused, nothing changed; a decrease (a settlement) always applies.
+    assert_eq!(
+        s.kv_add("b", "n", 20, Some(100), day, now).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.kv_add("b", "n", -30, Some(100), day, now).await.unwrap(),
+        Some(60)
+    );
+    assert_eq!(s.kv_get("b", "n", now).await.unwrap(), Some(json!(60)));
+    // Expired: counts from zero again, with a new expiry.
+    let later = now + chrono::Duration::seconds(61);
+    let next_day = Some(later + chrono::Duration::seconds(60));
+    assert_eq!(
+        s.kv_add("b", "n", 70, Some(100), next_day, later)
+            .await
+            .unwrap(),
+        Some(70)
+    );
+    assert_eq!(
+        s.kv_add(
+            "b",
+            "n",
+            30,
+            Some(100),
+            next_day,
+            later + chrono::Duration::seconds(30)
+        )
+        .await
+        .unwrap(),
+        Some(100)
+    );
+    // Concurrent additions neither lose one nor pass the limit.
+    let adds: Vec<_> = (0..20)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.kv_add("b", "c", 7, Some(100), None, Utc::now())
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for a in adds {
+        if a.await.unwrap().is_some() {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 14, "100 / 7 additions fit");
+    assert_eq!(
+        s.kv_get("b", "c", Utc::now()).await.unwrap(),
+        Some(json!(98))
+    );
+}
+
 pub async fn trigger_marks_persist(s: DynStore) {
     let at = Utc::now();
     s.set_trigger_mark("bot/0", at).await.unwrap();

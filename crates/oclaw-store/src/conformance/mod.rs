@@ -87,7 +87,7 @@ macro_rules! store_conformance_tests {
             expired_lease_is_requeued_and_old_holder_fenced, expired_lease_on_last_attempt_is_dead,
             heartbeat_extends_only_own_leases, crashed_worker_leases_end_at_once, release_gives_tasks_back_without_counting_an_attempt,
             delayed_task_waits_for_run_at, capacity_refuses_then_accepts, concurrent_writes_succeed_or_fail_alone, checkpoints_come_back_on_retry,
-            queue_stats_count_each_state, list_tasks_filters_and_pages, kv_with_ttl, trigger_marks_persist,
+            queue_stats_count_each_state, list_tasks_filters_and_pages, kv_with_ttl, kv_add_counts_within_a_limit_atomically, trigger_marks_persist,
             wakeups_fire_on_enqueue, nodes_register_heartbeat_and_leave,
             leadership_is_exclusive_until_it_lapses, purge_removes_old_finished_tasks_only,
             ordering_key_runs_tasks_one_at_a_time_in_order, completion_kv_writes_commit_with_a_success_only);

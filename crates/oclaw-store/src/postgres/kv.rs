@@ -43,6 +43,34 @@ impl KvStore for PgStore {
         .map(|_| ())
     }
 
+    async fn kv_add(
+        &self,
+        namespace: &str,
+        key: &str,
+        delta: i64,
+        limit: Option<i64>,
+        expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<i64>> {
+        // One statement: an absent or expired counter starts from 0 with the new expiry; the
+        // row lock of the upsert orders concurrent additions.
+        let rows = self
+            .query(
+                "INSERT INTO kv AS k (ns, key, value, expires_at) \
+                 SELECT $1, $2, ($3::bigint)::text, $5::bigint \
+                 WHERE $3::bigint <= 0 OR $4::bigint IS NULL OR $3::bigint <= $4::bigint \
+                 ON CONFLICT (ns, key) DO UPDATE SET \
+                   value = (CASE WHEN k.expires_at IS NOT NULL AND k.expires_at <= $6::bigint THEN 0 ELSE k.value::bigint END + $3::bigint)::text, \
+                   expires_at = CASE WHEN k.expires_at IS NOT NULL AND k.expires_at <= $6::bigint THEN excluded.expires_at ELSE k.expires_at END \
+                 WHERE $3::bigint <= 0 OR $4::bigint IS NULL \
+                   OR CASE WHEN k.expires_at IS NOT NULL AND k.expires_at <= $6::bigint THEN 0 ELSE k.value::bigint END + $3::bigint <= $4::bigint \
+                 RETURNING value::bigint",
+                &[&namespace, &key, &delta, &limit, &expires_at.map(ms), &ms(now)],
+            )
+            .await?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
     async fn trigger_marks(&self) -> StoreResult<HashMap<String, DateTime<Utc>>> {
         let rows = self
             .query("SELECT key, fired_at FROM trigger_marks", &[])

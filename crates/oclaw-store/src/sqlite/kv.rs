@@ -51,6 +51,45 @@ impl KvStore for SqliteStore {
         .await
     }
 
+    async fn kv_add(
+        &self,
+        namespace: &str,
+        key: &str,
+        delta: i64,
+        limit: Option<i64>,
+        expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<i64>> {
+        let (ns, key) = (namespace.to_string(), key.to_string());
+        // One writer at a time: the read and the write are one step.
+        self.write(move |c, _| {
+            let current: Option<(String, Option<i64>)> = c
+                .prepare_cached(
+                    "SELECT value, expires_at FROM kv WHERE ns = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![ns, key, ms(now)], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .map_err(map_err)?;
+            let (value, expires) = match &current {
+                Some((v, e)) => (v.trim().parse::<i64>().unwrap_or(0), *e),
+                None => (0, expires_at.map(ms)),
+            };
+            let next = value.saturating_add(delta);
+            if delta > 0 && limit.is_some_and(|l| next > l) {
+                return Ok(None);
+            }
+            c.prepare_cached(
+                "INSERT OR REPLACE INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![ns, key, next.to_string(), expires]))
+            .map_err(map_err)?;
+            Ok(Some(next))
+        })
+        .await
+    }
+
     async fn trigger_marks(&self) -> StoreResult<HashMap<String, DateTime<Utc>>> {
         self.read(|c, _| {
             let mut stmt = c

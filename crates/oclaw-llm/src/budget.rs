@@ -1,0 +1,142 @@
+//! Token budgets of a bot (`spec.budget`): every model call reserves its estimate on the bot's
+//! day counter and the task's counter before it is made, and settles to the provider's count
+//! after (a failed call gives its reservation back). The counters live in the store
+//! (`kv_add`, atomic), so every node of a cluster spends from the same budget.
+
+use chrono::{Duration as Days, Utc};
+use oclaw_core::ErrorCode;
+use oclaw_skills::{SkillContext, SkillError};
+
+use crate::chat_skill::skill_error;
+use crate::{ChatRequest, ChatResponse, Llm};
+
+const NAMESPACE: &str = "_llm_budget";
+/// Output tokens reserved for a call that sets no `max_tokens`.
+const DEFAULT_OUTPUT: u64 = 512;
+
+/// A rough count of the tokens a request sends (4 characters a token) plus what it may get back.
+fn estimate(request: &ChatRequest) -> u64 {
+    let chars: usize = request
+        .messages
+        .iter()
+        .map(|m| {
+            m.content.len()
+                + m.tool_calls
+                    .iter()
+                    .map(|c| c.arguments.to_string().len())
+                    .sum::<usize>()
+        })
+        .sum::<usize>()
+        + request
+            .tools
+            .iter()
+            .map(|t| t.parameters.to_string().len() + t.description.len())
+            .sum::<usize>();
+    (chars as u64).div_ceil(4) + request.max_tokens.map(u64::from).unwrap_or(DEFAULT_OUTPUT)
+}
+
+struct Counter {
+    key: String,
+    limit: i64,
+    expires: chrono::DateTime<Utc>,
+    what: &'static str,
+}
+
+/// The counters `ctx`'s bot budget keeps.
+fn counters(ctx: &SkillContext) -> Vec<Counter> {
+    let Some(budget) = ctx.budget else {
+        return Vec::new();
+    };
+    let now = Utc::now();
+    let mut out = Vec::new();
+    if let Some(n) = budget.tokens_per_day {
+        let today = now.date_naive();
+        let midnight = (today + Days::days(1))
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc())
+            .unwrap_or(now);
+        out.push(Counter {
+            key: format!("{}/day/{today}", ctx.bot),
+            limit: n.min(i64::MAX as u64) as i64,
+            expires: midnight + Days::days(1),
+            what: "tokens_per_day",
+        });
+    }
+    if let Some(n) = budget.tokens_per_task {
+        out.push(Counter {
+            key: format!("{}/task/{}", ctx.bot, ctx.task_id),
+            limit: n.min(i64::MAX as u64) as i64,
+            expires: now + Days::days(7),
+            what: "tokens_per_task",
+        });
+    }
+    out
+}
+
+async fn add(
+    ctx: &SkillContext,
+    c: &Counter,
+    delta: i64,
+    limit: Option<i64>,
+) -> Result<Option<i64>, SkillError> {
+    ctx.store
+        .kv_add(NAMESPACE, &c.key, delta, limit, Some(c.expires), Utc::now())
+        .await
+        .map_err(|e| SkillError::transient(e.code(), format!("token budget: {e}")))
+}
+
+/// Calls the model within the bot's budget.
+pub(crate) async fn metered_chat(
+    llm: &Llm,
+    ctx: &SkillContext,
+    model: Option<&str>,
+    request: &ChatRequest,
+    on_delta: crate::OnDelta<'_>,
+) -> Result<ChatResponse, SkillError> {
+    let counters = counters(ctx);
+    let reserved = estimate(request) as i64;
+    for (i, c) in counters.iter().enumerate() {
+        if add(ctx, c, reserved, Some(c.limit)).await?.is_none() {
+            for earlier in &counters[..i] {
+                add(ctx, earlier, -reserved, None).await?;
+            }
+            return Err(SkillError::permanent(
+                ErrorCode::LlmBudgetSpent,
+                format!(
+                    "bot `{}` cannot spend ~{reserved} more tokens: its {} of {} is spent",
+                    ctx.bot, c.what, c.limit
+                ),
+            ));
+        }
+    }
+    let answer = llm.chat(model, request, on_delta).await;
+    let used = match &answer {
+        Ok(a) => (a.usage.input_tokens + a.usage.output_tokens) as i64,
+        Err(_) => 0,
+    };
+    for c in &counters {
+        add(ctx, c, used - reserved, None).await?;
+    }
+    answer.map_err(skill_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Message, Role};
+
+    #[test]
+    fn the_estimate_counts_the_prompt_and_the_answer_allowed() {
+        let r = ChatRequest {
+            messages: vec![Message::new(Role::User, "x".repeat(400))],
+            max_tokens: Some(50),
+            ..Default::default()
+        };
+        assert_eq!(estimate(&r), 150);
+        let open = ChatRequest {
+            max_tokens: None,
+            ..r
+        };
+        assert_eq!(estimate(&open), 100 + DEFAULT_OUTPUT);
+    }
+}
