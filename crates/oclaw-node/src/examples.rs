@@ -28,16 +28,16 @@ pub const EXAMPLE_BOTS: &[(&str, &str)] = &[
 /// says which model), listed in the banner otherwise.
 pub const MODEL_EXAMPLE_BOTS: &[(&str, &str)] = &[
     (
-        "examples/bots/support-assistant.yaml",
-        include_str!("../../../examples/bots/support-assistant.yaml"),
+        "examples/models/support-assistant.yaml",
+        include_str!("../../../examples/models/support-assistant.yaml"),
     ),
     (
-        "examples/bots/record-cleaner.yaml",
-        include_str!("../../../examples/bots/record-cleaner.yaml"),
+        "examples/models/record-cleaner.yaml",
+        include_str!("../../../examples/models/record-cleaner.yaml"),
     ),
     (
-        "examples/bots/alert-triage.yaml",
-        include_str!("../../../examples/bots/alert-triage.yaml"),
+        "examples/models/alert-triage.yaml",
+        include_str!("../../../examples/models/alert-triage.yaml"),
     ),
 ];
 
