@@ -19,6 +19,23 @@ pub struct ChatBenchOptions {
     /// Chat over MQTT through this broker instead of WebSocket (embedded node only): each
     /// session is a topic, answered on `<topic>/reply`.
     pub mqtt: Option<String>,
+    /// Chat with a model bot (`llm.chat`) backed by a stand-in model in this process that
+    /// answers after this long, instead of faq-bot (embedded node only).
+    pub model_latency: Option<Duration>,
+}
+
+/// This process's resident memory, from /proc.
+fn rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }
 
 const QUESTIONS: &[&str] = &[
@@ -65,6 +82,25 @@ pub async fn chat(o: ChatBenchOptions) -> Result<String, String> {
         });
         config.bots = faq_bots_over_mqtt(&run)?;
     }
+    let mut bot = "faq-bot";
+    if let Some(latency) = o.model_latency {
+        if o.server.is_some() || o.mqtt.is_some() {
+            return Err("--model-latency runs an embedded node over WebSocket; leave out --server and --mqtt".into());
+        }
+        let base = crate::llm::stand_in(latency).await?;
+        config.llm = serde_json::from_value(serde_json::json!({
+            "providers": {"stand-in": {"kind": "openai", "base_url": base, "max_concurrent": o.sessions.max(1)}},
+            "default": "stand-in/bench",
+        }))
+        .map_err(|e| e.to_string())?;
+        config.bots = vec![serde_saphyr::from_str(
+            "metadata: {name: assistant}\nspec:\n  triggers: [{websocket: {}}]\n  steps:\n    - {id: answer, uses: llm.chat, with: {prompt: \"{{ input.text }}\"}}\n",
+        )
+        .map_err(|e| e.to_string())?];
+        config.worker.concurrency = o.sessions.max(1);
+        config.channels.websocket.max_in_flight = 4;
+        bot = "assistant";
+    }
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let opts = oclaw_node::ServeOptions {
         config,
@@ -87,7 +123,7 @@ pub async fn chat(o: ChatBenchOptions) -> Result<String, String> {
         }
         return report;
     }
-    let url = format!("ws://{host}:{port}/v1/ws?bot=faq-bot");
+    let url = format!("ws://{host}:{port}/v1/ws?bot={bot}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect((host.as_str(), port))
         .await
@@ -158,15 +194,33 @@ pub async fn chat(o: ChatBenchOptions) -> Result<String, String> {
     if let Some(node) = node {
         let _ = node.await;
     }
-    Ok(report(
+    let rss = rss_mb();
+    let count = all.len();
+    let mut text = report(
         &format!(
-            "chat over WebSocket (faq-bot): {} sessions x {} messages",
+            "chat over WebSocket ({bot}): {} sessions x {} messages",
             o.sessions, o.messages
         ),
         all,
         errors,
         elapsed,
-    ))
+    );
+    if let Some(latency) = o.model_latency {
+        // Each session waits for each answer: at best `sessions` answers per model latency.
+        let ideal = o.sessions as f64 / latency.as_secs_f64().max(1e-9);
+        let got = count as f64 / elapsed.as_secs_f64();
+        text.push_str(&format!(
+            "\n  model        stand-in answering after {} ms: ideal {ideal:.0}/s, got {:.0}% of it",
+            latency.as_millis(),
+            100.0 * got / ideal
+        ));
+    }
+    if let Some(mb) = rss {
+        text.push_str(&format!(
+            "\n  memory       {mb:.0} MB resident (node and clients in this process)"
+        ));
+    }
+    Ok(text)
 }
 
 fn report(title: &str, mut all: Vec<Duration>, errors: usize, elapsed: Duration) -> String {

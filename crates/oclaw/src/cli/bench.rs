@@ -104,6 +104,19 @@ pub enum BenchCommand {
         /// each session is a topic, answered on `<topic>/reply`.
         #[arg(long)]
         mqtt: Option<String>,
+        /// Chat with a model bot backed by a stand-in model answering after this long (e.g.
+        /// 200ms) instead of faq-bot: how close to sessions ÷ latency the node gets.
+        #[arg(long)]
+        model_latency: Option<String>,
+    },
+    /// What the model layer (provider adapter, router) adds to a model call, against a
+    /// stand-in OpenAI-compatible server in this process.
+    Llm {
+        #[arg(long, default_value_t = 2000)]
+        calls: usize,
+        /// How long the stand-in waits before answering.
+        #[arg(long, default_value = "0ms")]
+        latency: String,
     },
     /// Enqueue single tasks on an idle node and measure enqueue → start latency.
     Latency {

@@ -79,14 +79,34 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
             messages,
             server,
             mqtt,
-        } => rt.block_on(oclaw_bench::chat::chat(
-            oclaw_bench::chat::ChatBenchOptions {
-                sessions: sessions.max(1),
-                messages: messages.max(1),
-                server,
-                mqtt,
-            },
-        )),
+            model_latency,
+        } => match model_latency
+            .as_deref()
+            .map(oclaw_core::duration::parse_duration)
+            .transpose()
+        {
+            Ok(model_latency) => rt.block_on(oclaw_bench::chat::chat(
+                oclaw_bench::chat::ChatBenchOptions {
+                    sessions: sessions.max(1),
+                    messages: messages.max(1),
+                    server,
+                    mqtt,
+                    model_latency,
+                },
+            )),
+            Err(e) => Err(format!("--model-latency: {e}")),
+        },
+        BenchCommand::Llm { calls, latency } => {
+            match oclaw_core::duration::parse_duration(&latency) {
+                Ok(latency) => {
+                    rt.block_on(oclaw_bench::llm::llm(oclaw_bench::llm::LlmBenchOptions {
+                        calls: calls.max(1),
+                        latency,
+                    }))
+                }
+                Err(e) => Err(format!("--latency: {e}")),
+            }
+        }
         BenchCommand::Plugin {
             calls,
             concurrency,
