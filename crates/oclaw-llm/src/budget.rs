@@ -109,7 +109,38 @@ pub(crate) async fn metered_chat(
             ));
         }
     }
+    // A client span per call, with the OpenTelemetry GenAI attributes (no prompt or answer).
+    let tracer = oclaw_telemetry::otlp::tracer();
+    let asked = model.or(llm.default_model()).unwrap_or("").to_string();
+    let mut span = tracer.start(
+        &ctx.trace_id,
+        Some(&ctx.span_id),
+        || {
+            format!(
+                "chat {}",
+                asked.split_once('/').map(|(_, m)| m).unwrap_or(&asked)
+            )
+        },
+        oclaw_telemetry::otlp::SpanKind::Client,
+    );
     let answer = llm.chat(model, request, on_delta).await;
+    if tracer.enabled() {
+        span.attr("gen_ai.operation.name", "chat");
+        if let Some((provider, m)) = asked.split_once('/') {
+            span.attr("gen_ai.provider.name", provider);
+            span.attr("gen_ai.request.model", m);
+        }
+        if let Some(max) = request.max_tokens {
+            span.attr("gen_ai.request.max_tokens", max);
+        }
+        if let Ok(a) = &answer {
+            span.attr("gen_ai.response.model", a.model.as_str());
+            span.attr("gen_ai.response.finish_reasons", a.finish_reason.as_str());
+            span.attr("gen_ai.usage.input_tokens", a.usage.input_tokens);
+            span.attr("gen_ai.usage.output_tokens", a.usage.output_tokens);
+        }
+    }
+    span.end(answer.as_ref().err().map(|e| e.to_string()));
     let used = match &answer {
         Ok(a) => (a.usage.input_tokens + a.usage.output_tokens) as i64,
         Err(_) => 0,

@@ -147,6 +147,11 @@ impl Llm {
         })
     }
 
+    /// `llm.default`.
+    pub fn default_model(&self) -> Option<&str> {
+        self.default.as_deref()
+    }
+
     /// Whether any provider is configured.
     pub fn is_empty(&self) -> bool {
         self.providers.is_empty()

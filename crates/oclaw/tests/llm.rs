@@ -778,3 +778,81 @@ bots:
         "the refused call was not made"
     );
 }
+
+/// Each model call is a client span under its skill's span, with the OpenTelemetry GenAI
+/// attributes and never the prompt or the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_calls_are_traced_with_the_genai_attributes() {
+    let model = stand_in("a secret answer").await;
+    let collector = common::recorder().await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::start(
+        dir.path(),
+        &format!(
+            r#"
+telemetry: {{otlp_endpoint: "{}", otlp_protocol: http/json}}
+llm:
+  providers:
+    local: {{kind: openai, base_url: "{}/v1"}}
+  default: local/small
+bots:
+  - metadata: {{name: asks}}
+    spec:
+      steps:
+        - {{id: a, uses: llm.chat, with: {{prompt: "a secret question", max_tokens: 10}}}}
+"#,
+            collector.url, model.url
+        ),
+    );
+    let answer = common::invoke(&node.url, "asks", json!({})).await;
+    let trace = answer["trace_id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let (chat, skill) = loop {
+        let spans: Vec<Value> = collector
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, body)| {
+                body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|s| s["traceId"] == trace.as_str())
+            .collect();
+        let find = |name: &str| spans.iter().find(|s| s["name"] == name).cloned();
+        if let (Some(c), Some(s)) = (find("chat small"), find("skill llm.chat")) {
+            break (c, s);
+        }
+        assert!(std::time::Instant::now() < deadline, "spans: {spans:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(chat["parentSpanId"], skill["spanId"]);
+    assert_eq!(chat["kind"], 3, "a client span");
+    let attr = |k: &str| {
+        chat["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == k)
+            .map(|a| a["value"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(attr("gen_ai.operation.name")["stringValue"], "chat");
+    assert_eq!(attr("gen_ai.provider.name")["stringValue"], "local");
+    assert_eq!(attr("gen_ai.request.model")["stringValue"], "small");
+    assert_eq!(attr("gen_ai.usage.input_tokens")["intValue"], "20");
+    assert_eq!(attr("gen_ai.usage.output_tokens")["intValue"], "9");
+    let all = collector
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, b)| b.to_string())
+        .collect::<String>();
+    assert!(
+        !all.contains("secret"),
+        "prompts and answers stay out of traces"
+    );
+}
