@@ -103,6 +103,13 @@ pub struct LlmProviderConfig {
     /// Calls to this provider at once in this process; more wait for a free slot.
     #[serde(default = "default_llm_concurrency")]
     pub max_concurrent: usize,
+    /// Calls per minute this process makes to the provider (a bucket that refills
+    /// continuously); a call that would wait past its timeout goes down the chain as a 429.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
+    /// Tokens per minute (each call's estimate, settled to the provider's count after).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u32>,
 }
 
 impl LlmConfig {

@@ -15,7 +15,7 @@ const NAMESPACE: &str = "_llm_budget";
 const DEFAULT_OUTPUT: u64 = 512;
 
 /// A rough count of the tokens a request sends (4 characters a token) plus what it may get back.
-fn estimate(request: &ChatRequest) -> u64 {
+pub(crate) fn estimate(request: &ChatRequest) -> u64 {
     let chars: usize = request
         .messages
         .iter()

@@ -18,6 +18,44 @@ const COOL_DOWN: Duration = Duration::from_secs(30);
 /// Longest `Retry-After` waited for when no other provider is left to try.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
+/// A bucket of `capacity` that refills continuously at `capacity` a minute.
+struct Bucket {
+    capacity: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl Bucket {
+    fn per_minute(n: Option<u32>) -> Option<Bucket> {
+        n.filter(|n| *n > 0).map(|n| Bucket {
+            capacity: f64::from(n),
+            state: Mutex::new((f64::from(n), Instant::now())),
+        })
+    }
+
+    /// Takes `amount` now, or says how long until it could be taken (nothing taken then).
+    fn take(&self, amount: f64) -> Result<(), Duration> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let rate = self.capacity / 60.0;
+        s.0 = (s.0 + now.duration_since(s.1).as_secs_f64() * rate).min(self.capacity);
+        s.1 = now;
+        // A call larger than the whole bucket waits for a full bucket.
+        let need = amount.min(self.capacity);
+        if s.0 >= need {
+            s.0 -= amount;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((need - s.0) / rate))
+        }
+    }
+
+    /// Gives back (or, negative, takes more of) what an estimate got wrong.
+    fn settle(&self, amount: f64) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.0 = (s.0 + amount).min(self.capacity);
+    }
+}
+
 #[derive(Default)]
 struct Breaker {
     failures: u32,
@@ -29,6 +67,45 @@ struct Entry {
     slots: Semaphore,
     timeout: Duration,
     breaker: Mutex<Breaker>,
+    requests: Option<Bucket>,
+    tokens: Option<Bucket>,
+}
+
+impl Entry {
+    /// Waits for the provider's rate limits to let a call of `tokens` through, as long as that
+    /// fits in the call's timeout; past it, the call is rate limited here, as by a 429.
+    async fn admit(&self, tokens: f64) -> Result<(), LlmError> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let waits = [
+                self.requests.as_ref().map(|b| b.take(1.0)),
+                self.tokens.as_ref().map(|b| b.take(tokens)),
+            ];
+            let wait = match waits {
+                [None | Some(Ok(())), None | Some(Ok(()))] => return Ok(()),
+                // One bucket admitted and the other did not: give the first back.
+                [r, t] => {
+                    if let (Some(Ok(())), Some(b)) = (&r, &self.requests) {
+                        b.settle(1.0);
+                    }
+                    if let (Some(Ok(())), Some(b)) = (&t, &self.tokens) {
+                        b.settle(tokens);
+                    }
+                    [r, t]
+                        .into_iter()
+                        .filter_map(|w| w.and_then(Result::err))
+                        .max()
+                        .unwrap_or_default()
+                }
+            };
+            if Instant::now() + wait > deadline {
+                return Err(LlmError::RateLimited {
+                    retry_after: Some(wait),
+                });
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 impl Entry {
@@ -136,6 +213,8 @@ impl Llm {
                     slots: Semaphore::new(p.max_concurrent),
                     timeout,
                     breaker: Mutex::default(),
+                    requests: Bucket::per_minute(p.requests_per_minute),
+                    tokens: Bucket::per_minute(p.tokens_per_minute),
                 },
             );
         }
@@ -225,6 +304,12 @@ impl Llm {
                     let Ok(_slot) = entry.slots.acquire().await else {
                         break;
                     };
+                    let estimate = crate::budget::estimate(request) as f64;
+                    if let Err(limited) = entry.admit(estimate).await {
+                        tracing::debug!(component = "llm", model = %full, "{limited} (llm.providers.{name} limits)");
+                        last = Some(limited);
+                        break;
+                    }
                     let sent = Instant::now();
                     let mut first = true;
                     let mut counted = |piece: &str| {
@@ -244,6 +329,13 @@ impl Llm {
                         Err(_) => Err(LlmError::Timeout),
                     };
                     metrics.call(name, model, outcome(&r), sent.elapsed());
+                    if let Some(b) = &entry.tokens {
+                        let used = r
+                            .as_ref()
+                            .map(|a| (a.usage.input_tokens + a.usage.output_tokens) as f64)
+                            .unwrap_or(0.0);
+                        b.settle(estimate - used);
+                    }
                     if let Ok(answer) = &r {
                         metrics.tokens(
                             name,

@@ -473,3 +473,39 @@ fn keys_written_in_the_file_and_unknown_providers_are_refused() {
     let e = Llm::from_config(&unset, &no_env).err().unwrap();
     assert!(e.contains("OCLAW_SECRET_ANTHROPIC_KEY"), "{e}");
 }
+
+#[tokio::test]
+async fn a_providers_own_rate_limits_pass_calls_down_the_chain_like_a_429() {
+    for limit in [
+        json!({"requests_per_minute": 1}),
+        json!({"tokens_per_minute": 100}),
+    ] {
+        let (primary, secondary) = (StandIn::start().await, StandIn::start().await);
+        let mut local = json!({"kind": "openai", "base_url": primary.url, "timeout": "2s"});
+        local
+            .as_object_mut()
+            .unwrap()
+            .extend(limit.as_object().unwrap().clone());
+        let llm = Llm::from_config(
+            &config(
+                json!({"local": local, "backup": {"kind": "openai", "base_url": secondary.url}}),
+                "local/a",
+                &["backup/b"],
+            ),
+            &no_env,
+        )
+        .unwrap();
+        primary.script(Reply::Sse(vec![text_answer("first")], Duration::ZERO));
+        secondary.script(Reply::Sse(vec![text_answer("second")], Duration::ZERO));
+        let first = llm.chat(None, &ask("hi"), &mut |_| {}).await.unwrap();
+        // The bucket refills over a minute: waiting would pass the 2 s timeout, so the second
+        // call goes to the backup at once, and the primary is not asked.
+        let second = llm.chat(None, &ask("hi"), &mut |_| {}).await.unwrap();
+        assert_eq!(
+            (first.model.as_str(), second.model.as_str()),
+            ("local/a", "backup/b"),
+            "{limit}"
+        );
+        assert_eq!((primary.count(), secondary.count()), (1, 1), "{limit}");
+    }
+}
