@@ -28,6 +28,18 @@ pub fn decode<T: DeserializeOwned>(
             .trace(trace_id)
         }
     })?;
+    // Every body is a JSON object (serde would also take a struct written as an array).
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') | None => {}
+        Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidField,
+                "the request body must be a JSON object",
+            )
+            .trace(trace_id));
+        }
+        Some(_) => {}
+    }
     serde_json::from_slice(&bytes).map_err(|e| {
         let code = match e.classify() {
             serde_json::error::Category::Data => ErrorCode::InvalidField,

@@ -34,6 +34,48 @@ struct TaskPage {
     next_cursor: Option<String>,
 }
 
+/// `GET /healthz`: the process answers.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct Health {
+    #[schemars(regex(pattern = "^ok$"))]
+    status: String,
+}
+
+/// `GET /readyz`: the store answers.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct Ready {
+    #[schemars(regex(pattern = "^ready$"))]
+    status: String,
+    /// `sqlite` or `postgres`.
+    store: String,
+}
+
+/// One registered process: what it reported of itself (address, components, queues,
+/// leadership, tasks in flight — the last two only while it is Ready) and its heartbeat.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct NodeEntry {
+    id: String,
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
+    heartbeat_at: Option<chrono::DateTime<chrono::Utc>>,
+    heartbeat_age_seconds: Option<f64>,
+    /// `Ready` or `NotReady` (no heartbeat for a while).
+    #[schemars(regex(pattern = "^(Ready|NotReady)$"))]
+    status: Option<String>,
+    #[serde(flatten)]
+    reported: Map<String, Value>,
+}
+
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct NodeList {
+    items: Vec<NodeEntry>,
+    /// Always null.
+    next_cursor: Option<String>,
+}
+
 #[allow(dead_code)]
 #[derive(JsonSchema)]
 struct QueueList {
@@ -156,16 +198,16 @@ pub fn document() -> Value {
         Route { method: "get", path: "/v1/tasks/{id}", summary: "One task with its checkpoints", request: None, ok_status: "200", response: task.clone(), params: id_param },
         Route { method: "post", path: "/v1/tasks/{id}/cancel", summary: "Cancel a task that has not finished (409 otherwise)", request: None, ok_status: "200", response: task.clone(), params: id_param },
         Route { method: "post", path: "/v1/tasks/{id}/retry", summary: "Run a dead, failed or cancelled task again (409 otherwise)", request: None, ok_status: "200", response: task, params: id_param },
-        Route { method: "get", path: "/v1/bots", summary: "The loaded bots", request: None, ok_status: "200", response: any.clone(), params: &[] },
-        Route { method: "get", path: "/v1/bots/{name}", summary: "One bot with its spec", request: None, ok_status: "200", response: any.clone(), params: name_param },
+        Route { method: "get", path: "/v1/bots", summary: "The loaded bots", request: None, ok_status: "200", response: schema_ref::<crate::routes::bots::BotList>(&mut g), params: &[] },
+        Route { method: "get", path: "/v1/bots/{name}", summary: "One bot with its spec", request: None, ok_status: "200", response: schema_ref::<crate::routes::bots::BotDetail>(&mut g), params: name_param },
         Route { method: "post", path: "/v1/bots/{name}/invoke", summary: "Run a bot and wait for the result (200), or answer 202 when it still runs at the timeout", request: Some(schema_ref::<InvokeBody>(&mut g)), ok_status: "200", response: schema_ref::<InvokeAnswer>(&mut g), params: &[("name", "path", "Bot name"), ("timeout", "query", "How long to wait, e.g. 5s; default api.timeout")] },
         Route { method: "get", path: "/v1/queues", summary: "Depth, running, scheduled, dead, oldest age and capacity per queue", request: None, ok_status: "200", response: schema_ref::<QueueList>(&mut g), params: &[] },
-        Route { method: "get", path: "/v1/cluster/nodes", summary: "Every registered process (serve, api-server, scheduler, worker) with its status, queues and leadership", request: None, ok_status: "200", response: any.clone(), params: &[] },
+        Route { method: "get", path: "/v1/cluster/nodes", summary: "Every registered process (serve, api-server, scheduler, worker) with its status, queues and leadership", request: None, ok_status: "200", response: schema_ref::<NodeList>(&mut g), params: &[] },
         Route { method: "post", path: "/hooks/{path}", summary: "A bot's webhook or chat-platform trigger (Slack, Telegram, Feishu/Lark, DingTalk, WeCom: checked the platform's way, answered 200 at once). Webhooks: authenticated by their X-Oclaw-Signature (HMAC-SHA256 over \"<t>.<body>\", 5-minute window) or bearer token; 202 with the task id, or 200 with the bot's output for sync webhooks", request: Some(any.clone()), ok_status: "202", response: any.clone(), params: &[("path", "path", "The webhook's path after /hooks/, as the bot declares it")] },
         Route { method: "get", path: "/hooks/{path}", summary: "URL verification of a chat-platform trigger that uses GET (WeCom's echostr); other webhooks answer 405", request: None, ok_status: "200", response: any.clone(), params: &[("path", "path", "The trigger's path after /hooks/")] },
         Route { method: "get", path: "/v1/ws", summary: "WebSocket chat session with a bot that has a websocket trigger (upgrade; frames: message, ping in; session, ack, reply, error, pong out)", request: None, ok_status: "101", response: any.clone(), params: &[("bot", "query", "Bot name"), ("session", "query", "Resume this session (its conversation and history)"), ("user", "query", "User name carried into the tasks")] },
-        Route { method: "get", path: "/healthz", summary: "Liveness", request: None, ok_status: "200", response: any.clone(), params: &[] },
-        Route { method: "get", path: "/readyz", summary: "Readiness: 503 OC-4001 when the store does not answer", request: None, ok_status: "200", response: any.clone(), params: &[] },
+        Route { method: "get", path: "/healthz", summary: "Liveness", request: None, ok_status: "200", response: schema_ref::<Health>(&mut g), params: &[] },
+        Route { method: "get", path: "/readyz", summary: "Readiness: 503 OC-4001 when the store does not answer", request: None, ok_status: "200", response: schema_ref::<Ready>(&mut g), params: &[] },
         Route { method: "get", path: "/metrics", summary: "Prometheus metrics (text format)", request: None, ok_status: "200", response: json!({"type": "string"}), params: &[] },
     ];
     let error = schema_ref::<ErrorBody>(&mut g);
@@ -211,8 +253,10 @@ pub fn document() -> Value {
             _ => {}
         }
         if let Some(body) = r.request {
+            // invoke takes an empty body as `{}` (no input).
+            let required = r.path != "/v1/bots/{name}/invoke";
             op["requestBody"] =
-                json!({"required": true, "content": {"application/json": {"schema": body}}});
+                json!({"required": required, "content": {"application/json": {"schema": body}}});
         }
         if !r.params.is_empty() {
             op["parameters"] = Value::Array(

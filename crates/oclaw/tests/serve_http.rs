@@ -123,6 +123,8 @@ async fn input_errors_have_codes_and_the_documented_shape() {
     let tasks = format!("{}/v1/tasks", node.url);
     let cases: Vec<(&str, u16, &str)> = vec![
         ("{not json", 400, "OC-2001"),
+        // A struct written as an array, which the decoder would take: not an object.
+        (r#"["hello", null]"#, 400, "OC-2002"),
         (r#"{"bot": "hello", "inptu": {}}"#, 400, "OC-2002"),
         (r#"{"bot": 7}"#, 400, "OC-2002"),
         (r#"{"bot": "helo"}"#, 404, "OC-2003"),

@@ -7,34 +7,79 @@ use serde_json::{json, Value};
 
 use crate::{ApiError, ApiState};
 
-fn summary(bot: &oclaw_bots::LoadedBot) -> Value {
-    json!({
-        "name": bot.name(),
-        "description": bot.doc.metadata.description,
-        "queue": bot.doc.spec.queue,
-        "steps": bot.steps.iter().map(|(s, _)| json!({"id": s.id, "uses": s.uses})).collect::<Vec<_>>(),
-        "triggers": bot.doc.spec.triggers,
-        "source": bot.source,
-    })
+/// A step as listings show it.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct StepRef {
+    pub id: String,
+    /// The skill it runs.
+    pub uses: String,
 }
 
-pub async fn list(State(state): State<ApiState>) -> Json<Value> {
-    Json(
-        json!({"items": state.catalog.load().bots().map(|b| summary(b)).collect::<Vec<_>>(), "next_cursor": null}),
-    )
+/// A loaded bot, as `GET /v1/bots` lists it.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct BotSummary {
+    pub name: String,
+    pub description: Option<String>,
+    pub queue: String,
+    pub steps: Vec<StepRef>,
+    pub triggers: Vec<oclaw_core::bot::Trigger>,
+    /// The file (or config) the bot was loaded from.
+    pub source: String,
+}
+
+/// `GET /v1/bots/{name}`: the summary and the whole spec.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct BotDetail {
+    #[serde(flatten)]
+    pub summary: BotSummary,
+    pub spec: oclaw_core::bot::BotSpec,
+}
+
+/// `GET /v1/bots`.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct BotList {
+    pub items: Vec<BotSummary>,
+    /// Always null: every loaded bot is on the one page.
+    pub next_cursor: Option<String>,
+}
+
+fn summary(bot: &oclaw_bots::LoadedBot) -> BotSummary {
+    BotSummary {
+        name: bot.name().to_string(),
+        description: bot.doc.metadata.description.clone(),
+        queue: bot.doc.spec.queue.clone(),
+        steps: bot
+            .steps
+            .iter()
+            .map(|(s, _)| StepRef {
+                id: s.id.clone(),
+                uses: s.uses.clone(),
+            })
+            .collect(),
+        triggers: bot.doc.spec.triggers.clone(),
+        source: bot.source.clone(),
+    }
+}
+
+pub async fn list(State(state): State<ApiState>) -> Json<BotList> {
+    Json(BotList {
+        items: state.catalog.load().bots().map(|b| summary(b)).collect(),
+        next_cursor: None,
+    })
 }
 
 pub async fn get_one(
     State(state): State<ApiState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BotDetail>, ApiError> {
     let bot =
         state.catalog.load().get(&name).ok_or_else(|| {
             ApiError::new(ErrorCode::UnknownBot, format!("no bot named `{name}`"))
         })?;
-    let mut v = summary(&bot);
-    v["spec"] = serde_json::to_value(&bot.doc.spec).unwrap_or(Value::Null);
-    Ok(Json(v))
+    Ok(Json(BotDetail {
+        summary: summary(&bot),
+        spec: bot.doc.spec.clone(),
+    }))
 }
 
 #[derive(Debug, serde::Deserialize)]
