@@ -34,24 +34,6 @@ struct TaskPage {
     next_cursor: Option<String>,
 }
 
-/// `GET /healthz`: the process answers.
-#[allow(dead_code)]
-#[derive(JsonSchema)]
-struct Health {
-    #[schemars(regex(pattern = "^ok$"))]
-    status: String,
-}
-
-/// `GET /readyz`: the store answers.
-#[allow(dead_code)]
-#[derive(JsonSchema)]
-struct Ready {
-    #[schemars(regex(pattern = "^ready$"))]
-    status: String,
-    /// `sqlite` or `postgres`.
-    store: String,
-}
-
 /// One registered process: what it reported of itself (address, components, queues,
 /// leadership, tasks in flight — the last two only while it is Ready) and its heartbeat.
 #[allow(dead_code)]
@@ -206,8 +188,8 @@ pub fn document() -> Value {
         Route { method: "post", path: "/hooks/{path}", summary: "A bot's webhook or chat-platform trigger (Slack, Telegram, Feishu/Lark, DingTalk, WeCom: checked the platform's way, answered 200 at once). Webhooks: authenticated by their X-Oclaw-Signature (HMAC-SHA256 over \"<t>.<body>\", 5-minute window) or bearer token; 202 with the task id, or 200 with the bot's output for sync webhooks", request: Some(any.clone()), ok_status: "202", response: any.clone(), params: &[("path", "path", "The webhook's path after /hooks/, as the bot declares it")] },
         Route { method: "get", path: "/hooks/{path}", summary: "URL verification of a chat-platform trigger that uses GET (WeCom's echostr); other webhooks answer 405", request: None, ok_status: "200", response: any.clone(), params: &[("path", "path", "The trigger's path after /hooks/")] },
         Route { method: "get", path: "/v1/ws", summary: "WebSocket chat session with a bot that has a websocket trigger (upgrade; frames: message, ping in; session, ack, reply, error, pong out)", request: None, ok_status: "101", response: any.clone(), params: &[("bot", "query", "Bot name"), ("session", "query", "Resume this session (its conversation and history)"), ("user", "query", "User name carried into the tasks")] },
-        Route { method: "get", path: "/healthz", summary: "Liveness", request: None, ok_status: "200", response: schema_ref::<Health>(&mut g), params: &[] },
-        Route { method: "get", path: "/readyz", summary: "Readiness: 503 OC-4001 when the store does not answer", request: None, ok_status: "200", response: schema_ref::<Ready>(&mut g), params: &[] },
+        Route { method: "get", path: "/healthz", summary: "Liveness", request: None, ok_status: "200", response: schema_ref::<crate::routes::health::Health>(&mut g), params: &[] },
+        Route { method: "get", path: "/readyz", summary: "Readiness: 503 OC-4001 when the store does not answer", request: None, ok_status: "200", response: schema_ref::<crate::routes::health::Ready>(&mut g), params: &[] },
         Route { method: "get", path: "/metrics", summary: "Prometheus metrics (text format)", request: None, ok_status: "200", response: json!({"type": "string"}), params: &[] },
     ];
     let error = schema_ref::<ErrorBody>(&mut g);

@@ -3,7 +3,7 @@
 pub(crate) mod bots;
 mod cluster;
 mod demo;
-mod health;
+pub(crate) mod health;
 mod hooks;
 mod metrics;
 mod queues;
