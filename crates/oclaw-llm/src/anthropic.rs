@@ -4,10 +4,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::sse::Decoder;
 use crate::{
-    parse_arguments, status_error, transport_error, ChatRequest, ChatResponse, LlmError, OnDelta,
-    Provider, Role, ToolCall, Usage,
+    parse_arguments, ChatRequest, ChatResponse, LlmError, OnDelta, Provider, Role, ToolCall, Usage,
 };
 
 pub(crate) struct Anthropic {
@@ -225,20 +223,12 @@ impl Provider for Anthropic {
         if let Some(key) = &self.api_key {
             call = call.header("x-api-key", key);
         }
-        let mut response = call.send().await.map_err(transport_error)?;
-        if !response.status().is_success() {
-            return Err(status_error(response).await);
-        }
-        let mut decoder = Decoder::default();
         let mut answer = Assembly::default();
-        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-            for event in decoder.feed(&chunk) {
-                answer.take(&event.event, &event.data, on_delta)?;
-            }
-            if answer.done {
-                break;
-            }
-        }
+        crate::stream_events(call, |event| {
+            answer.take(&event.event, &event.data, on_delta)?;
+            Ok(answer.done)
+        })
+        .await?;
         answer.finish(format!("{}/{model}", self.name))
     }
 }

@@ -185,6 +185,27 @@ pub trait Provider: Send + Sync {
     ) -> Result<ChatResponse, LlmError>;
 }
 
+/// Sends `call` and hands each Server-Sent Event of its answer to `take`, until `take` says the
+/// answer is complete (`true`) or the stream ends.
+pub(crate) async fn stream_events(
+    call: reqwest::RequestBuilder,
+    mut take: impl FnMut(&sse::Event) -> Result<bool, LlmError>,
+) -> Result<(), LlmError> {
+    let mut response = call.send().await.map_err(transport_error)?;
+    if !response.status().is_success() {
+        return Err(status_error(response).await);
+    }
+    let mut decoder = sse::Decoder::default();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        for event in decoder.feed(&chunk) {
+            if take(&event)? {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Maps an HTTP answer that is not a success to an error.
 pub(crate) async fn status_error(response: reqwest::Response) -> LlmError {
     let status = response.status().as_u16();

@@ -12,6 +12,14 @@ use std::time::Duration;
 use axum::body::Bytes;
 use serde_json::{json, Value};
 
+/// Serves `app` on a free loopback port; its base URL.
+async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
 struct StandIn {
     url: String,
     prompts: Arc<Mutex<Vec<Value>>>,
@@ -57,9 +65,7 @@ async fn stand_in(answer: &'static str) -> StandIn {
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = serve(app).await;
     StandIn {
         url,
         prompts,
@@ -519,9 +525,7 @@ async fn streaming_stand_in(pieces: &'static [&'static str], pause: Duration) ->
                 .unwrap()
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = serve(app).await;
     url
 }
 
@@ -675,9 +679,7 @@ async fn support_stand_in() -> String {
             ([("content-type", "text/event-stream")], answer)
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = serve(app).await;
     url
 }
 
