@@ -1,7 +1,8 @@
 //! The `agent` skill: a model that calls tools until it answers. `with: {model?, system?,
 //! prompt? (default: the input's `text`), history? (earlier turns, as `conversation.history`
-//! gives them), tools: [skill names, globs, or {uses, name?, description?, with?}],
-//! side_effects: [names or globs], max_turns?, max_tokens?, timeout?}` → `{text, turns, tool_calls: [{tool, input,
+//! gives them), history_tokens? (2000: past it, older turns are summarised once, at the start),
+//! tools: [skill names, globs, or {uses, name?, description?, with?}], side_effects: [names or
+//! globs], max_turns?, max_tokens?, timeout?}` → `{text, turns, tool_calls: [{tool, input,
 //! output}], usage, model}`.
 //!
 //! Durable: every model turn and every tool call is recorded in the step's journal as it
@@ -42,9 +43,29 @@ const FIELDS: &[&str] = &[
     "max_turns",
     "max_tokens",
     "timeout",
+    "history_tokens",
 ];
 
 const DEFAULT_MAX_TURNS: u64 = 8;
+/// Tokens of conversation history an agent sends as they are; older turns past it are
+/// summarised.
+const DEFAULT_HISTORY_TOKENS: u64 = 2000;
+
+/// Where the turns kept as they are begin: the newest turns that fit in half the budget, when
+/// the whole history does not fit in it (0: keep everything).
+fn keep_from(history: &[Message], budget: u64) -> usize {
+    let tokens = |m: &Message| (m.content.len() as u64).div_ceil(4);
+    if history.iter().map(tokens).sum::<u64>() <= budget {
+        return 0;
+    }
+    let mut kept = 0;
+    let mut from = history.len();
+    while from > 0 && kept + tokens(&history[from - 1]) <= budget / 2 {
+        from -= 1;
+        kept += tokens(&history[from]);
+    }
+    from
+}
 
 /// `*` matches any run of characters.
 fn glob(pattern: &str, name: &str) -> bool {
@@ -121,6 +142,40 @@ impl Tool {
 const TOOL_FIELDS: &[&str] = &["uses", "name", "description", "with"];
 
 impl Agent {
+    /// A summary of `turns` (older turns of a long conversation), with what it cost.
+    async fn summarise(
+        &self,
+        ctx: &SkillContext,
+        model: Option<&str>,
+        turns: &[Message],
+    ) -> Result<(String, Usage), SkillError> {
+        let transcript: String = turns
+            .iter()
+            .map(|m| {
+                let who = if m.role == Role::User {
+                    "Customer"
+                } else {
+                    "Assistant"
+                };
+                format!("{who}: {}\n", m.content)
+            })
+            .collect();
+        let request = ChatRequest {
+            messages: vec![
+                Message::new(
+                    Role::System,
+                    "Summarise this conversation in a few sentences for the assistant who continues it. Keep every fact: names, numbers, order ids, dates, what was promised and what is still open.",
+                ),
+                Message::new(Role::User, transcript),
+            ],
+            max_tokens: Some(300),
+            ..Default::default()
+        };
+        let answer =
+            crate::budget::metered_chat(&self.llm, ctx, model, &request, &mut |_| {}).await?;
+        Ok((answer.text, answer.usage))
+    }
+
     /// The tools `with.tools` offers — skill names, globs, or `{uses, name?, description?,
     /// with?}` — checked against `with.side_effects`.
     fn offered(&self, with: &Value) -> Result<Vec<Tool>, SkillError> {
@@ -312,7 +367,11 @@ impl Run {
     fn apply(&mut self, e: &Value) {
         self.entries += 1;
         match e["kind"].as_str() {
-            Some("start") => self.started_ms = e["at"].as_u64().unwrap_or(self.started_ms),
+            Some("start") => {
+                self.started_ms = e["at"].as_u64().unwrap_or(self.started_ms);
+                self.usage.input_tokens += e["usage"]["input_tokens"].as_u64().unwrap_or(0);
+                self.usage.output_tokens += e["usage"]["output_tokens"].as_u64().unwrap_or(0);
+            }
             Some("model") => {
                 let calls: Vec<ToolCall> =
                     serde_json::from_value(e["tool_calls"].clone()).unwrap_or_default();
@@ -399,6 +458,7 @@ impl Skill for Agent {
         }
         number(with, "max_turns")?;
         number(with, "max_tokens")?;
+        number(with, "history_tokens")?;
         timeout(with)?;
         self.offered(with).map(|_| ())
     }
@@ -426,6 +486,7 @@ impl Skill for Agent {
             messages.push(Message::new(Role::System, s));
         }
         // Earlier turns of the conversation (`conversation.history`: `{role: user|bot, text}`).
+        let mut history = Vec::new();
         for turn in with
             .get("history")
             .and_then(Value::as_array)
@@ -442,9 +503,38 @@ impl Skill for Agent {
                 _ => continue,
             };
             if let Some(text) = text.filter(|t| !t.is_empty()) {
-                messages.push(Message::new(role, text));
+                history.push(Message::new(role, text));
             }
         }
+        let model = with.get("model").and_then(Value::as_str);
+        let journal = &ctx.journal;
+        // A long history is compacted once, at the start: its older turns become a summary,
+        // recorded with the start mark so a resumed attempt uses the same one.
+        let start = match journal.entries().first() {
+            Some(start) => start.clone(),
+            None => {
+                let budget = number(with, "history_tokens")?.unwrap_or(DEFAULT_HISTORY_TOKENS);
+                let mut start = json!({"kind": "start", "at": now_ms()});
+                let keep = keep_from(&history, budget);
+                if keep > 0 {
+                    let (summary, usage) = self.summarise(ctx, model, &history[..keep]).await?;
+                    start["summary"] = json!(summary);
+                    start["summarised"] = json!(keep);
+                    start["usage"] = json!(usage);
+                }
+                journal.record(0, &start).await?;
+                start
+            }
+        };
+        if let (Some(summary), Some(n)) = (start["summary"].as_str(), start["summarised"].as_u64())
+        {
+            history.drain(..(n as usize).min(history.len()));
+            messages.push(Message::new(
+                Role::System,
+                format!("Summary of the conversation so far: {summary}"),
+            ));
+        }
+        messages.extend(history);
         messages.push(Message::new(Role::User, prompt));
         let specs: Vec<ToolSpec> = tools
             .iter()
@@ -454,12 +544,10 @@ impl Skill for Agent {
                 parameters: t.parameters(),
             })
             .collect();
-        let model = with.get("model").and_then(Value::as_str);
-        let journal = &ctx.journal;
         let mut run = Run::replay(messages, journal.entries());
         if run.entries == 0 {
-            run.record(journal, json!({"kind": "start", "at": now_ms()}))
-                .await?;
+            // Recorded above; count it.
+            run.apply(&start);
         }
         let streams = oclaw_core::stream::TaskStreams::global();
         loop {

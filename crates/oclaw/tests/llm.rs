@@ -858,3 +858,100 @@ bots:
         "prompts and answers stay out of traces"
     );
 }
+
+/// A long conversation history is compacted: its older turns become one summary (a model call
+/// of its own, made once), the newest turns go as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_summarises_the_older_turns_of_a_long_history_once() {
+    let seen = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let s = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |body: Bytes| {
+            let s = s.clone();
+            async move {
+                let v: Value = serde_json::from_slice(&body).unwrap();
+                let summarising = v["messages"][0]["content"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("Summarise");
+                s.lock().unwrap().push(v);
+                let text = if summarising {
+                    "Ada's order 7 ships Friday."
+                } else {
+                    "On Friday."
+                };
+                let answer = sse(&[
+                    json!({"choices": [{"index": 0, "delta": {"content": text}}]}),
+                    json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+                    json!({"choices": [], "usage": {"prompt_tokens": 30, "completion_tokens": 6}}),
+                ]);
+                ([("content-type", "text/event-stream")], answer)
+            }
+        }),
+    );
+    let base = serve(app).await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::start(
+        dir.path(),
+        &format!(
+            r#"
+llm:
+  providers:
+    local: {{kind: openai, base_url: "{base}/v1"}}
+  default: local/small
+bots:
+  - metadata: {{name: chat}}
+    spec:
+      steps:
+        - id: answer
+          uses: agent
+          with: {{prompt: "{{{{ input.text }}}}", history: "{{{{ input.history }}}}", history_tokens: 20}}
+"#
+        ),
+    );
+    let long =
+        "I am Ada and I ordered a desk lamp last week, order number 7, and it has not arrived yet.";
+    let history = json!([
+        {"role": "user", "text": long},
+        {"role": "bot", "text": "Order 7 ships on Friday, Ada."},
+        {"role": "user", "text": "ok"},
+        {"role": "bot", "text": "Anything else?"},
+    ]);
+    let answer = common::invoke(
+        &node.url,
+        "chat",
+        json!({"text": "when again?", "history": history}),
+    )
+    .await;
+    assert_eq!(answer["output"]["text"], "On Friday.", "{answer}");
+    assert_eq!(
+        answer["output"]["usage"],
+        json!({"input_tokens": 60, "output_tokens": 12})
+    );
+    let calls = seen.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2, "one summary, one answer");
+    let summarised = calls[0]["messages"][1]["content"].as_str().unwrap();
+    assert!(
+        summarised.contains(long) && !summarised.contains("Anything else?"),
+        "{summarised}"
+    );
+    let sent: Vec<(&str, &str)> = calls[1]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            (
+                "system",
+                "Summary of the conversation so far: Ada's order 7 ships Friday."
+            ),
+            ("user", "ok"),
+            ("assistant", "Anything else?"),
+            ("user", "when again?"),
+        ]
+    );
+}
