@@ -151,6 +151,7 @@ pub async fn chat(o: ChatBenchOptions) -> Result<String, String> {
         clients.push(tokio::spawn(async move {
             start.wait().await;
             let mut lat = Vec::with_capacity(n);
+            let mut firsts = Vec::with_capacity(n);
             let mut errors = 0usize;
             for m in 0..n {
                 let q = QUESTIONS[(i + m) % QUESTIONS.len()];
@@ -160,11 +161,16 @@ pub async fn chat(o: ChatBenchOptions) -> Result<String, String> {
                     errors += n - m;
                     break;
                 }
+                let mut first = None;
                 loop {
                     match ws.next().await {
                         Some(Ok(Message::Text(t))) => {
+                            if first.is_none() && t.as_str().contains("\"type\":\"delta\"") {
+                                first = Some(sent.elapsed());
+                            }
                             if t.as_str().contains("\"type\":\"reply\"") {
                                 lat.push(sent.elapsed());
+                                firsts.extend(first);
                                 break;
                             }
                             if t.as_str().contains("\"type\":\"error\"") {
@@ -173,22 +179,25 @@ pub async fn chat(o: ChatBenchOptions) -> Result<String, String> {
                             }
                         }
                         Some(Ok(_)) => {}
-                        _ => return (lat, errors + n - m),
+                        _ => return (lat, firsts, errors + n - m),
                     }
                 }
             }
-            (lat, errors)
+            (lat, firsts, errors)
         }));
     }
     start.wait().await;
     let began = Instant::now();
     let mut all = Vec::with_capacity(o.sessions * o.messages);
+    let mut first_deltas = Vec::new();
     let mut errors = 0;
     for c in clients {
-        let (lat, e) = c.await.map_err(|e| e.to_string())?;
+        let (lat, firsts, e) = c.await.map_err(|e| e.to_string())?;
         all.extend(lat);
+        first_deltas.extend(firsts);
         errors += e;
     }
+    first_deltas.sort();
     let elapsed = began.elapsed();
     let _ = stop_tx.send(());
     if let Some(node) = node {
@@ -214,6 +223,13 @@ pub async fn chat(o: ChatBenchOptions) -> Result<String, String> {
             latency.as_millis(),
             100.0 * got / ideal
         ));
+        if let Some(p50) = first_deltas.get(first_deltas.len() / 2) {
+            text.push_str(&format!(
+                "\n  first delta  p50 {:.1} ms after sending ({:.1} ms after the stand-in's first piece)",
+                p50.as_secs_f64() * 1000.0,
+                p50.saturating_sub(latency).as_secs_f64() * 1000.0
+            ));
+        }
     }
     if let Some(mb) = rss {
         text.push_str(&format!(
