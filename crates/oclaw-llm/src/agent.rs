@@ -273,10 +273,20 @@ impl Agent {
                             )))
                         }
                     };
-                    let fields = skill.fields();
+                    // The skill's fields, or for plugin and MCP skills the properties of their
+                    // schema when it closes them.
+                    let schema = skill.input_schema();
+                    let mut fields: Vec<String> =
+                        skill.fields().iter().map(|f| f.to_string()).collect();
+                    if fields.is_empty() && schema["additionalProperties"] == false {
+                        fields = schema["properties"]
+                            .as_object()
+                            .map(|p| p.keys().cloned().collect())
+                            .unwrap_or_default();
+                    }
                     if let Some(k) = preset
                         .keys()
-                        .find(|k| !fields.is_empty() && !fields.contains(&k.as_str()))
+                        .find(|k| !fields.is_empty() && !fields.contains(k))
                     {
                         return Err(SkillError::invalid(format!(
                             "agent: tool `{name}`: {uses} has no field `{k}`; it has: {}",
