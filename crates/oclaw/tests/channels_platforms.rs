@@ -53,7 +53,11 @@ async fn post_raw(url: &str, headers: &[(&str, String)], body: &str) -> (u16, St
 }
 
 /// Waits for the stand-in to receive a request on a path starting with `prefix`.
-async fn wait_request(rec: &common::Recorder, prefix: &str) -> (String, Value) {
+async fn wait_request(
+    rec: &common::Recorder,
+    prefix: &str,
+    node: &common::Node,
+) -> (String, Value) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(r) = rec
@@ -67,8 +71,9 @@ async fn wait_request(rec: &common::Recorder, prefix: &str) -> (String, Value) {
         }
         assert!(
             Instant::now() < deadline,
-            "no request to {prefix}: {:?}",
-            rec.requests.lock().unwrap()
+            "no request to {prefix}: {:?}\nnode log:\n{}",
+            rec.requests.lock().unwrap(),
+            node.logs()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -127,7 +132,7 @@ async fn slack_and_telegram_against_a_stand_in_api() {
         .await;
         assert_eq!(code, 200, "{body}");
     }
-    let (path, sent) = wait_request(&api, "/api/chat.postMessage").await;
+    let (path, sent) = wait_request(&api, "/api/chat.postMessage", &node).await;
     assert_eq!(path, "/api/chat.postMessage");
     assert_eq!(sent, json!({"channel": "C9", "text": "echo: hello slack"}));
     assert!(api
@@ -180,7 +185,7 @@ async fn slack_and_telegram_against_a_stand_in_api() {
     )
     .await;
     assert_eq!(code, 200);
-    let (path, sent) = wait_request(&api, "/bot123:ABC/sendMessage").await;
+    let (path, sent) = wait_request(&api, "/bot123:ABC/sendMessage", &node).await;
     assert_eq!(path, "/bot123:ABC/sendMessage");
     assert_eq!(sent["chat_id"], 4242);
     assert_eq!(sent["text"], "echo: hello telegram");
@@ -255,10 +260,14 @@ async fn feishu_dingtalk_and_wecom_against_a_stand_in_api() {
             .0,
         200
     );
-    let (_, token_req) =
-        wait_request(&api, "/open-apis/auth/v3/tenant_access_token/internal").await;
+    let (_, token_req) = wait_request(
+        &api,
+        "/open-apis/auth/v3/tenant_access_token/internal",
+        &node,
+    )
+    .await;
     assert_eq!(token_req, json!({"app_id": "cli_1", "app_secret": "sec_1"}));
-    let (path, sent) = wait_request(&api, "/open-apis/im/v1/messages").await;
+    let (path, sent) = wait_request(&api, "/open-apis/im/v1/messages", &node).await;
     assert_eq!(path, "/open-apis/im/v1/messages?receive_id_type=chat_id");
     assert_eq!(sent["receive_id"], "oc_7");
     assert_eq!(
@@ -294,7 +303,7 @@ async fn feishu_dingtalk_and_wecom_against_a_stand_in_api() {
         .0,
         200
     );
-    let (_, sent) = wait_request(&api, "/robot/sendBySession").await;
+    let (_, sent) = wait_request(&api, "/robot/sendBySession", &node).await;
     assert_eq!(
         sent,
         json!({"msgtype": "text", "text": {"content": "echo: hello dingtalk"}})
@@ -335,16 +344,18 @@ async fn feishu_dingtalk_and_wecom_against_a_stand_in_api() {
         "<xml><ToUserName><![CDATA[ww1]]></ToUserName><Encrypt><![CDATA[{enc}]]></Encrypt></xml>"
     );
     assert_eq!(post_raw(&q(""), &[], &xml).await.0, 200);
-    let (path, sent) = wait_request(&api, "/cgi-bin/webhook/send").await;
+    let (path, sent) = wait_request(&api, "/cgi-bin/webhook/send", &node).await;
     assert_eq!(path, "/cgi-bin/webhook/send?key=wk-1");
     assert_eq!(
         sent,
         json!({"msgtype": "text", "text": {"content": "echo: where is my order"}})
     );
+    // A signature that differs from the right one in its first digit.
+    let flipped = if sig.starts_with('0') { '1' } else { '0' };
     let bad = format!(
-        "{}/hooks/wecom?msg_signature=00{}&timestamp={now}&nonce=n1",
+        "{}/hooks/wecom?msg_signature={flipped}{}&timestamp={now}&nonce=n1",
         node.url,
-        &sig[2..]
+        &sig[1..]
     );
     assert_eq!(post_raw(&bad, &[], &xml).await.0, 401);
 
