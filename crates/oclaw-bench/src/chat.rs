@@ -24,18 +24,12 @@ pub struct ChatBenchOptions {
     pub model_latency: Option<Duration>,
 }
 
-/// This process's resident memory, from /proc.
+/// This process's resident memory, as its `process_resident_memory_bytes` metric says.
 fn rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
+    oclaw_telemetry::system::process_metrics(0.0)
+        .into_iter()
+        .find(|(name, ..)| *name == "process_resident_memory_bytes")
+        .map(|(.., bytes)| bytes / (1024.0 * 1024.0))
 }
 
 const QUESTIONS: &[&str] = &[

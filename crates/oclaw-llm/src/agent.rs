@@ -452,20 +452,9 @@ impl Skill for Agent {
             .collect()
     }
     fn check_literal(&self, with: &Value) -> Result<(), SkillError> {
-        if self.llm.is_empty() {
-            return Err(SkillError::invalid(
-                "agent needs a model provider: add llm.providers (and llm.default) to the node config",
-            ));
-        }
-        if let Some(m) = with
-            .get("model")
-            .and_then(Value::as_str)
-            .filter(|m| !m.contains("{{"))
-        {
-            self.llm
-                .check_model(m)
-                .map_err(|e| SkillError::invalid(format!("agent: {e}")))?;
-        }
+        self.llm
+            .check_step("agent", with)
+            .map_err(SkillError::invalid)?;
         number(with, "max_turns")?;
         number(with, "max_tokens")?;
         number(with, "history_tokens")?;

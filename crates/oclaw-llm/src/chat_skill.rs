@@ -103,20 +103,9 @@ impl Skill for LlmChat {
         FIELDS
     }
     fn check_literal(&self, with: &Value) -> Result<(), SkillError> {
-        if self.llm.is_empty() {
-            return Err(SkillError::invalid(
-                "llm.chat needs a model provider: add llm.providers (and llm.default) to the node config",
-            ));
-        }
-        if let Some(m) = with
-            .get("model")
-            .and_then(Value::as_str)
-            .filter(|m| !m.contains("{{"))
-        {
-            self.llm
-                .check_model(m)
-                .map_err(|e| SkillError::invalid(format!("llm.chat: {e}")))?;
-        }
+        self.llm
+            .check_step("llm.chat", with)
+            .map_err(SkillError::invalid)?;
         if let Some(schema) = with.get("json_schema").filter(|s| s.is_object()) {
             jsonschema::validator_for(schema)
                 .map_err(|e| SkillError::invalid(format!("llm.chat: json_schema: {e}")))?;

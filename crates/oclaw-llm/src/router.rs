@@ -236,6 +236,24 @@ impl Llm {
         self.providers.is_empty()
     }
 
+    /// What a step using the skill `skill` needs, checked at load: a provider, and a literal
+    /// `model` (if any) that names one.
+    pub fn check_step(&self, skill: &str, with: &serde_json::Value) -> Result<(), String> {
+        if self.is_empty() {
+            return Err(format!(
+                "{skill} needs a model provider: add llm.providers (and llm.default) to the node config"
+            ));
+        }
+        match with
+            .get("model")
+            .and_then(serde_json::Value::as_str)
+            .filter(|m| !m.contains("{{"))
+        {
+            Some(m) => self.check_model(m).map_err(|e| format!("{skill}: {e}")),
+            None => Ok(()),
+        }
+    }
+
     /// Splits `provider/model`, checking the provider exists.
     pub fn check_model(&self, model: &str) -> Result<(), String> {
         match model.split_once('/') {

@@ -59,11 +59,11 @@ impl Journal {
         index: u32,
         checkpoints: impl IntoIterator<Item = (&'a str, &'a Value)>,
     ) -> Journal {
-        let prefix = format!("{step}#");
+        // `<step>#<n>`, matched without building the prefix (this runs for every step).
         let mut found: Vec<(usize, Value)> = checkpoints
             .into_iter()
             .filter_map(|(name, output)| {
-                let n = name.strip_prefix(&prefix)?.parse().ok()?;
+                let n = name.strip_prefix(step)?.strip_prefix('#')?.parse().ok()?;
                 Some((n, output.clone()))
             })
             .collect();

@@ -32,17 +32,6 @@ fn broker() -> Option<(String, String, u16)> {
     Some((url, host, port))
 }
 
-fn unique() -> String {
-    format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
-}
-
 /// A test client subscribed to `topic`; received payloads arrive on the returned channel.
 async fn subscriber(
     host: &str,
@@ -52,7 +41,7 @@ async fn subscriber(
     AsyncClient,
     tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
 ) {
-    let mut o = MqttOptions::new(format!("t-{}", unique()), host, port);
+    let mut o = MqttOptions::new(format!("t-{}", common::unique()), host, port);
     o.set_keep_alive(Duration::from_secs(5));
     let (client, mut events) = AsyncClient::new(o, 100);
     client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
@@ -156,11 +145,11 @@ async fn mqtt_messages_become_tasks_and_replies_are_published() {
     let Some((url, host, port)) = broker() else {
         return;
     };
-    let prefix = format!("oclaw-test/{}", unique());
+    let prefix = format!("oclaw-test/{}", common::unique());
     let dir = tempfile::tempdir().unwrap();
     let node = common::start(
         dir.path(),
-        &config(&url, &format!("n-{}", unique()), &prefix),
+        &config(&url, &format!("n-{}", common::unique()), &prefix),
     );
     let (client, mut replies) = subscriber(&host, port, &format!("{prefix}/alerts")).await;
     wait_answering(&client, &mut replies, &prefix, &node).await;
@@ -232,8 +221,8 @@ async fn mqtt_messages_sent_while_the_node_is_down_are_not_lost() {
     let Some((url, host, port)) = broker() else {
         return;
     };
-    let prefix = format!("oclaw-test/{}", unique());
-    let client_id = format!("n-{}", unique());
+    let prefix = format!("oclaw-test/{}", common::unique());
+    let client_id = format!("n-{}", common::unique());
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&url, &client_id, &prefix);
     let mut node = common::start(dir.path(), &cfg);
@@ -311,12 +300,12 @@ async fn the_node_reconnects_when_the_broker_restarts() {
     let port = common::free_port();
     let mosquitto = || common::PrivateServer::start("mosquitto", &["-p", &port.to_string()], port);
     let mut broker = mosquitto();
-    let prefix = format!("oclaw-test/{}", unique());
+    let prefix = format!("oclaw-test/{}", common::unique());
     let dir = tempfile::tempdir().unwrap();
     let url = format!("mqtt://127.0.0.1:{port}");
     let node = common::start(
         dir.path(),
-        &config(&url, &format!("n-{}", unique()), &prefix),
+        &config(&url, &format!("n-{}", common::unique()), &prefix),
     );
     round_trip("127.0.0.1", port, &prefix, Duration::from_secs(15)).await;
     // The broker goes away for a while, then comes back on the same port.
@@ -342,15 +331,15 @@ async fn two_nodes_share_a_subscription_and_split_the_messages() {
     let Some((url, host, port)) = broker() else {
         return;
     };
-    let prefix = format!("oclaw-test/{}", unique());
+    let prefix = format!("oclaw-test/{}", common::unique());
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = common::start(
         dir_a.path(),
-        &config(&url, &format!("a-{}", unique()), &prefix),
+        &config(&url, &format!("a-{}", common::unique()), &prefix),
     );
     let b = common::start(
         dir_b.path(),
-        &config(&url, &format!("b-{}", unique()), &prefix),
+        &config(&url, &format!("b-{}", common::unique()), &prefix),
     );
     let (client, mut replies) = subscriber(&host, port, &format!("{prefix}/alerts")).await;
     // Both nodes subscribed: wait until each has answered once.

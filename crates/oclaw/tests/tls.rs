@@ -145,17 +145,6 @@ async fn the_api_serves_https_with_its_own_certificate() {
     assert!(!out.status.success());
 }
 
-fn unique() -> String {
-    format!(
-        "{}{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_over_tls_carries_messages_and_replies() {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
@@ -175,7 +164,7 @@ async fn mqtt_over_tls_carries_messages_and_replies() {
     .unwrap();
     let _broker =
         common::PrivateServer::start("mosquitto", &["-c", &conf.display().to_string()], port);
-    let prefix = format!("oclaw-tls/{}", unique());
+    let prefix = format!("oclaw-tls/{}", common::unique());
     let node = common::start(
         dir.path(),
         &format!(
@@ -194,7 +183,7 @@ bots:
             ca.ca.display()
         ),
     );
-    let mut o = MqttOptions::new(format!("t-{}", unique()), "localhost", port);
+    let mut o = MqttOptions::new(format!("t-{}", common::unique()), "localhost", port);
     o.set_keep_alive(Duration::from_secs(5));
     o.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
         ca: std::fs::read(&ca.ca).unwrap(),
@@ -267,7 +256,7 @@ async fn nats_over_tls_carries_messages_and_replies() {
         port,
     );
     let url = format!("tls://localhost:{port}");
-    let prefix = format!("oclawtls{}", unique());
+    let prefix = format!("oclawtls{}", common::unique());
     let node = common::start(
         dir.path(),
         &format!(
@@ -284,7 +273,7 @@ bots:
           with: {{value: {{order: \"{{{{ input.data.payload.order }}}}\"}}}}
 ",
             ca.ca.display(),
-            unique()
+            common::unique()
         ),
     );
     let nc = async_nats::ConnectOptions::new()

@@ -440,6 +440,18 @@ impl Drop for PrivateServer {
     }
 }
 
+/// A name no other test run uses: the process id and the time in nanoseconds.
+pub fn unique() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
