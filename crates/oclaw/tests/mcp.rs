@@ -23,6 +23,20 @@ async fn reference_server_tools_run_as_skills_over_stdio_and_streamable_http() {
         &[("PORT", &port.to_string())],
         port,
     );
+    // The port opens before the server answers HTTP: wait for an answer (any status).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while common::client()
+        .get(format!("http://127.0.0.1:{port}/mcp"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the MCP server never answered HTTP"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let config = format!(
         r#"
