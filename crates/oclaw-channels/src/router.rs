@@ -222,6 +222,7 @@ mod tests {
                 attempt: t.attempt,
                 outcome: Outcome::Succeeded(value.clone()),
                 kv: Vec::new(),
+                follow_ups: Vec::new(),
             })
             .collect();
         store.complete_batch(done).await.unwrap();

@@ -501,6 +501,7 @@ mod tests {
                 attempt: 1,
                 outcome: oclaw_store::Outcome::Succeeded(json!(1)),
                 kv: Vec::new(),
+                follow_ups: Vec::new(),
             }])
             .await
             .unwrap();

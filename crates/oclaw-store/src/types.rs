@@ -68,6 +68,11 @@ pub struct Completion {
     /// Key-value writes that belong to a success (a conversation's history, say): committed in
     /// the same transaction as the completion, and not at all when it is fenced or failed.
     pub kv: Vec<KvWrite>,
+    /// Tasks that follow a success (the delivery of a reply, say): enqueued in the same
+    /// transaction as the completion, so they exist exactly when the success is recorded. They
+    /// bypass queue capacity (a finished task's follow-up is never refused); idempotency keys
+    /// are not looked at (the completion's fencing already makes them once-only).
+    pub follow_ups: Vec<oclaw_core::NewTask>,
 }
 
 /// A key-value write carried by a completion.

@@ -67,6 +67,7 @@ async fn wakeups_cross_between_processes() {
         attempt: 1,
         outcome: oclaw_store::Outcome::Succeeded(serde_json::json!(1)),
         kv: Vec::new(),
+        follow_ups: Vec::new(),
     }])
     .await
     .unwrap();

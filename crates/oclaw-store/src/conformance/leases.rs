@@ -286,3 +286,74 @@ pub async fn completion_kv_writes_commit_with_a_success_only(s: DynStore) {
         Some(json!(3))
     );
 }
+
+/// A completion's follow-up tasks exist exactly when its success is recorded: not for a fenced
+/// completion nor a failure, once for a success (even on a queue at capacity), and a replay of
+/// the same completion adds none.
+pub async fn completion_follow_ups_are_enqueued_with_a_success_only(s: DynStore) {
+    let follow = |n: i64| NewTask::new("reply", "out", json!({ "reply_to": n }));
+    let count_out = |s: DynStore| async move {
+        s.list_tasks(crate::TaskFilter {
+            queue: Some("out".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+    };
+    let id = s.enqueue(task("b", "q", 1)).await.unwrap().task.id;
+    let t = s
+        .claim_batch(claim("w", &["q"], 1))
+        .await
+        .unwrap()
+        .remove(0);
+    let mut fenced = success("other", id, t.attempt, json!("x"));
+    fenced.follow_ups = vec![follow(1)];
+    assert_eq!(
+        s.complete_batch(vec![fenced]).await.unwrap().fenced,
+        vec![id]
+    );
+    let mut failed = failure("w", id, t.attempt, true);
+    failed.follow_ups = vec![follow(2)];
+    s.complete_batch(vec![failed]).await.unwrap();
+    assert!(count_out(s.clone()).await.is_empty());
+
+    // A full queue does not refuse a follow-up.
+    s.set_queue_capacity("out", Some(1));
+    s.enqueue(NewTask::new("filler", "out", json!(0)))
+        .await
+        .unwrap();
+    let a = s.enqueue(task("b", "q", 2)).await.unwrap().task.id;
+    let b = s.enqueue(task("b", "q", 3)).await.unwrap().task.id;
+    assert_eq!(s.claim_batch(claim("w", &["q"], 2)).await.unwrap().len(), 2);
+    let mut ok = success("w", a, 1, json!("done"));
+    ok.follow_ups = vec![follow(3), follow(4)];
+    let done = ok.clone();
+    let report = s
+        .complete_batch(vec![ok, success("w", b, 1, json!("done"))])
+        .await
+        .unwrap();
+    assert_eq!(report.applied, 2);
+    // The same completion again is fenced and adds nothing.
+    assert_eq!(s.complete_batch(vec![done]).await.unwrap().fenced, vec![a]);
+    let mut inputs: Vec<serde_json::Value> = count_out(s.clone())
+        .await
+        .into_iter()
+        .filter(|t| t.bot == "reply")
+        .map(|t| {
+            assert_eq!(t.status, TaskStatus::Queued);
+            t.input
+        })
+        .collect();
+    inputs.sort_by_key(|v| v["reply_to"].as_i64());
+    assert_eq!(inputs, vec![json!({"reply_to": 3}), json!({"reply_to": 4})]);
+    s.set_queue_capacity("out", None);
+    // Follow-ups are claimable like any task.
+    assert_eq!(
+        s.claim_batch(claim("w2", &["out"], 10))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}

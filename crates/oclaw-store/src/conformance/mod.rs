@@ -48,6 +48,7 @@ pub(crate) fn success(worker: &str, id: TaskId, attempt: u32, v: serde_json::Val
         attempt,
         outcome: Outcome::Succeeded(v),
         kv: Vec::new(),
+        follow_ups: Vec::new(),
     }
 }
 
@@ -64,6 +65,7 @@ pub(crate) fn failure(worker: &str, id: TaskId, attempt: u32, retry: bool) -> Co
             retry_at: retry.then(|| Utc::now() + chrono::Duration::hours(1)),
         },
         kv: Vec::new(),
+        follow_ups: Vec::new(),
     }
 }
 
@@ -90,7 +92,8 @@ macro_rules! store_conformance_tests {
             queue_stats_count_each_state, list_tasks_filters_and_pages, kv_with_ttl, kv_add_counts_within_a_limit_atomically, trigger_marks_persist,
             wakeups_fire_on_enqueue, nodes_register_heartbeat_and_leave,
             leadership_is_exclusive_until_it_lapses, purge_removes_old_finished_tasks_only,
-            ordering_key_runs_tasks_one_at_a_time_in_order, completion_kv_writes_commit_with_a_success_only);
+            ordering_key_runs_tasks_one_at_a_time_in_order, completion_kv_writes_commit_with_a_success_only,
+            completion_follow_ups_are_enqueued_with_a_success_only);
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
         $(

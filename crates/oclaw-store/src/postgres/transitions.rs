@@ -350,8 +350,11 @@ impl PgStore {
             &self.inner.channels.scheduled,
             &self.inner.channels.queued,
         ];
-        let rows = if completions.iter().any(|c| !c.kv.is_empty()) {
-            // Key-value writes of successes commit with their completions.
+        let rows = if completions
+            .iter()
+            .any(|c| !c.kv.is_empty() || !c.follow_ups.is_empty())
+        {
+            // Key-value writes and follow-up tasks of successes commit with their completions.
             let mut client = client;
             let tx = client.transaction().await.map_err(pg_err)?;
             let rows = complete_statement(&tx, &params).await?;
@@ -370,6 +373,15 @@ impl PgStore {
                     .await
                     .map_err(pg_err)?;
                 }
+            }
+            let follow: Vec<Row0<'_>> = completions
+                .iter()
+                .filter(|c| succeeded.contains(&c.id.0))
+                .flat_map(|c| &c.follow_ups)
+                .map(|t| prepare_row(t, now))
+                .collect();
+            if !follow.is_empty() {
+                insert_rows(&tx, &self.inner, &follow, now).await?;
             }
             tx.commit().await.map_err(pg_err)?;
             rows

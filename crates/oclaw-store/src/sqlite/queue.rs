@@ -153,8 +153,15 @@ impl TaskQueue for SqliteStore {
             let mut report = CompletionReport::default();
             let mut rescheduled = false;
             let mut unblocked = false;
+            let mut follow = EnqueueState::new(inner, now);
             for c in &completions {
-                match apply_completion(&tx, c, now)? {
+                let applied = apply_completion(&tx, c, now)?;
+                if matches!(applied, Some((TaskStatus::Succeeded, _))) {
+                    for t in &c.follow_ups {
+                        insert_task(&tx, &mut follow, t.clone())?;
+                    }
+                }
+                match applied {
                     Some((TaskStatus::Scheduled, _)) => {
                         report.applied += 1;
                         rescheduled = true;
@@ -169,6 +176,7 @@ impl TaskQueue for SqliteStore {
                 }
             }
             tx.commit()?;
+            notify_enqueued(inner, follow.any_queued, follow.any_scheduled);
             if rescheduled {
                 inner.notify(Notice::Scheduled);
             }

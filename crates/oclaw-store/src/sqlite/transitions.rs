@@ -73,6 +73,16 @@ pub(super) fn enqueue_in(
         }
         st.admission.admit(&task.queue, cap)?;
     }
+    insert_task(tx, st, task)
+}
+
+/// Inserts a task as it is: no idempotency look-up, no capacity check (a completion's
+/// follow-ups, and the tail of [`enqueue_in`]).
+pub(super) fn insert_task(
+    tx: &Connection,
+    st: &mut EnqueueState<'_>,
+    task: NewTask,
+) -> StoreResult<Enqueued> {
     let start = Start::of(&task, st.now);
     if start.status == TaskStatus::Queued {
         st.any_queued = true;
