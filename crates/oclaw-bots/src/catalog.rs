@@ -51,6 +51,25 @@ impl LoadedBot {
     pub fn name(&self) -> &str {
         &self.doc.metadata.name
     }
+
+    /// A built-in bot of the node (reply delivery): loaded and checked from `yaml` like any
+    /// bot, then given `name`, which may hold a dot (no user bot's name can) so it is never
+    /// shadowed.
+    pub fn system(
+        name: &str,
+        yaml: &str,
+        skills: &SkillRegistry,
+        templates: &TemplateEngine,
+    ) -> Result<LoadedBot, ConfigError> {
+        let mut catalog = BotCatalog::default();
+        catalog.load_yaml(&format!("<built-in>/{name}"), yaml, skills, templates)?;
+        let one = std::mem::take(&mut catalog.bots).into_values().next();
+        let mut bot = one
+            .and_then(|b| Arc::try_unwrap(b).ok())
+            .ok_or_else(|| ConfigError::new(ErrorCode::BotInvalid, "no bot in the text"))?;
+        bot.doc.metadata.name = name.to_string();
+        Ok(bot)
+    }
 }
 
 impl BotCatalog {

@@ -18,6 +18,9 @@ pub struct Inbound {
     /// becomes the same task.
     pub idempotency_key: Option<String>,
     pub trace_id: Option<String>,
+    /// Where the reply goes when it is delivered by a task of its own (chat platforms):
+    /// `{hook, to}`, carried in the task input as `reply_to`.
+    pub reply_to: Option<Value>,
 }
 
 impl Inbound {
@@ -30,18 +33,24 @@ impl Inbound {
             data: Value::Null,
             idempotency_key: None,
             trace_id: None,
+            reply_to: None,
         }
     }
 
-    /// The task input: `{channel, text, data, conversation, user}`.
+    /// The task input: `{channel, text, data, conversation, user}`, and `reply_to` when the
+    /// reply is delivered by a task of its own.
     pub fn input(&self) -> Value {
-        oclaw_core::channel::channel_input(
+        let mut input = oclaw_core::channel::channel_input(
             self.channel,
             self.text.as_deref(),
             self.data.clone(),
             self.conversation.as_deref(),
             self.user.as_deref(),
-        )
+        );
+        if let Some(to) = &self.reply_to {
+            input["reply_to"] = to.clone();
+        }
+        input
     }
 
     /// The task for `bot`: the bot's queue and retry policy; messages of one conversation share

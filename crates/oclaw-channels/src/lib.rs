@@ -7,6 +7,7 @@
 //! broker-borne ones ([`mqtt`], [`nats`]) run as tasks of the node.
 
 pub mod broker;
+pub mod delivery;
 pub mod inbound;
 pub mod mqtt;
 pub mod nats;

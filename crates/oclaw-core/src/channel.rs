@@ -20,6 +20,27 @@ pub fn channel_input(
     })
 }
 
+/// The built-in bot that delivers replies to chat platforms. Its name has a dot, which no
+/// user bot's name may have, so it can never be shadowed.
+pub const REPLY_BOT: &str = "oclaw.reply";
+
+/// Attempts of a reply delivery before it is dead-lettered (with backoff from 1 s to 5 min,
+/// about half an hour in all).
+pub const REPLY_ATTEMPTS: u32 = 10;
+
+/// The input of the delivery task that follows a successful channel task of `bot` whose input
+/// carries `reply_to` (where the platform wants the reply): `{reply_to, text, bot, task_id}`,
+/// or `None` when the task wants no delivery (a delivery task itself never does).
+pub fn reply_delivery(bot: &str, task_id: &str, input: &Value, output: &Value) -> Option<Value> {
+    if bot == REPLY_BOT {
+        return None;
+    }
+    let reply_to = input.get("reply_to").filter(|v| v.is_object())?;
+    let reply = reply_of(output);
+    let text = reply.text.unwrap_or_else(|| output.to_string());
+    Some(json!({"reply_to": reply_to, "text": text, "bot": bot, "task_id": task_id}))
+}
+
 /// The reply a bot's output stands for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
@@ -49,7 +70,8 @@ pub fn session_of(input: &Value) -> Option<(String, String, Option<String>)> {
     // Exactly the shape channels give their tasks, so an input that merely mentions a channel
     // (a hand-off record, say) is not mistaken for a message of the conversation.
     let map = input.as_object()?;
-    if map.len() != 5
+    let fields = 5 + usize::from(map.contains_key("reply_to"));
+    if map.len() != fields
         || !["text", "data", "user"]
             .iter()
             .all(|k| map.contains_key(*k))
@@ -91,6 +113,35 @@ mod tests {
             None
         );
         assert_eq!(session_of(&json!({"n": 1})), None);
+        // A platform message carries where its reply goes, and is still a session's message.
+        let mut platform = channel_input("slack", Some("q"), json!({}), Some("C1"), Some("U1"));
+        platform["reply_to"] = json!({"hook": "/hooks/slack", "to": {"channel": "C1"}});
+        assert_eq!(
+            session_of(&platform),
+            Some(("slack".into(), "C1".into(), Some("U1".into())))
+        );
+        let delivery = reply_delivery("b", "7", &platform, &json!({"text": "hi", "x": 1}));
+        assert_eq!(
+            delivery,
+            Some(
+                json!({"reply_to": platform["reply_to"], "text": "hi", "bot": "b", "task_id": "7"})
+            )
+        );
+        assert_eq!(
+            reply_delivery("b", "7", &platform, &json!([1])).map(|d| d["text"].clone()),
+            Some(json!("[1]"))
+        );
+        assert_eq!(reply_delivery("b", "7", &input, &json!("hi")), None);
+        // A delivery's own success is not delivered again.
+        assert_eq!(
+            reply_delivery(
+                REPLY_BOT,
+                "8",
+                &delivery.unwrap(),
+                &json!({"delivered": true})
+            ),
+            None
+        );
         assert_eq!(
             session_of(&json!({"channel": "websocket", "conversation": "s1", "question": "q"})),
             None

@@ -32,6 +32,9 @@ pub struct Runtime {
     pub metrics: Arc<oclaw_telemetry::NodeMetrics>,
     /// How much of each conversation channel tasks see as `conversation.history`.
     pub conversation: oclaw_core::config::ConversationConfig,
+    /// Built-in bots (reply delivery), by name: run like catalogue bots, never listed, and
+    /// named with a dot so no user bot shadows them.
+    pub system: std::collections::BTreeMap<String, Arc<LoadedBot>>,
 }
 
 impl Runtime {
@@ -68,6 +71,7 @@ impl Runtime {
             node: oclaw_bots::templates::to_template_value(&node),
             metrics: Arc::default(),
             conversation: Default::default(),
+            system: Default::default(),
         })
     }
 }

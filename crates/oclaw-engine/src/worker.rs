@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures_util::FutureExt;
 use oclaw_core::config::WorkerConfig;
-use oclaw_core::{ErrorCode, TaskError, TaskId};
+use oclaw_core::{ErrorCode, NewTask, TaskError, TaskId};
 use oclaw_store::{ClaimRequest, ClaimedTask, Completion, KvWrite, Outcome, Store};
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::JoinSet;
@@ -423,7 +423,7 @@ async fn run_one(
     stats.in_flight.fetch_add(1, Ordering::Relaxed);
     let started = std::time::Instant::now();
     let wait = (Utc::now() - task.run_at).to_std().unwrap_or_default();
-    let (outcome, kv) = execute(&rt, &task).await;
+    let (outcome, kv, follow_ups) = execute(&rt, &task).await;
     // A moving mean (1/8 weight for the newest) of how long tasks take here.
     let took = (started.elapsed().as_micros() as u64).max(1);
     let mean = room.mean_micros.load(Ordering::Relaxed);
@@ -444,6 +444,7 @@ async fn run_one(
         attempt: task.attempt,
         outcome,
         kv,
+        follow_ups,
     });
     drop(permits);
     room.freed.notify_one();
@@ -456,10 +457,18 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// Runs one attempt and decides what the store should record, with the key-value writes that
-/// go with a success.
-pub(crate) async fn execute(rt: &Runtime, task: &ClaimedTask) -> (Outcome, Vec<KvWrite>) {
-    let Some(bot) = rt.catalog.load().get(&task.bot) else {
+/// Runs one attempt and decides what the store should record, with the key-value writes and
+/// the follow-up tasks (a reply's delivery) that go with a success.
+pub(crate) async fn execute(
+    rt: &Runtime,
+    task: &ClaimedTask,
+) -> (Outcome, Vec<KvWrite>, Vec<NewTask>) {
+    let bot = rt
+        .catalog
+        .load()
+        .get(&task.bot)
+        .or_else(|| rt.system.get(&task.bot).cloned());
+    let Some(bot) = bot else {
         let error = TaskError::new(
             ErrorCode::BotMissing,
             format!("bot `{}` is not loaded on this node", task.bot),
@@ -469,12 +478,15 @@ pub(crate) async fn execute(rt: &Runtime, task: &ClaimedTask) -> (Outcome, Vec<K
             error,
             retry_at: None,
         };
-        return (failed, Vec::new());
+        return (failed, Vec::new(), Vec::new());
     };
     let timeout = bot.doc.spec.timeout.get();
     let attempt = AssertUnwindSafe(run_pipeline(rt, &bot, task)).catch_unwind();
     let (error, retryable) = match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(Ok((output, kv)))) => return (Outcome::Succeeded(output), kv),
+        Ok(Ok(Ok((output, kv)))) => {
+            let follow_ups = reply_delivery(task, &output).into_iter().collect();
+            return (Outcome::Succeeded(output), kv, follow_ups);
+        }
         Ok(Ok(Err(f))) => (TaskError::new(f.code, f.message), f.retryable),
         Ok(Err(panic)) => (
             TaskError::new(
@@ -503,7 +515,21 @@ pub(crate) async fn execute(rt: &Runtime, task: &ClaimedTask) -> (Outcome, Vec<K
             .delay_after(task.attempt, fastrand::f64());
         Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1))
     });
-    (Outcome::Failed { error, retry_at }, Vec::new())
+    (Outcome::Failed { error, retry_at }, Vec::new(), Vec::new())
+}
+
+/// The delivery task of a channel task's reply (when its input says where the reply goes):
+/// on the same queue, in the same trace, enqueued with the completion so the reply is sent
+/// (with retries) exactly when the success is recorded.
+fn reply_delivery(task: &ClaimedTask, output: &serde_json::Value) -> Option<NewTask> {
+    use oclaw_core::channel;
+    let mut input = channel::reply_delivery(&task.bot, &task.id.to_string(), &task.input, output)?;
+    // When the message came in, for the reply-latency metric.
+    input["received_at"] = serde_json::json!(task.created_at.timestamp_millis());
+    let mut delivery = NewTask::new(channel::REPLY_BOT, task.queue.clone(), input);
+    delivery.max_attempts = channel::REPLY_ATTEMPTS;
+    delivery.trace_id = task.trace_id.clone();
+    Some(delivery)
 }
 
 fn log_failure(task: &ClaimedTask, error: &TaskError, retryable: bool) {

@@ -109,6 +109,8 @@ pub struct NodeSkills {
     pub registry: SkillRegistry,
     pub plugins: Arc<oclaw_plugins::PluginHost>,
     pub mcp: Arc<oclaw_plugins::mcp::McpHub>,
+    /// What `channel.reply` (reply delivery) needs once the node has built it.
+    pub delivery: Arc<oclaw_channels::delivery::DeliveryContext>,
 }
 
 /// Loads plugins and connects to MCP servers. A plugin that fails to load is logged and left
@@ -121,6 +123,10 @@ pub async fn build_skills(config: &NodeConfig) -> Result<NodeSkills, NodeError> 
         .map_err(|m| fail(ErrorCode::ConfigInvalidValue, m))?;
     let llm = Arc::new(llm);
     let tools = oclaw_llm::ToolRegistry::default();
+    let delivery = Arc::new(oclaw_channels::delivery::DeliveryContext::default());
+    registry.register(Arc::new(oclaw_channels::delivery::ChannelReply {
+        context: delivery.clone(),
+    }));
     registry.register(Arc::new(oclaw_llm::LlmChat { llm: llm.clone() }));
     registry.register(Arc::new(oclaw_llm::Agent {
         llm,
@@ -154,6 +160,7 @@ pub async fn build_skills(config: &NodeConfig) -> Result<NodeSkills, NodeError> 
         registry,
         plugins,
         mcp,
+        delivery,
     })
 }
 

@@ -137,6 +137,7 @@ pub async fn serve(
         tracing::info!(component = "node", endpoint = %endpoint, ?protocol, "exporting traces over OTLP/HTTP");
     }
 
+    let reply_bot = oclaw_channels::delivery::reply_bot(&skills, &templates)?;
     let runtime = Runtime::new(
         store.clone(),
         catalog.clone(),
@@ -153,6 +154,11 @@ pub async fn serve(
     })?;
     let mut runtime = runtime;
     runtime.conversation = config.channels.conversation.clone();
+    runtime
+        .system
+        .insert(reply_bot.name().to_string(), Arc::new(reply_bot));
+    let _ = node_skills.delivery.catalog.set(catalog.clone());
+    let _ = node_skills.delivery.metrics.set(runtime.metrics.clone());
     let queues: Vec<String> = if config.worker.queues.is_empty() {
         let mut q = catalog.load().queues();
         q.insert("default".into());

@@ -392,3 +392,88 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// The one delivery task of the slack-bot's reply, once it exists.
+async fn delivery_task(node: &common::Node) -> Option<Value> {
+    let (_, tasks) = common::get(
+        &common::client(),
+        &format!("{}/v1/tasks?bot=oclaw.reply", node.url),
+    )
+    .await;
+    let items = tasks["items"].as_array().cloned().unwrap_or_default();
+    assert!(items.len() <= 1, "one delivery per reply: {tasks}");
+    items.into_iter().next()
+}
+
+/// A reply is a durable task of its own: while the platform's API cannot be reached the
+/// delivery fails and is retried (OC-4021 on the task), the node is killed with SIGKILL in
+/// the meantime, and the restarted node delivers the reply — once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_the_stand_in_api_cannot_take_is_retried_across_a_kill_and_delivered_once() {
+    let port = common::free_port();
+    let api_url = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite://{}", dir.path().join("o.db").display());
+    let env = [("OCLAW_SECRET_SLACK_SIGNING", "slack-signing-secret")];
+    let args = ["serve", "--listen", "127.0.0.1:0"];
+    let mut node = common::start_process_env(dir.path(), &config(&api_url), &args, &storage, &env);
+    let now = chrono::Utc::now().timestamp().to_string();
+    let event = json!({"type": "event_callback", "event_id": "Ev77", "event": {"type": "message", "text": "are you there", "user": "U1", "channel": "C7"}}).to_string();
+    let sig = slack_sig("slack-signing-secret", &now, &event);
+    let (code, body) = post_raw(
+        &format!("{}/hooks/slack", node.url),
+        &[
+            ("x-slack-request-timestamp", now.clone()),
+            ("x-slack-signature", sig),
+        ],
+        &event,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    // Nothing listens on the API's port: the delivery fails and waits for its next attempt.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let failed = loop {
+        if let Some(t) = delivery_task(&node).await {
+            if t["attempts"].as_u64() >= Some(1) && t["status"] == "scheduled" {
+                break t;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the delivery did not fail: {}",
+            node.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(failed["error"]["code"], "OC-4021", "{failed}");
+    assert_eq!(failed["queue"], "default");
+    assert_eq!(failed["input"]["text"], "echo: are you there");
+    node.kill9();
+
+    // The platform comes back, and so does the node, on the same store.
+    let api = common::recorder_at(port, PLATFORM_OK).await;
+    let node = common::start_process_env(dir.path(), &config(&api_url), &args, &storage, &env);
+    let (path, sent) = wait_request(&api, "/api/chat.postMessage", &node).await;
+    assert_eq!(path, "/api/chat.postMessage");
+    assert_eq!(
+        sent,
+        json!({"channel": "C7", "text": "echo: are you there"})
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let done = loop {
+        let t = delivery_task(&node).await.unwrap();
+        if t["status"] == "succeeded" {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "delivery not recorded: {t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done["output"]["delivered"], true, "{done}");
+    assert!(done["attempts"].as_u64() >= Some(2), "{done}");
+    assert_eq!(
+        api.requests.lock().unwrap().len(),
+        1,
+        "delivered once: {:?}",
+        api.requests.lock().unwrap()
+    );
+}

@@ -105,40 +105,18 @@ async fn platform(
             reply_to,
         } => {
             state.metrics.channel_event(channel, ChannelEvent::Received);
-            let received = std::time::Instant::now();
             inbound.trace_id = Some(trace_id.to_string());
-            let pending = state
-                .replies
-                .submit(inbound.task_for(&bot))
+            // The reply goes back by a delivery task the worker enqueues with the task's
+            // success (retried, dead-lettered when it cannot be sent): see
+            // `oclaw_channels::delivery`. A platform's retry of the same event finds the same
+            // task, so it is answered once.
+            inbound.reply_to = Some(json!({"hook": path, "to": reply_to}));
+            let enqueued = state
+                .store
+                .enqueue(inbound.task_for(&bot))
                 .await
                 .map_err(|e| ApiError::from(e).trace(trace_id))?;
-            let task_id = pending.task.id;
-            // A platform's retry of the same event finds the same task: answered once.
-            if pending.created {
-                let metrics = state.metrics.clone();
-                let timeout = bot.doc.spec.timeout.get() + std::time::Duration::from_secs(5);
-                tokio::spawn(async move {
-                    let Some(task) = pending.finished(timeout).await else {
-                        return;
-                    };
-                    let Some(output) = task
-                        .output
-                        .filter(|_| task.status == oclaw_core::TaskStatus::Succeeded)
-                    else {
-                        metrics.channel_event(channel, ChannelEvent::Error);
-                        return;
-                    };
-                    let reply = oclaw_core::channel::reply_of(&output);
-                    let text = reply.text.unwrap_or_else(|| output.to_string());
-                    match platforms::send(&trigger, &reply_to, &text).await {
-                        Ok(()) => metrics.channel_replied(channel, received.elapsed()),
-                        Err(e) => {
-                            metrics.channel_event(channel, ChannelEvent::Error);
-                            tracing::warn!(component = "api-server", channel, task_id = %task_id, error_code = ErrorCode::ChannelSendFailed.code(), "reply not delivered: {e}");
-                        }
-                    }
-                });
-            }
+            let task_id = enqueued.task.id;
             if channel == "wecom" {
                 // WeCom wants an empty body when the reply comes separately.
                 return Ok((StatusCode::OK, "").into_response());

@@ -211,8 +211,15 @@ pub async fn recorder() -> Recorder {
 
 /// A recorder that answers every request with `answer` (JSON).
 pub async fn recorder_answering(answer: &'static str) -> Recorder {
+    recorder_at(0, answer).await
+}
+
+/// [`recorder_answering`] on a given loopback port (0: any free one).
+pub async fn recorder_at(port: u16, answer: &'static str) -> Recorder {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as TokioBufReader};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let requests: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>> = Default::default();
     let seen = requests.clone();
