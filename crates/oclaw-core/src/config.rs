@@ -72,6 +72,21 @@ pub struct LlmConfig {
     pub fallback: Vec<String>,
     /// Write prompts and completions to the debug log; off, they never appear in logs.
     pub log_content: bool,
+    /// Prices of `provider/model`s per million tokens, in the currency the table is written
+    /// in: each call's cost goes to `oclaw_llm_cost_total` and to the `cost` of the skill's
+    /// output. Models without a price have no cost.
+    pub prices: BTreeMap<String, LlmPrice>,
+}
+
+/// What a model's tokens cost, per million.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LlmPrice {
+    /// Per million input (prompt) tokens.
+    pub input: f64,
+    /// Per million output (completion) tokens.
+    #[serde(default)]
+    pub output: f64,
 }
 
 /// The API a provider speaks.
@@ -115,6 +130,22 @@ pub struct LlmProviderConfig {
 impl LlmConfig {
     /// Names `provider/model` must use, and keys that come only from secrets.
     pub fn check(&self) -> Result<(), String> {
+        for (model, price) in &self.prices {
+            let known = model
+                .split_once('/')
+                .is_some_and(|(p, m)| !m.is_empty() && self.providers.contains_key(p));
+            if !known {
+                return Err(format!(
+                    "llm.prices.{model}: not provider/model of a provider in llm.providers"
+                ));
+            }
+            let ok = |x: f64| x.is_finite() && x >= 0.0;
+            if !ok(price.input) || !ok(price.output) {
+                return Err(format!(
+                    "llm.prices.{model}: prices are numbers of 0 or more (per million tokens)"
+                ));
+            }
+        }
         for (name, p) in &self.providers {
             let ok = !name.is_empty()
                 && name
@@ -688,6 +719,26 @@ pub fn node_config_schema() -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prices_name_a_configured_provider_and_are_not_negative() {
+        let llm = |prices: serde_json::Value| -> LlmConfig {
+            serde_json::from_value(serde_json::json!({
+                "providers": {"local": {"kind": "openai"}},
+                "prices": prices,
+            }))
+            .unwrap()
+        };
+        assert!(
+            llm(serde_json::json!({"local/m": {"input": 0.5, "output": 1.5}}))
+                .check()
+                .is_ok()
+        );
+        let unknown = llm(serde_json::json!({"cloud/m": {"input": 1.0}})).check();
+        assert!(unknown.unwrap_err().contains("llm.prices.cloud/m"));
+        let negative = llm(serde_json::json!({"local/m": {"input": -1.0}})).check();
+        assert!(negative.unwrap_err().contains("0 or more"));
+    }
 
     #[test]
     fn defaults_are_the_seeds() {

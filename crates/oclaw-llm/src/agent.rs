@@ -347,6 +347,8 @@ fn now_ms() -> u64 {
 struct Run {
     messages: Vec<Message>,
     usage: Usage,
+    /// Cost of the priced calls (`llm.prices`), when any call was priced.
+    cost: Option<f64>,
     turns: u64,
     started_ms: u64,
     calls: Vec<Value>,
@@ -361,6 +363,7 @@ impl Run {
         let mut run = Run {
             messages,
             usage: Usage::default(),
+            cost: None,
             turns: 0,
             started_ms: now_ms(),
             calls: Vec::new(),
@@ -376,6 +379,9 @@ impl Run {
 
     fn apply(&mut self, e: &Value) {
         self.entries += 1;
+        if let Some(c) = e["usage"]["cost"].as_f64() {
+            self.cost = Some(self.cost.unwrap_or(0.0) + c);
+        }
         match e["kind"].as_str() {
             Some("start") => {
                 self.started_ms = e["at"].as_u64().unwrap_or(self.started_ms);
@@ -551,11 +557,15 @@ impl Skill for Agent {
         let streams = oclaw_core::stream::TaskStreams::global();
         loop {
             if let Some((text, model)) = run.answer.clone() {
+                let mut usage = json!(run.usage);
+                if let Some(cost) = run.cost {
+                    usage["cost"] = json!(cost);
+                }
                 return Ok(json!({
                     "text": text,
                     "turns": run.turns,
                     "tool_calls": run.calls,
-                    "usage": run.usage,
+                    "usage": usage,
                     "model": model,
                 }));
             }
@@ -641,12 +651,21 @@ impl Skill for Agent {
                     "text": answer.text,
                     "tool_calls": answer.tool_calls,
                     "finish_reason": answer.finish_reason,
-                    "usage": answer.usage,
+                    "usage": priced(&self.llm, &answer.model, &answer.usage),
                 }),
             )
             .await?;
         }
     }
+}
+
+/// `usage` with its `cost` when the model is priced.
+fn priced(llm: &Llm, model: &str, usage: &Usage) -> Value {
+    let mut v = json!(usage);
+    if let Some(cost) = llm.cost(model, usage) {
+        v["cost"] = json!(cost);
+    }
+    v
 }
 
 #[cfg(test)]

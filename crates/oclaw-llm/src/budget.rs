@@ -35,7 +35,7 @@ pub(crate) fn estimate(request: &ChatRequest) -> u64 {
     (chars as u64).div_ceil(4) + request.max_tokens.map(u64::from).unwrap_or(DEFAULT_OUTPUT)
 }
 
-struct Counter {
+pub(crate) struct Counter {
     key: String,
     limit: i64,
     expires: chrono::DateTime<Utc>,
@@ -85,16 +85,10 @@ async fn add(
         .map_err(|e| SkillError::transient(e.code(), format!("token budget: {e}")))
 }
 
-/// Calls the model within the bot's budget.
-pub(crate) async fn metered_chat(
-    llm: &Llm,
-    ctx: &SkillContext,
-    model: Option<&str>,
-    request: &ChatRequest,
-    on_delta: crate::OnDelta<'_>,
-) -> Result<ChatResponse, SkillError> {
+/// Reserves `reserved` tokens on every counter of `ctx`'s budget, or refuses (OC-4036) and
+/// reserves nothing. Answers the counters, to [`settle`] after the call.
+pub(crate) async fn reserve(ctx: &SkillContext, reserved: i64) -> Result<Vec<Counter>, SkillError> {
     let counters = counters(ctx);
-    let reserved = estimate(request) as i64;
     for (i, c) in counters.iter().enumerate() {
         if add(ctx, c, reserved, Some(c.limit)).await?.is_none() {
             for earlier in &counters[..i] {
@@ -109,6 +103,32 @@ pub(crate) async fn metered_chat(
             ));
         }
     }
+    Ok(counters)
+}
+
+/// Turns a reservation into what the call used (0 for a failed call).
+pub(crate) async fn settle(
+    ctx: &SkillContext,
+    counters: &[Counter],
+    reserved: i64,
+    used: i64,
+) -> Result<(), SkillError> {
+    for c in counters {
+        add(ctx, c, used - reserved, None).await?;
+    }
+    Ok(())
+}
+
+/// Calls the model within the bot's budget.
+pub(crate) async fn metered_chat(
+    llm: &Llm,
+    ctx: &SkillContext,
+    model: Option<&str>,
+    request: &ChatRequest,
+    on_delta: crate::OnDelta<'_>,
+) -> Result<ChatResponse, SkillError> {
+    let reserved = estimate(request) as i64;
+    let counters = reserve(ctx, reserved).await?;
     // A client span per call, with the OpenTelemetry GenAI attributes (no prompt or answer).
     let tracer = oclaw_telemetry::otlp::tracer();
     let asked = model.or(llm.default_model()).unwrap_or("").to_string();
@@ -145,9 +165,7 @@ pub(crate) async fn metered_chat(
         Ok(a) => (a.usage.input_tokens + a.usage.output_tokens) as i64,
         Err(_) => 0,
     };
-    for c in &counters {
-        add(ctx, c, used - reserved, None).await?;
-    }
+    settle(ctx, &counters, reserved, used).await?;
     answer.map_err(skill_error)
 }
 

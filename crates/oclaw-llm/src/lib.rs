@@ -3,7 +3,8 @@
 //! with a JSON Schema) and an Anthropic Messages adapter (streaming, tool use). [`Llm`] routes a
 //! `provider/model` to its provider and walks the fallback chain on 429, 5xx, timeouts and broken
 //! streams, with a circuit breaker per provider and `Retry-After` honoured. The `llm.chat`
-//! skill ([`LlmChat`]) is how bots use it.
+//! skill ([`LlmChat`]) is how bots use it; `llm.embed` ([`LlmEmbed`]) turns text into vectors
+//! through the OpenAI-compatible `/embeddings` API.
 //!
 //! Both adapters are written on reqwest, which the node already uses: async-openai would bring
 //! a second HTTP stack's worth of types for one endpoint, rig-core needs a newer compiler, and
@@ -13,6 +14,7 @@ mod agent;
 mod anthropic;
 mod budget;
 mod chat_skill;
+mod embed_skill;
 mod openai;
 mod router;
 mod sse;
@@ -24,6 +26,7 @@ use serde_json::Value;
 
 pub use agent::{Agent, ToolRegistry};
 pub use chat_skill::LlmChat;
+pub use embed_skill::LlmEmbed;
 pub use router::Llm;
 
 /// Who said a message.
@@ -111,6 +114,15 @@ pub struct ChatResponse {
     pub model: String,
 }
 
+/// What one embeddings call answered: a vector per input, in input order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedResponse {
+    pub vectors: Vec<Vec<f32>>,
+    pub usage: Usage,
+    /// `provider/model` that answered.
+    pub model: String,
+}
+
 /// Why a call failed, and whether the next provider of the chain should be tried.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LlmError {
@@ -183,6 +195,14 @@ pub trait Provider: Send + Sync {
         request: &ChatRequest,
         on_delta: OnDelta<'_>,
     ) -> Result<ChatResponse, LlmError>;
+
+    /// Embeds each of `inputs` with `model`. Providers without an embeddings API refuse.
+    async fn embed(&self, _model: &str, _inputs: &[String]) -> Result<EmbedResponse, LlmError> {
+        Err(LlmError::Refused {
+            status: 400,
+            message: "this provider has no embeddings API (use an OpenAI-compatible one)".into(),
+        })
+    }
 }
 
 /// Sends `call` and hands each Server-Sent Event of its answer to `take`, until `take` says the

@@ -1,13 +1,14 @@
-//! OpenAI-compatible chat completions (`POST {base}/chat/completions`, streamed as SSE): OpenAI,
-//! vLLM, llama.cpp's server, Ollama's `/v1`, LM Studio.
+//! OpenAI-compatible chat completions (`POST {base}/chat/completions`, streamed as SSE) and
+//! embeddings (`POST {base}/embeddings`): OpenAI, vLLM, llama.cpp's server, Ollama's `/v1`,
+//! LM Studio.
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
 use crate::{
-    parse_arguments, ChatRequest, ChatResponse, LlmError, Message, OnDelta, Provider, Role,
-    ToolCall, Usage,
+    parse_arguments, ChatRequest, ChatResponse, EmbedResponse, LlmError, Message, OnDelta,
+    Provider, Role, ToolCall, Usage,
 };
 
 pub(crate) struct OpenAi {
@@ -187,4 +188,70 @@ impl Provider for OpenAi {
         .await?;
         answer.finish(format!("{}/{model}", self.name))
     }
+
+    async fn embed(&self, model: &str, inputs: &[String]) -> Result<EmbedResponse, LlmError> {
+        let url = format!("{}/embeddings", self.base_url.trim_end_matches('/'));
+        let mut call = self
+            .http
+            .post(&url)
+            .json(&json!({"model": model, "input": inputs, "encoding_format": "float"}));
+        if let Some(key) = &self.api_key {
+            call = call.bearer_auth(key);
+        }
+        let response = call.send().await.map_err(crate::transport_error)?;
+        if !response.status().is_success() {
+            return Err(crate::status_error(response).await);
+        }
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|e| LlmError::BadResponse(format!("embeddings answer is not JSON: {e}")))?;
+        embeddings_of(&answer, inputs.len(), format!("{}/{model}", self.name))
+    }
+}
+
+/// Reads an embeddings answer: `data[].embedding` placed by `data[].index`, one per input.
+pub(crate) fn embeddings_of(
+    answer: &Value,
+    expected: usize,
+    model: String,
+) -> Result<EmbedResponse, LlmError> {
+    let bad = |m: String| LlmError::BadResponse(m);
+    let data = answer["data"]
+        .as_array()
+        .ok_or_else(|| bad("embeddings answer has no `data` list".into()))?;
+    if data.len() != expected {
+        return Err(bad(format!(
+            "{} embeddings for {expected} inputs",
+            data.len()
+        )));
+    }
+    let mut vectors: Vec<Option<Vec<f32>>> = vec![None; expected];
+    for (i, item) in data.iter().enumerate() {
+        let index = item["index"].as_u64().map(|n| n as usize).unwrap_or(i);
+        let vector = item["embedding"]
+            .as_array()
+            .ok_or_else(|| bad(format!("data[{i}].embedding is not a list of numbers")))?
+            .iter()
+            .map(|x| x.as_f64().map(|x| x as f32))
+            .collect::<Option<Vec<f32>>>()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| bad(format!("data[{i}].embedding is not a list of numbers")))?;
+        match vectors.get_mut(index) {
+            Some(slot @ None) => *slot = Some(vector),
+            _ => return Err(bad(format!("data[{i}].index {index} is out of place"))),
+        }
+    }
+    let vectors: Vec<Vec<f32>> = vectors.into_iter().flatten().collect();
+    if vectors.iter().any(|v| v.len() != vectors[0].len()) {
+        return Err(bad("embeddings of different lengths".into()));
+    }
+    Ok(EmbedResponse {
+        vectors,
+        usage: Usage {
+            input_tokens: answer["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
+            output_tokens: 0,
+        },
+        model,
+    })
 }

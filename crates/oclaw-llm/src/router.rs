@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use oclaw_core::config::{LlmConfig, LlmKind};
 use tokio::sync::Semaphore;
 
-use crate::{ChatRequest, ChatResponse, LlmError, OnDelta, Provider};
+use crate::{ChatRequest, ChatResponse, EmbedResponse, LlmError, OnDelta, Provider};
 
 /// Failures in a row that open a provider's breaker.
 const TRIP_AFTER: u32 = 3;
@@ -134,10 +134,12 @@ pub struct Llm {
     fallback: Vec<String>,
     /// Prompts and completions may go to the debug log.
     pub log_content: bool,
+    /// `llm.prices`, by `provider/model`.
+    prices: BTreeMap<String, oclaw_core::config::LlmPrice>,
 }
 
 /// The `outcome` label of a call's result.
-fn outcome(r: &Result<ChatResponse, LlmError>) -> &'static str {
+fn outcome<T>(r: &Result<T, LlmError>) -> &'static str {
     match r {
         Ok(_) => "ok",
         Err(LlmError::RateLimited { .. }) => "rate_limited",
@@ -223,7 +225,14 @@ impl Llm {
             default: config.default.clone(),
             fallback: config.fallback.clone(),
             log_content: config.log_content,
+            prices: config.prices.clone(),
         })
+    }
+
+    /// What `usage` of `model` (`provider/model`) cost, when `llm.prices` has its price.
+    pub fn cost(&self, model: &str, usage: &crate::Usage) -> Option<f64> {
+        let p = self.prices.get(model)?;
+        Some((usage.input_tokens as f64 * p.input + usage.output_tokens as f64 * p.output) / 1e6)
     }
 
     /// `llm.default`.
@@ -361,6 +370,9 @@ impl Llm {
                             answer.usage.input_tokens,
                             answer.usage.output_tokens,
                         );
+                        if let Some(cost) = self.cost(full, &answer.usage) {
+                            metrics.cost(name, model, cost);
+                        }
                     }
                     r
                 };
@@ -397,6 +409,80 @@ impl Llm {
             status: 400,
             message: "no model to call".into(),
         }))
+    }
+
+    /// Embeds `inputs` with `model` (`provider/model`). No fallback: vectors of different
+    /// models cannot be compared, so a collection is embedded by one model or not at all. The
+    /// provider's limits, timeout, breaker and metrics apply as to chat calls.
+    pub async fn embed(&self, model: &str, inputs: &[String]) -> Result<EmbedResponse, LlmError> {
+        let refused = |message: String| LlmError::Refused {
+            status: 400,
+            message,
+        };
+        let (name, bare) = model
+            .split_once('/')
+            .filter(|(_, m)| !m.is_empty())
+            .ok_or_else(|| refused(format!("model `{model}` is not provider/model")))?;
+        let entry = self
+            .providers
+            .get(name)
+            .ok_or_else(|| refused(format!("no provider `{name}` in llm.providers")))?;
+        if inputs.is_empty() {
+            return Ok(EmbedResponse {
+                vectors: Vec::new(),
+                usage: Default::default(),
+                model: model.to_string(),
+            });
+        }
+        if entry.cooling() {
+            return Err(LlmError::CoolingDown {
+                provider: name.to_string(),
+            });
+        }
+        let metrics = oclaw_telemetry::llm_metrics::llm();
+        let _slot = entry
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| LlmError::Transport("provider closed".into()))?;
+        let estimate = inputs
+            .iter()
+            .map(|t| t.len() as u64)
+            .sum::<u64>()
+            .div_ceil(4) as f64;
+        entry.admit(estimate).await?;
+        let sent = Instant::now();
+        let r = match tokio::time::timeout(entry.timeout, entry.provider.embed(bare, inputs)).await
+        {
+            Ok(r) => r,
+            Err(_) => Err(LlmError::Timeout),
+        };
+        metrics.call(name, bare, outcome(&r), sent.elapsed());
+        let used = r.as_ref().map(|a| a.usage.input_tokens).unwrap_or(0);
+        if let Some(b) = &entry.tokens {
+            b.settle(estimate - used as f64);
+        }
+        match &r {
+            Ok(_) => {
+                entry.record(true);
+                metrics.tokens(name, bare, used, 0);
+                if let Some(cost) = r.as_ref().ok().and_then(|a| self.cost(model, &a.usage)) {
+                    metrics.cost(name, bare, cost);
+                }
+            }
+            // A refusal says nothing about the provider's health.
+            Err(e) if !e.retryable() => {}
+            Err(e) => {
+                entry.record(false);
+                tracing::warn!(
+                    component = "llm",
+                    model,
+                    error_code = oclaw_core::ErrorCode::LlmUnavailable.code(),
+                    "embeddings call failed: {e}"
+                );
+            }
+        }
+        r
     }
 }
 

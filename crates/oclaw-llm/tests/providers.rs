@@ -509,3 +509,55 @@ async fn a_providers_own_rate_limits_pass_calls_down_the_chain_like_a_429() {
         assert_eq!((primary.count(), secondary.count()), (1, 1), "{limit}");
     }
 }
+
+#[tokio::test]
+async fn openai_embeddings_come_back_in_input_order_without_fallback() {
+    let (primary, secondary) = (StandIn::start().await, StandIn::start().await);
+    let llm = two_providers(&primary, &secondary);
+    // The answer lists the vectors out of order; `index` places them.
+    primary.script(Reply::Status(
+        200,
+        vec![("content-type", "application/json")],
+        r#"{"object": "list", "data": [
+            {"object": "embedding", "index": 1, "embedding": [0.0, 1.0, 0.5]},
+            {"object": "embedding", "index": 0, "embedding": [1.0, 0.0, -0.25]}],
+          "model": "e", "usage": {"prompt_tokens": 9, "total_tokens": 9}}"#,
+    ));
+    let texts = vec!["first text".to_string(), "第二段文字".to_string()];
+    let answer = llm.embed("local/e", &texts).await.unwrap();
+    assert_eq!(
+        answer.vectors,
+        vec![vec![1.0, 0.0, -0.25], vec![0.0, 1.0, 0.5]]
+    );
+    assert_eq!(answer.usage.input_tokens, 9);
+    assert_eq!(answer.model, "local/e");
+    let (_, body) = primary.request(0);
+    assert_eq!(body["model"], "e");
+    assert_eq!(body["input"], json!(texts));
+    // A server error is not passed to another provider: its vectors would not compare.
+    primary.script(Reply::Status(503, vec![], "busy"));
+    let err = llm.embed("local/e", &texts).await.unwrap_err();
+    assert!(matches!(err, LlmError::Server { status: 503, .. }), "{err}");
+    assert_eq!(secondary.count(), 0);
+    // An answer with a vector missing is refused as malformed.
+    primary.script(Reply::Status(
+        200,
+        vec![("content-type", "application/json")],
+        r#"{"data": [{"index": 0, "embedding": [1.0]}]}"#,
+    ));
+    let err = llm.embed("local/e", &texts).await.unwrap_err();
+    assert!(matches!(err, LlmError::BadResponse(_)), "{err}");
+    // Anthropic has no embeddings API: refused without a request.
+    let anthropic = Llm::from_config(
+        &config(
+            json!({"claude": {"kind": "anthropic", "base_url": secondary.url}}),
+            "claude/m",
+            &[],
+        ),
+        &no_env,
+    )
+    .unwrap();
+    let err = anthropic.embed("claude/m", &texts).await.unwrap_err();
+    assert!(matches!(err, LlmError::Refused { .. }), "{err}");
+    assert_eq!(secondary.count(), 0);
+}

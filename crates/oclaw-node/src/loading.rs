@@ -128,6 +128,7 @@ pub async fn build_skills(config: &NodeConfig) -> Result<NodeSkills, NodeError> 
         context: delivery.clone(),
     }));
     registry.register(Arc::new(oclaw_llm::LlmChat { llm: llm.clone() }));
+    registry.register(Arc::new(oclaw_llm::LlmEmbed { llm: llm.clone() }));
     registry.register(Arc::new(oclaw_llm::Agent {
         llm,
         tools: tools.clone(),

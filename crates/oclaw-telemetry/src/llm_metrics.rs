@@ -1,7 +1,8 @@
 //! Model call metrics, kept process-wide (every provider of the process counts into them) and
 //! rendered with the node's: `oclaw_llm_requests_total{provider,model,outcome}`,
 //! `oclaw_llm_tokens_total{provider,model,direction}`, `oclaw_llm_request_duration_seconds`
-//! and `oclaw_llm_time_to_first_token_seconds` (both `{provider,model}`).
+//! and `oclaw_llm_time_to_first_token_seconds` (both `{provider,model}`), and
+//! `oclaw_llm_cost_total{provider,model}` for models with a price (`llm.prices`).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -15,6 +16,8 @@ pub const LLM_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.
 pub struct LlmMetrics {
     requests: CounterFamily,
     tokens: CounterFamily,
+    /// In millionths of the price table's currency.
+    cost: CounterFamily,
     duration: HistogramFamily,
     first_token: HistogramFamily,
 }
@@ -25,6 +28,7 @@ pub fn llm() -> &'static LlmMetrics {
     METRICS.get_or_init(|| LlmMetrics {
         requests: CounterFamily::default(),
         tokens: CounterFamily::default(),
+        cost: CounterFamily::default(),
         duration: HistogramFamily::new(LLM_BUCKETS),
         first_token: HistogramFamily::new(LLM_BUCKETS),
     })
@@ -62,6 +66,14 @@ impl LlmMetrics {
         }
     }
 
+    /// What a successful call cost (a priced model).
+    pub fn cost(&self, provider: &str, model: &str, cost: f64) {
+        self.cost.inc(
+            &labels(&[("provider", provider), ("model", model)]),
+            (cost * 1e6).round().max(0.0) as u64,
+        );
+    }
+
     /// Time from sending a call to its first piece of text.
     pub fn first_token(&self, provider: &str, model: &str, after: Duration) {
         self.first_token.observe(
@@ -80,6 +92,12 @@ impl LlmMetrics {
             out,
             "oclaw_llm_tokens_total",
             "Tokens of successful model calls by provider, model and direction (input, output).",
+        );
+        self.cost.render_scaled(
+            out,
+            "oclaw_llm_cost_total",
+            "Cost of successful model calls by provider and model, in the currency of llm.prices.",
+            1_000_000,
         );
         self.duration.render(
             out,

@@ -111,15 +111,25 @@ impl CounterFamily {
     }
 
     pub fn render(&self, out: &mut String, name: &str, help: &str) {
+        self.render_scaled(out, name, help, 1);
+    }
+
+    /// Renders each count divided by `per_unit` (a counter kept in millionths, say).
+    pub fn render_scaled(&self, out: &mut String, name: &str, help: &str, per_unit: u64) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         let s = self.series.lock().unwrap_or_else(|p| p.into_inner());
         for (labels, v) in s.iter() {
-            let _ = writeln!(
-                out,
-                "{name}{} {}",
-                braces(labels),
-                v.load(Ordering::Relaxed)
-            );
+            let n = v.load(Ordering::Relaxed);
+            if per_unit == 1 {
+                let _ = writeln!(out, "{name}{} {n}", braces(labels));
+            } else {
+                let _ = writeln!(
+                    out,
+                    "{name}{} {}",
+                    braces(labels),
+                    n as f64 / per_unit as f64
+                );
+            }
         }
     }
 }

@@ -80,6 +80,7 @@ llm:
   providers:
     local: {{kind: openai, base_url: "{base}/v1"}}
   default: local/small
+  prices: {{local/small: {{input: 2.0, output: 10.0}}}}
 bots:
   - metadata: {{name: record-cleaner}}
     spec:
@@ -159,9 +160,10 @@ async fn structured_output_is_checked_and_a_later_retry_does_not_call_the_model_
         json!({"name": "Desk lamp", "price": 19.5}),
         "{clean}"
     );
+    // Priced by llm.prices: (20 × 2.0 + 9 × 10.0) per million tokens.
     assert_eq!(
         clean["output"]["usage"],
-        json!({"input_tokens": 20, "output_tokens": 9})
+        json!({"input_tokens": 20, "output_tokens": 9, "cost": 130.0 / 1e6})
     );
     assert_eq!(clean["output"]["model"], "local/small");
     // The call is counted with its tokens and timings.
@@ -172,6 +174,7 @@ async fn structured_output_is_checked_and_a_later_retry_does_not_call_the_model_
         "oclaw_llm_tokens_total{provider=\"local\",model=\"small\",direction=\"output\"} 9",
         "oclaw_llm_request_duration_seconds_count{provider=\"local\",model=\"small\"} 1",
         "oclaw_llm_time_to_first_token_seconds_count{provider=\"local\",model=\"small\"} 1",
+        "oclaw_llm_cost_total{provider=\"local\",model=\"small\"} 0.00013\n",
     ] {
         assert!(metrics.contains(line), "{line} in:\n{metrics}");
     }
@@ -465,6 +468,10 @@ bots:
       triggers: [{{websocket: {{}}}}]
       steps:
         - {{id: answer, uses: llm.chat, with: {{prompt: "{{{{ input.text }}}}", max_tokens: 24, temperature: 0}}}}
+  - metadata: {{name: vectors}}
+    spec:
+      steps:
+        - {{id: embed, uses: llm.embed, with: {{model: local/smollm2-135m-instruct, inputs: "{{{{ input.texts }}}}"}}}}
 "#
         ),
     );
@@ -493,6 +500,26 @@ bots:
         .collect();
     assert!(!streamed.is_empty(), "no delta frames: {frames:?}");
     assert_eq!(reply["text"].as_str().unwrap(), streamed);
+    // Embeddings computed by the model: one vector per text, all of the model's width, the
+    // same text giving the same vector and another text another one.
+    let texts = json!([
+        "The parcel was delivered.",
+        "Le colis a été livré.",
+        "The parcel was delivered."
+    ]);
+    let answer = common::invoke(&node.url, "vectors", json!({"texts": texts})).await;
+    assert_eq!(answer["status"], "succeeded", "{answer}");
+    let out = &answer["output"];
+    let vectors: Vec<Vec<f64>> = serde_json::from_value(out["embeddings"].clone()).unwrap();
+    assert_eq!(vectors.len(), 3);
+    let width = out["dimensions"].as_u64().unwrap() as usize;
+    assert!(width >= 64, "{width}");
+    assert!(vectors
+        .iter()
+        .all(|v| v.len() == width && v.iter().all(|x| x.is_finite())));
+    assert_eq!(vectors[0], vectors[2]);
+    assert_ne!(vectors[0], vectors[1]);
+    assert!(out["usage"]["input_tokens"].as_u64().unwrap() > 0, "{out}");
 }
 
 /// A stand-in that streams `pieces` with a pause before each (the model "thinking").
