@@ -118,6 +118,12 @@ pub enum BenchCommand {
         #[arg(long, default_value = "0ms")]
         latency: String,
     },
+    /// An agent's node killed with SIGKILL in the middle of its run and started again: the
+    /// time from the restart to the resumed run's next model call (stand-in model, SQLite).
+    Resume {
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Enqueue single tasks on an idle node and measure enqueue → start latency.
     Latency {
         #[arg(long, default_value_t = 1000)]
