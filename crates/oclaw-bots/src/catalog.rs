@@ -351,9 +351,17 @@ impl BotCatalog {
                     Some(c) => templates.check_str(c),
                     None => Ok(()),
                 })
+                .and_then(|_| match &step.for_each {
+                    Some(list) => templates.check_str(list),
+                    None => Ok(()),
+                })
                 .and_then(|_| templates.check_names(&step.with, &earlier))
                 .and_then(|_| match &step.condition {
                     Some(c) => templates.check_names_str(c, &earlier),
+                    None => Ok(()),
+                })
+                .and_then(|_| match &step.for_each {
+                    Some(list) => templates.check_names_str(list, &earlier),
                     None => Ok(()),
                 });
             template_check.map_err(|m| {

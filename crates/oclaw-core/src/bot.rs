@@ -205,7 +205,32 @@ pub struct Step {
     /// Template; the step runs only when it renders to a true value.
     #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
+    /// Fan-out: a template rendering to a list; the skill runs once per item (`item` and
+    /// `index` in the step's templates) and the step's output is the list of results, in item
+    /// order. Each finished item is a checkpoint, so a retry runs only the items not done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<String>,
+    /// Items of `for_each` running at once (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+    /// What a failed item does to a `for_each` step: `fail_fast` (default: the step fails, a
+    /// retry runs the failed and unstarted items) or `collect` (the step succeeds; a failed
+    /// item's place in the output holds `{error: {code, message}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_item_error: Option<ItemErrors>,
 }
+
+/// What a failed `for_each` item does to its step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemErrors {
+    #[default]
+    FailFast,
+    Collect,
+}
+
+/// Items one `for_each` step may have.
+pub const MAX_FOR_EACH_ITEMS: usize = 100_000;
 
 fn bot_name_ok(name: &str) -> bool {
     !name.is_empty()
@@ -261,6 +286,26 @@ impl BotDoc {
             }
             if !seen.insert(step.id.clone()) {
                 return Err(format!("step id `{}` appears twice", step.id));
+            }
+            if step.for_each.is_none()
+                && (step.concurrency.is_some() || step.on_item_error.is_some())
+            {
+                return Err(format!(
+                    "step `{}`: `concurrency` and `on_item_error` belong to a `for_each` step",
+                    step.id
+                ));
+            }
+            if step.concurrency == Some(0) {
+                return Err(format!(
+                    "step `{}`: concurrency must be at least 1",
+                    step.id
+                ));
+            }
+            if step.id.contains(['@', '#']) {
+                return Err(format!(
+                    "step id `{}` may not hold `@` or `#` (they name the checkpoints inside a step)",
+                    step.id
+                ));
             }
         }
         Ok(())

@@ -95,6 +95,7 @@ error_codes! {
     AgentTokenBudget = ("OC-4034", 500, "the agent's task spent its max_tokens budget"),
     AgentTimeout = ("OC-4035", 500, "the agent ran past its wall-clock bound (timeout, counted from its first turn, across attempts)"),
     LlmBudgetSpent = ("OC-4036", 500, "the bot's token budget (tokens_per_day or tokens_per_task) cannot hold another model call"),
+    ForEachNotList = ("OC-4040", 500, "a step's for_each did not render to a list, or to more than 100,000 items"),
     ClusterInvalid = ("OC-5001", 500, "cluster file is invalid"),
     DriverUnavailable = ("OC-5002", 503, "the deployment driver cannot do this here (not built, or its platform unreachable)"),
     RolloutFailed = ("OC-5003", 500, "a revision did not become ready in time or its canary failed analysis; it was rolled back"),

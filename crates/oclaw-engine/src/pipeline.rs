@@ -105,6 +105,194 @@ fn in_step(step: &str, code: ErrorCode, message: String, retryable: bool) -> Run
     }
 }
 
+/// One step's skill, ready to be called (once, or once per `for_each` item).
+struct Call<'a> {
+    rt: &'a Runtime,
+    bot: &'a LoadedBot,
+    task: &'a ClaimedTask,
+    step: &'a oclaw_core::bot::Step,
+    index: usize,
+    skill: &'a Arc<dyn oclaw_skills::Skill>,
+    parent_span: &'a str,
+}
+
+impl Call<'_> {
+    /// Calls the skill with rendered `with`; `place` names the call's checkpoints (the step
+    /// id, or `<step>@<item>` for an item of a fan-out).
+    async fn run(
+        &self,
+        place: &str,
+        with: Value,
+        data: Value,
+    ) -> Result<Value, oclaw_skills::SkillError> {
+        let (rt, task) = (self.rt, self.task);
+        let tracer = oclaw_telemetry::otlp::tracer();
+        let outbound = matches!(self.skill.name(), "http.request" | "notify.webhook");
+        let mut skill_span = tracer.start(
+            &task.trace_id,
+            Some(self.parent_span),
+            || format!("skill {}", self.skill.name()),
+            if outbound {
+                oclaw_telemetry::otlp::SpanKind::Client
+            } else {
+                oclaw_telemetry::otlp::SpanKind::Internal
+            },
+        );
+        let skill_ctx = SkillContext {
+            bot: self.bot.name().to_string(),
+            task_id: task.id,
+            trace_id: task.trace_id.clone(),
+            span_id: skill_span.span_id.clone(),
+            step: self.step.id.clone(),
+            store: rt.store.clone(),
+            http: rt.http.clone(),
+            cache_ttl: rt.cache_ttl,
+            allow_private_network: self.bot.doc.spec.allow_private_network,
+            grants: self.bot.grants.clone(),
+            budget: self.bot.doc.spec.budget,
+            journal: oclaw_skills::Journal::new(
+                rt.store.clone(),
+                task.id,
+                place,
+                self.index as u32,
+                task.checkpoints
+                    .iter()
+                    .map(|c| (c.step.as_str(), &c.output)),
+            ),
+        };
+        let output = self.skill.run(&skill_ctx, SkillCall { with, data }).await;
+        if tracer.enabled() {
+            skill_span.attr("oclaw.skill", self.skill.name());
+            skill_span.end(
+                output
+                    .as_ref()
+                    .err()
+                    .map(|e| format!("{}: {}", e.code.code(), e.message)),
+            );
+        }
+        output
+    }
+
+    /// Runs the skill once per item of the list `list` renders to, `concurrency` at once, each
+    /// finished item saved as the checkpoint `<step>@<index>` (items saved by an earlier
+    /// attempt are not run again). The output is the results in item order.
+    async fn for_each(
+        &self,
+        list: &str,
+        ctx: &minijinja::Value,
+        data: &Value,
+        saved: &HashMap<&str, &Value>,
+    ) -> Result<Value, RunFailure> {
+        use futures_util::StreamExt;
+        let id = &self.step.id;
+        let items = match self
+            .rt
+            .templates
+            .render(&Value::String(list.to_string()), ctx)
+        {
+            Ok(Value::Array(items)) if items.len() <= oclaw_core::bot::MAX_FOR_EACH_ITEMS => items,
+            Ok(Value::Array(items)) => {
+                return Err(in_step(
+                    id,
+                    ErrorCode::ForEachNotList,
+                    format!(
+                        "for_each has {} items, more than {}",
+                        items.len(),
+                        oclaw_core::bot::MAX_FOR_EACH_ITEMS
+                    ),
+                    false,
+                ))
+            }
+            Ok(other) => {
+                let kind = match other {
+                    Value::Null => "null",
+                    Value::Bool(_) => "a boolean",
+                    Value::Number(_) => "a number",
+                    Value::String(_) => "text",
+                    _ => "an object",
+                };
+                return Err(in_step(
+                    id,
+                    ErrorCode::ForEachNotList,
+                    format!("for_each `{list}` rendered to {kind}, not a list"),
+                    false,
+                ));
+            }
+            Err(m) => return Err(in_step(id, ErrorCode::TemplateRender, m, false)),
+        };
+        let collect = self.step.on_item_error == Some(oclaw_core::bot::ItemErrors::Collect);
+        let concurrency = self.step.concurrency.unwrap_or(1).max(1);
+        let checkpoint = !self.skill.pure();
+        let mut results: Vec<Option<Value>> = vec![None; items.len()];
+        let mut todo = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            match saved.get(format!("{id}@{i}").as_str()) {
+                Some(done) => results[i] = Some((*done).clone()),
+                None => todo.push((i, item)),
+            }
+        }
+        let mut running =
+            futures_util::stream::iter(todo.into_iter().map(|(i, item)| async move {
+                let result = async {
+                    let place = format!("{id}@{i}");
+                    let item_ctx = minijinja::context! {
+                        item => oclaw_bots::templates::to_template_value(&item),
+                        index => i,
+                        ..ctx.clone()
+                    };
+                    let with = self
+                        .rt
+                        .templates
+                        .render(&self.step.with, &item_ctx)
+                        .map_err(oclaw_skills::SkillError::invalid)
+                        .map_err(|e| oclaw_skills::SkillError {
+                            code: ErrorCode::TemplateRender,
+                            ..e
+                        })?;
+                    let output = self.run(&place, with, data.clone()).await?;
+                    if checkpoint {
+                        self.rt
+                            .store
+                            .save_checkpoint(self.task.id, &place, self.index as u32, &output)
+                            .await
+                            .map_err(|e| {
+                                oclaw_skills::SkillError::transient(
+                                    e.code(),
+                                    format!("saving checkpoint: {e}"),
+                                )
+                            })?;
+                    }
+                    Ok::<_, oclaw_skills::SkillError>(output)
+                }
+                .await;
+                (i, result)
+            }))
+            .buffer_unordered(concurrency);
+        while let Some((i, result)) = running.next().await {
+            match result {
+                Ok(output) => results[i] = Some(output),
+                Err(e) if collect => {
+                    results[i] = Some(serde_json::json!({
+                        "error": {"code": e.code.code(), "message": e.message}
+                    }))
+                }
+                // The items still running are dropped; their finished siblings are saved.
+                Err(e) => {
+                    return Err(in_step(
+                        &format!("{id}[{i}]"),
+                        e.code,
+                        e.message,
+                        e.retryable,
+                    ))
+                }
+            }
+        }
+        Ok(Value::Array(
+            results.into_iter().map(Option::unwrap_or_default).collect(),
+        ))
+    }
+}
+
 /// Runs the bot's pipeline for `task`. The output is the last executed step's output (the
 /// input itself for a bot without steps).
 pub async fn run_pipeline(
@@ -199,64 +387,36 @@ async fn run_steps(
             || format!("step {}", step.id),
             oclaw_telemetry::otlp::SpanKind::Internal,
         );
-        let outbound = matches!(skill.name(), "http.request" | "notify.webhook");
-        let mut skill_span = tracer.start(
-            &task.trace_id,
-            Some(&step_span.span_id),
-            || format!("skill {}", skill.name()),
-            if outbound {
-                oclaw_telemetry::otlp::SpanKind::Client
-            } else {
-                oclaw_telemetry::otlp::SpanKind::Internal
-            },
-        );
-        let with = rt
-            .templates
-            .render(&step.with, &ctx)
-            .map_err(|m| in_step(&step.id, ErrorCode::TemplateRender, m, false))?;
-        let skill_ctx = SkillContext {
-            bot: bot.name().to_string(),
-            task_id: task.id,
-            trace_id: task.trace_id.clone(),
-            span_id: skill_span.span_id.clone(),
-            step: step.id.clone(),
-            store: rt.store.clone(),
-            http: rt.http.clone(),
-            cache_ttl: rt.cache_ttl,
-            allow_private_network: bot.doc.spec.allow_private_network,
-            grants: bot.grants.clone(),
-            budget: bot.doc.spec.budget,
-            journal: oclaw_skills::Journal::new(
-                rt.store.clone(),
-                task.id,
-                &step.id,
-                index as u32,
-                task.checkpoints
-                    .iter()
-                    .map(|c| (c.step.as_str(), &c.output)),
-            ),
+        let call = Call {
+            rt,
+            bot,
+            task,
+            step,
+            index,
+            skill,
+            parent_span: &step_span.span_id,
         };
-        let output = skill
-            .run(
-                &skill_ctx,
-                SkillCall {
-                    with,
-                    data: data.clone(),
-                },
-            )
-            .await;
+        let output = match &step.for_each {
+            None => match rt.templates.render(&step.with, &ctx) {
+                Ok(with) => call
+                    .run(&step.id, with, data.clone())
+                    .await
+                    .map_err(|e| in_step(&step.id, e.code, e.message, e.retryable)),
+                Err(m) => Err(in_step(&step.id, ErrorCode::TemplateRender, m, false)),
+            },
+            Some(list) => call.for_each(list, &ctx, &data, &saved).await,
+        };
         if tracer.enabled() {
-            let error = output
-                .as_ref()
-                .err()
-                .map(|e| format!("{}: {}", e.code.code(), e.message));
             step_span.attr("oclaw.step", step.id.as_str());
             step_span.attr("oclaw.step_index", index as u64);
-            skill_span.attr("oclaw.skill", skill.name());
-            skill_span.end(error.clone());
-            step_span.end(error);
+            step_span.end(
+                output
+                    .as_ref()
+                    .err()
+                    .map(|f| format!("{}: {}", f.code.code(), f.message)),
+            );
         }
-        let output = output.map_err(|e| in_step(&step.id, e.code, e.message, e.retryable))?;
+        let output = output?;
         if index < last && !skill.pure() {
             // The last step's output is saved with the completion; earlier ones are checkpoints
             // (except pure ones, which a retry simply runs again).
