@@ -383,6 +383,39 @@ impl BotCatalog {
             })?;
             steps.push((step.clone(), skill));
         }
+        // Jumps (`next`, a `switch` step's cases) go forward to a step of the bot, or end it.
+        let ids: Vec<&str> = steps.iter().map(|(s, _)| s.id.as_str()).collect();
+        for (at, (step, skill)) in steps.iter().enumerate() {
+            let mut targets: Vec<String> = step.next.iter().cloned().collect();
+            if skill.name() == "switch" {
+                targets.extend(oclaw_skills::switch::targets(&step.with));
+            }
+            for target in targets {
+                if target == oclaw_skills::switch::END {
+                    continue;
+                }
+                let problem = match ids.iter().position(|id| *id == target) {
+                    Some(to) if to > at => continue,
+                    Some(_) => {
+                        "is not after it (jumps go forward; use for_each to repeat)".to_string()
+                    }
+                    None => match oclaw_core::suggest::did_you_mean(&target, ids.iter().copied()) {
+                        Some(m) => format!("is not a step of the bot; did you mean `{m}`?"),
+                        None => "is not a step of the bot".to_string(),
+                    },
+                };
+                return Err(located(
+                    ErrorCode::BotInvalid,
+                    source,
+                    text,
+                    &target,
+                    format!(
+                        "bot `{name}` step `{}`: the step it goes on with, `{target}`, {problem}",
+                        step.id
+                    ),
+                ));
+            }
+        }
         let mut time_triggers = Vec::new();
         for (i, t) in doc.spec.triggers.iter().enumerate() {
             match TimeTrigger::from_trigger(t) {

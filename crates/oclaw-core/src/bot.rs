@@ -218,6 +218,10 @@ pub struct Step {
     /// item's place in the output holds `{error: {code, message}}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_item_error: Option<ItemErrors>,
+    /// After this step runs, go on with the step of this id (a later one; those in between
+    /// are skipped), or `end` to finish the run with this step's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// What a failed `for_each` item does to its step.
@@ -281,6 +285,9 @@ impl BotDoc {
         }
         let mut seen = std::collections::HashSet::new();
         for (i, step) in self.spec.steps.iter_mut().enumerate() {
+            if step.id == "end" {
+                return Err("`end` is not a step id: `next: end` finishes a run".into());
+            }
             if step.id.is_empty() {
                 step.id = format!("step-{}", i + 1);
             }

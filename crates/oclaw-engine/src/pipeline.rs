@@ -105,6 +105,48 @@ fn in_step(step: &str, code: ErrorCode, message: String, retryable: bool) -> Run
     }
 }
 
+/// Where a pipeline goes after a step ran.
+enum Jump {
+    /// The next step.
+    On,
+    /// The step at this index (later steps only: checked at load).
+    To(usize),
+    /// Nowhere: the run ends with this step's output.
+    End,
+}
+
+/// The jump after `step` ran with `output`: a `switch` step's chosen case, else the step's
+/// `next`.
+fn jump(
+    bot: &LoadedBot,
+    step: &oclaw_core::bot::Step,
+    skill: &str,
+    output: &Value,
+) -> Result<Jump, RunFailure> {
+    let chosen = (skill == "switch")
+        .then(|| output["next"].as_str())
+        .flatten()
+        .or(step.next.as_deref());
+    let Some(target) = chosen else {
+        return Ok(Jump::On);
+    };
+    if target == oclaw_skills::switch::END {
+        return Ok(Jump::End);
+    }
+    bot.steps
+        .iter()
+        .position(|(s, _)| s.id == target)
+        .map(Jump::To)
+        .ok_or_else(|| {
+            in_step(
+                &step.id,
+                ErrorCode::SkillInvalidInput,
+                format!("goes on with `{target}`, which is not a step of the bot"),
+                false,
+            )
+        })
+}
+
 /// One step's skill, ready to be called (once, or once per `for_each` item).
 struct Call<'a> {
     rt: &'a Runtime,
@@ -351,10 +393,24 @@ async fn run_steps(
     let mut outputs = Map::new();
     let mut data = task.input.clone();
     let last = bot.steps.len() - 1;
+    // Where a jump (`next`, `switch`) goes on: the steps before it are skipped.
+    let mut resume_at: Option<usize> = None;
     for (index, (step, skill)) in bot.steps.iter().enumerate() {
+        if resume_at.is_some_and(|to| index < to) {
+            outputs.insert(
+                step.id.clone(),
+                serde_json::json!({ "output": null, "skipped": true }),
+            );
+            continue;
+        }
         if let Some(output) = saved.get(step.id.as_str()) {
             outputs.insert(step.id.clone(), serde_json::json!({ "output": output }));
             data = (*output).clone();
+            match jump(bot, step, skill.name(), &data)? {
+                Jump::End => break,
+                Jump::To(to) => resume_at = Some(to),
+                Jump::On => {}
+            }
             continue;
         }
         let ctx = minijinja::context! {
@@ -429,6 +485,11 @@ async fn run_steps(
         }
         outputs.insert(step.id.clone(), serde_json::json!({ "output": &output }));
         data = output;
+        match jump(bot, step, skill.name(), &data)? {
+            Jump::End => break,
+            Jump::To(to) => resume_at = Some(to),
+            Jump::On => {}
+        }
     }
     let writes = session
         .map(|s| vec![s.record(rt, &task.input, &data)])

@@ -1,6 +1,6 @@
 //! Workflow steps in the engine, on a real SQLite store: `for_each` fan-out (item order,
 //! concurrency, checkpoints per item so a retry runs only what is not done, the two failure
-//! policies, bad input) and the load-time checks of its fields.
+//! policies, bad input), branching with `switch` and `next`, and the load-time checks.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -84,6 +84,18 @@ impl Skill for Item {
 }
 
 const BOTS: &str = r#"
+metadata: {name: route}
+spec:
+  steps:
+    - id: kind
+      uses: switch
+      with: {value: "{{ input.kind }}", cases: {refund: refund, question: answer, "7": stop}, default: fallback}
+    - {id: refund, uses: test.item, with: {i: 1, v: refund}, next: done}
+    - {id: answer, uses: test.item, with: {i: 2, v: answer}, next: done}
+    - {id: fallback, uses: test.item, with: {i: 3, v: fallback}}
+    - {id: stop, uses: test.item, with: {i: 4, v: stop}, next: end}
+    - {id: done, uses: test.item, with: {i: 5, v: "{{ data.v }}"}}
+---
 metadata: {name: fan}
 spec:
   steps:
@@ -306,4 +318,73 @@ fn for_each_fields_are_checked_when_the_bot_loads() {
         e.contains("on_item_error") || e.contains("fail_fast"),
         "{e}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_takes_one_path_and_next_jumps_over_the_others() {
+    let h = harness(false).await;
+    let mut paths = Vec::new();
+    for kind in [json!("refund"), json!("question"), json!("other"), json!(7)] {
+        let before = h.log.lock().unwrap().calls.len();
+        let t = finish(&h, "route", json!({ "kind": kind })).await;
+        assert_eq!(t.status, TaskStatus::Succeeded, "{t:?}");
+        let ran: Vec<u64> = h.log.lock().unwrap().calls[before..]
+            .iter()
+            .map(|c| c.0)
+            .collect();
+        paths.push((ran, t.output.unwrap()["v"].clone()));
+    }
+    assert_eq!(
+        paths,
+        vec![
+            (vec![1, 5], json!("refund")), // refund, then `next: done`
+            (vec![2, 5], json!("answer")), // answer, then `next: done`
+            (vec![3, 4], json!("stop")),   // default: fallback, then on to stop, which ends
+            (vec![4], json!("stop")),      // a number matches the case "7"; `next: end`
+        ]
+    );
+    let _ = h.stop.send(true);
+}
+
+#[test]
+fn jumps_are_checked_when_the_bot_loads() {
+    let skills = SkillRegistry::builtin();
+    let load = |steps: &str| {
+        BotCatalog::default()
+            .load_yaml(
+                "b.yaml",
+                &format!("metadata: {{name: b}}\nspec:\n  steps:\n{steps}"),
+                &skills,
+                &TemplateEngine::default(),
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let log = |id: &str| format!("    - {{id: {id}, uses: log, with: {{message: hi}}}}\n");
+    let e = load(&format!(
+        "    - {{id: s, uses: switch, with: {{value: x, cases: {{a: fallbak}}}}}}\n{}",
+        log("fallback")
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("`fallbak`") && e.contains("did you mean `fallback`"),
+        "{e}"
+    );
+    let e = load(&format!(
+        "{}    - {{id: b, uses: log, with: {{message: hi}}, next: a}}\n",
+        log("a")
+    ))
+    .unwrap_err();
+    assert!(e.contains("is not after it"), "{e}");
+    let e = load("    - {id: a, uses: log, with: {message: hi}, next: nowhere}\n").unwrap_err();
+    assert!(e.contains("`nowhere`, is not a step"), "{e}");
+    let e = load("    - {id: end, uses: log, with: {message: hi}}\n").unwrap_err();
+    assert!(e.contains("`end` is not a step id"), "{e}");
+    let e = load("    - {id: s, uses: switch, with: {value: x}}\n").unwrap_err();
+    assert!(e.contains("cases"), "{e}");
+    assert!(load(&format!(
+        "    - {{id: a, uses: log, with: {{message: hi}}, next: end}}\n{}",
+        log("b")
+    ))
+    .is_ok());
 }

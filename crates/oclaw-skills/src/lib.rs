@@ -10,6 +10,7 @@ mod log;
 mod registry;
 mod sleep;
 mod ssrf;
+pub mod switch;
 mod template;
 mod transform;
 

@@ -126,6 +126,7 @@ impl SkillRegistry {
             Arc::new(crate::kv::KvSet),
             Arc::new(crate::faq::FaqMatch::default()),
             Arc::new(crate::enqueue::TaskEnqueue),
+            Arc::new(crate::switch::Switch),
         ];
         for s in builtins {
             r.register(s);
@@ -178,6 +179,6 @@ mod tests {
         assert!(err.contains("did you mean `http.request`"), "{err}");
         assert!(err.contains("kv.get"));
         assert!(r.get("transform").is_ok());
-        assert_eq!(r.list().len(), 10);
+        assert_eq!(r.list().len(), 11);
     }
 }
