@@ -106,6 +106,33 @@ pub(crate) async fn setup(
     skills: SkillRegistry,
     storage_url: Option<&str>,
 ) -> Result<Bench, String> {
+    setup_with(skills, storage_url, BENCH_BOTS).await
+}
+
+impl Bench {
+    /// Starts one worker in this process (`concurrency` slots) on the bench's runtime.
+    pub(crate) fn start_worker(
+        &self,
+        concurrency: usize,
+    ) -> (
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<oclaw_engine::WorkerReport>,
+    ) {
+        let worker = Worker::new(
+            worker_options(concurrency, 100, true, 10),
+            self.runtime.clone(),
+        );
+        let (stop, stop_rx) = watch::channel(false);
+        (stop, tokio::spawn(worker.run(stop_rx)))
+    }
+}
+
+/// [`setup`] with these bots (YAML) instead of the drain's.
+pub(crate) async fn setup_with(
+    skills: SkillRegistry,
+    storage_url: Option<&str>,
+    bots: &str,
+) -> Result<Bench, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let (store, pg_url): (Arc<dyn Store>, Option<String>) = match storage_url {
         Some(url) if url.starts_with("postgres") => {
@@ -144,7 +171,7 @@ pub(crate) async fn setup(
     let templates = TemplateEngine::default();
     let mut catalog = BotCatalog::default();
     catalog
-        .load_yaml("bench", BENCH_BOTS, &skills, &templates)
+        .load_yaml("bench", bots, &skills, &templates)
         .map_err(|e| e.to_string())?;
     let runtime = Runtime::new(
         store.clone(),

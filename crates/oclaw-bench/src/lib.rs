@@ -1,11 +1,12 @@
 //! The built-in benchmarks (`oclaw bench`), kept out of the node so a node carries none of the
 //! clients they drive it with: `drain` and `latency` (the store, worker and executor on SQLite or
 //! PostgreSQL), `http` (the API under a fixed request rate), `chat` (WebSocket or MQTT chat
-//! sessions against the example FAQ bot, or a model bot against a stand-in model), `llm` (what the model layer adds to a call), `plugin` (WebAssembly calls), `resume` (an agent run after its node is
+//! sessions against the example FAQ bot, or a model bot against a stand-in model), `llm` (what the model layer adds to a call), `fanout` (a `for_each` step over many items), `plugin` (WebAssembly calls), `resume` (an agent run after its node is
 //! killed) and `spread` (a burst over two worker processes, one killed).
 
 pub mod chat;
 pub mod drain;
+pub mod fanout;
 pub mod http;
 pub mod llm;
 pub mod plugin;

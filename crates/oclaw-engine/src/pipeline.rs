@@ -222,7 +222,6 @@ impl Call<'_> {
         &self,
         list: &str,
         ctx: &minijinja::Value,
-        data: &Value,
         saved: &HashMap<&str, &Value>,
     ) -> Result<Value, RunFailure> {
         use futures_util::StreamExt;
@@ -291,7 +290,8 @@ impl Call<'_> {
                             code: ErrorCode::TemplateRender,
                             ..e
                         })?;
-                    let output = self.run(&place, with, data.clone()).await?;
+                    // The item is the call's data (what `transform` and `log` work on by default).
+                    let output = self.run(&place, with, item).await?;
                     if checkpoint {
                         self.rt
                             .store
@@ -460,7 +460,7 @@ async fn run_steps(
                     .map_err(|e| in_step(&step.id, e.code, e.message, e.retryable)),
                 Err(m) => Err(in_step(&step.id, ErrorCode::TemplateRender, m, false)),
             },
-            Some(list) => call.for_each(list, &ctx, &data, &saved).await,
+            Some(list) => call.for_each(list, &ctx, &saved).await,
         };
         if tracer.enabled() {
             step_span.attr("oclaw.step", step.id.as_str());

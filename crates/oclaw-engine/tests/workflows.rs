@@ -126,6 +126,11 @@ spec:
       uses: test.item
       with: {i: "{{ index }}", v: "{{ item }}", fail_always: [1]}
 ---
+metadata: {name: doubles}
+spec:
+  steps:
+    - {id: each, for_each: "{{ input.items }}", concurrency: 2, uses: transform, with: {jq: ". * 2"}}
+---
 metadata: {name: not-a-list}
 spec:
   steps:
@@ -287,6 +292,9 @@ async fn a_for_each_that_is_not_a_list_fails_at_once_with_its_code() {
         "{}",
         error.message
     );
+    // The item is the call's data: transform works on it.
+    let t = finish(&h, "doubles", json!({"items": [1, 2, 3]})).await;
+    assert_eq!(t.output, Some(json!([2, 4, 6])), "{t:?}");
     // An empty list is a list: nothing runs, the output is empty.
     let t = finish(&h, "not-a-list", json!({"items": []})).await;
     assert_eq!(t.status, TaskStatus::Succeeded, "{t:?}");

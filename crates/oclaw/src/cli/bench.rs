@@ -118,6 +118,15 @@ pub enum BenchCommand {
         #[arg(long, default_value = "0ms")]
         latency: String,
     },
+    /// One task whose step fans out over N items (for_each): items/s at concurrency 1, 10
+    /// and 50, with a checkpoint per item and with a pure skill.
+    Fanout {
+        #[arg(long, default_value_t = 10_000)]
+        items: usize,
+        /// Run on this store instead of a temporary SQLite file (`postgres://USER@HOST/DB`).
+        #[arg(long)]
+        storage_url: Option<String>,
+    },
     /// An agent's node killed with SIGKILL in the middle of its run and started again: the
     /// time from the restart to the resumed run's next model call (stand-in model, SQLite).
     Resume {

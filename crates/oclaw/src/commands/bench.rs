@@ -1,4 +1,4 @@
-//! `oclaw bench drain|latency|http|chat|llm|plugin|resume|spread`: the benchmarks of `oclaw-bench`, run on a fresh
+//! `oclaw bench drain|latency|http|chat|llm|fanout|plugin|resume|spread`: the benchmarks of `oclaw-bench`, run on a fresh
 //! runtime with their report printed.
 
 use std::process::ExitCode;
@@ -107,6 +107,12 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
                 Err(e) => Err(format!("--latency: {e}")),
             }
         }
+        BenchCommand::Fanout { items, storage_url } => rt.block_on(oclaw_bench::fanout::fanout(
+            oclaw_bench::fanout::FanoutOptions {
+                items: items.max(1),
+                storage_url,
+            },
+        )),
         BenchCommand::Resume { rounds } => rt.block_on(oclaw_bench::resume::resume(
             oclaw_bench::resume::ResumeOptions {
                 rounds: rounds.max(1),
