@@ -138,6 +138,12 @@ async fn input_errors_have_codes_and_the_documented_shape() {
         ),
         // An integer may be written 3.0 (as JSON Schema counts them), not 2.5.
         (r#"{"bot": "hello", "max_attempts": 2.5}"#, 400, "OC-2002"),
+        // Where a reply is delivered is the chat platform's to say, not a caller's.
+        (
+            r#"{"bot": "hello", "input": {"reply_to": {"hook": "/hooks/slack", "to": {}}}}"#,
+            400,
+            "OC-2002",
+        ),
     ];
     for (body, status, code) in cases {
         let (got, err, _) = post(&c, &tasks, body).await;

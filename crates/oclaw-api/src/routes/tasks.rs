@@ -148,6 +148,15 @@ pub fn to_new_task(state: &ApiState, req: SubmitTask, trace_id: &str) -> Result<
             ));
         }
     }
+    if req.input.get("reply_to").is_some() {
+        // Where a reply is delivered comes from the chat platform that sent the message,
+        // never from a caller: it would let one post as the bot anywhere the bot can.
+        return Err(invalid(
+            "`input.reply_to` is set by chat-platform channels only; name the field otherwise",
+            "input.reply_to",
+            trace_id,
+        ));
+    }
     let queue = req.queue.unwrap_or_else(|| bot.doc.spec.queue.clone());
     if let Some(served) = &state.served_queues {
         if !served.contains(&queue) {
