@@ -15,7 +15,7 @@ fn the_seed_cluster_renders_the_golden_manifests() {
     cluster.spec.image = Some("registry.example.com/oclaw".into());
     let got = to_yaml(&render(&cluster, &RenderOptions::default()));
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/seed.k8s.yaml");
-    if std::env::var("OCLAW_UPDATE_GOLDEN").is_ok() {
+    if oclaw_core::ci::env_flag("OCLAW_UPDATE_GOLDEN") {
         std::fs::write(&path, &got).unwrap();
     }
     let want = std::fs::read_to_string(&path).unwrap();
@@ -34,7 +34,7 @@ fn the_seed_cluster_renders_the_golden_nomad_job() {
     let got = oclaw_cluster::nomad::render_text(&cluster, &RenderOptions::default());
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/seed.nomad.json");
-    if std::env::var("OCLAW_UPDATE_GOLDEN").is_ok() {
+    if oclaw_core::ci::env_flag("OCLAW_UPDATE_GOLDEN") {
         std::fs::write(&path, &got).unwrap();
     }
     let want = std::fs::read_to_string(&path).unwrap();
@@ -133,7 +133,7 @@ print("valid")
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     if text.contains("No module named") {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "python3 jsonschema/yaml missing under CI=true (.ci/install-tools installs kubernetes-validate, which brings them): {text}");
+        assert!(!oclaw_core::ci::under_ci(), "python3 jsonschema/yaml missing under CI=true (.ci/install-tools installs kubernetes-validate, which brings them): {text}");
         eprintln!("skipped: {text}");
         return;
     }

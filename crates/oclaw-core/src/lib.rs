@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod bot;
 pub mod channel;
+pub mod ci;
 pub mod config;
 pub mod config_load;
 pub mod duration;

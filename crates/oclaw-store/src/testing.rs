@@ -58,7 +58,7 @@ pub async fn fresh_postgres_url() -> Option<String> {
     let client = match connect(&base).await {
         Ok(c) => c,
         Err(e) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
+            if oclaw_core::ci::under_ci() {
                 panic!("PostgreSQL at {base} is required under CI=true but unreachable: {e}");
             }
             eprintln!("skipped: PostgreSQL at {base} unreachable ({e}); set {POSTGRES_URL_VAR}");

@@ -379,8 +379,10 @@ async fn leader_scheduler_killed_standby_takes_over_without_double_or_missed_fir
         {
             break;
         }
+        // A generous deadline for "eventually", not a bound on failover (its time is printed
+        // below and measured by the benchmarks).
         assert!(
-            killed.elapsed() < Duration::from_secs(15),
+            killed.elapsed() < Duration::from_secs(60),
             "no standby took over: {list:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -574,17 +576,39 @@ async fn a_flooded_queue_does_not_starve_another_queue_of_the_same_worker() {
         Duration::from_secs(30),
     )
     .await;
-    let (_, queues) = get(&c, &format!("{}/v1/queues", api.url)).await;
-    let bulk = queues["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|q| q["name"] == "bulk")
-        .unwrap()
-        .clone();
+    // The order the store recorded: the quick task started before most of the flood, which
+    // was submitted first (a claimer draining one queue at a time would start it last).
+    let (_, quick) = get(
+        &c,
+        &format!("{}/v1/tasks/{}", api.url, t["id"].as_str().unwrap()),
+    )
+    .await;
+    let quick_started = quick["started_at"].as_str().unwrap().to_string();
+    let mut before = 0;
+    let mut cursor = String::new();
+    loop {
+        let (_, page) = get(
+            &c,
+            &format!("{}/v1/tasks?bot=bulk&limit=100&cursor={cursor}", api.url),
+        )
+        .await;
+        for b in page["items"].as_array().unwrap() {
+            // RFC 3339 times of one clock and format compare as text.
+            if b["started_at"]
+                .as_str()
+                .is_some_and(|s| s < quick_started.as_str())
+            {
+                before += 1;
+            }
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_string(),
+            None => break,
+        }
+    }
     assert!(
-        bulk["queued"].as_u64().unwrap() > 150,
-        "the default queue's task waited for the flood: {bulk}"
+        before < 150,
+        "{before} of the 300 flood tasks started before the other queue's task"
     );
 }
 
@@ -703,7 +727,7 @@ impl Drop for PrivatePostgres {
 async fn postgres_stopped_under_load_components_recover_by_themselves() {
     let pg = match PrivatePostgres::start() {
         Ok(pg) => pg,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+        Err(e) if oclaw_core::ci::under_ci() => {
             panic!("a private PostgreSQL is required under CI=true: {e}")
         }
         Err(e) => {

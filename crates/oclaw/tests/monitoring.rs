@@ -36,7 +36,7 @@ fn tool(name: &str) -> Option<PathBuf> {
             .find(|p| p.exists())
     });
     if found.is_none() {
-        if std::env::var("CI").as_deref() == Ok("true") {
+        if oclaw_core::ci::under_ci() {
             panic!("`{name}` is required under CI=true; run .ci/install-tools");
         }
         eprintln!("skipped: `{name}` not installed (apt-get install prometheus)");

@@ -653,14 +653,14 @@ fn a_client_that_trickles_its_body_is_cut_off() {
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(s, "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"bot\"").unwrap();
-    let started = std::time::Instant::now();
+    // The server answers and closes while the body is still 94 bytes short; a server that
+    // waited for it would leave this read to end in its own timeout with no answer.
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer);
     assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "the server waited for the slow body"
+        answer.starts_with("HTTP/1.1 4"),
+        "no refusal of the slow body: {answer:?}"
     );
-    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
     // The node still serves others.
     let ok = common::oclaw()
         .args(["queue", "list", "--server", &node.url])

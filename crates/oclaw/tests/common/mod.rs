@@ -503,7 +503,7 @@ pub fn workspace_root() -> PathBuf {
 /// A tool the test needs is missing: a failure under `CI=true`, a skip (with the reason)
 /// elsewhere. Answers `None` so callers can `return`.
 pub fn missing<T>(what: &str) -> Option<T> {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
+    if oclaw_core::ci::under_ci() {
         panic!("{what} (CI installs it with .ci/install-tools)");
     }
     eprintln!("skipped: {what} (run .ci/install-tools)");
