@@ -22,6 +22,19 @@ bots:
         - {id: mark, uses: kv.set, with: {key: "done-{{ input.i }}", value: "{{ input.i }}"}}
 "#;
 
+/// A bot whose tasks tell `recorder` when they start, then take 700 ms.
+fn with_slow_bot(recorder: &str) -> String {
+    format!(
+        "{CONFIG}  - metadata: {{name: slow}}
+    spec:
+      allow_private_network: true
+      steps:
+        - {{id: started, uses: http.request, with: {{method: POST, url: \"{recorder}/started\", body: {{task: \"{{{{ task.id }}}}\"}}}}}}
+        - {{id: pause, uses: sleep, with: {{duration: 700ms}}}}
+"
+    )
+}
+
 async fn all_tasks(c: &reqwest::Client, base: &str) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
@@ -101,7 +114,9 @@ async fn kill_9_mid_load_loses_no_acknowledged_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_running_tasks_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = start(dir.path(), CONFIG);
+    let recorder = common::recorder().await;
+    let config = with_slow_bot(&recorder.url);
+    let mut node = start(dir.path(), &config);
     let c = client();
     let mut ids = Vec::new();
     for i in 0..100 {
@@ -113,17 +128,58 @@ async fn sigterm_finishes_running_tasks_and_exits_cleanly() {
         .await;
         ids.push(t["id"].as_str().unwrap().to_string());
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Slow tasks too, so some are surely running when SIGTERM comes: wait until they are.
+    let mut slow = Vec::new();
+    for i in 0..20 {
+        let (_, t, _) = post(
+            &c,
+            &format!("{}/v1/tasks", node.url),
+            &format!(r#"{{"bot": "slow", "input": {{"i": {i}}}}}"#),
+        )
+        .await;
+        slow.push(t["id"].as_str().unwrap().to_string());
+    }
+    // Running means its steps started (a claimed task waiting for a slot is `running` in the
+    // store too, and is handed back on SIGTERM): the recorder hears from those.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let running: Vec<String> = loop {
+        let ids: Vec<String> = recorder
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, body)| body["task"].as_str().unwrap().to_string())
+            .collect();
+        if !ids.is_empty() {
+            break ids;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no slow task ever ran"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     let status = node.terminate();
     assert!(status.success(), "exit status {status:?}\n{}", node.logs());
     assert!(node.logs().contains("stopped cleanly"));
+    let restarted_at = chrono::Utc::now();
     // After a restart every task finishes: nothing was left stuck in `running`.
-    let node = start(dir.path(), CONFIG);
+    let node = start(dir.path(), &config);
     assert!(
         !node.logs().contains("left running"),
         "a graceful stop leaves no leased tasks behind"
     );
-    for id in &ids {
+    // The tasks running at SIGTERM were finished by the stopping node, in their first attempt,
+    // before the restart — not handed back to run again.
+    for id in &running {
+        let (_, t) = get(&c, &format!("{}/v1/tasks/{id}", node.url)).await;
+        assert_eq!(t["status"], "succeeded", "{t}");
+        assert_eq!(t["attempts"], 1, "{t}");
+        let finished: chrono::DateTime<chrono::Utc> =
+            t["finished_at"].as_str().unwrap().parse().unwrap();
+        assert!(finished < restarted_at, "finished after the restart: {t}");
+    }
+    for id in ids.iter().chain(&slow) {
         common::wait_status(&c, &node.url, id, "succeeded", Duration::from_secs(30)).await;
     }
 }
