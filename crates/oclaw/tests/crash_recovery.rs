@@ -111,6 +111,21 @@ async fn kill_9_mid_load_loses_no_acknowledged_task() {
     );
 }
 
+/// Submits `n` tasks of `bot` (input `{i}`) and answers their ids.
+async fn submit(c: &reqwest::Client, base: &str, bot: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let (_, t, _) = post(
+            c,
+            &format!("{base}/v1/tasks"),
+            &format!(r#"{{"bot": "{bot}", "input": {{"i": {i}}}}}"#),
+        )
+        .await;
+        ids.push(t["id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_running_tasks_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,27 +133,9 @@ async fn sigterm_finishes_running_tasks_and_exits_cleanly() {
     let config = with_slow_bot(&recorder.url);
     let mut node = start(dir.path(), &config);
     let c = client();
-    let mut ids = Vec::new();
-    for i in 0..100 {
-        let (_, t, _) = post(
-            &c,
-            &format!("{}/v1/tasks", node.url),
-            &format!(r#"{{"bot": "work", "input": {{"i": {i}}}}}"#),
-        )
-        .await;
-        ids.push(t["id"].as_str().unwrap().to_string());
-    }
+    let ids = submit(&c, &node.url, "work", 100).await;
     // Slow tasks too, so some are surely running when SIGTERM comes: wait until they are.
-    let mut slow = Vec::new();
-    for i in 0..20 {
-        let (_, t, _) = post(
-            &c,
-            &format!("{}/v1/tasks", node.url),
-            &format!(r#"{{"bot": "slow", "input": {{"i": {i}}}}}"#),
-        )
-        .await;
-        slow.push(t["id"].as_str().unwrap().to_string());
-    }
+    let slow = submit(&c, &node.url, "slow", 20).await;
     // Running means its steps started (a claimed task waiting for a slot is `running` in the
     // store too, and is handed back on SIGTERM): the recorder hears from those.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
