@@ -36,8 +36,16 @@ pub fn reply_delivery(bot: &str, task_id: &str, input: &Value, output: &Value) -
         return None;
     }
     let reply_to = input.get("reply_to").filter(|v| v.is_object())?;
-    let reply = reply_of(output);
-    let text = reply.text.unwrap_or_else(|| output.to_string());
+    let text = if reply_to.get("hook").is_some() {
+        // A chat message: the reply's text, or the whole output as JSON.
+        reply_of(output).text.unwrap_or_else(|| output.to_string())
+    } else {
+        // A broker message: a string output as is, anything else as JSON.
+        match output {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    };
     Some(json!({"reply_to": reply_to, "text": text, "bot": bot, "task_id": task_id}))
 }
 
@@ -132,6 +140,18 @@ mod tests {
             Some(json!("[1]"))
         );
         assert_eq!(reply_delivery("b", "7", &input, &json!("hi")), None);
+        // A broker reply carries the whole output (as JSON unless it is text).
+        let mut mqtt = input.clone();
+        mqtt["reply_to"] = json!({"mqtt": {"topic": "t/reply"}});
+        let out = json!({"text": "hi", "alert": true});
+        assert_eq!(
+            reply_delivery("b", "7", &mqtt, &out).unwrap()["text"],
+            json!(out.to_string())
+        );
+        assert_eq!(
+            reply_delivery("b", "7", &mqtt, &json!("plain")).unwrap()["text"],
+            "plain"
+        );
         // A delivery's own success is not delivered again.
         assert_eq!(
             reply_delivery(

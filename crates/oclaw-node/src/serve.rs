@@ -159,6 +159,10 @@ pub async fn serve(
         .insert(reply_bot.name().to_string(), Arc::new(reply_bot));
     let _ = node_skills.delivery.catalog.set(catalog.clone());
     let _ = node_skills.delivery.metrics.set(runtime.metrics.clone());
+    let _ = node_skills
+        .delivery
+        .channels
+        .set((config.channels.clone(), node_id.clone()));
     let queues: Vec<String> = if config.worker.queues.is_empty() {
         let mut q = catalog.load().queues();
         q.insert("default".into());

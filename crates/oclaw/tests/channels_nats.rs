@@ -286,3 +286,97 @@ async fn the_node_reconnects_when_the_nats_server_restarts() {
         .collect();
     assert_eq!(orders, [1, 2].into_iter().collect());
 }
+
+/// A reply is a durable task of its own: the NATS server goes away while the bot works, the
+/// delivery fails and is retried (OC-4021 on it), and once the server is back the reply is
+/// published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_waits_for_the_nats_server_to_come_back() {
+    if server().is_none() {
+        return;
+    }
+    let port = common::free_port();
+    let store = tempfile::tempdir().unwrap();
+    let store_dir = store.path().display().to_string();
+    let port_arg = port.to_string();
+    let nats_server = || {
+        common::PrivateServer::start(
+            "nats-server",
+            &["-js", "-a", "127.0.0.1", "-p", &port_arg, "-sd", &store_dir],
+            port,
+        )
+    };
+    let nats = nats_server();
+    let url = format!("nats://127.0.0.1:{port}");
+    let u = unique();
+    let prefix = format!("oclawd{u}");
+    // The bot takes a second, time enough to stop the server under it.
+    let slow = config(&url, &format!("OCLAWD{u}"), &prefix).replace(
+        "      steps:\n",
+        "      steps:\n        - {id: think, uses: sleep, with: {duration: 1s}}\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::start(dir.path(), &slow);
+    let nc = async_nats::connect(url.as_str()).await.unwrap();
+    let js = async_nats::jetstream::new(nc.clone());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while js.get_stream(format!("OCLAWD{u}")).await.is_err() {
+        assert!(Instant::now() < deadline, "no stream: {}", node.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    js.publish(
+        format!("{prefix}.orders.created"),
+        json!({"order": 5, "qty": 2}).to_string().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while tasks(&node.url).await.is_empty() {
+        assert!(Instant::now() < deadline, "no task: {}", node.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(nc);
+    drop(nats);
+    // The delivery fails while the server is away, and waits for its next attempt.
+    let deliveries = |base: String| async move {
+        let (_, v) = common::get(
+            &common::client(),
+            &format!("{base}/v1/tasks?bot=oclaw.reply"),
+        )
+        .await;
+        v["items"].as_array().cloned().unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let failed = loop {
+        let d = deliveries(node.url.clone()).await;
+        if let Some(t) = d.iter().find(|t| t["error"]["code"].is_string()) {
+            break t.clone();
+        }
+        assert!(Instant::now() < deadline, "no failed delivery: {d:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        failed["input"]["reply_to"]["nats"]["subject"],
+        format!("{prefix}.orders.processed")
+    );
+    let code = failed["error"]["code"].as_str().unwrap();
+    assert!(code == "OC-4021" || code == "OC-4020", "{failed}");
+    // The server comes back: the reply arrives.
+    let _nats = nats_server();
+    let nc = async_nats::connect(url.as_str()).await.unwrap();
+    let mut replies = nc
+        .subscribe(format!("{prefix}.orders.processed"))
+        .await
+        .unwrap();
+    nc.flush().await.unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(60), replies.next())
+        .await
+        .unwrap_or_else(|_| panic!("no reply: {}", node.logs()))
+        .unwrap();
+    let v: Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(v, json!({"order": 5, "total": 20}));
+    let d = deliveries(node.url.clone()).await;
+    assert_eq!(d.len(), 1, "one delivery task: {d:?}");
+}

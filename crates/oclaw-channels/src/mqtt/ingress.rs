@@ -1,11 +1,12 @@
-//! One MQTT message into a durable task, acknowledged to the broker only after the task is durable, with its reply on the way back.
+//! One MQTT message into a durable task, acknowledged to the broker only after the task is
+//! durable; its reply goes back as a delivery task (`crate::delivery`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use oclaw_bots::triggers::broker::{topic_matches, MqttTrigger};
 use oclaw_bots::LoadedBot;
 use rumqttc::{AsyncClient, Publish, QoS};
+use serde_json::json;
 
 use crate::ReplyRouter;
 
@@ -20,50 +21,25 @@ pub(super) async fn ingest(
 ) {
     let mut batch = Vec::with_capacity(256);
     while rx.recv_many(&mut batch, 256).await > 0 {
-        let received = Instant::now();
         let mut tasks = Vec::new();
-        let mut routes = Vec::new();
         for p in &batch {
             let msg = crate::inbound::broker_message(CHANNEL, "topic", &p.topic, &p.payload);
             for (bot, trigger) in subs
                 .iter()
                 .filter(|(_, t)| topic_matches(&t.topic, &p.topic))
             {
+                // The reply is a delivery task enqueued with the task's success (see
+                // `crate::delivery`); `{topic}` in reply_topic is the message's own topic.
+                let mut msg = msg.clone();
+                msg.reply_to = trigger
+                    .reply_topic
+                    .as_ref()
+                    .map(|r| json!({"mqtt": {"topic": r.replace("{topic}", &p.topic)}}));
                 tasks.push(msg.task_for(bot));
-                // `{topic}` in reply_topic is the message's own topic.
-                routes.push((
-                    bot.clone(),
-                    trigger
-                        .reply_topic
-                        .as_ref()
-                        .map(|r| r.replace("{topic}", &p.topic)),
-                ));
             }
         }
         // The messages are acknowledged only once their tasks are durable.
-        let pending = crate::broker::make_durable(CHANNEL, &router, tasks, &metrics).await;
-        for (pending, (bot, reply_topic)) in pending.into_iter().zip(routes) {
-            match reply_topic {
-                Some(topic) => {
-                    let timeout = bot.doc.spec.timeout.get() + Duration::from_secs(5);
-                    let client = client.clone();
-                    crate::broker::reply_when_done(
-                        CHANNEL,
-                        pending,
-                        timeout,
-                        metrics.clone(),
-                        received,
-                        move |payload| async move {
-                            client
-                                .publish(topic, QoS::AtLeastOnce, false, payload)
-                                .await
-                                .map_err(|e| e.to_string())
-                        },
-                    );
-                }
-                None => drop(pending),
-            }
-        }
+        drop(crate::broker::make_durable(CHANNEL, &router, tasks, &metrics).await);
         for p in batch.drain(..) {
             if p.qos != QoS::AtMostOnce {
                 if let Err(e) = client.ack(&p).await {

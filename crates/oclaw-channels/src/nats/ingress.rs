@@ -1,7 +1,7 @@
-//! One NATS message into a durable task, acknowledged to JetStream only after the task is durable, with its reply on the way back.
+//! One NATS message into a durable task, acknowledged to JetStream only after the task is
+//! durable; its reply goes back as a delivery task (`crate::delivery`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self};
 use oclaw_bots::triggers::broker::NatsTrigger;
@@ -16,11 +16,9 @@ pub(super) async fn ingest(
     batch: Vec<jetstream::Message>,
     bot: &Arc<LoadedBot>,
     trigger: &NatsTrigger,
-    client: &async_nats::Client,
     router: &Arc<ReplyRouter>,
     metrics: &Arc<oclaw_telemetry::NodeMetrics>,
 ) {
-    let received = Instant::now();
     let tasks: Vec<_> = batch
         .iter()
         .map(|m| {
@@ -34,11 +32,17 @@ pub(super) async fn ingest(
                     bot.name()
                 ));
             }
+            // The reply is a delivery task enqueued with the task's success (see
+            // `crate::delivery`).
+            msg.reply_to = trigger
+                .reply_subject
+                .as_ref()
+                .map(|s| serde_json::json!({"nats": {"subject": s}}));
             msg.task_for(bot)
         })
         .collect();
     // The messages are acknowledged only once their tasks are durable.
-    let pending = crate::broker::make_durable(CHANNEL, router, tasks, metrics).await;
+    drop(crate::broker::make_durable(CHANNEL, router, tasks, metrics).await);
     for m in &batch {
         if let Err(e) = m.ack().await {
             tracing::warn!(
@@ -47,26 +51,5 @@ pub(super) async fn ingest(
                 "acknowledging a message: {e}"
             );
         }
-    }
-    let Some(subject) = trigger.reply_subject.clone() else {
-        return;
-    };
-    let timeout = bot.doc.spec.timeout.get() + Duration::from_secs(5);
-    for p in pending {
-        let client = client.clone();
-        let subject = subject.clone();
-        crate::broker::reply_when_done(
-            CHANNEL,
-            p,
-            timeout,
-            metrics.clone(),
-            received,
-            move |payload| async move {
-                client
-                    .publish(subject, payload.into())
-                    .await
-                    .map_err(|e| e.to_string())
-            },
-        );
     }
 }

@@ -28,6 +28,15 @@ use ingress::*;
 
 const CHANNEL: &str = "nats";
 
+/// How this node connects to `channels.nats` (TLS with `ca_file`), as `name`.
+pub(crate) fn connect_options(conn: &NatsConnection, name: &str) -> async_nats::ConnectOptions {
+    let options = async_nats::ConnectOptions::new().name(name);
+    match &conn.ca_file {
+        Some(ca) => options.require_tls(true).add_root_certificates(ca.clone()),
+        None => options,
+    }
+}
+
 /// Runs the channel until `stop` turns true: connects (retrying), then consumes every trigger.
 pub async fn run(
     conn: NatsConnection,
@@ -45,13 +54,10 @@ pub async fn run(
                 .map(move |(i, t)| (b.clone(), i, t.clone()))
         })
         .collect();
-    let mut options = async_nats::ConnectOptions::new()
-        .name("oclaw")
-        .retry_on_initial_connect();
-    if let Some(ca) = &conn.ca_file {
-        options = options.require_tls(true).add_root_certificates(ca.clone());
-    }
-    let client = options.connect(conn.url.as_str()).await;
+    let client = connect_options(&conn, "oclaw")
+        .retry_on_initial_connect()
+        .connect(conn.url.as_str())
+        .await;
     let client = match client {
         Ok(c) => c,
         Err(e) => {
@@ -69,7 +75,6 @@ pub async fn run(
     for (bot, i, trigger) in triggers {
         tasks.push(tokio::spawn(consume(
             js.clone(),
-            client.clone(),
             conn.stream.clone(),
             bot,
             i,
@@ -118,7 +123,6 @@ async fn ensure_stream(
 #[allow(clippy::too_many_arguments)]
 async fn consume(
     js: jetstream::Context,
-    client: async_nats::Client,
     stream_name: String,
     bot: Arc<LoadedBot>,
     index: usize,
@@ -192,7 +196,7 @@ async fn consume(
                         }
                     }
                     if !batch.is_empty() {
-                        ingest(batch, &bot, &trigger, &client, &router, &metrics).await;
+                        ingest(batch, &bot, &trigger, &router, &metrics).await;
                     }
                 }
             }

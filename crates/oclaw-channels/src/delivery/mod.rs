@@ -1,9 +1,12 @@
-//! Reply delivery to chat platforms as a durable task. When a platform message's task
-//! succeeds, the worker enqueues a task for the built-in bot `oclaw.reply` in the same
+//! Reply delivery as a durable task. When the task of a message from a chat platform or a
+//! broker succeeds, the worker enqueues a task for the built-in bot `oclaw.reply` in the same
 //! transaction as the completion (its input: where the reply goes, the text, the task it
-//! answers). That bot's one step, `channel.reply`, sends the text through the platform's API;
-//! a failed send is retried with backoff and ends in the dead-letter set, so a reply is never
-//! silently lost, and a crash of the node that took the message loses nothing.
+//! answers). That bot's one step, `channel.reply`, sends the text through the platform's API,
+//! or publishes it to the reply topic or subject once the broker confirms it; a failed send is
+//! retried with backoff and ends in the dead-letter set, so a reply is never silently lost, and
+//! a crash of the node that took the message loses nothing.
+
+mod brokers;
 
 use std::sync::{Arc, OnceLock};
 
@@ -35,6 +38,55 @@ spec:
 pub struct DeliveryContext {
     pub catalog: OnceLock<Arc<LiveCatalog>>,
     pub metrics: OnceLock<Arc<oclaw_telemetry::NodeMetrics>>,
+    /// `channels` of the node config and the node's id, for the broker connections.
+    pub channels: OnceLock<(oclaw_core::config::ChannelsConfig, String)>,
+    mqtt: tokio::sync::OnceCell<brokers::MqttPublisher>,
+    nats: tokio::sync::OnceCell<async_nats::Client>,
+}
+
+impl DeliveryContext {
+    fn broker_config(&self) -> Result<&(oclaw_core::config::ChannelsConfig, String), SkillError> {
+        self.channels.get().ok_or_else(|| {
+            SkillError::transient(ErrorCode::ChannelUnavailable, "the node is still starting")
+        })
+    }
+
+    async fn mqtt(&self) -> Result<&brokers::MqttPublisher, SkillError> {
+        let (channels, node_id) = self.broker_config()?;
+        let conn = channels.mqtt.as_ref().ok_or_else(|| {
+            SkillError::permanent(
+                ErrorCode::ChannelSendFailed,
+                "an MQTT reply, but channels.mqtt is not configured on this node",
+            )
+        })?;
+        self.mqtt
+            .get_or_try_init(|| async {
+                crate::mqtt::options(conn, node_id)
+                    .map(brokers::MqttPublisher::connect)
+                    .map_err(|e| SkillError::permanent(ErrorCode::ChannelSendFailed, e))
+            })
+            .await
+    }
+
+    async fn nats(&self) -> Result<&async_nats::Client, SkillError> {
+        let (channels, _) = self.broker_config()?;
+        let conn = channels.nats.as_ref().ok_or_else(|| {
+            SkillError::permanent(
+                ErrorCode::ChannelSendFailed,
+                "a NATS reply, but channels.nats is not configured on this node",
+            )
+        })?;
+        self.nats
+            .get_or_try_init(|| async {
+                crate::nats::connect_options(conn, "oclaw-replies")
+                    .connect(conn.url.as_str())
+                    .await
+                    .map_err(|e| {
+                        SkillError::transient(ErrorCode::ChannelUnavailable, format!("NATS: {e}"))
+                    })
+            })
+            .await
+    }
 }
 
 /// `channel.reply`: sends the reply of a finished platform task (the task input
@@ -59,34 +111,32 @@ impl Skill for ChannelReply {
     }
     async fn run(&self, _ctx: &SkillContext, call: SkillCall) -> Result<Value, SkillError> {
         let input = &call.data;
-        let hook = input["reply_to"]["hook"]
-            .as_str()
-            .ok_or_else(|| SkillError::invalid("reply_to.hook is missing"))?;
+        let to = &input["reply_to"];
         let text = input["text"]
             .as_str()
             .ok_or_else(|| SkillError::invalid("text is missing"))?;
-        let catalog = self.context.catalog.get().ok_or_else(|| {
-            SkillError::transient(
-                ErrorCode::ChannelUnavailable,
-                "the node's bots are not loaded yet",
+        let (channel, sent) = if let Some(topic) = to["mqtt"]["topic"].as_str() {
+            let publisher = self.context.mqtt().await?;
+            (
+                "mqtt",
+                publisher.publish(topic, text.as_bytes().to_vec()).await,
             )
-        })?;
-        // Only the platform trigger of the bot that answered carries its reply.
-        let bot = input["bot"].as_str().unwrap_or_default();
-        let trigger = catalog
-            .load()
-            .platform(hook)
-            .filter(|(b, _)| b.name() == bot)
-            .map(|(_, t)| t)
-            .ok_or_else(|| {
-                SkillError::permanent(
-                    ErrorCode::ChannelSendFailed,
-                    format!("bot `{bot}` no longer serves {hook}; the reply cannot be sent"),
-                )
-            })?;
-        let channel = trigger.kind().name();
+        } else if let Some(subject) = to["nats"]["subject"].as_str() {
+            let client = self.context.nats().await?;
+            (
+                "nats",
+                brokers::nats_publish(client, subject, text.as_bytes().to_vec()).await,
+            )
+        } else {
+            let trigger = self.platform(input)?;
+            let channel = trigger.kind().name();
+            (
+                channel,
+                crate::platforms::send(&trigger, &to["to"], text).await,
+            )
+        };
         let metrics = self.context.metrics.get();
-        match crate::platforms::send(&trigger, &input["reply_to"]["to"], text).await {
+        match sent {
             Ok(()) => {
                 if let Some(m) = metrics {
                     let received = input["received_at"].as_i64().unwrap_or_default();
@@ -109,6 +159,37 @@ impl Skill for ChannelReply {
                 }
             }
         }
+    }
+}
+
+impl ChannelReply {
+    /// The platform trigger of the bot that answered, serving `reply_to.hook`.
+    fn platform(
+        &self,
+        input: &Value,
+    ) -> Result<oclaw_bots::triggers::platform::PlatformTrigger, SkillError> {
+        let hook = input["reply_to"]["hook"]
+            .as_str()
+            .ok_or_else(|| SkillError::invalid("reply_to names no hook, topic or subject"))?;
+        let catalog = self.context.catalog.get().ok_or_else(|| {
+            SkillError::transient(
+                ErrorCode::ChannelUnavailable,
+                "the node's bots are not loaded yet",
+            )
+        })?;
+        // Only the platform trigger of the bot that answered carries its reply.
+        let bot = input["bot"].as_str().unwrap_or_default();
+        catalog
+            .load()
+            .platform(hook)
+            .filter(|(b, _)| b.name() == bot)
+            .map(|(_, t)| t)
+            .ok_or_else(|| {
+                SkillError::permanent(
+                    ErrorCode::ChannelSendFailed,
+                    format!("bot `{bot}` no longer serves {hook}; the reply cannot be sent"),
+                )
+            })
     }
 }
 
