@@ -29,9 +29,14 @@ async fn nodes_starting_together_migrate_once() {
         let url = url.clone();
         tokio::spawn(async move { PgStore::open(&url, PgOptions::default()).await })
     });
+    let mut applied = 0;
     for o in opens {
-        o.await.unwrap().unwrap();
+        applied += o.await.unwrap().unwrap().migrations_applied();
     }
+    // Every migration applied by exactly one of them; a fifth start finds nothing to do.
+    assert_eq!(applied as i64, oclaw_store::postgres::SCHEMA_VERSION);
+    let again = PgStore::open(&url, PgOptions::default()).await.unwrap();
+    assert_eq!(again.migrations_applied(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -172,11 +172,16 @@ async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
         if w["restarts"].as_u64() >= Some(1) && w["ready"] == true {
             assert!(w["last_exit"].as_str().unwrap().contains("signal 9"), "{w}");
             let n = w["restarts"].as_u64().unwrap();
-            if n > 1 {
-                // Killed once here; more restarts came from elsewhere: show why.
-                eprintln!(
-                    "worker-1 restarted {n} times; supervisor log:\n{}",
-                    supervisor_log()
+            // Killed once here, and the supervisor's own kills are never counted: any other
+            // restart came from outside (the OOM killer, another process). Keep its log.
+            if n != 1 {
+                let kept =
+                    common::workspace_root().join("target/test-logs/cluster_local-supervisor.log");
+                let _ = std::fs::create_dir_all(kept.parent().unwrap());
+                let _ = std::fs::write(&kept, supervisor_log());
+                panic!(
+                    "worker-1 restarted {n} times, killed once by this test: {w}\nsupervisor log kept in {}",
+                    kept.display()
                 );
             }
             break n;

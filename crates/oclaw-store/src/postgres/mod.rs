@@ -82,6 +82,7 @@ pub(crate) struct Inner {
 pub struct PgStore {
     pub(crate) inner: Arc<Inner>,
     listener: tokio::task::JoinHandle<()>,
+    migrations_applied: usize,
 }
 
 impl Drop for PgStore {
@@ -172,10 +173,10 @@ impl PgStore {
             .recycle_timeout(Some(options.timeout))
             .build()
             .map_err(|e| StoreError::Internal(format!("connection pool: {e}")))?;
-        {
+        let migrations_applied = {
             let mut client = pool.get().await.map_err(pool_err)?;
-            schema::migrate(&mut client, &schema).await?;
-        }
+            schema::migrate(&mut client, &schema).await?
+        };
         let inner = Arc::new(Inner {
             pool,
             channels: Channels::for_schema(&schema),
@@ -185,7 +186,16 @@ impl PgStore {
             claim_rotation: Default::default(),
         });
         let listener = listener::spawn(config, connector, inner.clone()).await?;
-        Ok(PgStore { inner, listener })
+        Ok(PgStore {
+            inner,
+            listener,
+            migrations_applied,
+        })
+    }
+
+    /// Schema migrations this store applied when it opened (0 when another node had).
+    pub fn migrations_applied(&self) -> usize {
+        self.migrations_applied
     }
 
     /// The schema this store lives in.

@@ -75,7 +75,8 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-pub(super) async fn migrate(client: &mut Client, schema: &str) -> StoreResult<()> {
+/// Applies the migrations the schema lacks; answers how many it applied.
+pub(super) async fn migrate(client: &mut Client, schema: &str) -> StoreResult<usize> {
     let tx = client.transaction().await.map_err(pg_err)?;
     // Serializes concurrent starts (released at commit).
     tx.execute(
@@ -121,7 +122,9 @@ pub(super) async fn migrate(client: &mut Client, schema: &str) -> StoreResult<()
             )));
         }
     }
+    let mut applied = 0;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        applied += 1;
         tx.batch_execute(sql).await.map_err(pg_err)?;
         tx.execute(
             "INSERT INTO oclaw_meta (key, value) VALUES ('schema_version', $1) \
@@ -137,5 +140,6 @@ pub(super) async fn migrate(client: &mut Client, schema: &str) -> StoreResult<()
             "applied schema migration"
         );
     }
-    tx.commit().await.map_err(pg_err)
+    tx.commit().await.map_err(pg_err)?;
+    Ok(applied)
 }
