@@ -253,7 +253,14 @@ mod tests {
             .await
             .unwrap();
         finish(&store, json!("two")).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !router.lock().recent_set.contains(&enqueued.task.id) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the finish was never seen"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let late = router.wait_for(enqueued.task, true);
         let task = late.finished(Duration::from_secs(5)).await.unwrap();
         assert_eq!(task.output, Some(json!("two")));

@@ -93,7 +93,7 @@ spec:
 ---
 metadata: {name: sleeper}
 spec:
-  steps: [{uses: sleep, with: {duration: 300ms}}]
+  steps: [{uses: sleep, with: {duration: 1s}}]
 "#;
 
 struct Harness {
@@ -294,10 +294,16 @@ async fn shutdown_finishes_running_and_releases_unstarted() {
         .map(|e| e.task.id)
         .collect();
     let (tx, rx) = watch::channel(false);
-    let worker = tokio::spawn(Worker::new(options(2), h.rt.clone()).run(rx));
-    // Wait until two are running, then ask it to stop.
-    wait_for(&h.store, ids[0], TaskStatus::Running).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let worker = Worker::new(options(2), h.rt.clone());
+    let stats = worker.stats();
+    let worker = tokio::spawn(worker.run(rx));
+    // Wait until two have started (their second of sleep begun) and two more wait claimed,
+    // then ask it to stop.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while stats.in_flight.load(Ordering::SeqCst) < 2 || stats.claimed.load(Ordering::SeqCst) < 4 {
+        assert!(std::time::Instant::now() < deadline, "{stats:?}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     tx.send(true).unwrap();
     let report = worker.await.unwrap();
     assert_eq!(report.succeeded, 2, "{report:?}");

@@ -438,16 +438,41 @@ mod tests {
             let (tx, rx) = watch::channel(false);
             (stats, tx, tokio::spawn(s.run(rx)))
         };
+        let until = |what: &'static str, flag: Arc<SchedulerStats>| async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            while !flag.leader.load(Ordering::Relaxed) {
+                assert!(std::time::Instant::now() < deadline, "{what}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
         let (a, a_stop, a_task) = start("a");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        until("the first to start never led", a.clone()).await;
         let (b, b_stop, b_task) = start("b");
+        // b tries for a while (two terms and a half) and never leads beside a.
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert!(a.leader.load(Ordering::Relaxed), "the first to start leads");
         assert!(!b.leader.load(Ordering::Relaxed), "only one leader");
         a_stop.send(true).unwrap();
         a_task.await.unwrap();
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        assert!(b.leader.load(Ordering::Relaxed), "the standby took over");
+        until("the standby never took over", b.clone()).await;
+        // Let the new leader fire a few ticks of its own before it stops.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let fired = store
+                .list_tasks(oclaw_store::TaskFilter {
+                    bot: Some("ticker".into()),
+                    limit: 100,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .len();
+            if fired >= 5 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{fired} ticks");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         assert_eq!(b.elected.load(Ordering::Relaxed), 1);
         b_stop.send(true).unwrap();
         b_task.await.unwrap();

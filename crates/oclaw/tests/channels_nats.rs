@@ -146,7 +146,30 @@ async fn jetstream_messages_become_tasks_once_and_survive_a_node_restart() {
     s.delete_consumer("oclaw-order-handler-0").await.unwrap();
     let node = common::start(dir.path(), &cfg);
     let all = wait_succeeded(&node.url, 30).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Judge duplicates once the replay is over: the node's consumer has had the whole stream
+    // delivered and acknowledged every message (a duplicate task would come before its ack).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let consumer: async_nats::jetstream::consumer::PullConsumer = js
+            .get_stream(&stream)
+            .await
+            .unwrap()
+            .get_consumer("oclaw-order-handler-0")
+            .await
+            .unwrap();
+        let info = consumer.cached_info();
+        if info.num_pending == 0
+            && info.num_ack_pending == 0
+            && info.delivered.stream_sequence >= 30
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replay did not finish: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let all_after = tasks(&node.url).await;
     assert_eq!(
         all_after.len(),

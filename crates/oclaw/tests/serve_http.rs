@@ -313,8 +313,12 @@ async fn invoke_waits_for_the_result_or_answers_202() {
         "",
     )
     .await;
+    // Answered unfinished after 200 ms: running, or still queued on a busy machine.
     assert_eq!(code, 202, "{body}");
-    assert_eq!(body["status"], "running");
+    assert!(
+        matches!(body["status"].as_str(), Some("queued" | "running")),
+        "{body}"
+    );
     let (code, body, _) = post(
         &c,
         &format!("{}/v1/bots/slowpoke/invoke?timeout=forever", node.url),

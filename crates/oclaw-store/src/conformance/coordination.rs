@@ -33,7 +33,8 @@ pub async fn nodes_register_heartbeat_and_leave(s: DynStore) {
 }
 
 pub async fn leadership_is_exclusive_until_it_lapses(s: DynStore) {
-    let term = Duration::from_millis(400);
+    // Terms long enough that no pause of a busy machine lapses them between two calls.
+    let term = Duration::from_secs(30);
     assert!(s.acquire_leadership("scheduler", "a", term).await.unwrap());
     assert!(!s.acquire_leadership("scheduler", "b", term).await.unwrap());
     assert!(
@@ -42,7 +43,10 @@ pub async fn leadership_is_exclusive_until_it_lapses(s: DynStore) {
     );
     // Other roles are independent.
     assert!(s.acquire_leadership("other", "b", term).await.unwrap());
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // A renewal with a short term, left to lapse: then it can be taken.
+    let short = Duration::from_millis(200);
+    assert!(s.acquire_leadership("scheduler", "a", short).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(
         s.acquire_leadership("scheduler", "b", term).await.unwrap(),
         "a lapsed term can be taken"
