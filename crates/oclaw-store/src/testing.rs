@@ -29,6 +29,45 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
     Ok(client)
 }
 
+/// This process's PID namespace (the inode of `/proc/self/ns/pid`): a process id means
+/// something only there.
+fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid")
+        .map(|m| m.ino())
+        .unwrap_or(0)
+}
+
+/// Seconds since the epoch.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Whether the test schema `name` (`oclaw_t_<pid>_<n>_<pid namespace>_<created>`) was left by a
+/// test process that no longer runs: one of this PID namespace whose process is gone, or one
+/// of another namespace (where its process cannot be seen) older than a day.
+fn is_stale(name: &str, namespace: u64, now: u64, alive: impl Fn(&str) -> bool) -> bool {
+    let parts: Vec<&str> = name.split('_').collect();
+    match parts.as_slice() {
+        ["oclaw", "t", pid, _, ns, created] => {
+            let (Ok(ns), Ok(created)) = (ns.parse::<u64>(), created.parse::<u64>()) else {
+                return false;
+            };
+            if ns == namespace {
+                !alive(pid)
+            } else {
+                now.saturating_sub(created) > 24 * 3600
+            }
+        }
+        // Names from before the namespace was part of them.
+        ["oclaw", "t", pid, _] => !alive(pid),
+        _ => false,
+    }
+}
+
 /// Drops test schemas left by test processes that no longer run.
 async fn drop_stale_schemas(client: &tokio_postgres::Client) {
     let Ok(rows) = client
@@ -40,10 +79,11 @@ async fn drop_stale_schemas(client: &tokio_postgres::Client) {
     else {
         return;
     };
+    let (namespace, now) = (pid_namespace(), now_secs());
+    let alive = |pid: &str| std::path::Path::new(&format!("/proc/{pid}")).exists();
     for row in rows {
         let name: String = row.get(0);
-        let pid = name.split('_').nth(2).unwrap_or("");
-        if !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if is_stale(&name, namespace, now, alive) {
             let _ = client
                 .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
                 .await;
@@ -67,10 +107,33 @@ pub async fn fresh_postgres_url() -> Option<String> {
     };
     CLEANED.get_or_init(|| drop_stale_schemas(&client)).await;
     let schema = format!(
-        "oclaw_t_{}_{}",
+        "oclaw_t_{}_{}_{}_{}",
         std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        pid_namespace(),
+        now_secs()
     );
     let sep = if base.contains('?') { '&' } else { '?' };
     Some(format!("{base}{sep}schema={schema}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_schemas_of_gone_processes_are_stale() {
+        let alive = |pid: &str| pid == "10";
+        let now = 1_000_000;
+        // This namespace: by whether the process runs.
+        assert!(!is_stale("oclaw_t_10_0_7_999990", 7, now, alive));
+        assert!(is_stale("oclaw_t_11_0_7_999990", 7, now, alive));
+        // Another namespace: its pids mean nothing here; only a day's age counts.
+        assert!(!is_stale("oclaw_t_11_0_8_999990", 7, now, alive));
+        assert!(is_stale("oclaw_t_11_0_8_900000", 7, now, alive));
+        // The older names, and names of no test schema.
+        assert!(is_stale("oclaw_t_11_3", 7, now, alive));
+        assert!(!is_stale("oclaw_t_10_3", 7, now, alive));
+        assert!(!is_stale("oclaw_t_x", 7, now, alive));
+    }
 }

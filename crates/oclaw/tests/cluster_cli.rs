@@ -11,12 +11,19 @@ use std::process::Output;
 /// The seed's §3.1 example, exactly as written.
 const SEED: &str = oclaw_cluster::model::SEED_EXAMPLE;
 
+/// `oclaw` kept away from the developer's own clusters: its home, `HOME` and `KUBECONFIG`
+/// all point inside `dir`.
+fn isolated(dir: &std::path::Path) -> std::process::Command {
+    let mut c = common::oclaw();
+    c.current_dir(dir)
+        .env("OCLAW_HOME", dir.join("home"))
+        .env("HOME", dir)
+        .env("KUBECONFIG", dir.join("no-kubeconfig"));
+    c
+}
+
 fn run(dir: &std::path::Path, args: &[&str]) -> (Output, String) {
-    let out = common::oclaw()
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
+    let out = isolated(dir).args(args).output().unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out, text)
@@ -221,10 +228,8 @@ fn bad_cluster_files_and_arguments_get_clear_errors() {
     );
     // Without spec.storage.url the local cluster makes its own PostgreSQL, from server
     // binaries this host must have.
-    let out = common::oclaw()
+    let out = isolated(dir.path())
         .args(["init", "--config", "config/production.yaml"])
-        .current_dir(dir.path())
-        .env("OCLAW_HOME", dir.path().join("home"))
         .env("OCLAW_POSTGRES_BIN", dir.path().join("no-postgres"))
         .output()
         .unwrap();

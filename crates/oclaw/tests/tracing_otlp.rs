@@ -2,7 +2,8 @@
 //! skill call, all in the trace named by the caller's `traceparent`, and propagated to outbound
 //! calls. No OpenTelemetry Collector is packaged for this machine; the JSON export goes to a
 //! recording HTTP server, the protobuf export (the default) to a receiver that decodes it with
-//! the OpenTelemetry project's own message definitions (PyPI `opentelemetry-proto`).
+//! the OpenTelemetry project's own message definitions (PyPI `opentelemetry-proto`) — both
+//! stand-ins for a collector, which is why the tests' names say so.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -130,7 +131,7 @@ fn check(spans: &HashMap<String, Value>, task_id: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_task_is_traced_from_the_request_through_its_steps_and_outbound_calls() {
+async fn a_task_is_traced_through_its_steps_and_outbound_calls_to_a_stand_in_collector() {
     let collector = recorder().await;
     let dir = tempfile::tempdir().unwrap();
     let telemetry = format!(
@@ -144,7 +145,7 @@ async fn a_task_is_traced_from_the_request_through_its_steps_and_outbound_calls(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn protobuf_goes_where_the_standard_variables_say_with_their_headers() {
+async fn protobuf_goes_where_the_standard_variables_say_to_a_stand_in_collector() {
     if std::process::Command::new("python3")
         .args(["-c", "import opentelemetry.proto"])
         .status()

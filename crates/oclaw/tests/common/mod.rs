@@ -516,9 +516,18 @@ pub fn example_plugins() -> Option<PathBuf> {
     static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     let out = workspace_root().join("target/example-plugins");
     let built = BUILT.get_or_init(|| {
-        if out.join("text-tools/plugin.yaml").is_file()
-            && out.join("link-check/plugin.yaml").is_file()
-        {
+        // Built already, and after the last change to the sources: reuse.
+        let built_at = ["text-tools/plugin.yaml", "link-check/plugin.yaml"]
+            .iter()
+            .map(|f| {
+                std::fs::metadata(out.join(f))
+                    .and_then(|m| m.modified())
+                    .ok()
+            })
+            .collect::<Option<Vec<_>>>()
+            .and_then(|times| times.into_iter().min());
+        let sources = newest_change(&workspace_root().join("examples/plugins"));
+        if built_at.is_some_and(|built| sources.is_none_or(|s| s <= built)) {
             return Ok(out.clone());
         }
         let o = Command::new("bash")
@@ -538,6 +547,24 @@ pub fn example_plugins() -> Option<PathBuf> {
             "the example plugins do not build (clang, lld, npm needed): {e}"
         )),
     }
+}
+
+/// The latest modification time of the files under `dir` (installed packages left out).
+fn newest_change(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            if entry.file_name() == "node_modules" {
+                continue;
+            }
+            newest_change(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(time);
+    }
+    newest
 }
 
 /// The MCP reference server ("everything", from npm) installed in `examples/mcp`.
