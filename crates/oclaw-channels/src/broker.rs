@@ -7,20 +7,21 @@ use std::time::Duration;
 use oclaw_core::NewTask;
 use oclaw_telemetry::ChannelEvent;
 
-use crate::{Pending, ReplyRouter};
+use crate::ReplyRouter;
 
 /// Enqueues `tasks` in one store call, retrying with backoff (200 ms doubling to 10 s) until
-/// it succeeds: the caller acknowledges the messages only afterwards.
+/// it succeeds: the caller acknowledges the messages only afterwards. Nobody waits for the
+/// tasks here: their replies are delivery tasks of their own.
 pub async fn make_durable(
     channel: &'static str,
     router: &Arc<ReplyRouter>,
     tasks: Vec<NewTask>,
     metrics: &oclaw_telemetry::NodeMetrics,
-) -> Vec<Pending> {
+) {
     let mut wait = Duration::from_millis(200);
     loop {
-        match router.submit_batch(tasks.clone()).await {
-            Ok(pending) => return pending,
+        match router.store().enqueue_batch(tasks.clone()).await {
+            Ok(_) => return,
             Err(e) => {
                 metrics.channel_event(channel, ChannelEvent::Error);
                 tracing::warn!(

@@ -191,6 +191,11 @@ impl ReplyRouter {
         }
     }
 
+    /// The store the router watches.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     /// Tasks being waited for.
     pub fn waiting(&self) -> usize {
         self.lock().waiting.len()

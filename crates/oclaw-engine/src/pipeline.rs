@@ -285,10 +285,8 @@ impl Call<'_> {
                         .rt
                         .templates
                         .render(&self.step.with, &item_ctx)
-                        .map_err(oclaw_skills::SkillError::invalid)
-                        .map_err(|e| oclaw_skills::SkillError {
-                            code: ErrorCode::TemplateRender,
-                            ..e
+                        .map_err(|m| {
+                            oclaw_skills::SkillError::permanent(ErrorCode::TemplateRender, m)
                         })?;
                     // The item is the call's data (what `transform` and `log` work on by default).
                     let output = self.run(&place, with, item).await?;

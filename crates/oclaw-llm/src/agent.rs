@@ -651,21 +651,12 @@ impl Skill for Agent {
                     "text": answer.text,
                     "tool_calls": answer.tool_calls,
                     "finish_reason": answer.finish_reason,
-                    "usage": priced(&self.llm, &answer.model, &answer.usage),
+                    "usage": self.llm.priced_usage(&answer.model, &answer.usage),
                 }),
             )
             .await?;
         }
     }
-}
-
-/// `usage` with its `cost` when the model is priced.
-fn priced(llm: &Llm, model: &str, usage: &Usage) -> Value {
-    let mut v = json!(usage);
-    if let Some(cost) = llm.cost(model, usage) {
-        v["cost"] = json!(cost);
-    }
-    v
 }
 
 #[cfg(test)]

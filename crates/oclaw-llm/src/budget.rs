@@ -35,6 +35,15 @@ pub(crate) fn estimate(request: &ChatRequest) -> u64 {
     (chars as u64).div_ceil(4) + request.max_tokens.map(u64::from).unwrap_or(DEFAULT_OUTPUT)
 }
 
+/// A rough count of the tokens of `texts` (4 characters a token), for embeddings.
+pub(crate) fn estimate_texts(texts: &[String]) -> u64 {
+    texts
+        .iter()
+        .map(|t| t.len() as u64)
+        .sum::<u64>()
+        .div_ceil(4)
+}
+
 pub(crate) struct Counter {
     key: String,
     limit: i64,

@@ -165,16 +165,12 @@ impl Skill for LlmChat {
             }
             None => Value::Null,
         };
-        let mut usage = json!(answer.usage);
-        if let Some(cost) = self.llm.cost(&answer.model, &answer.usage) {
-            usage["cost"] = json!(cost);
-        }
         Ok(json!({
             "text": answer.text,
             "data": data,
             "model": answer.model,
             "finish_reason": answer.finish_reason,
-            "usage": usage,
+            "usage": self.llm.priced_usage(&answer.model, &answer.usage),
         }))
     }
 }

@@ -82,11 +82,7 @@ impl Skill for LlmEmbed {
             .and_then(Value::as_str)
             .ok_or_else(|| SkillError::invalid("llm.embed: `model` is required"))?;
         let texts = inputs(&call.with)?;
-        let reserved = texts
-            .iter()
-            .map(|t| t.len() as u64)
-            .sum::<u64>()
-            .div_ceil(4) as i64;
+        let reserved = crate::budget::estimate_texts(&texts) as i64;
         let counters = crate::budget::reserve(ctx, reserved).await?;
         let answer = self.llm.embed(model, &texts).await;
         let used = answer
@@ -95,15 +91,11 @@ impl Skill for LlmEmbed {
             .unwrap_or(0);
         crate::budget::settle(ctx, &counters, reserved, used).await?;
         let answer = answer.map_err(crate::chat_skill::skill_error)?;
-        let mut usage = json!(answer.usage);
-        if let Some(cost) = self.llm.cost(&answer.model, &answer.usage) {
-            usage["cost"] = json!(cost);
-        }
         Ok(json!({
             "embeddings": answer.vectors,
             "model": answer.model,
             "dimensions": answer.vectors.first().map(Vec::len).unwrap_or(0),
-            "usage": usage,
+            "usage": self.llm.priced_usage(&answer.model, &answer.usage),
         }))
     }
 }

@@ -235,6 +235,15 @@ impl Llm {
         Some((usage.input_tokens as f64 * p.input + usage.output_tokens as f64 * p.output) / 1e6)
     }
 
+    /// `usage` as JSON, with its `cost` when `llm.prices` prices `model`.
+    pub fn priced_usage(&self, model: &str, usage: &crate::Usage) -> serde_json::Value {
+        let mut v = serde_json::json!(usage);
+        if let Some(cost) = self.cost(model, usage) {
+            v["cost"] = serde_json::json!(cost);
+        }
+        v
+    }
+
     /// `llm.default`.
     pub fn default_model(&self) -> Option<&str> {
         self.default.as_deref()
@@ -445,11 +454,7 @@ impl Llm {
             .acquire()
             .await
             .map_err(|_| LlmError::Transport("provider closed".into()))?;
-        let estimate = inputs
-            .iter()
-            .map(|t| t.len() as u64)
-            .sum::<u64>()
-            .div_ceil(4) as f64;
+        let estimate = crate::budget::estimate_texts(inputs) as f64;
         entry.admit(estimate).await?;
         let sent = Instant::now();
         let r = match tokio::time::timeout(entry.timeout, entry.provider.embed(bare, inputs)).await

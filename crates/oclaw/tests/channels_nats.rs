@@ -234,6 +234,25 @@ async fn bad_nats_triggers_and_missing_connections_stop_the_node_at_start() {
     );
 }
 
+/// A nats-server with JetStream of the test's own, on `port`, keeping its data in `dir` (so
+/// a restart finds its streams).
+fn private_nats(port: u16, dir: &std::path::Path) -> common::PrivateServer {
+    let dir = dir.display().to_string();
+    common::PrivateServer::start(
+        "nats-server",
+        &[
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-sd",
+            &dir,
+        ],
+        port,
+    )
+}
+
 /// Publishes an order (retrying while the server is away) and waits for its reply.
 async fn order_round_trip(url: &str, prefix: &str, order: i64) {
     let deadline = Instant::now() + Duration::from_secs(40);
@@ -281,15 +300,7 @@ async fn the_node_reconnects_when_the_nats_server_restarts() {
     }
     let port = common::free_port();
     let store = tempfile::tempdir().unwrap();
-    let store_dir = store.path().display().to_string();
-    let port_arg = port.to_string();
-    let nats_server = || {
-        common::PrivateServer::start(
-            "nats-server",
-            &["-js", "-a", "127.0.0.1", "-p", &port_arg, "-sd", &store_dir],
-            port,
-        )
-    };
+    let nats_server = || private_nats(port, store.path());
     let mut nats = nats_server();
     let url = format!("nats://127.0.0.1:{port}");
     let u = unique();
@@ -320,15 +331,7 @@ async fn a_reply_waits_for_the_nats_server_to_come_back() {
     }
     let port = common::free_port();
     let store = tempfile::tempdir().unwrap();
-    let store_dir = store.path().display().to_string();
-    let port_arg = port.to_string();
-    let nats_server = || {
-        common::PrivateServer::start(
-            "nats-server",
-            &["-js", "-a", "127.0.0.1", "-p", &port_arg, "-sd", &store_dir],
-            port,
-        )
-    };
+    let nats_server = || private_nats(port, store.path());
     let nats = nats_server();
     let url = format!("nats://127.0.0.1:{port}");
     let u = unique();

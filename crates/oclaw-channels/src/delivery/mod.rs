@@ -44,6 +44,16 @@ pub struct DeliveryContext {
     nats: tokio::sync::OnceCell<async_nats::Client>,
 }
 
+/// A broker connection's settings, or why a reply for that broker cannot be sent here.
+fn configured<'a, T>(conn: Option<&'a T>, key: &str) -> Result<&'a T, SkillError> {
+    conn.ok_or_else(|| {
+        SkillError::permanent(
+            ErrorCode::ChannelSendFailed,
+            format!("a reply for {key}, which is not configured on this node"),
+        )
+    })
+}
+
 impl DeliveryContext {
     fn broker_config(&self) -> Result<&(oclaw_core::config::ChannelsConfig, String), SkillError> {
         self.channels.get().ok_or_else(|| {
@@ -53,12 +63,7 @@ impl DeliveryContext {
 
     async fn mqtt(&self) -> Result<&brokers::MqttPublisher, SkillError> {
         let (channels, node_id) = self.broker_config()?;
-        let conn = channels.mqtt.as_ref().ok_or_else(|| {
-            SkillError::permanent(
-                ErrorCode::ChannelSendFailed,
-                "an MQTT reply, but channels.mqtt is not configured on this node",
-            )
-        })?;
+        let conn = configured(channels.mqtt.as_ref(), "channels.mqtt")?;
         self.mqtt
             .get_or_try_init(|| async {
                 crate::mqtt::options(conn, node_id)
@@ -70,12 +75,7 @@ impl DeliveryContext {
 
     async fn nats(&self) -> Result<&async_nats::Client, SkillError> {
         let (channels, _) = self.broker_config()?;
-        let conn = channels.nats.as_ref().ok_or_else(|| {
-            SkillError::permanent(
-                ErrorCode::ChannelSendFailed,
-                "a NATS reply, but channels.nats is not configured on this node",
-            )
-        })?;
+        let conn = configured(channels.nats.as_ref(), "channels.nats")?;
         self.nats
             .get_or_try_init(|| async {
                 crate::nats::connect_options(conn, "oclaw-replies")

@@ -39,7 +39,7 @@ pub(super) async fn ingest(
             }
         }
         // The messages are acknowledged only once their tasks are durable.
-        drop(crate::broker::make_durable(CHANNEL, &router, tasks, &metrics).await);
+        crate::broker::make_durable(CHANNEL, &router, tasks, &metrics).await;
         for p in batch.drain(..) {
             if p.qos != QoS::AtMostOnce {
                 if let Err(e) = client.ack(&p).await {

@@ -42,7 +42,7 @@ pub(super) async fn ingest(
         })
         .collect();
     // The messages are acknowledged only once their tasks are durable.
-    drop(crate::broker::make_durable(CHANNEL, router, tasks, metrics).await);
+    crate::broker::make_durable(CHANNEL, router, tasks, metrics).await;
     for m in &batch {
         if let Err(e) = m.ack().await {
             tracing::warn!(
