@@ -160,6 +160,83 @@ impl BotCatalog {
         self.bots.is_empty()
     }
 
+    /// Checks the `bot.call` steps across the loaded bots: each names a loaded bot, and no bot
+    /// calls itself through a chain of calls (a parent would wait forever on its own descendant).
+    pub fn check_calls(&self) -> Result<(), ConfigError> {
+        let calls = |bot: &LoadedBot| -> Vec<(String, String)> {
+            // (step id, callee)
+            bot.steps
+                .iter()
+                .filter(|(_, k)| k.name() == "bot.call")
+                .filter_map(|(s, _)| {
+                    s.with["bot"]
+                        .as_str()
+                        .map(|callee| (s.id.clone(), callee.to_string()))
+                })
+                .collect()
+        };
+        for bot in self.bots.values() {
+            for (step, callee) in calls(bot) {
+                if !self.bots.contains_key(&callee) {
+                    let names: Vec<&str> = self.bots.keys().map(String::as_str).collect();
+                    return Err(ConfigError::new(
+                        ErrorCode::BotInvalid,
+                        format!(
+                            "bot `{}` step `{step}`: bot.call names `{callee}`, which is not loaded{}",
+                            bot.name(),
+                            oclaw_core::suggest::hint(&callee, &names)
+                        ),
+                    ));
+                }
+            }
+        }
+        // Depth-first search for a cycle, from every bot.
+        fn visit(
+            catalog: &BotCatalog,
+            name: &str,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(at) = path.iter().position(|p| p == name) {
+                let mut cycle = path[at..].to_vec();
+                cycle.push(name.to_string());
+                return Some(cycle);
+            }
+            if done.contains(name) {
+                return None;
+            }
+            path.push(name.to_string());
+            let bot = catalog.bots.get(name)?;
+            let callees: Vec<String> = bot
+                .steps
+                .iter()
+                .filter(|(_, k)| k.name() == "bot.call")
+                .filter_map(|(s, _)| s.with["bot"].as_str().map(str::to_string))
+                .collect();
+            for callee in callees {
+                if let Some(cycle) = visit(catalog, &callee, path, done) {
+                    return Some(cycle);
+                }
+            }
+            path.pop();
+            done.insert(name.to_string());
+            None
+        }
+        let mut done = BTreeSet::new();
+        for name in self.bots.keys() {
+            if let Some(cycle) = visit(self, name, &mut Vec::new(), &mut done) {
+                return Err(ConfigError::new(
+                    ErrorCode::BotInvalid,
+                    format!(
+                        "bot.call steps make a cycle: {} (a task would wait forever on its own descendant)",
+                        cycle.join(" → ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Every queue a loaded bot sends tasks to.
     pub fn queues(&self) -> BTreeSet<String> {
         self.bots
@@ -382,6 +459,22 @@ impl BotCatalog {
                 )
             })?;
             steps.push((step.clone(), skill));
+        }
+        if let Some((step, skill)) = steps
+            .iter()
+            .find(|(s, k)| k.parks() && s.for_each.is_some())
+        {
+            return Err(located(
+                ErrorCode::BotInvalid,
+                source,
+                text,
+                &step.id,
+                format!(
+                    "bot `{name}` step `{}`: a `{}` step parks the task and cannot fan out with for_each (fan out a bot.call's child bot instead)",
+                    step.id,
+                    skill.name()
+                ),
+            ));
         }
         // Jumps (`next`, a `switch` step's cases) go forward to a step of the bot, or end it.
         let ids: Vec<&str> = steps.iter().map(|(s, _)| s.id.as_str()).collect();

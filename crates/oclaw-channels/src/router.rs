@@ -228,6 +228,7 @@ mod tests {
                 outcome: Outcome::Succeeded(value.clone()),
                 kv: Vec::new(),
                 follow_ups: Vec::new(),
+                parent: None,
             })
             .collect();
         store.complete_batch(done).await.unwrap();

@@ -197,8 +197,21 @@ pub struct Step {
     /// Step id, unique within the bot; defaults to `step-<n>`.
     #[serde(default)]
     pub id: String,
-    /// Skill name, for example `http.request`.
+    /// Skill name, for example `http.request`. A step sets this or one of `approval`, `wait`
+    /// and `sleep`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub uses: String,
+    /// Waits for people to approve or reject (the skill `approval`: `{message, approvers?,
+    /// required?, timeout?, on_timeout?}`); the task waits without a worker meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Value>,
+    /// Waits for a named event with a correlation key (the skill `wait`: `{event, key,
+    /// timeout?, on_timeout?}`); the task waits without a worker meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<Value>,
+    /// Sleeps durably for a duration (`3d`), the task parked in the store (the skill `timer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep: Option<String>,
     /// Skill input; every string in it is a template.
     #[serde(default, rename = "with")]
     pub with: Value,
@@ -293,6 +306,35 @@ impl BotDoc {
             }
             if !seen.insert(step.id.clone()) {
                 return Err(format!("step id `{}` appears twice", step.id));
+            }
+            // `approval:`, `wait:` and `sleep:` are their skills with `with` written in place.
+            let keyed: Vec<(&str, Value)> = [
+                ("approval", step.approval.take()),
+                ("wait", step.wait.take()),
+                ("timer", step.sleep.take().map(|d| serde_json::json!({ "for": d }))),
+            ]
+            .into_iter()
+            .filter_map(|(skill, with)| with.map(|w| (skill, w)))
+            .collect();
+            match (keyed.len(), step.uses.is_empty()) {
+                (0, true) => {
+                    return Err(format!(
+                        "step `{}` sets none of uses, approval, wait and sleep",
+                        step.id
+                    ))
+                }
+                (0, false) => {}
+                (1, true) if step.with.is_null() => {
+                    let (skill, with) = keyed.into_iter().next().expect("one");
+                    step.uses = skill.to_string();
+                    step.with = with;
+                }
+                _ => {
+                    return Err(format!(
+                        "step `{}` sets more than one of uses, approval, wait and sleep (or `with` beside one of the last three)",
+                        step.id
+                    ))
+                }
             }
             if step.for_each.is_none()
                 && (step.concurrency.is_some() || step.on_item_error.is_some())

@@ -62,6 +62,9 @@ pub enum TaskStatus {
     Queued,
     /// Claimed by a worker under a lease.
     Running,
+    /// Parked on an event, an approval, a child task or a long timer: holds no lease and no
+    /// worker slot; the store queues it again when what it waits for happens.
+    Waiting,
     Succeeded,
     /// Failed with an error that retrying cannot fix; kept for inspection and redrive.
     Failed,
@@ -71,10 +74,11 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 7] = [
+    pub const ALL: [TaskStatus; 8] = [
         TaskStatus::Scheduled,
         TaskStatus::Queued,
         TaskStatus::Running,
+        TaskStatus::Waiting,
         TaskStatus::Succeeded,
         TaskStatus::Failed,
         TaskStatus::Dead,
@@ -86,6 +90,7 @@ impl TaskStatus {
             TaskStatus::Scheduled => "scheduled",
             TaskStatus::Queued => "queued",
             TaskStatus::Running => "running",
+            TaskStatus::Waiting => "waiting",
             TaskStatus::Succeeded => "succeeded",
             TaskStatus::Failed => "failed",
             TaskStatus::Dead => "dead",
@@ -170,6 +175,9 @@ pub struct Task {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub worker: Option<String>,
+    /// The task whose `bot.call` step made this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<TaskId>,
     #[serde(default)]
     pub checkpoints: Vec<Checkpoint>,
 }

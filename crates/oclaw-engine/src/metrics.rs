@@ -45,6 +45,16 @@ impl Exposition for WorkerInfo {
         );
         render_samples(
             out,
+            "oclaw_worker_parked_total",
+            "counter",
+            "Attempts that parked their task to wait (an event, an approval, a timer, a child task) without a worker slot.",
+            &[(
+                String::new(),
+                self.stats.parked.load(Ordering::Relaxed) as f64,
+            )],
+        );
+        render_samples(
+            out,
             "oclaw_worker_fenced_total",
             "counter",
             "Results refused because the lease was lost.",

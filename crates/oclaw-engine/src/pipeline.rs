@@ -76,6 +76,94 @@ impl Runtime {
     }
 }
 
+/// How a run ended when it did not fail.
+#[derive(Debug)]
+pub enum Finish {
+    /// The pipeline's output, with the key-value writes that go with the success.
+    Done(Value, Vec<oclaw_store::KvWrite>),
+    /// A step parks the task (`wait`, `approval`, `sleep`, `bot.call`); the store queues it
+    /// again with the wait's outcome as that step's output.
+    Park(Box<ParkRequest>),
+}
+
+/// The wait a step asks for, and the child task of a `bot.call`.
+#[derive(Debug)]
+pub struct ParkRequest {
+    pub wait: oclaw_store::waits::NewWait,
+    pub child: Option<oclaw_core::NewTask>,
+}
+
+/// The wait a parking skill's answer describes (see `oclaw_skills::waits`).
+fn park_request(
+    rt: &Runtime,
+    task: &ClaimedTask,
+    step: &oclaw_core::bot::Step,
+    index: usize,
+    asked: &Value,
+) -> Result<ParkRequest, RunFailure> {
+    use oclaw_store::waits::{NewWait, OnTimeout, WaitKind};
+    let kind = match asked["kind"].as_str() {
+        Some("event") => WaitKind::Event,
+        Some("approval") => WaitKind::Approval,
+        Some("sleep") => WaitKind::Sleep,
+        Some("child") => WaitKind::Child,
+        _ => {
+            return Err(in_step(
+                &step.id,
+                ErrorCode::SkillFailed,
+                format!("the step's skill asked for an unknown wait: {asked}"),
+                false,
+            ))
+        }
+    };
+    let deadline = asked["timeout_ms"].as_u64().map(|ms| {
+        chrono::Utc::now()
+            + chrono::Duration::milliseconds(ms.min(i64::MAX as u64 / 2) as i64)
+    });
+    let on_timeout = match asked["on_timeout"].get("error") {
+        Some(e) => OnTimeout::Fail(oclaw_core::TaskError {
+            code: e["code"].as_str().unwrap_or_default().to_string(),
+            message: e["message"].as_str().unwrap_or_default().to_string(),
+        }),
+        None => OnTimeout::Output(asked["on_timeout"]["output"].clone()),
+    };
+    let child = match asked.get("call") {
+        Some(call) => {
+            let name = call["bot"].as_str().unwrap_or_default();
+            let bot = rt.catalog.load().get(name).ok_or_else(|| {
+                in_step(
+                    &step.id,
+                    ErrorCode::BotMissing,
+                    format!("bot.call: bot `{name}` is not loaded on this node"),
+                    true,
+                )
+            })?;
+            let mut child = oclaw_core::NewTask::new(
+                name,
+                bot.doc.spec.queue.clone(),
+                call["input"].clone(),
+            );
+            child.max_attempts = bot.doc.spec.retry.max_attempts;
+            child.trace_id = task.trace_id.clone();
+            Some(child)
+        }
+        None => None,
+    };
+    Ok(ParkRequest {
+        wait: NewWait {
+            step: step.id.clone(),
+            index: index as u32,
+            kind,
+            name: asked["name"].as_str().map(str::to_string),
+            key: asked["key"].as_str().map(str::to_string),
+            deadline,
+            on_timeout,
+            detail: asked["detail"].clone(),
+        },
+        child,
+    })
+}
+
 /// Why an attempt failed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunFailure {
@@ -339,7 +427,7 @@ pub async fn run_pipeline(
     rt: &Runtime,
     bot: &LoadedBot,
     task: &ClaimedTask,
-) -> Result<(Value, Vec<oclaw_store::KvWrite>), RunFailure> {
+) -> Result<Finish, RunFailure> {
     let tracer = oclaw_telemetry::otlp::tracer();
     let mut span = tracer.start(
         &task.trace_id,
@@ -368,9 +456,9 @@ async fn run_steps(
     bot: &LoadedBot,
     task: &ClaimedTask,
     task_span: &str,
-) -> Result<(Value, Vec<oclaw_store::KvWrite>), RunFailure> {
+) -> Result<Finish, RunFailure> {
     if bot.steps.is_empty() {
-        return Ok((task.input.clone(), Vec::new()));
+        return Ok(Finish::Done(task.input.clone(), Vec::new()));
     }
     let saved: HashMap<&str, &Value> = task
         .checkpoints
@@ -471,6 +559,12 @@ async fn run_steps(
             );
         }
         let output = output?;
+        if skill.parks() {
+            // The step's output comes when the wait ends (the store writes it as the step's
+            // checkpoint and queues the task again).
+            let request = park_request(rt, task, step, index, &output)?;
+            return Ok(Finish::Park(Box::new(request)));
+        }
         if index < last && !skill.pure() {
             // The last step's output is saved with the completion; earlier ones are checkpoints
             // (except pure ones, which a retry simply runs again).
@@ -492,5 +586,5 @@ async fn run_steps(
     let writes = session
         .map(|s| vec![s.record(rt, &task.input, &data)])
         .unwrap_or_default();
-    Ok((data, writes))
+    Ok(Finish::Done(data, writes))
 }

@@ -16,7 +16,7 @@ use oclaw_store::{ClaimRequest, ClaimedTask, Completion, KvWrite, Outcome, Store
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::JoinSet;
 
-use crate::pipeline::{run_pipeline, Runtime};
+use crate::pipeline::{run_pipeline, Finish, Runtime};
 
 /// How a worker claims and runs tasks.
 #[derive(Debug, Clone)]
@@ -66,6 +66,8 @@ pub struct WorkerStats {
     pub failed: AtomicU64,
     pub fenced: AtomicU64,
     pub released: AtomicU64,
+    /// Attempts that parked their task (a wait, an approval, a timer, a child task).
+    pub parked: AtomicU64,
     /// Completion writes (each a batch), and claim round trips that returned tasks.
     pub completion_writes: AtomicU64,
     pub claim_round_trips: AtomicU64,
@@ -229,6 +231,7 @@ impl Worker {
                 done_tx.clone(),
                 opts.id.clone(),
                 self.stats.clone(),
+                held.clone(),
             ));
             while running.try_join_next().is_some() {}
         }
@@ -419,11 +422,22 @@ async fn run_one(
     done: mpsc::UnboundedSender<Completion>,
     worker: String,
     stats: Arc<WorkerStats>,
+    held: Held,
 ) {
     stats.in_flight.fetch_add(1, Ordering::Relaxed);
     let started = std::time::Instant::now();
     let wait = (Utc::now() - task.run_at).to_std().unwrap_or_default();
-    let (outcome, kv, follow_ups) = execute(&rt, &task).await;
+    let (outcome, kv, follow_ups) = match execute(&rt, &task, &worker).await {
+        Attempt::Complete(outcome, kv, follow_ups) => (outcome, kv, follow_ups),
+        Attempt::Parked => {
+            stats.parked.fetch_add(1, Ordering::Relaxed);
+            stats.in_flight.fetch_sub(1, Ordering::Release);
+            unhold(&held, &[task.id]);
+            drop(permits);
+            room.freed.notify_one();
+            return;
+        }
+    };
     // A moving mean (1/8 weight for the newest) of how long tasks take here.
     let took = (started.elapsed().as_micros() as u64).max(1);
     let mean = room.mean_micros.load(Ordering::Relaxed);
@@ -445,6 +459,7 @@ async fn run_one(
         outcome,
         kv,
         follow_ups,
+        parent: task.parent,
     });
     drop(permits);
     room.freed.notify_one();
@@ -457,12 +472,17 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// Runs one attempt and decides what the store should record, with the key-value writes and
-/// the follow-up tasks (a reply's delivery) that go with a success.
-pub(crate) async fn execute(
-    rt: &Runtime,
-    task: &ClaimedTask,
-) -> (Outcome, Vec<KvWrite>, Vec<NewTask>) {
+/// What one attempt ended in.
+pub(crate) enum Attempt {
+    /// What the store should record, with the key-value writes and the follow-up tasks (a
+    /// reply's delivery) that go with a success.
+    Complete(Outcome, Vec<KvWrite>, Vec<NewTask>),
+    /// The task waits in the store (or the park was fenced): nothing more to record.
+    Parked,
+}
+
+/// Runs one attempt and decides what the store should record.
+pub(crate) async fn execute(rt: &Runtime, task: &ClaimedTask, worker: &str) -> Attempt {
     let bot = rt
         .catalog
         .load()
@@ -478,15 +498,19 @@ pub(crate) async fn execute(
             error,
             retry_at: None,
         };
-        return (failed, Vec::new(), Vec::new());
+        return Attempt::Complete(failed, Vec::new(), Vec::new());
     };
     let timeout = bot.doc.spec.timeout.get();
     let attempt = AssertUnwindSafe(run_pipeline(rt, &bot, task)).catch_unwind();
     let (error, retryable) = match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(Ok((output, kv)))) => {
+        Ok(Ok(Ok(Finish::Done(output, kv)))) => {
             let follow_ups = reply_delivery(task, &output).into_iter().collect();
-            return (Outcome::Succeeded(output), kv, follow_ups);
+            return Attempt::Complete(Outcome::Succeeded(output), kv, follow_ups);
         }
+        Ok(Ok(Ok(Finish::Park(request)))) => match park(rt, task, worker, *request).await {
+            Ok(()) => return Attempt::Parked,
+            Err(e) => (e, true),
+        },
         Ok(Ok(Err(f))) => (TaskError::new(f.code, f.message), f.retryable),
         Ok(Err(panic)) => (
             TaskError::new(
@@ -515,7 +539,45 @@ pub(crate) async fn execute(
             .delay_after(task.attempt, fastrand::f64());
         Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1))
     });
-    (Outcome::Failed { error, retry_at }, Vec::new(), Vec::new())
+    Attempt::Complete(Outcome::Failed { error, retry_at }, Vec::new(), Vec::new())
+}
+
+/// Parks the task on the wait its step asked for (fenced on this attempt's lease).
+async fn park(
+    rt: &Runtime,
+    task: &ClaimedTask,
+    worker: &str,
+    request: crate::pipeline::ParkRequest,
+) -> Result<(), TaskError> {
+    let step = request.wait.step.clone();
+    let kind = request.wait.kind.as_str();
+    let parked = rt
+        .store
+        .park(oclaw_store::waits::Park {
+            id: task.id,
+            worker: worker.to_string(),
+            attempt: task.attempt,
+            wait: request.wait,
+            child: request.child,
+        })
+        .await
+        .map_err(|e| TaskError::new(e.code(), format!("step `{step}`: parking the task: {e}")))?;
+    let task_id = task.id.to_string();
+    match parked {
+        oclaw_store::waits::Parked::Waiting { wait, child } => tracing::info!(
+            component = "worker", task_id, bot = %task.bot, step, kind, wait,
+            child = child.map(|c| c.to_string()), "task waits"
+        ),
+        oclaw_store::waits::Parked::Resumed { wait } => tracing::info!(
+            component = "worker", task_id, bot = %task.bot, step, kind, wait,
+            "task resumed at once: the event it waits for came first"
+        ),
+        oclaw_store::waits::Parked::Fenced => tracing::warn!(
+            component = "worker", task_id, bot = %task.bot, step,
+            "the task could not wait: its lease was lost (expired or cancelled)"
+        ),
+    }
+    Ok(())
 }
 
 /// The delivery task of a channel task's reply (when its input says where the reply goes):

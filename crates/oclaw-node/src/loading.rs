@@ -87,6 +87,7 @@ pub fn build_catalog(
         catalog.load_dir(dir, skills, templates)?;
     }
     if configured {
+        catalog.check_calls()?;
         return Ok((catalog, CatalogSource::Configured));
     }
     let models = !config.llm.providers.is_empty() && config.llm.default.is_some();
@@ -100,6 +101,7 @@ pub fn build_catalog(
         let text = crate::examples::example_yaml(name, text);
         catalog.load_yaml(name, &text, skills, templates)?;
     }
+    catalog.check_calls()?;
     Ok((catalog, CatalogSource::Examples))
 }
 

@@ -527,6 +527,7 @@ mod tests {
                 outcome: oclaw_store::Outcome::Succeeded(json!(1)),
                 kv: Vec::new(),
                 follow_ups: Vec::new(),
+                parent: None,
             }])
             .await
             .unwrap();

@@ -11,6 +11,7 @@ mod registry;
 mod sleep;
 mod ssrf;
 pub mod switch;
+pub mod waits;
 mod template;
 mod transform;
 

@@ -100,6 +100,11 @@ pub trait Skill: Send + Sync {
     fn side_effects(&self) -> bool {
         false
     }
+    /// Whether the step parks its task (`wait`, `approval`, `timer`, `bot.call`): `run` checks
+    /// the rendered `with` and answers the wait it asks for, which the engine parks the task on.
+    fn parks(&self) -> bool {
+        false
+    }
     async fn run(&self, ctx: &SkillContext, call: SkillCall) -> Result<Value, SkillError>;
 }
 
@@ -127,6 +132,11 @@ impl SkillRegistry {
             Arc::new(crate::faq::FaqMatch::default()),
             Arc::new(crate::enqueue::TaskEnqueue),
             Arc::new(crate::switch::Switch),
+            Arc::new(crate::waits::Wait),
+            Arc::new(crate::waits::Approval),
+            Arc::new(crate::waits::Timer),
+            Arc::new(crate::waits::BotCall),
+            Arc::new(crate::waits::EventEmit::default()),
         ];
         for s in builtins {
             r.register(s);

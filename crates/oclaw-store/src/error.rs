@@ -13,8 +13,15 @@ pub enum StoreError {
     Locked(String),
     #[error("database is corrupt or not an OpenClaw database: {0}")]
     Corrupt(String),
-    #[error("database schema version {found} is newer than this binary supports ({supported}); upgrade oclaw")]
-    SchemaTooNew { found: i64, supported: i64 },
+    #[error("database schema version {found} is newer than this binary supports ({supported}) and needs at least schema {needs}{}; upgrade oclaw", written_by.as_deref().map(|w| format!(" (it was migrated by oclaw {w}: upgrade to that release or later)")).unwrap_or_default())]
+    SchemaTooNew {
+        found: i64,
+        supported: i64,
+        /// The oldest schema whose binaries can run on it (`min_compatible`).
+        needs: i64,
+        /// The release that applied its last migration.
+        written_by: Option<String>,
+    },
     #[error("disk full: {0}; free space, nothing was written")]
     DiskFull(String),
     #[error("queue `{queue}` is at capacity ({capacity} waiting tasks); retry later")]
@@ -29,6 +36,12 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Unsupported(String),
+    #[error("approval {0} not found")]
+    WaitNotFound(i64),
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error("approval {id} is {status} already")]
+    WaitNotPending { id: i64, status: &'static str },
     /// A unique key is taken (PostgreSQL SQLSTATE 23505): an idempotency key another node
     /// inserted first, for example.
     #[error("duplicate key: {0}")]
@@ -49,6 +62,9 @@ impl StoreError {
             StoreError::NotFound(_) => ErrorCode::TaskNotFound,
             StoreError::Conflict { .. } => ErrorCode::TaskStateConflict,
             StoreError::Unsupported(_) => ErrorCode::ConfigInvalidValue,
+            StoreError::WaitNotFound(_) => ErrorCode::ApprovalNotFound,
+            StoreError::NotAllowed(_) => ErrorCode::ApprovalNotAllowed,
+            StoreError::WaitNotPending { .. } => ErrorCode::ApprovalNotPending,
             StoreError::Duplicate(_) | StoreError::Internal(_) => ErrorCode::StoreInternal,
         }
     }

@@ -15,9 +15,10 @@ mod store;
 #[cfg(any(test, feature = "conformance"))]
 pub mod testing;
 mod types;
+pub mod waits;
 
 pub use error::{StoreError, StoreResult};
-pub use store::{Coordination, KvStore, Store, TaskQueue};
+pub use store::{Coordination, KvStore, Store, TaskQueue, Waits};
 pub use types::*;
 
 /// How to open a store; each backend reads its own part.

@@ -14,11 +14,12 @@ use crate::{ClaimedTask, QueueStats, StoreError, StoreResult};
 /// The columns [`task_from`] reads, in its order.
 pub(crate) const TASK_COLUMNS: &str = "id, bot, queue, status, priority, input, output, error_code, \
     error_message, attempts, max_attempts, idempotency_key, trace_id, created_at, run_at, started_at, \
-    finished_at, worker";
+    finished_at, worker, parent_id";
 
 /// The columns [`claimed_from`] reads, in its order (`RETURNING` lists of claims).
 pub(crate) const CLAIMED_COLUMNS: &str =
-    "id, bot, queue, priority, input, attempts, max_attempts, trace_id, created_at, run_at";
+    "id, bot, queue, priority, input, attempts, max_attempts, trace_id, created_at, run_at, parent_id, \
+     CASE WHEN EXISTS (SELECT 1 FROM task_checkpoints k WHERE k.task_id = id) THEN 1 ELSE 0 END";
 
 /// Column access by position, as both drivers' rows offer it. `int` is a 64-bit column,
 /// `small` a 32-bit one (PostgreSQL tells them apart; SQLite stores both alike).
@@ -62,13 +63,15 @@ pub(crate) fn task_from<C: Columns>(r: &C) -> Result<Task, C::Error> {
         started_at: r.opt_int(15)?.map(from_ms),
         finished_at: r.opt_int(16)?.map(from_ms),
         worker: r.opt_text(17)?,
+        parent: r.opt_int(18)?.map(TaskId),
         checkpoints: Vec::new(),
     })
 }
 
-/// A row of [`CLAIMED_COLUMNS`]: the attempt just leased.
-pub(crate) fn claimed_from<C: Columns>(r: &C) -> Result<ClaimedTask, C::Error> {
-    Ok(ClaimedTask {
+/// A row of [`CLAIMED_COLUMNS`]: the attempt just leased, and whether the task has checkpoints
+/// to load (a retry, a redrive, a task resumed after a wait).
+pub(crate) fn claimed_from<C: Columns>(r: &C) -> Result<(ClaimedTask, bool), C::Error> {
+    let task = ClaimedTask {
         id: TaskId(r.int(0)?),
         bot: r.text(1)?,
         queue: r.text(2)?,
@@ -79,8 +82,10 @@ pub(crate) fn claimed_from<C: Columns>(r: &C) -> Result<ClaimedTask, C::Error> {
         trace_id: r.text(7)?,
         created_at: from_ms(r.int(8)?),
         run_at: from_ms(r.int(9)?),
+        parent: r.opt_int(10)?.map(TaskId),
         checkpoints: Vec::new(),
-    })
+    };
+    Ok((task, r.small(11)? != 0))
 }
 
 /// The columns [`checkpoint_from`] reads, in its order.
@@ -134,6 +139,7 @@ impl Start {
             started_at: None,
             finished_at: None,
             worker: None,
+            parent: None,
             checkpoints: Vec::new(),
         }
     }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use oclaw_core::{NewTask, Task, TaskId};
 use serde_json::Value;
 
+use crate::waits::{Decision, EventReport, NewEvent, Park, Parked, WaitFilter, WaitRecord};
 use crate::{
     ClaimRequest, ClaimedTask, Completion, CompletionReport, Enqueued, ExpiredReport, NodeRecord,
     QueueStats, StoreResult, TaskFilter, Wakeups,
@@ -19,7 +20,7 @@ use crate::{
 /// Durable state of tasks, checkpoints, key-value entries, trigger marks and coordination.
 /// Every backend passes the suite in `conformance` (compiled for tests).
 #[async_trait]
-pub trait Store: TaskQueue + KvStore + Coordination + Send + Sync + 'static {
+pub trait Store: TaskQueue + KvStore + Coordination + Waits + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     fn wakeups(&self) -> &Wakeups;
@@ -83,11 +84,12 @@ pub trait TaskQueue: Send + Sync {
     /// Queues a dead, failed or cancelled task again with fresh attempts (checkpoints kept).
     async fn redrive(&self, id: TaskId) -> StoreResult<Task>;
 
-    /// Moves scheduled tasks whose `run_at` has come to queued.
+    /// Moves scheduled tasks whose `run_at` has come to queued, and ends the waits whose
+    /// deadline has come (each as its `on_timeout` says).
     async fn promote_due(&self, now: DateTime<Utc>) -> StoreResult<u64>;
     /// Requeues running tasks whose lease ended before `now` (dead when out of attempts).
     async fn requeue_expired(&self, now: DateTime<Utc>) -> StoreResult<ExpiredReport>;
-    /// The earliest `run_at` among scheduled tasks.
+    /// The earliest `run_at` among scheduled tasks, or deadline among pending waits.
     async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
     async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueStats>>;
 }
@@ -147,4 +149,27 @@ pub trait Coordination: Send + Sync {
     ) -> StoreResult<bool>;
     /// Ends `holder`'s term at once so a standby can take over without waiting for it to run out.
     async fn resign_leadership(&self, role: &str, holder: &str) -> StoreResult<()>;
+}
+
+/// Waiting tasks: parked on an event, an approval, a timer or a child task, holding no lease and
+/// no worker slot, and queued again (with the wait's outcome as the step's checkpoint) by what
+/// they wait for. Deadlines are kept by `promote_due`; a child's end wakes its parent in the
+/// transaction that ends the child; cancelling a task cancels its children.
+#[async_trait]
+pub trait Waits: Send + Sync {
+    /// Parks a running task (fenced like a completion). An event kept for the wait resumes the
+    /// task at once; a `bot.call`'s child is created in the same transaction.
+    async fn park(&self, park: Park) -> StoreResult<Parked>;
+    /// Wakes every task waiting for `name` with `key`; kept for `retention` when none waits.
+    async fn send_event(&self, event: NewEvent) -> StoreResult<EventReport>;
+    /// Records a decision on a pending approval; the approval is decided when enough allowed
+    /// approvers agree or one rejects. A decision by someone not named is recorded and
+    /// refused (`NotAllowed`).
+    async fn decide(&self, wait: i64, decision: Decision) -> StoreResult<WaitRecord>;
+    async fn get_wait(&self, id: i64) -> StoreResult<Option<WaitRecord>>;
+    /// Newest first.
+    async fn list_waits(&self, filter: WaitFilter) -> StoreResult<Vec<WaitRecord>>;
+    /// Queues a finished, failed, dead or cancelled task again with fresh attempts, dropping
+    /// the checkpoints of the step at `from_index` and every later one (earlier ones kept).
+    async fn retry_from(&self, id: TaskId, from_index: u32) -> StoreResult<Task>;
 }

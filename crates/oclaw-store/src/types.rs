@@ -42,6 +42,9 @@ pub struct ClaimedTask {
     pub trace_id: String,
     pub created_at: DateTime<Utc>,
     pub run_at: DateTime<Utc>,
+    /// The task whose `bot.call` made this one: its completion must name it (see
+    /// [`Completion::parent`]).
+    pub parent: Option<TaskId>,
     /// Steps completed by earlier attempts, so this attempt resumes after them.
     pub checkpoints: Vec<Checkpoint>,
 }
@@ -73,6 +76,9 @@ pub struct Completion {
     /// bypass queue capacity (a finished task's follow-up is never refused); idempotency keys
     /// are not looked at (the completion's fencing already makes them once-only).
     pub follow_ups: Vec<oclaw_core::NewTask>,
+    /// The task's parent ([`ClaimedTask::parent`]): a child's end wakes its parent in the same
+    /// transaction.
+    pub parent: Option<TaskId>,
 }
 
 /// A key-value write carried by a completion.
@@ -120,6 +126,8 @@ pub struct QueueStats {
     pub queued: u64,
     pub running: u64,
     pub scheduled: u64,
+    /// Parked on an event, an approval, a timer or a child task (no lease, no worker slot).
+    pub waiting: u64,
     pub dead: u64,
     pub oldest_queued_age_seconds: f64,
     pub capacity: Option<u64>,

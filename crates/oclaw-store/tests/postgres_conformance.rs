@@ -73,6 +73,7 @@ async fn wakeups_cross_between_processes() {
         outcome: oclaw_store::Outcome::Succeeded(serde_json::json!(1)),
         kv: Vec::new(),
         follow_ups: Vec::new(),
+        parent: None,
     }])
     .await
     .unwrap();

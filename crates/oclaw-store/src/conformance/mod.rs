@@ -49,6 +49,7 @@ pub(crate) fn success(worker: &str, id: TaskId, attempt: u32, v: serde_json::Val
         outcome: Outcome::Succeeded(v),
         kv: Vec::new(),
         follow_ups: Vec::new(),
+        parent: None,
     }
 }
 
@@ -66,6 +67,7 @@ pub(crate) fn failure(worker: &str, id: TaskId, attempt: u32, retry: bool) -> Co
         },
         kv: Vec::new(),
         follow_ups: Vec::new(),
+        parent: None,
     }
 }
 

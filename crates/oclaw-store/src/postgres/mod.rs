@@ -15,6 +15,7 @@ mod schema;
 mod store_impl;
 mod tls;
 mod transitions;
+mod waits;
 
 use std::str::FromStr;
 use std::sync::Arc;

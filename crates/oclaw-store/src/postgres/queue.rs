@@ -9,7 +9,7 @@ use oclaw_core::{ErrorCode, NewTask, Task, TaskId, TaskStatus};
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 
-use super::{pool_err, PgStore};
+use super::{pg_err, pool_err, PgStore};
 use crate::codec::{from_ms, ms, to_json};
 use crate::{
     ClaimRequest, ClaimedTask, Completion, CompletionReport, Enqueued, ExpiredReport, QueueStats,
@@ -204,15 +204,38 @@ impl TaskQueue for PgStore {
     }
 
     async fn cancel(&self, id: TaskId) -> StoreResult<Task> {
-        let finished = self.inner.channels.finished.clone();
-        self.change_status(
-            id,
-            "cancel",
-            |s| !s.is_terminal(),
+        let mut client = self.inner.pool.get().await.map_err(pool_err)?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let row = tx
+            .query_opt(
+                "SELECT status, parent_id FROM tasks WHERE id = $1 FOR UPDATE",
+                &[&id.0],
+            )
+            .await
+            .map_err(pg_err)?
+            .ok_or(StoreError::NotFound(id))?;
+        let status: TaskStatus = row.get::<_, &str>(0).parse().unwrap_or(TaskStatus::Failed);
+        if status.is_terminal() {
+            return Err(StoreError::Conflict { id, status, operation: "cancel" });
+        }
+        let now = ms(Utc::now());
+        tx.execute(
             "UPDATE tasks SET status = 'cancelled', finished_at = $2, lease_until = NULL WHERE id = $1",
-            &finished,
+            &[&id.0, &now],
         )
         .await
+        .map_err(pg_err)?;
+        // Its waits and children end with it; a cancelled child fails its parent's step.
+        let mut woken = super::waits::Woken { queued: false, finished: vec![id] };
+        super::waits::cancel_below(&tx, id, now, &mut woken).await?;
+        if row.get::<_, Option<i64>>(1).is_some() {
+            super::waits::child_ended(&tx, id, TaskStatus::Cancelled, None, now, &mut woken).await?;
+        }
+        woken.notify_in(&tx, &self.inner).await?;
+        let task = require_task(&tx, id).await?;
+        tx.commit().await.map_err(pg_err)?;
+        woken.wake_local(&self.inner);
+        Ok(task)
     }
 
     async fn redrive(&self, id: TaskId) -> StoreResult<Task> {
@@ -241,7 +264,9 @@ impl TaskQueue for PgStore {
         let rows = self
             .query(
                 "WITH p AS (UPDATE tasks SET status = 'queued' WHERE status = 'scheduled' AND run_at <= $1 RETURNING 1) \
-                 SELECT count(*), (SELECT pg_notify($2, '') FROM p HAVING count(*) > 0) FROM p",
+                 SELECT count(*), (SELECT pg_notify($2, '') FROM p HAVING count(*) > 0), \
+                   EXISTS (SELECT 1 FROM waits WHERE status = 'pending' AND deadline IS NOT NULL AND deadline <= $1) \
+                 FROM p",
                 &[&ms(now), &self.inner.channels.queued],
             )
             .await?;
@@ -249,34 +274,59 @@ impl TaskQueue for PgStore {
         if n > 0 {
             self.inner.wakeups.queued.notify_one();
         }
-        Ok(n as u64)
+        let mut expired = 0;
+        if rows.first().is_some_and(|r| r.get::<_, bool>(2)) {
+            let mut client = self.inner.pool.get().await.map_err(pool_err)?;
+            let tx = client.transaction().await.map_err(pg_err)?;
+            let mut woken = super::waits::Woken::default();
+            expired = super::waits::expire_waits(&tx, ms(now), &mut woken).await?;
+            woken.notify_in(&tx, &self.inner).await?;
+            tx.commit().await.map_err(pg_err)?;
+            woken.wake_local(&self.inner);
+        }
+        Ok(n as u64 + expired)
     }
 
     async fn requeue_expired(&self, now: DateTime<Utc>) -> StoreResult<ExpiredReport> {
         let code = ErrorCode::LeaseExpired.code();
-        let rows = self
+        let mut client = self.inner.pool.get().await.map_err(pool_err)?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let rows = tx
             .query(
                 "WITH e AS (UPDATE tasks SET \
                    status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
                    error_code = $2, error_message = 'lease of worker ' || coalesce(worker, '?') || \
                      ' expired before the task finished (worker died or stalled)', \
                    finished_at = CASE WHEN attempts >= max_attempts THEN $1::bigint END, lease_until = NULL \
-                 WHERE status = 'running' AND lease_until < $1 RETURNING id, status) \
-                 SELECT id, status, \
+                 WHERE status = 'running' AND lease_until < $1 RETURNING id, status, parent_id) \
+                 SELECT id, status, parent_id, \
                    (SELECT pg_notify($3, '') FROM e WHERE status = 'queued' HAVING count(*) > 0), \
                    (SELECT pg_notify($4, string_agg(id::text, ',')) FROM e WHERE status = 'dead' HAVING count(*) > 0) \
                  FROM e",
                 &[&ms(now), &code, &self.inner.channels.queued, &self.inner.channels.finished],
             )
-            .await?;
+            .await
+            .map_err(pg_err)?;
         let mut report = ExpiredReport::default();
+        let mut orphans = Vec::new();
         for r in &rows {
             if r.get::<_, &str>(1) == "dead" {
                 report.dead += 1;
+                if r.get::<_, Option<i64>>(2).is_some() {
+                    orphans.push(TaskId(r.get(0)));
+                }
             } else {
                 report.requeued += 1;
             }
         }
+        // Dead children fail their parents' steps, in the same transaction.
+        let mut woken = super::waits::Woken::default();
+        for child in orphans {
+            super::waits::child_ended(&tx, child, TaskStatus::Dead, None, ms(now), &mut woken).await?;
+        }
+        woken.notify_in(&tx, &self.inner).await?;
+        tx.commit().await.map_err(pg_err)?;
+        woken.wake_local(&self.inner);
         if report.requeued > 0 {
             self.inner.wakeups.queued.notify_one();
         }
@@ -286,7 +336,8 @@ impl TaskQueue for PgStore {
     async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
         let rows = self
             .query(
-                "SELECT min(run_at) FROM tasks WHERE status = 'scheduled'",
+                "SELECT least((SELECT min(run_at) FROM tasks WHERE status = 'scheduled'), \
+                   (SELECT min(deadline) FROM waits WHERE status = 'pending' AND deadline IS NOT NULL))",
                 &[],
             )
             .await?;
@@ -302,6 +353,7 @@ impl TaskQueue for PgStore {
                 "SELECT 'queued', queue, count(*), min(run_at) FROM tasks WHERE status = 'queued' GROUP BY queue \
                  UNION ALL SELECT 'running', queue, count(*), NULL FROM tasks WHERE status = 'running' GROUP BY queue \
                  UNION ALL SELECT 'scheduled', queue, count(*), NULL FROM tasks WHERE status = 'scheduled' GROUP BY queue \
+                 UNION ALL SELECT 'waiting', queue, count(*), NULL FROM tasks WHERE status = 'waiting' GROUP BY queue \
                  UNION ALL SELECT 'dead', queue, count(*), NULL FROM tasks WHERE status IN ('dead', 'failed') GROUP BY queue",
                 &[],
             )
@@ -324,6 +376,7 @@ impl TaskQueue for PgStore {
                 }
                 "running" => e.running = count,
                 "scheduled" => e.scheduled = count,
+                "waiting" => e.waiting = count,
                 _ => e.dead = count,
             }
         }

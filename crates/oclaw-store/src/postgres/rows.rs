@@ -10,7 +10,7 @@ use crate::{ClaimedTask, StoreError, StoreResult};
 
 pub(super) use crate::rows::TASK_COLUMNS;
 
-struct PgRow<'a>(&'a Row);
+pub(super) struct PgRow<'a>(pub &'a Row);
 
 impl Columns for PgRow<'_> {
     type Error = tokio_postgres::Error;
@@ -37,7 +37,7 @@ pub(super) fn task_from_row(r: &Row) -> StoreResult<Task> {
 }
 
 /// A row of the claim's `RETURNING` list.
-pub(super) fn claimed_from_row(r: &Row) -> StoreResult<ClaimedTask> {
+pub(super) fn claimed_from_row(r: &Row) -> StoreResult<(ClaimedTask, bool)> {
     claimed_from(&PgRow(r)).map_err(pg_err)
 }
 

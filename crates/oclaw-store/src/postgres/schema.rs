@@ -7,10 +7,12 @@ use deadpool_postgres::Client;
 use super::pg_err;
 use crate::{StoreError, StoreResult};
 
-const MIGRATIONS: &[&str] = &[
+/// Each migration with its `min_compatible`: the oldest schema version whose binaries still run
+/// on the schema the migration leaves (docs/migrations.md has the rule).
+const MIGRATIONS: &[(&str, i64)] = &[
     // 1: tasks (partial indexes keep claims fast however much history piles up), checkpoints,
     // key-value, trigger marks, node registry, leadership terms.
-    "CREATE TABLE tasks (
+    ("CREATE TABLE tasks (
         id BIGSERIAL PRIMARY KEY,
         bot TEXT NOT NULL,
         queue TEXT NOT NULL,
@@ -65,11 +67,48 @@ const MIGRATIONS: &[&str] = &[
         role TEXT PRIMARY KEY,
         holder TEXT NOT NULL,
         until BIGINT NOT NULL
-    );",
+    );", 1),
     // 2: ordering keys (a conversation's tasks run one at a time, in order).
-    "ALTER TABLE tasks ADD COLUMN ordering_key TEXT;
+    ("ALTER TABLE tasks ADD COLUMN ordering_key TEXT;
     CREATE INDEX tasks_ordered ON tasks (ordering_key, id)
-        WHERE ordering_key IS NOT NULL AND status IN ('queued', 'scheduled', 'running');",
+        WHERE ordering_key IS NOT NULL AND status IN ('queued', 'scheduled', 'running');", 2),
+    // 3: waiting tasks (waits, kept events, a child's parent). Binaries of schema 2 read
+    // `waiting` as a state they do not know, so this one is not rollback-compatible (and those
+    // binaries refuse it anyway).
+    ("ALTER TABLE tasks ADD COLUMN parent_id BIGINT;
+    CREATE INDEX tasks_children ON tasks (parent_id) WHERE parent_id IS NOT NULL;
+    CREATE INDEX tasks_waiting ON tasks (queue) WHERE status = 'waiting';
+    CREATE TABLE waits (
+        id BIGSERIAL PRIMARY KEY,
+        task_id BIGINT NOT NULL,
+        step TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        name TEXT,
+        key TEXT,
+        deadline BIGINT,
+        on_timeout TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        decisions TEXT NOT NULL DEFAULT '[]',
+        output TEXT,
+        created_at BIGINT NOT NULL,
+        resolved_at BIGINT
+    );
+    CREATE INDEX waits_event ON waits (name, key) WHERE status = 'pending' AND kind = 'event';
+    CREATE INDEX waits_child ON waits (key) WHERE status = 'pending' AND kind = 'child';
+    CREATE INDEX waits_deadline ON waits (deadline) WHERE status = 'pending' AND deadline IS NOT NULL;
+    CREATE INDEX waits_task ON waits (task_id);
+    CREATE TABLE events (
+        id BIGSERIAL PRIMARY KEY,
+        name TEXT NOT NULL,
+        key TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX events_by_key ON events (name, key, id);
+    CREATE INDEX events_expiry ON events (expires_at);", 3),
 ];
 
 /// The schema version this binary writes.
@@ -101,9 +140,37 @@ pub(super) async fn migrate(client: &mut Client, schema: &str) -> StoreResult<us
         .map(|r| r.get(0))
         .unwrap_or(0);
     if version > SCHEMA_VERSION {
+        let mut meta = std::collections::HashMap::new();
+        for r in tx
+            .query(
+                "SELECT key, value FROM oclaw_meta WHERE key IN ('min_compatible', 'written_by')",
+                &[],
+            )
+            .await
+            .map_err(pg_err)?
+        {
+            meta.insert(r.get::<_, String>(0), r.get::<_, String>(1));
+        }
+        let needs = meta
+            .get("min_compatible")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(version);
+        if needs <= SCHEMA_VERSION {
+            tracing::warn!(
+                component = "store",
+                found = version,
+                supported = SCHEMA_VERSION,
+                schema,
+                "the database schema is newer than this binary's but compatible with it; running on it unchanged"
+            );
+            tx.commit().await.map_err(pg_err)?;
+            return Ok(0);
+        }
         return Err(StoreError::SchemaTooNew {
             found: version,
             supported: SCHEMA_VERSION,
+            needs,
+            written_by: meta.remove("written_by"),
         });
     }
     if version == 0 {
@@ -123,13 +190,18 @@ pub(super) async fn migrate(client: &mut Client, schema: &str) -> StoreResult<us
         }
     }
     let mut applied = 0;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (i, (sql, min_compatible)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         applied += 1;
         tx.batch_execute(sql).await.map_err(pg_err)?;
         tx.execute(
-            "INSERT INTO oclaw_meta (key, value) VALUES ('schema_version', $1) \
+            "INSERT INTO oclaw_meta (key, value) VALUES ('schema_version', $1), \
+             ('min_compatible', $2), ('written_by', $3) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            &[&(i + 1).to_string()],
+            &[
+                &(i + 1).to_string(),
+                &min_compatible.to_string(),
+                &env!("CARGO_PKG_VERSION"),
+            ],
         )
         .await
         .map_err(pg_err)?;

@@ -33,6 +33,7 @@ impl Store for PgStore {
                    WHERE status IN ('succeeded', 'failed', 'dead', 'cancelled') AND finished_at < $1 \
                    ORDER BY id LIMIT $2), \
                  c AS (DELETE FROM task_checkpoints WHERE task_id IN (SELECT id FROM doomed)), \
+                 w AS (DELETE FROM waits WHERE task_id IN (SELECT id FROM doomed)), \
                  t AS (DELETE FROM tasks WHERE id IN (SELECT id FROM doomed) RETURNING 1) \
                  SELECT count(*) FROM t",
                 &[&ms(finished_before), &(limit as i64)],
@@ -43,6 +44,8 @@ impl Store for PgStore {
             &[&ms(now)],
         )
         .await?;
+        self.exec("DELETE FROM events WHERE expires_at <= $1", &[&ms(now)])
+            .await?;
         Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0) as u64)
     }
 }

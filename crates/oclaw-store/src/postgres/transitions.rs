@@ -26,7 +26,8 @@ use crate::{
 
 /// [`crate::rows::CLAIMED_COLUMNS`] of the updated table in a claim that joins its candidates.
 const CLAIMED_COLUMNS: &str = "t.id, t.bot, t.queue, t.priority, t.input, t.attempts, \
-    t.max_attempts, t.trace_id, t.created_at, t.run_at";
+    t.max_attempts, t.trace_id, t.created_at, t.run_at, t.parent_id, \
+    CASE WHEN EXISTS (SELECT 1 FROM task_checkpoints k WHERE k.task_id = t.id) THEN 1 ELSE 0 END";
 
 /// NOTIFY payloads are limited to 8000 bytes; completions are written in chunks whose id lists fit.
 pub(super) const NOTIFY_CHUNK: usize = 400;
@@ -289,12 +290,13 @@ impl PgStore {
             }
         }
         .map_err(pg_err)?;
-        let mut out = rows
-            .iter()
-            .map(claimed_from_row)
-            .collect::<StoreResult<Vec<ClaimedTask>>>()?;
-        for task in out.iter_mut().filter(|t| t.attempt > 1) {
-            task.checkpoints = load_checkpoints(c, task.id).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let (mut task, resumes) = claimed_from_row(row)?;
+            if resumes {
+                task.checkpoints = load_checkpoints(c, task.id).await?;
+            }
+            out.push(task);
         }
         Ok(out)
     }
@@ -350,14 +352,31 @@ impl PgStore {
             &self.inner.channels.scheduled,
             &self.inner.channels.queued,
         ];
+        let mut woken = super::waits::Woken::default();
         let rows = if completions
             .iter()
-            .any(|c| !c.kv.is_empty() || !c.follow_ups.is_empty())
+            .any(|c| !c.kv.is_empty() || !c.follow_ups.is_empty() || c.parent.is_some())
         {
-            // Key-value writes and follow-up tasks of successes commit with their completions.
+            // Key-value writes and follow-up tasks of successes commit with their completions,
+            // and so do the wake-ups of children's parents.
             let mut client = client;
             let tx = client.transaction().await.map_err(pg_err)?;
             let rows = complete_statement(&tx, &params).await?;
+            for r in &rows {
+                let id = TaskId(r.get(0));
+                let status: TaskStatus = r.get::<_, &str>(1).parse().unwrap_or(TaskStatus::Failed);
+                let Some(c) = completions.iter().find(|c| c.id == id && c.parent.is_some()) else {
+                    continue;
+                };
+                if status.is_terminal() {
+                    let output = match &c.outcome {
+                        Outcome::Succeeded(v) => Some(v),
+                        Outcome::Failed { .. } => None,
+                    };
+                    super::waits::child_ended(&tx, id, status, output, now, &mut woken).await?;
+                }
+            }
+            woken.notify_in(&tx, &self.inner).await?;
             let succeeded: std::collections::HashSet<i64> = rows
                 .iter()
                 .filter(|r| r.get::<_, &str>(1) == "succeeded")
@@ -406,6 +425,7 @@ impl PgStore {
         if unblocked {
             self.inner.wakeups.queued.notify_one();
         }
+        woken.wake_local(&self.inner);
         report.applied += applied.len();
         report.fenced.extend(
             completions

@@ -8,6 +8,7 @@ mod rows;
 mod schema;
 mod store_impl;
 mod transitions;
+mod waits;
 
 pub use connection::{SqliteOptions, SqliteStore};
 pub use schema::SCHEMA_VERSION;

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::connection::{map_err, Notice, SqliteStore, Tx};
 use super::rows::{
-    from_ms, load_checkpoints, load_task, ms, require_task, task_from_row, to_json, TASK_COLUMNS,
+    from_ms, load_task, ms, require_task, task_from_row, to_json, TASK_COLUMNS,
 };
 use crate::{
     ClaimRequest, ClaimedTask, Completion, CompletionReport, Enqueued, ExpiredReport, QueueStats,
@@ -107,9 +107,6 @@ impl TaskQueue for SqliteStore {
                     claim_from_queue(&tx, Some(q), &req, left, now, &mut out)?;
                 }
             }
-            for task in out.iter_mut().filter(|t| t.attempt > 1) {
-                task.checkpoints = load_checkpoints(&tx, task.id)?;
-            }
             tx.commit()?;
             out.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
             Ok(out)
@@ -154,8 +151,9 @@ impl TaskQueue for SqliteStore {
             let mut rescheduled = false;
             let mut unblocked = false;
             let mut follow = EnqueueState::new(inner, now);
+            let mut woken = super::waits::Woken::default();
             for c in &completions {
-                let applied = apply_completion(&tx, c, now)?;
+                let applied = apply_completion(&tx, c, now, &mut woken)?;
                 if matches!(applied, Some((TaskStatus::Succeeded, _))) {
                     for t in &c.follow_ups {
                         insert_task(&tx, &mut follow, t.clone())?;
@@ -177,6 +175,7 @@ impl TaskQueue for SqliteStore {
             }
             tx.commit()?;
             notify_enqueued(inner, follow.any_queued, follow.any_scheduled);
+            woken.notify(inner);
             if rescheduled {
                 inner.notify(Notice::Scheduled);
             }
@@ -257,15 +256,23 @@ impl TaskQueue for SqliteStore {
             if task.status.is_terminal() {
                 return Err(StoreError::Conflict { id, status: task.status, operation: "cancel" });
             }
+            let now = ms(Utc::now());
             set_status(
                 &tx,
                 id,
                 "UPDATE tasks SET status = 'cancelled', finished_at = ?2, lease_until = NULL WHERE id = ?1",
-                ms(Utc::now()),
+                now,
             )?;
+            // Its waits and children end with it; a cancelled child fails its parent's step.
+            let mut woken = super::waits::Woken::default();
+            super::waits::cancel_below(&tx, id, now, &mut woken)?;
+            if task.parent.is_some() {
+                super::waits::child_ended(&tx, id, TaskStatus::Cancelled, None, now, &mut woken)?;
+            }
             let task = require_task(&tx, id)?;
             tx.commit()?;
             inner.notify(Notice::Finished(vec![id]));
+            woken.notify(inner);
             Ok(task)
         })
         .await
@@ -296,12 +303,17 @@ impl TaskQueue for SqliteStore {
 
     async fn promote_due(&self, now: DateTime<Utc>) -> StoreResult<u64> {
         self.write(move |conn, inner| {
-            let n = conn
+            let tx = Tx::begin(conn)?;
+            let n = tx
                 .prepare_cached("UPDATE tasks SET status = 'queued' WHERE status = 'scheduled' AND run_at <= ?1")
                 .and_then(|mut s| s.execute([ms(now)]))
                 .map_err(map_err)? as u64;
+            let mut woken = super::waits::Woken::default();
+            let expired = super::waits::expire_waits(&tx, ms(now), &mut woken)?;
+            tx.commit()?;
             notify_enqueued(inner, n > 0, false);
-            Ok(n)
+            woken.notify(inner);
+            Ok(n + expired)
         })
         .await
     }
@@ -312,6 +324,7 @@ impl TaskQueue for SqliteStore {
             let tx = Tx::begin(conn)?;
             let mut report = ExpiredReport::default();
             let mut dead_ids = Vec::new();
+            let mut orphans = Vec::new();
             {
                 let mut stmt = tx
                     .prepare_cached(
@@ -320,27 +333,35 @@ impl TaskQueue for SqliteStore {
                            error_code = ?2, error_message = 'lease of worker ' || coalesce(worker, '?') || \
                              ' expired before the task finished (worker died or stalled)', \
                            finished_at = CASE WHEN attempts >= max_attempts THEN ?1 END, lease_until = NULL \
-                         WHERE status = 'running' AND lease_until < ?1 RETURNING id, status",
+                         WHERE status = 'running' AND lease_until < ?1 RETURNING id, status, parent_id",
                     )
                     .map_err(map_err)?;
                 let rows = stmt
                     .query_map(params![now_ms, ErrorCode::LeaseExpired.code()], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<i64>>(2)?))
                     })
                     .map_err(map_err)?;
                 for row in rows {
-                    let (id, status) = row.map_err(map_err)?;
+                    let (id, status, parent) = row.map_err(map_err)?;
                     if status == "dead" {
                         report.dead += 1;
                         dead_ids.push(TaskId(id));
+                        if parent.is_some() {
+                            orphans.push(TaskId(id));
+                        }
                     } else {
                         report.requeued += 1;
                     }
                 }
             }
+            let mut woken = super::waits::Woken::default();
+            for child in orphans {
+                super::waits::child_ended(&tx, child, TaskStatus::Dead, None, now_ms, &mut woken)?;
+            }
             tx.commit()?;
             notify_enqueued(inner, report.requeued > 0, false);
             inner.notify(Notice::Finished(dead_ids));
+            woken.notify(inner);
             Ok(report)
         })
         .await
@@ -350,7 +371,8 @@ impl TaskQueue for SqliteStore {
         self.read(|c, _| {
             let v: Option<i64> = c
                 .query_row(
-                    "SELECT min(run_at) FROM tasks WHERE status = 'scheduled'",
+                    "SELECT min(x) FROM (SELECT min(run_at) AS x FROM tasks WHERE status = 'scheduled' \
+                     UNION ALL SELECT min(deadline) FROM waits WHERE status = 'pending' AND deadline IS NOT NULL)",
                     [],
                     |r| r.get(0),
                 )
@@ -367,6 +389,7 @@ impl TaskQueue for SqliteStore {
                 ("queued", "SELECT queue, count(*), min(run_at) FROM tasks WHERE status = 'queued' GROUP BY queue"),
                 ("running", "SELECT queue, count(*), NULL FROM tasks WHERE status = 'running' GROUP BY queue"),
                 ("scheduled", "SELECT queue, count(*), NULL FROM tasks WHERE status = 'scheduled' GROUP BY queue"),
+                ("waiting", "SELECT queue, count(*), NULL FROM tasks WHERE status = 'waiting' GROUP BY queue"),
                 ("dead", "SELECT queue, count(*), NULL FROM tasks WHERE status IN ('dead', 'failed') GROUP BY queue"),
             ];
             for (kind, sql) in queries {
@@ -387,6 +410,7 @@ impl TaskQueue for SqliteStore {
                         }
                         "running" => e.running = count,
                         "scheduled" => e.scheduled = count,
+                        "waiting" => e.waiting = count,
                         _ => e.dead = count,
                     }
                 }

@@ -7,9 +7,11 @@ use crate::{StoreError, StoreResult};
 /// Marks the file as an OpenClaw database (`PRAGMA application_id`, "OCLW").
 pub const APPLICATION_ID: i64 = 0x4f43_4c57;
 
-const MIGRATIONS: &[&str] = &[
+/// Each migration with its `min_compatible`: the oldest schema version whose binaries still run
+/// on the schema the migration leaves (docs/migrations.md has the rule).
+const MIGRATIONS: &[(&str, i64)] = &[
     // 1: tasks, checkpoints, key-value, trigger marks.
-    "CREATE TABLE tasks (
+    ("CREATE TABLE tasks (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         bot TEXT NOT NULL,
         queue TEXT NOT NULL,
@@ -52,9 +54,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE trigger_marks (
         key TEXT PRIMARY KEY,
         fired_at INTEGER NOT NULL
-    ) WITHOUT ROWID;",
+    ) WITHOUT ROWID;", 1),
     // 2: node registry and leadership terms.
-    "CREATE TABLE nodes (
+    ("CREATE TABLE nodes (
         id TEXT PRIMARY KEY,
         info TEXT NOT NULL,
         started_at INTEGER NOT NULL,
@@ -64,11 +66,49 @@ const MIGRATIONS: &[&str] = &[
         role TEXT PRIMARY KEY,
         holder TEXT NOT NULL,
         until INTEGER NOT NULL
-    ) WITHOUT ROWID;",
+    ) WITHOUT ROWID;", 2),
     // 3: ordering keys (a conversation's tasks run one at a time, in order).
-    "ALTER TABLE tasks ADD COLUMN ordering_key TEXT;
+    ("ALTER TABLE tasks ADD COLUMN ordering_key TEXT;
     CREATE INDEX tasks_ordered ON tasks (ordering_key, id)
-        WHERE ordering_key IS NOT NULL AND status IN ('queued', 'scheduled', 'running');",
+        WHERE ordering_key IS NOT NULL AND status IN ('queued', 'scheduled', 'running');", 3),
+    // 4: waiting tasks (waits, kept events, a child's parent) and the store's own facts
+    // (min_compatible, written_by). Binaries of schema 3 read `waiting` as a state they do not
+    // know, so this one is not rollback-compatible (and those binaries refuse it anyway).
+    ("ALTER TABLE tasks ADD COLUMN parent_id INTEGER;
+    CREATE INDEX tasks_children ON tasks (parent_id) WHERE parent_id IS NOT NULL;
+    CREATE INDEX tasks_waiting ON tasks (queue) WHERE status = 'waiting';
+    CREATE TABLE waits (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id INTEGER NOT NULL,
+        step TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        name TEXT,
+        key TEXT,
+        deadline INTEGER,
+        on_timeout TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        decisions TEXT NOT NULL DEFAULT '[]',
+        output TEXT,
+        created_at INTEGER NOT NULL,
+        resolved_at INTEGER
+    );
+    CREATE INDEX waits_event ON waits (name, key) WHERE status = 'pending' AND kind = 'event';
+    CREATE INDEX waits_child ON waits (key) WHERE status = 'pending' AND kind = 'child';
+    CREATE INDEX waits_deadline ON waits (deadline) WHERE status = 'pending' AND deadline IS NOT NULL;
+    CREATE INDEX waits_task ON waits (task_id);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        key TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX events_by_key ON events (name, key, id);
+    CREATE INDEX events_expiry ON events (expires_at);
+    CREATE TABLE oclaw_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;", 4),
 ];
 
 /// The schema version this binary writes.
@@ -102,14 +142,40 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
         }
     }
     if version > SCHEMA_VERSION {
+        let meta = |key: &str| -> Option<String> {
+            conn.query_row("SELECT value FROM oclaw_meta WHERE key = ?1", [key], |r| r.get(0))
+                .ok()
+        };
+        let needs = meta("min_compatible")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(version);
+        if needs <= SCHEMA_VERSION {
+            tracing::warn!(
+                component = "store",
+                found = version,
+                supported = SCHEMA_VERSION,
+                "the database schema is newer than this binary's but compatible with it; running on it unchanged"
+            );
+            return Ok(());
+        }
         return Err(StoreError::SchemaTooNew {
             found: version,
             supported: SCHEMA_VERSION,
+            needs,
+            written_by: meta("written_by"),
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (i, (sql, min_compatible)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(super::connection::map_err)?;
         tx.execute_batch(sql).map_err(super::connection::map_err)?;
+        if i + 1 >= 4 {
+            tx.execute(
+                "INSERT INTO oclaw_meta (key, value) VALUES ('min_compatible', ?1), ('written_by', ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                rusqlite::params![min_compatible.to_string(), env!("CARGO_PKG_VERSION")],
+            )
+            .map_err(super::connection::map_err)?;
+        }
         tx.execute_batch(&format!(
             "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {};",
             i + 1

@@ -47,11 +47,17 @@ impl Store for SqliteStore {
                 tx.prepare_cached("DELETE FROM task_checkpoints WHERE task_id = ?1")
                     .and_then(|mut s| s.execute([id]))
                     .map_err(map_err)?;
+                tx.prepare_cached("DELETE FROM waits WHERE task_id = ?1")
+                    .and_then(|mut s| s.execute([id]))
+                    .map_err(map_err)?;
                 tx.prepare_cached("DELETE FROM tasks WHERE id = ?1")
                     .and_then(|mut s| s.execute([id]))
                     .map_err(map_err)?;
             }
             tx.prepare_cached("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1")
+                .and_then(|mut s| s.execute([ms(now)]))
+                .map_err(map_err)?;
+            tx.prepare_cached("DELETE FROM events WHERE expires_at <= ?1")
                 .and_then(|mut s| s.execute([ms(now)]))
                 .map_err(map_err)?;
             tx.commit()?;

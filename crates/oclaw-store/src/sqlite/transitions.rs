@@ -157,19 +157,44 @@ pub(super) fn claim_from_queue(
             claimed_from(&SqlRow(r))
         })
         .map_err(map_err)?;
+    let mut resumed = Vec::new();
     for row in rows {
-        out.push(row.map_err(map_err)?);
+        let (task, resumes) = row.map_err(map_err)?;
+        if resumes {
+            resumed.push(out.len());
+        }
+        out.push(task);
+    }
+    drop(stmt);
+    for i in resumed {
+        out[i].checkpoints = super::rows::load_checkpoints(tx, out[i].id)?;
     }
     Ok(())
 }
 
 /// Applies one completion; answers the new status and whether the task has an ordering key
-/// (its successor may run now), or `None` when the completion is fenced.
+/// (its successor may run now), or `None` when the completion is fenced. A child that ends
+/// wakes its parent (in `woken`).
 pub(super) fn apply_completion(
     tx: &Connection,
     c: &Completion,
     now: i64,
+    woken: &mut super::waits::Woken,
 ) -> StoreResult<Option<(TaskStatus, bool)>> {
+    let applied = apply_outcome(tx, c, now)?;
+    if let (Some(_), Some((status, _))) = (c.parent, applied) {
+        if status.is_terminal() {
+            let output = match &c.outcome {
+                Outcome::Succeeded(v) => Some(v),
+                Outcome::Failed { .. } => None,
+            };
+            super::waits::child_ended(tx, c.id, status, output, now, woken)?;
+        }
+    }
+    Ok(applied)
+}
+
+fn apply_outcome(tx: &Connection, c: &Completion, now: i64) -> StoreResult<Option<(TaskStatus, bool)>> {
     match &c.outcome {
         Outcome::Succeeded(output) => {
             let ordered: Option<bool> = tx
