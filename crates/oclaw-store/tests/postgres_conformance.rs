@@ -99,9 +99,30 @@ async fn newer_schema_is_refused() {
     .await
     .unwrap();
     tokio::spawn(conn);
+    // A later release's additive migration (min_compatible at or below ours): this binary runs
+    // on it unchanged.
     client
         .batch_execute(&format!(
-            "UPDATE \"{schema}\".oclaw_meta SET value = '99' WHERE key = 'schema_version'"
+            "UPDATE \"{schema}\".oclaw_meta SET value = '99' WHERE key = 'schema_version'; \
+             CREATE TABLE \"{schema}\".from_the_future (id BIGINT)"
+        ))
+        .await
+        .unwrap();
+    let s = PgStore::open(&url, PgOptions::default()).await.unwrap();
+    assert_eq!(s.migrations_applied(), 0);
+    let id = s
+        .enqueue(oclaw_core::NewTask::new("b", "q", serde_json::json!({})))
+        .await
+        .unwrap()
+        .task
+        .id;
+    assert!(s.get_task(id).await.unwrap().is_some());
+    drop(s);
+    // One this binary cannot read: refused, naming the release to upgrade to.
+    client
+        .batch_execute(&format!(
+            "UPDATE \"{schema}\".oclaw_meta SET value = '98' WHERE key = 'min_compatible'; \
+             UPDATE \"{schema}\".oclaw_meta SET value = '9.9.0' WHERE key = 'written_by'"
         ))
         .await
         .unwrap();
@@ -110,9 +131,10 @@ async fn newer_schema_is_refused() {
         .err()
         .unwrap();
     assert!(
-        matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
+        matches!(err, StoreError::SchemaTooNew { found: 99, needs: 98, .. }),
         "{err:?}"
     );
+    assert!(err.to_string().contains("oclaw 9.9.0"), "{err}");
     assert_eq!(err.code().code(), "OC-4003");
 }
 

@@ -56,17 +56,38 @@ async fn refuses_a_newer_schema() {
             .await
             .unwrap(),
     );
+    // A later release's additive migration (min_compatible at or below ours): this binary runs
+    // on it unchanged.
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("PRAGMA user_version = 999").unwrap();
+    conn.execute_batch("PRAGMA user_version = 999; CREATE TABLE from_the_future (id INTEGER)")
+        .unwrap();
+    drop(conn);
+    let s = SqliteStore::open(p, SqliteOptions::default()).await.unwrap();
+    let id = s
+        .enqueue(oclaw_core::NewTask::new("b", "q", serde_json::json!({})))
+        .await
+        .unwrap()
+        .task
+        .id;
+    assert!(s.get_task(id).await.unwrap().is_some());
+    drop(s);
+    // One this binary cannot read: refused, naming the release to upgrade to.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "UPDATE oclaw_meta SET value = '998' WHERE key = 'min_compatible'; \
+         UPDATE oclaw_meta SET value = '9.9.0' WHERE key = 'written_by'",
+    )
+    .unwrap();
     drop(conn);
     let err = SqliteStore::open(p, SqliteOptions::default())
         .await
         .err()
         .unwrap();
     assert!(
-        matches!(err, StoreError::SchemaTooNew { found: 999, .. }),
+        matches!(err, StoreError::SchemaTooNew { found: 999, needs: 998, .. }),
         "{err:?}"
     );
+    assert!(err.to_string().contains("oclaw 9.9.0"), "{err}");
     assert_eq!(err.code().code(), "OC-4003");
 }
 

@@ -11,11 +11,13 @@ mod coordination;
 mod kv;
 mod leases;
 mod queue;
+mod waits;
 
 pub use coordination::*;
 pub use kv::*;
 pub use leases::*;
 pub use queue::*;
+pub use waits::*;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,7 +97,13 @@ macro_rules! store_conformance_tests {
             wakeups_fire_on_enqueue, nodes_register_heartbeat_and_leave,
             leadership_is_exclusive_until_it_lapses, purge_removes_old_finished_tasks_only,
             ordering_key_runs_tasks_one_at_a_time_in_order, completion_kv_writes_commit_with_a_success_only,
-            completion_follow_ups_are_enqueued_with_a_success_only);
+            completion_follow_ups_are_enqueued_with_a_success_only,
+            a_parked_task_holds_no_lease_and_an_event_resumes_it_with_its_data,
+            an_event_that_comes_first_is_kept_for_the_wait, a_park_without_the_lease_is_fenced,
+            approvals_count_allowed_approvers_and_record_refusals, deadlines_end_waits_as_on_timeout_says,
+            a_child_wakes_its_parent_with_its_output_or_fails_it,
+            cancelling_a_parent_cancels_its_children_and_their_waits,
+            retry_from_a_step_keeps_only_earlier_checkpoints);
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
         $(
