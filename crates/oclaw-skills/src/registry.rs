@@ -189,6 +189,6 @@ mod tests {
         assert!(err.contains("did you mean `http.request`"), "{err}");
         assert!(err.contains("kv.get"));
         assert!(r.get("transform").is_ok());
-        assert_eq!(r.list().len(), 11);
+        assert_eq!(r.list().len(), 16);
     }
 }
