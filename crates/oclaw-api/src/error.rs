@@ -50,6 +50,9 @@ impl From<StoreError> for ApiError {
                 err.details = Box::new(json!({"task_id": id, "status": status}))
             }
             StoreError::NotFound(id) => err.details = Box::new(json!({"task_id": id})),
+            StoreError::WaitNotFound(id) | StoreError::WaitNotPending { id, .. } => {
+                err.details = Box::new(json!({"approval": id}))
+            }
             _ => {}
         }
         err

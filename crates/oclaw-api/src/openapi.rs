@@ -115,6 +115,10 @@ fn error_statuses(method: &str, path: &str, has_body: bool, has_path_param: bool
             out.extend([404, 409, 429])
         }
         ("post", "/v1/tasks/{id}/cancel" | "/v1/tasks/{id}/retry") => out.push(409),
+        ("post", "/v1/approvals/{id}/approve" | "/v1/approvals/{id}/reject") => {
+            out.extend([403, 409])
+        }
+        ("get", "/v1/approvals") => out.push(400),
         ("get", "/v1/tasks") => out.push(400),
         _ => {}
     }
@@ -126,7 +130,7 @@ fn error_statuses(method: &str, path: &str, has_body: bool, has_path_param: bool
 /// The schema of a parameter, from what the server accepts: a task id is `T` and digits, a
 /// limit 1..1000, a status one of the task statuses, a timeout a duration; an empty query
 /// value counts as absent.
-fn param_schema(name: &str, at: &str) -> Value {
+fn param_schema(name: &str, at: &str, path: &str) -> Value {
     let optional_empty = |s: Value| {
         if at == "query" {
             json!({"anyOf": [s, {"const": ""}]})
@@ -135,9 +139,15 @@ fn param_schema(name: &str, at: &str) -> Value {
         }
     };
     match name {
-        "id" => json!({"type": "string", "pattern": "^T[1-9][0-9]{0,17}$"}),
+        "id" if path.starts_with("/v1/approvals") => {
+            json!({"type": "string", "pattern": "^[1-9][0-9]{0,17}$"})
+        }
+        "id" | "task" => optional_empty(json!({"type": "string", "pattern": "^T[1-9][0-9]{0,17}$"})),
         "limit" => optional_empty(json!({"type": "string", "pattern": "^([1-9][0-9]{0,2}|1000)$"})),
         "cursor" => optional_empty(json!({"type": "string", "pattern": "^T[1-9][0-9]{0,17}$"})),
+        "status" if path == "/v1/approvals" => optional_empty(
+            json!({"type": "string", "enum": ["pending", "done", "timed_out", "cancelled", "all"]}),
+        ),
         "status" => {
             // Every value the status type's own schema allows (its `enum`s and `const`s).
             let schema = schemars::schema_for!(oclaw_core::TaskStatus).to_value();
@@ -179,7 +189,12 @@ pub fn document() -> Value {
         Route { method: "post", path: "/v1/tasks/batch", summary: "Submit up to 1,000 tasks, all or nothing", request: Some(schema_ref::<SubmitBatch>(&mut g)), ok_status: "202", response: schema_ref::<BatchAnswer>(&mut g), params: &[] },
         Route { method: "get", path: "/v1/tasks/{id}", summary: "One task with its checkpoints", request: None, ok_status: "200", response: task.clone(), params: id_param },
         Route { method: "post", path: "/v1/tasks/{id}/cancel", summary: "Cancel a task that has not finished (409 otherwise)", request: None, ok_status: "200", response: task.clone(), params: id_param },
-        Route { method: "post", path: "/v1/tasks/{id}/retry", summary: "Run a dead, failed or cancelled task again (409 otherwise)", request: None, ok_status: "200", response: task, params: id_param },
+        Route { method: "post", path: "/v1/tasks/{id}/retry", summary: "Run a dead, failed or cancelled task again (409 otherwise); with from_step, also a finished one, from that step on (earlier checkpoints kept)", request: None, ok_status: "200", response: task, params: &[("id", "path", "Task id (T123)"), ("from_step", "query", "Re-run from this step id")] },
+        Route { method: "post", path: "/v1/events", summary: "Send an event: wakes the tasks waiting for it (name and key), or keeps it for events.retention when none waits yet", request: Some(schema_ref::<crate::routes::waits::SendEvent>(&mut g)), ok_status: "202", response: schema_ref::<crate::routes::waits::EventAnswer>(&mut g), params: &[] },
+        Route { method: "get", path: "/v1/approvals", summary: "Approvals, newest first (status=pending for those waiting for a decision)", request: None, ok_status: "200", response: schema_ref::<crate::routes::waits::ApprovalList>(&mut g), params: &[("status", "query", "pending, done, timed_out, cancelled or all"), ("task", "query", "Only this task's (T123)"), ("limit", "query", "1..1000, default 100")] },
+        Route { method: "get", path: "/v1/approvals/{id}", summary: "One approval with its decisions", request: None, ok_status: "200", response: schema_ref::<oclaw_store::waits::WaitRecord>(&mut g), params: &[("id", "path", "Approval id")] },
+        Route { method: "post", path: "/v1/approvals/{id}/approve", summary: "Approve (recorded with by and comment; 403 when by is not among the approvers, 409 when decided or timed out)", request: Some(schema_ref::<crate::routes::waits::Decide>(&mut g)), ok_status: "200", response: schema_ref::<oclaw_store::waits::WaitRecord>(&mut g), params: &[("id", "path", "Approval id")] },
+        Route { method: "post", path: "/v1/approvals/{id}/reject", summary: "Reject (recorded with by and comment; 403 when by is not among the approvers, 409 when decided or timed out)", request: Some(schema_ref::<crate::routes::waits::Decide>(&mut g)), ok_status: "200", response: schema_ref::<oclaw_store::waits::WaitRecord>(&mut g), params: &[("id", "path", "Approval id")] },
         Route { method: "get", path: "/v1/bots", summary: "The loaded bots", request: None, ok_status: "200", response: schema_ref::<crate::routes::bots::BotList>(&mut g), params: &[] },
         Route { method: "get", path: "/v1/bots/{name}", summary: "One bot with its spec", request: None, ok_status: "200", response: schema_ref::<crate::routes::bots::BotDetail>(&mut g), params: name_param },
         Route { method: "post", path: "/v1/bots/{name}/invoke", summary: "Run a bot and wait for the result (200), or answer 202 when it still runs at the timeout", request: Some(schema_ref::<InvokeBody>(&mut g)), ok_status: "200", response: schema_ref::<InvokeAnswer>(&mut g), params: &[("name", "path", "Bot name"), ("timeout", "query", "How long to wait, e.g. 5s; default api.timeout")] },
@@ -244,7 +259,7 @@ pub fn document() -> Value {
             op["parameters"] = Value::Array(
                 r.params
                     .iter()
-                    .map(|(name, at, desc)| json!({"name": name, "in": at, "required": *at == "path", "description": desc, "schema": param_schema(name, at)}))
+                    .map(|(name, at, desc)| json!({"name": name, "in": at, "required": *at == "path", "description": desc, "schema": param_schema(name, at, r.path)}))
                     .collect(),
             );
         }

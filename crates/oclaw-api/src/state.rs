@@ -32,6 +32,8 @@ pub struct ApiState {
     /// Hands finished channel tasks to the sessions waiting for their replies.
     pub replies: Arc<oclaw_channels::ReplyRouter>,
     pub websocket: oclaw_core::config::WebsocketConfig,
+    /// How long an event nobody waits for is kept (`events.retention`).
+    pub event_retention: Duration,
 }
 
 pub use oclaw_engine::WorkerInfo;

@@ -89,6 +89,7 @@ async fn no_input_panics_or_answers_5xx() {
         scheduler: None,
         served_queues: None,
         node: serde_json::json!({}),
+        event_retention: std::time::Duration::from_secs(60),
     };
     let app = router(state);
     let mut rng = fastrand::Rng::with_seed(0x0c1a);
@@ -98,6 +99,9 @@ async fn no_input_panics_or_answers_5xx() {
         "/v1/bots/hello/invoke?timeout=10ms",
         "/v1/tasks?limit=5&cursor=T1",
         "/v1/tasks/T1/cancel",
+        "/v1/events",
+        "/v1/approvals/1/approve",
+        "/v1/approvals/1/reject",
     ];
     for i in 0..3000 {
         let seed = SEEDS[i % SEEDS.len()];

@@ -57,6 +57,24 @@ pub struct NodeConfig {
     pub mcp: McpConfig,
     /// Model providers for the `llm.chat` skill.
     pub llm: LlmConfig,
+    /// Events that wake waiting tasks (`POST /v1/events`, the `event.emit` skill).
+    pub events: EventsConfig,
+}
+
+/// `events:` — events that wake tasks waiting in a `wait` step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// How long an event nobody waits for yet is kept for a `wait` that comes later.
+    pub retention: Dur,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            retention: Dur::secs(7 * 24 * 3600),
+        }
+    }
 }
 
 /// `llm:` — the model providers, the model a step gets when it names none, and the chain tried
@@ -650,6 +668,7 @@ impl NodeConfig {
             plugins: PluginsConfig::default(),
             mcp: McpConfig::default(),
             llm: LlmConfig::default(),
+            events: EventsConfig::default(),
         };
         if profile == Profile::Production {
             c.worker.concurrency = 50;

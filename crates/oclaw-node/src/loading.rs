@@ -121,6 +121,9 @@ pub struct NodeSkills {
 pub async fn build_skills(config: &NodeConfig) -> Result<NodeSkills, NodeError> {
     let fail = |code: ErrorCode, message: String| NodeError::Startup { code, message };
     let mut registry = SkillRegistry::builtin();
+    registry.register(std::sync::Arc::new(oclaw_skills::waits::EventEmit {
+        retention: config.events.retention.get(),
+    }));
     let llm = oclaw_llm::Llm::from_config(&config.llm, &|name| std::env::var(name).ok())
         .map_err(|m| fail(ErrorCode::ConfigInvalidValue, m))?;
     let llm = Arc::new(llm);

@@ -245,6 +245,7 @@ pub async fn serve(
         node: node_info(),
         replies: oclaw_channels::ReplyRouter::start(store.clone()),
         websocket: config.channels.websocket.clone(),
+        event_retention: config.events.retention.get(),
     };
     // Broker channels run with the API (channel ingress).
     if components.api {

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 /// What a waiting task waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WaitKind {
     /// A named event with a correlation key (`POST /v1/events`, the `event.emit` skill).
@@ -43,7 +43,7 @@ impl WaitKind {
 }
 
 /// Where a wait stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WaitStatus {
     Pending,
@@ -172,7 +172,7 @@ pub struct Decision {
 }
 
 /// A wait as stored, with its decisions (approvals) and outcome.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct WaitRecord {
     pub id: i64,
     pub task_id: TaskId,

@@ -8,6 +8,7 @@ mod hooks;
 mod metrics;
 mod queues;
 pub(crate) mod tasks;
+pub(crate) mod waits;
 mod ws;
 
 use axum::extract::DefaultBodyLimit;
@@ -27,6 +28,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/tasks/{id}", get(tasks::get_one))
         .route("/v1/tasks/{id}/cancel", post(tasks::cancel))
         .route("/v1/tasks/{id}/retry", post(tasks::retry))
+        .route("/v1/events", post(waits::send_event))
+        .route("/v1/approvals", get(waits::list_approvals))
+        .route("/v1/approvals/{id}", get(waits::get_approval))
+        .route("/v1/approvals/{id}/approve", post(waits::approve))
+        .route("/v1/approvals/{id}/reject", post(waits::reject))
         .route("/v1/bots", get(bots::list))
         .route("/v1/bots/{name}", get(bots::get_one))
         .route("/v1/queues", get(queues::list))

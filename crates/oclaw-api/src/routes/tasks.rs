@@ -270,17 +270,28 @@ fn parse_id(raw: &str) -> Result<TaskId, ApiError> {
     })
 }
 
+/// A task with what it waits for (and waited for): its waits, newest first.
 pub async fn get_one(
     State(state): State<ApiState>,
     Path(raw): Path<String>,
-) -> Result<Json<Task>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&raw)?;
-    state
+    let task = state
         .store
         .get_task(id)
         .await?
-        .map(Json)
-        .ok_or_else(|| oclaw_store::StoreError::NotFound(id).into())
+        .ok_or(oclaw_store::StoreError::NotFound(id))?;
+    let waits = state
+        .store
+        .list_waits(oclaw_store::waits::WaitFilter {
+            task: Some(id),
+            limit: 100,
+            ..Default::default()
+        })
+        .await?;
+    let mut out = serde_json::to_value(&task).unwrap_or_default();
+    out["waits"] = serde_json::to_value(&waits).unwrap_or_default();
+    Ok(Json(out))
 }
 
 pub async fn cancel(
@@ -290,11 +301,50 @@ pub async fn cancel(
     Ok(Json(state.store.cancel(parse_id(&raw)?).await?))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryQuery {
+    /// Re-run from this step: its checkpoint and every later one are dropped.
+    from_step: Option<String>,
+}
+
+/// Queues a failed, dead or cancelled task again; with `?from_step=ID`, also a finished one,
+/// from that step on (the checkpoints of earlier steps kept).
 pub async fn retry(
     State(state): State<ApiState>,
     Path(raw): Path<String>,
+    query: Result<Query<RetryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Task>, ApiError> {
-    Ok(Json(state.store.redrive(parse_id(&raw)?).await?))
+    let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()))?;
+    let id = parse_id(&raw)?;
+    let Some(step) = given(&q.from_step) else {
+        return Ok(Json(state.store.redrive(id).await?));
+    };
+    let task = state
+        .store
+        .get_task(id)
+        .await?
+        .ok_or(oclaw_store::StoreError::NotFound(id))?;
+    let bot = state.catalog.load().get(&task.bot).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnknownBot,
+            format!("bot `{}` of task {id} is not loaded, so its steps are unknown", task.bot),
+        )
+    })?;
+    let ids: Vec<&str> = bot.steps.iter().map(|(s, _)| s.id.as_str()).collect();
+    let index = ids.iter().position(|s| *s == step).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnknownStep,
+            format!(
+                "bot `{}` has no step `{step}`{}; its steps: {}",
+                task.bot,
+                oclaw_core::suggest::hint(step, &ids),
+                ids.join(", ")
+            ),
+        )
+        .details(json!({"field": "from_step"}))
+    })?;
+    Ok(Json(state.store.retry_from(id, index as u32).await?))
 }
 
 /// Query parameters; an empty value (`?limit=&cursor=`) is the same as leaving it out.

@@ -1,0 +1,228 @@
+//! Events and approvals: `POST /v1/events` wakes the tasks waiting for an event (or keeps it
+//! for `events.retention`); `GET /v1/approvals` lists approvals, and `POST
+//! /v1/approvals/{id}/approve|reject` decides one, every decision recorded with who and when.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use oclaw_core::ErrorCode;
+use oclaw_store::waits::{Decision, NewEvent, WaitFilter, WaitKind, WaitRecord, WaitStatus};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::tasks::given;
+use crate::body::decode;
+use crate::trace::trace_id_from;
+use crate::{ApiError, ApiState};
+
+/// `POST /v1/events`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendEvent {
+    /// The event's name, for example `parcel.delivered`.
+    name: String,
+    /// The correlation key a `wait` step names (an order number, say): text or a number.
+    #[schemars(with = "EventKey")]
+    key: Value,
+    #[serde(default)]
+    data: Value,
+}
+
+/// A correlation key as the schema shows it.
+#[allow(dead_code)]
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+enum EventKey {
+    Text(String),
+    Number(f64),
+}
+
+/// What an event did.
+#[allow(dead_code)]
+#[derive(schemars::JsonSchema)]
+pub struct EventAnswer {
+    /// The tasks it woke.
+    woke: Vec<oclaw_core::TaskId>,
+    /// Kept for a wait to come (nobody waited), for `events.retention`.
+    kept: bool,
+}
+
+/// `GET /v1/approvals`.
+#[allow(dead_code)]
+#[derive(schemars::JsonSchema)]
+pub struct ApprovalList {
+    items: Vec<WaitRecord>,
+}
+
+fn invalid(message: impl Into<String>, field: &str) -> ApiError {
+    ApiError::new(ErrorCode::InvalidField, message).details(json!({"field": field}))
+}
+
+/// A correlation key: text, or a number written as text.
+fn key_text(key: &Value) -> Result<String, ApiError> {
+    match key {
+        Value::String(s) if !s.is_empty() => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        _ => Err(invalid("`key` is a non-empty text or a number", "key")),
+    }
+}
+
+pub async fn send_event(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let trace_id = trace_id_from(&headers);
+    let req: SendEvent = decode(body, &trace_id)?;
+    if req.name.is_empty() || req.name.len() > 200 {
+        return Err(invalid("`name` is 1 to 200 characters", "name").trace(&trace_id));
+    }
+    let key = key_text(&req.key).map_err(|e| e.trace(&trace_id))?;
+    let report = state
+        .store
+        .send_event(NewEvent {
+            name: req.name,
+            key,
+            data: req.data,
+            retention: state.event_retention,
+        })
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"woke": report.woke, "kept": report.kept.is_some()})),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalQuery {
+    status: Option<String>,
+    task: Option<String>,
+    limit: Option<String>,
+}
+
+pub async fn list_approvals(
+    State(state): State<ApiState>,
+    query: Result<Query<ApprovalQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()))?;
+    let status = match given(&q.status) {
+        None | Some("all") => None,
+        Some(s) => Some(WaitStatus::parse(s).ok_or_else(|| {
+            invalid(
+                format!("unknown approval status `{s}`; one of: pending, done, timed_out, cancelled, all"),
+                "status",
+            )
+        })?),
+    };
+    let task = match given(&q.task) {
+        None => None,
+        Some(t) => Some(t.parse().map_err(|e: String| invalid(e, "task"))?),
+    };
+    let limit = match given(&q.limit) {
+        None => 100,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| invalid("`limit` is 1 to 1000", "limit"))?,
+    };
+    let items = state
+        .store
+        .list_waits(WaitFilter {
+            kind: Some(WaitKind::Approval),
+            status,
+            task,
+            limit,
+        })
+        .await?;
+    Ok(Json(json!({ "items": items })))
+}
+
+fn parse_wait_id(raw: &str) -> Result<i64, ApiError> {
+    raw.trim_start_matches('A')
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| invalid(format!("`{raw}` is not an approval id"), "id"))
+}
+
+pub async fn get_approval(
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+) -> Result<Json<WaitRecord>, ApiError> {
+    let id = parse_wait_id(&raw)?;
+    match state.store.get_wait(id).await? {
+        Some(w) if w.kind == WaitKind::Approval => Ok(Json(w)),
+        _ => Err(oclaw_store::StoreError::WaitNotFound(id).into()),
+    }
+}
+
+/// `POST /v1/approvals/{id}/approve|reject`.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Decide {
+    /// Who decides (checked against the approval's `approvers`).
+    by: Option<String>,
+    comment: Option<String>,
+}
+
+async fn decide(
+    state: ApiState,
+    headers: HeaderMap,
+    raw: String,
+    body: Result<Bytes, BytesRejection>,
+    approve: bool,
+) -> Result<Json<WaitRecord>, ApiError> {
+    let trace_id = trace_id_from(&headers);
+    let id = parse_wait_id(&raw)?;
+    let empty = body.as_ref().is_ok_and(|b| b.iter().all(u8::is_ascii_whitespace));
+    let req: Decide = if empty {
+        Decide::default()
+    } else {
+        decode(body, &trace_id)?
+    };
+    let by = req.by.filter(|b| !b.trim().is_empty()).ok_or_else(|| {
+        invalid(
+            "`by` (who decides) is required: every decision is recorded with who made it",
+            "by",
+        )
+        .trace(&trace_id)
+    })?;
+    if by.len() > 200 || req.comment.as_ref().is_some_and(|c| c.len() > 4000) {
+        return Err(invalid("`by` is at most 200 characters, `comment` at most 4000", "by"));
+    }
+    let record = state
+        .store
+        .decide(
+            id,
+            Decision {
+                by: by.trim().to_string(),
+                approve,
+                comment: req.comment,
+            },
+        )
+        .await?;
+    tracing::info!(component = "api", approval = id, task_id = %record.task_id, by = %by, approve, status = record.status.as_str(), "approval decision");
+    Ok(Json(record))
+}
+
+pub async fn approve(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<WaitRecord>, ApiError> {
+    decide(state, headers, raw, body, true).await
+}
+
+pub async fn reject(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<WaitRecord>, ApiError> {
+    decide(state, headers, raw, body, false).await
+}
