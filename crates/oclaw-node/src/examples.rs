@@ -22,6 +22,10 @@ pub const EXAMPLE_BOTS: &[(&str, &str)] = &[
         "examples/bots/faq-bot.yaml",
         include_str!("../../../examples/bots/faq-bot.yaml"),
     ),
+    (
+        "examples/bots/order-flow.yaml",
+        include_str!("../../../examples/bots/order-flow.yaml"),
+    ),
 ];
 
 /// The examples that call a model: loaded when `llm.providers` names one (and `llm.default`

@@ -96,12 +96,73 @@ pub enum TaskCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Run a dead, failed or cancelled task again.
+    /// Run a dead, failed or cancelled task again; with --from-step, also a finished one,
+    /// from that step on (the checkpoints of earlier steps kept).
     Retry {
         id: String,
+        /// Re-run from this step id (its checkpoint and later ones are dropped).
+        #[arg(long, value_name = "STEP")]
+        from_step: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventCommand {
+    /// Send the event NAME with --key: wakes the tasks waiting for it in a `wait` step, or is
+    /// kept for `events.retention` when none waits yet.
+    Send {
+        name: String,
+        /// The correlation key the `wait` step names (an order number, say).
+        #[arg(long)]
+        key: String,
+        /// The event's data as JSON (the waiting step's output).
+        #[arg(long, default_value = "{}")]
+        data: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalCommand {
+    /// Approvals, newest first (pending ones by default).
+    List {
+        /// pending, done, timed_out, cancelled or all.
+        #[arg(long, default_value = "pending")]
+        status: String,
+        /// Only this task's approvals.
+        #[arg(long)]
+        task: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Approve approval ID (recorded with who and when).
+    Approve {
+        id: String,
+        #[command(flatten)]
+        decision: DecisionArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Reject approval ID (recorded with who and when).
+    Reject {
+        id: String,
+        #[command(flatten)]
+        decision: DecisionArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DecisionArgs {
+    /// Who decides (must be among the approval's approvers when it names some).
+    #[arg(long = "as", env = "USER", value_name = "NAME")]
+    pub by: String,
+    #[arg(long)]
+    pub comment: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

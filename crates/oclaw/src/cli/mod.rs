@@ -92,6 +92,12 @@ pub enum Command {
     /// Show queue depths on a running node.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Send events to tasks waiting in `wait` steps.
+    #[command(subcommand)]
+    Event(EventCommand),
+    /// List, approve and reject the approvals tasks wait for.
+    #[command(subcommand)]
+    Approval(ApprovalCommand),
     /// Show the processes of the cluster (from the node registry of a running api-server).
     #[command(subcommand)]
     Node(NodeCommand),

@@ -208,6 +208,33 @@ pub fn print_task(client: &Client, t: &Value) {
             cell(&t["error"]["message"])
         );
     }
+    let steps: Vec<&str> = t["checkpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["step"].as_str())
+        .filter(|s| !s.contains('@') && !s.contains('#'))
+        .collect();
+    if !steps.is_empty() {
+        println!("steps done: {}", steps.join(", "));
+    }
+    for w in t["waits"].as_array().into_iter().flatten() {
+        if w["status"] != "pending" {
+            continue;
+        }
+        let what = match w["kind"].as_str() {
+            Some("event") => format!("event `{}` with key `{}`", cell(&w["name"]), cell(&w["key"])),
+            Some("approval") => format!("approval {} ({})", w["id"], cell(&w["detail"]["message"])),
+            Some("sleep") => "a timer".to_string(),
+            Some("child") => format!("child task T{}", cell(&w["key"])),
+            _ => cell(&w["kind"]),
+        };
+        let until = w["deadline"]
+            .as_str()
+            .map(|d| format!(" until {d}"))
+            .unwrap_or_default();
+        println!("waits for: {what} at step `{}`{until}", cell(&w["step"]));
+    }
 }
 
 /// Exit code for a finished (or unfinished) task.

@@ -113,6 +113,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Task(t) => run_client(task::run_task(t)),
         Command::Bot(b) => run_client(bot::run_bot(b)),
         Command::Queue(q) => run_client(bot::run_queue(q)),
+        Command::Event(e) => run_client(task::run_event(e)),
+        Command::Approval(a) => run_client(task::run_approval(a)),
         Command::Node(n) => run_client(bot::run_node(n)),
         Command::Completions { shell } => {
             use clap::CommandFactory;

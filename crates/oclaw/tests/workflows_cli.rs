@@ -1,0 +1,163 @@
+//! The order-flow example end to end on the real binary, through the CLI: its approval shows in
+//! `oclaw approval list`, the node is killed (-9) while the task waits and again right after the
+//! approval, the decision and the delivered event move it on, the child bot makes the invoice
+//! once, and `task retry --from-step` re-runs only the last step.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, get, post, start, wait_status};
+use serde_json::{json, Value};
+
+fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = common::oclaw()
+        .args(args)
+        .args(["--server", url])
+        .env_remove("OCLAW_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+async fn pending_approvals(url: &str) -> Vec<Value> {
+    let (code, out, err) = cli(url, &["approval", "list", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let page: Value = serde_json::from_str(&out).unwrap();
+    page["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_example_waits_survives_kills_and_finishes_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    // No bots configured: the built-in examples, order-flow and invoice-maker among them.
+    let mut node = start(dir.path(), "{}\n");
+    let c = client();
+    let order = json!({"bot": "order-flow", "input": {"order": "O-1", "items": [
+        {"sku": "A-101", "qty": 1}, {"sku": "A-100", "qty": 2}]}});
+    let (code, task, _) = post(&c, &format!("{}/v1/tasks", node.url), &order.to_string()).await;
+    assert_eq!(code, 202, "{task}");
+    let id = task["id"].as_str().unwrap().to_string();
+    let t = wait_status(&c, &node.url, &id, "waiting", Duration::from_secs(30)).await;
+    assert!(t["worker"].is_null());
+    let approvals = pending_approvals(&node.url).await;
+    assert_eq!(approvals.len(), 1, "{approvals:?}");
+    let approval = approvals[0]["id"].to_string();
+    assert_eq!(approvals[0]["task_id"], id.as_str());
+    assert_eq!(
+        approvals[0]["detail"]["message"],
+        "Order O-1 totals 178.0 EUR: approve?"
+    );
+    let (code, shown, _) = cli(&node.url, &["task", "get", &id]);
+    assert_eq!(code, 0);
+    assert!(shown.contains("waits for: approval"), "{shown}");
+    assert!(shown.contains("steps done: lookup\n"), "{shown}");
+    let (code, table, _) = cli(&node.url, &["approval", "list"]);
+    assert_eq!(code, 0);
+    assert!(table.contains("order-flow") && table.contains("Order O-1"), "{table}");
+
+    // Killed while the task waits: nothing is lost.
+    node.kill9();
+    let mut node = start(dir.path(), "{}\n");
+    assert_eq!(pending_approvals(&node.url).await.len(), 1);
+
+    let (code, out, err) = cli(
+        &node.url,
+        &["approval", "approve", &approval, "--as", "ops", "--comment", "fine"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("approved"), "{out}");
+    // Killed right after the approval, before the next step ran.
+    node.kill9();
+    let node = start(dir.path(), "{}\n");
+    let t = wait_status(&c, &node.url, &id, "waiting", Duration::from_secs(30)).await;
+    let waits = t["waits"].as_array().unwrap();
+    let delivery = waits.iter().find(|w| w["status"] == "pending").unwrap();
+    assert_eq!(delivery["kind"], "event");
+    assert_eq!(delivery["key"], "O-1");
+    // A second decision on the decided approval is refused.
+    let (code, _, err) = cli(&node.url, &["approval", "reject", &approval, "--as", "ops"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("OC-2020"), "{err}");
+
+    // An event for another order wakes nobody and is kept.
+    let (code, out, _) = cli(&node.url, &["event", "send", "parcel.delivered", "--key", "O-2"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("no task waits"), "{out}");
+    let (code, out, err) = cli(
+        &node.url,
+        &["event", "send", "parcel.delivered", "--key", "O-1", "--data", r#"{"at": "2026-12-06T10:00:00Z"}"#],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("woke {id}")), "{out}");
+    let t = wait_status(&c, &node.url, &id, "succeeded", Duration::from_secs(30)).await;
+    assert_eq!(
+        t["output"],
+        json!({"order": "O-1", "status": "invoiced", "total": 178.0, "approved_by": "ops",
+               "delivered_at": "2026-12-06T10:00:00Z", "invoice": "INV-O-1"})
+    );
+    let (_, invoices) = get(&c, &format!("{}/v1/tasks?bot=invoice-maker", node.url)).await;
+    assert_eq!(invoices["items"].as_array().unwrap().len(), 1, "the child ran once: {invoices}");
+    let (_, a) = get(&c, &format!("{}/v1/approvals/{approval}", node.url)).await;
+    assert_eq!(a["decisions"].as_array().unwrap().len(), 1, "{a}");
+    assert_eq!(a["decisions"][0]["by"], "ops");
+    assert_eq!(a["decisions"][0]["comment"], "fine");
+
+    // Re-run the last step only: the approval, the wait and the child are not repeated.
+    let (code, out, err) = cli(&node.url, &["task", "retry", &id, "--from-step", "summary"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let t = wait_status(&c, &node.url, &id, "succeeded", Duration::from_secs(30)).await;
+    assert_eq!(t["output"]["invoice"], "INV-O-1");
+    let (_, invoices) = get(&c, &format!("{}/v1/tasks?bot=invoice-maker", node.url)).await;
+    assert_eq!(invoices["items"].as_array().unwrap().len(), 1);
+    assert!(pending_approvals(&node.url).await.is_empty());
+    let (code, _, err) = cli(&node.url, &["task", "retry", &id, "--from-step", "nope"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("OC-2021") && err.contains("summary"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_decide_a_named_approval_and_every_decision_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+bots:
+  - apiVersion: oclaw.io/v1
+    kind: Bot
+    metadata: {name: refund}
+    spec:
+      steps:
+        - id: ok
+          approval: {message: "Refund {{ input.amount }}?", approvers: [ann, bob]}
+"#;
+    let node = start(dir.path(), config);
+    let c = client();
+    let (_, task, _) = post(&c, &format!("{}/v1/tasks", node.url), r#"{"bot": "refund", "input": {"amount": 5}}"#).await;
+    let id = task["id"].as_str().unwrap().to_string();
+    wait_status(&c, &node.url, &id, "waiting", Duration::from_secs(30)).await;
+    let approval = pending_approvals(&node.url).await[0]["id"].to_string();
+    let (code, _, err) = cli(&node.url, &["approval", "approve", &approval, "--as", "eve"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("OC-2019"), "{err}");
+    let (code, body, _) = post(&c, &format!("{}/v1/approvals/{approval}/approve", node.url), "{}").await;
+    assert_eq!(code, 400, "who decides is required: {body}");
+    let (code, _, _) = post(&c, &format!("{}/v1/events", node.url), r#"{"name": "x"}"#).await;
+    assert_eq!(code, 400);
+    let (code, _) = get(&c, &format!("{}/v1/approvals/99999", node.url)).await;
+    assert_eq!(code, 404);
+    let (code, _, err) = cli(&node.url, &["approval", "reject", &approval, "--as", "bob", "--comment", "no"]);
+    assert_eq!(code, 0, "{err}");
+    let t = wait_status(&c, &node.url, &id, "succeeded", Duration::from_secs(30)).await;
+    assert_eq!(t["output"]["approved"], false);
+    assert_eq!(t["output"]["by"], "bob");
+    let (_, a) = get(&c, &format!("{}/v1/approvals/{approval}", node.url)).await;
+    let decisions = a["decisions"].as_array().unwrap();
+    assert_eq!(decisions.len(), 2, "the refusal is recorded: {a}");
+    assert_eq!(decisions[0]["by"], "eve");
+    assert_eq!(decisions[0]["allowed"], false);
+}
