@@ -125,6 +125,24 @@ impl Bench {
         let (stop, stop_rx) = watch::channel(false);
         (stop, tokio::spawn(worker.run(stop_rx)))
     }
+
+    /// [`Bench::start_worker`], with the worker's live counters.
+    pub(crate) fn start_worker_with_stats(
+        &self,
+        concurrency: usize,
+    ) -> (
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<oclaw_engine::WorkerReport>,
+        Arc<oclaw_engine::WorkerStats>,
+    ) {
+        let worker = Worker::new(
+            worker_options(concurrency, 100, true, 10),
+            self.runtime.clone(),
+        );
+        let stats = worker.stats();
+        let (stop, stop_rx) = watch::channel(false);
+        (stop, tokio::spawn(worker.run(stop_rx)), stats)
+    }
 }
 
 /// [`setup`] with these bots (YAML) instead of the drain's.
@@ -342,7 +360,7 @@ fn history_note(history: usize) -> String {
 }
 
 /// CPU seconds (user + system) this process has used, from /proc (0 where unavailable).
-fn cpu_seconds() -> f64 {
+pub(crate) fn cpu_seconds() -> f64 {
     cpu_of_stat(std::path::Path::new("/proc/self/stat"))
 }
 

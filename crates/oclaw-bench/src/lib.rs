@@ -2,7 +2,8 @@
 //! clients they drive it with: `drain` and `latency` (the store, worker and executor on SQLite or
 //! PostgreSQL), `http` (the API under a fixed request rate), `chat` (WebSocket or MQTT chat
 //! sessions against the example FAQ bot, or a model bot against a stand-in model), `llm` (what the model layer adds to a call), `fanout` (a `for_each` step over many items), `plugin` (WebAssembly calls), `resume` (an agent run after its node is
-//! killed) and `spread` (a burst over two worker processes, one killed).
+//! killed) `spread` (a burst over two worker processes, one killed) and `waits` (tasks parked in a
+//! `wait` step, and the events that resume them).
 
 pub mod chat;
 pub mod drain;
@@ -12,3 +13,4 @@ pub mod llm;
 pub mod plugin;
 pub mod resume;
 pub mod spread;
+pub mod waits;

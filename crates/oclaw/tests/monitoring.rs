@@ -537,6 +537,32 @@ async fn real_alertmanager_notifications_are_handled_by_the_example_bot() {
             "{routed:?}"
         );
         assert_eq!(routed[0].1["alerts"][0]["where"], "jam");
+        // The remediation waits for a person's approval.
+        assert!(fixer.requests.lock().unwrap().is_empty());
+    }
+    let (_, approvals) = get(&c, &format!("{}/v1/approvals?status=pending", node.url)).await;
+    let approvals = approvals["items"].as_array().unwrap().clone();
+    assert_eq!(approvals.len(), 1, "one approval for the remediation: {approvals:?}");
+    assert!(
+        approvals[0]["detail"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("OclawQueueBacklogHigh"),
+        "{approvals:?}"
+    );
+    let (code, decided, _) = common::post(
+        &c,
+        &format!("{}/v1/approvals/{}/approve", node.url, approvals[0]["id"]),
+        r#"{"by": "oncall"}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{decided}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fixer.requests.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the approved remediation did not run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    {
         let fixed = fixer.requests.lock().unwrap();
         assert_eq!(fixed.len(), 1, "{fixed:?}");
         assert_eq!(fixed[0].0, "/scale");

@@ -127,6 +127,18 @@ pub enum BenchCommand {
         #[arg(long)]
         storage_url: Option<String>,
     },
+    /// N tasks parked in a `wait` step (no worker slot held): parks/s, memory and idle CPU
+    /// while they wait, store bytes per waiting task, and event → resumed step p50/p99.
+    Waits {
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
+        /// Events sent one at a time for the latency figures.
+        #[arg(long, default_value_t = 500)]
+        samples: usize,
+        /// Run on this store instead of a temporary SQLite file (`postgres://USER@HOST/DB`).
+        #[arg(long)]
+        storage_url: Option<String>,
+    },
     /// An agent's node killed with SIGKILL in the middle of its run and started again: the
     /// time from the restart to the resumed run's next model call (stand-in model, SQLite).
     Resume {

@@ -113,6 +113,15 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
                 storage_url,
             },
         )),
+        BenchCommand::Waits {
+            tasks,
+            samples,
+            storage_url,
+        } => rt.block_on(oclaw_bench::waits::waits(oclaw_bench::waits::WaitsOptions {
+            tasks: tasks.max(1),
+            samples: samples.max(1),
+            storage_url,
+        })),
         BenchCommand::Resume { rounds } => rt.block_on(oclaw_bench::resume::resume(
             oclaw_bench::resume::ResumeOptions {
                 rounds: rounds.max(1),
