@@ -161,3 +161,33 @@ bots:
     assert_eq!(decisions[0]["by"], "eve");
     assert_eq!(decisions[0]["allowed"], false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_keeps_deadlines_of_durable_sleeps_and_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+scheduler: {interval: 60s}
+bots:
+  - apiVersion: oclaw.io/v1
+    kind: Bot
+    metadata: {name: nap}
+    spec:
+      steps:
+        - {id: rest, sleep: 1s}
+        - {id: late, wait: {event: never, key: "{{ input.k }}", timeout: 1s, on_timeout: continue}}
+        - {id: strict, wait: {event: never, key: "{{ input.k }}", timeout: 1s}}
+"#;
+    let node = start(dir.path(), config);
+    let c = client();
+    let (_, task, _) = post(&c, &format!("{}/v1/tasks", node.url), r#"{"bot": "nap", "input": {"k": 1}}"#).await;
+    let id = task["id"].as_str().unwrap().to_string();
+    wait_status(&c, &node.url, &id, "waiting", Duration::from_secs(30)).await;
+    // The scheduler's interval is a minute: only a wake-up at the deadline finishes this soon.
+    let t = wait_status(&c, &node.url, &id, "failed", Duration::from_secs(20)).await;
+    assert_eq!(t["error"]["code"], "OC-4041", "{t}");
+    let waits = t["waits"].as_array().unwrap();
+    assert_eq!(waits.len(), 3, "{waits:?}");
+    assert!(waits.iter().all(|w| w["status"] == "timed_out"), "{waits:?}");
+    let late = t["checkpoints"].as_array().unwrap().iter().find(|c| c["step"] == "late").unwrap();
+    assert!(late["output"].is_null());
+}
