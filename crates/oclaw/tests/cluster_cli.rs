@@ -397,3 +397,49 @@ fn the_image_builds_from_scratch_and_runs_as_the_unprivileged_user() {
     buildah(&["umount", &container]);
     buildah(&["rm", &container]);
 }
+
+/// Installs, for the local driver, a stand-in for another release's binary that answers only
+/// `version --json` with the given schema facts (what a real later release prints).
+fn install_release_facts(dir: &std::path::Path, version: &str, schema: (i64, i64), min: (i64, i64)) {
+    let at = dir.join("home/versions").join(version);
+    std::fs::create_dir_all(&at).unwrap();
+    let script = format!(
+        "#!/bin/sh\n[ \"$1 $2\" = \"version --json\" ] || exit 2\necho '{{\"version\": \"{version}\", \"schema\": {{\"sqlite\": {}, \"postgres\": {}}}, \"min_compatible\": {{\"sqlite\": {}, \"postgres\": {}}}}}'\n",
+        schema.0, schema.1, min.0, min.1
+    );
+    let path = at.join("oclaw");
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn check_upgrade_says_whether_a_rollback_runs_on_the_migrated_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let this = env!("CARGO_PKG_VERSION");
+    let (out, facts) = run(dir.path(), &["version", "--json"]);
+    assert!(out.status.success());
+    let facts: serde_json::Value = serde_json::from_str(&facts).unwrap();
+    let sqlite = facts["schema"]["sqlite"].as_i64().unwrap();
+    let pg = facts["schema"]["postgres"].as_i64().unwrap();
+    assert_eq!(facts["version"], this);
+    assert!(facts["min_compatible"]["sqlite"].as_i64().unwrap() <= sqlite);
+    let line = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("store schema"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    // An additive release (it still serves this release's schema): reversible.
+    install_release_facts(dir.path(), "0.2.0", (sqlite + 1, pg + 1), (sqlite, pg));
+    let (_, checks) = run(dir.path(), &["check-upgrade", "--from-version", this, "--to-version", "0.2.0"]);
+    assert!(line(&checks).contains("PASS") && line(&checks).contains("a rollback to"), "{checks}");
+    // One that needs its own schema: not reversible by a rollback, said before the upgrade.
+    install_release_facts(dir.path(), "0.3.0", (sqlite + 2, pg + 2), (sqlite + 2, pg + 2));
+    let (_, checks) = run(dir.path(), &["check-upgrade", "--from-version", this, "--to-version", "0.3.0"]);
+    let l = line(&checks);
+    assert!(l.contains("WARN") && l.contains("not reversible") && l.contains(&format!("SQLite schema {sqlite} < {}", sqlite + 2)), "{checks}");
+    // No binary of the target here: unknown, and said so.
+    let (_, checks) = run(dir.path(), &["check-upgrade", "--from-version", this, "--to-version", "0.4.0"]);
+    assert!(line(&checks).contains("no binary of 0.4.0 here"), "{checks}");
+}

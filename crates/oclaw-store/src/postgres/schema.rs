@@ -114,6 +114,23 @@ const MIGRATIONS: &[(&str, i64)] = &[
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// The oldest schema version whose binaries run on this binary's schema: a rollback to a
+/// release older than that cannot start on a store this binary has migrated.
+pub const MIN_COMPATIBLE: i64 = MIGRATIONS[MIGRATIONS.len() - 1].1;
+
+#[cfg(test)]
+mod compat_tests {
+    #[test]
+    fn min_compatible_never_goes_back_and_never_passes_its_own_version() {
+        let mut last = 0;
+        for (i, (_, m)) in super::MIGRATIONS.iter().enumerate() {
+            assert!(*m >= last, "migration {} lowers min_compatible", i + 1);
+            assert!(*m <= i as i64 + 1, "migration {} needs a later schema than its own", i + 1);
+            last = *m;
+        }
+    }
+}
+
 /// Applies the migrations the schema lacks; answers how many it applied.
 pub(super) async fn migrate(client: &mut Client, schema: &str) -> StoreResult<usize> {
     let tx = client.transaction().await.map_err(pg_err)?;

@@ -11,4 +11,4 @@ mod transitions;
 mod waits;
 
 pub use connection::{SqliteOptions, SqliteStore};
-pub use schema::SCHEMA_VERSION;
+pub use schema::{MIN_COMPATIBLE, SCHEMA_VERSION};

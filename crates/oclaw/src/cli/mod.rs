@@ -218,8 +218,12 @@ pub enum Command {
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
-    /// Print the version.
-    Version,
+    /// Print the version (`--json`: with the store schemas it writes and the oldest schema
+    /// whose binaries run on them, which `rollback` and `check-upgrade` compare).
+    Version {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Command {

@@ -10,6 +10,7 @@ mod docs;
 mod output;
 mod plugin;
 mod release;
+mod schema_facts;
 mod serve;
 mod task;
 
@@ -122,8 +123,12 @@ pub fn run(cli: Cli) -> ExitCode {
             clap_complete::generate(shell, &mut cmd, "oclaw", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        Command::Version => {
-            println!("oclaw {}", env!("CARGO_PKG_VERSION"));
+        Command::Version { json } => {
+            if json {
+                println!("{}", schema_facts::this());
+            } else {
+                println!("oclaw {}", env!("CARGO_PKG_VERSION"));
+            }
             ExitCode::SUCCESS
         }
     }

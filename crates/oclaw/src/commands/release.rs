@@ -66,8 +66,65 @@ pub fn rollback(
     out: Output,
 ) -> ExitCode {
     on_driver(driver, namespace, |d| async move {
+        schema_guard(&d.revisions().await?, revision, force)?;
         release::rollback(&d, revision, force, Duration::from_secs(180), &out).await
     })
+}
+
+/// Refuses a rollback to a release that cannot run on the store as the later revisions left it
+/// (a migration it does not understand: docs/migrations.md); with `--force`, warns instead.
+/// Releases whose binary is not here to ask (an image on Kubernetes) are not checked.
+fn schema_guard(
+    revisions: &[oclaw_cluster::revision::Revision],
+    revision: u64,
+    force: bool,
+) -> Result<(), DriverError> {
+    use super::schema_facts::{of_version, runs_on};
+    let Some(target) = revisions.iter().find(|r| r.revision == revision) else {
+        return Ok(()); // the rollback itself says there is no such revision
+    };
+    let Some(target_facts) = of_version(&target.version) else {
+        eprintln!(
+            "warning: no oclaw {} binary here to ask for its store schema; the rollback is not checked against the store's migrations",
+            target.version
+        );
+        return Ok(());
+    };
+    // Every release deployed since, even a canary rolled back, may have migrated the store.
+    let mut problems = Vec::new();
+    for later in revisions.iter().filter(|r| r.revision > revision) {
+        let Some(Ok(facts)) = of_version(&later.version) else {
+            continue;
+        };
+        let verdict = match &target_facts {
+            Ok(t) => runs_on(t, &facts),
+            Err(e) if later.version != target.version => Err(e.clone()),
+            Err(_) => Ok(()),
+        };
+        if let Err(why) = verdict {
+            if !problems.contains(&why) {
+                problems.push(why);
+            }
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let message = format!(
+        "rollback to revision {revision} (oclaw {}): {}",
+        target.version,
+        problems.join("; ")
+    );
+    if force {
+        eprintln!("warning: {message}; going on because of --force");
+        return Ok(());
+    }
+    Err(DriverError::new(
+        ErrorCode::StoreSchemaTooNew,
+        format!(
+            "{message}. Roll back to a revision whose release runs on this schema, restore the backup taken before the upgrade, or pass --force if you know better"
+        ),
+    ))
 }
 
 /// `oclaw upgrade --rollout-strategy canary|all-in`.
