@@ -63,7 +63,7 @@ error_codes! {
     ApprovalNotFound = ("OC-2018", 404, "no approval with that id"),
     ApprovalNotAllowed = ("OC-2019", 403, "the approver is not among those the approval names; the refusal is recorded"),
     ApprovalNotPending = ("OC-2020", 409, "the approval is decided or timed out already"),
-    UnknownStep = ("OC-2021", 400, "the bot has no step with that id"),
+    UnknownStep = ("OC-2021", 404, "the bot has no step with that id"),
     LeaseExpired = ("OC-3001", 500, "the task's lease expired before it finished"),
     TriggerFireFailed = ("OC-3002", 500, "a trigger could not enqueue its task"),
     StoreUnavailable = ("OC-4001", 503, "database connection timeout"),

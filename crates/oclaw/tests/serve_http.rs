@@ -239,6 +239,8 @@ async fn the_example_bots_run_without_configuration() {
             "faq-bot",
             "health-monitor",
             "hello",
+            "invoice-maker",
+            "order-flow",
             "support-inbox"
         ]
     );
@@ -812,7 +814,7 @@ async fn a_property_based_tester_finds_the_document_and_the_server_in_agreement(
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        report.contains("Tested: 14"),
+        report.contains("Tested: 19"),
         "every non-channel route was exercised:\n{report}"
     );
 }

@@ -22,6 +22,7 @@ use crate::{ApiError, ApiState};
 #[serde(deny_unknown_fields)]
 pub struct SendEvent {
     /// The event's name, for example `parcel.delivered`.
+    #[schemars(length(min = 1, max = 200))]
     name: String,
     /// The correlation key a `wait` step names (an order number, say): text or a number.
     #[schemars(with = "EventKey")]
@@ -35,7 +36,7 @@ pub struct SendEvent {
 #[derive(schemars::JsonSchema)]
 #[serde(untagged)]
 enum EventKey {
-    Text(String),
+    Text(#[schemars(length(min = 1))] String),
     Number(f64),
 }
 
@@ -76,7 +77,7 @@ pub async fn send_event(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let trace_id = trace_id_from(&headers);
     let req: SendEvent = decode(body, &trace_id)?;
-    if req.name.is_empty() || req.name.len() > 200 {
+    if req.name.is_empty() || req.name.chars().count() > 200 {
         return Err(invalid("`name` is 1 to 200 characters", "name").trace(&trace_id));
     }
     let key = key_text(&req.key).map_err(|e| e.trace(&trace_id))?;
@@ -161,11 +162,13 @@ pub async fn get_approval(
 }
 
 /// `POST /v1/approvals/{id}/approve|reject`.
-#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Decide {
     /// Who decides (checked against the approval's `approvers`).
-    by: Option<String>,
+    #[schemars(length(min = 1, max = 200), regex(pattern = r"\S"))]
+    by: String,
+    #[schemars(length(max = 4000))]
     comment: Option<String>,
 }
 
@@ -178,20 +181,16 @@ async fn decide(
 ) -> Result<Json<WaitRecord>, ApiError> {
     let trace_id = trace_id_from(&headers);
     let id = parse_wait_id(&raw)?;
-    let empty = body.as_ref().is_ok_and(|b| b.iter().all(u8::is_ascii_whitespace));
-    let req: Decide = if empty {
-        Decide::default()
-    } else {
-        decode(body, &trace_id)?
-    };
-    let by = req.by.filter(|b| !b.trim().is_empty()).ok_or_else(|| {
-        invalid(
+    let req: Decide = decode(body, &trace_id)?;
+    let by = req.by;
+    if by.trim().is_empty() {
+        return Err(invalid(
             "`by` (who decides) is required: every decision is recorded with who made it",
             "by",
         )
-        .trace(&trace_id)
-    })?;
-    if by.len() > 200 || req.comment.as_ref().is_some_and(|c| c.len() > 4000) {
+        .trace(&trace_id));
+    }
+    if by.chars().count() > 200 || req.comment.as_ref().is_some_and(|c| c.chars().count() > 4000) {
         return Err(invalid("`by` is at most 200 characters, `comment` at most 4000", "by"));
     }
     let record = state
