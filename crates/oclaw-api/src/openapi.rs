@@ -142,7 +142,9 @@ fn param_schema(name: &str, at: &str, path: &str) -> Value {
         "id" if path.starts_with("/v1/approvals") => {
             json!({"type": "string", "pattern": "^[1-9][0-9]{0,17}$"})
         }
-        "id" | "task" => optional_empty(json!({"type": "string", "pattern": "^T[1-9][0-9]{0,17}$"})),
+        "id" | "task" => {
+            optional_empty(json!({"type": "string", "pattern": "^T[1-9][0-9]{0,17}$"}))
+        }
         "limit" => optional_empty(json!({"type": "string", "pattern": "^([1-9][0-9]{0,2}|1000)$"})),
         "cursor" => optional_empty(json!({"type": "string", "pattern": "^T[1-9][0-9]{0,17}$"})),
         "status" if path == "/v1/approvals" => optional_empty(

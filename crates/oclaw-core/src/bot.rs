@@ -311,7 +311,10 @@ impl BotDoc {
             let keyed: Vec<(&str, Value)> = [
                 ("approval", step.approval.take()),
                 ("wait", step.wait.take()),
-                ("timer", step.sleep.take().map(|d| serde_json::json!({ "for": d }))),
+                (
+                    "timer",
+                    step.sleep.take().map(|d| serde_json::json!({ "for": d })),
+                ),
             ]
             .into_iter()
             .filter_map(|(skill, with)| with.map(|w| (skill, w)))

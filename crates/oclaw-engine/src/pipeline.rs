@@ -117,8 +117,7 @@ fn park_request(
         }
     };
     let deadline = asked["timeout_ms"].as_u64().map(|ms| {
-        chrono::Utc::now()
-            + chrono::Duration::milliseconds(ms.min(i64::MAX as u64 / 2) as i64)
+        chrono::Utc::now() + chrono::Duration::milliseconds(ms.min(i64::MAX as u64 / 2) as i64)
     });
     let on_timeout = match asked["on_timeout"].get("error") {
         Some(e) => OnTimeout::Fail(oclaw_core::TaskError {
@@ -138,11 +137,8 @@ fn park_request(
                     true,
                 )
             })?;
-            let mut child = oclaw_core::NewTask::new(
-                name,
-                bot.doc.spec.queue.clone(),
-                call["input"].clone(),
-            );
+            let mut child =
+                oclaw_core::NewTask::new(name, bot.doc.spec.queue.clone(), call["input"].clone());
             child.max_attempts = bot.doc.spec.retry.max_attempts;
             child.trace_id = task.trace_id.clone();
             Some(child)

@@ -228,10 +228,12 @@ impl Worker {
                 task,
                 (permit, share),
                 room.clone(),
-                done_tx.clone(),
-                opts.id.clone(),
-                self.stats.clone(),
-                held.clone(),
+                Outlet {
+                    done: done_tx.clone(),
+                    worker: opts.id.clone(),
+                    stats: self.stats.clone(),
+                    held: held.clone(),
+                },
             ));
             while running.try_join_next().is_some() {}
         }
@@ -414,16 +416,28 @@ async fn release(
     unhold(held, ids);
 }
 
+/// Where a finished attempt is reported: the completion writer, as this worker, in its counters,
+/// and the set of leases it holds (a parked task leaves it at once).
+struct Outlet {
+    done: mpsc::UnboundedSender<Completion>,
+    worker: String,
+    stats: Arc<WorkerStats>,
+    held: Held,
+}
+
 async fn run_one(
     rt: Arc<Runtime>,
     task: ClaimedTask,
     permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
     room: Arc<Room>,
-    done: mpsc::UnboundedSender<Completion>,
-    worker: String,
-    stats: Arc<WorkerStats>,
-    held: Held,
+    out: Outlet,
 ) {
+    let Outlet {
+        done,
+        worker,
+        stats,
+        held,
+    } = out;
     stats.in_flight.fetch_add(1, Ordering::Relaxed);
     let started = std::time::Instant::now();
     let wait = (Utc::now() - task.run_at).to_std().unwrap_or_default();

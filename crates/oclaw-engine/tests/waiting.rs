@@ -107,15 +107,20 @@ fn skills(calls: &Arc<AtomicU32>) -> SkillRegistry {
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(dir.path().join("w.db").to_str().unwrap(), SqliteOptions::default())
-            .await
-            .unwrap(),
+        SqliteStore::open(
+            dir.path().join("w.db").to_str().unwrap(),
+            SqliteOptions::default(),
+        )
+        .await
+        .unwrap(),
     );
     let calls = Arc::new(AtomicU32::new(0));
     let skills = skills(&calls);
     let templates = TemplateEngine::default();
     let mut catalog = BotCatalog::default();
-    catalog.load_yaml("test-bots", BOTS, &skills, &templates).unwrap();
+    catalog
+        .load_yaml("test-bots", BOTS, &skills, &templates)
+        .unwrap();
     catalog.check_calls().unwrap();
     let rt = Runtime::new(
         store.clone(),
@@ -144,7 +149,13 @@ async fn harness() -> Harness {
     let worker = Worker::new(opts, Arc::new(rt));
     let stats = worker.stats();
     tokio::spawn(worker.run(stop_rx));
-    Harness { store, calls, stats, stop, _dir: dir }
+    Harness {
+        store,
+        calls,
+        stats,
+        stop,
+        _dir: dir,
+    }
 }
 
 /// Waits (promoting due work as the scheduler would) until the task is in `status`.
@@ -155,7 +166,10 @@ async fn until(h: &Harness, id: TaskId, status: TaskStatus) -> oclaw_core::Task 
             return t;
         }
         if t.status.is_terminal() {
-            panic!("task {id} ended {} while waiting for {status}: {t:?}", t.status);
+            panic!(
+                "task {id} ended {} while waiting for {status}: {t:?}",
+                t.status
+            );
         }
         h.store.promote_due(chrono::Utc::now()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -166,7 +180,12 @@ async fn until(h: &Harness, id: TaskId, status: TaskStatus) -> oclaw_core::Task 
 async fn pending(h: &Harness, id: TaskId) -> oclaw_store::waits::WaitRecord {
     let w = h
         .store
-        .list_waits(WaitFilter { task: Some(id), status: Some(WaitStatus::Pending), limit: 1, ..Default::default() })
+        .list_waits(WaitFilter {
+            task: Some(id),
+            status: Some(WaitStatus::Pending),
+            limit: 1,
+            ..Default::default()
+        })
         .await
         .unwrap();
     w.into_iter().next().expect("a pending wait")
@@ -177,7 +196,11 @@ async fn an_order_waits_for_its_approval_its_event_and_its_child_without_a_worke
     let h = harness().await;
     let id = h
         .store
-        .enqueue(NewTask::new("order", "default", json!({"order": "o-7", "amount": 900})))
+        .enqueue(NewTask::new(
+            "order",
+            "default",
+            json!({"order": "o-7", "amount": 900}),
+        ))
         .await
         .unwrap()
         .task
@@ -194,12 +217,29 @@ async fn an_order_waits_for_its_approval_its_event_and_its_child_without_a_worke
     assert_eq!(h.stats.parked.load(Ordering::SeqCst), 1);
 
     h.store
-        .decide(approval.id, Decision { by: "bob".into(), approve: true, comment: Some("fine".into()) })
+        .decide(
+            approval.id,
+            Decision {
+                by: "bob".into(),
+                approve: true,
+                comment: Some("fine".into()),
+            },
+        )
         .await
         .unwrap();
     // Resumes, skips the refusal branch, and waits for the parcel.
     for _ in 0..500 {
-        if h.store.list_waits(WaitFilter { task: Some(id), limit: 10, ..Default::default() }).await.unwrap().len() == 2 {
+        if h.store
+            .list_waits(WaitFilter {
+                task: Some(id),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len()
+            == 2
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -212,7 +252,12 @@ async fn an_order_waits_for_its_approval_its_event_and_its_child_without_a_worke
 
     let sent = h
         .store
-        .send_event(NewEvent { name: "parcel.delivered".into(), key: "o-7".into(), data: json!({"where": "porch"}), retention: Duration::from_secs(60) })
+        .send_event(NewEvent {
+            name: "parcel.delivered".into(),
+            key: "o-7".into(),
+            data: json!({"where": "porch"}),
+            retention: Duration::from_secs(60),
+        })
         .await
         .unwrap();
     assert_eq!(sent.woke, vec![id]);
@@ -222,15 +267,33 @@ async fn an_order_waits_for_its_approval_its_event_and_its_child_without_a_worke
     assert_eq!(h.calls.load(Ordering::SeqCst), 1);
     let children = h
         .store
-        .list_tasks(oclaw_store::TaskFilter { bot: Some("invoice".into()), limit: 10, ..Default::default() })
+        .list_tasks(oclaw_store::TaskFilter {
+            bot: Some("invoice".into()),
+            limit: 10,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(children.len(), 1);
     assert_eq!(children[0].parent, Some(id));
-    assert_eq!(children[0].trace_id, t.trace_id, "a child shares its parent's trace");
-    let waits = h.store.list_waits(WaitFilter { task: Some(id), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(
+        children[0].trace_id, t.trace_id,
+        "a child shares its parent's trace"
+    );
+    let waits = h
+        .store
+        .list_waits(WaitFilter {
+            task: Some(id),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(waits.len(), 3);
-    assert!(waits.iter().all(|w| w.status == WaitStatus::Done), "{waits:?}");
+    assert!(
+        waits.iter().all(|w| w.status == WaitStatus::Done),
+        "{waits:?}"
+    );
     let _ = h.stop.send(true);
 }
 
@@ -239,7 +302,11 @@ async fn a_rejection_takes_the_other_branch_and_a_durable_sleep_parks() {
     let h = harness().await;
     let id = h
         .store
-        .enqueue(NewTask::new("order", "default", json!({"order": "o-8", "amount": 5})))
+        .enqueue(NewTask::new(
+            "order",
+            "default",
+            json!({"order": "o-8", "amount": 5}),
+        ))
         .await
         .unwrap()
         .task
@@ -248,24 +315,49 @@ async fn a_rejection_takes_the_other_branch_and_a_durable_sleep_parks() {
     let approval = pending(&h, id).await;
     let refused = h
         .store
-        .decide(approval.id, Decision { by: "mallory".into(), approve: true, comment: None })
+        .decide(
+            approval.id,
+            Decision {
+                by: "mallory".into(),
+                approve: true,
+                comment: None,
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(refused.code().code(), "OC-2019");
     h.store
-        .decide(approval.id, Decision { by: "ann".into(), approve: false, comment: Some("no".into()) })
+        .decide(
+            approval.id,
+            Decision {
+                by: "ann".into(),
+                approve: false,
+                comment: Some("no".into()),
+            },
+        )
         .await
         .unwrap();
     let t = until(&h, id, TaskStatus::Succeeded).await;
     assert_eq!(t.output, Some(json!({"refused": true})));
 
-    let nap = h.store.enqueue(NewTask::new("nap", "default", json!({}))).await.unwrap().task.id;
+    let nap = h
+        .store
+        .enqueue(NewTask::new("nap", "default", json!({})))
+        .await
+        .unwrap()
+        .task
+        .id;
     let t = until(&h, nap, TaskStatus::Waiting).await;
     assert!(t.worker.is_none());
     assert_eq!(pending(&h, nap).await.kind, WaitKind::Sleep);
     let t = until(&h, nap, TaskStatus::Succeeded).await;
     assert_eq!(t.output, Some(json!({"rested": true})));
-    let slept = &t.checkpoints.iter().find(|c| c.step == "rest").unwrap().output;
+    let slept = &t
+        .checkpoints
+        .iter()
+        .find(|c| c.step == "rest")
+        .unwrap()
+        .output;
     assert!(slept["slept_until"].is_string(), "{slept}");
     let _ = h.stop.send(true);
 }
@@ -288,7 +380,12 @@ fn cycles_of_bot_calls_unknown_callees_and_fanned_out_waits_are_refused_at_load(
             "apiVersion: openclaw.io/v1\nkind: Bot\nmetadata: {{name: {name}}}\nspec:\n  steps:\n    - uses: bot.call\n      with: {{bot: {callee}}}\n"
         )
     };
-    let cycle = format!("{}---\n{}---\n{}", bot("a", "b"), bot("b", "c"), bot("c", "a"));
+    let cycle = format!(
+        "{}---\n{}---\n{}",
+        bot("a", "b"),
+        bot("b", "c"),
+        bot("c", "a")
+    );
     let e = load(&cycle).unwrap_err();
     assert!(e.contains("cycle") && e.contains("a → b → c → a"), "{e}");
     assert!(e.contains("OC-1005"), "{e}");
@@ -301,9 +398,17 @@ fn cycles_of_bot_calls_unknown_callees_and_fanned_out_waits_are_refused_at_load(
     assert!(e.contains("cannot fan out"), "{e}");
     let both = "apiVersion: openclaw.io/v1\nkind: Bot\nmetadata: {name: f}\nspec:\n  steps:\n    - uses: log\n      wait: {event: e, key: k}\n";
     let e = load(both).unwrap_err();
-    assert!(e.contains("more than one of uses, approval, wait and sleep"), "{e}");
+    assert!(
+        e.contains("more than one of uses, approval, wait and sleep"),
+        "{e}"
+    );
     let bad = "apiVersion: openclaw.io/v1\nkind: Bot\nmetadata: {name: f}\nspec:\n  steps:\n    - approval: {message: hi, approvers: [a], required: 2}\n";
     let e = load(bad).unwrap_err();
     assert!(e.contains("required is 2"), "{e}");
-    assert!(load(&format!("{}---\n{}", bot("a", "b"), "apiVersion: openclaw.io/v1\nkind: Bot\nmetadata: {name: b}\nspec: {}\n")).is_ok());
+    assert!(load(&format!(
+        "{}---\n{}",
+        bot("a", "b"),
+        "apiVersion: openclaw.io/v1\nkind: Bot\nmetadata: {name: b}\nspec: {}\n"
+    ))
+    .is_ok());
 }

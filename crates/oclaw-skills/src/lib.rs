@@ -11,9 +11,9 @@ mod registry;
 mod sleep;
 mod ssrf;
 pub mod switch;
-pub mod waits;
 mod template;
 mod transform;
+pub mod waits;
 
 pub use context::{Journal, SkillCall, SkillContext, SkillError};
 pub use http_request::{HttpClients, HttpRequest};

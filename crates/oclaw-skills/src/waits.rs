@@ -53,10 +53,18 @@ fn wait_request(with: &Value) -> Result<Value, SkillError> {
     let key = match with.get("key") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
-        _ => return Err(SkillError::invalid("wait: `key` (the correlation key) is required")),
+        _ => {
+            return Err(SkillError::invalid(
+                "wait: `key` (the correlation key) is required",
+            ))
+        }
     };
     let timeout = timeout_ms(with, "wait")?;
-    let on_timeout = match with.get("on_timeout").and_then(Value::as_str).unwrap_or("fail") {
+    let on_timeout = match with
+        .get("on_timeout")
+        .and_then(Value::as_str)
+        .unwrap_or("fail")
+    {
         "fail" => json!({"error": {"code": ErrorCode::WaitTimedOut.code(),
             "message": format!("no `{name}` event for key `{key}` came before the timeout")}}),
         "continue" => json!({"output": null}),
@@ -66,8 +74,10 @@ fn wait_request(with: &Value) -> Result<Value, SkillError> {
             )))
         }
     };
-    Ok(json!({"kind": "event", "name": name, "key": key, "timeout_ms": timeout,
-              "on_timeout": on_timeout, "detail": {}}))
+    Ok(
+        json!({"kind": "event", "name": name, "key": key, "timeout_ms": timeout,
+              "on_timeout": on_timeout, "detail": {}}),
+    )
 }
 
 #[async_trait]
@@ -110,20 +120,23 @@ fn approval_request(with: &Value) -> Result<Value, SkillError> {
         Some(Value::Array(a)) => a
             .iter()
             .map(|v| {
-                v.as_str().map(str::to_string).ok_or_else(|| {
-                    SkillError::invalid("approval: approvers is a list of names")
-                })
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| SkillError::invalid("approval: approvers is a list of names"))
             })
             .collect::<Result<_, _>>()?,
         Some(Value::String(s)) => vec![s.clone()],
-        Some(_) => return Err(SkillError::invalid("approval: approvers is a list of names")),
+        Some(_) => {
+            return Err(SkillError::invalid(
+                "approval: approvers is a list of names",
+            ))
+        }
     };
     let required = match with.get("required") {
         None | Some(Value::Null) => 1,
-        Some(v) => v
-            .as_u64()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| SkillError::invalid("approval: required is a whole number, 1 or more"))?,
+        Some(v) => v.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
+            SkillError::invalid("approval: required is a whole number, 1 or more")
+        })?,
     };
     if !approvers.is_empty() && required as usize > approvers.len() {
         return Err(SkillError::invalid(format!(
@@ -132,7 +145,11 @@ fn approval_request(with: &Value) -> Result<Value, SkillError> {
         )));
     }
     let timeout = timeout_ms(with, "approval")?;
-    let approved = match with.get("on_timeout").and_then(Value::as_str).unwrap_or("reject") {
+    let approved = match with
+        .get("on_timeout")
+        .and_then(Value::as_str)
+        .unwrap_or("reject")
+    {
         "reject" => false,
         "approve" => true,
         other => {
@@ -193,7 +210,9 @@ fn timer_request(with: &Value, now: DateTime<Utc>) -> Result<Value, SkillError> 
                 .map_err(|_| SkillError::invalid("sleep: the duration is too long"))?
         }
         (None, Some(Value::String(t))) => DateTime::parse_from_rfc3339(t)
-            .map_err(|e| SkillError::invalid(format!("sleep: until `{t}` is not an RFC 3339 time: {e}")))?
+            .map_err(|e| {
+                SkillError::invalid(format!("sleep: until `{t}` is not an RFC 3339 time: {e}"))
+            })?
             .with_timezone(&Utc),
         _ => {
             return Err(SkillError::invalid(
@@ -341,7 +360,8 @@ mod tests {
 
     #[test]
     fn a_wait_needs_an_event_and_a_key_and_fails_on_timeout_by_default() {
-        let r = wait_request(&json!({"event": "parcel.delivered", "key": 42, "timeout": "7d"})).unwrap();
+        let r = wait_request(&json!({"event": "parcel.delivered", "key": 42, "timeout": "7d"}))
+            .unwrap();
         assert_eq!(r["key"], "42");
         assert_eq!(r["timeout_ms"], 7 * 24 * 3600 * 1000u64);
         assert_eq!(r["on_timeout"]["error"]["code"], "OC-4041");
@@ -354,8 +374,9 @@ mod tests {
         let e = approval_request(&json!({"message": "ok?", "approvers": ["a"], "required": 2}))
             .unwrap_err();
         assert!(e.message.contains("required is 2"), "{}", e.message);
-        let r = approval_request(&json!({"message": "ok?", "timeout": "1h", "on_timeout": "approve"}))
-            .unwrap();
+        let r =
+            approval_request(&json!({"message": "ok?", "timeout": "1h", "on_timeout": "approve"}))
+                .unwrap();
         assert_eq!(r["on_timeout"]["output"]["approved"], true);
         assert_eq!(r["detail"]["required"], 1);
     }

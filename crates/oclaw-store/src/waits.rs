@@ -282,7 +282,11 @@ pub(crate) fn decide(detail: &Value, decisions: &mut Vec<Value>, d: &Decision, n
 }
 
 /// The error a parent fails with when its child task ends without success.
-pub(crate) fn child_failure(child: TaskId, status: &str, error: Option<(String, String)>) -> TaskError {
+pub(crate) fn child_failure(
+    child: TaskId,
+    status: &str,
+    error: Option<(String, String)>,
+) -> TaskError {
     let why = match error {
         Some((code, message)) => format!(": {code} {message}"),
         None => String::new(),
@@ -309,9 +313,18 @@ mod tests {
     fn two_of_three_needs_two_distinct_allowed_approvers() {
         let detail = json!({"approvers": ["ann", "bob", "cy"], "required": 2});
         let mut ds = Vec::new();
-        assert_eq!(decide(&detail, &mut ds, &d("ann", true), 0), Effect::Counted);
-        assert_eq!(decide(&detail, &mut ds, &d("ann", true), 0), Effect::Counted);
-        assert_eq!(decide(&detail, &mut ds, &d("eve", true), 0), Effect::Refused);
+        assert_eq!(
+            decide(&detail, &mut ds, &d("ann", true), 0),
+            Effect::Counted
+        );
+        assert_eq!(
+            decide(&detail, &mut ds, &d("ann", true), 0),
+            Effect::Counted
+        );
+        assert_eq!(
+            decide(&detail, &mut ds, &d("eve", true), 0),
+            Effect::Refused
+        );
         match decide(&detail, &mut ds, &d("bob", true), 0) {
             Effect::Decided(v) => {
                 assert_eq!(v["approved"], true);

@@ -131,7 +131,14 @@ async fn newer_schema_is_refused() {
         .err()
         .unwrap();
     assert!(
-        matches!(err, StoreError::SchemaTooNew { found: 99, needs: 98, .. }),
+        matches!(
+            err,
+            StoreError::SchemaTooNew {
+                found: 99,
+                needs: 98,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("oclaw 9.9.0"), "{err}");

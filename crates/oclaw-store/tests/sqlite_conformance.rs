@@ -62,7 +62,9 @@ async fn refuses_a_newer_schema() {
     conn.execute_batch("PRAGMA user_version = 999; CREATE TABLE from_the_future (id INTEGER)")
         .unwrap();
     drop(conn);
-    let s = SqliteStore::open(p, SqliteOptions::default()).await.unwrap();
+    let s = SqliteStore::open(p, SqliteOptions::default())
+        .await
+        .unwrap();
     let id = s
         .enqueue(oclaw_core::NewTask::new("b", "q", serde_json::json!({})))
         .await
@@ -84,7 +86,14 @@ async fn refuses_a_newer_schema() {
         .err()
         .unwrap();
     assert!(
-        matches!(err, StoreError::SchemaTooNew { found: 999, needs: 998, .. }),
+        matches!(
+            err,
+            StoreError::SchemaTooNew {
+                found: 999,
+                needs: 998,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("oclaw 9.9.0"), "{err}");

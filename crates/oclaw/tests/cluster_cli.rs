@@ -400,7 +400,12 @@ fn the_image_builds_from_scratch_and_runs_as_the_unprivileged_user() {
 
 /// Installs, for the local driver, a stand-in for another release's binary that answers only
 /// `version --json` with the given schema facts (what a real later release prints).
-fn install_release_facts(dir: &std::path::Path, version: &str, schema: (i64, i64), min: (i64, i64)) {
+fn install_release_facts(
+    dir: &std::path::Path,
+    version: &str,
+    schema: (i64, i64),
+    min: (i64, i64),
+) {
     let at = dir.join("home/versions").join(version);
     std::fs::create_dir_all(&at).unwrap();
     let script = format!(
@@ -432,14 +437,57 @@ fn check_upgrade_says_whether_a_rollback_runs_on_the_migrated_store() {
     };
     // An additive release (it still serves this release's schema): reversible.
     install_release_facts(dir.path(), "0.2.0", (sqlite + 1, pg + 1), (sqlite, pg));
-    let (_, checks) = run(dir.path(), &["check-upgrade", "--from-version", this, "--to-version", "0.2.0"]);
-    assert!(line(&checks).contains("PASS") && line(&checks).contains("a rollback to"), "{checks}");
+    let (_, checks) = run(
+        dir.path(),
+        &[
+            "check-upgrade",
+            "--from-version",
+            this,
+            "--to-version",
+            "0.2.0",
+        ],
+    );
+    assert!(
+        line(&checks).contains("PASS") && line(&checks).contains("a rollback to"),
+        "{checks}"
+    );
     // One that needs its own schema: not reversible by a rollback, said before the upgrade.
-    install_release_facts(dir.path(), "0.3.0", (sqlite + 2, pg + 2), (sqlite + 2, pg + 2));
-    let (_, checks) = run(dir.path(), &["check-upgrade", "--from-version", this, "--to-version", "0.3.0"]);
+    install_release_facts(
+        dir.path(),
+        "0.3.0",
+        (sqlite + 2, pg + 2),
+        (sqlite + 2, pg + 2),
+    );
+    let (_, checks) = run(
+        dir.path(),
+        &[
+            "check-upgrade",
+            "--from-version",
+            this,
+            "--to-version",
+            "0.3.0",
+        ],
+    );
     let l = line(&checks);
-    assert!(l.contains("WARN") && l.contains("not reversible") && l.contains(&format!("SQLite schema {sqlite} < {}", sqlite + 2)), "{checks}");
+    assert!(
+        l.contains("WARN")
+            && l.contains("not reversible")
+            && l.contains(&format!("SQLite schema {sqlite} < {}", sqlite + 2)),
+        "{checks}"
+    );
     // No binary of the target here: unknown, and said so.
-    let (_, checks) = run(dir.path(), &["check-upgrade", "--from-version", this, "--to-version", "0.4.0"]);
-    assert!(line(&checks).contains("no binary of 0.4.0 here"), "{checks}");
+    let (_, checks) = run(
+        dir.path(),
+        &[
+            "check-upgrade",
+            "--from-version",
+            this,
+            "--to-version",
+            "0.4.0",
+        ],
+    );
+    assert!(
+        line(&checks).contains("no binary of 0.4.0 here"),
+        "{checks}"
+    );
 }

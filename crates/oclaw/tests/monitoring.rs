@@ -542,7 +542,11 @@ async fn real_alertmanager_notifications_are_handled_by_the_example_bot() {
     }
     let (_, approvals) = get(&c, &format!("{}/v1/approvals?status=pending", node.url)).await;
     let approvals = approvals["items"].as_array().unwrap().clone();
-    assert_eq!(approvals.len(), 1, "one approval for the remediation: {approvals:?}");
+    assert_eq!(
+        approvals.len(),
+        1,
+        "one approval for the remediation: {approvals:?}"
+    );
     assert!(
         approvals[0]["detail"]["message"]
             .as_str()
@@ -559,7 +563,10 @@ async fn real_alertmanager_notifications_are_handled_by_the_example_bot() {
     assert_eq!(code, 200, "{decided}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while fixer.requests.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "the approved remediation did not run");
+        assert!(
+            Instant::now() < deadline,
+            "the approved remediation did not run"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     {

@@ -60,7 +60,10 @@ async fn the_order_example_waits_survives_kills_and_finishes_through_the_cli() {
     assert!(shown.contains("steps done: lookup\n"), "{shown}");
     let (code, table, _) = cli(&node.url, &["approval", "list"]);
     assert_eq!(code, 0);
-    assert!(table.contains("order-flow") && table.contains("Order O-1"), "{table}");
+    assert!(
+        table.contains("order-flow") && table.contains("Order O-1"),
+        "{table}"
+    );
 
     // Killed while the task waits: nothing is lost.
     node.kill9();
@@ -69,7 +72,15 @@ async fn the_order_example_waits_survives_kills_and_finishes_through_the_cli() {
 
     let (code, out, err) = cli(
         &node.url,
-        &["approval", "approve", &approval, "--as", "ops", "--comment", "fine"],
+        &[
+            "approval",
+            "approve",
+            &approval,
+            "--as",
+            "ops",
+            "--comment",
+            "fine",
+        ],
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("approved"), "{out}");
@@ -87,12 +98,23 @@ async fn the_order_example_waits_survives_kills_and_finishes_through_the_cli() {
     assert!(err.contains("OC-2020"), "{err}");
 
     // An event for another order wakes nobody and is kept.
-    let (code, out, _) = cli(&node.url, &["event", "send", "parcel.delivered", "--key", "O-2"]);
+    let (code, out, _) = cli(
+        &node.url,
+        &["event", "send", "parcel.delivered", "--key", "O-2"],
+    );
     assert_eq!(code, 0);
     assert!(out.contains("no task waits"), "{out}");
     let (code, out, err) = cli(
         &node.url,
-        &["event", "send", "parcel.delivered", "--key", "O-1", "--data", r#"{"at": "2026-12-06T10:00:00Z"}"#],
+        &[
+            "event",
+            "send",
+            "parcel.delivered",
+            "--key",
+            "O-1",
+            "--data",
+            r#"{"at": "2026-12-06T10:00:00Z"}"#,
+        ],
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&format!("woke {id}")), "{out}");
@@ -103,7 +125,11 @@ async fn the_order_example_waits_survives_kills_and_finishes_through_the_cli() {
                "delivered_at": "2026-12-06T10:00:00Z", "invoice": "INV-O-1"})
     );
     let (_, invoices) = get(&c, &format!("{}/v1/tasks?bot=invoice-maker", node.url)).await;
-    assert_eq!(invoices["items"].as_array().unwrap().len(), 1, "the child ran once: {invoices}");
+    assert_eq!(
+        invoices["items"].as_array().unwrap().len(),
+        1,
+        "the child ran once: {invoices}"
+    );
     let (_, a) = get(&c, &format!("{}/v1/approvals/{approval}", node.url)).await;
     assert_eq!(a["decisions"].as_array().unwrap().len(), 1, "{a}");
     assert_eq!(a["decisions"][0]["by"], "ops");
@@ -137,20 +163,44 @@ bots:
 "#;
     let node = start(dir.path(), config);
     let c = client();
-    let (_, task, _) = post(&c, &format!("{}/v1/tasks", node.url), r#"{"bot": "refund", "input": {"amount": 5}}"#).await;
+    let (_, task, _) = post(
+        &c,
+        &format!("{}/v1/tasks", node.url),
+        r#"{"bot": "refund", "input": {"amount": 5}}"#,
+    )
+    .await;
     let id = task["id"].as_str().unwrap().to_string();
     wait_status(&c, &node.url, &id, "waiting", Duration::from_secs(30)).await;
     let approval = pending_approvals(&node.url).await[0]["id"].to_string();
-    let (code, _, err) = cli(&node.url, &["approval", "approve", &approval, "--as", "eve"]);
+    let (code, _, err) = cli(
+        &node.url,
+        &["approval", "approve", &approval, "--as", "eve"],
+    );
     assert_ne!(code, 0);
     assert!(err.contains("OC-2019"), "{err}");
-    let (code, body, _) = post(&c, &format!("{}/v1/approvals/{approval}/approve", node.url), "{}").await;
+    let (code, body, _) = post(
+        &c,
+        &format!("{}/v1/approvals/{approval}/approve", node.url),
+        "{}",
+    )
+    .await;
     assert_eq!(code, 400, "who decides is required: {body}");
     let (code, _, _) = post(&c, &format!("{}/v1/events", node.url), r#"{"name": "x"}"#).await;
     assert_eq!(code, 400);
     let (code, _) = get(&c, &format!("{}/v1/approvals/99999", node.url)).await;
     assert_eq!(code, 404);
-    let (code, _, err) = cli(&node.url, &["approval", "reject", &approval, "--as", "bob", "--comment", "no"]);
+    let (code, _, err) = cli(
+        &node.url,
+        &[
+            "approval",
+            "reject",
+            &approval,
+            "--as",
+            "bob",
+            "--comment",
+            "no",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     let t = wait_status(&c, &node.url, &id, "succeeded", Duration::from_secs(30)).await;
     assert_eq!(t["output"]["approved"], false);
@@ -179,7 +229,12 @@ bots:
 "#;
     let node = start(dir.path(), config);
     let c = client();
-    let (_, task, _) = post(&c, &format!("{}/v1/tasks", node.url), r#"{"bot": "nap", "input": {"k": 1}}"#).await;
+    let (_, task, _) = post(
+        &c,
+        &format!("{}/v1/tasks", node.url),
+        r#"{"bot": "nap", "input": {"k": 1}}"#,
+    )
+    .await;
     let id = task["id"].as_str().unwrap().to_string();
     wait_status(&c, &node.url, &id, "waiting", Duration::from_secs(30)).await;
     // The scheduler's interval is a minute: only a wake-up at the deadline finishes this soon.
@@ -187,7 +242,15 @@ bots:
     assert_eq!(t["error"]["code"], "OC-4041", "{t}");
     let waits = t["waits"].as_array().unwrap();
     assert_eq!(waits.len(), 3, "{waits:?}");
-    assert!(waits.iter().all(|w| w["status"] == "timed_out"), "{waits:?}");
-    let late = t["checkpoints"].as_array().unwrap().iter().find(|c| c["step"] == "late").unwrap();
+    assert!(
+        waits.iter().all(|w| w["status"] == "timed_out"),
+        "{waits:?}"
+    );
+    let late = t["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["step"] == "late")
+        .unwrap();
     assert!(late["output"].is_null());
 }

@@ -328,7 +328,10 @@ pub async fn retry(
     let bot = state.catalog.load().get(&task.bot).ok_or_else(|| {
         ApiError::new(
             ErrorCode::UnknownBot,
-            format!("bot `{}` of task {id} is not loaded, so its steps are unknown", task.bot),
+            format!(
+                "bot `{}` of task {id} is not loaded, so its steps are unknown",
+                task.bot
+            ),
         )
     })?;
     let ids: Vec<&str> = bot.steps.iter().map(|(s, _)| s.id.as_str()).collect();

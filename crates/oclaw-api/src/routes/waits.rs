@@ -190,8 +190,16 @@ async fn decide(
         )
         .trace(&trace_id));
     }
-    if by.chars().count() > 200 || req.comment.as_ref().is_some_and(|c| c.chars().count() > 4000) {
-        return Err(invalid("`by` is at most 200 characters, `comment` at most 4000", "by"));
+    if by.chars().count() > 200
+        || req
+            .comment
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > 4000)
+    {
+        return Err(invalid(
+            "`by` is at most 200 characters, `comment` at most 4000",
+            "by",
+        ));
     }
     let record = state
         .store

@@ -216,7 +216,11 @@ impl TaskQueue for PgStore {
             .ok_or(StoreError::NotFound(id))?;
         let status: TaskStatus = row.get::<_, &str>(0).parse().unwrap_or(TaskStatus::Failed);
         if status.is_terminal() {
-            return Err(StoreError::Conflict { id, status, operation: "cancel" });
+            return Err(StoreError::Conflict {
+                id,
+                status,
+                operation: "cancel",
+            });
         }
         let now = ms(Utc::now());
         tx.execute(
@@ -226,10 +230,14 @@ impl TaskQueue for PgStore {
         .await
         .map_err(pg_err)?;
         // Its waits and children end with it; a cancelled child fails its parent's step.
-        let mut woken = super::waits::Woken { queued: false, finished: vec![id] };
+        let mut woken = super::waits::Woken {
+            queued: false,
+            finished: vec![id],
+        };
         super::waits::cancel_below(&tx, id, now, &mut woken).await?;
         if row.get::<_, Option<i64>>(1).is_some() {
-            super::waits::child_ended(&tx, id, TaskStatus::Cancelled, None, now, &mut woken).await?;
+            super::waits::child_ended(&tx, id, TaskStatus::Cancelled, None, now, &mut woken)
+                .await?;
         }
         woken.notify_in(&tx, &self.inner).await?;
         let task = require_task(&tx, id).await?;
@@ -322,7 +330,8 @@ impl TaskQueue for PgStore {
         // Dead children fail their parents' steps, in the same transaction.
         let mut woken = super::waits::Woken::default();
         for child in orphans {
-            super::waits::child_ended(&tx, child, TaskStatus::Dead, None, ms(now), &mut woken).await?;
+            super::waits::child_ended(&tx, child, TaskStatus::Dead, None, ms(now), &mut woken)
+                .await?;
         }
         woken.notify_in(&tx, &self.inner).await?;
         tx.commit().await.map_err(pg_err)?;

@@ -118,19 +118,6 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// release older than that cannot start on a store this binary has migrated.
 pub const MIN_COMPATIBLE: i64 = MIGRATIONS[MIGRATIONS.len() - 1].1;
 
-#[cfg(test)]
-mod compat_tests {
-    #[test]
-    fn min_compatible_never_goes_back_and_never_passes_its_own_version() {
-        let mut last = 0;
-        for (i, (_, m)) in super::MIGRATIONS.iter().enumerate() {
-            assert!(*m >= last, "migration {} lowers min_compatible", i + 1);
-            assert!(*m <= i as i64 + 1, "migration {} needs a later schema than its own", i + 1);
-            last = *m;
-        }
-    }
-}
-
 /// Applies the migrations the schema lacks; answers how many it applied.
 pub(super) async fn migrate(client: &mut Client, schema: &str) -> StoreResult<usize> {
     let tx = client.transaction().await.map_err(pg_err)?;
@@ -231,4 +218,21 @@ pub(super) async fn migrate(client: &mut Client, schema: &str) -> StoreResult<us
     }
     tx.commit().await.map_err(pg_err)?;
     Ok(applied)
+}
+
+#[cfg(test)]
+mod compat_tests {
+    #[test]
+    fn min_compatible_never_goes_back_and_never_passes_its_own_version() {
+        let mut last = 0;
+        for (i, (_, m)) in super::MIGRATIONS.iter().enumerate() {
+            assert!(*m >= last, "migration {} lowers min_compatible", i + 1);
+            assert!(
+                *m <= i as i64 + 1,
+                "migration {} needs a later schema than its own",
+                i + 1
+            );
+            last = *m;
+        }
+    }
 }

@@ -365,7 +365,10 @@ impl PgStore {
             for r in &rows {
                 let id = TaskId(r.get(0));
                 let status: TaskStatus = r.get::<_, &str>(1).parse().unwrap_or(TaskStatus::Failed);
-                let Some(c) = completions.iter().find(|c| c.id == id && c.parent.is_some()) else {
+                let Some(c) = completions
+                    .iter()
+                    .find(|c| c.id == id && c.parent.is_some())
+                else {
                     continue;
                 };
                 if status.is_terminal() {

@@ -85,7 +85,9 @@ fn resolve<'a>(
     Box::pin(async move {
         let output = match &outcome {
             Ok(v) => to_json(v),
-            Err(e) => to_json(&serde_json::json!({"error": {"code": e.code, "message": e.message}})),
+            Err(e) => {
+                to_json(&serde_json::json!({"error": {"code": e.code, "message": e.message}}))
+            }
         };
         let n = tx
             .execute(
@@ -241,7 +243,10 @@ pub(super) async fn expire_waits(
     Ok(due.len() as u64)
 }
 
-async fn load_wait(c: &impl deadpool_postgres::GenericClient, id: i64) -> StoreResult<Option<WaitRecord>> {
+async fn load_wait(
+    c: &impl deadpool_postgres::GenericClient,
+    id: i64,
+) -> StoreResult<Option<WaitRecord>> {
     let row = c
         .query_opt(
             &format!("SELECT {WAIT_COLUMNS} FROM waits w JOIN tasks t ON t.id = w.task_id WHERE w.id = $1"),

@@ -9,9 +9,7 @@ use rusqlite::params;
 use serde_json::Value;
 
 use super::connection::{map_err, Notice, SqliteStore, Tx};
-use super::rows::{
-    from_ms, load_task, ms, require_task, task_from_row, to_json, TASK_COLUMNS,
-};
+use super::rows::{from_ms, load_task, ms, require_task, task_from_row, to_json, TASK_COLUMNS};
 use crate::{
     ClaimRequest, ClaimedTask, Completion, CompletionReport, Enqueued, ExpiredReport, QueueStats,
     StoreError, StoreResult, TaskFilter, TaskQueue,

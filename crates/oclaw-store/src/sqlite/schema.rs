@@ -118,19 +118,6 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// release older than that cannot start on a store this binary has migrated.
 pub const MIN_COMPATIBLE: i64 = MIGRATIONS[MIGRATIONS.len() - 1].1;
 
-#[cfg(test)]
-mod compat_tests {
-    #[test]
-    fn min_compatible_never_goes_back_and_never_passes_its_own_version() {
-        let mut last = 0;
-        for (i, (_, m)) in super::MIGRATIONS.iter().enumerate() {
-            assert!(*m >= last, "migration {} lowers min_compatible", i + 1);
-            assert!(*m <= i as i64 + 1, "migration {} needs a later schema than its own", i + 1);
-            last = *m;
-        }
-    }
-}
-
 /// Brings the schema up to date; refuses files that are newer or not ours.
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
     let app_id: i64 = conn
@@ -160,8 +147,10 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
     }
     if version > SCHEMA_VERSION {
         let meta = |key: &str| -> Option<String> {
-            conn.query_row("SELECT value FROM oclaw_meta WHERE key = ?1", [key], |r| r.get(0))
-                .ok()
+            conn.query_row("SELECT value FROM oclaw_meta WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .ok()
         };
         let needs = meta("min_compatible")
             .and_then(|v| v.parse().ok())
@@ -206,4 +195,21 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod compat_tests {
+    #[test]
+    fn min_compatible_never_goes_back_and_never_passes_its_own_version() {
+        let mut last = 0;
+        for (i, (_, m)) in super::MIGRATIONS.iter().enumerate() {
+            assert!(*m >= last, "migration {} lowers min_compatible", i + 1);
+            assert!(
+                *m <= i as i64 + 1,
+                "migration {} needs a later schema than its own",
+                i + 1
+            );
+            last = *m;
+        }
+    }
 }

@@ -194,7 +194,11 @@ pub(super) fn apply_completion(
     Ok(applied)
 }
 
-fn apply_outcome(tx: &Connection, c: &Completion, now: i64) -> StoreResult<Option<(TaskStatus, bool)>> {
+fn apply_outcome(
+    tx: &Connection,
+    c: &Completion,
+    now: i64,
+) -> StoreResult<Option<(TaskStatus, bool)>> {
     match &c.outcome {
         Outcome::Succeeded(output) => {
             let ordered: Option<bool> = tx

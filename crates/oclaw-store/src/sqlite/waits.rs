@@ -62,7 +62,9 @@ fn resolve(
 ) -> StoreResult<()> {
     let output = match &outcome {
         Ok(v) => Some(to_json(v)),
-        Err(e) => Some(to_json(&serde_json::json!({"error": {"code": e.code, "message": e.message}}))),
+        Err(e) => Some(to_json(
+            &serde_json::json!({"error": {"code": e.code, "message": e.message}}),
+        )),
     };
     let n = tx
         .prepare_cached(
@@ -133,7 +135,9 @@ pub(super) fn child_ended(
         (TaskStatus::Succeeded, Some(v)) => Ok(v.clone()),
         (TaskStatus::Succeeded, None) => {
             let out: Option<String> = tx
-                .query_row("SELECT output FROM tasks WHERE id = ?1", [child.0], |r| r.get(0))
+                .query_row("SELECT output FROM tasks WHERE id = ?1", [child.0], |r| {
+                    r.get(0)
+                })
                 .map_err(map_err)?;
             Ok(out.as_deref().map(parse_json).unwrap_or(Value::Null))
         }
@@ -154,7 +158,12 @@ pub(super) fn child_ended(
 
 /// Cancels the pending waits of `id` and every unfinished task below it (children of
 /// `bot.call` steps, recursively).
-pub(super) fn cancel_below(tx: &Connection, id: TaskId, now: i64, woken: &mut Woken) -> StoreResult<()> {
+pub(super) fn cancel_below(
+    tx: &Connection,
+    id: TaskId,
+    now: i64,
+    woken: &mut Woken,
+) -> StoreResult<()> {
     tx.prepare_cached(
         "UPDATE waits SET status = 'cancelled', resolved_at = ?2 WHERE task_id = ?1 AND status = 'pending'",
     )

@@ -117,11 +117,13 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
             tasks,
             samples,
             storage_url,
-        } => rt.block_on(oclaw_bench::waits::waits(oclaw_bench::waits::WaitsOptions {
-            tasks: tasks.max(1),
-            samples: samples.max(1),
-            storage_url,
-        })),
+        } => rt.block_on(oclaw_bench::waits::waits(
+            oclaw_bench::waits::WaitsOptions {
+                tasks: tasks.max(1),
+                samples: samples.max(1),
+                storage_url,
+            },
+        )),
         BenchCommand::Resume { rounds } => rt.block_on(oclaw_bench::resume::resume(
             oclaw_bench::resume::ResumeOptions {
                 rounds: rounds.max(1),

@@ -223,7 +223,11 @@ pub fn print_task(client: &Client, t: &Value) {
             continue;
         }
         let what = match w["kind"].as_str() {
-            Some("event") => format!("event `{}` with key `{}`", cell(&w["name"]), cell(&w["key"])),
+            Some("event") => format!(
+                "event `{}` with key `{}`",
+                cell(&w["name"]),
+                cell(&w["key"])
+            ),
             Some("approval") => format!("approval {} ({})", w["id"], cell(&w["detail"]["message"])),
             Some("sleep") => "a timer".to_string(),
             Some("child") => format!("child task T{}", cell(&w["key"])),

@@ -131,7 +131,10 @@ mod tests {
         assert!(runs_on(&f("1.0.0", 4, 4), &f("1.1.0", 5, 4)).is_ok());
         // C drops what A reads (min_compatible is C's own schema): A cannot.
         let e = runs_on(&f("1.0.0", 4, 4), &f("1.2.0", 6, 6)).unwrap_err();
-        assert!(e.contains("SQLite schema 4 < 6") && e.contains("1.2.0"), "{e}");
+        assert!(
+            e.contains("SQLite schema 4 < 6") && e.contains("1.2.0"),
+            "{e}"
+        );
         assert_eq!(parse(&this()), Some(this_facts()));
     }
 }

@@ -162,9 +162,8 @@ pub async fn run_event(cmd: EventCommand) -> Result<ExitCode, ClientError> {
         server,
     } = cmd;
     let client = Client::new(&server)?;
-    let data: Value = serde_json::from_str(&data).map_err(|e| {
-        ClientError::Usage(format!("--data is not valid JSON: {e}"))
-    })?;
+    let data: Value = serde_json::from_str(&data)
+        .map_err(|e| ClientError::Usage(format!("--data is not valid JSON: {e}")))?;
     let (_, answer) = client
         .call(
             Method::POST,
@@ -190,7 +189,16 @@ pub async fn run_event(cmd: EventCommand) -> Result<ExitCode, ClientError> {
     Ok(ExitCode::SUCCESS)
 }
 
-const APPROVAL_HEADERS: &[&str] = &["ID", "TASK", "BOT", "STEP", "STATUS", "MESSAGE", "APPROVERS", "DEADLINE"];
+const APPROVAL_HEADERS: &[&str] = &[
+    "ID",
+    "TASK",
+    "BOT",
+    "STEP",
+    "STATUS",
+    "MESSAGE",
+    "APPROVERS",
+    "DEADLINE",
+];
 
 fn approval_row(a: &Value) -> Vec<String> {
     let approvers = a["detail"]["approvers"]
@@ -198,7 +206,11 @@ fn approval_row(a: &Value) -> Vec<String> {
         .filter(|l| !l.is_empty())
         .map(|l| {
             let names: Vec<&str> = l.iter().filter_map(Value::as_str).collect();
-            format!("{} of {}", a["detail"]["required"].as_u64().unwrap_or(1), names.join(","))
+            format!(
+                "{} of {}",
+                a["detail"]["required"].as_u64().unwrap_or(1),
+                names.join(",")
+            )
         })
         .unwrap_or_else(|| "anyone".into());
     vec![
@@ -207,7 +219,10 @@ fn approval_row(a: &Value) -> Vec<String> {
         a["bot"].as_str().unwrap_or_default().to_string(),
         a["step"].as_str().unwrap_or_default().to_string(),
         a["status"].as_str().unwrap_or_default().to_string(),
-        a["detail"]["message"].as_str().unwrap_or_default().to_string(),
+        a["detail"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
         approvers,
         a["deadline"].as_str().unwrap_or("-").to_string(),
     ]
@@ -260,7 +275,10 @@ pub async fn run_approval(cmd: ApprovalCommand) -> Result<ExitCode, ClientError>
         print_table(APPROVAL_HEADERS, &[approval_row(&a)]);
         match a["output"]["approved"].as_bool() {
             Some(true) => println!("approved: task {} goes on", cell_text(&a["task_id"])),
-            Some(false) => println!("rejected: task {} goes on with approved = false", cell_text(&a["task_id"])),
+            Some(false) => println!(
+                "rejected: task {} goes on with approved = false",
+                cell_text(&a["task_id"])
+            ),
             None => println!("recorded; more approvals are needed"),
         }
     }
@@ -268,5 +286,7 @@ pub async fn run_approval(cmd: ApprovalCommand) -> Result<ExitCode, ClientError>
 }
 
 fn cell_text(v: &Value) -> String {
-    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
 }
