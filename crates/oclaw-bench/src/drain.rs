@@ -33,6 +33,9 @@ pub struct DrainOptions {
     pub history: usize,
     /// Tasks a worker claims beyond its free slots (`worker.prefetch`).
     pub prefetch: usize,
+    /// Spread the tasks over this many keys with a limit of one running task per key (what
+    /// `spec.concurrency: {limit: 1}` makes); 0: no keys.
+    pub keys: usize,
 }
 
 /// Records when a task's first step starts.
@@ -280,7 +283,14 @@ async fn drain_on(b: &Bench, o: &DrainOptions) -> Result<String, String> {
     while left > 0 {
         let n = left.min(10_000);
         let batch = (0..n)
-            .map(|i| NewTask::new("bench-noop", "default", json!({"i": i})))
+            .map(|i| {
+                let mut t = NewTask::new("bench-noop", "default", json!({"i": i}));
+                if o.keys > 0 {
+                    t.ordering_key = Some(format!("bench-noop/k{}", (left - i) % o.keys));
+                    t.key_limit = Some(1);
+                }
+                t
+            })
             .collect();
         b.store
             .enqueue_batch(batch)
@@ -329,11 +339,16 @@ async fn drain_on(b: &Bench, o: &DrainOptions) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     let left_queued: u64 = stats_now.iter().map(|q| q.queued + q.running).sum();
     Ok(format!(
-        "drain ({}{}): {} no-op tasks in {:.3}s = {:.0} tasks/s (concurrency {}, prefetch {}, batch {}); succeeded {}, failed {}, left {}\n\
+        "drain ({}{}{}): {} no-op tasks in {:.3}s = {:.0} tasks/s (concurrency {}, prefetch {}, batch {}); succeeded {}, failed {}, left {}\n\
          CPU during the drain: {:.2}s ({:.0}% of one core); {:.1} tasks per claim, {:.1} per completion write\n\
          pre-load (enqueue_batch of 10,000): {:.0} tasks/s",
         b.store.backend(),
         history_note(o.history),
+        if o.keys > 0 {
+            format!(", over {} keys, one running per key", o.keys)
+        } else {
+            String::new()
+        },
         o.tasks,
         elapsed.as_secs_f64(),
         o.tasks as f64 / elapsed.as_secs_f64(),

@@ -38,6 +38,27 @@ pub struct LoadedBot {
 }
 
 impl LoadedBot {
+    /// Applies `spec.concurrency` to a new task of this bot: its ordering key becomes the
+    /// rendered key (under the bot's name, so bots never share keys) with the bot's limit.
+    /// A key that does not render is the empty key (those tasks share one limit).
+    pub fn limit_by_key(&self, task: &mut oclaw_core::NewTask) {
+        let Some(c) = &self.doc.spec.concurrency else {
+            return;
+        };
+        static ENGINE: std::sync::OnceLock<TemplateEngine> = std::sync::OnceLock::new();
+        let engine = ENGINE.get_or_init(TemplateEngine::default);
+        let ctx = minijinja::context! {
+            input => crate::templates::to_template_value(&task.input),
+        };
+        let key = match engine.render(&Value::String(c.key.clone()), &ctx) {
+            Ok(Value::String(s)) => s,
+            Ok(Value::Null) | Err(_) => String::new(),
+            Ok(other) => other.to_string(),
+        };
+        task.ordering_key = Some(format!("{}/{key}", self.name()));
+        task.key_limit = Some(c.limit);
+    }
+
     /// Every path this bot serves under `/hooks/`.
     fn hook_paths(&self) -> impl Iterator<Item = &str> {
         self.webhooks
@@ -459,6 +480,20 @@ impl BotCatalog {
                 )
             })?;
             steps.push((step.clone(), skill));
+        }
+        if let Some(c) = &doc.spec.concurrency {
+            templates
+                .check_str(&c.key)
+                .and_then(|_| templates.check_names_str(&c.key, &[]))
+                .map_err(|m| {
+                    located(
+                        ErrorCode::BotBadTemplate,
+                        source,
+                        text,
+                        &c.key,
+                        format!("bot `{name}` concurrency.key: {m}"),
+                    )
+                })?;
         }
         if let Some((step, skill)) = steps
             .iter()

@@ -54,7 +54,8 @@ impl Inbound {
     }
 
     /// The task for `bot`: the bot's queue and retry policy; messages of one conversation share
-    /// an ordering key so they run one at a time, in arrival order.
+    /// an ordering key so they run one at a time, in arrival order (unless the bot sets its own
+    /// per-key limit).
     pub fn task_for(&self, bot: &LoadedBot) -> NewTask {
         let mut task = NewTask::new(bot.name(), &bot.doc.spec.queue, self.input());
         task.max_attempts = bot.doc.spec.retry.max_attempts;
@@ -66,6 +67,8 @@ impl Inbound {
         if let Some(t) = &self.trace_id {
             task.trace_id = t.clone();
         }
+        // A bot's per-key limit (`spec.concurrency`) takes the place of conversation order.
+        bot.limit_by_key(&mut task);
         task
     }
 }

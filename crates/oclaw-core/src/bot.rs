@@ -63,6 +63,21 @@ pub struct BotSpec {
     /// Model tokens the bot may spend (`llm.chat` and `agent` calls), shared by every node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<TokenBudget>,
+    /// Per-key limits: at most `limit` of this bot's tasks with the same rendered `key` run at
+    /// once; the others wait in the order they came, and other keys are not held up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<KeyConcurrency>,
+}
+
+/// `spec.concurrency`: a limit per key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConcurrency {
+    /// A template over `input` (for example `"{{ input.customer }}"`): tasks that render the
+    /// same key share the limit.
+    pub key: String,
+    /// Tasks of one key running at once (1 or more).
+    pub limit: u32,
 }
 
 /// Token budgets: each call reserves its estimate before it is made (refused with OC-4036
@@ -274,6 +289,9 @@ impl BotDoc {
                 "queue name `{}` must be lowercase letters, digits, `-` or `_`",
                 self.spec.queue
             ));
+        }
+        if self.spec.concurrency.as_ref().is_some_and(|c| c.limit == 0) {
+            return Err("concurrency.limit must be at least 1".into());
         }
         if self.spec.retry.max_attempts == 0 {
             return Err("retry.max_attempts must be at least 1".into());

@@ -195,6 +195,8 @@ pub struct NewTask {
     /// Tasks sharing an ordering key run one at a time, in the order they were submitted (a
     /// conversation's messages, say); tasks without one run in parallel.
     pub ordering_key: Option<String>,
+    /// Tasks of one ordering key that may run at once (`None`: one).
+    pub key_limit: Option<u32>,
     pub max_attempts: u32,
     pub trace_id: String,
 }
@@ -210,6 +212,7 @@ impl NewTask {
             run_at: None,
             idempotency_key: None,
             ordering_key: None,
+            key_limit: None,
             max_attempts: 3,
             trace_id: new_trace_id(),
         }

@@ -141,6 +141,7 @@ fn park_request(
                 oclaw_core::NewTask::new(name, bot.doc.spec.queue.clone(), call["input"].clone());
             child.max_attempts = bot.doc.spec.retry.max_attempts;
             child.trace_id = task.trace_id.clone();
+            bot.limit_by_key(&mut child);
             Some(child)
         }
         None => None,

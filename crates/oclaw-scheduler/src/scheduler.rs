@@ -153,7 +153,7 @@ impl Scheduler {
                 };
                 let mut all_recorded = true;
                 for tick in ticks {
-                    let task = NewTask {
+                    let mut task = NewTask {
                         // One task per tick, whichever scheduler fires it and however often.
                         idempotency_key: Some(format!("trigger:{key}:{}", tick.timestamp_millis())),
                         max_attempts: bot.doc.spec.retry.max_attempts,
@@ -163,6 +163,7 @@ impl Scheduler {
                             json!({"trigger": {"kind": kind, "scheduled_at": tick}}),
                         )
                     };
+                    bot.limit_by_key(&mut task);
                     let enqueued = self.store.enqueue(task).await;
                     match self.record(enqueued, &format!("firing trigger {key}")) {
                         Some(e) if e.created => {

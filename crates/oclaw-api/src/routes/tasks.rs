@@ -182,7 +182,7 @@ pub fn to_new_task(state: &ApiState, req: SubmitTask, trace_id: &str) -> Result<
         ),
         _ => None,
     };
-    Ok(NewTask {
+    let mut task = NewTask {
         bot: req.bot,
         queue,
         input: req.input,
@@ -190,9 +190,13 @@ pub fn to_new_task(state: &ApiState, req: SubmitTask, trace_id: &str) -> Result<
         run_at,
         idempotency_key: req.idempotency_key,
         ordering_key: req.ordering_key,
+        key_limit: None,
         max_attempts: req.max_attempts.unwrap_or(bot.doc.spec.retry.max_attempts),
         trace_id: trace_id.to_string(),
-    })
+    };
+    // The bot's per-key limit, when it has one, decides the ordering key.
+    bot.limit_by_key(&mut task);
+    Ok(task)
 }
 
 fn with_trace(e: ApiError, trace_id: &str) -> ApiError {

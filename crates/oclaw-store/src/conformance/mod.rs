@@ -103,7 +103,8 @@ macro_rules! store_conformance_tests {
             approvals_count_allowed_approvers_and_record_refusals, deadlines_end_waits_as_on_timeout_says,
             a_child_wakes_its_parent_with_its_output_or_fails_it,
             cancelling_a_parent_cancels_its_children_and_their_waits,
-            retry_from_a_step_keeps_only_earlier_checkpoints);
+            retry_from_a_step_keeps_only_earlier_checkpoints,
+            a_key_limit_above_one_runs_that_many_at_once_in_order);
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
         $(

@@ -398,3 +398,62 @@ pub async fn ordering_key_runs_tasks_one_at_a_time_in_order(s: DynStore) {
         .collect();
     assert_eq!(got, vec![batch[0].task.id]);
 }
+
+pub async fn a_key_limit_above_one_runs_that_many_at_once_in_order(s: DynStore) {
+    let keyed = |n: i64, key: &str| NewTask {
+        ordering_key: Some(key.into()),
+        key_limit: Some(2),
+        ..task("b", "q", n)
+    };
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(s.enqueue(keyed(n, "cust-a")).await.unwrap().task.id);
+    }
+    let other = s.enqueue(keyed(9, "cust-b")).await.unwrap().task.id;
+    let got: Vec<TaskId> = s
+        .claim_batch(claim("w", &["q"], 10))
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(got, vec![ids[0], ids[1], other], "two of cust-a, and cust-b is not held up");
+    // A second claimer (another worker) gets nothing of cust-a while two run.
+    assert!(s.claim_batch(claim("w2", &["q"], 10)).await.unwrap().is_empty());
+    s.complete_batch(vec![success("w", ids[1], 1, json!(1))]).await.unwrap();
+    let got: Vec<TaskId> = s
+        .claim_batch(claim("w2", &["q"], 10))
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(got, vec![ids[2]], "the next in order, one slot freed");
+    // A parked task holds no slot of its key.
+    s.park(crate::waits::Park {
+        id: ids[0],
+        worker: "w".into(),
+        attempt: 1,
+        wait: crate::waits::NewWait {
+            step: "s".into(),
+            index: 0,
+            kind: crate::waits::WaitKind::Sleep,
+            name: None,
+            key: None,
+            deadline: None,
+            on_timeout: crate::waits::OnTimeout::Output(json!(null)),
+            detail: json!({}),
+        },
+        child: None,
+    })
+    .await
+    .unwrap();
+    let got: Vec<TaskId> = s
+        .claim_batch(claim("w2", &["q"], 10))
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(got, vec![ids[3]]);
+}

@@ -83,16 +83,20 @@ pub(super) async fn insert_rows(
         .map(|r| r.task.ordering_key.as_deref())
         .collect();
     let run_ats: Vec<i64> = rows.iter().map(|r| r.run_at).collect();
+    let key_limits: Vec<Option<i32>> = rows
+        .iter()
+        .map(|r| r.task.key_limit.map(|l| l.min(i32::MAX as u32) as i32))
+        .collect();
     let queued = rows.iter().any(|r| r.status == TaskStatus::Queued);
     let scheduled = rows.iter().any(|r| r.status == TaskStatus::Scheduled);
     let stmt = c
         .prepare_cached(
             "WITH ins AS (\
                INSERT INTO tasks (bot, queue, status, priority, input, max_attempts, idempotency_key, \
-                                  trace_id, created_at, run_at, ordering_key) \
-               SELECT b, q, s, p, i, m, k, tr, $10, r, o FROM unnest($1::text[], $2::text[], $3::text[], \
-                 $4::int[], $5::text[], $6::int[], $7::text[], $8::text[], $9::bigint[], $15::text[]) \
-                 AS u(b, q, s, p, i, m, k, tr, r, o) \
+                                  trace_id, created_at, run_at, ordering_key, key_limit) \
+               SELECT b, q, s, p, i, m, k, tr, $10, r, o, l FROM unnest($1::text[], $2::text[], $3::text[], \
+                 $4::int[], $5::text[], $6::int[], $7::text[], $8::text[], $9::bigint[], $15::text[], $16::int[]) \
+                 AS u(b, q, s, p, i, m, k, tr, r, o, l) \
                RETURNING id) \
              SELECT id, \
                (SELECT CASE WHEN $11 THEN pg_notify($12, '') END), \
@@ -101,7 +105,7 @@ pub(super) async fn insert_rows(
         )
         .await
         .map_err(pg_err)?;
-    let params: [&(dyn ToSql + Sync); 15] = [
+    let params: [&(dyn ToSql + Sync); 16] = [
         &bots,
         &queues,
         &statuses,
@@ -117,6 +121,7 @@ pub(super) async fn insert_rows(
         &scheduled,
         &inner.channels.scheduled,
         &ordering,
+        &key_limits,
     ];
     let result = c.query(&stmt, &params).await.map_err(pg_err)?;
     let mut ids: Vec<i64> = result.iter().map(|r| r.get(0)).collect();

@@ -32,6 +32,10 @@ pub enum BenchCommand {
         /// Tasks each worker claims beyond its free slots (worker.prefetch).
         #[arg(long, default_value_t = 10)]
         prefetch: usize,
+        /// Spread the tasks over N keys, one running per key (a bot's
+        /// `spec.concurrency: {limit: 1}`); 0: no keys.
+        #[arg(long, default_value_t = 0)]
+        keys: usize,
     },
     /// A burst of slow tasks over two `oclaw worker` processes (PostgreSQL): how it spreads, and
     /// how soon a killed worker's tasks run elsewhere, with the defaults beside the old claiming.

@@ -21,6 +21,7 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
             workers,
             history,
             prefetch,
+            keys,
         } => rt.block_on(oclaw_bench::drain::drain(
             oclaw_bench::drain::DrainOptions {
                 tasks,
@@ -31,6 +32,7 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
                 workers,
                 history,
                 prefetch,
+                keys,
             },
         )),
         BenchCommand::Latency {
