@@ -35,13 +35,19 @@ pub struct LoadedBot {
     pub platforms: Vec<crate::triggers::platform::PlatformTrigger>,
     /// `spec.grants`, shared with every skill call of the bot.
     pub grants: Arc<std::collections::BTreeMap<String, oclaw_core::bot::PluginGrant>>,
+    /// The definition as it runs (normalized, file paths resolved) and its revision: a hash of
+    /// it. A task is stamped with the revision it was made under and runs to its end on it.
+    pub definition: Value,
+    pub revision: String,
 }
 
 impl LoadedBot {
-    /// Applies `spec.concurrency` to a new task of this bot: its ordering key becomes the
-    /// rendered key (under the bot's name, so bots never share keys) with the bot's limit.
-    /// A key that does not render is the empty key (those tasks share one limit).
-    pub fn limit_by_key(&self, task: &mut oclaw_core::NewTask) {
+    /// Stamps a new task of this bot: the bot's revision (so the task runs to its end on this
+    /// definition), and `spec.concurrency`: its ordering key becomes the rendered key (under the
+    /// bot's name, so bots never share keys) with the bot's limit. A key that does not render is
+    /// the empty key (those tasks share one limit).
+    pub fn stamp(&self, task: &mut oclaw_core::NewTask) {
+        task.bot_rev = Some(self.revision.clone());
         let Some(c) = &self.doc.spec.concurrency else {
             return;
         };
@@ -91,6 +97,37 @@ impl LoadedBot {
         bot.doc.metadata.name = name.to_string();
         Ok(bot)
     }
+}
+
+/// A definition's revision: the first 16 hex digits of the SHA-256 of its JSON.
+fn revision_of(definition: &Value) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(definition.to_string().as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Rebuilds a bot from a definition it ran under (`LoadedBot::definition`), with the node's
+/// skills and templates: the bot a task stamped with an older revision runs to its end on.
+pub fn load_revision(
+    definition: &Value,
+    skills: &SkillRegistry,
+    templates: &TemplateEngine,
+) -> Result<LoadedBot, ConfigError> {
+    let doc: BotDoc = serde_json::from_value(definition.clone()).map_err(|e| {
+        ConfigError::new(ErrorCode::BotInvalid, format!("stored bot revision: {e}"))
+    })?;
+    let name = doc.metadata.name.clone();
+    let mut catalog = BotCatalog::default();
+    catalog.add(
+        doc,
+        &format!("<revision of {name}>"),
+        None,
+        skills,
+        templates,
+    )?;
+    let one = std::mem::take(&mut catalog.bots).into_values().next();
+    one.and_then(|b| Arc::try_unwrap(b).ok())
+        .ok_or_else(|| ConfigError::new(ErrorCode::BotInvalid, "no bot in the revision"))
 }
 
 impl BotCatalog {
@@ -660,9 +697,15 @@ impl BotCatalog {
                 platforms.push(p);
             }
         }
+        let mut running = doc.clone();
+        running.spec.steps = steps.iter().map(|(s, _)| s.clone()).collect();
+        let definition = serde_json::to_value(&running).unwrap_or(Value::Null);
+        let revision = revision_of(&definition);
         self.bots.insert(
             name,
             Arc::new(LoadedBot {
+                definition,
+                revision,
                 grants: Arc::new(doc.spec.grants.clone()),
                 platforms,
                 mqtt,

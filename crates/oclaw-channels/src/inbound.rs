@@ -68,7 +68,7 @@ impl Inbound {
             task.trace_id = t.clone();
         }
         // A bot's per-key limit (`spec.concurrency`) takes the place of conversation order.
-        bot.limit_by_key(&mut task);
+        bot.stamp(&mut task);
         task
     }
 }

@@ -197,6 +197,9 @@ pub struct NewTask {
     pub ordering_key: Option<String>,
     /// Tasks of one ordering key that may run at once (`None`: one).
     pub key_limit: Option<u32>,
+    /// The revision of the bot definition the task runs on to its end (`None`: whatever is
+    /// loaded when it runs).
+    pub bot_rev: Option<String>,
     pub max_attempts: u32,
     pub trace_id: String,
 }
@@ -213,6 +216,7 @@ impl NewTask {
             idempotency_key: None,
             ordering_key: None,
             key_limit: None,
+            bot_rev: None,
             max_attempts: 3,
             trace_id: new_trace_id(),
         }

@@ -8,5 +8,5 @@ mod pipeline;
 mod worker;
 
 pub use metrics::WorkerInfo;
-pub use pipeline::{run_pipeline, Finish, ParkRequest, RunFailure, Runtime};
+pub use pipeline::{run_pipeline, Finish, ParkRequest, RunFailure, Runtime, REVISIONS};
 pub use worker::{stopped, Worker, WorkerOptions, WorkerReport, WorkerStats};

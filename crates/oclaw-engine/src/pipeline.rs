@@ -35,6 +35,63 @@ pub struct Runtime {
     /// Built-in bots (reply delivery), by name: run like catalogue bots, never listed, and
     /// named with a dot so no user bot shadows them.
     pub system: std::collections::BTreeMap<String, Arc<LoadedBot>>,
+    /// Bots rebuilt from older revisions, by revision, for tasks that began under them.
+    pub pinned: std::sync::Mutex<HashMap<String, Arc<LoadedBot>>>,
+}
+
+/// The key-value namespace that keeps bot definitions by revision.
+pub const REVISIONS: &str = "oclaw.bot-revisions";
+
+/// Revisions kept rebuilt at once (the cache is emptied when it is full).
+const PINNED_MAX: usize = 64;
+
+impl Runtime {
+    /// The bot `task` runs on: the loaded one, unless the task was stamped with another revision
+    /// of it (the bot changed since the task began), which is then rebuilt from the store. A
+    /// revision that cannot be found or loaded is logged, and the loaded bot runs.
+    pub async fn bot_for(&self, task: &ClaimedTask) -> Option<Arc<LoadedBot>> {
+        let loaded = self
+            .catalog
+            .load()
+            .get(&task.bot)
+            .or_else(|| self.system.get(&task.bot).cloned());
+        let Some(rev) = &task.bot_rev else {
+            return loaded;
+        };
+        if loaded.as_ref().is_some_and(|b| &b.revision == rev) {
+            return loaded;
+        }
+        if let Some(b) = self.pinned.lock().ok().and_then(|p| p.get(rev).cloned()) {
+            return Some(b);
+        }
+        let rebuilt = match self.store.kv_get(REVISIONS, rev, chrono::Utc::now()).await {
+            Ok(Some(definition)) => {
+                oclaw_bots::catalog::load_revision(&definition, &self.skills, &self.templates)
+                    .map_err(|e| e.to_string())
+            }
+            Ok(None) => Err("the revision is not in the store".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match rebuilt {
+            Ok(bot) => {
+                let bot = Arc::new(bot);
+                tracing::info!(component = "worker", task_id = %task.id, bot = %task.bot, revision = %rev,
+                    "the bot changed since the task began; it runs to its end on the revision it began with");
+                if let Ok(mut p) = self.pinned.lock() {
+                    if p.len() >= PINNED_MAX {
+                        p.clear();
+                    }
+                    p.insert(rev.clone(), bot.clone());
+                }
+                Some(bot)
+            }
+            Err(why) => {
+                tracing::warn!(component = "worker", task_id = %task.id, bot = %task.bot, revision = %rev,
+                    "cannot run the task on the bot revision it began with ({why}); it runs on the bot as loaded");
+                loaded
+            }
+        }
+    }
 }
 
 impl Runtime {
@@ -72,6 +129,7 @@ impl Runtime {
             metrics: Arc::default(),
             conversation: Default::default(),
             system: Default::default(),
+            pinned: Default::default(),
         })
     }
 }
@@ -141,7 +199,7 @@ fn park_request(
                 oclaw_core::NewTask::new(name, bot.doc.spec.queue.clone(), call["input"].clone());
             child.max_attempts = bot.doc.spec.retry.max_attempts;
             child.trace_id = task.trace_id.clone();
-            bot.limit_by_key(&mut child);
+            bot.stamp(&mut child);
             Some(child)
         }
         None => None,

@@ -497,12 +497,7 @@ pub(crate) enum Attempt {
 
 /// Runs one attempt and decides what the store should record.
 pub(crate) async fn execute(rt: &Runtime, task: &ClaimedTask, worker: &str) -> Attempt {
-    let bot = rt
-        .catalog
-        .load()
-        .get(&task.bot)
-        .or_else(|| rt.system.get(&task.bot).cloned());
-    let Some(bot) = bot else {
+    let Some(bot) = rt.bot_for(task).await else {
         let error = TaskError::new(
             ErrorCode::BotMissing,
             format!("bot `{}` is not loaded on this node", task.bot),

@@ -412,3 +412,127 @@ fn cycles_of_bot_calls_unknown_callees_and_fanned_out_waits_are_refused_at_load(
     ))
     .is_ok());
 }
+
+const V1: &str = r#"
+apiVersion: openclaw.io/v1
+kind: Bot
+metadata: {name: versioned}
+spec:
+  steps:
+    - id: ok
+      approval: {message: "go?"}
+    - id: out
+      uses: template
+      with: {value: "v1 {{ steps.ok.output.by }}"}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_runs_to_its_end_on_the_bot_revision_it_began_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(
+            dir.path().join("v.db").to_str().unwrap(),
+            SqliteOptions::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    let calls = Arc::new(AtomicU32::new(0));
+    let skills = skills(&calls);
+    let templates = TemplateEngine::default();
+    let catalog = |text: &str| {
+        let mut c = BotCatalog::default();
+        c.load_yaml("v", text, &skills, &templates).unwrap();
+        c
+    };
+    let keep = |c: &BotCatalog| {
+        let bot = c.get("versioned").unwrap();
+        (bot.revision.clone(), bot.definition.clone())
+    };
+    let v1 = catalog(V1);
+    let v2_text = V1.replace("v1 {{", "v2 {{");
+    let v2 = catalog(&v2_text);
+    let (rev1, def1) = keep(&v1);
+    let (rev2, def2) = keep(&v2);
+    assert_ne!(rev1, rev2);
+    assert_eq!(
+        rev1,
+        keep(&catalog(V1)).0,
+        "a revision is a hash of the definition"
+    );
+    for (rev, def) in [(&rev1, &def1), (&rev2, &def2)] {
+        store
+            .kv_set(oclaw_engine::REVISIONS, rev, def, None)
+            .await
+            .unwrap();
+    }
+    let live = oclaw_bots::LiveCatalog::new(v1);
+    let rt = Runtime::new(
+        store.clone(),
+        live.clone(),
+        skills.clone(),
+        TemplateEngine::default(),
+        Duration::from_secs(60),
+        json!({}),
+    )
+    .unwrap();
+    let opts = WorkerOptions {
+        id: "w".into(),
+        queues: vec!["default".into()],
+        concurrency: 4,
+        batch_enabled: true,
+        batch_max: 100,
+        batch_timeout: Duration::from_millis(500),
+        batch_linger: Duration::from_millis(2),
+        prefetch: 4,
+        prefetch_lease: Duration::from_secs(5),
+        lease: Duration::from_secs(30),
+        poll_interval: Duration::from_millis(20),
+        shutdown_grace: Duration::from_secs(5),
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let worker = Worker::new(opts, Arc::new(rt));
+    let stats = worker.stats();
+    tokio::spawn(worker.run(stop_rx));
+    let h = Harness {
+        store: store.clone(),
+        calls,
+        stats,
+        stop,
+        _dir: dir,
+    };
+    let submit = |live: &Arc<oclaw_bots::LiveCatalog>| {
+        let mut t = NewTask::new("versioned", "default", json!({}));
+        live.load().get("versioned").unwrap().stamp(&mut t);
+        t
+    };
+    let old = store.enqueue(submit(&live)).await.unwrap().task.id;
+    until(&h, old, TaskStatus::Waiting).await;
+    // The bot changes while the task waits.
+    live.replace(catalog(&v2_text));
+    let new = store.enqueue(submit(&live)).await.unwrap().task.id;
+    until(&h, new, TaskStatus::Waiting).await;
+    for id in [old, new] {
+        let a = pending(&h, id).await;
+        store
+            .decide(
+                a.id,
+                Decision {
+                    by: "ann".into(),
+                    approve: true,
+                    comment: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let t = until(&h, old, TaskStatus::Succeeded).await;
+    assert_eq!(
+        t.output,
+        Some(json!("v1 ann")),
+        "the old task finished on its revision"
+    );
+    let t = until(&h, new, TaskStatus::Succeeded).await;
+    assert_eq!(t.output, Some(json!("v2 ann")));
+    let _ = h.stop.send(true);
+}

@@ -67,6 +67,26 @@ pub async fn open_configured_store(config: &NodeConfig) -> Result<Arc<dyn Store>
     Ok(store)
 }
 
+/// Keeps every loaded bot's definition under its revision (key-value namespace
+/// [`oclaw_engine::REVISIONS`]), so a task stamped with it runs to its end on it after the bot
+/// changes. A failure is logged: tasks then run on the bot as loaded.
+pub async fn save_revisions(store: &dyn oclaw_store::Store, catalog: &BotCatalog) {
+    for bot in catalog.bots() {
+        if let Err(e) = store
+            .kv_set(
+                oclaw_engine::REVISIONS,
+                &bot.revision,
+                &bot.definition,
+                None,
+            )
+            .await
+        {
+            tracing::warn!(component = "bots", bot = bot.name(), error_code = e.code().code(),
+                "could not keep the bot's revision ({e}); its tasks run on the bot as loaded when they run");
+        }
+    }
+}
+
 /// Bots from the config (`bots`, `bots_dir`); the built-in examples when neither is set.
 pub fn build_catalog(
     config: &NodeConfig,

@@ -27,6 +27,8 @@ pub(crate) struct Reload {
     /// The queues this node's worker claims from (empty without a worker).
     pub served: Vec<String>,
     pub every: Duration,
+    /// Where the bots' revisions are kept (tasks run to their end on the revision they began).
+    pub store: Arc<dyn oclaw_store::Store>,
 }
 
 type Stamp = Vec<(PathBuf, u64, Option<SystemTime>)>;
@@ -66,7 +68,12 @@ pub(crate) async fn watch_bots(r: Reload, mut stop: watch::Receiver<bool>) {
         }
         last = now;
         match build_catalog(&r.config, &r.config_file, &r.skills, &templates) {
-            Ok((next, _)) => apply(&r, next),
+            Ok((next, _)) => {
+                // Saved before the bots are swapped in, so no task is stamped with a revision
+                // a worker cannot find.
+                crate::loading::save_revisions(r.store.as_ref(), &next).await;
+                apply(&r, next)
+            }
             Err(e) => tracing::error!(
                 component = "bots",
                 error_code = e.code().code(),

@@ -86,6 +86,7 @@ pub async fn serve(
     let templates = TemplateEngine::default();
     let (catalog, source) = build_catalog(&config, &opts.config_file, &skills, &templates)?;
     let loaded = catalog.len();
+    crate::loading::save_revisions(store.as_ref(), &catalog).await;
     let catalog = oclaw_bots::LiveCatalog::new(catalog);
     let tls = match &config.api.tls {
         Some(files) => Some(
@@ -317,6 +318,7 @@ pub async fn serve(
                     skills: node_skills.registry.clone(),
                     served: queues.clone(),
                     every: config.bots_reload_interval.get(),
+                    store: store.clone(),
                 },
                 stop_rx.clone(),
             )),

@@ -163,7 +163,7 @@ impl Scheduler {
                             json!({"trigger": {"kind": kind, "scheduled_at": tick}}),
                         )
                     };
-                    bot.limit_by_key(&mut task);
+                    bot.stamp(&mut task);
                     let enqueued = self.store.enqueue(task).await;
                     match self.record(enqueued, &format!("firing trigger {key}")) {
                         Some(e) if e.created => {

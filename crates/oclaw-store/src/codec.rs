@@ -24,7 +24,6 @@ pub fn to_json(v: &Value) -> String {
 /// earlier tasks of its key still to run number its `key_limit` (one when unset) or more — so a
 /// key runs at most that many at once, in the order they came (the claiming query names the
 /// candidate `c`). A task parked in a wait does not count: it holds no slot of its key.
-pub(crate) const ORDERED: &str =
-    "AND (c.ordering_key IS NULL OR (SELECT count(*) FROM tasks o \
+pub(crate) const ORDERED: &str = "AND (c.ordering_key IS NULL OR (SELECT count(*) FROM tasks o \
      WHERE o.ordering_key = c.ordering_key AND o.status IN ('queued', 'scheduled', 'running') \
      AND (o.status = 'running' OR o.id < c.id)) < coalesce(c.key_limit, 1))";

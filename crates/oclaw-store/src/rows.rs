@@ -18,7 +18,7 @@ pub(crate) const TASK_COLUMNS: &str = "id, bot, queue, status, priority, input, 
 
 /// The columns [`claimed_from`] reads, in its order (`RETURNING` lists of claims).
 pub(crate) const CLAIMED_COLUMNS: &str =
-    "id, bot, queue, priority, input, attempts, max_attempts, trace_id, created_at, run_at, parent_id, \
+    "id, bot, queue, priority, input, attempts, max_attempts, trace_id, created_at, run_at, parent_id, bot_rev, \
      CASE WHEN EXISTS (SELECT 1 FROM task_checkpoints k WHERE k.task_id = id) THEN 1 ELSE 0 END";
 
 /// Column access by position, as both drivers' rows offer it. `int` is a 64-bit column,
@@ -83,9 +83,10 @@ pub(crate) fn claimed_from<C: Columns>(r: &C) -> Result<(ClaimedTask, bool), C::
         created_at: from_ms(r.int(8)?),
         run_at: from_ms(r.int(9)?),
         parent: r.opt_int(10)?.map(TaskId),
+        bot_rev: r.opt_text(11)?,
         checkpoints: Vec::new(),
     };
-    Ok((task, r.small(11)? != 0))
+    Ok((task, r.small(12)? != 0))
 }
 
 /// The columns [`checkpoint_from`] reads, in its order.

@@ -45,6 +45,8 @@ pub struct ClaimedTask {
     /// The task whose `bot.call` made this one: its completion must name it (see
     /// [`Completion::parent`]).
     pub parent: Option<TaskId>,
+    /// The revision of the bot definition the task runs on (see `NewTask::bot_rev`).
+    pub bot_rev: Option<String>,
     /// Steps completed by earlier attempts, so this attempt resumes after them.
     pub checkpoints: Vec<Checkpoint>,
 }

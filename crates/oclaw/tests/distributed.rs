@@ -859,9 +859,8 @@ async fn a_per_key_limit_holds_across_two_worker_processes() {
         }
     }
     let tasks = wait_all_succeeded(&c, &api.url, "keyed", 12).await;
-    let at = |t: &Value, f: &str| {
-        chrono::DateTime::parse_from_rfc3339(t[f].as_str().unwrap()).unwrap()
-    };
+    let at =
+        |t: &Value, f: &str| chrono::DateTime::parse_from_rfc3339(t[f].as_str().unwrap()).unwrap();
     let mut workers = HashSet::new();
     for customer in ["ann", "bob", "cy"] {
         let mut mine: Vec<&Value> = tasks
@@ -878,9 +877,16 @@ async fn a_per_key_limit_holds_across_two_worker_processes() {
                 pair[0]["id"]
             );
         }
-        workers.extend(mine.iter().map(|t| t["worker"].as_str().unwrap().to_string()));
+        workers.extend(
+            mine.iter()
+                .map(|t| t["worker"].as_str().unwrap().to_string()),
+        );
     }
-    assert_eq!(workers.len(), 2, "both workers ran keyed tasks: {workers:?}");
+    assert_eq!(
+        workers.len(),
+        2,
+        "both workers ran keyed tasks: {workers:?}"
+    );
     // Different keys ran side by side: the whole took far less than 12 runs in a row would.
     let first = tasks.iter().map(|t| at(t, "started_at")).min().unwrap();
     let last = tasks.iter().map(|t| at(t, "finished_at")).max().unwrap();

@@ -191,11 +191,12 @@ pub fn to_new_task(state: &ApiState, req: SubmitTask, trace_id: &str) -> Result<
         idempotency_key: req.idempotency_key,
         ordering_key: req.ordering_key,
         key_limit: None,
+        bot_rev: None,
         max_attempts: req.max_attempts.unwrap_or(bot.doc.spec.retry.max_attempts),
         trace_id: trace_id.to_string(),
     };
-    // The bot's per-key limit, when it has one, decides the ordering key.
-    bot.limit_by_key(&mut task);
+    // The bot's revision, and its per-key limit when it has one (the ordering key).
+    bot.stamp(&mut task);
     Ok(task)
 }
 

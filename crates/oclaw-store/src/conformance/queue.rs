@@ -417,10 +417,20 @@ pub async fn a_key_limit_above_one_runs_that_many_at_once_in_order(s: DynStore) 
         .iter()
         .map(|t| t.id)
         .collect();
-    assert_eq!(got, vec![ids[0], ids[1], other], "two of cust-a, and cust-b is not held up");
+    assert_eq!(
+        got,
+        vec![ids[0], ids[1], other],
+        "two of cust-a, and cust-b is not held up"
+    );
     // A second claimer (another worker) gets nothing of cust-a while two run.
-    assert!(s.claim_batch(claim("w2", &["q"], 10)).await.unwrap().is_empty());
-    s.complete_batch(vec![success("w", ids[1], 1, json!(1))]).await.unwrap();
+    assert!(s
+        .claim_batch(claim("w2", &["q"], 10))
+        .await
+        .unwrap()
+        .is_empty());
+    s.complete_batch(vec![success("w", ids[1], 1, json!(1))])
+        .await
+        .unwrap();
     let got: Vec<TaskId> = s
         .claim_batch(claim("w2", &["q"], 10))
         .await

@@ -109,9 +109,11 @@ const MIGRATIONS: &[(&str, i64)] = &[
     );
     CREATE INDEX events_by_key ON events (name, key, id);
     CREATE INDEX events_expiry ON events (expires_at);", 3),
-    // 4: per-key limits above one (`spec.concurrency`). Additive: a binary of schema 3 ignores
-    // the column and runs every key one at a time, so min_compatible stays 3.
-    ("ALTER TABLE tasks ADD COLUMN key_limit INTEGER;", 3),
+    // 4: per-key limits above one (`spec.concurrency`), and the bot revision a task runs on.
+    // Additive: a binary of schema 3 ignores both (it runs every key one at a time, and a task
+    // on the bot as loaded), so min_compatible stays 3.
+    ("ALTER TABLE tasks ADD COLUMN key_limit INTEGER;
+    ALTER TABLE tasks ADD COLUMN bot_rev TEXT;", 3),
 ];
 
 /// The schema version this binary writes.

@@ -26,7 +26,7 @@ use crate::{
 
 /// [`crate::rows::CLAIMED_COLUMNS`] of the updated table in a claim that joins its candidates.
 const CLAIMED_COLUMNS: &str = "t.id, t.bot, t.queue, t.priority, t.input, t.attempts, \
-    t.max_attempts, t.trace_id, t.created_at, t.run_at, t.parent_id, \
+    t.max_attempts, t.trace_id, t.created_at, t.run_at, t.parent_id, t.bot_rev, \
     CASE WHEN EXISTS (SELECT 1 FROM task_checkpoints k WHERE k.task_id = t.id) THEN 1 ELSE 0 END";
 
 /// NOTIFY payloads are limited to 8000 bytes; completions are written in chunks whose id lists fit.
@@ -83,6 +83,7 @@ pub(super) async fn insert_rows(
         .map(|r| r.task.ordering_key.as_deref())
         .collect();
     let run_ats: Vec<i64> = rows.iter().map(|r| r.run_at).collect();
+    let revs: Vec<Option<&str>> = rows.iter().map(|r| r.task.bot_rev.as_deref()).collect();
     let key_limits: Vec<Option<i32>> = rows
         .iter()
         .map(|r| r.task.key_limit.map(|l| l.min(i32::MAX as u32) as i32))
@@ -93,10 +94,10 @@ pub(super) async fn insert_rows(
         .prepare_cached(
             "WITH ins AS (\
                INSERT INTO tasks (bot, queue, status, priority, input, max_attempts, idempotency_key, \
-                                  trace_id, created_at, run_at, ordering_key, key_limit) \
-               SELECT b, q, s, p, i, m, k, tr, $10, r, o, l FROM unnest($1::text[], $2::text[], $3::text[], \
-                 $4::int[], $5::text[], $6::int[], $7::text[], $8::text[], $9::bigint[], $15::text[], $16::int[]) \
-                 AS u(b, q, s, p, i, m, k, tr, r, o, l) \
+                                  trace_id, created_at, run_at, ordering_key, key_limit, bot_rev) \
+               SELECT b, q, s, p, i, m, k, tr, $10, r, o, l, v FROM unnest($1::text[], $2::text[], $3::text[], \
+                 $4::int[], $5::text[], $6::int[], $7::text[], $8::text[], $9::bigint[], $15::text[], $16::int[], \
+                 $17::text[]) AS u(b, q, s, p, i, m, k, tr, r, o, l, v) \
                RETURNING id) \
              SELECT id, \
                (SELECT CASE WHEN $11 THEN pg_notify($12, '') END), \
@@ -105,7 +106,7 @@ pub(super) async fn insert_rows(
         )
         .await
         .map_err(pg_err)?;
-    let params: [&(dyn ToSql + Sync); 16] = [
+    let params: [&(dyn ToSql + Sync); 17] = [
         &bots,
         &queues,
         &statuses,
@@ -122,6 +123,7 @@ pub(super) async fn insert_rows(
         &inner.channels.scheduled,
         &ordering,
         &key_limits,
+        &revs,
     ];
     let result = c.query(&stmt, &params).await.map_err(pg_err)?;
     let mut ids: Vec<i64> = result.iter().map(|r| r.get(0)).collect();

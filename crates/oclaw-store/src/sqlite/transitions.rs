@@ -92,8 +92,8 @@ pub(super) fn insert_task(
     let id: i64 = tx
         .prepare_cached(
             "INSERT INTO tasks (bot, queue, status, priority, input, max_attempts, idempotency_key, \
-             trace_id, created_at, run_at, ordering_key, key_limit) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+             trace_id, created_at, run_at, ordering_key, key_limit, bot_rev) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
         )
         .and_then(|mut s| {
             s.query_row(
@@ -109,7 +109,8 @@ pub(super) fn insert_task(
                     st.now,
                     start.run_at,
                     task.ordering_key,
-                    task.key_limit
+                    task.key_limit,
+                    task.bot_rev
                 ],
                 |r| r.get(0),
             )
