@@ -48,21 +48,23 @@ impl LoadedBot {
     /// the empty key (those tasks share one limit).
     pub fn stamp(&self, task: &mut oclaw_core::NewTask) {
         task.bot_rev = Some(self.revision.clone());
-        let Some(c) = &self.doc.spec.concurrency else {
-            return;
-        };
-        static ENGINE: std::sync::OnceLock<TemplateEngine> = std::sync::OnceLock::new();
-        let engine = ENGINE.get_or_init(TemplateEngine::default);
-        let ctx = minijinja::context! {
-            input => crate::templates::to_template_value(&task.input),
-        };
-        let key = match engine.render(&Value::String(c.key.clone()), &ctx) {
-            Ok(Value::String(s)) => s,
-            Ok(Value::Null) | Err(_) => String::new(),
-            Ok(other) => other.to_string(),
-        };
-        task.ordering_key = Some(format!("{}/{key}", self.name()));
-        task.key_limit = Some(c.limit);
+        if let Some(c) = &self.doc.spec.concurrency {
+            task.ordering_key = Some(format!(
+                "{}/{}",
+                self.name(),
+                render_key(&c.key, &task.input)
+            ));
+            task.key_limit = Some(c.limit);
+        }
+        if let Some(d) = &self.doc.spec.debounce {
+            task.debounce_key = Some(format!(
+                "{}/{}",
+                self.name(),
+                render_key(&d.key, &task.input)
+            ));
+            let window = chrono::Duration::from_std(d.window.get()).unwrap_or_default();
+            task.run_at = Some(chrono::Utc::now() + window);
+        }
     }
 
     /// Every path this bot serves under `/hooks/`.
@@ -96,6 +98,20 @@ impl LoadedBot {
             .ok_or_else(|| ConfigError::new(ErrorCode::BotInvalid, "no bot in the text"))?;
         bot.doc.metadata.name = name.to_string();
         Ok(bot)
+    }
+}
+
+/// A key template rendered over a task's input; one that does not render is the empty key.
+fn render_key(template: &str, input: &Value) -> String {
+    static ENGINE: std::sync::OnceLock<TemplateEngine> = std::sync::OnceLock::new();
+    let engine = ENGINE.get_or_init(TemplateEngine::default);
+    let ctx = minijinja::context! {
+        input => crate::templates::to_template_value(input),
+    };
+    match engine.render(&Value::String(template.to_string()), &ctx) {
+        Ok(Value::String(s)) => s,
+        Ok(Value::Null) | Err(_) => String::new(),
+        Ok(other) => other.to_string(),
     }
 }
 
@@ -518,17 +534,25 @@ impl BotCatalog {
             })?;
             steps.push((step.clone(), skill));
         }
-        if let Some(c) = &doc.spec.concurrency {
+        let keys = [
+            (
+                "concurrency.key",
+                doc.spec.concurrency.as_ref().map(|c| &c.key),
+            ),
+            ("debounce.key", doc.spec.debounce.as_ref().map(|d| &d.key)),
+        ];
+        for (what, key) in keys {
+            let Some(key) = key else { continue };
             templates
-                .check_str(&c.key)
-                .and_then(|_| templates.check_names_str(&c.key, &[]))
+                .check_str(key)
+                .and_then(|_| templates.check_names_str(key, &[]))
                 .map_err(|m| {
                     located(
                         ErrorCode::BotBadTemplate,
                         source,
                         text,
-                        &c.key,
-                        format!("bot `{name}` concurrency.key: {m}"),
+                        key,
+                        format!("bot `{name}` {what}: {m}"),
                     )
                 })?;
         }

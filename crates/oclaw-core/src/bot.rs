@@ -67,6 +67,11 @@ pub struct BotSpec {
     /// once; the others wait in the order they came, and other keys are not held up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<KeyConcurrency>,
+    /// Debounce per key: a new task of a key whose task has not started yet is folded into it
+    /// (its input replaced by the newest, its start moved to `window` from now), so a burst
+    /// runs once, with the last input, `window` after it went quiet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<KeyDebounce>,
 }
 
 /// `spec.concurrency`: a limit per key.
@@ -78,6 +83,16 @@ pub struct KeyConcurrency {
     pub key: String,
     /// Tasks of one key running at once (1 or more).
     pub limit: u32,
+}
+
+/// `spec.debounce`: a quiet period per key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyDebounce {
+    /// A template over `input`: tasks that render the same key are debounced together.
+    pub key: String,
+    /// How long a key must be quiet before its task runs.
+    pub window: crate::Dur,
 }
 
 /// Token budgets: each call reserves its estimate before it is made (refused with OC-4036

@@ -200,6 +200,9 @@ pub struct NewTask {
     /// The revision of the bot definition the task runs on to its end (`None`: whatever is
     /// loaded when it runs).
     pub bot_rev: Option<String>,
+    /// Tasks with the same debounce key fold into the one that has not started yet (see
+    /// `spec.debounce`): the newest input, the newest `run_at`.
+    pub debounce_key: Option<String>,
     pub max_attempts: u32,
     pub trace_id: String,
 }
@@ -217,6 +220,7 @@ impl NewTask {
             ordering_key: None,
             key_limit: None,
             bot_rev: None,
+            debounce_key: None,
             max_attempts: 3,
             trace_id: new_trace_id(),
         }

@@ -254,3 +254,46 @@ bots:
         .unwrap();
     assert!(late["output"].is_null());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_for_one_key_runs_once_with_the_last_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+bots:
+  - apiVersion: oclaw.io/v1
+    kind: Bot
+    metadata: {name: sync-door}
+    spec:
+      debounce: {key: "{{ input.door }}", window: 400ms}
+      steps:
+        - {id: out, uses: template, with: {value: "{{ input.door }}={{ input.state }}"}}
+"#;
+    let node = start(dir.path(), config);
+    let c = client();
+    let mut codes = Vec::new();
+    let mut ids = std::collections::BTreeSet::new();
+    for (door, state) in [
+        ("front", "open"),
+        ("front", "closed"),
+        ("back", "open"),
+        ("front", "locked"),
+    ] {
+        let body = json!({"bot": "sync-door", "input": {"door": door, "state": state}}).to_string();
+        let (code, t, _) = post(&c, &format!("{}/v1/tasks", node.url), &body).await;
+        codes.push(code);
+        ids.insert(t["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        codes,
+        vec![202, 200, 202, 200],
+        "folded submissions answer 200 with the pending task"
+    );
+    assert_eq!(ids.len(), 2, "one task per door");
+    let mut outputs = Vec::new();
+    for id in &ids {
+        let t = wait_status(&c, &node.url, id, "succeeded", Duration::from_secs(20)).await;
+        outputs.push(t["output"].as_str().unwrap().to_string());
+    }
+    outputs.sort();
+    assert_eq!(outputs, vec!["back=open", "front=locked"]);
+}

@@ -192,6 +192,7 @@ pub fn to_new_task(state: &ApiState, req: SubmitTask, trace_id: &str) -> Result<
         ordering_key: req.ordering_key,
         key_limit: None,
         bot_rev: None,
+        debounce_key: None,
         max_attempts: req.max_attempts.unwrap_or(bot.doc.spec.retry.max_attempts),
         trace_id: trace_id.to_string(),
     };

@@ -104,7 +104,8 @@ macro_rules! store_conformance_tests {
             a_child_wakes_its_parent_with_its_output_or_fails_it,
             cancelling_a_parent_cancels_its_children_and_their_waits,
             retry_from_a_step_keeps_only_earlier_checkpoints,
-            a_key_limit_above_one_runs_that_many_at_once_in_order);
+            a_key_limit_above_one_runs_that_many_at_once_in_order,
+            debounced_tasks_fold_into_the_one_not_started);
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
         $(

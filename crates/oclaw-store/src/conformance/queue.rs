@@ -467,3 +467,46 @@ pub async fn a_key_limit_above_one_runs_that_many_at_once_in_order(s: DynStore) 
         .collect();
     assert_eq!(got, vec![ids[3]]);
 }
+
+pub async fn debounced_tasks_fold_into_the_one_not_started(s: DynStore) {
+    let soon = |n: i64, ms: i64| NewTask {
+        debounce_key: Some("b/door".into()),
+        run_at: Some(Utc::now() + chrono::Duration::milliseconds(ms)),
+        ..task("b", "q", n)
+    };
+    let first = s.enqueue(soon(1, 60_000)).await.unwrap();
+    assert!(first.created);
+    let second = s.enqueue(soon(2, 120_000)).await.unwrap();
+    assert!(!second.created, "folded into the pending one");
+    assert_eq!(second.task.id, first.task.id);
+    assert_eq!(second.task.input, json!({"n": 2}), "the newest input");
+    assert!(
+        second.task.run_at > first.task.run_at,
+        "the quiet period starts again"
+    );
+    // Another key is its own task; so is the same key in one batch after a fold.
+    let other = s
+        .enqueue(NewTask {
+            debounce_key: Some("b/window".into()),
+            ..soon(3, 60_000)
+        })
+        .await
+        .unwrap();
+    assert!(other.created);
+    let batch = s.enqueue_batch(vec![soon(4, 1), soon(5, 1)]).await.unwrap();
+    assert!(batch
+        .iter()
+        .all(|e| e.task.id == first.task.id && !e.created));
+    // Once it has started, a new task of the key is a new run.
+    s.promote_due(Utc::now() + chrono::Duration::minutes(5))
+        .await
+        .unwrap();
+    let c = s.claim_batch(claim("w", &["q"], 10)).await.unwrap();
+    assert_eq!(c.len(), 2);
+    assert_eq!(
+        c.iter().find(|t| t.id == first.task.id).unwrap().input,
+        json!({"n": 5})
+    );
+    let later = s.enqueue(soon(6, 60_000)).await.unwrap();
+    assert!(later.created && later.task.id != first.task.id);
+}

@@ -33,9 +33,11 @@ impl TaskQueue for PgStore {
 
     async fn enqueue_batch(&self, tasks: Vec<NewTask>) -> StoreResult<Vec<Enqueued>> {
         let now = ms(Utc::now());
-        let careful = tasks
-            .iter()
-            .any(|t| t.idempotency_key.is_some() || self.capacity(&t.queue).is_some());
+        let careful = tasks.iter().any(|t| {
+            t.idempotency_key.is_some()
+                || t.debounce_key.is_some()
+                || self.capacity(&t.queue).is_some()
+        });
         if careful {
             return self.enqueue_checked(tasks, now).await;
         }

@@ -84,6 +84,10 @@ pub(super) async fn insert_rows(
         .collect();
     let run_ats: Vec<i64> = rows.iter().map(|r| r.run_at).collect();
     let revs: Vec<Option<&str>> = rows.iter().map(|r| r.task.bot_rev.as_deref()).collect();
+    let debounce: Vec<Option<&str>> = rows
+        .iter()
+        .map(|r| r.task.debounce_key.as_deref())
+        .collect();
     let key_limits: Vec<Option<i32>> = rows
         .iter()
         .map(|r| r.task.key_limit.map(|l| l.min(i32::MAX as u32) as i32))
@@ -94,10 +98,10 @@ pub(super) async fn insert_rows(
         .prepare_cached(
             "WITH ins AS (\
                INSERT INTO tasks (bot, queue, status, priority, input, max_attempts, idempotency_key, \
-                                  trace_id, created_at, run_at, ordering_key, key_limit, bot_rev) \
-               SELECT b, q, s, p, i, m, k, tr, $10, r, o, l, v FROM unnest($1::text[], $2::text[], $3::text[], \
+                                  trace_id, created_at, run_at, ordering_key, key_limit, bot_rev, debounce_key) \
+               SELECT b, q, s, p, i, m, k, tr, $10, r, o, l, v, d FROM unnest($1::text[], $2::text[], $3::text[], \
                  $4::int[], $5::text[], $6::int[], $7::text[], $8::text[], $9::bigint[], $15::text[], $16::int[], \
-                 $17::text[]) AS u(b, q, s, p, i, m, k, tr, r, o, l, v) \
+                 $17::text[], $18::text[]) AS u(b, q, s, p, i, m, k, tr, r, o, l, v, d) \
                RETURNING id) \
              SELECT id, \
                (SELECT CASE WHEN $11 THEN pg_notify($12, '') END), \
@@ -106,7 +110,7 @@ pub(super) async fn insert_rows(
         )
         .await
         .map_err(pg_err)?;
-    let params: [&(dyn ToSql + Sync); 17] = [
+    let params: [&(dyn ToSql + Sync); 18] = [
         &bots,
         &queues,
         &statuses,
@@ -124,6 +128,7 @@ pub(super) async fn insert_rows(
         &ordering,
         &key_limits,
         &revs,
+        &debounce,
     ];
     let result = c.query(&stmt, &params).await.map_err(pg_err)?;
     let mut ids: Vec<i64> = result.iter().map(|r| r.get(0)).collect();
@@ -214,6 +219,34 @@ impl PgStore {
         }
         let mut out = Vec::with_capacity(tasks.len());
         for task in &tasks {
+            if let Some(key) = &task.debounce_key {
+                // A burst of one key folds into the task that has not started yet; the lock
+                // makes concurrent enqueues of the key take turns.
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext('oclaw-debounce:' || current_schema() || ':' || $1))",
+                    &[key],
+                )
+                .await
+                .map_err(pg_err)?;
+                let folded = tx
+                    .query_opt(
+                        &format!(
+                            "UPDATE tasks SET input = $2, run_at = greatest(run_at, $3) WHERE id = (SELECT id FROM tasks \
+                             WHERE debounce_key = $1 AND status = 'scheduled' ORDER BY id LIMIT 1 FOR UPDATE) \
+                             RETURNING {TASK_COLUMNS}"
+                        ),
+                        &[key, &to_json(&task.input), &Start::of(task, now).run_at],
+                    )
+                    .await
+                    .map_err(pg_err)?;
+                if let Some(r) = folded {
+                    out.push(Enqueued {
+                        task: task_from_row(&r)?,
+                        created: false,
+                    });
+                    continue;
+                }
+            }
             if let Some(key) = &task.idempotency_key {
                 let existing = tx
                     .query_opt(

@@ -66,6 +66,28 @@ pub(super) fn enqueue_in(
             });
         }
     }
+    if let Some(key) = &task.debounce_key {
+        // A burst of one key folds into the task that has not started yet.
+        let folded = tx
+            .prepare_cached(&format!(
+                "UPDATE tasks SET input = ?2, run_at = max(run_at, ?3) WHERE id = (SELECT id FROM tasks \
+                 WHERE debounce_key = ?1 AND status = 'scheduled' ORDER BY id LIMIT 1) RETURNING {TASK_COLUMNS}"
+            ))
+            .and_then(|mut s| {
+                s.query_row(
+                    params![key, to_json(&task.input), Start::of(&task, st.now).run_at],
+                    task_from_row,
+                )
+                .optional()
+            })
+            .map_err(map_err)?;
+        if let Some(task) = folded {
+            return Ok(Enqueued {
+                task,
+                created: false,
+            });
+        }
+    }
     if let Some(cap) = st.inner.capacities.get(&task.queue) {
         if !st.admission.knows(&task.queue) {
             let waiting = count_waiting(tx, &task.queue, cap)?;
@@ -92,8 +114,8 @@ pub(super) fn insert_task(
     let id: i64 = tx
         .prepare_cached(
             "INSERT INTO tasks (bot, queue, status, priority, input, max_attempts, idempotency_key, \
-             trace_id, created_at, run_at, ordering_key, key_limit, bot_rev) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
+             trace_id, created_at, run_at, ordering_key, key_limit, bot_rev, debounce_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id",
         )
         .and_then(|mut s| {
             s.query_row(
@@ -110,7 +132,8 @@ pub(super) fn insert_task(
                     start.run_at,
                     task.ordering_key,
                     task.key_limit,
-                    task.bot_rev
+                    task.bot_rev,
+                    task.debounce_key
                 ],
                 |r| r.get(0),
             )
