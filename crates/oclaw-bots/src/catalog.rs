@@ -56,6 +56,14 @@ impl LoadedBot {
             ));
             task.key_limit = Some(c.limit);
         }
+        if let Some(r) = &self.doc.spec.rate_limit {
+            task.rate_key = Some(format!(
+                "{}/{}",
+                self.name(),
+                render_key(&r.key, &task.input)
+            ));
+            task.rate = Some((r.limit, r.per.get().as_millis() as u64));
+        }
         if let Some(d) = &self.doc.spec.debounce {
             task.debounce_key = Some(format!(
                 "{}/{}",
@@ -540,6 +548,10 @@ impl BotCatalog {
                 doc.spec.concurrency.as_ref().map(|c| &c.key),
             ),
             ("debounce.key", doc.spec.debounce.as_ref().map(|d| &d.key)),
+            (
+                "rate_limit.key",
+                doc.spec.rate_limit.as_ref().map(|r| &r.key),
+            ),
         ];
         for (what, key) in keys {
             let Some(key) = key else { continue };

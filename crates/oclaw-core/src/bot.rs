@@ -72,6 +72,10 @@ pub struct BotSpec {
     /// runs once, with the last input, `window` after it went quiet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub debounce: Option<KeyDebounce>,
+    /// Rate limit per key: at most `limit` tasks of a key start in any `per` (a sliding
+    /// window); the others wait, in order, without holding a worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<KeyRate>,
 }
 
 /// `spec.concurrency`: a limit per key.
@@ -82,6 +86,18 @@ pub struct KeyConcurrency {
     /// same key share the limit.
     pub key: String,
     /// Tasks of one key running at once (1 or more).
+    pub limit: u32,
+}
+
+/// `spec.rate_limit`: starts per period per key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRate {
+    /// A template over `input`: tasks that render the same key share the rate.
+    pub key: String,
+    /// The window, for example `1m`.
+    pub per: crate::Dur,
+    /// Starts allowed in any window (1 or more).
     pub limit: u32,
 }
 
@@ -307,6 +323,13 @@ impl BotDoc {
         }
         if self.spec.concurrency.as_ref().is_some_and(|c| c.limit == 0) {
             return Err("concurrency.limit must be at least 1".into());
+        }
+        if let Some(r) = &self.spec.rate_limit {
+            if r.limit == 0 || r.per.get().is_zero() {
+                return Err(
+                    "rate_limit.limit must be at least 1 and rate_limit.per longer than 0s".into(),
+                );
+            }
         }
         if self.spec.retry.max_attempts == 0 {
             return Err("retry.max_attempts must be at least 1".into());

@@ -203,6 +203,10 @@ pub struct NewTask {
     /// Tasks with the same debounce key fold into the one that has not started yet (see
     /// `spec.debounce`): the newest input, the newest `run_at`.
     pub debounce_key: Option<String>,
+    /// Tasks with the same rate key start at most `.0` times in any `.1` milliseconds (see
+    /// `spec.rate_limit`).
+    pub rate_key: Option<String>,
+    pub rate: Option<(u32, u64)>,
     pub max_attempts: u32,
     pub trace_id: String,
 }
@@ -221,6 +225,8 @@ impl NewTask {
             key_limit: None,
             bot_rev: None,
             debounce_key: None,
+            rate_key: None,
+            rate: None,
             max_attempts: 3,
             trace_id: new_trace_id(),
         }

@@ -27,3 +27,15 @@ pub fn to_json(v: &Value) -> String {
 pub(crate) const ORDERED: &str = "AND (c.ordering_key IS NULL OR (SELECT count(*) FROM tasks o \
      WHERE o.ordering_key = c.ordering_key AND o.status IN ('queued', 'scheduled', 'running') \
      AND (o.status = 'running' OR o.id < c.id)) < coalesce(c.key_limit, 1))";
+
+/// Claim condition for rate keys, with `now` the claim's time parameter: a task waits while the
+/// tasks of its key that started within its window, and the earlier ones of its key about to
+/// start (queued before it), number its rate limit or more. Counting those still queued keeps a
+/// claim of many at once — or claims of several workers at once — within the limit.
+pub(crate) fn rated(now: &str) -> String {
+    format!(
+        "AND (c.rate_key IS NULL OR (SELECT count(*) FROM tasks r WHERE r.rate_key = c.rate_key \
+         AND ((r.started_at > {now} - c.rate_per AND r.id <> c.id) OR (r.status = 'queued' AND r.id < c.id))) \
+         < c.rate_limit)"
+    )
+}

@@ -193,6 +193,8 @@ pub fn to_new_task(state: &ApiState, req: SubmitTask, trace_id: &str) -> Result<
         key_limit: None,
         bot_rev: None,
         debounce_key: None,
+        rate_key: None,
+        rate: None,
         max_attempts: req.max_attempts.unwrap_or(bot.doc.spec.retry.max_attempts),
         trace_id: trace_id.to_string(),
     };

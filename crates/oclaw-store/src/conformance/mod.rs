@@ -105,7 +105,8 @@ macro_rules! store_conformance_tests {
             cancelling_a_parent_cancels_its_children_and_their_waits,
             retry_from_a_step_keeps_only_earlier_checkpoints,
             a_key_limit_above_one_runs_that_many_at_once_in_order,
-            debounced_tasks_fold_into_the_one_not_started);
+            debounced_tasks_fold_into_the_one_not_started,
+            a_rate_key_starts_at_most_its_limit_in_a_window);
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
         $(

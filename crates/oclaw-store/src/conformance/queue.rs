@@ -510,3 +510,72 @@ pub async fn debounced_tasks_fold_into_the_one_not_started(s: DynStore) {
     let later = s.enqueue(soon(6, 60_000)).await.unwrap();
     assert!(later.created && later.task.id != first.task.id);
 }
+
+pub async fn a_rate_key_starts_at_most_its_limit_in_a_window(s: DynStore) {
+    let rated = |n: i64, key: &str, limit: u32, per_ms: u64| NewTask {
+        rate_key: Some(key.into()),
+        rate: Some((limit, per_ms)),
+        ..task("b", "q", n)
+    };
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(
+            s.enqueue(rated(n, "api", 2, 3_600_000))
+                .await
+                .unwrap()
+                .task
+                .id,
+        );
+    }
+    let free = s.enqueue(task("b", "q", 9)).await.unwrap().task.id;
+    let got: Vec<TaskId> = s
+        .claim_batch(claim("w", &["q"], 10))
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(
+        got,
+        vec![ids[0], ids[1], free],
+        "two starts of the key in one claim, in order"
+    );
+    s.complete_batch(vec![
+        success("w", ids[0], 1, json!(0)),
+        success("w", ids[1], 1, json!(1)),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        s.claim_batch(claim("w2", &["q"], 10))
+            .await
+            .unwrap()
+            .is_empty(),
+        "finished or not, two started within the hour"
+    );
+    // A short window opens again once it has passed.
+    let a = s.enqueue(rated(10, "fast", 1, 150)).await.unwrap().task.id;
+    let b = s.enqueue(rated(11, "fast", 1, 150)).await.unwrap().task.id;
+    let got: Vec<TaskId> = s
+        .claim_batch(claim("w", &["q"], 10))
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(got, vec![a]);
+    assert!(s
+        .claim_batch(claim("w", &["q"], 10))
+        .await
+        .unwrap()
+        .is_empty());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let got: Vec<TaskId> = s
+        .claim_batch(claim("w", &["q"], 10))
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(got, vec![b]);
+}

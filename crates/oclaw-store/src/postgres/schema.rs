@@ -109,14 +109,18 @@ const MIGRATIONS: &[(&str, i64)] = &[
     );
     CREATE INDEX events_by_key ON events (name, key, id);
     CREATE INDEX events_expiry ON events (expires_at);", 3),
-    // 4: per-key limits above one (`spec.concurrency`), the bot revision a task runs on, and
-    // debounce keys. Additive: a binary of schema 3 ignores them (it runs every key one at a
+    // 4: per-key limits above one (`spec.concurrency`), the bot revision a task runs on,
+    // debounce keys and rate keys. Additive: a binary of schema 3 ignores them (it runs every key one at a
     // time, a task on the bot as loaded, and does not fold debounced tasks), so min_compatible
     // stays 3.
     ("ALTER TABLE tasks ADD COLUMN key_limit INTEGER;
     ALTER TABLE tasks ADD COLUMN bot_rev TEXT;
     ALTER TABLE tasks ADD COLUMN debounce_key TEXT;
-    CREATE INDEX tasks_debounce ON tasks (debounce_key) WHERE debounce_key IS NOT NULL AND status = 'scheduled';", 3),
+    CREATE INDEX tasks_debounce ON tasks (debounce_key) WHERE debounce_key IS NOT NULL AND status = 'scheduled';
+    ALTER TABLE tasks ADD COLUMN rate_key TEXT;
+    ALTER TABLE tasks ADD COLUMN rate_limit INTEGER;
+    ALTER TABLE tasks ADD COLUMN rate_per BIGINT;
+    CREATE INDEX tasks_rated ON tasks (rate_key, started_at) WHERE rate_key IS NOT NULL;", 3),
 ];
 
 /// The schema version this binary writes.

@@ -12,7 +12,7 @@ use tokio_postgres::Row;
 
 use super::rows::{claimed_from_row, load_checkpoints, require_task, task_from_row, TASK_COLUMNS};
 use super::{pg_err, pool_err, Inner, PgStore};
-use crate::codec::{ms, to_json, ORDERED};
+use crate::codec::{ms, rated, to_json, ORDERED};
 use crate::rows::{Admission, Start};
 use crate::{
     ClaimRequest, ClaimedTask, Completion, CompletionReport, Enqueued, Outcome, StoreError,
@@ -84,6 +84,15 @@ pub(super) async fn insert_rows(
         .collect();
     let run_ats: Vec<i64> = rows.iter().map(|r| r.run_at).collect();
     let revs: Vec<Option<&str>> = rows.iter().map(|r| r.task.bot_rev.as_deref()).collect();
+    let rate_keys: Vec<Option<&str>> = rows.iter().map(|r| r.task.rate_key.as_deref()).collect();
+    let rate_limits: Vec<Option<i32>> = rows
+        .iter()
+        .map(|r| r.task.rate.map(|x| x.0.min(i32::MAX as u32) as i32))
+        .collect();
+    let rate_pers: Vec<Option<i64>> = rows
+        .iter()
+        .map(|r| r.task.rate.map(|x| x.1.min(i64::MAX as u64) as i64))
+        .collect();
     let debounce: Vec<Option<&str>> = rows
         .iter()
         .map(|r| r.task.debounce_key.as_deref())
@@ -98,10 +107,12 @@ pub(super) async fn insert_rows(
         .prepare_cached(
             "WITH ins AS (\
                INSERT INTO tasks (bot, queue, status, priority, input, max_attempts, idempotency_key, \
-                                  trace_id, created_at, run_at, ordering_key, key_limit, bot_rev, debounce_key) \
-               SELECT b, q, s, p, i, m, k, tr, $10, r, o, l, v, d FROM unnest($1::text[], $2::text[], $3::text[], \
-                 $4::int[], $5::text[], $6::int[], $7::text[], $8::text[], $9::bigint[], $15::text[], $16::int[], \
-                 $17::text[], $18::text[]) AS u(b, q, s, p, i, m, k, tr, r, o, l, v, d) \
+                                  trace_id, created_at, run_at, ordering_key, key_limit, bot_rev, debounce_key, \
+                                  rate_key, rate_limit, rate_per) \
+               SELECT b, q, s, p, i, m, k, tr, $10, r, o, l, v, d, rk, rl, rp FROM unnest($1::text[], $2::text[], \
+                 $3::text[], $4::int[], $5::text[], $6::int[], $7::text[], $8::text[], $9::bigint[], $15::text[], \
+                 $16::int[], $17::text[], $18::text[], $19::text[], $20::int[], $21::bigint[]) \
+                 AS u(b, q, s, p, i, m, k, tr, r, o, l, v, d, rk, rl, rp) \
                RETURNING id) \
              SELECT id, \
                (SELECT CASE WHEN $11 THEN pg_notify($12, '') END), \
@@ -110,7 +121,7 @@ pub(super) async fn insert_rows(
         )
         .await
         .map_err(pg_err)?;
-    let params: [&(dyn ToSql + Sync); 18] = [
+    let params: [&(dyn ToSql + Sync); 21] = [
         &bots,
         &queues,
         &statuses,
@@ -129,6 +140,9 @@ pub(super) async fn insert_rows(
         &key_limits,
         &revs,
         &debounce,
+        &rate_keys,
+        &rate_limits,
+        &rate_pers,
     ];
     let result = c.query(&stmt, &params).await.map_err(pg_err)?;
     let mut ids: Vec<i64> = result.iter().map(|r| r.get(0)).collect();
@@ -299,13 +313,14 @@ impl PgStore {
     ) -> StoreResult<Vec<ClaimedTask>> {
         let lease_until = now + req.lease.as_millis() as i64;
         let limit = limit as i64;
+        let rated = rated("$3");
         let rows = match queue {
             Some(q) => {
                 let stmt = c
                     .prepare_cached(&format!(
                         "UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, worker = $1, \
                            lease_until = $2, started_at = $3 \
-                         FROM (SELECT id FROM tasks c WHERE status = 'queued' AND queue = $4 {ORDERED} \
+                         FROM (SELECT id FROM tasks c WHERE status = 'queued' AND queue = $4 {ORDERED} {rated} \
                                ORDER BY priority DESC, id LIMIT $5 FOR UPDATE SKIP LOCKED) p \
                          WHERE t.id = p.id RETURNING {CLAIMED_COLUMNS}"
                     ))
@@ -319,7 +334,7 @@ impl PgStore {
                     .prepare_cached(&format!(
                         "UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, worker = $1, \
                            lease_until = $2, started_at = $3 \
-                         FROM (SELECT id FROM tasks c WHERE status = 'queued' {ORDERED} \
+                         FROM (SELECT id FROM tasks c WHERE status = 'queued' {ORDERED} {rated} \
                                ORDER BY priority DESC, id LIMIT $4 FOR UPDATE SKIP LOCKED) p \
                          WHERE t.id = p.id RETURNING {CLAIMED_COLUMNS}"
                     ))

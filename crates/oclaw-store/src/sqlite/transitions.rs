@@ -9,7 +9,7 @@ use super::rows::{
     claimed_from, ms, task_from_row, to_json, Admission, SqlRow, Start, CLAIMED_COLUMNS,
     TASK_COLUMNS,
 };
-use crate::codec::ORDERED;
+use crate::codec::{rated, ORDERED};
 use crate::{ClaimRequest, ClaimedTask, Completion, Enqueued, Outcome, StoreResult};
 
 /// Waiting tasks (queued + scheduled) of a queue, counted no further than `limit`.
@@ -114,8 +114,9 @@ pub(super) fn insert_task(
     let id: i64 = tx
         .prepare_cached(
             "INSERT INTO tasks (bot, queue, status, priority, input, max_attempts, idempotency_key, \
-             trace_id, created_at, run_at, ordering_key, key_limit, bot_rev, debounce_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id",
+             trace_id, created_at, run_at, ordering_key, key_limit, bot_rev, debounce_key, rate_key, \
+             rate_limit, rate_per) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+             RETURNING id",
         )
         .and_then(|mut s| {
             s.query_row(
@@ -133,7 +134,10 @@ pub(super) fn insert_task(
                     task.ordering_key,
                     task.key_limit,
                     task.bot_rev,
-                    task.debounce_key
+                    task.debounce_key,
+                    task.rate_key,
+                    task.rate.map(|r| r.0),
+                    task.rate.map(|r| r.1 as i64)
                 ],
                 |r| r.get(0),
             )
@@ -170,9 +174,10 @@ pub(super) fn claim_from_queue(
         Some(q) => format!("AND queue = '{}'", q.replace('\'', "''")),
         None => String::new(),
     };
+    let rated = rated("?3");
     let sql = format!(
         "UPDATE OR FAIL tasks SET status = 'running', attempts = attempts + 1, worker = ?1, lease_until = ?2, \
-         started_at = ?3 WHERE id IN (SELECT id FROM tasks c WHERE status = 'queued' {filter} {ORDERED} \
+         started_at = ?3 WHERE id IN (SELECT id FROM tasks c WHERE status = 'queued' {filter} {ORDERED} {rated} \
          ORDER BY priority DESC, id LIMIT {limit}) \
          RETURNING {CLAIMED_COLUMNS}"
     );
