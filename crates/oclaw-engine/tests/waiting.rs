@@ -98,6 +98,29 @@ struct Harness {
     _dir: tempfile::TempDir,
 }
 
+/// A worker on `rt` (four slots, quick polls), started; its stop switch and counters.
+fn spawn_worker(rt: Runtime) -> (watch::Sender<bool>, Arc<WorkerStats>) {
+    let opts = WorkerOptions {
+        id: "w".into(),
+        queues: vec!["default".into()],
+        concurrency: 4,
+        batch_enabled: true,
+        batch_max: 100,
+        batch_timeout: Duration::from_millis(500),
+        batch_linger: Duration::from_millis(2),
+        prefetch: 4,
+        prefetch_lease: Duration::from_secs(5),
+        lease: Duration::from_secs(30),
+        poll_interval: Duration::from_millis(20),
+        shutdown_grace: Duration::from_secs(5),
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let worker = Worker::new(opts, Arc::new(rt));
+    let stats = worker.stats();
+    tokio::spawn(worker.run(stop_rx));
+    (stop, stats)
+}
+
 fn skills(calls: &Arc<AtomicU32>) -> SkillRegistry {
     let mut skills = SkillRegistry::builtin();
     skills.register(Arc::new(Counter(calls.clone())));
@@ -131,24 +154,7 @@ async fn harness() -> Harness {
         json!({}),
     )
     .unwrap();
-    let opts = WorkerOptions {
-        id: "w".into(),
-        queues: vec!["default".into()],
-        concurrency: 4,
-        batch_enabled: true,
-        batch_max: 100,
-        batch_timeout: Duration::from_millis(500),
-        batch_linger: Duration::from_millis(2),
-        prefetch: 4,
-        prefetch_lease: Duration::from_secs(5),
-        lease: Duration::from_secs(30),
-        poll_interval: Duration::from_millis(20),
-        shutdown_grace: Duration::from_secs(5),
-    };
-    let (stop, stop_rx) = watch::channel(false);
-    let worker = Worker::new(opts, Arc::new(rt));
-    let stats = worker.stats();
-    tokio::spawn(worker.run(stop_rx));
+    let (stop, stats) = spawn_worker(rt);
     Harness {
         store,
         calls,
@@ -476,24 +482,7 @@ async fn a_task_runs_to_its_end_on_the_bot_revision_it_began_with() {
         json!({}),
     )
     .unwrap();
-    let opts = WorkerOptions {
-        id: "w".into(),
-        queues: vec!["default".into()],
-        concurrency: 4,
-        batch_enabled: true,
-        batch_max: 100,
-        batch_timeout: Duration::from_millis(500),
-        batch_linger: Duration::from_millis(2),
-        prefetch: 4,
-        prefetch_lease: Duration::from_secs(5),
-        lease: Duration::from_secs(30),
-        poll_interval: Duration::from_millis(20),
-        shutdown_grace: Duration::from_secs(5),
-    };
-    let (stop, stop_rx) = watch::channel(false);
-    let worker = Worker::new(opts, Arc::new(rt));
-    let stats = worker.stats();
-    tokio::spawn(worker.run(stop_rx));
+    let (stop, stats) = spawn_worker(rt);
     let h = Harness {
         store: store.clone(),
         calls,

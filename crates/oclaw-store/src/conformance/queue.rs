@@ -410,13 +410,7 @@ pub async fn a_key_limit_above_one_runs_that_many_at_once_in_order(s: DynStore) 
         ids.push(s.enqueue(keyed(n, "cust-a")).await.unwrap().task.id);
     }
     let other = s.enqueue(keyed(9, "cust-b")).await.unwrap().task.id;
-    let got: Vec<TaskId> = s
-        .claim_batch(claim("w", &["q"], 10))
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.id)
-        .collect();
+    let got = ids_claimed(&s, "w").await;
     assert_eq!(
         got,
         vec![ids[0], ids[1], other],
@@ -431,13 +425,7 @@ pub async fn a_key_limit_above_one_runs_that_many_at_once_in_order(s: DynStore) 
     s.complete_batch(vec![success("w", ids[1], 1, json!(1))])
         .await
         .unwrap();
-    let got: Vec<TaskId> = s
-        .claim_batch(claim("w2", &["q"], 10))
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.id)
-        .collect();
+    let got = ids_claimed(&s, "w2").await;
     assert_eq!(got, vec![ids[2]], "the next in order, one slot freed");
     // A parked task holds no slot of its key.
     s.park(crate::waits::Park {
@@ -458,13 +446,7 @@ pub async fn a_key_limit_above_one_runs_that_many_at_once_in_order(s: DynStore) 
     })
     .await
     .unwrap();
-    let got: Vec<TaskId> = s
-        .claim_batch(claim("w2", &["q"], 10))
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.id)
-        .collect();
+    let got = ids_claimed(&s, "w2").await;
     assert_eq!(got, vec![ids[3]]);
 }
 
@@ -528,13 +510,7 @@ pub async fn a_rate_key_starts_at_most_its_limit_in_a_window(s: DynStore) {
         );
     }
     let free = s.enqueue(task("b", "q", 9)).await.unwrap().task.id;
-    let got: Vec<TaskId> = s
-        .claim_batch(claim("w", &["q"], 10))
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.id)
-        .collect();
+    let got = ids_claimed(&s, "w").await;
     assert_eq!(
         got,
         vec![ids[0], ids[1], free],
@@ -556,13 +532,7 @@ pub async fn a_rate_key_starts_at_most_its_limit_in_a_window(s: DynStore) {
     // A short window opens again once it has passed.
     let a = s.enqueue(rated(10, "fast", 1, 150)).await.unwrap().task.id;
     let b = s.enqueue(rated(11, "fast", 1, 150)).await.unwrap().task.id;
-    let got: Vec<TaskId> = s
-        .claim_batch(claim("w", &["q"], 10))
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.id)
-        .collect();
+    let got = ids_claimed(&s, "w").await;
     assert_eq!(got, vec![a]);
     assert!(s
         .claim_batch(claim("w", &["q"], 10))
@@ -570,12 +540,16 @@ pub async fn a_rate_key_starts_at_most_its_limit_in_a_window(s: DynStore) {
         .unwrap()
         .is_empty());
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let got: Vec<TaskId> = s
-        .claim_batch(claim("w", &["q"], 10))
+    let got = ids_claimed(&s, "w").await;
+    assert_eq!(got, vec![b]);
+}
+
+/// The ids a claim of up to ten tasks from queue `q` by `worker` leases, in claim order.
+async fn ids_claimed(s: &DynStore, worker: &str) -> Vec<TaskId> {
+    s.claim_batch(claim(worker, &["q"], 10))
         .await
         .unwrap()
         .iter()
         .map(|t| t.id)
-        .collect();
-    assert_eq!(got, vec![b]);
+        .collect()
 }
