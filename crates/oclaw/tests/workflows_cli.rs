@@ -64,6 +64,16 @@ async fn the_order_example_waits_survives_kills_and_finishes_through_the_cli() {
         table.contains("order-flow") && table.contains("Order O-1"),
         "{table}"
     );
+    let (_, queues, _) = cli(&node.url, &["queue", "list"]);
+    let header: Vec<&str> = queues.lines().next().unwrap().split_whitespace().collect();
+    let row: Vec<&str> = queues
+        .lines()
+        .find(|l| l.starts_with("default"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let waiting = header.iter().position(|h| *h == "WAITING").unwrap();
+    assert_eq!(row[waiting], "1", "{queues}");
 
     // Killed while the task waits: nothing is lost.
     node.kill9();
