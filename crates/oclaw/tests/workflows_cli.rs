@@ -307,3 +307,83 @@ bots:
     outputs.sort();
     assert_eq!(outputs, vec!["back=open", "front=locked"]);
 }
+
+/// A stand-in for the service a crawl calls: answers `{}` to each request after `delay`, and
+/// records each request's path when it arrives.
+async fn slow_sink(delay: Duration) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                log.lock().unwrap().push(path);
+                tokio::time::sleep(delay).await;
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                    .await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_half_done_when_its_node_is_killed_finishes_without_redoing_finished_items() {
+    let (sink, seen) = slow_sink(Duration::from_millis(60)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"
+bots:
+  - apiVersion: oclaw.io/v1
+    kind: Bot
+    metadata: {{name: crawl}}
+    spec:
+      allow_private_network: true
+      steps:
+        - id: pages
+          for_each: "{{{{ input.pages }}}}"
+          concurrency: 2
+          uses: http.request
+          with: {{url: "{sink}/page/{{{{ item }}}}", timeout: 5s}}
+"#
+    );
+    let mut node = start(dir.path(), &config);
+    let c = client();
+    let pages: Vec<u32> = (0..40).collect();
+    let body = json!({"bot": "crawl", "input": {"pages": pages}}).to_string();
+    let (code, task, _) = post(&c, &format!("{}/v1/tasks", node.url), &body).await;
+    assert_eq!(code, 202, "{task}");
+    let id = task["id"].as_str().unwrap().to_string();
+    // Kill once some, not all, items are done.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while seen.lock().unwrap().len() < 8 {
+        assert!(std::time::Instant::now() < deadline, "no item ran");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    node.kill9();
+    let before = seen.lock().unwrap().len();
+    assert!(before < 40, "the kill landed half-way ({before} calls)");
+    let node = start(dir.path(), &config);
+    let t = wait_status(&c, &node.url, &id, "succeeded", Duration::from_secs(60)).await;
+    assert_eq!(t["output"].as_array().unwrap().len(), 40);
+    let mut counts = std::collections::BTreeMap::new();
+    for p in seen.lock().unwrap().iter() {
+        *counts.entry(p.clone()).or_insert(0u32) += 1;
+    }
+    assert_eq!(counts.len(), 40, "every item ran: {counts:?}");
+    // At least once: only the items in flight at the kill (at most `concurrency`) ran twice;
+    // every item finished before it kept its checkpoint.
+    let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        repeated.len() <= 2,
+        "only in-flight items repeat: {repeated:?} (killed after {before} calls)"
+    );
+}
