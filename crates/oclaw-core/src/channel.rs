@@ -20,6 +20,29 @@ pub fn channel_input(
     })
 }
 
+/// The conversation a channel task came from, as one key (`<channel>:<conversation>`): an
+/// approval such a task waits for can be answered from the same conversation.
+pub fn conversation_key(input: &Value) -> Option<String> {
+    let channel = input.get("channel")?.as_str()?;
+    let conversation = input.get("conversation")?.as_str()?;
+    Some(format!("{channel}:{conversation}"))
+}
+
+/// A chat message read as an answer to an approval: `approve`/`yes`/`ok` or `reject`/`no` as
+/// its first word (any case, trailing punctuation ignored), the rest as the comment.
+pub fn decision_of(text: &str) -> Option<(bool, Option<String>)> {
+    let text = text.trim();
+    let (first, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+    let word = first.trim_end_matches(['.', '!', ',', ':']).to_lowercase();
+    let approve = match word.as_str() {
+        "approve" | "approved" | "yes" | "ok" => true,
+        "reject" | "rejected" | "no" => false,
+        _ => return None,
+    };
+    let rest = rest.trim();
+    Some((approve, (!rest.is_empty()).then(|| rest.to_string())))
+}
+
 /// The built-in bot that delivers replies to chat platforms. Its name has a dot, which no
 /// user bot's name may have, so it can never be shadowed.
 pub const REPLY_BOT: &str = "oclaw.reply";
@@ -166,5 +189,19 @@ mod tests {
             session_of(&json!({"channel": "websocket", "conversation": "s1", "question": "q"})),
             None
         );
+    }
+}
+
+#[cfg(test)]
+mod decision_tests {
+    #[test]
+    fn a_reply_reads_as_a_decision_only_when_it_starts_with_one() {
+        assert_eq!(
+            super::decision_of("Approve! looks fine"),
+            Some((true, Some("looks fine".into())))
+        );
+        assert_eq!(super::decision_of("no"), Some((false, None)));
+        assert_eq!(super::decision_of("not sure, what is it?"), None);
+        assert_eq!(super::decision_of(""), None);
     }
 }

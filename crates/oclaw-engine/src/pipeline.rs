@@ -204,13 +204,18 @@ fn park_request(
         }
         None => None,
     };
+    // An approval of a task that came from a conversation can be answered from it.
+    let key = match kind {
+        WaitKind::Approval => oclaw_core::channel::conversation_key(&task.input),
+        _ => asked["key"].as_str().map(str::to_string),
+    };
     Ok(ParkRequest {
         wait: NewWait {
             step: step.id.clone(),
             index: index as u32,
             kind,
             name: asked["name"].as_str().map(str::to_string),
-            key: asked["key"].as_str().map(str::to_string),
+            key,
             deadline,
             on_timeout,
             detail: asked["detail"].clone(),

@@ -199,6 +199,8 @@ pub struct WaitFilter {
     pub kind: Option<WaitKind>,
     pub status: Option<WaitStatus>,
     pub task: Option<TaskId>,
+    /// The event key, or for an approval the conversation it can be answered from.
+    pub key: Option<String>,
     pub limit: usize,
 }
 

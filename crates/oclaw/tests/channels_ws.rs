@@ -386,3 +386,57 @@ async fn a_client_that_does_not_read_is_disconnected_not_buffered_forever() {
     .await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_is_asked_and_answered_in_the_same_chat_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+bots:
+  - apiVersion: oclaw.io/v1
+    kind: Bot
+    metadata: {name: refunds}
+    spec:
+      triggers: [{websocket: {}}]
+      steps:
+        - id: ok
+          approval: {message: "Refund for {{ input.text }}?", approvers: [ann]}
+        - id: reply
+          uses: template
+          with: {text: "{{ 'refunded' if steps.ok.output.approved else 'refused' }} by {{ steps.ok.output.by }}: {{ steps.ok.output.comment or '' }}"}
+"#;
+    let node = common::start(dir.path(), config);
+    let mut ws = connect(&node.url, "bot=refunds&user=ann").await;
+    let session = next_frame(&mut ws).await;
+    assert_eq!(session["type"], "session", "{session}");
+    let (ack, asked) = ask(&mut ws, "order 7").await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    assert_eq!(asked["type"], "approval", "{asked}");
+    assert_eq!(asked["message"], "Refund for order 7?");
+    assert_eq!(asked["task_id"], ack["task_id"]);
+    // Something else is a new message for the bot (which asks again), not a decision.
+    let (_, again) = ask(&mut ws, "order 8").await;
+    assert_eq!(again["type"], "approval", "{again}");
+    // `approve ...` answers the newest open approval of the session; its reply is the task's.
+    let (ack, reply) = ask(&mut ws, "approve ok by me").await;
+    assert_eq!(ack["task_id"], again["task_id"], "{ack}");
+    assert_eq!(reply["type"], "reply", "{reply}");
+    assert_eq!(reply["text"], "refunded by ann: ok by me");
+    let (ack, reply) = ask(&mut ws, "No.").await;
+    assert_eq!(ack["task_id"], asked["task_id"]);
+    assert_eq!(reply["text"], "refused by ann: ");
+    // A session whose user is not an approver: refused with the code, recorded.
+    let mut other = connect(&node.url, "bot=refunds&user=eve").await;
+    next_frame(&mut other).await;
+    let (_, asked) = ask(&mut other, "order 9").await;
+    assert_eq!(asked["type"], "approval");
+    let (refused, _) = {
+        send(
+            &mut other,
+            json!({"type": "message", "text": "yes", "id": "y"}),
+        )
+        .await;
+        (next_frame(&mut other).await, ())
+    };
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["error"]["code"], "OC-2019", "{refused}");
+}

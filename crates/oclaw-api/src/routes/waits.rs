@@ -136,6 +136,7 @@ pub async fn list_approvals(
             kind: Some(WaitKind::Approval),
             status,
             task,
+            key: None,
             limit,
         })
         .await?;

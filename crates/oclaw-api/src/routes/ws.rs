@@ -229,16 +229,24 @@ async fn handle_frame(
     let Ok(permit) = pacing.in_flight.clone().acquire_owned().await else {
         return;
     };
-    let mut inbound = Inbound::new(CHANNEL);
-    inbound.conversation = Some(session.to_string());
-    inbound.user = user.map(str::to_string);
-    inbound.text = text;
-    inbound.data = data;
-    let pending = match state.replies.submit(inbound.task_for(bot)).await {
-        Ok(p) => p,
-        Err(e) => {
-            let e = ApiError::from(e);
-            return out.error(e.code, e.message, json!({"id": id}));
+    // A reply that answers an approval this session's task waits for is a decision, and its
+    // answer is that task's reply; anything else is a new message for the bot.
+    let pending = match answer_approval(state, session, user, text.as_deref()).await {
+        Some(Ok(pending)) => pending,
+        Some(Err(e)) => return out.error(e.code, e.message, json!({"id": id})),
+        None => {
+            let mut inbound = Inbound::new(CHANNEL);
+            inbound.conversation = Some(session.to_string());
+            inbound.user = user.map(str::to_string);
+            inbound.text = text;
+            inbound.data = data;
+            match state.replies.submit(inbound.task_for(bot)).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let e = ApiError::from(e);
+                    return out.error(e.code, e.message, json!({"id": id}));
+                }
+            }
         }
     };
     out.frame(json!({"type": "ack", "id": id, "task_id": pending.task.id}));
@@ -256,9 +264,21 @@ async fn handle_frame(
             out.frame(json!({"type": "delta", "id": id, "task_id": task_id, "text": text}));
         })
     };
+    let store = state.store.clone();
     tokio::spawn(async move {
         let _permit = permit;
-        let finished = pending.finished(wait).await;
+        // The task may park on an approval: the session is told, and the waiter ends (the
+        // answer, `approve` or `reject`, gets the task's reply).
+        let finished = tokio::select! {
+            f = pending.finished(wait) => f,
+            a = parked_on_approval(store.as_ref(), task_id) => {
+                drop(deltas);
+                let message = a.detail["message"].as_str().unwrap_or_default().to_string();
+                out.frame(json!({"type": "approval", "id": id, "task_id": task_id, "approval": a.id,
+                    "message": message, "text": format!("{message} (reply approve or reject)")}));
+                return;
+            }
+        };
         drop(deltas);
         if let Some(before) = before {
             // Resolves when the previous reply went out (or its waiter ended).
@@ -294,4 +314,79 @@ async fn handle_frame(
             ),
         }
     });
+}
+
+/// Waits (checking every 200 ms) until `task` waits for an approval; answers it.
+async fn parked_on_approval(
+    store: &dyn oclaw_store::Store,
+    task: oclaw_core::TaskId,
+) -> oclaw_store::waits::WaitRecord {
+    use oclaw_store::waits::{WaitFilter, WaitKind, WaitStatus};
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let waiting =
+            matches!(store.get_task(task).await, Ok(Some(t)) if t.status == TaskStatus::Waiting);
+        if !waiting {
+            continue;
+        }
+        let open = store
+            .list_waits(WaitFilter {
+                kind: Some(WaitKind::Approval),
+                status: Some(WaitStatus::Pending),
+                task: Some(task),
+                limit: 1,
+                ..Default::default()
+            })
+            .await;
+        if let Some(a) = open.ok().and_then(|w| w.into_iter().next()) {
+            return a;
+        }
+    }
+}
+
+/// When `text` reads as a decision (`approve ...`, `reject ...`) and a task of this session
+/// waits for an approval, records the decision (by the session's user, else the session) and
+/// answers the task to wait for; `None` when the message is not such an answer.
+async fn answer_approval(
+    state: &ApiState,
+    session: &str,
+    user: Option<&str>,
+    text: Option<&str>,
+) -> Option<Result<oclaw_channels::router::Pending, ApiError>> {
+    use oclaw_store::waits::{Decision, WaitFilter, WaitKind, WaitStatus};
+    let (approve, comment) = oclaw_core::channel::decision_of(text?)?;
+    let key = format!("{CHANNEL}:{session}");
+    let open = state
+        .store
+        .list_waits(WaitFilter {
+            kind: Some(WaitKind::Approval),
+            status: Some(WaitStatus::Pending),
+            key: Some(key.clone()),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .ok()?
+        .into_iter()
+        .next()?;
+    let by = user.map(str::to_string).unwrap_or(key);
+    let decided = state
+        .store
+        .decide(
+            open.id,
+            Decision {
+                by,
+                approve,
+                comment,
+            },
+        )
+        .await;
+    Some(match decided {
+        Ok(record) => match state.store.get_task(record.task_id).await {
+            Ok(Some(task)) => Ok(state.replies.wait_for(task, false)),
+            Ok(None) => Err(oclaw_store::StoreError::NotFound(record.task_id).into()),
+            Err(e) => Err(e.into()),
+        },
+        Err(e) => Err(e.into()),
+    })
 }

@@ -480,9 +480,10 @@ impl Waits for PgStore {
                 &format!(
                     "SELECT {WAIT_COLUMNS} FROM waits w JOIN tasks t ON t.id = w.task_id \
                      WHERE ($1::text IS NULL OR w.kind = $1) AND ($2::text IS NULL OR w.status = $2) \
-                     AND ($3::bigint IS NULL OR w.task_id = $3) ORDER BY w.id DESC LIMIT $4"
+                     AND ($3::bigint IS NULL OR w.task_id = $3) AND ($5::text IS NULL OR w.key = $5) \
+                     ORDER BY w.id DESC LIMIT $4"
                 ),
-                &[&kind, &status, &task, &limit],
+                &[&kind, &status, &task, &limit, &filter.key],
             )
             .await?;
         rows.iter()

@@ -427,6 +427,10 @@ impl Waits for SqliteStore {
                 sql.push_str(" AND w.task_id = ?");
                 args.push(t.0.into());
             }
+            if let Some(k) = &filter.key {
+                sql.push_str(" AND w.key = ?");
+                args.push(k.clone().into());
+            }
             sql.push_str(" ORDER BY w.id DESC LIMIT ?");
             args.push((filter.limit.clamp(1, 1000) as i64).into());
             let mut stmt = c.prepare(&sql).map_err(map_err)?;
