@@ -137,3 +137,17 @@ mod tests {
         assert!(!is_stale("oclaw_t_x", 7, now, alive));
     }
 }
+
+/// A value of the store's own facts (`oclaw_meta`) in the schema a `fresh_postgres_url` names.
+pub async fn postgres_meta(url: &str, key: &str) -> Option<String> {
+    let schema = url.split("schema=").nth(1)?.split('&').next()?.to_string();
+    let client = connect(&postgres_base_url()).await.ok()?;
+    client
+        .query_opt(
+            &format!("SELECT value FROM \"{schema}\".oclaw_meta WHERE key = $1"),
+            &[&key],
+        )
+        .await
+        .ok()?
+        .map(|r| r.get(0))
+}

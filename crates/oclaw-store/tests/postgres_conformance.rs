@@ -34,7 +34,7 @@ async fn nodes_starting_together_migrate_once() {
         applied += o.await.unwrap().unwrap().migrations_applied();
     }
     // Every migration applied by exactly one of them; a fifth start finds nothing to do.
-    assert_eq!(applied as i64, oclaw_store::postgres::SCHEMA_VERSION);
+    assert_eq!(applied as i64, oclaw_store::postgres::schema_version());
     let again = PgStore::open(&url, PgOptions::default()).await.unwrap();
     assert_eq!(again.migrations_applied(), 0);
 }

@@ -284,13 +284,14 @@ async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
         })
     };
     // Version 0.2.0's binary, installed where the local driver looks for it: this oclaw
-    // behind a wrapper that marks its processes.
+    // behind a wrapper that marks its processes and gives it one more migration (a table and a
+    // column, additive), as a later release would have.
     let installed = cluster.home().join("versions/0.2.0/oclaw");
     std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
     std::fs::write(
         &installed,
         format!(
-            "#!/bin/sh\nOCLAW_TEST_BINARY=0.2.0 exec '{}' \"$@\"\n",
+            "#!/bin/sh\nOCLAW_TEST_BINARY=0.2.0 OCLAW_TEST_NEXT_SCHEMA=additive exec '{}' \"$@\"\n",
             env!("CARGO_BIN_EXE_oclaw")
         ),
     )
@@ -300,6 +301,23 @@ async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
+    // Its migration is reversible by a rollback, and check-upgrade says so beforehand.
+    let (_, checks) = cluster.oclaw(&[
+        "check-upgrade",
+        "--from-version",
+        this,
+        "--to-version",
+        "0.2.0",
+    ]);
+    let store_line = checks
+        .lines()
+        .find(|l| l.starts_with("store schema"))
+        .unwrap_or_default();
+    assert!(
+        store_line.contains("PASS") && store_line.contains("a rollback to"),
+        "{checks}"
+    );
+    let schema = oclaw_store::postgres::schema_version();
     let (ok, text) = cluster.oclaw(&[
         "upgrade",
         "--rollout-strategy",
@@ -312,6 +330,11 @@ async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
     ]);
     assert!(ok, "{text}");
     assert!(!text.contains("warning: no oclaw"), "{text}");
+    assert_eq!(
+        oclaw_store::testing::postgres_meta(&storage, "schema_version").await,
+        Some((schema + 1).to_string()),
+        "release 0.2.0 migrated the store"
+    );
     for p in cluster.state()["pods"].as_array().unwrap() {
         let pid = p["pid"].as_u64().unwrap();
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
@@ -359,9 +382,20 @@ async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
         text.contains("warning: no oclaw 0.3.0 installed"),
         "a version without its binary is named: {text}"
     );
-    // And back to the first revision on request.
+    // And back to the first revision on request: release A on the store release B migrated
+    // (the rollback's schema check passes: B's migration only added).
     let (ok, text) = cluster.oclaw(&["rollback", "--revision", "1"]);
     assert!(ok, "{text}");
+    assert_eq!(
+        oclaw_store::testing::postgres_meta(&storage, "schema_version").await,
+        Some((schema + 1).to_string()),
+        "a rollback does not undo a migration"
+    );
+    let (_, log) = cluster.oclaw(&["logs", "api-server-0"]);
+    assert!(
+        log.contains("running on it unchanged"),
+        "release A runs on B's schema: {log}"
+    );
     let (_, history) = cluster.oclaw(&["upgrade", "history", "-o", "json"]);
     let history: Vec<Value> = serde_json::from_str(&history).unwrap();
     let rows: Vec<(u64, &str, &str, &str)> = history
@@ -428,6 +462,19 @@ async fn seed_sequence_on_real_processes_with_a_pod_killed_under_load() {
         table.contains("rollout: revision 6 (from 5) Paused, canary 20%"),
         "{table}"
     );
+    // Tasks submitted while the canary (release B) runs beside release A on B's schema are
+    // taken by either and all finish.
+    let mut during = Vec::new();
+    for i in 0..30u16 {
+        let api = format!("http://127.0.0.1:{}/v1/tasks", port + i % 3);
+        let body = json!({"bot": "hello", "input": {"name": format!("canary-{i}")}}).to_string();
+        let (code, t, _) = common::post(&c, &api, &body).await;
+        assert_eq!(code, 202, "{t}");
+        during.push(t["id"].as_str().unwrap().to_string());
+    }
+    for id in &during {
+        common::wait_status(&c, &api, id, "succeeded", Duration::from_secs(60)).await;
+    }
     let (ok, text) = cluster.oclaw(&[
         "upgrade",
         "--rollout-strategy",

@@ -25,7 +25,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 
 use crate::{StoreError, StoreResult, Wakeups};
 
-pub use schema::{MIN_COMPATIBLE, SCHEMA_VERSION};
+pub use schema::{min_compatible, schema_version};
 
 /// How the PostgreSQL backend connects.
 #[derive(Debug, Clone)]

@@ -123,12 +123,34 @@ const MIGRATIONS: &[(&str, i64)] = &[
     CREATE INDEX tasks_rated ON tasks (rate_key, started_at) WHERE rate_key IS NOT NULL;", 3),
 ];
 
+/// One more migration, for the rollback tests only (see [`migrations`]).
+const TEST_NEXT: &str =
+    "CREATE TABLE oclaw_next (id BIGINT); ALTER TABLE tasks ADD COLUMN next_note TEXT;";
+
+/// The migrations this binary applies. `OCLAW_TEST_NEXT_SCHEMA=additive|breaking` appends one
+/// more — a table and a nullable column; `breaking` also raises `min_compatible` to it — so the
+/// rollback tests run a later release's schema without a second build. Not for production.
+fn migrations() -> Vec<(&'static str, i64)> {
+    let mut all = MIGRATIONS.to_vec();
+    let last = all.last().map_or(1, |m| m.1);
+    match std::env::var("OCLAW_TEST_NEXT_SCHEMA").as_deref() {
+        Ok("additive") => all.push((TEST_NEXT, last)),
+        Ok("breaking") => all.push((TEST_NEXT, all.len() as i64 + 1)),
+        _ => {}
+    }
+    all
+}
+
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub fn schema_version() -> i64 {
+    migrations().len() as i64
+}
 
 /// The oldest schema version whose binaries run on this binary's schema: a rollback to a
 /// release older than that cannot start on a store this binary has migrated.
-pub const MIN_COMPATIBLE: i64 = MIGRATIONS[MIGRATIONS.len() - 1].1;
+pub fn min_compatible() -> i64 {
+    migrations().last().map_or(1, |m| m.1)
+}
 
 /// Applies the migrations the schema lacks; answers how many it applied.
 pub(super) async fn migrate(client: &mut Client, schema: &str) -> StoreResult<usize> {
@@ -155,7 +177,9 @@ pub(super) async fn migrate(client: &mut Client, schema: &str) -> StoreResult<us
         .map_err(pg_err)?
         .map(|r| r.get(0))
         .unwrap_or(0);
-    if version > SCHEMA_VERSION {
+    let migrations = migrations();
+    let supported = migrations.len() as i64;
+    if version > supported {
         let mut meta = std::collections::HashMap::new();
         for r in tx
             .query(
@@ -171,11 +195,11 @@ pub(super) async fn migrate(client: &mut Client, schema: &str) -> StoreResult<us
             .get("min_compatible")
             .and_then(|v| v.parse().ok())
             .unwrap_or(version);
-        if needs <= SCHEMA_VERSION {
+        if needs <= supported {
             tracing::warn!(
                 component = "store",
                 found = version,
-                supported = SCHEMA_VERSION,
+                supported,
                 schema,
                 "the database schema is newer than this binary's but compatible with it; running on it unchanged"
             );
@@ -184,7 +208,7 @@ pub(super) async fn migrate(client: &mut Client, schema: &str) -> StoreResult<us
         }
         return Err(StoreError::SchemaTooNew {
             found: version,
-            supported: SCHEMA_VERSION,
+            supported,
             needs,
             written_by: meta.remove("written_by"),
         });
@@ -206,7 +230,7 @@ pub(super) async fn migrate(client: &mut Client, schema: &str) -> StoreResult<us
         }
     }
     let mut applied = 0;
-    for (i, (sql, min_compatible)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (i, (sql, min_compatible)) in migrations.iter().enumerate().skip(version as usize) {
         applied += 1;
         tx.batch_execute(sql).await.map_err(pg_err)?;
         tx.execute(

@@ -11,4 +11,4 @@ mod transitions;
 mod waits;
 
 pub use connection::{SqliteOptions, SqliteStore};
-pub use schema::{MIN_COMPATIBLE, SCHEMA_VERSION};
+pub use schema::{min_compatible, schema_version};

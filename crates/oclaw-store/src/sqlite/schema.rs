@@ -123,12 +123,34 @@ const MIGRATIONS: &[(&str, i64)] = &[
     CREATE INDEX tasks_rated ON tasks (rate_key, started_at) WHERE rate_key IS NOT NULL;", 4),
 ];
 
+/// One more migration, for the rollback tests only (see [`migrations`]).
+const TEST_NEXT: &str =
+    "CREATE TABLE oclaw_next (id INTEGER); ALTER TABLE tasks ADD COLUMN next_note TEXT;";
+
+/// The migrations this binary applies. `OCLAW_TEST_NEXT_SCHEMA=additive|breaking` appends one
+/// more — a table and a nullable column; `breaking` also raises `min_compatible` to it — so the
+/// rollback tests run a later release's schema without a second build. Not for production.
+fn migrations() -> Vec<(&'static str, i64)> {
+    let mut all = MIGRATIONS.to_vec();
+    let last = all.last().map_or(1, |m| m.1);
+    match std::env::var("OCLAW_TEST_NEXT_SCHEMA").as_deref() {
+        Ok("additive") => all.push((TEST_NEXT, last)),
+        Ok("breaking") => all.push((TEST_NEXT, all.len() as i64 + 1)),
+        _ => {}
+    }
+    all
+}
+
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub fn schema_version() -> i64 {
+    migrations().len() as i64
+}
 
 /// The oldest schema version whose binaries run on this binary's schema: a rollback to a
 /// release older than that cannot start on a store this binary has migrated.
-pub const MIN_COMPATIBLE: i64 = MIGRATIONS[MIGRATIONS.len() - 1].1;
+pub fn min_compatible() -> i64 {
+    migrations().last().map_or(1, |m| m.1)
+}
 
 /// Brings the schema up to date; refuses files that are newer or not ours.
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
@@ -157,7 +179,9 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
             ));
         }
     }
-    if version > SCHEMA_VERSION {
+    let migrations = migrations();
+    let supported = migrations.len() as i64;
+    if version > supported {
         let meta = |key: &str| -> Option<String> {
             conn.query_row("SELECT value FROM oclaw_meta WHERE key = ?1", [key], |r| {
                 r.get(0)
@@ -167,23 +191,23 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
         let needs = meta("min_compatible")
             .and_then(|v| v.parse().ok())
             .unwrap_or(version);
-        if needs <= SCHEMA_VERSION {
+        if needs <= supported {
             tracing::warn!(
                 component = "store",
                 found = version,
-                supported = SCHEMA_VERSION,
+                supported,
                 "the database schema is newer than this binary's but compatible with it; running on it unchanged"
             );
             return Ok(());
         }
         return Err(StoreError::SchemaTooNew {
             found: version,
-            supported: SCHEMA_VERSION,
+            supported,
             needs,
             written_by: meta("written_by"),
         });
     }
-    for (i, (sql, min_compatible)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (i, (sql, min_compatible)) in migrations.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(super::connection::map_err)?;
         tx.execute_batch(sql).map_err(super::connection::map_err)?;
         if i + 1 >= 4 {

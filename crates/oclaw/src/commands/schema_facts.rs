@@ -20,12 +20,12 @@ fn this_facts() -> Facts {
     Facts {
         version: env!("CARGO_PKG_VERSION").to_string(),
         schema: (
-            oclaw_store::sqlite::SCHEMA_VERSION,
-            oclaw_store::postgres::SCHEMA_VERSION,
+            oclaw_store::sqlite::schema_version(),
+            oclaw_store::postgres::schema_version(),
         ),
         min_compatible: (
-            oclaw_store::sqlite::MIN_COMPATIBLE,
-            oclaw_store::postgres::MIN_COMPATIBLE,
+            oclaw_store::sqlite::min_compatible(),
+            oclaw_store::postgres::min_compatible(),
         ),
     }
 }
