@@ -117,6 +117,20 @@ pub async fn fresh_postgres_url() -> Option<String> {
     Some(format!("{base}{sep}schema={schema}"))
 }
 
+/// A value of the store's own facts (`oclaw_meta`) in the schema a `fresh_postgres_url` names.
+pub async fn postgres_meta(url: &str, key: &str) -> Option<String> {
+    let schema = url.split("schema=").nth(1)?.split('&').next()?.to_string();
+    let client = connect(&postgres_base_url()).await.ok()?;
+    client
+        .query_opt(
+            &format!("SELECT value FROM \"{schema}\".oclaw_meta WHERE key = $1"),
+            &[&key],
+        )
+        .await
+        .ok()?
+        .map(|r| r.get(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,18 +150,4 @@ mod tests {
         assert!(!is_stale("oclaw_t_10_3", 7, now, alive));
         assert!(!is_stale("oclaw_t_x", 7, now, alive));
     }
-}
-
-/// A value of the store's own facts (`oclaw_meta`) in the schema a `fresh_postgres_url` names.
-pub async fn postgres_meta(url: &str, key: &str) -> Option<String> {
-    let schema = url.split("schema=").nth(1)?.split('&').next()?.to_string();
-    let client = connect(&postgres_base_url()).await.ok()?;
-    client
-        .query_opt(
-            &format!("SELECT value FROM \"{schema}\".oclaw_meta WHERE key = $1"),
-            &[&key],
-        )
-        .await
-        .ok()?
-        .map(|r| r.get(0))
 }
