@@ -293,6 +293,13 @@ mod tests {
     }
 
     #[test]
+    fn a_range_renders_as_a_list_so_for_each_over_it_is_a_counted_loop() {
+        let t = TemplateEngine::default();
+        let out = t.render(&json!("{{ range(input.n) }}"), &ctx()).unwrap();
+        assert_eq!(out, json!([0, 1, 2]));
+    }
+
+    #[test]
     fn mixed_text_renders_as_string() {
         let t = TemplateEngine::default();
         let out = t
