@@ -164,6 +164,16 @@ async fn harness() -> Harness {
     }
 }
 
+/// Enqueues a task for `bot` on the default queue; its id.
+async fn submit(h: &Harness, bot: &str, input: Value) -> TaskId {
+    h.store
+        .enqueue(NewTask::new(bot, "default", input))
+        .await
+        .unwrap()
+        .task
+        .id
+}
+
 /// Waits (promoting due work as the scheduler would) until the task is in `status`.
 async fn until(h: &Harness, id: TaskId, status: TaskStatus) -> oclaw_core::Task {
     for _ in 0..1000 {
@@ -200,17 +210,7 @@ async fn pending(h: &Harness, id: TaskId) -> oclaw_store::waits::WaitRecord {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_waits_for_its_approval_its_event_and_its_child_without_a_worker() {
     let h = harness().await;
-    let id = h
-        .store
-        .enqueue(NewTask::new(
-            "order",
-            "default",
-            json!({"order": "o-7", "amount": 900}),
-        ))
-        .await
-        .unwrap()
-        .task
-        .id;
+    let id = submit(&h, "order", json!({"order": "o-7", "amount": 900})).await;
     let t = until(&h, id, TaskStatus::Waiting).await;
     assert!(t.worker.is_none());
     let approval = pending(&h, id).await;
@@ -306,17 +306,7 @@ async fn an_order_waits_for_its_approval_its_event_and_its_child_without_a_worke
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejection_takes_the_other_branch_and_a_durable_sleep_parks() {
     let h = harness().await;
-    let id = h
-        .store
-        .enqueue(NewTask::new(
-            "order",
-            "default",
-            json!({"order": "o-8", "amount": 5}),
-        ))
-        .await
-        .unwrap()
-        .task
-        .id;
+    let id = submit(&h, "order", json!({"order": "o-8", "amount": 5})).await;
     until(&h, id, TaskStatus::Waiting).await;
     let approval = pending(&h, id).await;
     let refused = h
@@ -346,13 +336,7 @@ async fn a_rejection_takes_the_other_branch_and_a_durable_sleep_parks() {
     let t = until(&h, id, TaskStatus::Succeeded).await;
     assert_eq!(t.output, Some(json!({"refused": true})));
 
-    let nap = h
-        .store
-        .enqueue(NewTask::new("nap", "default", json!({})))
-        .await
-        .unwrap()
-        .task
-        .id;
+    let nap = submit(&h, "nap", json!({})).await;
     let t = until(&h, nap, TaskStatus::Waiting).await;
     assert!(t.worker.is_none());
     assert_eq!(pending(&h, nap).await.kind, WaitKind::Sleep);

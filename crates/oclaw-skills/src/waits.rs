@@ -50,15 +50,10 @@ const WAIT_FIELDS: &[&str] = &["event", "key", "timeout", "on_timeout"];
 fn wait_request(with: &Value) -> Result<Value, SkillError> {
     only_fields(with, WAIT_FIELDS, "wait")?;
     let name = text(with, "event", "wait")?;
-    let key = match with.get("key") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => {
-            return Err(SkillError::invalid(
-                "wait: `key` (the correlation key) is required",
-            ))
-        }
-    };
+    let key = with
+        .get("key")
+        .and_then(oclaw_store::waits::key_text)
+        .ok_or_else(|| SkillError::invalid("wait: `key` (the correlation key) is required"))?;
     let timeout = timeout_ms(with, "wait")?;
     let on_timeout = match with
         .get("on_timeout")
@@ -328,11 +323,11 @@ impl Skill for EventEmit {
     async fn run(&self, ctx: &SkillContext, call: SkillCall) -> Result<Value, SkillError> {
         only_fields(&call.with, &["name", "key", "data"], "event.emit")?;
         let name = text(&call.with, "name", "event.emit")?.to_string();
-        let key = match call.with.get("key") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => return Err(SkillError::invalid("event.emit: `key` is required")),
-        };
+        let key = call
+            .with
+            .get("key")
+            .and_then(oclaw_store::waits::key_text)
+            .ok_or_else(|| SkillError::invalid("event.emit: `key` is required"))?;
         let data = call.with.get("data").cloned().unwrap_or(call.data);
         let report = ctx
             .store

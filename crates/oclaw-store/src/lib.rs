@@ -7,6 +7,7 @@ mod codec;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;
+mod migrations;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod rows;

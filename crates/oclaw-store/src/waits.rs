@@ -77,6 +77,15 @@ impl WaitStatus {
     }
 }
 
+/// A correlation key as given: text (not empty), or a number written as text.
+pub fn key_text(key: &Value) -> Option<String> {
+    match key {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// What happens when a wait's deadline comes first.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OnTimeout {

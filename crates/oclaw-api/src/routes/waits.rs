@@ -61,15 +61,6 @@ fn invalid(message: impl Into<String>, field: &str) -> ApiError {
     ApiError::new(ErrorCode::InvalidField, message).details(json!({"field": field}))
 }
 
-/// A correlation key: text, or a number written as text.
-fn key_text(key: &Value) -> Result<String, ApiError> {
-    match key {
-        Value::String(s) if !s.is_empty() => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        _ => Err(invalid("`key` is a non-empty text or a number", "key")),
-    }
-}
-
 pub async fn send_event(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -80,7 +71,8 @@ pub async fn send_event(
     if req.name.is_empty() || req.name.chars().count() > 200 {
         return Err(invalid("`name` is 1 to 200 characters", "name").trace(&trace_id));
     }
-    let key = key_text(&req.key).map_err(|e| e.trace(&trace_id))?;
+    let key = oclaw_store::waits::key_text(&req.key)
+        .ok_or_else(|| invalid("`key` is a non-empty text or a number", "key").trace(&trace_id))?;
     let report = state
         .store
         .send_event(NewEvent {

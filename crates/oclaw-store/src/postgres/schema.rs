@@ -9,7 +9,7 @@ use crate::{StoreError, StoreResult};
 
 /// Each migration with its `min_compatible`: the oldest schema version whose binaries still run
 /// on the schema the migration leaves (docs/migrations.md has the rule).
-const MIGRATIONS: &[(&str, i64)] = &[
+const MIGRATIONS: &[crate::migrations::Migration] = &[
     // 1: tasks (partial indexes keep claims fast however much history piles up), checkpoints,
     // key-value, trigger marks, node registry, leadership terms.
     ("CREATE TABLE tasks (
@@ -123,22 +123,9 @@ const MIGRATIONS: &[(&str, i64)] = &[
     CREATE INDEX tasks_rated ON tasks (rate_key, started_at) WHERE rate_key IS NOT NULL;", 3),
 ];
 
-/// One more migration, for the rollback tests only (see [`migrations`]).
-const TEST_NEXT: &str =
-    "CREATE TABLE oclaw_next (id BIGINT); ALTER TABLE tasks ADD COLUMN next_note TEXT;";
-
-/// The migrations this binary applies. `OCLAW_TEST_NEXT_SCHEMA=additive|breaking` appends one
-/// more — a table and a nullable column; `breaking` also raises `min_compatible` to it — so the
-/// rollback tests run a later release's schema without a second build. Not for production.
-fn migrations() -> Vec<(&'static str, i64)> {
-    let mut all = MIGRATIONS.to_vec();
-    let last = all.last().map_or(1, |m| m.1);
-    match std::env::var("OCLAW_TEST_NEXT_SCHEMA").as_deref() {
-        Ok("additive") => all.push((TEST_NEXT, last)),
-        Ok("breaking") => all.push((TEST_NEXT, all.len() as i64 + 1)),
-        _ => {}
-    }
-    all
+/// The migrations this binary applies (with the tests' extra one when asked for).
+fn migrations() -> Vec<crate::migrations::Migration> {
+    crate::migrations::with_test_next(MIGRATIONS)
 }
 
 /// The schema version this binary writes.
@@ -149,7 +136,7 @@ pub fn schema_version() -> i64 {
 /// The oldest schema version whose binaries run on this binary's schema: a rollback to a
 /// release older than that cannot start on a store this binary has migrated.
 pub fn min_compatible() -> i64 {
-    migrations().last().map_or(1, |m| m.1)
+    crate::migrations::min_compatible(&migrations())
 }
 
 /// Applies the migrations the schema lacks; answers how many it applied.
@@ -260,15 +247,6 @@ pub(super) async fn migrate(client: &mut Client, schema: &str) -> StoreResult<us
 mod compat_tests {
     #[test]
     fn min_compatible_never_goes_back_and_never_passes_its_own_version() {
-        let mut last = 0;
-        for (i, (_, m)) in super::MIGRATIONS.iter().enumerate() {
-            assert!(*m >= last, "migration {} lowers min_compatible", i + 1);
-            assert!(
-                *m <= i as i64 + 1,
-                "migration {} needs a later schema than its own",
-                i + 1
-            );
-            last = *m;
-        }
+        crate::migrations::assert_well_formed(super::MIGRATIONS);
     }
 }

@@ -142,16 +142,9 @@ pub async fn run_task(cmd: TaskCommand) -> Result<ExitCode, ClientError> {
     }
 }
 
-/// A query value with the characters that would end or change it escaped.
+/// A query or path value with the characters that would end or change it escaped.
 fn encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
 }
 
 pub async fn run_event(cmd: EventCommand) -> Result<ExitCode, ClientError> {
