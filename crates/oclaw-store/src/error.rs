@@ -46,6 +46,10 @@ pub enum StoreError {
     /// inserted first, for example.
     #[error("duplicate key: {0}")]
     Duplicate(String),
+    #[error("no knowledge collection `{0}`; create it with `oclaw kb create {0}`")]
+    KbNotFound(String),
+    #[error("{0}")]
+    KbEmbedderMismatch(String),
     #[error("unexpected database error: {0}")]
     Internal(String),
 }
@@ -65,6 +69,8 @@ impl StoreError {
             StoreError::WaitNotFound(_) => ErrorCode::ApprovalNotFound,
             StoreError::NotAllowed(_) => ErrorCode::ApprovalNotAllowed,
             StoreError::WaitNotPending { .. } => ErrorCode::ApprovalNotPending,
+            StoreError::KbNotFound(_) => ErrorCode::KbNotFound,
+            StoreError::KbEmbedderMismatch(_) => ErrorCode::KbEmbedderMismatch,
             StoreError::Duplicate(_) | StoreError::Internal(_) => ErrorCode::StoreInternal,
         }
     }

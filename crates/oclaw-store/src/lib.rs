@@ -7,6 +7,7 @@ mod codec;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;
+pub mod knowledge;
 mod migrations;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -19,7 +20,7 @@ mod types;
 pub mod waits;
 
 pub use error::{StoreError, StoreResult};
-pub use store::{Coordination, KvStore, Store, TaskQueue, Waits};
+pub use store::{Coordination, Knowledge, KvStore, Store, TaskQueue, Waits};
 pub use types::*;
 
 /// How to open a store; each backend reads its own part.

@@ -11,6 +11,10 @@ use chrono::{DateTime, Utc};
 use oclaw_core::{NewTask, Task, TaskId};
 use serde_json::Value;
 
+use crate::knowledge::{
+    ChunkRecord, ChunkScore, CollectionInfo, DocumentInfo, DocumentWrite, MetadataFilter,
+    PutOutcome, StoredVectors,
+};
 use crate::waits::{Decision, EventReport, NewEvent, Park, Parked, WaitFilter, WaitRecord};
 use crate::{
     ClaimRequest, ClaimedTask, Completion, CompletionReport, Enqueued, ExpiredReport, NodeRecord,
@@ -20,7 +24,9 @@ use crate::{
 /// Durable state of tasks, checkpoints, key-value entries, trigger marks and coordination.
 /// Every backend passes the suite in `conformance` (compiled for tests).
 #[async_trait]
-pub trait Store: TaskQueue + KvStore + Coordination + Waits + Send + Sync + 'static {
+pub trait Store:
+    TaskQueue + KvStore + Coordination + Waits + Knowledge + Send + Sync + 'static
+{
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     fn wakeups(&self) -> &Wakeups;
@@ -172,4 +178,59 @@ pub trait Waits: Send + Sync {
     /// Queues a finished, failed, dead or cancelled task again with fresh attempts, dropping
     /// the checkpoints of the step at `from_index` and every later one (earlier ones kept).
     async fn retry_from(&self, id: TaskId, from_index: u32) -> StoreResult<Task>;
+}
+
+/// Knowledge collections (per tenant): documents, their chunks, full-text terms and vectors.
+/// Searching returns ranked chunk ids per leg; fusing the legs is the caller's.
+#[async_trait]
+pub trait Knowledge: Send + Sync {
+    /// Creates an empty collection; `Duplicate` when the tenant has one of that name.
+    async fn kb_create(&self, tenant: &str, name: &str) -> StoreResult<CollectionInfo>;
+    async fn kb_get(&self, tenant: &str, name: &str) -> StoreResult<Option<CollectionInfo>>;
+    /// By name.
+    async fn kb_list(&self, tenant: &str) -> StoreResult<Vec<CollectionInfo>>;
+    /// Removes a collection with its documents and chunks; false when there was none.
+    async fn kb_drop(&self, tenant: &str, name: &str) -> StoreResult<bool>;
+
+    /// The content hash of a document, to skip re-embedding an unchanged one.
+    async fn kb_document_hash(
+        &self,
+        tenant: &str,
+        collection: &str,
+        id: &str,
+    ) -> StoreResult<Option<String>>;
+    /// Writes a document and its chunks in one transaction, replacing the old chunks; with the
+    /// same content hash only title, source and metadata change. `KbNotFound` without the
+    /// collection; `KbEmbedderMismatch` when the vectors come from another embedder.
+    async fn kb_put_document(&self, write: DocumentWrite) -> StoreResult<PutOutcome>;
+    /// False when there was no such document.
+    async fn kb_remove_document(
+        &self,
+        tenant: &str,
+        collection: &str,
+        id: &str,
+    ) -> StoreResult<bool>;
+    /// By id, after `after`.
+    async fn kb_documents(
+        &self,
+        tenant: &str,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<DocumentInfo>>;
+
+    /// Full-text leg: chunks holding any of `terms`, best first (BM25 on SQLite, `ts_rank` on
+    /// PostgreSQL), among documents whose metadata matches `filter`.
+    async fn kb_text_search(
+        &self,
+        tenant: &str,
+        collection: &str,
+        terms: &[String],
+        filter: &MetadataFilter,
+        limit: usize,
+    ) -> StoreResult<Vec<ChunkScore>>;
+    /// Every vector of the collection (for the in-memory vector index).
+    async fn kb_vectors(&self, tenant: &str, collection: &str) -> StoreResult<StoredVectors>;
+    /// The chunks with these ids (in any order), with their documents' title, source, metadata.
+    async fn kb_chunks(&self, ids: &[i64]) -> StoreResult<Vec<ChunkRecord>>;
 }

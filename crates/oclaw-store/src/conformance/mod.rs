@@ -8,12 +8,14 @@
 #![allow(clippy::unwrap_used)]
 
 mod coordination;
+mod knowledge;
 mod kv;
 mod leases;
 mod queue;
 mod waits;
 
 pub use coordination::*;
+pub use knowledge::*;
 pub use kv::*;
 pub use leases::*;
 pub use queue::*;
@@ -106,7 +108,11 @@ macro_rules! store_conformance_tests {
             retry_from_a_step_keeps_only_earlier_checkpoints,
             a_key_limit_above_one_runs_that_many_at_once_in_order,
             debounced_tasks_fold_into_the_one_not_started,
-            a_rate_key_starts_at_most_its_limit_in_a_window);
+            a_rate_key_starts_at_most_its_limit_in_a_window,
+            kb_collections_are_created_listed_and_dropped_per_tenant,
+            kb_documents_are_added_replaced_when_changed_and_removed,
+            kb_text_search_ranks_filters_and_matches_cjk_terms,
+            kb_vectors_come_back_with_metadata_and_other_embedders_are_refused);
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
         $(

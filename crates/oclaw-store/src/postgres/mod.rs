@@ -7,6 +7,7 @@
 //! reconnect by themselves when it is back.
 
 mod coordination;
+mod knowledge;
 mod kv;
 mod listener;
 mod queue;

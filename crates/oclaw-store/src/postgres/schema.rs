@@ -121,6 +121,40 @@ const MIGRATIONS: &[crate::migrations::Migration] = &[
     ALTER TABLE tasks ADD COLUMN rate_limit INTEGER;
     ALTER TABLE tasks ADD COLUMN rate_per BIGINT;
     CREATE INDEX tasks_rated ON tasks (rate_key, started_at) WHERE rate_key IS NOT NULL;", 3),
+    // 5: knowledge collections, documents, chunks (text, vector, and the analysed terms as a
+    // tsvector under a GIN index). New tables only, so min_compatible stays 3.
+    ("CREATE TABLE kb_collections (
+        id BIGSERIAL PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        embedder TEXT,
+        dimensions INTEGER,
+        revision BIGINT NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL,
+        UNIQUE (tenant, name)
+    );
+    CREATE TABLE kb_documents (
+        kb_id BIGINT NOT NULL REFERENCES kb_collections (id) ON DELETE CASCADE,
+        id TEXT NOT NULL,
+        title TEXT,
+        source TEXT,
+        metadata JSONB NOT NULL,
+        hash TEXT NOT NULL,
+        chunks INTEGER NOT NULL,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (kb_id, id)
+    );
+    CREATE TABLE kb_chunks (
+        id BIGSERIAL PRIMARY KEY,
+        kb_id BIGINT NOT NULL REFERENCES kb_collections (id) ON DELETE CASCADE,
+        document TEXT NOT NULL,
+        ordinal INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        terms TSVECTOR NOT NULL,
+        vector BYTEA
+    );
+    CREATE INDEX kb_chunks_document ON kb_chunks (kb_id, document, ordinal);
+    CREATE INDEX kb_chunks_terms ON kb_chunks USING GIN (terms);", 3),
 ];
 
 /// The migrations this binary applies (with the tests' extra one when asked for).

@@ -2,6 +2,7 @@
 
 mod connection;
 mod coordination;
+mod knowledge;
 mod kv;
 mod queue;
 mod rows;

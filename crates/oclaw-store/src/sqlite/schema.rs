@@ -121,6 +121,40 @@ const MIGRATIONS: &[crate::migrations::Migration] = &[
     ALTER TABLE tasks ADD COLUMN rate_limit INTEGER;
     ALTER TABLE tasks ADD COLUMN rate_per BIGINT;
     CREATE INDEX tasks_rated ON tasks (rate_key, started_at) WHERE rate_key IS NOT NULL;", 4),
+    // 6: knowledge collections, documents, chunks (text and vector) and the chunks' full-text
+    // index (FTS5: the collection's token in `kb`, the analysed terms in `terms`). New tables
+    // only, so min_compatible stays 4.
+    ("CREATE TABLE kb_collections (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        embedder TEXT,
+        dimensions INTEGER,
+        revision INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        UNIQUE (tenant, name)
+    );
+    CREATE TABLE kb_documents (
+        kb_id INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        title TEXT,
+        source TEXT,
+        metadata TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        chunks INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (kb_id, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE kb_chunks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kb_id INTEGER NOT NULL,
+        document TEXT NOT NULL,
+        ordinal INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        vector BLOB
+    );
+    CREATE INDEX kb_chunks_document ON kb_chunks (kb_id, document, ordinal);
+    CREATE VIRTUAL TABLE kb_fts USING fts5(kb, terms, tokenize = 'unicode61 remove_diacritics 0');", 4),
 ];
 
 /// The migrations this binary applies (with the tests' extra one when asked for).
