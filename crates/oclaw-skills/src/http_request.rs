@@ -105,7 +105,12 @@ struct Request<'a> {
     fail_on_status: bool,
 }
 
-async fn send(ctx: &SkillContext, req: Request<'_>) -> Result<Value, SkillError> {
+/// Sends a request (guarded unless the bot allows private addresses) and reads the body, at
+/// most 10 MiB; the status is the caller's to judge.
+async fn send_raw(
+    ctx: &SkillContext,
+    req: &Request<'_>,
+) -> Result<(reqwest::StatusCode, Map<String, Value>, Vec<u8>), SkillError> {
     let url = check_url(req.url, ctx.allow_private_network, req.skill)?;
     let client = if ctx.allow_private_network {
         &ctx.http.open
@@ -194,6 +199,11 @@ async fn send(ctx: &SkillContext, req: Request<'_>) -> Result<Value, SkillError>
             ),
         ));
     }
+    Ok((status, headers, bytes.to_vec()))
+}
+
+async fn send(ctx: &SkillContext, req: Request<'_>) -> Result<Value, SkillError> {
+    let (status, headers, bytes) = send_raw(ctx, &req).await?;
     let body = serde_json::from_slice::<Value>(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     if req.fail_on_status && (status.is_client_error() || status.is_server_error()) {
@@ -209,6 +219,40 @@ async fn send(ctx: &SkillContext, req: Request<'_>) -> Result<Value, SkillError>
         });
     }
     Ok(serde_json::json!({ "status": status.as_u16(), "headers": headers, "body": body }))
+}
+
+/// Fetches a document for ingestion: GET through the same guard as `http.request` (private and
+/// loopback addresses refused unless the bot allows them, 10 MiB at most). Answers the body and
+/// its `content-type`; a 4xx/5xx answer is an error (retryable for 5xx and 429).
+pub async fn fetch_document(
+    ctx: &SkillContext,
+    skill: &'static str,
+    url: &str,
+    timeout: Duration,
+) -> Result<(Vec<u8>, Option<String>), SkillError> {
+    let req = Request {
+        skill,
+        method: reqwest::Method::GET,
+        url,
+        headers: None,
+        query: None,
+        body: None,
+        timeout,
+        fail_on_status: true,
+    };
+    let (status, headers, bytes) = send_raw(ctx, &req).await?;
+    if status.is_client_error() || status.is_server_error() {
+        return Err(SkillError {
+            code: ErrorCode::HttpRequestFailed,
+            message: format!("{skill}: GET {url} answered {status}"),
+            retryable: status.is_server_error() || status.as_u16() == 429,
+        });
+    }
+    let content_type = headers
+        .get("content-type")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok((bytes, content_type))
 }
 
 fn parse_timeout(with: &Value, skill: &str) -> Result<Duration, SkillError> {

@@ -16,6 +16,6 @@ mod transform;
 pub mod waits;
 
 pub use context::{Journal, SkillCall, SkillContext, SkillError};
-pub use http_request::{HttpClients, HttpRequest};
+pub use http_request::{fetch_document, HttpClients, HttpRequest};
 pub use registry::{intern, Skill, SkillOrigin, SkillRegistry};
 pub use transform::compile_jq;
