@@ -59,6 +59,37 @@ pub struct NodeConfig {
     pub llm: LlmConfig,
     /// Events that wake waiting tasks (`POST /v1/events`, the `event.emit` skill).
     pub events: EventsConfig,
+    /// Knowledge collections: the embedder of their vectors and how documents are chunked.
+    pub knowledge: KnowledgeConfig,
+}
+
+/// `knowledge:` — collections searched by `kb.search` (full-text, plus vectors when an embedder
+/// is set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct KnowledgeConfig {
+    /// What turns chunks and questions into vectors: `local` (the in-process model in
+    /// `model_dir`), `provider/model` (a provider's `/embeddings`, from `llm.providers`), or
+    /// unset: full-text search only.
+    pub embedder: Option<String>,
+    /// The folder of the in-process model (`config.json`, `vocab.txt`, `model.safetensors`);
+    /// `scripts/install-embedder.sh` puts all-MiniLM-L6-v2 there.
+    pub model_dir: PathBuf,
+    /// Largest chunk, in characters.
+    pub chunk_size: u32,
+    /// Characters a chunk repeats from the one before it in the same section.
+    pub chunk_overlap: u32,
+}
+
+impl Default for KnowledgeConfig {
+    fn default() -> Self {
+        KnowledgeConfig {
+            embedder: None,
+            model_dir: PathBuf::from("models/all-MiniLM-L6-v2"),
+            chunk_size: 800,
+            chunk_overlap: 120,
+        }
+    }
 }
 
 /// `events:` — events that wake tasks waiting in a `wait` step.
@@ -669,6 +700,7 @@ impl NodeConfig {
             mcp: McpConfig::default(),
             llm: LlmConfig::default(),
             events: EventsConfig::default(),
+            knowledge: KnowledgeConfig::default(),
         };
         if profile == Profile::Production {
             c.worker.concurrency = 50;
@@ -701,6 +733,29 @@ impl NodeConfig {
             return Err("storage.pool_size must be at least 1".into());
         }
         self.llm.check()?;
+        match self.knowledge.embedder.as_deref() {
+            None | Some("local") => {}
+            Some(model) => match model.split_once('/') {
+                Some((provider, m)) if !m.is_empty() => {
+                    if !self.llm.providers.contains_key(provider) {
+                        return Err(format!(
+                            "knowledge.embedder `{model}` names provider `{provider}`, which llm.providers does not have"
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "knowledge.embedder `{model}` must be `local` or provider/model"
+                    ))
+                }
+            },
+        }
+        if self.knowledge.chunk_size < 64 {
+            return Err("knowledge.chunk_size must be at least 64 characters".into());
+        }
+        if self.knowledge.chunk_overlap * 2 > self.knowledge.chunk_size {
+            return Err("knowledge.chunk_overlap must be at most half of knowledge.chunk_size".into());
+        }
         if self.scheduler.leader_lease.get() < std::time::Duration::from_secs(1) {
             return Err("scheduler.leader_lease must be at least 1s".into());
         }

@@ -156,6 +156,11 @@ impl LlmError {
     pub fn retryable(&self) -> bool {
         !matches!(self, LlmError::Refused { .. })
     }
+
+    /// The skill failure this becomes (its code and whether to retry).
+    pub fn skill_error(self) -> oclaw_skills::SkillError {
+        chat_skill::skill_error(self)
+    }
 }
 
 impl std::fmt::Display for LlmError {

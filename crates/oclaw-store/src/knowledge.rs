@@ -26,6 +26,14 @@ pub struct CollectionInfo {
     pub created_at: DateTime<Utc>,
 }
 
+/// What a search reads first: whether the collection changed, and whose vectors it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    pub revision: i64,
+    pub embedder: Option<String>,
+    pub dimensions: Option<u32>,
+}
+
 /// A document of a collection (without its text).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DocumentInfo {

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::knowledge::{
     ChunkRecord, ChunkScore, CollectionInfo, DocumentInfo, DocumentWrite, MetadataFilter,
-    PutOutcome, StoredVectors,
+    PutOutcome, Revision, StoredVectors,
 };
 use crate::waits::{Decision, EventReport, NewEvent, Park, Parked, WaitFilter, WaitRecord};
 use crate::{
@@ -187,6 +187,9 @@ pub trait Knowledge: Send + Sync {
     /// Creates an empty collection; `Duplicate` when the tenant has one of that name.
     async fn kb_create(&self, tenant: &str, name: &str) -> StoreResult<CollectionInfo>;
     async fn kb_get(&self, tenant: &str, name: &str) -> StoreResult<Option<CollectionInfo>>;
+    /// The collection's revision, embedder and dimensions without counting its documents (what
+    /// a search needs first).
+    async fn kb_revision(&self, tenant: &str, name: &str) -> StoreResult<Option<Revision>>;
     /// By name.
     async fn kb_list(&self, tenant: &str) -> StoreResult<Vec<CollectionInfo>>;
     /// Removes a collection with its documents and chunks; false when there was none.

@@ -11,7 +11,7 @@ use super::{pg_err, pool_err, PgStore};
 use crate::codec::{from_ms, ms};
 use crate::knowledge::{
     collect_vectors, embedder_mismatch, tsquery_text, tsvector_text, vector_bytes, ChunkRecord,
-    ChunkScore, CollectionInfo, DocumentInfo, DocumentWrite, MetadataFilter, PutOutcome,
+    ChunkScore, CollectionInfo, DocumentInfo, DocumentWrite, MetadataFilter, PutOutcome, Revision,
     StoredVectors,
 };
 use crate::{Knowledge, StoreError, StoreResult};
@@ -75,6 +75,20 @@ impl Knowledge for PgStore {
             )
             .await?;
         Ok(rows.first().map(collection_from_row))
+    }
+
+    async fn kb_revision(&self, tenant: &str, name: &str) -> StoreResult<Option<Revision>> {
+        let rows = self
+            .query(
+                "SELECT revision, embedder, dimensions FROM kb_collections WHERE tenant = $1 AND name = $2",
+                &[&tenant, &name],
+            )
+            .await?;
+        Ok(rows.first().map(|r| Revision {
+            revision: r.get(0),
+            embedder: r.get(1),
+            dimensions: r.get::<_, Option<i32>>(2).map(|d| d as u32),
+        }))
     }
 
     async fn kb_list(&self, tenant: &str) -> StoreResult<Vec<CollectionInfo>> {

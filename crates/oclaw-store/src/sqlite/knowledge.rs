@@ -12,7 +12,7 @@ use super::rows::{from_ms, ms, parse_json, to_json};
 use crate::knowledge::{
     collect_vectors, embedder_mismatch, fts5_collection_token, fts5_query, vector_bytes,
     ChunkRecord, ChunkScore, CollectionInfo, DocumentInfo, DocumentWrite, MetadataFilter,
-    PutOutcome, StoredVectors,
+    PutOutcome, Revision, StoredVectors,
 };
 use crate::{Knowledge, StoreError, StoreResult};
 
@@ -226,6 +226,27 @@ impl Knowledge for SqliteStore {
                 "SELECT {COLLECTION_COLUMNS} FROM kb_collections k WHERE k.tenant = ?1 AND k.name = ?2"
             ))
             .and_then(|mut s| s.query_row(params![tenant, name], collection_from_row).optional())
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn kb_revision(&self, tenant: &str, name: &str) -> StoreResult<Option<Revision>> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        self.read(move |c, _| {
+            c.prepare_cached(
+                "SELECT revision, embedder, dimensions FROM kb_collections WHERE tenant = ?1 AND name = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![tenant, name], |r| {
+                    Ok(Revision {
+                        revision: r.get(0)?,
+                        embedder: r.get(1)?,
+                        dimensions: r.get::<_, Option<i64>>(2)?.map(|d| d as u32),
+                    })
+                })
+                .optional()
+            })
             .map_err(map_err)
         })
         .await
