@@ -754,7 +754,9 @@ impl NodeConfig {
             return Err("knowledge.chunk_size must be at least 64 characters".into());
         }
         if self.knowledge.chunk_overlap * 2 > self.knowledge.chunk_size {
-            return Err("knowledge.chunk_overlap must be at most half of knowledge.chunk_size".into());
+            return Err(
+                "knowledge.chunk_overlap must be at most half of knowledge.chunk_size".into(),
+            );
         }
         if self.scheduler.leader_lease.get() < std::time::Duration::from_secs(1) {
             return Err("scheduler.leader_lease must be at least 1s".into());

@@ -117,3 +117,73 @@ pub async fn score(
         misses,
     })
 }
+
+/// Adds every Markdown, text and HTML file under `dir` (recursively) to `collection`, each with
+/// its path inside `dir` as id and source; answers one report per file, in path order.
+pub async fn ingest_folder(
+    kb: &KnowledgeBase,
+    store: &dyn oclaw_store::Store,
+    collection: &str,
+    dir: &Path,
+) -> Result<Vec<crate::IngestReport>, KbError> {
+    let files = crate::document_files(dir)
+        .map_err(|m| KbError::new(oclaw_core::ErrorCode::KbBadDocument, m))?;
+    let mut reports = Vec::new();
+    for (id, path) in files {
+        let bytes = std::fs::read(&path).map_err(|e| {
+            KbError::new(
+                oclaw_core::ErrorCode::KbBadDocument,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let report = kb
+            .ingest(
+                store,
+                crate::DocumentInput {
+                    tenant: oclaw_store::knowledge::DEFAULT_TENANT.into(),
+                    collection: collection.into(),
+                    id: Some(id.clone()),
+                    source: Some(id.clone()),
+                    name: Some(id),
+                    bytes,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// Fills a scratch collection from the set's `documents` (when it names a folder) and scores
+/// full-text, vector (when the base has an embedder) and hybrid.
+pub async fn run(
+    kb: &KnowledgeBase,
+    store: &dyn oclaw_store::Store,
+    set: &EvalSet,
+    lang: Option<&str>,
+) -> Result<Vec<Scores>, KbError> {
+    let collection = set.kb.clone().unwrap_or_else(|| "eval".into());
+    if let Some(dir) = &set.documents {
+        if store
+            .kb_revision(oclaw_store::knowledge::DEFAULT_TENANT, &collection)
+            .await?
+            .is_none()
+        {
+            store
+                .kb_create(oclaw_store::knowledge::DEFAULT_TENANT, &collection)
+                .await?;
+        }
+        ingest_folder(kb, store, &collection, dir).await?;
+    }
+    let mut modes = vec![Mode::Text];
+    if kb.embedder.is_some() {
+        modes.push(Mode::Vector);
+    }
+    modes.push(Mode::Hybrid);
+    let mut out = Vec::new();
+    for mode in modes {
+        out.push(score(kb, store, &collection, set, mode, lang).await?);
+    }
+    Ok(out)
+}

@@ -265,6 +265,58 @@ fn check_filter(filter: &MetadataFilter) -> Result<(), KbError> {
     Ok(())
 }
 
+/// The Markdown, text and HTML files under `dir` (recursively, hidden ones skipped) as
+/// `(path inside dir with /, full path)`, sorted.
+pub fn document_files(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>, String> {
+    fn walk(
+        root: &Path,
+        dir: &Path,
+        out: &mut Vec<(String, std::path::PathBuf)>,
+    ) -> Result<(), String> {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            if path.is_dir() {
+                walk(root, &path, out)?;
+                continue;
+            }
+            let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+            if matches!(
+                ext.as_deref(),
+                Some("md" | "markdown" | "mdx" | "txt" | "text" | "html" | "htm")
+            ) {
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                out.push((rel, path));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    if dir.is_file() {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out.push((name, dir.to_path_buf()));
+        return Ok(out);
+    }
+    walk(dir, dir, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
