@@ -34,6 +34,8 @@ pub struct ApiState {
     pub websocket: oclaw_core::config::WebsocketConfig,
     /// How long an event nobody waits for is kept (`events.retention`).
     pub event_retention: Duration,
+    /// Knowledge collections: the node's embedder and in-memory vector index.
+    pub knowledge: Arc<oclaw_knowledge::KnowledgeBase>,
 }
 
 pub use oclaw_engine::WorkerInfo;

@@ -34,6 +34,10 @@ pub trait Embedder: Send + Sync {
     fn name(&self) -> &str;
     /// One vector per text, in order.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// Loads what it needs now, so a node with a broken embedder fails at start.
+    async fn ready(&self) -> Result<(), EmbedError> {
+        Ok(())
+    }
 }
 
 /// The in-process BERT sentence encoder.
@@ -84,6 +88,10 @@ impl LocalEmbedder {
 impl Embedder for LocalEmbedder {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    async fn ready(&self) -> Result<(), EmbedError> {
+        self.load().await.map(|_| ())
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {

@@ -40,8 +40,9 @@ fn only(with: &Value, fields: &[&str], skill: &str) -> Result<(), SkillError> {
 const SEARCH_FIELDS: &[&str] = &["kb", "query", "k", "filter", "mode"];
 
 /// `kb.search` — `with: {kb, query, k?, filter?, mode?}` → `{hits: [{document, chunk, title,
-/// source, text, score}], mode, context}`; `context` numbers the hits for a prompt (`[1] title
-/// (source)` and the text) so a model can cite them.
+/// source, text, score}], mode, sources: [{n, document, title, source}], context}`; `context`
+/// gives each passage under its source's number (`[1] title (source)` and the text) so a model
+/// can cite them, and `sources` lists those documents in rank order.
 pub struct KbSearch {
     pub kb: Arc<KnowledgeBase>,
 }
@@ -119,7 +120,7 @@ impl Skill for KbSearch {
             })?,
         };
         if query.trim().is_empty() {
-            return Ok(json!({"hits": [], "mode": "full-text", "context": ""}));
+            return Ok(json!({"hits": [], "mode": "full-text", "sources": [], "context": ""}));
         }
         let request = SearchRequest {
             tenant: DEFAULT_TENANT.into(),
@@ -134,23 +135,37 @@ impl Skill for KbSearch {
             .search(ctx.store.as_ref(), &request)
             .await
             .map_err(|e| e.skill_error())?;
-        let context = result
-            .hits
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                let title = h.title.as_deref().unwrap_or(&h.document);
-                let source = h
-                    .source
-                    .as_deref()
-                    .map(|s| format!(" ({s})"))
-                    .unwrap_or_default();
-                format!("[{}] {title}{source}\n{}", i + 1, h.text)
-            })
-            .collect::<Vec<_>>()
-            .join("\n\n");
+        // Sources: the hits' documents, numbered in rank order; `context` puts each passage
+        // under its source's number, so a model's [n] matches `sources[n-1]`.
+        let mut sources: Vec<Value> = Vec::new();
+        let mut context = Vec::new();
+        for h in &result.hits {
+            let n = match sources
+                .iter()
+                .position(|s| s["document"] == h.document.as_str())
+            {
+                Some(i) => i + 1,
+                None => {
+                    sources.push(json!({
+                        "n": sources.len() + 1,
+                        "document": h.document,
+                        "title": h.title.as_deref().unwrap_or(&h.document),
+                        "source": h.source.as_deref().unwrap_or(&h.document),
+                    }));
+                    sources.len()
+                }
+            };
+            let title = h.title.as_deref().unwrap_or(&h.document);
+            let source = h
+                .source
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            context.push(format!("[{n}] {title}{source}\n{}", h.text));
+        }
         let mut out = serde_json::to_value(&result).unwrap_or_default();
-        out["context"] = Value::String(context);
+        out["sources"] = Value::Array(sources);
+        out["context"] = Value::String(context.join("\n\n"));
         Ok(out)
     }
 }

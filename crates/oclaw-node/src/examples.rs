@@ -45,6 +45,118 @@ pub const MODEL_EXAMPLE_BOTS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The example knowledge collection (`support`): `(id, Markdown)` of each document in
+/// `examples/knowledge/support/`, English and Chinese.
+pub const SUPPORT_KNOWLEDGE: &[(&str, &str)] = &[
+    (
+        "account.md",
+        include_str!("../../../examples/knowledge/support/account.md"),
+    ),
+    (
+        "account-zh.md",
+        include_str!("../../../examples/knowledge/support/account-zh.md"),
+    ),
+    (
+        "contact.md",
+        include_str!("../../../examples/knowledge/support/contact.md"),
+    ),
+    (
+        "invoice-zh.md",
+        include_str!("../../../examples/knowledge/support/invoice-zh.md"),
+    ),
+    (
+        "membership-zh.md",
+        include_str!("../../../examples/knowledge/support/membership-zh.md"),
+    ),
+    (
+        "payment.md",
+        include_str!("../../../examples/knowledge/support/payment.md"),
+    ),
+    (
+        "payment-zh.md",
+        include_str!("../../../examples/knowledge/support/payment-zh.md"),
+    ),
+    (
+        "privacy.md",
+        include_str!("../../../examples/knowledge/support/privacy.md"),
+    ),
+    (
+        "refunds.md",
+        include_str!("../../../examples/knowledge/support/refunds.md"),
+    ),
+    (
+        "refunds-zh.md",
+        include_str!("../../../examples/knowledge/support/refunds-zh.md"),
+    ),
+    (
+        "returns.md",
+        include_str!("../../../examples/knowledge/support/returns.md"),
+    ),
+    (
+        "returns-zh.md",
+        include_str!("../../../examples/knowledge/support/returns-zh.md"),
+    ),
+    (
+        "shipping.md",
+        include_str!("../../../examples/knowledge/support/shipping.md"),
+    ),
+    (
+        "shipping-zh.md",
+        include_str!("../../../examples/knowledge/support/shipping-zh.md"),
+    ),
+    (
+        "warranty.md",
+        include_str!("../../../examples/knowledge/support/warranty.md"),
+    ),
+];
+
+/// The collection the example bots answer from.
+pub const SUPPORT_COLLECTION: &str = "support";
+
+/// Fills the example collection when the node runs the examples: makes `support` if missing and
+/// queues an ingestion task per document (keyed by its content, so a restart queues nothing new
+/// and an unchanged document costs nothing).
+pub async fn seed_knowledge(store: &dyn oclaw_store::Store) {
+    use oclaw_store::knowledge::DEFAULT_TENANT;
+    let exists = store.kb_revision(DEFAULT_TENANT, SUPPORT_COLLECTION).await;
+    if matches!(exists, Ok(None)) {
+        if let Err(e) = store.kb_create(DEFAULT_TENANT, SUPPORT_COLLECTION).await {
+            tracing::warn!(
+                component = "knowledge",
+                "cannot create the example collection: {e}"
+            );
+            return;
+        }
+    }
+    let mut tasks = Vec::new();
+    for (id, text) in SUPPORT_KNOWLEDGE {
+        let digest: u64 = text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        let mut task = oclaw_core::NewTask::new(
+            oclaw_knowledge::INGEST_BOT,
+            "default",
+            serde_json::json!({
+                "kb": SUPPORT_COLLECTION,
+                "id": id,
+                "source": format!("examples/knowledge/support/{id}"),
+                "text": text,
+                "format": "markdown",
+            }),
+        );
+        task.idempotency_key = Some(format!(
+            "oclaw.examples:{SUPPORT_COLLECTION}:{id}:{digest:016x}"
+        ));
+        tasks.push(task);
+    }
+    if let Err(e) = store.enqueue_batch(tasks).await {
+        tracing::warn!(
+            component = "knowledge",
+            "cannot queue the example documents: {e}"
+        );
+    }
+}
+
 /// The faq-bot example's knowledge file, carried by the compiled-in copy of the bot for when
 /// the node runs outside the repository.
 pub const FAQ_KNOWLEDGE: &str = include_str!("../../../examples/faq/knowledge.yaml");

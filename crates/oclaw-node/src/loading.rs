@@ -133,6 +133,8 @@ pub struct NodeSkills {
     pub mcp: Arc<oclaw_plugins::mcp::McpHub>,
     /// What `channel.reply` (reply delivery) needs once the node has built it.
     pub delivery: Arc<oclaw_channels::delivery::DeliveryContext>,
+    /// Knowledge collections (`kb.search`, `kb.ingest`, the `/v1/kb` routes).
+    pub knowledge: Arc<oclaw_knowledge::KnowledgeBase>,
 }
 
 /// Loads plugins and connects to MCP servers. A plugin that fails to load is logged and left
@@ -154,6 +156,17 @@ pub async fn build_skills(config: &NodeConfig) -> Result<NodeSkills, NodeError> 
     }));
     registry.register(Arc::new(oclaw_llm::LlmChat { llm: llm.clone() }));
     registry.register(Arc::new(oclaw_llm::LlmEmbed { llm: llm.clone() }));
+    let knowledge = Arc::new(oclaw_knowledge::KnowledgeBase::from_config(
+        &config.knowledge,
+        Some(llm.clone()),
+        std::path::Path::new("."),
+    ));
+    registry.register(Arc::new(oclaw_knowledge::skills::KbSearch {
+        kb: knowledge.clone(),
+    }));
+    registry.register(Arc::new(oclaw_knowledge::skills::KbIngest {
+        kb: knowledge.clone(),
+    }));
     registry.register(Arc::new(oclaw_llm::Agent {
         llm,
         tools: tools.clone(),
@@ -187,6 +200,7 @@ pub async fn build_skills(config: &NodeConfig) -> Result<NodeSkills, NodeError> 
         plugins,
         mcp,
         delivery,
+        knowledge,
     })
 }
 

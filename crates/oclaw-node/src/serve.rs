@@ -139,6 +139,23 @@ pub async fn serve(
     }
 
     let reply_bot = oclaw_channels::delivery::reply_bot(&skills, &templates)?;
+    let ingest_bot = oclaw_bots::LoadedBot::system(
+        oclaw_knowledge::INGEST_BOT,
+        oclaw_knowledge::INGEST_BOT_YAML,
+        &skills,
+        &templates,
+    )?;
+    if let Some(embedder) = &node_skills.knowledge.embedder {
+        embedder
+            .ready()
+            .await
+            .map_err(|e| startup(e.code, e.message))?;
+        tracing::info!(
+            component = "knowledge",
+            embedder = embedder.name(),
+            "knowledge embedder ready"
+        );
+    }
     let runtime = Runtime::new(
         store.clone(),
         catalog.clone(),
@@ -158,6 +175,12 @@ pub async fn serve(
     runtime
         .system
         .insert(reply_bot.name().to_string(), Arc::new(reply_bot));
+    runtime
+        .system
+        .insert(ingest_bot.name().to_string(), Arc::new(ingest_bot));
+    if source == crate::CatalogSource::Examples && components.api {
+        crate::examples::seed_knowledge(store.as_ref()).await;
+    }
     let _ = node_skills.delivery.catalog.set(catalog.clone());
     let _ = node_skills.delivery.metrics.set(runtime.metrics.clone());
     let _ = node_skills
@@ -247,6 +270,7 @@ pub async fn serve(
         replies: oclaw_channels::ReplyRouter::start(store.clone()),
         websocket: config.channels.websocket.clone(),
         event_retention: config.events.retention.get(),
+        knowledge: node_skills.knowledge.clone(),
     };
     // Broker channels run with the API (channel ingress).
     if components.api {

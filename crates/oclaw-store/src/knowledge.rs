@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 pub const DEFAULT_TENANT: &str = "default";
 
 /// A collection and its counts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CollectionInfo {
     pub name: String,
     pub tenant: String,
@@ -35,7 +35,7 @@ pub struct Revision {
 }
 
 /// A document of a collection (without its text).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DocumentInfo {
     pub id: String,
     pub title: Option<String>,

@@ -5,6 +5,7 @@ mod cluster;
 mod demo;
 pub(crate) mod health;
 mod hooks;
+pub(crate) mod kb;
 mod metrics;
 mod queues;
 pub(crate) mod tasks;
@@ -12,7 +13,7 @@ pub(crate) mod waits;
 mod ws;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use oclaw_core::ErrorCode;
 
@@ -33,6 +34,17 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/approvals/{id}", get(waits::get_approval))
         .route("/v1/approvals/{id}/approve", post(waits::approve))
         .route("/v1/approvals/{id}/reject", post(waits::reject))
+        .route("/v1/kb", get(kb::list).post(kb::create))
+        .route(
+            "/v1/kb/{name}",
+            get(kb::get_one).delete(kb::drop_collection),
+        )
+        .route(
+            "/v1/kb/{name}/documents",
+            get(kb::list_documents).post(kb::add_document),
+        )
+        .route("/v1/kb/{name}/documents/{id}", delete(kb::remove_document))
+        .route("/v1/kb/{name}/search", get(kb::search))
         .route("/v1/bots", get(bots::list))
         .route("/v1/bots/{name}", get(bots::get_one))
         .route("/v1/queues", get(queues::list))

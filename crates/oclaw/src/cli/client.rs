@@ -126,6 +126,89 @@ pub enum EventCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum KbCommand {
+    /// Create an empty knowledge collection.
+    Create {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Add files, folders (their Markdown, text and HTML files, recursively) or --url pages to
+    /// a collection, made when missing. Each document is a durable ingestion task on the node;
+    /// this waits for them and shows the progress (--no-wait to return at once).
+    Add {
+        name: String,
+        /// Files or folders; a document's id is its path as given (inside a folder: from it).
+        paths: Vec<std::path::PathBuf>,
+        /// A page to fetch (through the node's SSRF guard); repeatable.
+        #[arg(long)]
+        url: Vec<String>,
+        /// The id of a single document (default: its path or URL).
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        title: Option<String>,
+        /// Metadata for every document added, as a JSON object (searches can filter on it).
+        #[arg(long)]
+        metadata: Option<String>,
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// The collections, or the documents of collection NAME.
+    List {
+        name: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Search collection NAME (full-text and vectors, fused).
+    Search {
+        name: String,
+        query: String,
+        #[arg(short, long, default_value_t = 5)]
+        k: usize,
+        /// hybrid, text or vector.
+        #[arg(long, default_value = "hybrid")]
+        mode: String,
+        /// Metadata filter as a JSON object, e.g. '{"lang":"en"}'.
+        #[arg(long)]
+        filter: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Remove document ID from collection NAME, or (without ID, with --yes) the collection.
+    Remove {
+        name: String,
+        id: Option<String>,
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Score retrieval on a question set (docs/knowledge.md): adds its documents to a scratch
+    /// store and prints recall@k and MRR for full-text, vector and hybrid search.
+    Eval {
+        file: std::path::PathBuf,
+        /// The in-process embedding model's folder; without one only full-text is scored.
+        #[arg(
+            long,
+            env = "OCLAW_EMBEDDER_DIR",
+            default_value = "models/all-MiniLM-L6-v2"
+        )]
+        model_dir: std::path::PathBuf,
+        /// Only the questions marked with this `lang`.
+        #[arg(long)]
+        lang: Option<String>,
+        /// Also list the questions each leg missed.
+        #[arg(long, short)]
+        verbose: bool,
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ApprovalCommand {
     /// Approvals, newest first (pending ones by default).
     List {

@@ -98,6 +98,9 @@ pub enum Command {
     /// List, approve and reject the approvals tasks wait for.
     #[command(subcommand)]
     Approval(ApprovalCommand),
+    /// Knowledge collections: create, add documents, list, search, remove, evaluate.
+    #[command(subcommand)]
+    Kb(KbCommand),
     /// Show the processes of the cluster (from the node registry of a running api-server).
     #[command(subcommand)]
     Node(NodeCommand),

@@ -7,6 +7,7 @@ mod client;
 mod cluster;
 mod config;
 mod docs;
+mod kb;
 mod output;
 mod plugin;
 mod release;
@@ -116,6 +117,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Queue(q) => run_client(bot::run_queue(q)),
         Command::Event(e) => run_client(task::run_event(e)),
         Command::Approval(a) => run_client(task::run_approval(a)),
+        Command::Kb(k) => run_client(kb::run(k)),
         Command::Node(n) => run_client(bot::run_node(n)),
         Command::Completions { shell } => {
             use clap::CommandFactory;
