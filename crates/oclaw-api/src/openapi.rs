@@ -119,6 +119,8 @@ fn error_statuses(method: &str, path: &str, has_body: bool, has_path_param: bool
             out.extend([403, 409])
         }
         ("get", "/v1/approvals") => out.push(400),
+        ("post", "/v1/kb") => out.push(409),
+        ("get", "/v1/kb/{name}/documents" | "/v1/kb/{name}/search") => out.push(400),
         ("get", "/v1/tasks") => out.push(400),
         _ => {}
     }
@@ -165,6 +167,10 @@ fn param_schema(name: &str, at: &str, path: &str) -> Value {
                 .collect();
             optional_empty(json!({"type": "string", "enum": statuses}))
         }
+        "k" if path == "/v1/kb/{name}/search" => {
+            optional_empty(json!({"type": "string", "pattern": "^([1-9][0-9]?|100)$"}))
+        }
+        "mode" => optional_empty(json!({"type": "string", "enum": ["hybrid", "text", "vector"]})),
         "timeout" => optional_empty(
             json!({"type": "string", "pattern": oclaw_core::duration::DURATION_PATTERN}),
         ),
@@ -197,6 +203,14 @@ pub fn document() -> Value {
         Route { method: "get", path: "/v1/approvals/{id}", summary: "One approval with its decisions", request: None, ok_status: "200", response: schema_ref::<oclaw_store::waits::WaitRecord>(&mut g), params: &[("id", "path", "Approval id")] },
         Route { method: "post", path: "/v1/approvals/{id}/approve", summary: "Approve (recorded with by and comment; 403 when by is not among the approvers, 409 when decided or timed out)", request: Some(schema_ref::<crate::routes::waits::Decide>(&mut g)), ok_status: "200", response: schema_ref::<oclaw_store::waits::WaitRecord>(&mut g), params: &[("id", "path", "Approval id")] },
         Route { method: "post", path: "/v1/approvals/{id}/reject", summary: "Reject (recorded with by and comment; 403 when by is not among the approvers, 409 when decided or timed out)", request: Some(schema_ref::<crate::routes::waits::Decide>(&mut g)), ok_status: "200", response: schema_ref::<oclaw_store::waits::WaitRecord>(&mut g), params: &[("id", "path", "Approval id")] },
+        Route { method: "get", path: "/v1/kb", summary: "Knowledge collections with their document and chunk counts and embedder", request: None, ok_status: "200", response: schema_ref::<crate::routes::kb::CollectionList>(&mut g), params: &[] },
+        Route { method: "post", path: "/v1/kb", summary: "Create a knowledge collection (409 when it exists)", request: Some(schema_ref::<crate::routes::kb::CreateCollection>(&mut g)), ok_status: "201", response: schema_ref::<oclaw_store::knowledge::CollectionInfo>(&mut g), params: &[] },
+        Route { method: "get", path: "/v1/kb/{name}", summary: "One knowledge collection", request: None, ok_status: "200", response: schema_ref::<oclaw_store::knowledge::CollectionInfo>(&mut g), params: &[("name", "path", "Collection name")] },
+        Route { method: "delete", path: "/v1/kb/{name}", summary: "Remove a knowledge collection with its documents", request: None, ok_status: "204", response: any.clone(), params: &[("name", "path", "Collection name")] },
+        Route { method: "post", path: "/v1/kb/{name}/documents", summary: "Add or update a document (text, or a URL fetched through the SSRF guard): 202 with the task of the built-in oclaw.ingest bot that extracts, chunks, embeds and indexes it", request: Some(schema_ref::<crate::routes::kb::AddDocument>(&mut g)), ok_status: "202", response: schema_ref::<crate::routes::kb::DocumentQueued>(&mut g), params: &[("name", "path", "Collection name")] },
+        Route { method: "get", path: "/v1/kb/{name}/documents", summary: "The collection's documents by id", request: None, ok_status: "200", response: schema_ref::<crate::routes::kb::DocumentList>(&mut g), params: &[("name", "path", "Collection name"), ("after", "query", "next of the previous page"), ("limit", "query", "1..1000, default 100")] },
+        Route { method: "delete", path: "/v1/kb/{name}/documents/{document}", summary: "Remove a document", request: None, ok_status: "204", response: any.clone(), params: &[("name", "path", "Collection name"), ("document", "path", "Document id")] },
+        Route { method: "get", path: "/v1/kb/{name}/search", summary: "Search a collection: full-text and vectors fused with Reciprocal Rank Fusion (full-text only without an embedder, said in note)", request: None, ok_status: "200", response: schema_ref::<crate::routes::kb::SearchAnswer>(&mut g), params: &[("name", "path", "Collection name"), ("q", "query", "The question"), ("k", "query", "1..100, default 5"), ("mode", "query", "hybrid (default), text or vector"), ("filter", "query", "Metadata filter as a JSON object")] },
         Route { method: "get", path: "/v1/bots", summary: "The loaded bots", request: None, ok_status: "200", response: schema_ref::<crate::routes::bots::BotList>(&mut g), params: &[] },
         Route { method: "get", path: "/v1/bots/{name}", summary: "One bot with its spec", request: None, ok_status: "200", response: schema_ref::<crate::routes::bots::BotDetail>(&mut g), params: name_param },
         Route { method: "post", path: "/v1/bots/{name}/invoke", summary: "Run a bot and wait for the result (200), or answer 202 when it still runs at the timeout", request: Some(schema_ref::<InvokeBody>(&mut g)), ok_status: "200", response: schema_ref::<InvokeAnswer>(&mut g), params: &[("name", "path", "Bot name"), ("timeout", "query", "How long to wait, e.g. 5s; default api.timeout")] },
@@ -212,16 +226,21 @@ pub fn document() -> Value {
     let error = schema_ref::<ErrorBody>(&mut g);
     let mut paths = Map::new();
     for r in routes {
-        let content = if r.path == "/metrics" {
+        let content = if r.ok_status == "204" {
+            Value::Null
+        } else if r.path == "/metrics" {
             json!({"text/plain; version=0.0.4; charset=utf-8": {"schema": r.response}})
         } else {
             json!({"application/json": {"schema": r.response}})
         };
+        let success = if content.is_null() {
+            json!({"description": "success (no content)"})
+        } else {
+            json!({"description": "success", "content": content})
+        };
         let mut op = json!({
             "summary": r.summary,
-            "responses": {
-                r.ok_status: {"description": "success", "content": content},
-            },
+            "responses": {r.ok_status: success},
         });
         let statuses = error_statuses(
             r.method,

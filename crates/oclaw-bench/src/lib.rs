@@ -9,6 +9,7 @@ pub mod chat;
 pub mod drain;
 pub mod fanout;
 pub mod http;
+pub mod kb;
 pub mod llm;
 pub mod plugin;
 pub mod resume;

@@ -538,7 +538,11 @@ impl KnowledgeBase {
                 ));
             }
         }
-        let text_hits = if run_text {
+        // The two legs at once: full-text in the store, vectors here.
+        let text_leg = async {
+            if !run_text {
+                return Ok(Vec::new());
+            }
             let terms = analyze::query_terms(&req.query);
             store
                 .kb_text_search(
@@ -548,28 +552,31 @@ impl KnowledgeBase {
                     &req.filter,
                     candidates,
                 )
-                .await?
-        } else {
-            Vec::new()
+                .await
+                .map_err(KbError::from)
         };
-        let vector_hits = match (&vectors, run_vector) {
-            (Ok(embedder), true) => {
-                let query = embedder.embed(std::slice::from_ref(&req.query)).await?;
-                let query = query.into_iter().next().unwrap_or_default();
-                self.index
-                    .search(
-                        store,
-                        &req.tenant,
-                        &req.collection,
-                        rev.revision,
-                        &query,
-                        &req.filter,
-                        candidates,
-                    )
-                    .await?
-            }
-            _ => Vec::new(),
+        let vector_leg = async {
+            let embedder = match (&vectors, run_vector) {
+                (Ok(embedder), true) => embedder,
+                _ => return Ok(Vec::new()),
+            };
+            let query = embedder.embed(std::slice::from_ref(&req.query)).await?;
+            let query = query.into_iter().next().unwrap_or_default();
+            self.index
+                .search(
+                    store,
+                    &req.tenant,
+                    &req.collection,
+                    rev.revision,
+                    &query,
+                    &req.filter,
+                    candidates,
+                )
+                .await
+                .map_err(KbError::from)
         };
+        let (text_hits, vector_hits) = tokio::join!(text_leg, vector_leg);
+        let (text_hits, vector_hits): (Vec<_>, Vec<_>) = (text_hits?, vector_hits?);
         let (ranked, mode): (Vec<(i64, f64)>, &'static str) = match (run_text, run_vector) {
             (true, true) => {
                 let mut fused: HashMap<i64, f64> = HashMap::new();

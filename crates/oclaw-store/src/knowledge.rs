@@ -153,31 +153,60 @@ pub fn read_vector(bytes: &[u8], dimensions: usize, out: &mut Vec<f32>) -> bool 
     true
 }
 
-/// Builds [`StoredVectors`] from rows of `(chunk, document, vector bytes, metadata)` ordered by
-/// document; rows whose vector has another width are skipped.
+/// A stored vector's `f32`s (any width).
+pub fn vector_from_bytes(bytes: &[u8]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(bytes.len() / 4);
+    read_vector(bytes, bytes.len() / 4, &mut out);
+    out
+}
+
+/// Builds [`StoredVectors`] row by row (rows ordered by document), reading each document's
+/// metadata once; rows whose vector has another width are skipped.
+pub struct VectorsBuilder {
+    out: StoredVectors,
+    last_doc: Option<String>,
+}
+
+impl VectorsBuilder {
+    pub fn new(revision: i64, dimensions: usize) -> VectorsBuilder {
+        VectorsBuilder {
+            out: StoredVectors {
+                revision,
+                dimensions,
+                ..Default::default()
+            },
+            last_doc: None,
+        }
+    }
+
+    pub fn push(&mut self, chunk: i64, doc: &str, bytes: &[u8], metadata: impl FnOnce() -> Value) {
+        if !read_vector(bytes, self.out.dimensions, &mut self.out.data) {
+            return;
+        }
+        if self.last_doc.as_deref() != Some(doc) {
+            self.out.metadata.push(metadata());
+            self.last_doc = Some(doc.to_string());
+        }
+        self.out.chunks.push(chunk);
+        self.out.documents.push(self.out.metadata.len() as u32 - 1);
+    }
+
+    pub fn finish(self) -> StoredVectors {
+        self.out
+    }
+}
+
+/// [`VectorsBuilder`] over rows of `(chunk, document, vector bytes, metadata)`.
 pub fn collect_vectors(
     revision: i64,
     dimensions: usize,
     rows: impl IntoIterator<Item = (i64, String, Vec<u8>, Value)>,
 ) -> StoredVectors {
-    let mut out = StoredVectors {
-        revision,
-        dimensions,
-        ..Default::default()
-    };
-    let mut last_doc: Option<String> = None;
+    let mut b = VectorsBuilder::new(revision, dimensions);
     for (chunk, doc, bytes, metadata) in rows {
-        if !read_vector(&bytes, dimensions, &mut out.data) {
-            continue;
-        }
-        if last_doc.as_deref() != Some(doc.as_str()) {
-            out.metadata.push(metadata);
-            last_doc = Some(doc);
-        }
-        out.chunks.push(chunk);
-        out.documents.push(out.metadata.len() as u32 - 1);
+        b.push(chunk, &doc, &bytes, || metadata);
     }
-    out
+    b.finish()
 }
 
 /// The error for a write whose vectors come from another embedder than the collection's.

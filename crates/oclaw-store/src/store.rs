@@ -236,4 +236,7 @@ pub trait Knowledge: Send + Sync {
     async fn kb_vectors(&self, tenant: &str, collection: &str) -> StoreResult<StoredVectors>;
     /// The chunks with these ids (in any order), with their documents' title, source, metadata.
     async fn kb_chunks(&self, ids: &[i64]) -> StoreResult<Vec<ChunkRecord>>;
+    /// The stored vectors of these chunks (in any order; chunks without one are left out), for
+    /// the exact rescoring of a vector search's candidates.
+    async fn kb_chunk_vectors(&self, ids: &[i64]) -> StoreResult<Vec<(i64, Vec<f32>)>>;
 }

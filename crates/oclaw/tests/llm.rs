@@ -672,8 +672,8 @@ async fn invoke_streams_server_sent_events_when_asked() {
     assert_eq!(plain["output"]["text"], "one two");
 }
 
-/// A stand-in playing the support assistant: it searches the FAQ first, then answers from what
-/// the tool found, or hands off when it found nothing.
+/// A stand-in playing the support assistant: it answers when the passages in its prompt cover
+/// the question (refunds), and hands off otherwise.
 async fn support_stand_in() -> String {
     let app = axum::Router::new().route(
         "/v1/chat/completions",
@@ -691,17 +691,20 @@ async fn support_stand_in() -> String {
                 .filter(|m| m["role"] == "tool")
                 .map(|m| serde_json::from_str(m["content"].as_str().unwrap()).unwrap())
                 .collect();
+            let system = messages[0]["content"].as_str().unwrap_or_default().to_string();
+            let text = |t: &str| {
+                sse(&[
+                    json!({"choices": [{"index": 0, "delta": {"content": t}}]}),
+                    json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+                ])
+            };
+            // Answers when the passages in its system prompt speak of refunds; hands off the rest.
             let answer = match results.as_slice() {
-                [] => tool_call_turn("c1", "search_faq", json!({"text": question})),
-                [found] if found["found"] == true => sse(&[
-                    json!({"choices": [{"index": 0, "delta": {"content": format!("From our FAQ: {}", found["answer"].as_str().unwrap())}}]}),
-                    json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
-                ]),
-                [_] => tool_call_turn("c2", "hand_off", json!({"input": {"summary": question}})),
-                _ => sse(&[
-                    json!({"choices": [{"index": 0, "delta": {"content": "A colleague will reply here."}}]}),
-                    json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
-                ]),
+                [] if question.contains("refund") && system.contains("3 to 5 business days") => {
+                    text("From our help pages: a refund reaches your card 3 to 5 business days after we receive the item [1].")
+                }
+                [] => tool_call_turn("c2", "hand_off", json!({"input": {"summary": question}})),
+                _ => text("A colleague will reply here."),
             };
             ([("content-type", "text/event-stream")], answer)
         }),
@@ -710,11 +713,13 @@ async fn support_stand_in() -> String {
     url
 }
 
-/// The built-in support-assistant example, loaded once a model is configured: over WebSocket it
-/// answers from the FAQ through its search tool, and hands what the FAQ lacks to the human
-/// queue (a support-inbox task).
+/// The built-in support-assistant example, loaded once a model is configured (here a stand-in):
+/// over WebSocket it answers from the `support` knowledge collection (searched before the model
+/// is asked, the passages in its prompt) and cites the documents, and hands what they do not
+/// answer to the human queue (a support-inbox task) without citing anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_support_assistant_example_answers_from_the_faq_and_hands_off_the_rest() {
+async fn the_support_assistant_example_answers_from_the_collection_with_sources_and_hands_off_the_rest(
+) {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let base = support_stand_in().await;
@@ -723,6 +728,16 @@ async fn the_support_assistant_example_answers_from_the_faq_and_hands_off_the_re
         dir.path(),
         &format!("llm:\n  providers:\n    local: {{kind: openai, base_url: \"{base}/v1\"}}\n  default: local/small\n"),
     );
+    // The example collection is filled by ingestion tasks queued at start.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, kb) = common::get(&common::client(), &format!("{}/v1/kb/support", node.url)).await;
+        if kb["documents"] == 15 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{kb}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let url = format!(
         "{}/v1/ws?bot=support-assistant",
         node.url.replace("http://", "ws://")
@@ -751,14 +766,18 @@ async fn the_support_assistant_example_answers_from_the_faq_and_hands_off_the_re
         }
     };
     let reply = ask("1", "How long does a refund take?").await;
+    let text = reply["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("From our help pages: a refund reaches your card 3 to 5 business days after we receive the item [1].\n\nSources: [1] Refunds (examples/knowledge/support/refunds.md)"),
+        "{reply}"
+    );
     assert_eq!(
-        reply["text"],
-        "From our FAQ: Refunds reach your original payment method 3 to 5 business days after we receive the item.",
+        reply["data"]["sources"][0]["document"], "refunds.md",
         "{reply}"
     );
     let reply = ask("2", "Can I pay with seashells?").await;
     assert_eq!(reply["text"], "A colleague will reply here.", "{reply}");
-    let handed = &reply["data"]["tool_calls"][1];
+    let handed = &reply["data"]["tool_calls"][0];
     assert_eq!(handed["tool"], "task.enqueue", "{reply}");
     let inbox = handed["output"]["task_id"].as_str().unwrap();
     let (_, task) = common::get(&common::client(), &format!("{}/v1/tasks/{inbox}", node.url)).await;

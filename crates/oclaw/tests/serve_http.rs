@@ -262,6 +262,17 @@ async fn the_example_bots_run_without_configuration() {
     .await;
     assert_eq!(done["output"]["items"], 3, "{done}");
     assert_eq!(done["output"]["skus"], json!(["A-100", "A-101", "A-103"]));
+    // The clean records are searchable, one document per product.
+    let (code, kb) = get(&c, &format!("{}/v1/kb/catalog", node.url)).await;
+    assert_eq!(code, 200, "{kb}");
+    assert_eq!(kb["documents"], 3, "{kb}");
+    let (_, found) = get(
+        &c,
+        &format!("{}/v1/kb/catalog/search?q=office%20chair", node.url),
+    )
+    .await;
+    assert_eq!(found["hits"][0]["document"], "A-101", "{found}");
+    assert_eq!(found["hits"][0]["title"], "Office chair", "{found}");
     let (_, m, _) = post(
         &c,
         &format!("{}/v1/tasks", node.url),

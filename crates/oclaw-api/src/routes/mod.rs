@@ -43,7 +43,10 @@ pub fn router(state: ApiState) -> Router {
             "/v1/kb/{name}/documents",
             get(kb::list_documents).post(kb::add_document),
         )
-        .route("/v1/kb/{name}/documents/{id}", delete(kb::remove_document))
+        .route(
+            "/v1/kb/{name}/documents/{document}",
+            delete(kb::remove_document),
+        )
         .route("/v1/kb/{name}/search", get(kb::search))
         .route("/v1/bots", get(bots::list))
         .route("/v1/bots/{name}", get(bots::get_one))

@@ -279,6 +279,12 @@ pub async fn kb_vectors_come_back_with_metadata_and_other_embedders_are_refused(
     assert_eq!(v.data, vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
     assert_eq!(v.metadata, vec![json!({"lang": "en"})]);
     assert_eq!(v.documents, vec![0, 0]);
+    let mut exact = s.kb_chunk_vectors(&v.chunks).await.unwrap();
+    exact.sort_by_key(|(id, _)| *id);
+    assert_eq!(
+        exact.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        vec![vec![1.0, 0.0, 0.0], vec![0.0, 1.0, 0.0]]
+    );
     let records = s.kb_chunks(&v.chunks).await.unwrap();
     assert_eq!(records.len(), 2);
     assert!(records

@@ -10,9 +10,9 @@ use serde_json::Value;
 use super::{pg_err, pool_err, PgStore};
 use crate::codec::{from_ms, ms};
 use crate::knowledge::{
-    collect_vectors, embedder_mismatch, tsquery_text, tsvector_text, vector_bytes, ChunkRecord,
-    ChunkScore, CollectionInfo, DocumentInfo, DocumentWrite, MetadataFilter, PutOutcome, Revision,
-    StoredVectors,
+    collect_vectors, embedder_mismatch, tsquery_text, tsvector_text, vector_bytes,
+    vector_from_bytes, ChunkRecord, ChunkScore, CollectionInfo, DocumentInfo, DocumentWrite,
+    MetadataFilter, PutOutcome, Revision, StoredVectors,
 };
 use crate::{Knowledge, StoreError, StoreResult};
 
@@ -387,6 +387,22 @@ impl Knowledge for PgStore {
             (r.get::<_, i64>(0), doc, r.get::<_, Vec<u8>>(2), metadata)
         });
         Ok(collect_vectors(revision, dims as usize, rows))
+    }
+
+    async fn kb_chunk_vectors(&self, ids: &[i64]) -> StoreResult<Vec<(i64, Vec<f32>)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .query(
+                "SELECT id, vector FROM kb_chunks WHERE id = ANY($1) AND vector IS NOT NULL",
+                &[&ids],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), vector_from_bytes(r.get::<_, &[u8]>(1))))
+            .collect())
     }
 
     async fn kb_chunks(&self, ids: &[i64]) -> StoreResult<Vec<ChunkRecord>> {

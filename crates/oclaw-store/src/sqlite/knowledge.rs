@@ -10,9 +10,9 @@ use serde_json::Value;
 use super::connection::{map_err, SqliteStore, Tx};
 use super::rows::{from_ms, ms, parse_json, to_json};
 use crate::knowledge::{
-    collect_vectors, embedder_mismatch, fts5_collection_token, fts5_query, vector_bytes,
+    embedder_mismatch, fts5_collection_token, fts5_query, vector_bytes, vector_from_bytes,
     ChunkRecord, ChunkScore, CollectionInfo, DocumentInfo, DocumentWrite, MetadataFilter,
-    PutOutcome, Revision, StoredVectors,
+    PutOutcome, Revision, StoredVectors, VectorsBuilder,
 };
 use crate::{Knowledge, StoreError, StoreResult};
 
@@ -56,6 +56,39 @@ fn require_collection(c: &Connection, tenant: &str, name: &str) -> StoreResult<i
     collection_id(c, tenant, name)?
         .map(|(id, ..)| id)
         .ok_or_else(|| StoreError::KbNotFound(name.to_string()))
+}
+
+/// Collections smaller than this search every query term.
+const PRUNE_FROM: i64 = 2_000;
+
+/// Drops the query terms that most of a large collection's chunks hold (more than one in ten):
+/// they add almost nothing to BM25 and make FTS5 rank most of the collection. The rarest term
+/// always stays. Term counts are the whole index's (every collection's), the chunk count the
+/// collection's own.
+fn prune_common(c: &Connection, kb: i64, terms: &[String]) -> StoreResult<Vec<String>> {
+    if terms.len() < 2 {
+        return Ok(terms.to_vec());
+    }
+    let count = |term: &str| -> StoreResult<i64> {
+        c.prepare_cached("SELECT doc FROM kb_fts_vocab WHERE term = ?1")
+            .and_then(|mut s| s.query_row([term], |r| r.get(0)).optional())
+            .map(|d| d.unwrap_or(0))
+            .map_err(map_err)
+    };
+    let chunks = count(&fts5_collection_token(kb))?;
+    if chunks < PRUNE_FROM {
+        return Ok(terms.to_vec());
+    }
+    let mut counted = Vec::with_capacity(terms.len());
+    for t in terms {
+        counted.push((count(t)?, t.clone()));
+    }
+    let rarest = counted.iter().map(|(d, _)| *d).min().unwrap_or(0);
+    Ok(counted
+        .into_iter()
+        .filter(|(d, _)| *d * 10 <= chunks || *d == rarest)
+        .map(|(_, t)| t)
+        .collect())
 }
 
 /// A metadata value as SQLite's `json_extract` answers it.
@@ -391,6 +424,7 @@ impl Knowledge for SqliteStore {
         let (terms, filter) = (terms.to_vec(), filter.clone());
         self.read(move |c, _| {
             let kb = require_collection(c, &tenant, &collection)?;
+            let terms = prune_common(c, kb, &terms)?;
             let mut params = vec![
                 SqlValue::Text(fts5_query(kb, &terms)),
                 SqlValue::Integer(limit as i64),
@@ -452,31 +486,51 @@ impl Knowledge for SqliteStore {
                      WHERE c.kb_id = ?1 AND c.vector IS NOT NULL ORDER BY c.document, c.ordinal",
                 )
                 .map_err(map_err)?;
+            // Row by row into one buffer: no copy of every blob at once.
+            let mut builder = VectorsBuilder::new(revision, dims as usize);
+            let mut rows = s.query([kb]).map_err(map_err)?;
+            while let Some(r) = rows.next().map_err(map_err)? {
+                let doc = r.get_ref(1).and_then(|v| v.as_str().map_err(Into::into));
+                let bytes = r.get_ref(2).and_then(|v| v.as_blob().map_err(Into::into));
+                let (Ok(doc), Ok(bytes)) = (doc, bytes) else {
+                    continue;
+                };
+                let id: i64 = r.get(0).map_err(map_err)?;
+                builder.push(id, doc, bytes, || {
+                    r.get_ref(3)
+                        .ok()
+                        .and_then(|v| v.as_str().ok())
+                        .map(parse_json)
+                        .unwrap_or(Value::Null)
+                });
+            }
+            Ok(builder.finish())
+        })
+        .await
+    }
+
+    async fn kb_chunk_vectors(&self, ids: &[i64]) -> StoreResult<Vec<(i64, Vec<f32>)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = ids.to_vec();
+        self.read(move |c, _| {
+            let marks = vec!["?"; ids.len()].join(",");
+            let mut s = c
+                .prepare(&format!(
+                    "SELECT id, vector FROM kb_chunks WHERE id IN ({marks}) AND vector IS NOT NULL"
+                ))
+                .map_err(map_err)?;
             let rows = s
-                .query_map([kb], |r| {
+                .query_map(params_from_iter(ids), |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                        r.get::<_, String>(3)?,
+                        vector_from_bytes(&r.get::<_, Vec<u8>>(1)?),
                     ))
                 })
                 .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
                 .map_err(map_err)?;
-            let mut last: Option<(String, Value)> = None;
-            let rows = rows.into_iter().map(|(id, doc, bytes, meta)| {
-                // Parse each document's metadata once.
-                let metadata = match &last {
-                    Some((d, m)) if *d == doc => m.clone(),
-                    _ => {
-                        let m = parse_json(&meta);
-                        last = Some((doc.clone(), m.clone()));
-                        m
-                    }
-                };
-                (id, doc, bytes, metadata)
-            });
-            Ok(collect_vectors(revision, dims as usize, rows))
+            Ok(rows)
         })
         .await
     }

@@ -122,7 +122,8 @@ const MIGRATIONS: &[crate::migrations::Migration] = &[
     ALTER TABLE tasks ADD COLUMN rate_per BIGINT;
     CREATE INDEX tasks_rated ON tasks (rate_key, started_at) WHERE rate_key IS NOT NULL;", 4),
     // 6: knowledge collections, documents, chunks (text and vector) and the chunks' full-text
-    // index (FTS5: the collection's token in `kb`, the analysed terms in `terms`). New tables
+    // index (FTS5: the collection's token in `kb`, the analysed terms in `terms`; its term
+    // counts through `kb_fts_vocab`). New tables
     // only, so min_compatible stays 4.
     ("CREATE TABLE kb_collections (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -154,7 +155,8 @@ const MIGRATIONS: &[crate::migrations::Migration] = &[
         vector BLOB
     );
     CREATE INDEX kb_chunks_document ON kb_chunks (kb_id, document, ordinal);
-    CREATE VIRTUAL TABLE kb_fts USING fts5(kb, terms, tokenize = 'unicode61 remove_diacritics 0');", 4),
+    CREATE VIRTUAL TABLE kb_fts USING fts5(kb, terms, tokenize = 'unicode61 remove_diacritics 0');
+    CREATE VIRTUAL TABLE kb_fts_vocab USING fts5vocab(kb_fts, row);", 4),
 ];
 
 /// The migrations this binary applies (with the tests' extra one when asked for).

@@ -143,6 +143,25 @@ pub enum BenchCommand {
         #[arg(long)]
         storage_url: Option<String>,
     },
+    /// Knowledge at size: ingestion chunks/s (full-text only, with vectors, with the in-process
+    /// model), kb.search p50/p99 over N chunks (full-text, vector, hybrid), memory with the
+    /// collection's vectors loaded, and the model's time to embed a question.
+    Kb {
+        #[arg(long, default_value_t = 100_000)]
+        chunks: usize,
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+        /// Run on this store instead of a temporary SQLite file (`postgres://USER@HOST/DB`).
+        #[arg(long)]
+        storage_url: Option<String>,
+        /// The in-process embedding model's folder (scripts/install-embedder.sh).
+        #[arg(
+            long,
+            env = "OCLAW_EMBEDDER_DIR",
+            default_value = "models/all-MiniLM-L6-v2"
+        )]
+        model_dir: std::path::PathBuf,
+    },
     /// An agent's node killed with SIGKILL in the middle of its run and started again: the
     /// time from the restart to the resumed run's next model call (stand-in model, SQLite).
     Resume {

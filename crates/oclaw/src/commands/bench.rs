@@ -126,6 +126,17 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
                 storage_url,
             },
         )),
+        BenchCommand::Kb {
+            chunks,
+            queries,
+            storage_url,
+            model_dir,
+        } => rt.block_on(oclaw_bench::kb::kb(oclaw_bench::kb::KbOptions {
+            chunks: chunks.max(1),
+            queries: queries.max(1),
+            storage_url,
+            model_dir: Some(model_dir),
+        })),
         BenchCommand::Resume { rounds } => rt.block_on(oclaw_bench::resume::resume(
             oclaw_bench::resume::ResumeOptions {
                 rounds: rounds.max(1),
