@@ -224,6 +224,28 @@ pub(crate) fn embedder_mismatch(
     ))
 }
 
+/// Collections smaller than this search every query term.
+pub(crate) const PRUNE_FROM: i64 = 2_000;
+
+/// The query terms worth searching a collection of `chunks` chunks for, given each term's
+/// count of chunks holding it: a term that more than one chunk in ten holds adds almost nothing
+/// to the ranking and makes the database rank most of the collection, so it is left out — but
+/// the rarest term always stays, and small collections search every term.
+pub(crate) fn keep_rare_terms(chunks: i64, counted: Vec<(i64, String)>) -> Vec<String> {
+    if chunks < PRUNE_FROM || counted.len() < 2 {
+        return counted.into_iter().map(|(_, t)| t).collect();
+    }
+    // The rarest term that some chunk holds.
+    let Some(rarest) = counted.iter().map(|(d, _)| *d).filter(|d| *d > 0).min() else {
+        return counted.into_iter().map(|(_, t)| t).collect();
+    };
+    counted
+        .into_iter()
+        .filter(|(d, _)| *d * 10 <= chunks || *d == rarest)
+        .map(|(_, t)| t)
+        .collect()
+}
+
 /// The FTS5 query of a full-text search: the collection's token in column `kb`, any of the
 /// terms in column `terms`.
 pub(crate) fn fts5_query(collection_id: i64, terms: &[String]) -> String {
@@ -295,6 +317,22 @@ mod tests {
         assert!(!metadata_matches(&meta, &f(json!({"lang": "zh"}))));
         assert!(!metadata_matches(&meta, &f(json!({"missing": "x"}))));
         assert!(metadata_matches(&meta, &f(json!({}))));
+    }
+
+    #[test]
+    fn common_terms_are_left_out_of_large_collections_only() {
+        let counted = |v: &[(i64, &str)]| v.iter().map(|(d, t)| (*d, t.to_string())).collect();
+        let terms = [(5000, "common"), (40, "rare"), (900, "mid")];
+        assert_eq!(keep_rare_terms(10_000, counted(&terms)), ["rare", "mid"]);
+        assert_eq!(
+            keep_rare_terms(1_000, counted(&terms)),
+            ["common", "rare", "mid"]
+        );
+        // Every term common: the rarest stays; a term no chunk holds does not count as rarest.
+        assert_eq!(
+            keep_rare_terms(10_000, counted(&[(5000, "a"), (3000, "b"), (0, "gone")])),
+            ["b", "gone"]
+        );
     }
 
     #[test]

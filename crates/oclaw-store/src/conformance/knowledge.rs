@@ -254,6 +254,57 @@ pub async fn kb_text_search_ranks_filters_and_matches_cjk_terms(s: DynStore) {
     assert!(matches!(missing, Err(StoreError::KbNotFound(_))));
 }
 
+/// In a large collection a term most chunks hold is left out of a query that has a rarer one
+/// (it would make the database rank most of the collection); counts follow removals.
+pub async fn kb_common_terms_are_left_out_of_queries_on_large_collections(s: DynStore) {
+    s.kb_create(DEFAULT_TENANT, "big").await.unwrap();
+    let filler: Vec<(String, String)> = (0..2100)
+        .map(|i| (format!("common filler {i}"), format!("common filler{i}")))
+        .collect();
+    let chunks: Vec<(&str, &str)> = filler
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    s.kb_put_document(doc("big", "filler", "h", &chunks))
+        .await
+        .unwrap();
+    s.kb_put_document(doc(
+        "big",
+        "rare",
+        "h",
+        &[("common rare thing", "common rare")],
+    ))
+    .await
+    .unwrap();
+    // `common` alone is searched; with `rare` beside it only `rare` is.
+    assert_eq!(found(&s, "big", "common", json!({})).await.len(), 10);
+    assert_eq!(
+        found(&s, "big", "common rare", json!({})).await,
+        ["common rare thing"]
+    );
+    // Once no chunk holds `rare`, `common` is searched again.
+    assert!(s
+        .kb_remove_document(DEFAULT_TENANT, "big", "rare")
+        .await
+        .unwrap());
+    assert_eq!(found(&s, "big", "common rare", json!({})).await.len(), 10);
+    // Replacing the filler with chunks without `common` takes them out of its count.
+    let fresh: Vec<(String, String)> = (0..2100)
+        .map(|i| (format!("other {i}"), format!("other{i}")))
+        .collect();
+    let chunks: Vec<(&str, &str)> = fresh
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    s.kb_put_document(doc("big", "filler", "h2", &chunks))
+        .await
+        .unwrap();
+    s.kb_put_document(doc("big", "c", "h", &[("common here", "common")]))
+        .await
+        .unwrap();
+    assert_eq!(found(&s, "big", "common other7", json!({})).await.len(), 2);
+}
+
 pub async fn kb_vectors_come_back_with_metadata_and_other_embedders_are_refused(s: DynStore) {
     s.kb_create(DEFAULT_TENANT, "kb").await.unwrap();
     let empty = s.kb_vectors(DEFAULT_TENANT, "kb").await.unwrap();

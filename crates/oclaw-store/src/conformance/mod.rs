@@ -112,7 +112,8 @@ macro_rules! store_conformance_tests {
             kb_collections_are_created_listed_and_dropped_per_tenant,
             kb_documents_are_added_replaced_when_changed_and_removed,
             kb_text_search_ranks_filters_and_matches_cjk_terms,
-            kb_vectors_come_back_with_metadata_and_other_embedders_are_refused);
+            kb_vectors_come_back_with_metadata_and_other_embedders_are_refused,
+            kb_common_terms_are_left_out_of_queries_on_large_collections);
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
         $(

@@ -10,9 +10,9 @@ use serde_json::Value;
 use super::{pg_err, pool_err, PgStore};
 use crate::codec::{from_ms, ms};
 use crate::knowledge::{
-    collect_vectors, embedder_mismatch, tsquery_text, tsvector_text, vector_bytes,
+    collect_vectors, embedder_mismatch, keep_rare_terms, tsquery_text, tsvector_text, vector_bytes,
     vector_from_bytes, ChunkRecord, ChunkScore, CollectionInfo, DocumentInfo, DocumentWrite,
-    MetadataFilter, PutOutcome, Revision, StoredVectors,
+    MetadataFilter, PutOutcome, Revision, StoredVectors, PRUNE_FROM,
 };
 use crate::{Knowledge, StoreError, StoreResult};
 
@@ -43,6 +43,24 @@ async fn require_collection(c: &impl GenericClient, tenant: &str, name: &str) ->
     .map_err(pg_err)?
     .map(|r| r.get(0))
     .ok_or_else(|| StoreError::KbNotFound(name.to_string()))
+}
+
+/// Deletes a document's chunks and takes them out of the term counts.
+async fn delete_chunks(
+    tx: &deadpool_postgres::Transaction<'_>,
+    kb: i64,
+    document: &str,
+) -> StoreResult<()> {
+    tx.execute(
+        "WITH gone AS (DELETE FROM kb_chunks WHERE kb_id = $1 AND document = $2 RETURNING terms), \
+         counts AS (SELECT u.lexeme AS term, count(*)::int AS n FROM gone, unnest(gone.terms) AS u GROUP BY u.lexeme), \
+         counted AS (UPDATE kb_terms t SET chunks = t.chunks - c.n FROM counts c WHERE t.kb_id = $1 AND t.term = c.term RETURNING 1) \
+         UPDATE kb_collections SET chunks = chunks - (SELECT count(*) FROM gone) WHERE id = $1",
+        &[&kb, &document],
+    )
+    .await
+    .map_err(pg_err)?;
+    Ok(())
 }
 
 #[async_trait]
@@ -188,13 +206,31 @@ impl Knowledge for PgStore {
                 }
             }
         }
+        delete_chunks(&tx, kb, &w.id).await?;
+        let n = w.chunks.len();
+        // Chunks holding each term, for leaving common terms out of searches.
+        let mut holding: std::collections::HashMap<&str, i32> = Default::default();
+        for ch in &w.chunks {
+            let distinct: std::collections::HashSet<&str> =
+                ch.terms.iter().map(String::as_str).collect();
+            for t in distinct {
+                *holding.entry(t).or_default() += 1;
+            }
+        }
+        let (term_list, term_counts): (Vec<&str>, Vec<i32>) = holding.into_iter().unzip();
         tx.execute(
-            "DELETE FROM kb_chunks WHERE kb_id = $1 AND document = $2",
-            &[&kb, &w.id],
+            "INSERT INTO kb_terms (kb_id, term, chunks) SELECT $1, t, n FROM unnest($2::text[], $3::int[]) AS u(t, n) \
+             ON CONFLICT (kb_id, term) DO UPDATE SET chunks = kb_terms.chunks + excluded.chunks",
+            &[&kb, &term_list, &term_counts],
         )
         .await
         .map_err(pg_err)?;
-        let n = w.chunks.len();
+        tx.execute(
+            "UPDATE kb_collections SET chunks = chunks + $2 WHERE id = $1",
+            &[&kb, &(n as i64)],
+        )
+        .await
+        .map_err(pg_err)?;
         let mut ordinals = Vec::with_capacity(n);
         let mut texts = Vec::with_capacity(n);
         let mut terms = Vec::with_capacity(n);
@@ -243,13 +279,17 @@ impl Knowledge for PgStore {
     ) -> StoreResult<bool> {
         let mut client = self.inner.pool.get().await.map_err(pool_err)?;
         let tx = client.transaction().await.map_err(pg_err)?;
-        let kb = require_collection(&tx, tenant, collection).await?;
-        tx.execute(
-            "DELETE FROM kb_chunks WHERE kb_id = $1 AND document = $2",
-            &[&kb, &id],
-        )
-        .await
-        .map_err(pg_err)?;
+        // The collection's row lock orders this with the collection's other writers.
+        let kb: i64 = tx
+            .query_opt(
+                "SELECT id FROM kb_collections WHERE tenant = $1 AND name = $2 FOR UPDATE",
+                &[&tenant, &collection],
+            )
+            .await
+            .map_err(pg_err)?
+            .map(|r| r.get(0))
+            .ok_or_else(|| StoreError::KbNotFound(collection.to_string()))?;
+        delete_chunks(&tx, kb, id).await?;
         let n = tx
             .execute(
                 "DELETE FROM kb_documents WHERE kb_id = $1 AND id = $2",
@@ -312,8 +352,39 @@ impl Knowledge for PgStore {
             return Ok(Vec::new());
         }
         let client = self.inner.pool.get().await.map_err(pool_err)?;
-        let kb = require_collection(&client, tenant, collection).await?;
-        let query = tsquery_text(terms);
+        let row = client
+            .query_opt(
+                "SELECT id, chunks FROM kb_collections WHERE tenant = $1 AND name = $2",
+                &[&tenant, &collection],
+            )
+            .await
+            .map_err(pg_err)?
+            .ok_or_else(|| StoreError::KbNotFound(collection.to_string()))?;
+        let (kb, chunks): (i64, i64) = (row.get(0), row.get(1));
+        let terms = if chunks >= PRUNE_FROM && terms.len() > 1 {
+            let counts = client
+                .query(
+                    "SELECT term, chunks FROM kb_terms WHERE kb_id = $1 AND term = ANY($2)",
+                    &[&kb, &terms],
+                )
+                .await
+                .map_err(pg_err)?;
+            let counted = terms
+                .iter()
+                .map(|t| {
+                    let n = counts
+                        .iter()
+                        .find(|r| r.get::<_, &str>(0) == t)
+                        .map(|r| r.get::<_, i32>(1) as i64)
+                        .unwrap_or(0);
+                    (n, t.clone())
+                })
+                .collect();
+            keep_rare_terms(chunks, counted)
+        } else {
+            terms.to_vec()
+        };
+        let query = tsquery_text(&terms);
         let limit = limit as i64;
         let rows = if filter.is_empty() {
             let stmt = client

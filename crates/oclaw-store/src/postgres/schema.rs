@@ -122,7 +122,7 @@ const MIGRATIONS: &[crate::migrations::Migration] = &[
     ALTER TABLE tasks ADD COLUMN rate_per BIGINT;
     CREATE INDEX tasks_rated ON tasks (rate_key, started_at) WHERE rate_key IS NOT NULL;", 3),
     // 5: knowledge collections, documents, chunks (text, vector, and the analysed terms as a
-    // tsvector under a GIN index). New tables only, so min_compatible stays 3.
+    // tsvector under a GIN index), and how many chunks of a collection hold each term. New tables only, so min_compatible stays 3.
     ("CREATE TABLE kb_collections (
         id BIGSERIAL PRIMARY KEY,
         tenant TEXT NOT NULL,
@@ -130,6 +130,7 @@ const MIGRATIONS: &[crate::migrations::Migration] = &[
         embedder TEXT,
         dimensions INTEGER,
         revision BIGINT NOT NULL DEFAULT 0,
+        chunks BIGINT NOT NULL DEFAULT 0,
         created_at BIGINT NOT NULL,
         UNIQUE (tenant, name)
     );
@@ -154,7 +155,13 @@ const MIGRATIONS: &[crate::migrations::Migration] = &[
         vector BYTEA
     );
     CREATE INDEX kb_chunks_document ON kb_chunks (kb_id, document, ordinal);
-    CREATE INDEX kb_chunks_terms ON kb_chunks USING GIN (terms);", 3),
+    CREATE INDEX kb_chunks_terms ON kb_chunks USING GIN (terms);
+    CREATE TABLE kb_terms (
+        kb_id BIGINT NOT NULL REFERENCES kb_collections (id) ON DELETE CASCADE,
+        term TEXT NOT NULL,
+        chunks INTEGER NOT NULL,
+        PRIMARY KEY (kb_id, term)
+    );", 3),
 ];
 
 /// The migrations this binary applies (with the tests' extra one when asked for).

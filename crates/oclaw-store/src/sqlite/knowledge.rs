@@ -10,9 +10,9 @@ use serde_json::Value;
 use super::connection::{map_err, SqliteStore, Tx};
 use super::rows::{from_ms, ms, parse_json, to_json};
 use crate::knowledge::{
-    embedder_mismatch, fts5_collection_token, fts5_query, vector_bytes, vector_from_bytes,
-    ChunkRecord, ChunkScore, CollectionInfo, DocumentInfo, DocumentWrite, MetadataFilter,
-    PutOutcome, Revision, StoredVectors, VectorsBuilder,
+    embedder_mismatch, fts5_collection_token, fts5_query, keep_rare_terms, vector_bytes,
+    vector_from_bytes, ChunkRecord, ChunkScore, CollectionInfo, DocumentInfo, DocumentWrite,
+    MetadataFilter, PutOutcome, Revision, StoredVectors, VectorsBuilder, PRUNE_FROM,
 };
 use crate::{Knowledge, StoreError, StoreResult};
 
@@ -58,13 +58,8 @@ fn require_collection(c: &Connection, tenant: &str, name: &str) -> StoreResult<i
         .ok_or_else(|| StoreError::KbNotFound(name.to_string()))
 }
 
-/// Collections smaller than this search every query term.
-const PRUNE_FROM: i64 = 2_000;
-
-/// Drops the query terms that most of a large collection's chunks hold (more than one in ten):
-/// they add almost nothing to BM25 and make FTS5 rank most of the collection. The rarest term
-/// always stays. Term counts are the whole index's (every collection's), the chunk count the
-/// collection's own.
+/// [`keep_rare_terms`] with FTS5's own counts (`kb_fts_vocab`: chunks holding each term, over
+/// every collection; the collection's own size from its token's count).
 fn prune_common(c: &Connection, kb: i64, terms: &[String]) -> StoreResult<Vec<String>> {
     if terms.len() < 2 {
         return Ok(terms.to_vec());
@@ -83,12 +78,7 @@ fn prune_common(c: &Connection, kb: i64, terms: &[String]) -> StoreResult<Vec<St
     for t in terms {
         counted.push((count(t)?, t.clone()));
     }
-    let rarest = counted.iter().map(|(d, _)| *d).min().unwrap_or(0);
-    Ok(counted
-        .into_iter()
-        .filter(|(d, _)| *d * 10 <= chunks || *d == rarest)
-        .map(|(_, t)| t)
-        .collect())
+    Ok(keep_rare_terms(chunks, counted))
 }
 
 /// A metadata value as SQLite's `json_extract` answers it.
