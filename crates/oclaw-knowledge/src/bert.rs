@@ -167,7 +167,7 @@ impl BertEncoder {
             ));
         }
         let h = config.hidden_size;
-        if config.num_attention_heads == 0 || h % config.num_attention_heads != 0 {
+        if config.num_attention_heads == 0 || !h.is_multiple_of(config.num_attention_heads) {
             return Err("config.json: hidden_size is not a multiple of num_attention_heads".into());
         }
         let vocab_text = String::from_utf8(read(dir, "vocab.txt")?)

@@ -34,12 +34,11 @@ fn collection_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CollectionInfo
     })
 }
 
+/// A collection's id, embedder and dimensions.
+type CollectionKey = (i64, Option<String>, Option<i64>);
+
 /// The collection's id, embedder and dimensions.
-fn collection_id(
-    c: &Connection,
-    tenant: &str,
-    name: &str,
-) -> StoreResult<Option<(i64, Option<String>, Option<i64>)>> {
+fn collection_id(c: &Connection, tenant: &str, name: &str) -> StoreResult<Option<CollectionKey>> {
     c.prepare_cached(
         "SELECT id, embedder, dimensions FROM kb_collections WHERE tenant = ?1 AND name = ?2",
     )

@@ -217,7 +217,10 @@ struct Doc {
     body: Map<String, Value>,
 }
 
-fn collect(args: &AddArgs) -> Result<(Vec<Doc>, Vec<(String, String)>), ClientError> {
+/// Documents that could not be sent: (id, reason).
+type Refused = Vec<(String, String)>;
+
+fn collect(args: &AddArgs) -> Result<(Vec<Doc>, Refused), ClientError> {
     let metadata = match &args.metadata {
         None => None,
         Some(m) => match serde_json::from_str::<Value>(m) {
@@ -296,11 +299,7 @@ fn collect(args: &AddArgs) -> Result<(Vec<Doc>, Vec<(String, String)>), ClientEr
 
 fn progress(done: usize, total: usize, chunks: u64, failed: usize) {
     let width = 30;
-    let filled = if total == 0 {
-        width
-    } else {
-        done * width / total
-    };
+    let filled = (done * width).checked_div(total).unwrap_or(width);
     let mut line = format!(
         "\r[{}{}] {done}/{total} documents, {chunks} chunks",
         "#".repeat(filled),
