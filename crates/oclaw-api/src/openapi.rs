@@ -120,7 +120,8 @@ fn error_statuses(method: &str, path: &str, has_body: bool, has_path_param: bool
         }
         ("get", "/v1/approvals") => out.push(400),
         ("post", "/v1/kb") => out.push(409),
-        ("get", "/v1/kb/{name}/documents" | "/v1/kb/{name}/search") => out.push(400),
+        ("get", "/v1/kb/{name}/documents") => out.push(400),
+        ("get", "/v1/kb/{name}/search") => out.extend([400, 409]),
         ("get", "/v1/tasks") => out.push(400),
         _ => {}
     }
@@ -171,6 +172,7 @@ fn param_schema(name: &str, at: &str, path: &str) -> Value {
             optional_empty(json!({"type": "string", "pattern": "^([1-9][0-9]?|100)$"}))
         }
         "mode" => optional_empty(json!({"type": "string", "enum": ["hybrid", "text", "vector"]})),
+        "q" => json!({"type": "string", "minLength": 1}),
         "timeout" => optional_empty(
             json!({"type": "string", "pattern": oclaw_core::duration::DURATION_PATTERN}),
         ),
@@ -207,7 +209,10 @@ pub fn document() -> Value {
         Route { method: "post", path: "/v1/kb", summary: "Create a knowledge collection (409 when it exists)", request: Some(schema_ref::<crate::routes::kb::CreateCollection>(&mut g)), ok_status: "201", response: schema_ref::<oclaw_store::knowledge::CollectionInfo>(&mut g), params: &[] },
         Route { method: "get", path: "/v1/kb/{name}", summary: "One knowledge collection", request: None, ok_status: "200", response: schema_ref::<oclaw_store::knowledge::CollectionInfo>(&mut g), params: &[("name", "path", "Collection name")] },
         Route { method: "delete", path: "/v1/kb/{name}", summary: "Remove a knowledge collection with its documents", request: None, ok_status: "204", response: any.clone(), params: &[("name", "path", "Collection name")] },
-        Route { method: "post", path: "/v1/kb/{name}/documents", summary: "Add or update a document (text, or a URL fetched through the SSRF guard): 202 with the task of the built-in oclaw.ingest bot that extracts, chunks, embeds and indexes it", request: Some(schema_ref::<crate::routes::kb::AddDocument>(&mut g)), ok_status: "202", response: schema_ref::<crate::routes::kb::DocumentQueued>(&mut g), params: &[("name", "path", "Collection name")] },
+        Route { method: "post", path: "/v1/kb/{name}/documents", summary: "Add or update a document (text, or a URL fetched through the SSRF guard): 202 with the task of the built-in oclaw.ingest bot that extracts, chunks, embeds and indexes it", request: Some(json!({"allOf": [schema_ref::<crate::routes::kb::AddDocument>(&mut g), {"oneOf": [
+            {"required": ["text"], "properties": {"text": {"type": "string", "minLength": 1}, "url": {"anyOf": [{"type": "null"}, {"const": ""}]}}},
+            {"required": ["url"], "properties": {"url": {"type": "string", "pattern": "^https?://"}, "text": {"anyOf": [{"type": "null"}, {"const": ""}]}}},
+        ]}]})), ok_status: "202", response: schema_ref::<crate::routes::kb::DocumentQueued>(&mut g), params: &[("name", "path", "Collection name")] },
         Route { method: "get", path: "/v1/kb/{name}/documents", summary: "The collection's documents by id", request: None, ok_status: "200", response: schema_ref::<crate::routes::kb::DocumentList>(&mut g), params: &[("name", "path", "Collection name"), ("after", "query", "next of the previous page"), ("limit", "query", "1..1000, default 100")] },
         Route { method: "delete", path: "/v1/kb/{name}/documents/{document}", summary: "Remove a document", request: None, ok_status: "204", response: any.clone(), params: &[("name", "path", "Collection name"), ("document", "path", "Document id")] },
         Route { method: "get", path: "/v1/kb/{name}/search", summary: "Search a collection: full-text and vectors fused with Reciprocal Rank Fusion (full-text only without an embedder, said in note)", request: None, ok_status: "200", response: schema_ref::<crate::routes::kb::SearchAnswer>(&mut g), params: &[("name", "path", "Collection name"), ("q", "query", "The question"), ("k", "query", "1..100, default 5"), ("mode", "query", "hybrid (default), text or vector"), ("filter", "query", "Metadata filter as a JSON object")] },
@@ -280,7 +285,16 @@ pub fn document() -> Value {
             op["parameters"] = Value::Array(
                 r.params
                     .iter()
-                    .map(|(name, at, desc)| json!({"name": name, "in": at, "required": *at == "path", "description": desc, "schema": param_schema(name, at, r.path)}))
+                    .map(|(name, at, desc)| {
+                        let mut p = json!({"name": name, "in": at, "required": *at == "path" || (r.path == "/v1/kb/{name}/search" && *name == "q"), "description": desc});
+                        if *name == "filter" {
+                            // A JSON object of metadata equalities, sent as JSON text.
+                            p["content"] = json!({"application/json": {"schema": {"type": "object", "propertyNames": {"pattern": "^[\\w-]+$"}, "additionalProperties": {"type": ["string", "number", "boolean", "null"]}}}});
+                        } else {
+                            p["schema"] = param_schema(name, at, r.path);
+                        }
+                        p
+                    })
                     .collect(),
             );
         }

@@ -225,7 +225,7 @@ pub struct KnowledgeBase {
 
 /// Document ids: what a URL or a file path can hold, no control characters.
 pub fn check_document_id(id: &str) -> Result<(), KbError> {
-    if id.is_empty() || id.len() > 512 || id.chars().any(char::is_control) {
+    if id.is_empty() || id.chars().count() > 512 || id.chars().any(char::is_control) {
         return Err(KbError::new(
             ErrorCode::InvalidField,
             format!("document id `{id}` must be 1 to 512 characters without control characters"),
@@ -533,8 +533,8 @@ impl KnowledgeBase {
         if req.mode == Mode::Vector {
             if let Err(why) = &vectors {
                 return Err(KbError::new(
-                    ErrorCode::InvalidField,
-                    format!("mode vector: {why}"),
+                    ErrorCode::KbEmbedderMismatch,
+                    format!("mode vector needs vectors of this node's embedder: {why}"),
                 ));
             }
         }

@@ -12,6 +12,12 @@ use serde_json::{json, Value};
 
 use crate::{DocumentInput, Format, KnowledgeBase, Mode, SearchRequest};
 
+/// Registers `kb.search` and `kb.ingest` over `kb`.
+pub fn register(registry: &mut oclaw_skills::SkillRegistry, kb: Arc<KnowledgeBase>) {
+    registry.register(Arc::new(KbSearch { kb: kb.clone() }));
+    registry.register(Arc::new(KbIngest { kb }));
+}
+
 /// A text field of `with`; empty text and null count as absent (templates of missing input
 /// fields render to them).
 fn text<'a>(with: &'a Value, field: &str, skill: &str) -> Result<Option<&'a str>, SkillError> {

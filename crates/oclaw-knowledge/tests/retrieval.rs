@@ -174,7 +174,7 @@ async fn without_an_embedder_search_is_full_text_and_says_so() {
         vector.mode = Mode::Vector;
         assert_eq!(
             kb.search(store.as_ref(), &vector).await.unwrap_err().code,
-            ErrorCode::InvalidField
+            ErrorCode::KbEmbedderMismatch
         );
     }
 }

@@ -161,12 +161,7 @@ pub async fn build_skills(config: &NodeConfig) -> Result<NodeSkills, NodeError> 
         Some(llm.clone()),
         std::path::Path::new("."),
     ));
-    registry.register(Arc::new(oclaw_knowledge::skills::KbSearch {
-        kb: knowledge.clone(),
-    }));
-    registry.register(Arc::new(oclaw_knowledge::skills::KbIngest {
-        kb: knowledge.clone(),
-    }));
+    oclaw_knowledge::skills::register(&mut registry, knowledge.clone());
     registry.register(Arc::new(oclaw_llm::Agent {
         llm,
         tools: tools.clone(),
@@ -210,10 +205,15 @@ mod tests {
 
     #[test]
     fn examples_load() {
+        let mut skills = SkillRegistry::builtin();
+        oclaw_knowledge::skills::register(
+            &mut skills,
+            Arc::new(oclaw_knowledge::KnowledgeBase::text_only()),
+        );
         let (c, source) = build_catalog(
             &NodeConfig::default(),
             "<defaults>",
-            &SkillRegistry::builtin(),
+            &skills,
             &TemplateEngine::default(),
         )
         .unwrap();

@@ -286,10 +286,11 @@ async fn documents_from_private_addresses_and_bad_requests_are_refused() {
         (status, answer["error"]["code"].as_str()),
         (400, Some("OC-2002"))
     );
+    // Vector search without vectors: the collection's state, not the request, is wrong.
     let (status, answer) = get(&c, &format!("{base}/web/search?q=x&mode=vector")).await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
-        (400, Some("OC-2002")),
+        (409, Some("OC-2026")),
         "{answer}"
     );
 }

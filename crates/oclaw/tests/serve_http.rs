@@ -811,6 +811,9 @@ async fn a_property_based_tester_finds_the_document_and_the_server_in_agreement(
     let out = tokio::process::Command::new("st")
         .args(["run", &format!("{}/openapi.json", node.url)])
         .args(["--checks", "all", "--max-examples", "30", "--seed", "1"])
+        // Adding a document answers 202 with the ingestion task: the document exists once the
+        // task has run, so "a created resource is found at once" does not hold there.
+        .args(["--exclude-checks", "ensure_resource_availability"])
         .args(["--exclude-path-regex", "^/(hooks|v1/ws)"])
         .args(["--no-color"])
         .env("SCHEMATHESIS_HOOKS", "")
@@ -825,7 +828,7 @@ async fn a_property_based_tester_finds_the_document_and_the_server_in_agreement(
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        report.contains("Tested: 19"),
+        report.contains("Tested: 27"),
         "every non-channel route was exercised:\n{report}"
     );
 }

@@ -48,7 +48,7 @@ async fn collection(state: &ApiState, name: &str) -> Result<CollectionInfo, ApiE
 #[serde(deny_unknown_fields)]
 pub struct CreateCollection {
     /// 1 to 64 letters, digits, `-`, `_` or `.`.
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,64}$"))]
     name: String,
 }
 
@@ -114,23 +114,51 @@ pub struct AddDocument {
     /// Stable id: adding the same id again replaces the document (re-indexed only when its
     /// content changed). Defaults to `source`, else a hash of the content.
     #[serde(default)]
-    #[schemars(length(min = 1, max = 512))]
+    #[schemars(length(max = 512), regex(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$"))]
     id: Option<String>,
     #[serde(default)]
     title: Option<String>,
     /// Where it came from (a path or URL), shown in citations.
     #[serde(default)]
     source: Option<String>,
+    /// The document (give `text` or `url`).
     #[serde(default)]
     text: Option<String>,
+    /// A page the node fetches (through the SSRF guard).
     #[serde(default)]
+    #[schemars(regex(pattern = r"^https?://"))]
     url: Option<String>,
     /// `markdown`, `text` or `html` (default: from the source's name or the content).
     #[serde(default)]
+    #[schemars(with = "Option<DocumentFormat>")]
     format: Option<String>,
-    /// Flat key-value pairs a search can filter on.
+    /// Flat key-value pairs a search can filter on: text, numbers, booleans.
     #[serde(default)]
+    #[schemars(with = "Option<std::collections::BTreeMap<String, Scalar>>")]
     metadata: Option<Map<String, Value>>,
+}
+
+/// A document's format as the schema shows it (empty: from its name or content).
+#[allow(dead_code)]
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum DocumentFormat {
+    Markdown,
+    Text,
+    Html,
+    #[serde(rename = "")]
+    Detect,
+}
+
+/// A metadata value: text, a number, a boolean or null.
+#[allow(dead_code)]
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Number(f64),
+    Flag(bool),
+    Nothing(()),
 }
 
 /// What `POST /v1/kb/{name}/documents` answers: the ingestion task.
@@ -149,7 +177,20 @@ pub async fn add_document(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let trace_id = trace_id_from(&headers);
-    let req: AddDocument = decode(body, &trace_id)?;
+    let mut req: AddDocument = decode(body, &trace_id)?;
+    // Empty text is an absent field.
+    for field in [
+        &mut req.id,
+        &mut req.title,
+        &mut req.source,
+        &mut req.text,
+        &mut req.url,
+        &mut req.format,
+    ] {
+        if field.as_deref() == Some("") {
+            *field = None;
+        }
+    }
     collection(&state, &name)
         .await
         .map_err(|e| e.trace(&trace_id))?;
@@ -163,12 +204,14 @@ pub async fn add_document(
         }
         _ => {}
     }
-    if let Some(u) = req.url.as_deref().filter(|u| !u.is_empty()) {
-        let ok = url::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https"));
-        if !ok {
-            return Err(
-                invalid(format!("`url` `{u}` is not an http(s) URL"), "url").trace(&trace_id)
-            );
+    // The scheme here; the rest of the URL is the ingestion task's to fetch or refuse.
+    if let Some(u) = req.url.as_deref() {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err(invalid(
+                format!("`url` `{u}` is not an http:// or https:// URL"),
+                "url",
+            )
+            .trace(&trace_id));
         }
     }
     if let Some(f) = req.format.as_deref() {
