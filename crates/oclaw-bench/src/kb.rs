@@ -120,14 +120,6 @@ impl Corpus {
     }
 }
 
-fn rss_bytes() -> f64 {
-    oclaw_telemetry::system::process_metrics(0.0)
-        .into_iter()
-        .find(|(name, ..)| *name == "process_resident_memory_bytes")
-        .map(|(.., bytes)| bytes)
-        .unwrap_or(0.0)
-}
-
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     crate::drain::percentile(sorted, p).as_secs_f64() * 1000.0
 }
@@ -233,13 +225,13 @@ pub async fn kb(o: KbOptions) -> Result<String, String> {
             took.as_secs_f64(),
             n as f64 / took.as_secs_f64()
         ));
-        let rss_before = rss_bytes();
+        let rss_before = crate::waits::rss_bytes();
         let load = Instant::now();
         let mut first = SearchRequest::new(&vector_kb, "warm up", 5);
         first.mode = Mode::Vector;
         hashed.search(store.as_ref(), &first).await.map_err(|e| e.to_string())?;
         let load = load.elapsed();
-        let rss_after = rss_bytes();
+        let rss_after = crate::waits::rss_bytes();
         lines.push(format!(
             "vectors of {n} chunks loaded into memory in {:.2}s; this process: RSS {:.1} MiB before, {:.1} MiB loaded (+{:.1} MiB, {} vectors held)",
             load.as_secs_f64(),

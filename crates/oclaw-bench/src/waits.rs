@@ -49,7 +49,8 @@ spec:
     - {id: after, uses: bench.resumed, with: {k: \"{{ input.k }}\"}}
 ";
 
-fn rss_bytes() -> f64 {
+/// This process's resident memory.
+pub(crate) fn rss_bytes() -> f64 {
     oclaw_telemetry::system::process_metrics(0.0)
         .into_iter()
         .find(|(name, ..)| *name == "process_resident_memory_bytes")

@@ -12,19 +12,7 @@ use std::time::{Duration, Instant};
 use common::{client, get, post, start};
 use serde_json::{json, Value};
 
-fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
-    let out = common::oclaw()
-        .args(args)
-        .args(["--server", url])
-        .env_remove("OCLAW_TOKEN")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
+use common::cli;
 
 /// The embedding model installed by `.ci/install-tools`, or `None` outside CI without it.
 fn model_dir() -> Option<PathBuf> {

@@ -12,19 +12,7 @@ use std::time::Duration;
 use common::{client, get, post, start, wait_status};
 use serde_json::{json, Value};
 
-fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
-    let out = common::oclaw()
-        .args(args)
-        .args(["--server", url])
-        .env_remove("OCLAW_TOKEN")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
+use common::cli;
 
 async fn pending_approvals(url: &str) -> Vec<Value> {
     let (code, out, err) = cli(url, &["approval", "list", "-o", "json"]);

@@ -21,6 +21,22 @@ pub fn oclaw() -> Command {
     Command::new(env!("CARGO_BIN_EXE_oclaw"))
 }
 
+/// Runs an `oclaw` client command against the node at `url` (no token): exit code, stdout,
+/// stderr.
+pub fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = oclaw()
+        .args(args)
+        .args(["--server", url])
+        .env_remove("OCLAW_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 /// Starts `oclaw serve` with `config` (YAML) in `dir`, on a free loopback port, and waits until
 /// it prints its banner.
 pub fn start(dir: &Path, config: &str) -> Node {
