@@ -137,6 +137,7 @@ pub enum KbCommand {
     /// a collection, made when missing. Each document is a durable ingestion task on the node;
     /// this waits for them and shows the progress (--no-wait to return at once).
     Add {
+        /// The collection (made when missing).
         name: String,
         /// Files or folders; a document's id is its path as given (inside a folder: from it).
         paths: Vec<std::path::PathBuf>,
@@ -146,11 +147,13 @@ pub enum KbCommand {
         /// The id of a single document (default: its path or URL).
         #[arg(long)]
         id: Option<String>,
+        /// Title of the documents added (default: each one's front matter title or first heading).
         #[arg(long)]
         title: Option<String>,
         /// Metadata for every document added, as a JSON object (searches can filter on it).
         #[arg(long)]
         metadata: Option<String>,
+        /// Return once the ingestion tasks are queued, printing their ids.
         #[arg(long)]
         no_wait: bool,
         #[command(flatten)]
