@@ -120,6 +120,7 @@ fn error_statuses(method: &str, path: &str, has_body: bool, has_path_param: bool
         }
         ("get", "/v1/approvals") => out.push(400),
         ("post", "/v1/kb") => out.push(409),
+        ("post", "/v1/kb/{name}/documents") => out.push(409),
         ("get", "/v1/kb/{name}/documents") => out.push(400),
         ("get", "/v1/kb/{name}/search") => out.extend([400, 409]),
         ("get", "/v1/tasks") => out.push(400),

@@ -282,3 +282,26 @@ async fn documents_from_private_addresses_and_bad_requests_are_refused() {
         "{answer}"
     );
 }
+
+/// Documents are ingested on queue `default`: a node none of whose workers serve it refuses
+/// them at once instead of queueing tasks that would never run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_does_not_serve_the_ingestion_queue_refuses_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), "worker: {queues: [elsewhere]}\n");
+    let c = client();
+    let base = format!("{}/v1/kb", node.url);
+    let (code, _, _) = post(&c, &base, r#"{"name": "docs"}"#).await;
+    assert_eq!(code, 201);
+    let (code, answer, _) = post(
+        &c,
+        &format!("{base}/docs/documents"),
+        r#"{"text": "hello"}"#,
+    )
+    .await;
+    assert_eq!(
+        (code, answer["error"]["code"].as_str()),
+        (409, Some("OC-2017")),
+        "{answer}"
+    );
+}

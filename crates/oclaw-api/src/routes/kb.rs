@@ -250,6 +250,16 @@ pub async fn add_document(
         "format": req.format,
         "metadata": req.metadata,
     });
+    if let Some(served) = &state.served_queues {
+        if !served.contains("default") {
+            // The ingestion bot runs on `default`: without a worker there it would never run.
+            return Err(ApiError::new(
+                ErrorCode::QueueNotServed,
+                "no worker serves queue `default`, where documents are ingested; add it to worker.queues",
+            )
+            .trace(&trace_id));
+        }
+    }
     let mut task = NewTask::new(oclaw_knowledge::INGEST_BOT, "default", input);
     task.max_attempts = 5;
     task.trace_id = trace_id.clone();

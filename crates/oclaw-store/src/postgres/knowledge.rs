@@ -10,9 +10,9 @@ use serde_json::Value;
 use super::{pg_err, pool_err, PgStore};
 use crate::codec::{from_ms, ms};
 use crate::knowledge::{
-    collect_vectors, embedder_mismatch, keep_rare_terms, tsquery_text, tsvector_text, vector_bytes,
+    embedder_mismatch, keep_rare_terms, tsquery_text, tsvector_text, vector_bytes,
     vector_from_bytes, ChunkRecord, ChunkScore, CollectionInfo, DocumentInfo, DocumentWrite,
-    MetadataFilter, PutOutcome, Revision, StoredVectors, PRUNE_FROM,
+    MetadataFilter, PutOutcome, Revision, StoredVectors, VectorsBuilder, PRUNE_FROM,
 };
 use crate::{Knowledge, StoreError, StoreResult};
 
@@ -435,29 +435,25 @@ impl Knowledge for PgStore {
                 ..Default::default()
             });
         };
-        let rows = client
-            .query(
+        // Row by row into one buffer: no copy of every row at once.
+        let stream = client
+            .query_raw(
                 "SELECT c.id, c.document, c.vector, d.metadata::text FROM kb_chunks c \
                  JOIN kb_documents d ON d.kb_id = c.kb_id AND d.id = c.document \
                  WHERE c.kb_id = $1 AND c.vector IS NOT NULL ORDER BY c.document, c.ordinal",
-                &[&kb],
+                [&kb],
             )
             .await
             .map_err(pg_err)?;
-        let mut last: Option<(String, Value)> = None;
-        let rows = rows.iter().map(|r| {
-            let doc: String = r.get(1);
-            let metadata = match &last {
-                Some((d, m)) if *d == doc => m.clone(),
-                _ => {
-                    let m = crate::codec::parse_json(r.get(3));
-                    last = Some((doc.clone(), m.clone()));
-                    m
-                }
-            };
-            (r.get::<_, i64>(0), doc, r.get::<_, Vec<u8>>(2), metadata)
-        });
-        Ok(collect_vectors(revision, dims as usize, rows))
+        let mut stream = std::pin::pin!(stream);
+        let mut builder = VectorsBuilder::new(revision, dims as usize);
+        while let Some(r) = futures_util::StreamExt::next(&mut stream).await {
+            let r = r.map_err(pg_err)?;
+            builder.push(r.get(0), r.get::<_, &str>(1), r.get::<_, &[u8]>(2), || {
+                crate::codec::parse_json(r.get(3))
+            });
+        }
+        Ok(builder.finish())
     }
 
     async fn kb_chunk_vectors(&self, ids: &[i64]) -> StoreResult<Vec<(i64, Vec<f32>)>> {
