@@ -196,19 +196,6 @@ impl VectorsBuilder {
     }
 }
 
-/// [`VectorsBuilder`] over rows of `(chunk, document, vector bytes, metadata)`.
-pub fn collect_vectors(
-    revision: i64,
-    dimensions: usize,
-    rows: impl IntoIterator<Item = (i64, String, Vec<u8>, Value)>,
-) -> StoredVectors {
-    let mut b = VectorsBuilder::new(revision, dimensions);
-    for (chunk, doc, bytes, metadata) in rows {
-        b.push(chunk, &doc, &bytes, || metadata);
-    }
-    b.finish()
-}
-
 /// The error for a write whose vectors come from another embedder than the collection's.
 pub(crate) fn embedder_mismatch(
     collection: &str,
@@ -303,6 +290,19 @@ pub(crate) fn tsvector_text(terms: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`VectorsBuilder`] over rows of `(chunk, document, vector bytes, metadata)`.
+    fn collect_vectors(
+        revision: i64,
+        dimensions: usize,
+        rows: impl IntoIterator<Item = (i64, String, Vec<u8>, Value)>,
+    ) -> StoredVectors {
+        let mut b = VectorsBuilder::new(revision, dimensions);
+        for (chunk, doc, bytes, metadata) in rows {
+            b.push(chunk, &doc, &bytes, || metadata);
+        }
+        b.finish()
+    }
     use serde_json::json;
 
     #[test]

@@ -268,3 +268,8 @@ pub fn item_rows(page: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<S
         .map(|items| items.iter().map(row).collect())
         .unwrap_or_default()
 }
+
+/// A value for a URL's query string or path segment.
+pub fn encode(v: &str) -> String {
+    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
+}

@@ -9,12 +9,10 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use super::client::{exit, get_list, item_rows, print_json, print_table, Client, ClientError};
+use super::client::{
+    encode, exit, get_list, item_rows, print_json, print_table, Client, ClientError,
+};
 use crate::cli::{KbCommand, Output};
-
-fn encode(v: &str) -> String {
-    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
-}
 
 fn text(v: &Value) -> String {
     match v {

@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::client::{
-    cells, get_list, item_rows, print_table, print_task, read_input, task_exit, Client,
+    cells, encode, get_list, item_rows, print_table, print_task, read_input, task_exit, Client,
     ClientError, TASK_FIELDS, TASK_HEADERS,
 };
 use crate::cli::{ApprovalCommand, EventCommand, TaskCommand};
@@ -143,10 +143,6 @@ pub async fn run_task(cmd: TaskCommand) -> Result<ExitCode, ClientError> {
 }
 
 /// A query or path value with the characters that would end or change it escaped.
-fn encode(v: &str) -> String {
-    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
-}
-
 pub async fn run_event(cmd: EventCommand) -> Result<ExitCode, ClientError> {
     let EventCommand::Send {
         name,
