@@ -36,7 +36,6 @@ pub fn check_listen_safety(
     }
 }
 
-/// Paths anyone may read: liveness, readiness and metrics (scraped by infrastructure).
 /// Routes that do without the API token: probes, metrics, the OpenAPI document, and webhooks
 /// (which check their own signature or token, and the API token when they have neither).
 pub(crate) fn is_public(path: &str) -> bool {
@@ -58,29 +57,186 @@ pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
 
 use oclaw_channels::constant_time_eq;
 
-pub async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    if state.tokens.is_empty() || is_public(req.uri().path()) {
+/// What a token may do, from least to most: `viewer` reads; `operator` also runs, cancels,
+/// retries, sends events and decides approvals; `developer` also changes knowledge (and bots and
+/// plugins where the API offers it); `admin` does everything in every tenant, tokens included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Viewer,
+    Operator,
+    Developer,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::Developer, Role::Viewer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Developer => "developer",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// Who is asking: set by [`require_token`] on every request it lets through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// A stored token's id, `config` for a token from `api.tokens`, `anonymous` on a loopback
+    /// node without tokens.
+    pub actor: String,
+    /// The tenant the token belongs to; `None` for admins, who see every tenant.
+    pub tenant: Option<String>,
+    pub role: Role,
+}
+
+impl Principal {
+    fn admin(actor: &str) -> Principal {
+        Principal {
+            actor: actor.into(),
+            tenant: None,
+            role: Role::Admin,
+        }
+    }
+
+    /// Whether an object of `tenant` is visible: admins see all, others their own tenant's.
+    pub fn sees(&self, tenant: &str) -> bool {
+        self.tenant.as_deref().is_none_or(|t| t == tenant)
+    }
+
+    /// The tenant a request acts in: the token's, or for an admin the one it names
+    /// (`default` when it names none).
+    pub fn acting_tenant<'a>(&'a self, named: Option<&'a str>) -> &'a str {
+        match &self.tenant {
+            Some(t) => t,
+            None => named.unwrap_or(oclaw_core::bot::DEFAULT_TENANT),
+        }
+    }
+
+    /// The tenant to filter lists by: `None` (all) for an admin who names none.
+    pub fn list_tenant(&self, named: Option<&str>) -> Option<String> {
+        match &self.tenant {
+            Some(t) => Some(t.clone()),
+            None => named.map(str::to_string),
+        }
+    }
+}
+
+/// The role a request needs, by method and route: reads need `viewer`; running, cancelling,
+/// retrying, events, approvals and chat need `operator`; knowledge changes need `developer`;
+/// tokens and the whole audit log need `admin` (the audit route narrows by tenant itself).
+pub(crate) fn required_role(method: &axum::http::Method, path: &str) -> Role {
+    if path.starts_with("/v1/tokens") {
+        return Role::Admin;
+    }
+    if path == "/v1/ws" {
+        return Role::Operator;
+    }
+    if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+        return Role::Viewer;
+    }
+    if path.starts_with("/v1/kb") {
+        return Role::Developer;
+    }
+    Role::Operator
+}
+
+/// Authenticates a request and checks its role. A bearer token is looked up among the
+/// configured tokens (admins of every tenant, for bootstrapping) and then, by its hash, among
+/// the stored ones (each read from the store on every request, so a revocation holds at once on
+/// every api-server). A node without configured tokens serves loopback callers that present
+/// none as admins.
+pub async fn require_token(
+    State(state): State<ApiState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if is_public(req.uri().path()) {
         return next.run(req).await;
     }
-    let presented = bearer(req.headers());
-    match presented {
-        Some(token)
-            if state
-                .tokens
-                .iter()
-                .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes())) =>
-        {
-            next.run(req).await
+    let principal = match bearer(req.headers()) {
+        Some(token) => match principal_of(&state, token).await {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                return ApiError::new(ErrorCode::Unauthorized, "the bearer token is not valid")
+                    .into_response()
+            }
+            Err(e) => return e.into_response(),
+        },
+        None if state.tokens.is_empty() => Principal::admin("anonymous"),
+        None => {
+            return ApiError::new(
+                ErrorCode::Unauthorized,
+                "this node requires `Authorization: Bearer <token>`",
+            )
+            .into_response()
         }
-        Some(_) => {
-            ApiError::new(ErrorCode::Unauthorized, "the bearer token is not valid").into_response()
-        }
-        None => ApiError::new(
-            ErrorCode::Unauthorized,
-            "this node requires `Authorization: Bearer <token>`",
+    };
+    let needed = required_role(req.method(), req.uri().path());
+    if principal.role < needed {
+        return ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "this needs the `{}` role; the token has `{}`",
+                needed.as_str(),
+                principal.role.as_str()
+            ),
         )
-        .into_response(),
+        .into_response();
     }
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+async fn principal_of(state: &ApiState, token: &str) -> Result<Option<Principal>, ApiError> {
+    if state
+        .tokens
+        .iter()
+        .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+    {
+        return Ok(Some(Principal::admin("config")));
+    }
+    if !token.starts_with(TOKEN_PREFIX) {
+        return Ok(None);
+    }
+    let hash = oclaw_store::access::token_hash(token);
+    let Some(record) = state.store.token_by_hash(&hash).await? else {
+        return Ok(None);
+    };
+    if record.revoked_at.is_some() {
+        return Ok(None);
+    }
+    let Some(role) = Role::parse(&record.role) else {
+        return Ok(None);
+    };
+    Ok(Some(Principal {
+        actor: record.id,
+        tenant: (role != Role::Admin).then_some(record.tenant),
+        role,
+    }))
+}
+
+/// Stored tokens start with this, so a configured token is never looked up in the store.
+pub const TOKEN_PREFIX: &str = "oct_";
+
+/// A new token and its id: 32 random bytes (from the operating system) in hex after the prefix.
+pub fn new_token() -> Result<(String, String), ApiError> {
+    let mut secret = [0u8; 32];
+    let mut id = [0u8; 6];
+    getrandom::fill(&mut secret)
+        .and_then(|_| getrandom::fill(&mut id))
+        .map_err(|e| ApiError::new(ErrorCode::StoreInternal, format!("no randomness: {e}")))?;
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    Ok((
+        format!("tok_{}", hex(&id)),
+        format!("{TOKEN_PREFIX}{}", hex(&secret)),
+    ))
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! The HTTP API of a node: `/v1` routes for tasks, bots and queues, `/healthz`, `/readyz`,
 //! and the demo data the example bots read. Errors use one shape with an `OC-2xxx`/`OC-4xxx` code.
 
-mod auth;
+pub mod audit;
+pub mod auth;
 mod body;
 mod error;
 pub mod openapi;
+pub mod quotas;
 mod routes;
 mod state;
 mod trace;

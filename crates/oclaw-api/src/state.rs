@@ -36,6 +36,8 @@ pub struct ApiState {
     pub event_retention: Duration,
     /// Knowledge collections: the node's embedder and in-memory vector index.
     pub knowledge: Arc<oclaw_knowledge::KnowledgeBase>,
+    /// Per-tenant submission rates.
+    pub quotas: Arc<crate::quotas::Quotas>,
 }
 
 pub use oclaw_engine::WorkerInfo;

@@ -48,6 +48,7 @@ impl LoadedBot {
     /// the empty key (those tasks share one limit).
     pub fn stamp(&self, task: &mut oclaw_core::NewTask) {
         task.bot_rev = Some(self.revision.clone());
+        task.tenant.clone_from(&self.doc.metadata.tenant);
         if let Some(c) = &self.doc.spec.concurrency {
             task.ordering_key = Some(format!(
                 "{}/{}",

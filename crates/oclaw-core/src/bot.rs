@@ -36,6 +36,38 @@ pub struct BotMetadata {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The team that owns the bot: its tasks, queues, key-value entries, knowledge, events and
+    /// approvals are seen only through tokens of this tenant (or an admin's).
+    #[serde(default = "default_tenant", skip_serializing_if = "is_default_tenant")]
+    pub tenant: String,
+}
+
+/// The tenant of bots that name none.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// An event name as the store keeps it: another tenant's events never meet this tenant's
+/// waits. The default tenant's names are kept as given; others' carry the tenant between
+/// control characters, which event names may not hold (see [`event_name_ok`]).
+pub fn scoped_event(tenant: &str, name: &str) -> String {
+    if tenant == DEFAULT_TENANT {
+        name.to_string()
+    } else {
+        format!("\u{1}{tenant}\u{1}{name}")
+    }
+}
+
+/// Whether an event name may be sent or waited for: 1 to 200 characters, none of them control
+/// characters.
+pub fn event_name_ok(name: &str) -> bool {
+    !name.is_empty() && name.chars().count() <= 200 && !name.chars().any(char::is_control)
+}
+
+pub(crate) fn default_tenant() -> String {
+    DEFAULT_TENANT.to_string()
+}
+
+fn is_default_tenant(t: &String) -> bool {
+    t == DEFAULT_TENANT
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -295,7 +327,8 @@ pub enum ItemErrors {
 /// Items one `for_each` step may have.
 pub const MAX_FOR_EACH_ITEMS: usize = 100_000;
 
-fn bot_name_ok(name: &str) -> bool {
+/// Whether `name` is a valid bot, queue or tenant name.
+pub fn bot_name_ok(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
         && name
@@ -313,6 +346,12 @@ impl BotDoc {
             return Err(format!(
                 "bot name `{}` must be 1-63 lowercase letters, digits, `-` or `_`",
                 self.metadata.name
+            ));
+        }
+        if !bot_name_ok(&self.metadata.tenant) {
+            return Err(format!(
+                "tenant `{}` must be 1-63 lowercase letters, digits, `-` or `_`",
+                self.metadata.tenant
             ));
         }
         if !bot_name_ok(&self.spec.queue) {

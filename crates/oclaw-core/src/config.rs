@@ -61,6 +61,55 @@ pub struct NodeConfig {
     pub events: EventsConfig,
     /// Knowledge collections: the embedder of their vectors and how documents are chunked.
     pub knowledge: KnowledgeConfig,
+    /// What bot templates may read of the process.
+    pub templates: TemplatesConfig,
+    /// Per-tenant quotas.
+    pub tenants: TenantsConfig,
+    /// The audit log of changes made through the API.
+    pub audit: AuditConfig,
+}
+
+/// `templates:` — what bot templates see of the process.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplatesConfig {
+    /// Environment variables templates see as `env.<NAME>`; nothing else of the environment is
+    /// visible, and `OCLAW_*` variables (settings, tokens, database URLs) never are.
+    pub env: Vec<String>,
+}
+
+/// `tenants:` — limits per tenant (a bot's `metadata.tenant`, default `default`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantsConfig {
+    /// Quotas by tenant name; a tenant not named has no limits.
+    pub quotas: BTreeMap<String, TenantQuota>,
+}
+
+/// One tenant's limits. Unset means unlimited.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantQuota {
+    /// Task submissions per second through each api-server (`POST /v1/tasks`, batches, invoke;
+    /// a token bucket holding one second's worth); past it the API answers 429 `OC-2029` with
+    /// `Retry-After`.
+    pub submissions_per_second: Option<u32>,
+}
+
+/// `audit:` — every change made through the API, chained by hashes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How long entries are kept (the leader's purge drops older ones).
+    pub retention: Dur,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention: Dur::secs(365 * 24 * 3600),
+        }
+    }
 }
 
 /// `knowledge:` — collections searched by `kb.search` (full-text, plus vectors when an embedder
@@ -701,6 +750,9 @@ impl NodeConfig {
             llm: LlmConfig::default(),
             events: EventsConfig::default(),
             knowledge: KnowledgeConfig::default(),
+            templates: TemplatesConfig::default(),
+            tenants: TenantsConfig::default(),
+            audit: AuditConfig::default(),
         };
         if profile == Profile::Production {
             c.worker.concurrency = 50;

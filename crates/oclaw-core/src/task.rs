@@ -175,6 +175,9 @@ pub struct Task {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub worker: Option<String>,
+    /// The tenant of the task's bot (see `metadata.tenant`).
+    #[serde(default = "crate::bot::default_tenant")]
+    pub tenant: String,
     /// The task whose `bot.call` step made this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<TaskId>,
@@ -186,6 +189,8 @@ pub struct Task {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewTask {
     pub bot: String,
+    /// The tenant of the bot (`default` unless its `metadata.tenant` says otherwise).
+    pub tenant: String,
     pub queue: String,
     pub input: Value,
     pub priority: i32,
@@ -216,6 +221,7 @@ impl NewTask {
     pub fn new(bot: impl Into<String>, queue: impl Into<String>, input: Value) -> NewTask {
         NewTask {
             bot: bot.into(),
+            tenant: crate::bot::DEFAULT_TENANT.to_string(),
             queue: queue.into(),
             input,
             priority: 0,

@@ -24,7 +24,7 @@ pub struct Runtime {
     pub cache_ttl: Duration,
     /// `secrets` in templates: `OCLAW_SECRET_<NAME>` environment variables, by `<NAME>`.
     pub secrets: minijinja::Value,
-    /// `env` in templates: the process environment without secrets.
+    /// `env` in templates: only the environment variables `templates.env` allows.
     pub env: minijinja::Value,
     /// `node` in templates: facts about this node (`api_url`, `id`).
     pub node: minijinja::Value,
@@ -105,15 +105,9 @@ impl Runtime {
         node: Value,
     ) -> Result<Runtime, String> {
         let mut secrets = Map::new();
-        let mut env = Map::new();
         for (k, v) in std::env::vars() {
-            match k.strip_prefix("OCLAW_SECRET_") {
-                Some(name) => {
-                    secrets.insert(name.to_string(), Value::String(v));
-                }
-                None => {
-                    env.insert(k, Value::String(v));
-                }
+            if let Some(name) = k.strip_prefix("OCLAW_SECRET_") {
+                secrets.insert(name.to_string(), Value::String(v));
             }
         }
         Ok(Runtime {
@@ -124,13 +118,30 @@ impl Runtime {
             http: HttpClients::new()?,
             cache_ttl,
             secrets: oclaw_bots::templates::to_template_value(&Value::Object(secrets)),
-            env: oclaw_bots::templates::to_template_value(&Value::Object(env)),
+            env: Runtime::template_env(&[]),
             node: oclaw_bots::templates::to_template_value(&node),
             metrics: Arc::default(),
             conversation: Default::default(),
             system: Default::default(),
             pinned: Default::default(),
         })
+    }
+}
+
+impl Runtime {
+    /// `env` in templates: the named environment variables that are set (`templates.env`),
+    /// never an `OCLAW_` one — those hold the node's settings, tokens and database URL.
+    pub fn template_env(allowed: &[String]) -> minijinja::Value {
+        let mut env = Map::new();
+        for name in allowed {
+            if name.starts_with("OCLAW_") {
+                continue;
+            }
+            if let Ok(v) = std::env::var(name) {
+                env.insert(name.clone(), Value::String(v));
+            }
+        }
+        oclaw_bots::templates::to_template_value(&Value::Object(env))
     }
 }
 
@@ -330,6 +341,7 @@ impl Call<'_> {
         );
         let skill_ctx = SkillContext {
             bot: self.bot.name().to_string(),
+            tenant: task.tenant.clone(),
             task_id: task.id,
             trace_id: task.trace_id.clone(),
             span_id: skill_span.span_id.clone(),

@@ -560,6 +560,13 @@ async fn park(
 ) -> Result<(), TaskError> {
     let step = request.wait.step.clone();
     let kind = request.wait.kind.as_str();
+    let mut request = request;
+    if request.wait.kind == oclaw_store::waits::WaitKind::Event {
+        // Events are the tenant's own: another tenant's event of the same name never wakes it.
+        if let Some(name) = request.wait.name.as_mut() {
+            *name = oclaw_core::bot::scoped_event(&task.tenant, name);
+        }
+    }
     let parked = rt
         .store
         .park(oclaw_store::waits::Park {

@@ -7,7 +7,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use oclaw_core::ErrorCode;
 use oclaw_skills::{Skill, SkillCall, SkillContext, SkillError};
-use oclaw_store::knowledge::DEFAULT_TENANT;
 use serde_json::{json, Value};
 
 use crate::{DocumentInput, Format, KnowledgeBase, Mode, SearchRequest};
@@ -129,7 +128,7 @@ impl Skill for KbSearch {
             return Ok(json!({"hits": [], "mode": "full-text", "sources": [], "context": ""}));
         }
         let request = SearchRequest {
-            tenant: DEFAULT_TENANT.into(),
+            tenant: ctx.tenant.clone(),
             collection: kb.to_string(),
             query: query.to_string(),
             k,
@@ -260,7 +259,7 @@ impl Skill for KbIngest {
         if with.get("create").and_then(Value::as_bool) == Some(true)
             && ctx
                 .store
-                .kb_revision(DEFAULT_TENANT, kb)
+                .kb_revision(&ctx.tenant, kb)
                 .await
                 .ok()
                 .flatten()
@@ -268,7 +267,7 @@ impl Skill for KbIngest {
         {
             crate::check_collection_name(kb).map_err(|e| e.skill_error())?;
             // Another task may make it first; either way it exists after.
-            let _ = ctx.store.kb_create(DEFAULT_TENANT, kb).await;
+            let _ = ctx.store.kb_create(&ctx.tenant, kb).await;
         }
         let source = text(with, "source", "kb.ingest")?
             .or(url)
@@ -278,7 +277,7 @@ impl Skill for KbIngest {
             .ingest(
                 ctx.store.as_ref(),
                 DocumentInput {
-                    tenant: DEFAULT_TENANT.into(),
+                    tenant: ctx.tenant.clone(),
                     collection: kb.to_string(),
                     id: text(with, "id", "kb.ingest")?.map(str::to_string),
                     title: text(with, "title", "kb.ingest")?.map(str::to_string),

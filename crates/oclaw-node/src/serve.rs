@@ -172,6 +172,7 @@ pub async fn serve(
     })?;
     let mut runtime = runtime;
     runtime.conversation = config.channels.conversation.clone();
+    runtime.env = Runtime::template_env(&config.templates.env);
     runtime
         .system
         .insert(reply_bot.name().to_string(), Arc::new(reply_bot));
@@ -271,6 +272,9 @@ pub async fn serve(
         websocket: config.channels.websocket.clone(),
         event_retention: config.events.retention.get(),
         knowledge: node_skills.knowledge.clone(),
+        quotas: Arc::new(oclaw_api::quotas::Quotas::new(
+            config.tenants.quotas.clone(),
+        )),
     };
     // Broker channels run with the API (channel ingress).
     if components.api {
@@ -305,6 +309,7 @@ pub async fn serve(
         };
         let served = match tls {
             Some(tls) => match crate::tls::TlsListener::new(listener, tls) {
+                // (The audit log records the client's address on plain HTTP only.)
                 Ok(listener) => {
                     axum::serve(listener, app)
                         .with_graceful_shutdown(stopped)
@@ -318,9 +323,12 @@ pub async fn serve(
                 let listener = listener.tap_io(|tcp| {
                     let _ = tcp.set_nodelay(true);
                 });
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .with_graceful_shutdown(stopped)
+                .await
             }
         };
         if let Err(e) = served {

@@ -17,6 +17,8 @@ use crate::http_request::HttpClients;
 #[derive(Clone)]
 pub struct SkillContext {
     pub bot: String,
+    /// The tenant of the bot: what the skill reads and writes (events, knowledge) is its.
+    pub tenant: String,
     pub task_id: TaskId,
     pub trace_id: String,
     /// The span of this skill call: outbound calls name it as their parent in `traceparent`.

@@ -322,7 +322,13 @@ impl Skill for EventEmit {
     }
     async fn run(&self, ctx: &SkillContext, call: SkillCall) -> Result<Value, SkillError> {
         only_fields(&call.with, &["name", "key", "data"], "event.emit")?;
-        let name = text(&call.with, "name", "event.emit")?.to_string();
+        let name = text(&call.with, "name", "event.emit")?;
+        if !oclaw_core::bot::event_name_ok(name) {
+            return Err(SkillError::invalid(
+                "event.emit: `name` is 1 to 200 characters without control characters",
+            ));
+        }
+        let name = oclaw_core::bot::scoped_event(&ctx.tenant, name);
         let key = call
             .with
             .get("key")

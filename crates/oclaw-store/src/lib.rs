@@ -3,6 +3,7 @@
 //! passes (`conformance`, with `testing`'s database helpers: compiled for tests only, through the
 //! `conformance` feature that the test builds turn on).
 
+pub mod access;
 mod codec;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -20,7 +21,7 @@ mod types;
 pub mod waits;
 
 pub use error::{StoreError, StoreResult};
-pub use store::{Coordination, Knowledge, KvStore, Store, TaskQueue, Waits};
+pub use store::{Access, Coordination, Knowledge, KvStore, Store, TaskQueue, Waits};
 pub use types::*;
 
 /// How to open a store; each backend reads its own part.

@@ -14,12 +14,12 @@ use crate::{ClaimedTask, QueueStats, StoreError, StoreResult};
 /// The columns [`task_from`] reads, in its order.
 pub(crate) const TASK_COLUMNS: &str = "id, bot, queue, status, priority, input, output, error_code, \
     error_message, attempts, max_attempts, idempotency_key, trace_id, created_at, run_at, started_at, \
-    finished_at, worker, parent_id";
+    finished_at, worker, parent_id, tenant";
 
 /// The columns [`claimed_from`] reads, in its order (`RETURNING` lists of claims).
 pub(crate) const CLAIMED_COLUMNS: &str =
     "id, bot, queue, priority, input, attempts, max_attempts, trace_id, created_at, run_at, parent_id, bot_rev, \
-     CASE WHEN EXISTS (SELECT 1 FROM task_checkpoints k WHERE k.task_id = id) THEN 1 ELSE 0 END";
+     CASE WHEN EXISTS (SELECT 1 FROM task_checkpoints k WHERE k.task_id = id) THEN 1 ELSE 0 END, tenant";
 
 /// Column access by position, as both drivers' rows offer it. `int` is a 64-bit column,
 /// `small` a 32-bit one (PostgreSQL tells them apart; SQLite stores both alike).
@@ -64,6 +64,7 @@ pub(crate) fn task_from<C: Columns>(r: &C) -> Result<Task, C::Error> {
         finished_at: r.opt_int(16)?.map(from_ms),
         worker: r.opt_text(17)?,
         parent: r.opt_int(18)?.map(TaskId),
+        tenant: r.text(19)?,
         checkpoints: Vec::new(),
     })
 }
@@ -84,6 +85,7 @@ pub(crate) fn claimed_from<C: Columns>(r: &C) -> Result<(ClaimedTask, bool), C::
         run_at: from_ms(r.int(9)?),
         parent: r.opt_int(10)?.map(TaskId),
         bot_rev: r.opt_text(11)?,
+        tenant: r.text(13)?,
         checkpoints: Vec::new(),
     };
     Ok((task, r.small(12)? != 0))
@@ -140,6 +142,7 @@ impl Start {
             started_at: None,
             finished_at: None,
             worker: None,
+            tenant: task.tenant,
             parent: None,
             checkpoints: Vec::new(),
         }

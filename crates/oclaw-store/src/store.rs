@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use oclaw_core::{NewTask, Task, TaskId};
 use serde_json::Value;
 
+use crate::access::{AuditEntry, AuditFilter, NewAudit, NewToken, TokenRecord};
 use crate::knowledge::{
     ChunkRecord, ChunkScore, CollectionInfo, DocumentInfo, DocumentWrite, MetadataFilter,
     PutOutcome, Revision, StoredVectors,
@@ -25,7 +26,7 @@ use crate::{
 /// Every backend passes the suite in `conformance` (compiled for tests).
 #[async_trait]
 pub trait Store:
-    TaskQueue + KvStore + Coordination + Waits + Knowledge + Send + Sync + 'static
+    TaskQueue + KvStore + Coordination + Waits + Knowledge + Access + Send + Sync + 'static
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
@@ -239,4 +240,30 @@ pub trait Knowledge: Send + Sync {
     /// The stored vectors of these chunks (in any order; chunks without one are left out), for
     /// the exact rescoring of a vector search's candidates.
     async fn kb_chunk_vectors(&self, ids: &[i64]) -> StoreResult<Vec<(i64, Vec<f32>)>>;
+}
+
+/// API tokens (kept hashed) and the audit log (hash-chained, append-only).
+#[async_trait]
+pub trait Access: Send + Sync {
+    /// Keeps a new token; `Duplicate` when its id or hash exists.
+    async fn token_create(&self, token: NewToken) -> StoreResult<TokenRecord>;
+    /// The token with this hash, revoked or not.
+    async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<TokenRecord>>;
+    /// Every token, or one tenant's, oldest first.
+    async fn token_list(&self, tenant: Option<&str>) -> StoreResult<Vec<TokenRecord>>;
+    /// Revokes a token (of `tenant` when given); `None` when there is no such token. Revoking
+    /// twice keeps the first time.
+    async fn token_revoke(
+        &self,
+        id: &str,
+        tenant: Option<&str>,
+    ) -> StoreResult<Option<TokenRecord>>;
+    /// Appends an entry after the last one, chained to its hash (one writer at a time, on
+    /// every backend).
+    async fn audit_append(&self, entry: NewAudit) -> StoreResult<AuditEntry>;
+    /// Oldest first.
+    async fn audit_list(&self, filter: AuditFilter) -> StoreResult<Vec<AuditEntry>>;
+    /// Drops entries older than `before`, except the newest (the chain goes on from it);
+    /// answers how many.
+    async fn audit_purge(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 }

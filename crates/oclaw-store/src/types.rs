@@ -45,6 +45,8 @@ pub struct ClaimedTask {
     /// The task whose `bot.call` made this one: its completion must name it (see
     /// [`Completion::parent`]).
     pub parent: Option<TaskId>,
+    /// The tenant of the task's bot.
+    pub tenant: String,
     /// The revision of the bot definition the task runs on (see `NewTask::bot_rev`).
     pub bot_rev: Option<String>,
     /// Steps completed by earlier attempts, so this attempt resumes after them.
@@ -116,6 +118,8 @@ pub struct TaskFilter {
     pub status: Option<TaskStatus>,
     pub bot: Option<String>,
     pub queue: Option<String>,
+    /// Only tasks of this tenant.
+    pub tenant: Option<String>,
     /// Only tasks with an id below this one (cursor pagination).
     pub before: Option<TaskId>,
     pub limit: usize,

@@ -1,6 +1,8 @@
 //! `/v1/bots`: the loaded bots listed and shown, and `POST /v1/bots/{name}/invoke` (run and wait).
 
+use crate::auth::Principal;
 use axum::extract::{Path, State};
+use axum::Extension;
 use axum::Json;
 use oclaw_core::ErrorCode;
 use serde_json::{json, Value};
@@ -19,6 +21,8 @@ pub struct StepRef {
 #[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct BotSummary {
     pub name: String,
+    /// The tenant the bot belongs to.
+    pub tenant: String,
     pub description: Option<String>,
     pub queue: String,
     pub steps: Vec<StepRef>,
@@ -46,6 +50,7 @@ pub struct BotList {
 fn summary(bot: &oclaw_bots::LoadedBot) -> BotSummary {
     BotSummary {
         name: bot.name().to_string(),
+        tenant: bot.doc.metadata.tenant.clone(),
         description: bot.doc.metadata.description.clone(),
         queue: bot.doc.spec.queue.clone(),
         steps: bot
@@ -61,21 +66,34 @@ fn summary(bot: &oclaw_bots::LoadedBot) -> BotSummary {
     }
 }
 
-pub async fn list(State(state): State<ApiState>) -> Json<BotList> {
+/// The caller's bots: its tenant's (an admin's: every tenant's).
+pub async fn list(
+    State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
+) -> Json<BotList> {
     Json(BotList {
-        items: state.catalog.load().bots().map(|b| summary(b)).collect(),
+        items: state
+            .catalog
+            .load()
+            .bots()
+            .filter(|b| who.sees(&b.doc.metadata.tenant))
+            .map(|b| summary(b))
+            .collect(),
         next_cursor: None,
     })
 }
 
 pub async fn get_one(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Json<BotDetail>, ApiError> {
-    let bot =
-        state.catalog.load().get(&name).ok_or_else(|| {
-            ApiError::new(ErrorCode::UnknownBot, format!("no bot named `{name}`"))
-        })?;
+    let bot = state
+        .catalog
+        .load()
+        .get(&name)
+        .filter(|b| who.sees(&b.doc.metadata.tenant))
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownBot, format!("no bot named `{name}`")))?;
     Ok(Json(BotDetail {
         summary: summary(&bot),
         spec: bot.doc.spec.clone(),
@@ -163,6 +181,7 @@ async fn invoke_events(
 /// With `Accept: text/event-stream`, the answer streams as Server-Sent Events.
 pub async fn invoke(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     Path(name): Path<String>,
     query: Result<axum::extract::Query<InvokeQuery>, axum::extract::rejection::QueryRejection>,
     headers: axum::http::HeaderMap,
@@ -190,7 +209,8 @@ pub async fn invoke(
         crate::body::decode(body, &trace_id)?
     };
     let submit = crate::routes::tasks::SubmitTask::for_bot(name, req.input, req.idempotency_key);
-    let task = crate::routes::tasks::to_new_task(&state, submit, &trace_id)?;
+    let task = crate::routes::tasks::to_new_task(&state, Some(&who), submit, &trace_id)?;
+    state.quotas.admit(&state, &task.tenant, 1).await?;
     if wants_events(&headers) {
         return invoke_events(state, task, trace_id, wait).await;
     }

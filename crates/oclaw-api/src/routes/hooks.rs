@@ -199,7 +199,7 @@ pub async fn receive(
     let mut submit =
         crate::routes::tasks::SubmitTask::for_bot(bot.name().to_string(), input, idempotency_key);
     submit.ordering_key = ordering_key;
-    let task = crate::routes::tasks::to_new_task(&state, submit, &trace_id)?;
+    let task = crate::routes::tasks::to_new_task(&state, None, submit, &trace_id)?;
     let wait = (hook.mode == WebhookMode::Sync).then_some(state.timeout);
     let received = std::time::Instant::now();
     let done = crate::routes::bots::enqueue_and_wait(&state, task, &trace_id, wait).await?;

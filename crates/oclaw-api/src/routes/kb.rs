@@ -3,14 +3,16 @@
 //! durable, retried, resumed after a restart), `DELETE /v1/kb/{name}/documents/{id}` and
 //! `GET /v1/kb/{name}/search?q=&k=&mode=`.
 
+use crate::auth::Principal;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::Extension;
 use axum::Json;
 use oclaw_core::{ErrorCode, NewTask};
 use oclaw_knowledge::{KbError, Mode, SearchRequest};
-use oclaw_store::knowledge::{CollectionInfo, DocumentInfo, DEFAULT_TENANT};
+use oclaw_store::knowledge::{CollectionInfo, DocumentInfo};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -35,10 +37,14 @@ fn not_found(name: &str) -> ApiError {
     .details(json!({"kb": name}))
 }
 
-async fn collection(state: &ApiState, name: &str) -> Result<CollectionInfo, ApiError> {
+async fn collection(
+    state: &ApiState,
+    who: &Principal,
+    name: &str,
+) -> Result<CollectionInfo, ApiError> {
     state
         .store
-        .kb_get(DEFAULT_TENANT, name)
+        .kb_get(who.acting_tenant(None), name)
         .await?
         .ok_or_else(|| not_found(name))
 }
@@ -59,13 +65,17 @@ pub struct CollectionList {
     items: Vec<CollectionInfo>,
 }
 
-pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let items = state.store.kb_list(DEFAULT_TENANT).await?;
+pub async fn list(
+    State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    let items = state.store.kb_list(who.acting_tenant(None)).await?;
     Ok(Json(json!({ "items": items })))
 }
 
 pub async fn create(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<CollectionInfo>), ApiError> {
@@ -76,7 +86,11 @@ pub async fn create(
             .details(json!({"field": "name"}))
             .trace(&trace_id)
     })?;
-    match state.store.kb_create(DEFAULT_TENANT, &req.name).await {
+    match state
+        .store
+        .kb_create(who.acting_tenant(None), &req.name)
+        .await
+    {
         Ok(info) => Ok((StatusCode::CREATED, Json(info))),
         Err(oclaw_store::StoreError::Duplicate(_)) => Err(ApiError::new(
             ErrorCode::KbExists,
@@ -90,19 +104,21 @@ pub async fn create(
 
 pub async fn get_one(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Json<CollectionInfo>, ApiError> {
-    Ok(Json(collection(&state, &name).await?))
+    Ok(Json(collection(&state, &who, &name).await?))
 }
 
 pub async fn drop_collection(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if !state.store.kb_drop(DEFAULT_TENANT, &name).await? {
+    if !state.store.kb_drop(who.acting_tenant(None), &name).await? {
         return Err(not_found(&name));
     }
-    state.knowledge.index.forget(DEFAULT_TENANT, &name);
+    state.knowledge.index.forget(who.acting_tenant(None), &name);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -172,6 +188,7 @@ pub struct DocumentQueued {
 
 pub async fn add_document(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -191,7 +208,7 @@ pub async fn add_document(
             *field = None;
         }
     }
-    collection(&state, &name)
+    collection(&state, &who, &name)
         .await
         .map_err(|e| e.trace(&trace_id))?;
     let has = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
@@ -261,6 +278,7 @@ pub async fn add_document(
         }
     }
     let mut task = NewTask::new(oclaw_knowledge::INGEST_BOT, "default", input);
+    task.tenant = who.acting_tenant(None).to_string();
     task.max_attempts = 5;
     task.trace_id = trace_id.clone();
     let enqueued = state
@@ -296,6 +314,7 @@ pub struct DocumentList {
 
 pub async fn list_documents(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     Path(name): Path<String>,
     query: Result<Query<DocumentQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -308,10 +327,10 @@ pub async fn list_documents(
             .filter(|n| (1..=1000).contains(n))
             .ok_or_else(|| invalid("`limit` is 1 to 1000", "limit"))?,
     };
-    collection(&state, &name).await?;
+    collection(&state, &who, &name).await?;
     let items = state
         .store
-        .kb_documents(DEFAULT_TENANT, &name, given(&q.after), limit)
+        .kb_documents(who.acting_tenant(None), &name, given(&q.after), limit)
         .await?;
     let next = (items.len() == limit)
         .then(|| items.last().map(|d| d.id.clone()))
@@ -321,11 +340,12 @@ pub async fn list_documents(
 
 pub async fn remove_document(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     if !state
         .store
-        .kb_remove_document(DEFAULT_TENANT, &name, &id)
+        .kb_remove_document(who.acting_tenant(None), &name, &id)
         .await?
     {
         return Err(ApiError::new(
@@ -371,6 +391,7 @@ pub struct SearchHit {
 
 pub async fn search(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     Path(name): Path<String>,
     query: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -404,6 +425,7 @@ pub async fn search(
     let mut request = SearchRequest::new(&name, text, k);
     request.mode = mode;
     request.filter = filter;
+    request.tenant = who.acting_tenant(None).to_string();
     let result = state
         .knowledge
         .search(state.store.as_ref(), &request)

@@ -1,5 +1,6 @@
 //! Route table of the API.
 
+mod access;
 pub(crate) mod bots;
 mod cluster;
 mod demo;
@@ -48,6 +49,9 @@ pub fn router(state: ApiState) -> Router {
             delete(kb::remove_document),
         )
         .route("/v1/kb/{name}/search", get(kb::search))
+        .route("/v1/tokens", get(access::list).post(access::create))
+        .route("/v1/tokens/{id}", delete(access::revoke))
+        .route("/v1/audit", get(access::audit))
         .route("/v1/bots", get(bots::list))
         .route("/v1/bots/{name}", get(bots::get_one))
         .route("/v1/queues", get(queues::list))
@@ -93,8 +97,29 @@ async fn not_found() -> ApiError {
     )
 }
 
+/// A page size from `?limit=`: `default` when absent, 1 to 1000 otherwise.
+pub(crate) fn page_limit(raw: Option<&str>, default: usize) -> Result<usize, ApiError> {
+    let limit = match raw {
+        None => default,
+        Some(l) => l.parse::<usize>().unwrap_or(0),
+    };
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
+            "`limit` must be between 1 and 1000",
+        )
+        .details(serde_json::json!({"field": "limit"})));
+    }
+    Ok(limit)
+}
+
 fn with_layers(routes: Router<ApiState>, state: ApiState) -> Router {
     routes
+        // Inside authentication: the audit entry names the caller it found.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::audit::record,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

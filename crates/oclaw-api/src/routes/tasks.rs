@@ -4,6 +4,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::Extension;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use oclaw_core::{Dur, ErrorCode, NewTask, Task, TaskId, TaskStatus};
@@ -11,6 +12,8 @@ use oclaw_store::TaskFilter;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::audit::AuditTenant;
+use crate::auth::Principal;
 use crate::body::decode;
 use crate::trace::trace_id_from;
 use crate::{ApiError, ApiState};
@@ -85,10 +88,22 @@ fn invalid(message: impl Into<String>, field: &str, trace_id: &str) -> ApiError 
 }
 
 /// Checks a submission and fills the defaults from its bot.
-pub fn to_new_task(state: &ApiState, req: SubmitTask, trace_id: &str) -> Result<NewTask, ApiError> {
+/// `who` is the caller (`None` for a bot's own trigger, such as a webhook): a bot of another
+/// tenant is as unknown to it as one that does not exist.
+pub fn to_new_task(
+    state: &ApiState,
+    who: Option<&Principal>,
+    req: SubmitTask,
+    trace_id: &str,
+) -> Result<NewTask, ApiError> {
     let catalog = state.catalog.load();
-    let bot = catalog.get(&req.bot).ok_or_else(|| {
-        let names: Vec<String> = catalog.bots().map(|b| b.name().to_string()).collect();
+    let sees = |b: &oclaw_bots::LoadedBot| who.is_none_or(|p| p.sees(&b.doc.metadata.tenant));
+    let bot = catalog.get(&req.bot).filter(|b| sees(b)).ok_or_else(|| {
+        let names: Vec<String> = catalog
+            .bots()
+            .filter(|b| sees(b))
+            .map(|b| b.name().to_string())
+            .collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         ApiError::new(
             ErrorCode::UnknownBot,
@@ -184,6 +199,7 @@ pub fn to_new_task(state: &ApiState, req: SubmitTask, trace_id: &str) -> Result<
     };
     let mut task = NewTask {
         bot: req.bot,
+        tenant: bot.doc.metadata.tenant.clone(),
         queue,
         input: req.input,
         priority: req.priority.unwrap_or(0),
@@ -213,12 +229,14 @@ fn with_trace(e: ApiError, trace_id: &str) -> ApiError {
 
 pub async fn submit(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Task>), ApiError> {
     let trace_id = trace_id_from(&headers);
     let req: SubmitTask = decode(body, &trace_id)?;
-    let task = to_new_task(&state, req, &trace_id)?;
+    let task = to_new_task(&state, Some(&who), req, &trace_id)?;
+    state.quotas.admit(&state, &task.tenant, 1).await?;
     let enqueued = state
         .store
         .enqueue(task)
@@ -234,6 +252,7 @@ pub async fn submit(
 
 pub async fn submit_batch(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -257,7 +276,16 @@ pub async fn submit_batch(
         } else {
             oclaw_core::task::new_trace_id()
         };
-        tasks.push(to_new_task(&state, t, &tid).map_err(|e| e.details(json!({"index": i})))?);
+        tasks.push(
+            to_new_task(&state, Some(&who), t, &tid).map_err(|e| e.details(json!({"index": i})))?,
+        );
+    }
+    let mut per_tenant: std::collections::BTreeMap<&str, u64> = Default::default();
+    for t in &tasks {
+        *per_tenant.entry(t.tenant.as_str()).or_default() += 1;
+    }
+    for (tenant, n) in per_tenant {
+        state.quotas.admit(&state, tenant, n).await?;
     }
     let out = state
         .store
@@ -278,17 +306,27 @@ fn parse_id(raw: &str) -> Result<TaskId, ApiError> {
     })
 }
 
+/// The task `id` when the caller may see it; another tenant's task is not found, as if it did
+/// not exist.
+pub(crate) async fn visible_task(
+    state: &ApiState,
+    who: &Principal,
+    id: TaskId,
+) -> Result<Task, ApiError> {
+    match state.store.get_task(id).await? {
+        Some(t) if who.sees(&t.tenant) => Ok(t),
+        _ => Err(oclaw_store::StoreError::NotFound(id).into()),
+    }
+}
+
 /// A task with what it waits for (and waited for): its waits, newest first.
 pub async fn get_one(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&raw)?;
-    let task = state
-        .store
-        .get_task(id)
-        .await?
-        .ok_or(oclaw_store::StoreError::NotFound(id))?;
+    let task = visible_task(&state, &who, id).await?;
     let waits = state
         .store
         .list_waits(oclaw_store::waits::WaitFilter {
@@ -304,9 +342,15 @@ pub async fn get_one(
 
 pub async fn cancel(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     Path(raw): Path<String>,
-) -> Result<Json<Task>, ApiError> {
-    Ok(Json(state.store.cancel(parse_id(&raw)?).await?))
+) -> Result<(Extension<AuditTenant>, Json<Task>), ApiError> {
+    let id = parse_id(&raw)?;
+    let task = visible_task(&state, &who, id).await?;
+    Ok((
+        Extension(AuditTenant(task.tenant)),
+        Json(state.store.cancel(id).await?),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -320,19 +364,17 @@ pub struct RetryQuery {
 /// from that step on (the checkpoints of earlier steps kept).
 pub async fn retry(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     Path(raw): Path<String>,
     query: Result<Query<RetryQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Task>, ApiError> {
+) -> Result<(Extension<AuditTenant>, Json<Task>), ApiError> {
     let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()))?;
     let id = parse_id(&raw)?;
+    let task = visible_task(&state, &who, id).await?;
+    let audit = Extension(AuditTenant(task.tenant.clone()));
     let Some(step) = given(&q.from_step) else {
-        return Ok(Json(state.store.redrive(id).await?));
+        return Ok((audit, Json(state.store.redrive(id).await?)));
     };
-    let task = state
-        .store
-        .get_task(id)
-        .await?
-        .ok_or(oclaw_store::StoreError::NotFound(id))?;
     let bot = state.catalog.load().get(&task.bot).ok_or_else(|| {
         ApiError::new(
             ErrorCode::UnknownBot,
@@ -355,7 +397,7 @@ pub async fn retry(
         )
         .details(json!({"field": "from_step"}))
     })?;
-    Ok(Json(state.store.retry_from(id, index as u32).await?))
+    Ok((audit, Json(state.store.retry_from(id, index as u32).await?)))
 }
 
 /// Query parameters; an empty value (`?limit=&cursor=`) is the same as leaving it out.
@@ -365,6 +407,8 @@ pub struct ListQuery {
     status: Option<String>,
     bot: Option<String>,
     queue: Option<String>,
+    /// For admins: one tenant's tasks only.
+    tenant: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
@@ -376,6 +420,7 @@ pub(crate) fn given(v: &Option<String>) -> Option<&str> {
 
 pub async fn list(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()))?;
@@ -394,23 +439,14 @@ pub async fn list(
         })?),
         None => None,
     };
-    let limit = match given(&q.limit) {
-        None => 50,
-        Some(l) => l.parse::<usize>().unwrap_or(0),
-    };
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidField,
-            "`limit` must be between 1 and 1000",
-        )
-        .details(json!({"field": "limit"})));
-    }
+    let limit = super::page_limit(given(&q.limit), 50)?;
     let items = state
         .store
         .list_tasks(TaskFilter {
             status,
             bot: given(&q.bot).map(str::to_string),
             queue: given(&q.queue).map(str::to_string),
+            tenant: who.list_tenant(given(&q.tenant)),
             before,
             limit,
         })

@@ -6,13 +6,15 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
+use axum::{Extension, Json};
 use oclaw_core::ErrorCode;
 use oclaw_store::waits::{Decision, NewEvent, WaitFilter, WaitKind, WaitRecord, WaitStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::tasks::given;
+use crate::audit::AuditTenant;
+use crate::auth::Principal;
 use crate::body::decode;
 use crate::trace::trace_id_from;
 use crate::{ApiError, ApiState};
@@ -61,22 +63,38 @@ fn invalid(message: impl Into<String>, field: &str) -> ApiError {
     ApiError::new(ErrorCode::InvalidField, message).details(json!({"field": field}))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantQuery {
+    tenant: Option<String>,
+}
+
+/// Sends an event to the waits of the caller's tenant (an admin's: `?tenant=`, default
+/// `default`).
 pub async fn send_event(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    query: Result<Query<TenantQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()))?;
     let trace_id = trace_id_from(&headers);
     let req: SendEvent = decode(body, &trace_id)?;
-    if req.name.is_empty() || req.name.chars().count() > 200 {
-        return Err(invalid("`name` is 1 to 200 characters", "name").trace(&trace_id));
+    if !oclaw_core::bot::event_name_ok(&req.name) {
+        return Err(invalid(
+            "`name` is 1 to 200 characters without control characters",
+            "name",
+        )
+        .trace(&trace_id));
     }
+    let tenant = who.acting_tenant(given(&q.tenant));
     let key = oclaw_store::waits::key_text(&req.key)
         .ok_or_else(|| invalid("`key` is a non-empty text or a number", "key").trace(&trace_id))?;
     let report = state
         .store
         .send_event(NewEvent {
-            name: req.name,
+            name: oclaw_core::bot::scoped_event(tenant, &req.name),
             key,
             data: req.data,
             retention: state.event_retention,
@@ -98,6 +116,7 @@ pub struct ApprovalQuery {
 
 pub async fn list_approvals(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     query: Result<Query<ApprovalQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()))?;
@@ -132,7 +151,14 @@ pub async fn list_approvals(
             limit,
         })
         .await?;
-    Ok(Json(json!({ "items": items })))
+    // Another tenant's approvals are left out (their tasks tell whose they are).
+    let mut visible = Vec::with_capacity(items.len());
+    for w in items {
+        if who.tenant.is_none() || task_tenant(&state, &w).await?.is_some_and(|t| who.sees(&t)) {
+            visible.push(w);
+        }
+    }
+    Ok(Json(json!({ "items": visible })))
 }
 
 fn parse_wait_id(raw: &str) -> Result<i64, ApiError> {
@@ -143,15 +169,36 @@ fn parse_wait_id(raw: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| invalid(format!("`{raw}` is not an approval id"), "id"))
 }
 
+async fn task_tenant(state: &ApiState, w: &WaitRecord) -> Result<Option<String>, ApiError> {
+    Ok(state.store.get_task(w.task_id).await?.map(|t| t.tenant))
+}
+
+/// The approval `id` with its task's tenant, when the caller may see it; another tenant's is
+/// not found.
+async fn visible_approval(
+    state: &ApiState,
+    who: &Principal,
+    id: i64,
+) -> Result<(WaitRecord, String), ApiError> {
+    if let Some(w) = state.store.get_wait(id).await? {
+        if w.kind == WaitKind::Approval {
+            if let Some(tenant) = task_tenant(state, &w).await? {
+                if who.sees(&tenant) {
+                    return Ok((w, tenant));
+                }
+            }
+        }
+    }
+    Err(oclaw_store::StoreError::WaitNotFound(id).into())
+}
+
 pub async fn get_approval(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     Path(raw): Path<String>,
 ) -> Result<Json<WaitRecord>, ApiError> {
     let id = parse_wait_id(&raw)?;
-    match state.store.get_wait(id).await? {
-        Some(w) if w.kind == WaitKind::Approval => Ok(Json(w)),
-        _ => Err(oclaw_store::StoreError::WaitNotFound(id).into()),
-    }
+    Ok(Json(visible_approval(&state, &who, id).await?.0))
 }
 
 /// `POST /v1/approvals/{id}/approve|reject`.
@@ -167,13 +214,15 @@ pub struct Decide {
 
 async fn decide(
     state: ApiState,
+    who: Principal,
     headers: HeaderMap,
     raw: String,
     body: Result<Bytes, BytesRejection>,
     approve: bool,
-) -> Result<Json<WaitRecord>, ApiError> {
+) -> Result<(Extension<AuditTenant>, Json<WaitRecord>), ApiError> {
     let trace_id = trace_id_from(&headers);
     let id = parse_wait_id(&raw)?;
+    let (_, tenant) = visible_approval(&state, &who, id).await?;
     let req: Decide = decode(body, &trace_id)?;
     let by = req.by;
     if by.trim().is_empty() {
@@ -206,23 +255,25 @@ async fn decide(
         )
         .await?;
     tracing::info!(component = "api", approval = id, task_id = %record.task_id, by = %by, approve, status = record.status.as_str(), "approval decision");
-    Ok(Json(record))
+    Ok((Extension(AuditTenant(tenant)), Json(record)))
 }
 
 pub async fn approve(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     headers: HeaderMap,
     Path(raw): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<WaitRecord>, ApiError> {
-    decide(state, headers, raw, body, true).await
+) -> Result<(Extension<AuditTenant>, Json<WaitRecord>), ApiError> {
+    decide(state, who, headers, raw, body, true).await
 }
 
 pub async fn reject(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     headers: HeaderMap,
     Path(raw): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<WaitRecord>, ApiError> {
-    decide(state, headers, raw, body, false).await
+) -> Result<(Extension<AuditTenant>, Json<WaitRecord>), ApiError> {
+    decide(state, who, headers, raw, body, false).await
 }

@@ -35,6 +35,7 @@ pub struct WsQuery {
 
 pub async fn connect(
     State(state): State<ApiState>,
+    axum::Extension(who): axum::Extension<crate::auth::Principal>,
     query: Result<Query<WsQuery>, QueryRejection>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -42,9 +43,15 @@ pub async fn connect(
     let trace_id = crate::trace::trace_id_from(&headers);
     let Query(q) = query
         .map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()).trace(&trace_id))?;
-    let bot = state.catalog.load().get(&q.bot).ok_or_else(|| {
-        ApiError::new(ErrorCode::UnknownBot, format!("no bot named `{}`", q.bot)).trace(&trace_id)
-    })?;
+    let bot = state
+        .catalog
+        .load()
+        .get(&q.bot)
+        .filter(|b| who.sees(&b.doc.metadata.tenant))
+        .ok_or_else(|| {
+            ApiError::new(ErrorCode::UnknownBot, format!("no bot named `{}`", q.bot))
+                .trace(&trace_id)
+        })?;
     if !bot.doc.spec.triggers.iter().any(|t| t.websocket.is_some()) {
         return Err(ApiError::new(
             ErrorCode::ChannelNotEnabled,

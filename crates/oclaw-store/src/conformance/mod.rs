@@ -7,6 +7,7 @@
 //! `kv` (entries, trigger marks, purge) and `coordination` (nodes, leadership).
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod coordination;
 mod knowledge;
 mod kv;
@@ -14,6 +15,7 @@ mod leases;
 mod queue;
 mod waits;
 
+pub use access::*;
 pub use coordination::*;
 pub use knowledge::*;
 pub use kv::*;
@@ -113,7 +115,9 @@ macro_rules! store_conformance_tests {
             kb_documents_are_added_replaced_when_changed_and_removed,
             kb_text_search_ranks_filters_and_matches_cjk_terms,
             kb_vectors_come_back_with_metadata_and_other_embedders_are_refused,
-            kb_common_terms_are_left_out_of_queries_on_large_collections);
+            kb_common_terms_are_left_out_of_queries_on_large_collections,
+            claims_share_a_queue_fairly_among_tenants, tokens_are_kept_hashed_listed_and_revoked,
+            the_audit_log_is_a_chain_of_hashes);
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
         $(

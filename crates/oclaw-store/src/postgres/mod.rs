@@ -6,6 +6,7 @@
 //! fallback. Losing the database makes calls fail with `OC-4001`; the pool and the listener
 //! reconnect by themselves when it is back.
 
+mod access;
 mod coordination;
 mod knowledge;
 mod kv;

@@ -76,6 +76,7 @@ impl TaskQueue for PgStore {
             ("status", status.as_ref()),
             ("bot", filter.bot.as_ref()),
             ("queue", filter.queue.as_ref()),
+            ("tenant", filter.tenant.as_ref()),
         ] {
             if let Some(v) = value {
                 params.push(v);
@@ -98,28 +99,30 @@ impl TaskQueue for PgStore {
         }
         let now = ms(Utc::now());
         let client = self.inner.pool.get().await.map_err(pool_err)?;
+        let rotation = self
+            .inner
+            .claim_rotation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut out = match req.queues.as_slice() {
-            [] => self.claim_from(&client, None, &req, req.limit, now).await?,
-            [q] => {
-                self.claim_from(&client, Some(q), &req, req.limit, now)
+            [] => {
+                self.claim_from(&client, None, None, &req, req.limit, now)
                     .await?
             }
             queues => {
                 // Start at the next queue each time, so no queue always gets the batch's
                 // leftovers: a flooded queue cannot starve the others.
                 let mut out = Vec::with_capacity(req.limit);
-                let start = self
-                    .inner
-                    .claim_rotation
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                    % queues.len();
+                let start = rotation % queues.len();
                 for i in 0..queues.len() {
                     let left = req.limit - out.len();
                     if left == 0 {
                         break;
                     }
                     let q = &queues[(start + i) % queues.len()];
-                    out.extend(self.claim_from(&client, Some(q), &req, left, now).await?);
+                    out.extend(
+                        self.claim_fairly(&client, q, &req, left, rotation, now)
+                            .await?,
+                    );
                 }
                 out
             }

@@ -162,6 +162,35 @@ const MIGRATIONS: &[crate::migrations::Migration] = &[
         chunks INTEGER NOT NULL,
         PRIMARY KEY (kb_id, term)
     );", 3),
+    // 6: tenants, tokens and the audit log (see the SQLite schema's 7). Additive for binaries
+    // of schema 5, so min_compatible stays 3.
+    ("ALTER TABLE tasks ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+    DROP INDEX tasks_ready;
+    CREATE INDEX tasks_ready ON tasks (queue, tenant, priority DESC, id) WHERE status = 'queued';
+    CREATE INDEX tasks_tenant ON tasks (tenant, id);
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        tenant TEXT NOT NULL,
+        role TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        created_by TEXT NOT NULL,
+        revoked_at BIGINT
+    );
+    CREATE TABLE audit (
+        id BIGSERIAL PRIMARY KEY,
+        at BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        source TEXT NOT NULL,
+        result TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_tenant ON audit (tenant, id);", 3),
 ];
 
 /// The migrations this binary applies (with the tests' extra one when asked for).

@@ -27,7 +27,7 @@ use crate::{
 /// [`crate::rows::CLAIMED_COLUMNS`] of the updated table in a claim that joins its candidates.
 const CLAIMED_COLUMNS: &str = "t.id, t.bot, t.queue, t.priority, t.input, t.attempts, \
     t.max_attempts, t.trace_id, t.created_at, t.run_at, t.parent_id, t.bot_rev, \
-    CASE WHEN EXISTS (SELECT 1 FROM task_checkpoints k WHERE k.task_id = t.id) THEN 1 ELSE 0 END";
+    CASE WHEN EXISTS (SELECT 1 FROM task_checkpoints k WHERE k.task_id = t.id) THEN 1 ELSE 0 END, t.tenant";
 
 /// NOTIFY payloads are limited to 8000 bytes; completions are written in chunks whose id lists fit.
 pub(super) const NOTIFY_CHUNK: usize = 400;
@@ -108,11 +108,11 @@ pub(super) async fn insert_rows(
             "WITH ins AS (\
                INSERT INTO tasks (bot, queue, status, priority, input, max_attempts, idempotency_key, \
                                   trace_id, created_at, run_at, ordering_key, key_limit, bot_rev, debounce_key, \
-                                  rate_key, rate_limit, rate_per) \
-               SELECT b, q, s, p, i, m, k, tr, $10, r, o, l, v, d, rk, rl, rp FROM unnest($1::text[], $2::text[], \
+                                  rate_key, rate_limit, rate_per, tenant) \
+               SELECT b, q, s, p, i, m, k, tr, $10, r, o, l, v, d, rk, rl, rp, tn FROM unnest($1::text[], $2::text[], \
                  $3::text[], $4::int[], $5::text[], $6::int[], $7::text[], $8::text[], $9::bigint[], $15::text[], \
-                 $16::int[], $17::text[], $18::text[], $19::text[], $20::int[], $21::bigint[]) \
-                 AS u(b, q, s, p, i, m, k, tr, r, o, l, v, d, rk, rl, rp) \
+                 $16::int[], $17::text[], $18::text[], $19::text[], $20::int[], $21::bigint[], $22::text[]) \
+                 AS u(b, q, s, p, i, m, k, tr, r, o, l, v, d, rk, rl, rp, tn) \
                RETURNING id) \
              SELECT id, \
                (SELECT CASE WHEN $11 THEN pg_notify($12, '') END), \
@@ -121,7 +121,8 @@ pub(super) async fn insert_rows(
         )
         .await
         .map_err(pg_err)?;
-    let params: [&(dyn ToSql + Sync); 21] = [
+    let tenants: Vec<&str> = rows.iter().map(|r| r.task.tenant.as_str()).collect();
+    let params: [&(dyn ToSql + Sync); 22] = [
         &bots,
         &queues,
         &statuses,
@@ -143,6 +144,7 @@ pub(super) async fn insert_rows(
         &rate_keys,
         &rate_limits,
         &rate_pers,
+        &tenants,
     ];
     let result = c.query(&stmt, &params).await.map_err(pg_err)?;
     let mut ids: Vec<i64> = result.iter().map(|r| r.get(0)).collect();
@@ -303,10 +305,77 @@ impl PgStore {
         Ok(out)
     }
 
+    /// Claims up to `limit` tasks of one queue, shared fairly among the tenants with tasks
+    /// queued there (as the SQLite store does: equal shares in a turn that moves on every claim,
+    /// leftovers to those with more).
+    pub(super) async fn claim_fairly(
+        &self,
+        c: &impl GenericClient,
+        queue: &str,
+        req: &ClaimRequest,
+        limit: usize,
+        rotation: usize,
+        now: i64,
+    ) -> StoreResult<Vec<ClaimedTask>> {
+        let stmt = c
+            .prepare_cached(
+                "WITH RECURSIVE t(x) AS (\
+                   SELECT (SELECT min(tenant) FROM tasks WHERE status = 'queued' AND queue = $1) \
+                   UNION ALL \
+                   SELECT (SELECT min(tenant) FROM tasks WHERE status = 'queued' AND queue = $1 AND tenant > t.x) \
+                   FROM t WHERE t.x IS NOT NULL) \
+                 SELECT x FROM t WHERE x IS NOT NULL",
+            )
+            .await
+            .map_err(pg_err)?;
+        let tenants: Vec<String> = c
+            .query(&stmt, &[&queue])
+            .await
+            .map_err(pg_err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if tenants.len() <= 1 {
+            let tenant = tenants.first().map(String::as_str);
+            return self
+                .claim_from(c, Some(queue), tenant, req, limit, now)
+                .await;
+        }
+        let mut out = Vec::with_capacity(limit);
+        let mut more = Vec::new();
+        for i in 0..tenants.len() {
+            let left = limit.saturating_sub(out.len());
+            if left == 0 {
+                return Ok(out);
+            }
+            let tenant = &tenants[(rotation + i) % tenants.len()];
+            let share = left.div_ceil(tenants.len() - i);
+            let got = self
+                .claim_from(c, Some(queue), Some(tenant), req, share, now)
+                .await?;
+            if got.len() == share {
+                more.push(tenant);
+            }
+            out.extend(got);
+        }
+        for tenant in more {
+            let left = limit.saturating_sub(out.len());
+            if left == 0 {
+                break;
+            }
+            out.extend(
+                self.claim_from(c, Some(queue), Some(tenant), req, left, now)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
     pub(super) async fn claim_from(
         &self,
         c: &impl GenericClient,
         queue: Option<&str>,
+        tenant: Option<&str>,
         req: &ClaimRequest,
         limit: usize,
         now: i64,
@@ -314,8 +383,23 @@ impl PgStore {
         let lease_until = now + req.lease.as_millis() as i64;
         let limit = limit as i64;
         let rated = rated("$3");
-        let rows = match queue {
-            Some(q) => {
+        let rows = match (queue, tenant) {
+            (Some(q), Some(tenant)) => {
+                let stmt = c
+                    .prepare_cached(&format!(
+                        "UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, worker = $1, \
+                           lease_until = $2, started_at = $3 \
+                         FROM (SELECT id FROM tasks c WHERE status = 'queued' AND queue = $4 AND tenant = $6 \
+                               {ORDERED} {rated} \
+                               ORDER BY priority DESC, id LIMIT $5 FOR UPDATE SKIP LOCKED) p \
+                         WHERE t.id = p.id RETURNING {CLAIMED_COLUMNS}"
+                    ))
+                    .await
+                    .map_err(pg_err)?;
+                c.query(&stmt, &[&req.worker, &lease_until, &now, &q, &limit, &tenant])
+                    .await
+            }
+            (Some(q), None) => {
                 let stmt = c
                     .prepare_cached(&format!(
                         "UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, worker = $1, \
@@ -329,7 +413,7 @@ impl PgStore {
                 c.query(&stmt, &[&req.worker, &lease_until, &now, &q, &limit])
                     .await
             }
-            None => {
+            (None, _) => {
                 let stmt = c
                     .prepare_cached(&format!(
                         "UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, worker = $1, \

@@ -1,5 +1,6 @@
 //! The embedded backend: one SQLite file in WAL mode, one writer connection and a few readers.
 
+mod access;
 mod connection;
 mod coordination;
 mod knowledge;

@@ -60,6 +60,10 @@ impl TaskQueue for SqliteStore {
                 sql.push_str(" AND bot = ?");
                 args.push(b.clone().into());
             }
+            if let Some(t) = &filter.tenant {
+                sql.push_str(" AND tenant = ?");
+                args.push(t.clone().into());
+            }
             if let Some(q) = &filter.queue {
                 sql.push_str(" AND queue = ?");
                 args.push(q.clone().into());
@@ -87,22 +91,22 @@ impl TaskQueue for SqliteStore {
             let now = ms(Utc::now());
             let tx = Tx::begin(conn)?;
             let mut out = Vec::with_capacity(req.limit);
+            let rotation = inner
+                .claim_rotation
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if req.queues.is_empty() {
-                claim_from_queue(&tx, None, &req, req.limit, now, &mut out)?;
+                claim_from_queue(&tx, None, None, &req, req.limit, now, &mut out)?;
             } else {
                 // Start at the next queue each time, so no queue always gets the batch's
                 // leftovers: a flooded queue cannot starve the others.
-                let start = inner
-                    .claim_rotation
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                    % req.queues.len();
+                let start = rotation % req.queues.len();
                 for i in 0..req.queues.len() {
                     let left = req.limit - out.len();
                     if left == 0 {
                         break;
                     }
                     let q = &req.queues[(start + i) % req.queues.len()];
-                    claim_from_queue(&tx, Some(q), &req, left, now, &mut out)?;
+                    claim_fairly(&tx, q, &req, left, rotation, now, &mut out)?;
                 }
             }
             tx.commit()?;

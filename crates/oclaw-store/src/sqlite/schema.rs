@@ -157,6 +157,37 @@ const MIGRATIONS: &[crate::migrations::Migration] = &[
     CREATE INDEX kb_chunks_document ON kb_chunks (kb_id, document, ordinal);
     CREATE VIRTUAL TABLE kb_fts USING fts5(kb, terms, tokenize = 'unicode61 remove_diacritics 0');
     CREATE VIRTUAL TABLE kb_fts_vocab USING fts5vocab(kb_fts, row);", 4),
+    // 7: tenants, tokens and the audit log. Every task carries its bot's tenant; the ready index
+    // leads with (queue, tenant) so claims share a queue fairly among tenants. A binary of
+    // schema 6 still claims correctly on it (sorting instead of walking the index) and never
+    // sees the new tables, so min_compatible stays 4.
+    ("ALTER TABLE tasks ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+    DROP INDEX tasks_ready;
+    CREATE INDEX tasks_ready ON tasks (queue, tenant, priority DESC, id) WHERE status = 'queued';
+    CREATE INDEX tasks_tenant ON tasks (tenant, id);
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        tenant TEXT NOT NULL,
+        role TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        revoked_at INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        source TEXT NOT NULL,
+        result TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_tenant ON audit (tenant, id);", 4),
 ];
 
 /// The migrations this binary applies (with the tests' extra one when asked for).

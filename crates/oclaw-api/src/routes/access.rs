@@ -1,0 +1,158 @@
+//! Tokens (`/v1/tokens`, admins only) and the audit log (`/v1/audit`).
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
+use oclaw_core::ErrorCode;
+use oclaw_store::access::{token_hash, AuditFilter, NewToken};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::tasks::given;
+use crate::audit::AuditTenant;
+use crate::auth::{new_token, Principal, Role};
+use crate::body::decode;
+use crate::trace::trace_id_from;
+use crate::{ApiError, ApiState};
+
+/// `POST /v1/tokens` body.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// The tenant the token acts in (admins act in every tenant).
+    #[schemars(regex(pattern = r"^[a-z0-9_-]{1,63}$"))]
+    pub tenant: String,
+    /// `admin`, `developer`, `operator` or `viewer`.
+    pub role: String,
+    /// What the token is for, shown in lists.
+    #[serde(default)]
+    #[schemars(length(max = 200))]
+    pub name: String,
+}
+
+fn invalid(message: impl Into<String>, field: &str) -> ApiError {
+    ApiError::new(ErrorCode::InvalidField, message).details(json!({"field": field}))
+}
+
+/// Creates a token; the answer is the only time the token itself is shown.
+pub async fn create(
+    State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Extension<AuditTenant>, Json<Value>), ApiError> {
+    let trace_id = trace_id_from(&headers);
+    let req: CreateToken = decode(body, &trace_id)?;
+    if !oclaw_core::bot::bot_name_ok(&req.tenant) {
+        return Err(invalid(
+            "`tenant` must be 1-63 lowercase letters, digits, `-` or `_`",
+            "tenant",
+        ));
+    }
+    let Some(role) = Role::parse(&req.role) else {
+        let roles: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        return Err(invalid(
+            format!("unknown role `{}`; one of: {}", req.role, roles.join(", ")),
+            "role",
+        ));
+    };
+    if req.name.chars().count() > 200 {
+        return Err(invalid("`name` must be at most 200 characters", "name"));
+    }
+    let (id, token) = new_token()?;
+    let record = state
+        .store
+        .token_create(NewToken {
+            id,
+            name: req.name,
+            hash: token_hash(&token),
+            tenant: req.tenant.clone(),
+            role: role.as_str().into(),
+            created_by: who.actor.clone(),
+        })
+        .await?;
+    let mut out = serde_json::to_value(&record).unwrap_or_default();
+    out["token"] = json!(token);
+    Ok((
+        StatusCode::CREATED,
+        Extension(AuditTenant(req.tenant)),
+        Json(out),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantQuery {
+    tenant: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<ApiState>,
+    query: Result<Query<TenantQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()))?;
+    let items = state.store.token_list(given(&q.tenant)).await?;
+    Ok(Json(json!({ "items": items })))
+}
+
+/// Revokes a token: every api-server refuses it from the next request on.
+pub async fn revoke(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<(Extension<AuditTenant>, Json<Value>), ApiError> {
+    match state.store.token_revoke(&id, None).await? {
+        Some(t) => Ok((
+            Extension(AuditTenant(t.tenant.clone())),
+            Json(serde_json::to_value(&t).unwrap_or_default()),
+        )),
+        None => Err(
+            ApiError::new(ErrorCode::TokenNotFound, format!("no token `{id}`"))
+                .details(json!({"id": id})),
+        ),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    tenant: Option<String>,
+    /// Entries after this id (the `next_cursor` of the page before).
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+/// The audit log, oldest first: an admin's whole chain (or one tenant's entries), anyone
+/// else's own tenant's entries.
+pub async fn audit(
+    State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()))?;
+    let after = match given(&q.cursor) {
+        Some(c) => Some(c.parse::<i64>().map_err(|_| {
+            ApiError::new(
+                ErrorCode::BadCursor,
+                format!("cursor `{c}` is not one this API returned"),
+            )
+        })?),
+        None => None,
+    };
+    let limit = super::page_limit(given(&q.limit), 100)?;
+    let items = state
+        .store
+        .audit_list(AuditFilter {
+            tenant: who.list_tenant(given(&q.tenant)),
+            after,
+            limit,
+        })
+        .await?;
+    let next = if items.len() == limit {
+        items.last().map(|e| e.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(json!({"items": items, "next_cursor": next})))
+}
