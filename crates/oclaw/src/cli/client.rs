@@ -287,3 +287,60 @@ pub enum NodeCommand {
         server: ServerArgs,
     },
 }
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token for a tenant with a role; the token is printed once and kept only
+    /// as a hash. Needs an admin token.
+    Create {
+        /// The tenant the token acts in.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// admin (every tenant), developer, operator or viewer.
+        #[arg(long)]
+        role: String,
+        /// What the token is for, shown by `token list`.
+        #[arg(long, default_value = "")]
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List tokens (never the tokens themselves).
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Revoke a token by id: every api-server refuses it from the next request on.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Show the audit log, oldest first (an admin sees every tenant's entries).
+    List {
+        /// Only this tenant's entries (admins).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Entries after this id.
+        #[arg(long)]
+        after: Option<i64>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Read the whole log and check its chain of hashes: exit 0 when every entry holds, 1 at
+    /// the first entry that was changed or removed (named). Needs an admin token.
+    Verify {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}

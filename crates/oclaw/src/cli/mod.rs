@@ -101,6 +101,12 @@ pub enum Command {
     /// Knowledge collections: create, add documents, list, search, remove, evaluate.
     #[command(subcommand)]
     Kb(KbCommand),
+    /// API tokens with a tenant and a role: create, list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The audit log of changes: list, verify its chain of hashes.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Show the processes of the cluster (from the node registry of a running api-server).
     #[command(subcommand)]
     Node(NodeCommand),

@@ -1,5 +1,6 @@
 //! One module per command group.
 
+mod access;
 mod bench;
 mod bot;
 mod check_upgrade;
@@ -118,6 +119,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Event(e) => run_client(task::run_event(e)),
         Command::Approval(a) => run_client(task::run_approval(a)),
         Command::Kb(k) => run_client(kb::run(k)),
+        Command::Token(t) => run_client(access::run_token(t)),
+        Command::Audit(a) => run_client(access::run_audit(a)),
         Command::Node(n) => run_client(bot::run_node(n)),
         Command::Completions { shell } => {
             use clap::CommandFactory;

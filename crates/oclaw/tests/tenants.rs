@@ -1,0 +1,489 @@
+//! Two tenants on one real node: every route tried with the other tenant's ids, tokens,
+//! approvals, events and knowledge answers 404 (or 403 for a missing role) and leaks nothing;
+//! a viewer changes nothing; a revoked token stops at once (on every api-server of a
+//! PostgreSQL cluster); the audit chain tells an edited entry; templates cannot read the
+//! node's settings.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{oclaw, start_process, start_process_env, Node};
+use oclaw_store::testing::fresh_postgres_url;
+use serde_json::{json, Value};
+
+const BOOT: &str = "boot-admin-token-4f1c9a7e";
+
+fn config() -> String {
+    let flow = |name: &str, tenant: &str| {
+        format!(
+            r#"
+  - metadata: {{name: {name}, tenant: {tenant}}}
+    spec:
+      steps:
+        - id: approval
+          approval: {{message: "ship {{{{ input.k }}}}?", timeout: 1h, on_timeout: reject}}
+        - id: parcel
+          wait: {{event: parcel, key: "{{{{ input.k }}}}", timeout: 1h}}
+        - id: done
+          uses: template
+          with: {{value: {{env: "{{{{ env | tojson }}}}", approved: "{{{{ steps.approval.output.approved }}}}"}}}}"#
+        )
+    };
+    format!(
+        "api:\n  tokens: [{BOOT}]\ntemplates:\n  env: [OCLAW_STORAGE__URL, OCLAW_API__TOKENS, TEAM_COLOR]\nbots:{}{}\n",
+        flow("acme-flow", "acme"),
+        flow("globex-flow", "globex")
+    )
+}
+
+struct Api {
+    c: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = self
+            .c
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn token(&self, tenant: &str, role: &str) -> (String, String) {
+        let (code, t) = self
+            .call(
+                BOOT,
+                "POST",
+                "/v1/tokens",
+                Some(json!({"tenant": tenant, "role": role, "name": format!("{tenant} {role}")})),
+            )
+            .await;
+        assert_eq!(code, 201, "{t}");
+        assert_eq!(t["tenant"], tenant);
+        (
+            t["id"].as_str().unwrap().into(),
+            t["token"].as_str().unwrap().into(),
+        )
+    }
+
+    async fn until(&self, token: &str, id: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (code, t) = self
+                .call(token, "GET", &format!("/v1/tasks/{id}"), None)
+                .await;
+            if code == 200 && t["status"] == status {
+                return t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "task {id} never became {status}: {t}"
+            );
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+}
+
+fn code_of(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_objects_do_not_exist_roles_hold_and_the_audit_log_tells_who_did_what() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite://{}", dir.path().join("oclaw.db").display());
+    let mut node: Node = start_process_env(
+        dir.path(),
+        &config(),
+        &["serve", "--listen", "127.0.0.1:0"],
+        &storage,
+        &[("TEAM_COLOR", "teal")],
+    );
+    let api = Api {
+        c: common::client(),
+        base: node.url.clone(),
+    };
+    let (a_op_id, a_op) = api.token("acme", "operator").await;
+    let (_, a_view) = api.token("acme", "viewer").await;
+    let (_, g_op) = api.token("globex", "operator").await;
+    let (_, g_dev) = api.token("globex", "developer").await;
+    let secrets = [BOOT, &a_op, &a_view, &g_op, &g_dev];
+
+    // Tokens are an admin's business.
+    let (code, e) = api
+        .call(
+            &a_op,
+            "POST",
+            "/v1/tokens",
+            Some(json!({"tenant": "acme", "role": "admin"})),
+        )
+        .await;
+    assert_eq!((code, code_of(&e)), (403, "OC-2027"), "{e}");
+    let (code, e) = api.call(&a_op, "GET", "/v1/tokens", None).await;
+    assert_eq!(code, 403, "{e}");
+    let (code, e) = api.call("oct_forged", "GET", "/v1/tasks", None).await;
+    assert_eq!((code, code_of(&e)), (401, "OC-2008"), "{e}");
+
+    // Bots: each tenant sees its own; the other's is as unknown as one that does not exist.
+    let (_, bots) = api.call(&g_op, "GET", "/v1/bots", None).await;
+    let names: Vec<&str> = bots["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["globex-flow"]);
+    let (code, e) = api.call(&g_op, "GET", "/v1/bots/acme-flow", None).await;
+    assert_eq!((code, code_of(&e)), (404, "OC-2003"));
+    let (code, e) = api
+        .call(
+            &g_op,
+            "POST",
+            "/v1/tasks",
+            Some(json!({"bot": "acme-flow", "input": {"k": 1}})),
+        )
+        .await;
+    assert_eq!((code, code_of(&e)), (404, "OC-2003"));
+    // Only the caller's own words come back: the bots it may know, no tenant of another.
+    assert_eq!(e["error"]["details"]["known"], json!(["globex-flow"]), "{e}");
+    assert!(!e.to_string().contains("\"acme\""), "{e}");
+    let (code, _) = api
+        .call(
+            &g_op,
+            "POST",
+            "/v1/bots/acme-flow/invoke?timeout=1s",
+            Some(json!({"input": {}})),
+        )
+        .await;
+    assert_eq!(code, 404);
+
+    // A task of acme: invisible to globex on every task route.
+    let (code, t) = api
+        .call(
+            &a_op,
+            "POST",
+            "/v1/tasks",
+            Some(json!({"bot": "acme-flow", "input": {"k": 7}})),
+        )
+        .await;
+    assert_eq!(code, 202, "{t}");
+    assert_eq!(t["tenant"], "acme");
+    let id = t["id"].as_str().unwrap().to_string();
+    api.until(&a_op, &id, "waiting").await;
+    for (method, path) in [
+        ("GET", format!("/v1/tasks/{id}")),
+        ("POST", format!("/v1/tasks/{id}/cancel")),
+        ("POST", format!("/v1/tasks/{id}/retry")),
+    ] {
+        let (code, e) = api.call(&g_op, method, &path, None).await;
+        assert_eq!(
+            (code, code_of(&e)),
+            (404, "OC-2004"),
+            "{method} {path}: {e}"
+        );
+    }
+    let (_, list) = api.call(&g_op, "GET", "/v1/tasks", None).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 0, "{list}");
+    let (_, list) = api.call(&g_op, "GET", "/v1/tasks?tenant=acme", None).await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        0,
+        "a tenant's token cannot name another tenant"
+    );
+    let (_, list) = api.call(BOOT, "GET", "/v1/tasks?tenant=acme", None).await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        1,
+        "an admin sees every tenant"
+    );
+
+    // Approvals: globex neither sees nor decides acme's; acme's viewer cannot decide.
+    let (_, approvals) = api.call(&g_op, "GET", "/v1/approvals", None).await;
+    assert_eq!(
+        approvals["items"].as_array().unwrap().len(),
+        0,
+        "{approvals}"
+    );
+    let (_, approvals) = api.call(&a_view, "GET", "/v1/approvals", None).await;
+    let approval = approvals["items"][0]["id"].to_string();
+    assert!(approval != "null", "{approvals}");
+    let (code, e) = api
+        .call(&g_op, "GET", &format!("/v1/approvals/{approval}"), None)
+        .await;
+    assert_eq!((code, code_of(&e)), (404, "OC-2018"));
+    let (code, e) = api
+        .call(
+            &g_op,
+            "POST",
+            &format!("/v1/approvals/{approval}/approve"),
+            Some(json!({"by": "mallory"})),
+        )
+        .await;
+    assert_eq!((code, code_of(&e)), (404, "OC-2018"), "{e}");
+    let (code, e) = api
+        .call(
+            &a_view,
+            "POST",
+            &format!("/v1/approvals/{approval}/approve"),
+            Some(json!({"by": "vic"})),
+        )
+        .await;
+    assert_eq!((code, code_of(&e)), (403, "OC-2027"), "{e}");
+    let (code, e) = api
+        .call(&a_view, "POST", &format!("/v1/tasks/{id}/cancel"), None)
+        .await;
+    assert_eq!(
+        (code, code_of(&e)),
+        (403, "OC-2027"),
+        "a viewer changes nothing: {e}"
+    );
+    let (code, e) = api
+        .call(
+            &a_op,
+            "POST",
+            &format!("/v1/approvals/{approval}/approve"),
+            Some(json!({"by": "alice"})),
+        )
+        .await;
+    assert_eq!(code, 200, "{e}");
+
+    // Events: globex's event of the same name and key wakes nothing of acme's.
+    api.until(&a_op, &id, "waiting").await;
+    let (code, r) = api
+        .call(
+            &g_op,
+            "POST",
+            "/v1/events",
+            Some(json!({"name": "parcel", "key": 7})),
+        )
+        .await;
+    assert_eq!(code, 202, "{r}");
+    assert_eq!(r["woke"], json!([]), "{r}");
+    let (code, e) = api
+        .call(
+            &a_op,
+            "POST",
+            "/v1/events",
+            Some(json!({"name": "par\u{1}cel", "key": 7})),
+        )
+        .await;
+    assert_eq!(
+        code, 400,
+        "control characters in event names are refused: {e}"
+    );
+    let (_, r) = api
+        .call(
+            &a_op,
+            "POST",
+            "/v1/events",
+            Some(json!({"name": "parcel", "key": 7})),
+        )
+        .await;
+    assert_eq!(r["woke"], json!([id]), "{r}");
+    let done = api.until(&a_op, &id, "succeeded").await;
+
+    // Templates see only the variables allowed, never an OCLAW_ one.
+    let env: Value = serde_json::from_str(done["output"]["env"].as_str().unwrap()).unwrap();
+    assert_eq!(env, json!({"TEAM_COLOR": "teal"}), "{done}");
+    let out = done["output"].to_string();
+    assert!(!out.contains("sqlite://") && !out.contains(BOOT), "{out}");
+
+    // Knowledge: collections are per tenant; changing them needs the developer role.
+    let (code, e) = api
+        .call(&a_op, "POST", "/v1/kb", Some(json!({"name": "notes"})))
+        .await;
+    assert_eq!((code, code_of(&e)), (403, "OC-2027"), "{e}");
+    let (code, e) = api
+        .call(&g_dev, "POST", "/v1/kb", Some(json!({"name": "notes"})))
+        .await;
+    assert_eq!(code, 201, "{e}");
+    let (code, e) = api.call(&a_op, "GET", "/v1/kb/notes", None).await;
+    assert_eq!((code, code_of(&e)), (404, "OC-2022"));
+    let (code, e) = api
+        .call(&a_op, "GET", "/v1/kb/notes/search?q=x", None)
+        .await;
+    assert_eq!(code, 404, "{e}");
+    let (_, kbs) = api.call(&a_view, "GET", "/v1/kb", None).await;
+    assert_eq!(kbs["items"].as_array().unwrap().len(), 0, "{kbs}");
+
+    // Revocation holds from the next request on.
+    let (code, _) = api.call(&a_op, "GET", "/v1/tasks", None).await;
+    assert_eq!(code, 200);
+    let (code, r) = api
+        .call(BOOT, "DELETE", &format!("/v1/tokens/{a_op_id}"), None)
+        .await;
+    assert_eq!(code, 200, "{r}");
+    let (code, e) = api.call(&a_op, "GET", "/v1/tasks", None).await;
+    assert_eq!((code, code_of(&e)), (401, "OC-2008"));
+    let (code, e) = api.call(BOOT, "DELETE", "/v1/tokens/tok_nope", None).await;
+    assert_eq!((code, code_of(&e)), (404, "OC-2028"));
+
+    // The audit log: who did what, where, and how it ended; each tenant sees its own entries.
+    let (_, log) = api.call(BOOT, "GET", "/v1/audit?limit=1000", None).await;
+    let entries = log["items"].as_array().unwrap();
+    let approve = entries
+        .iter()
+        .find(|e| e["action"] == "POST /v1/approvals/{id}/approve" && e["result"] == "200")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(approve["actor"], a_op_id.as_str());
+    assert_eq!(approve["tenant"], "acme");
+    assert_eq!(approve["source"], "127.0.0.1");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "POST /v1/approvals/{id}/approve"
+                && e["result"] == "404"
+                && e["tenant"] == "globex"),
+        "refused attempts are recorded too: {log}"
+    );
+    assert!(entries
+        .iter()
+        .any(|e| e["action"] == "DELETE /v1/tokens/{id}"
+            && e["actor"] == "config"
+            && e["tenant"] == "acme"));
+    assert!(entries
+        .iter()
+        .any(|e| e["action"] == "POST /v1/kb" && e["tenant"] == "globex" && e["result"] == "201"));
+    assert!(
+        !entries.iter().any(|e| e["action"] == "POST /v1/tasks"),
+        "runs are not changes"
+    );
+    let (_, own) = api.call(&g_op, "GET", "/v1/audit?tenant=acme", None).await;
+    assert!(
+        own["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["tenant"] == "globex"),
+        "{own}"
+    );
+
+    let verify = |token: &str| {
+        let out = oclaw()
+            .args(["audit", "verify", "--server", &node.url, "--token", token])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, text) = verify(BOOT);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("audit log holds"), "{text}");
+    // The CLI lists tokens without their secrets.
+    let out = oclaw()
+        .args(["token", "list", "--server", &node.url, "--token", BOOT])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("globex") && listed.contains("developer"),
+        "{listed}"
+    );
+    assert!(!secrets.iter().any(|s| listed.contains(s)), "{listed}");
+
+    // Someone with the database file edits an entry: verify names it.
+    let edited = approve["id"].as_i64().unwrap();
+    {
+        let db = rusqlite::Connection::open(dir.path().join("oclaw.db")).unwrap();
+        db.execute(
+            "UPDATE audit SET actor = 'someone-else' WHERE id = ?1",
+            [edited],
+        )
+        .unwrap();
+    }
+    let (code, text) = verify(BOOT);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains(&format!("entry {edited}")), "{text}");
+
+    // No token ever reaches the log; the metrics name no tenant's token.
+    node.terminate();
+    let logs = node.logs();
+    for s in secrets {
+        assert!(!logs.contains(s), "a token is in the log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_stops_at_once_on_every_api_server() {
+    let Some(url) = fresh_postgres_url().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = config();
+    let one = start_process(
+        dir.path(),
+        &config,
+        &["api-server", "--listen", "127.0.0.1:0"],
+        &url,
+    );
+    let two = start_process(
+        dir.path(),
+        &config,
+        &["api-server", "--listen", "127.0.0.1:0"],
+        &url,
+    );
+    let a = Api {
+        c: common::client(),
+        base: one.url.clone(),
+    };
+    let b = Api {
+        c: common::client(),
+        base: two.url.clone(),
+    };
+    let (id, token) = a.token("acme", "viewer").await;
+    for api in [&a, &b] {
+        let (code, bots) = api.call(&token, "GET", "/v1/bots", None).await;
+        assert_eq!(code, 200, "{bots}");
+        assert_eq!(bots["items"].as_array().unwrap().len(), 1);
+    }
+    let (code, _) = a
+        .call(BOOT, "DELETE", &format!("/v1/tokens/{id}"), None)
+        .await;
+    assert_eq!(code, 200);
+    for api in [&b, &a] {
+        let (code, e) = api.call(&token, "GET", "/v1/bots", None).await;
+        assert_eq!((code, code_of(&e)), (401, "OC-2008"), "{e}");
+    }
+    // The audit chain is one across api-servers.
+    let (code, _) = b
+        .call(
+            BOOT,
+            "POST",
+            "/v1/tokens",
+            Some(json!({"tenant": "globex", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let out = oclaw()
+        .args(["audit", "verify", "--server", &b.base, "--token", BOOT])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 entries"));
+}
