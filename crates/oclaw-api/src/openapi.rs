@@ -99,7 +99,8 @@ struct Route {
 fn error_statuses(method: &str, path: &str, has_body: bool, has_path_param: bool) -> Vec<u16> {
     let mut out = vec![500];
     if !crate::auth::is_public(path) {
-        out.push(401);
+        // No token or a bad one; a role short of the route's.
+        out.extend([401, 403]);
     }
     if has_body {
         out.extend([400, 413]);
@@ -146,10 +147,14 @@ fn param_schema(name: &str, at: &str, path: &str) -> Value {
         "id" if path.starts_with("/v1/approvals") => {
             json!({"type": "string", "pattern": "^[1-9][0-9]{0,17}$"})
         }
+        "id" if path.starts_with("/v1/tokens") => json!({"type": "string", "minLength": 1}),
         "id" | "task" => {
             optional_empty(json!({"type": "string", "pattern": "^T[1-9][0-9]{0,17}$"}))
         }
         "limit" => optional_empty(json!({"type": "string", "pattern": "^([1-9][0-9]{0,2}|1000)$"})),
+        "cursor" if path == "/v1/audit" => {
+            optional_empty(json!({"type": "string", "pattern": "^[0-9]{1,18}$"}))
+        }
         "cursor" => optional_empty(json!({"type": "string", "pattern": "^T[1-9][0-9]{0,17}$"})),
         "status" if path == "/v1/approvals" => optional_empty(
             json!({"type": "string", "enum": ["pending", "done", "timed_out", "cancelled", "all"]}),
@@ -196,12 +201,12 @@ pub fn document() -> Value {
     let name_param: &[(&str, &str, &str)] = &[("name", "path", "Bot name")];
     let routes = vec![
         Route { method: "post", path: "/v1/tasks", summary: "Submit a task (202; 200 for an idempotent replay)", request: Some(schema_ref::<SubmitTask>(&mut g)), ok_status: "202", response: task.clone(), params: &[] },
-        Route { method: "get", path: "/v1/tasks", summary: "List tasks, newest first", request: None, ok_status: "200", response: schema_ref::<TaskPage>(&mut g), params: &[("status", "query", "Task status"), ("bot", "query", "Bot name"), ("queue", "query", "Queue"), ("limit", "query", "1..1000, default 50"), ("cursor", "query", "next_cursor of the previous page")] },
+        Route { method: "get", path: "/v1/tasks", summary: "List tasks, newest first", request: None, ok_status: "200", response: schema_ref::<TaskPage>(&mut g), params: &[("status", "query", "Task status"), ("bot", "query", "Bot name"), ("queue", "query", "Queue"), ("tenant", "query", "One tenant's tasks (admins; others see their own tenant's only)"), ("limit", "query", "1..1000, default 50"), ("cursor", "query", "next_cursor of the previous page")] },
         Route { method: "post", path: "/v1/tasks/batch", summary: "Submit up to 1,000 tasks, all or nothing", request: Some(schema_ref::<SubmitBatch>(&mut g)), ok_status: "202", response: schema_ref::<BatchAnswer>(&mut g), params: &[] },
         Route { method: "get", path: "/v1/tasks/{id}", summary: "One task with its checkpoints", request: None, ok_status: "200", response: task.clone(), params: id_param },
         Route { method: "post", path: "/v1/tasks/{id}/cancel", summary: "Cancel a task that has not finished (409 otherwise)", request: None, ok_status: "200", response: task.clone(), params: id_param },
         Route { method: "post", path: "/v1/tasks/{id}/retry", summary: "Run a dead, failed or cancelled task again (409 otherwise); with from_step, also a finished one, from that step on (earlier checkpoints kept)", request: None, ok_status: "200", response: task, params: &[("id", "path", "Task id (T123)"), ("from_step", "query", "Re-run from this step id")] },
-        Route { method: "post", path: "/v1/events", summary: "Send an event: wakes the tasks waiting for it (name and key), or keeps it for events.retention when none waits yet", request: Some(schema_ref::<crate::routes::waits::SendEvent>(&mut g)), ok_status: "202", response: schema_ref::<crate::routes::waits::EventAnswer>(&mut g), params: &[] },
+        Route { method: "post", path: "/v1/events", summary: "Send an event: wakes the tasks waiting for it (name and key), or keeps it for events.retention when none waits yet", request: Some(schema_ref::<crate::routes::waits::SendEvent>(&mut g)), ok_status: "202", response: schema_ref::<crate::routes::waits::EventAnswer>(&mut g), params: &[("tenant", "query", "The tenant whose waits it reaches (admins; others reach their own)")] },
         Route { method: "get", path: "/v1/approvals", summary: "Approvals, newest first (status=pending for those waiting for a decision)", request: None, ok_status: "200", response: schema_ref::<crate::routes::waits::ApprovalList>(&mut g), params: &[("status", "query", "pending, done, timed_out, cancelled or all"), ("task", "query", "Only this task's (T123)"), ("limit", "query", "1..1000, default 100")] },
         Route { method: "get", path: "/v1/approvals/{id}", summary: "One approval with its decisions", request: None, ok_status: "200", response: schema_ref::<oclaw_store::waits::WaitRecord>(&mut g), params: &[("id", "path", "Approval id")] },
         Route { method: "post", path: "/v1/approvals/{id}/approve", summary: "Approve (recorded with by and comment; 403 when by is not among the approvers, 409 when decided or timed out)", request: Some(schema_ref::<crate::routes::waits::Decide>(&mut g)), ok_status: "200", response: schema_ref::<oclaw_store::waits::WaitRecord>(&mut g), params: &[("id", "path", "Approval id")] },
@@ -217,6 +222,10 @@ pub fn document() -> Value {
         Route { method: "get", path: "/v1/kb/{name}/documents", summary: "The collection's documents by id", request: None, ok_status: "200", response: schema_ref::<crate::routes::kb::DocumentList>(&mut g), params: &[("name", "path", "Collection name"), ("after", "query", "next of the previous page"), ("limit", "query", "1..1000, default 100")] },
         Route { method: "delete", path: "/v1/kb/{name}/documents/{document}", summary: "Remove a document", request: None, ok_status: "204", response: any.clone(), params: &[("name", "path", "Collection name"), ("document", "path", "Document id")] },
         Route { method: "get", path: "/v1/kb/{name}/search", summary: "Search a collection: full-text and vectors fused with Reciprocal Rank Fusion (full-text only without an embedder, said in note)", request: None, ok_status: "200", response: schema_ref::<crate::routes::kb::SearchAnswer>(&mut g), params: &[("name", "path", "Collection name"), ("q", "query", "The question"), ("k", "query", "1..100, default 5"), ("mode", "query", "hybrid (default), text or vector"), ("filter", "query", "Metadata filter as a JSON object")] },
+        Route { method: "get", path: "/v1/tokens", summary: "API tokens (admins): id, tenant, role, name, when made and revoked; never the token", request: None, ok_status: "200", response: schema_ref::<crate::routes::access::TokenList>(&mut g), params: &[("tenant", "query", "Only this tenant's")] },
+        Route { method: "post", path: "/v1/tokens", summary: "Create a token for a tenant with a role (admins); the answer is the only time the token is shown", request: Some(schema_ref::<crate::routes::access::CreateToken>(&mut g)), ok_status: "201", response: schema_ref::<crate::routes::access::TokenCreated>(&mut g), params: &[] },
+        Route { method: "delete", path: "/v1/tokens/{id}", summary: "Revoke a token (admins): refused by every api-server from the next request on", request: None, ok_status: "200", response: schema_ref::<oclaw_store::access::TokenRecord>(&mut g), params: &[("id", "path", "Token id (tok_...)")] },
+        Route { method: "get", path: "/v1/audit", summary: "The audit log of changes, oldest first, each entry chained to the one before by its hash (admins: every tenant's; others: their tenant's)", request: None, ok_status: "200", response: schema_ref::<crate::routes::access::AuditList>(&mut g), params: &[("tenant", "query", "One tenant's entries (admins)"), ("cursor", "query", "next_cursor of the previous page"), ("limit", "query", "1..1000, default 100")] },
         Route { method: "get", path: "/v1/bots", summary: "The loaded bots", request: None, ok_status: "200", response: schema_ref::<crate::routes::bots::BotList>(&mut g), params: &[] },
         Route { method: "get", path: "/v1/bots/{name}", summary: "One bot with its spec", request: None, ok_status: "200", response: schema_ref::<crate::routes::bots::BotDetail>(&mut g), params: name_param },
         Route { method: "post", path: "/v1/bots/{name}/invoke", summary: "Run a bot and wait for the result (200), or answer 202 when it still runs at the timeout", request: Some(schema_ref::<InvokeBody>(&mut g)), ok_status: "200", response: schema_ref::<InvokeAnswer>(&mut g), params: &[("name", "path", "Bot name"), ("timeout", "query", "How long to wait, e.g. 5s; default api.timeout")] },

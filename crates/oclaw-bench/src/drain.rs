@@ -449,7 +449,7 @@ async fn latency_on(
 }
 
 /// `<what>, N samples: p50 …, p90 …, p99 …, max …` with `decimals` digits of milliseconds.
-fn latency_report(what: &str, measured: &mut [Duration], decimals: usize) -> String {
+pub(crate) fn latency_report(what: &str, measured: &mut [Duration], decimals: usize) -> String {
     measured.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let [p50, p90, p99] = [0.50, 0.90, 0.99].map(|p| ms(percentile(measured, p)));

@@ -7,6 +7,7 @@
 
 pub mod chat;
 pub mod drain;
+pub mod fairness;
 pub mod fanout;
 pub mod http;
 pub mod kb;

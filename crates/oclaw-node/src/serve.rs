@@ -215,7 +215,8 @@ pub async fn serve(
             config.scheduler.interval.get(),
         )
         .with_leadership(node_id.clone(), config.scheduler.leader_lease.get())
-        .with_retention(config.storage.retention.map(|d| d.get()));
+        .with_retention(config.storage.retention.map(|d| d.get()))
+        .with_audit_retention(Some(config.audit.retention.get()));
         let stats = scheduler.stats();
         running.add("scheduler", tokio::spawn(scheduler.run(stop_rx.clone())));
         Some(stats)

@@ -57,6 +57,7 @@ pub struct Scheduler {
     leader_lease: Duration,
     last_prune: Option<DateTime<Utc>>,
     retention: Option<Duration>,
+    audit_retention: Option<Duration>,
     last_purge: Option<DateTime<Utc>>,
     /// When the leadership was last taken or renewed (passes in between need not renew it).
     renewed_at: Option<std::time::Instant>,
@@ -74,6 +75,7 @@ impl Scheduler {
             leader_lease: Duration::from_secs(5),
             last_prune: None,
             retention: None,
+            audit_retention: None,
             last_purge: None,
             renewed_at: None,
         }
@@ -81,6 +83,12 @@ impl Scheduler {
 
     /// Deletes finished tasks older than `retention` (and expired key-value entries) while
     /// leading; `None` keeps everything.
+    /// Deletes audit entries older than `retention` (the newest is always kept).
+    pub fn with_audit_retention(mut self, retention: Option<Duration>) -> Scheduler {
+        self.audit_retention = retention;
+        self
+    }
+
     pub fn with_retention(mut self, retention: Option<Duration>) -> Scheduler {
         self.retention = retention;
         self
@@ -282,12 +290,28 @@ impl Scheduler {
     /// The retention purge: at most every 5 minutes, in batches, so one round cannot hold the
     /// database for long.
     pub async fn purge_old(&mut self, now: DateTime<Utc>) {
-        let Some(retention) = self.retention else {
-            return;
-        };
         if self.last_purge.is_some_and(|t| now - t < PURGE_EVERY) {
             return;
         }
+        if let Some(keep) = self.audit_retention {
+            let cutoff = now - chrono::Duration::from_std(keep).unwrap_or(chrono::TimeDelta::MAX);
+            if let Some(n) = self.record(
+                self.store.audit_purge(cutoff).await,
+                "purging the audit log",
+            ) {
+                if n > 0 {
+                    tracing::info!(
+                        component = "scheduler",
+                        purged = n,
+                        "deleted audit entries past audit.retention"
+                    );
+                }
+            }
+        }
+        let Some(retention) = self.retention else {
+            self.last_purge = Some(now);
+            return;
+        };
         self.last_purge = Some(now);
         let cutoff = now - chrono::Duration::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
         for _ in 0..PURGE_BATCHES_PER_ROUND {

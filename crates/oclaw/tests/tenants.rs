@@ -164,7 +164,11 @@ async fn another_tenants_objects_do_not_exist_roles_hold_and_the_audit_log_tells
         .await;
     assert_eq!((code, code_of(&e)), (404, "OC-2003"));
     // Only the caller's own words come back: the bots it may know, no tenant of another.
-    assert_eq!(e["error"]["details"]["known"], json!(["globex-flow"]), "{e}");
+    assert_eq!(
+        e["error"]["details"]["known"],
+        json!(["globex-flow"]),
+        "{e}"
+    );
     assert!(!e.to_string().contains("\"acme\""), "{e}");
     let (code, _) = api
         .call(

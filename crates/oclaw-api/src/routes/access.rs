@@ -32,6 +32,31 @@ pub struct CreateToken {
     pub name: String,
 }
 
+/// `GET /v1/tokens`.
+#[allow(dead_code)]
+#[derive(schemars::JsonSchema)]
+pub struct TokenList {
+    items: Vec<oclaw_store::access::TokenRecord>,
+}
+
+/// `POST /v1/tokens`: the token record and, this once, the token.
+#[allow(dead_code)]
+#[derive(schemars::JsonSchema)]
+pub struct TokenCreated {
+    #[serde(flatten)]
+    record: oclaw_store::access::TokenRecord,
+    /// The bearer token (`oct_` and 64 hex digits); only its hash is kept.
+    token: String,
+}
+
+/// `GET /v1/audit`.
+#[allow(dead_code)]
+#[derive(schemars::JsonSchema)]
+pub struct AuditList {
+    items: Vec<oclaw_store::access::AuditEntry>,
+    next_cursor: Option<String>,
+}
+
 fn invalid(message: impl Into<String>, field: &str) -> ApiError {
     ApiError::new(ErrorCode::InvalidField, message).details(json!({"field": field}))
 }

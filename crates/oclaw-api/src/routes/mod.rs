@@ -1,6 +1,6 @@
 //! Route table of the API.
 
-mod access;
+pub(crate) mod access;
 pub(crate) mod bots;
 mod cluster;
 mod demo;

@@ -97,7 +97,6 @@ impl TaskQueue for PgStore {
         if req.limit == 0 {
             return Ok(Vec::new());
         }
-        let now = ms(Utc::now());
         let client = self.inner.pool.get().await.map_err(pool_err)?;
         let rotation = self
             .inner
@@ -105,7 +104,7 @@ impl TaskQueue for PgStore {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut out = match req.queues.as_slice() {
             [] => {
-                self.claim_from(&client, None, None, &req, req.limit, now)
+                self.claim_from(&client, None, None, &req, req.limit)
                     .await?
             }
             queues => {
@@ -119,10 +118,7 @@ impl TaskQueue for PgStore {
                         break;
                     }
                     let q = &queues[(start + i) % queues.len()];
-                    out.extend(
-                        self.claim_fairly(&client, q, &req, left, rotation, now)
-                            .await?,
-                    );
+                    out.extend(self.claim_fairly(&client, q, &req, left, rotation).await?);
                 }
                 out
             }

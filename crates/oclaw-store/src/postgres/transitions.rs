@@ -315,7 +315,6 @@ impl PgStore {
         req: &ClaimRequest,
         limit: usize,
         rotation: usize,
-        now: i64,
     ) -> StoreResult<Vec<ClaimedTask>> {
         let stmt = c
             .prepare_cached(
@@ -337,9 +336,7 @@ impl PgStore {
             .collect();
         if tenants.len() <= 1 {
             let tenant = tenants.first().map(String::as_str);
-            return self
-                .claim_from(c, Some(queue), tenant, req, limit, now)
-                .await;
+            return self.claim_from(c, Some(queue), tenant, req, limit).await;
         }
         let mut out = Vec::with_capacity(limit);
         let mut more = Vec::new();
@@ -351,7 +348,7 @@ impl PgStore {
             let tenant = &tenants[(rotation + i) % tenants.len()];
             let share = left.div_ceil(tenants.len() - i);
             let got = self
-                .claim_from(c, Some(queue), Some(tenant), req, share, now)
+                .claim_from(c, Some(queue), Some(tenant), req, share)
                 .await?;
             if got.len() == share {
                 more.push(tenant);
@@ -364,7 +361,7 @@ impl PgStore {
                 break;
             }
             out.extend(
-                self.claim_from(c, Some(queue), Some(tenant), req, left, now)
+                self.claim_from(c, Some(queue), Some(tenant), req, left)
                     .await?,
             );
         }
@@ -378,8 +375,10 @@ impl PgStore {
         tenant: Option<&str>,
         req: &ClaimRequest,
         limit: usize,
-        now: i64,
     ) -> StoreResult<Vec<ClaimedTask>> {
+        // The claim's time is taken right before its statement runs (after the tenant walk), so
+        // a task's `started_at` never comes before the finish that let it start.
+        let now = ms(chrono::Utc::now());
         let lease_until = now + req.lease.as_millis() as i64;
         let limit = limit as i64;
         let rated = rated("$3");

@@ -143,6 +143,18 @@ pub enum BenchCommand {
         #[arg(long)]
         storage_url: Option<String>,
     },
+    /// Two tenants on one queue: tenant b's enqueue → start p50/p99 (one task every 10 ms) on an
+    /// idle node, beside tenant a's backlog of N queued tasks (shared fairly), and with b's
+    /// tasks filed under a (one tenant, oldest first) for comparison.
+    Fairness {
+        #[arg(long, default_value_t = 200_000)]
+        backlog: usize,
+        #[arg(long, default_value_t = 300)]
+        samples: usize,
+        /// Run on this store instead of a temporary SQLite file (`postgres://USER@HOST/DB`).
+        #[arg(long)]
+        storage_url: Option<String>,
+    },
     /// Knowledge at size: ingestion chunks/s (full-text only, with vectors, with the in-process
     /// model), kb.search p50/p99 over N chunks (full-text, vector, hybrid), memory with the
     /// collection's vectors loaded, and the model's time to embed a question.

@@ -126,6 +126,17 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
                 storage_url,
             },
         )),
+        BenchCommand::Fairness {
+            backlog,
+            samples,
+            storage_url,
+        } => rt.block_on(oclaw_bench::fairness::fairness(
+            oclaw_bench::fairness::FairnessOptions {
+                backlog,
+                samples: samples.max(1),
+                storage_url,
+            },
+        )),
         BenchCommand::Kb {
             chunks,
             queries,
