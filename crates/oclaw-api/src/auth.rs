@@ -129,7 +129,8 @@ impl Principal {
 }
 
 /// The role a request needs, by method and route: reads need `viewer`; running, cancelling,
-/// retrying, events, approvals and chat need `operator`; knowledge changes need `developer`;
+/// retrying, events, approvals and chat need `operator`; knowledge and secret changes need
+/// `developer`;
 /// tokens and the whole audit log need `admin` (the audit route narrows by tenant itself).
 pub(crate) fn required_role(method: &axum::http::Method, path: &str) -> Role {
     if path.starts_with("/v1/tokens") {
@@ -141,7 +142,7 @@ pub(crate) fn required_role(method: &axum::http::Method, path: &str) -> Role {
     if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
         return Role::Viewer;
     }
-    if path.starts_with("/v1/kb") {
+    if path.starts_with("/v1/kb") || path.starts_with("/v1/secrets") {
         return Role::Developer;
     }
     Role::Operator

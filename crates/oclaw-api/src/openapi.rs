@@ -120,6 +120,9 @@ fn error_statuses(method: &str, path: &str, has_body: bool, has_path_param: bool
             out.extend([403, 409])
         }
         ("get", "/v1/approvals") => out.push(400),
+        (_, "/v1/secrets" | "/v1/secrets/{name}") => out.extend([400, 409]),
+        // Their query strings are checked (an unknown parameter is 400).
+        ("get", "/v1/audit" | "/v1/tokens") => out.push(400),
         ("post", "/v1/kb") => out.push(409),
         ("post", "/v1/kb/{name}/documents") => out.push(409),
         ("get", "/v1/kb/{name}/documents") => out.push(400),
@@ -226,6 +229,9 @@ pub fn document() -> Value {
         Route { method: "post", path: "/v1/tokens", summary: "Create a token for a tenant with a role (admins); the answer is the only time the token is shown", request: Some(schema_ref::<crate::routes::access::CreateToken>(&mut g)), ok_status: "201", response: schema_ref::<crate::routes::access::TokenCreated>(&mut g), params: &[] },
         Route { method: "delete", path: "/v1/tokens/{id}", summary: "Revoke a token (admins): refused by every api-server from the next request on", request: None, ok_status: "200", response: schema_ref::<oclaw_store::access::TokenRecord>(&mut g), params: &[("id", "path", "Token id (tok_...)")] },
         Route { method: "get", path: "/v1/audit", summary: "The audit log of changes, oldest first, each entry chained to the one before by its hash (admins: every tenant's; others: their tenant's)", request: None, ok_status: "200", response: schema_ref::<crate::routes::access::AuditList>(&mut g), params: &[("tenant", "query", "One tenant's entries (admins)"), ("cursor", "query", "next_cursor of the previous page"), ("limit", "query", "1..1000, default 100")] },
+        Route { method: "get", path: "/v1/secrets", summary: "The tenant's secrets by name and when each was set, never their values (409 when the node has no secrets key)", request: None, ok_status: "200", response: schema_ref::<crate::routes::access::SecretList>(&mut g), params: &[("tenant", "query", "The tenant (admins; others their own)")] },
+        Route { method: "put", path: "/v1/secrets/{name}", summary: "Set a secret of the tenant (developers): sealed with AES-256-GCM before it reaches the store, read by the tenant's bots as secrets.<name>; 201 new, 200 replaced", request: Some(schema_ref::<crate::routes::access::PutSecret>(&mut g)), ok_status: "201", response: any.clone(), params: &[("name", "path", "Letters, digits, _"), ("tenant", "query", "The tenant (admins; others their own)")] },
+        Route { method: "delete", path: "/v1/secrets/{name}", summary: "Remove a secret of the tenant (developers)", request: None, ok_status: "204", response: any.clone(), params: &[("name", "path", "Secret name"), ("tenant", "query", "The tenant (admins; others their own)")] },
         Route { method: "get", path: "/v1/bots", summary: "The loaded bots", request: None, ok_status: "200", response: schema_ref::<crate::routes::bots::BotList>(&mut g), params: &[] },
         Route { method: "get", path: "/v1/bots/{name}", summary: "One bot with its spec", request: None, ok_status: "200", response: schema_ref::<crate::routes::bots::BotDetail>(&mut g), params: name_param },
         Route { method: "post", path: "/v1/bots/{name}/invoke", summary: "Run a bot and wait for the result (200), or answer 202 when it still runs at the timeout", request: Some(schema_ref::<InvokeBody>(&mut g)), ok_status: "200", response: schema_ref::<InvokeAnswer>(&mut g), params: &[("name", "path", "Bot name"), ("timeout", "query", "How long to wait, e.g. 5s; default api.timeout")] },

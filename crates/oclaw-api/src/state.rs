@@ -38,6 +38,8 @@ pub struct ApiState {
     pub knowledge: Arc<oclaw_knowledge::KnowledgeBase>,
     /// Per-tenant submission rates.
     pub quotas: Arc<crate::quotas::Quotas>,
+    /// Seals per-tenant secrets; `None` refuses `/v1/secrets`.
+    pub secret_key: Option<Arc<oclaw_store::secrets::SecretKey>>,
 }
 
 pub use oclaw_engine::WorkerInfo;

@@ -92,6 +92,7 @@ async fn no_input_panics_or_answers_5xx() {
         event_retention: std::time::Duration::from_secs(60),
         knowledge: std::sync::Arc::new(oclaw_knowledge::KnowledgeBase::text_only()),
         quotas: Default::default(),
+        secret_key: None,
     };
     let app = router(state);
     let mut rng = fastrand::Rng::with_seed(0x0c1a);

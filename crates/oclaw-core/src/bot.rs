@@ -56,6 +56,17 @@ pub fn scoped_event(tenant: &str, name: &str) -> String {
     }
 }
 
+/// The name a tenant gave an event, from the name the store keeps ([`scoped_event`]).
+pub fn unscoped_event(stored: &str) -> &str {
+    match stored
+        .strip_prefix('\u{1}')
+        .and_then(|r| r.split_once('\u{1}'))
+    {
+        Some((_, name)) => name,
+        None => stored,
+    }
+}
+
 /// Whether an event name may be sent or waited for: 1 to 200 characters, none of them control
 /// characters.
 pub fn event_name_ok(name: &str) -> bool {

@@ -67,6 +67,19 @@ pub struct NodeConfig {
     pub tenants: TenantsConfig,
     /// The audit log of changes made through the API.
     pub audit: AuditConfig,
+    /// The key that seals per-tenant secrets in the store.
+    pub secrets: SecretsConfig,
+}
+
+/// `secrets:` — the key per-tenant secrets are sealed with (AES-256-GCM) before they reach the
+/// store. Without one, `/v1/secrets` is refused and templates see only `OCLAW_SECRET_*`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// 64 hex digits; meant for the environment (`OCLAW_SECRETS__KEY`), not the file.
+    pub key: Option<String>,
+    /// A file whose first line is the key (64 hex digits), e.g. a mounted Kubernetes secret.
+    pub key_file: Option<PathBuf>,
 }
 
 /// `templates:` — what bot templates see of the process.
@@ -94,6 +107,10 @@ pub struct TenantQuota {
     /// a token bucket holding one second's worth); past it the API answers 429 `OC-2029` with
     /// `Retry-After`.
     pub submissions_per_second: Option<u32>,
+    /// Model tokens (input + output) all the tenant's bots together may use per UTC day; a
+    /// call that would pass it is refused before it is made (`OC-4036`), as a bot's own
+    /// `spec.budget` is.
+    pub llm_tokens_per_day: Option<u64>,
 }
 
 /// `audit:` — every change made through the API, chained by hashes.
@@ -753,6 +770,7 @@ impl NodeConfig {
             templates: TemplatesConfig::default(),
             tenants: TenantsConfig::default(),
             audit: AuditConfig::default(),
+            secrets: SecretsConfig::default(),
         };
         if profile == Profile::Production {
             c.worker.concurrency = 50;

@@ -72,6 +72,8 @@ error_codes! {
     Forbidden = ("OC-2027", 403, "the token's role does not allow this operation"),
     TokenNotFound = ("OC-2028", 404, "no API token with that id"),
     TenantQuota = ("OC-2029", 429, "the tenant is at its quota; retry later"),
+    SecretsDisabled = ("OC-2030", 409, "the node has no secrets key (secrets.key or secrets.key_file)"),
+    SecretNotFound = ("OC-2031", 404, "the tenant has no secret with that name"),
     LeaseExpired = ("OC-3001", 500, "the task's lease expired before it finished"),
     TriggerFireFailed = ("OC-3002", 500, "a trigger could not enqueue its task"),
     StoreUnavailable = ("OC-4001", 503, "database connection timeout"),

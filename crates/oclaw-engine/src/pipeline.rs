@@ -28,6 +28,12 @@ pub struct Runtime {
     pub env: minijinja::Value,
     /// `node` in templates: facts about this node (`api_url`, `id`).
     pub node: minijinja::Value,
+    /// The key of per-tenant secrets in the store; `None`: templates see `OCLAW_SECRET_*` only.
+    pub secret_key: Option<Arc<oclaw_store::secrets::SecretKey>>,
+    /// Each tenant's opened secrets, kept a few seconds.
+    pub tenant_secrets: std::sync::Mutex<HashMap<String, (std::time::Instant, minijinja::Value)>>,
+    /// Per-tenant limits (`tenants.quotas`).
+    pub tenant_quotas: Arc<std::collections::BTreeMap<String, oclaw_core::config::TenantQuota>>,
     /// Task counters and histograms, shared with the API's `/metrics`.
     pub metrics: Arc<oclaw_telemetry::NodeMetrics>,
     /// How much of each conversation channel tasks see as `conversation.history`.
@@ -121,6 +127,9 @@ impl Runtime {
             env: Runtime::template_env(&[]),
             node: oclaw_bots::templates::to_template_value(&node),
             metrics: Arc::default(),
+            tenant_quotas: Arc::default(),
+            secret_key: None,
+            tenant_secrets: Default::default(),
             conversation: Default::default(),
             system: Default::default(),
             pinned: Default::default(),
@@ -128,7 +137,68 @@ impl Runtime {
     }
 }
 
+/// How long a tenant's opened secrets are reused before the store is read again.
+const SECRETS_FRESH: Duration = Duration::from_secs(5);
+
 impl Runtime {
+    /// `secrets` in templates for a task of `tenant`: its secrets from the store (when the node
+    /// has a secrets key), and for the `default` tenant also the `OCLAW_SECRET_*` variables
+    /// (the store's win). Another tenant never sees the environment's.
+    pub async fn secrets_for(&self, tenant: &str) -> minijinja::Value {
+        let default = tenant == oclaw_core::bot::DEFAULT_TENANT;
+        let Some(key) = &self.secret_key else {
+            return if default {
+                self.secrets.clone()
+            } else {
+                oclaw_bots::templates::to_template_value(&Value::Object(Map::new()))
+            };
+        };
+        if let Some((at, v)) = self
+            .tenant_secrets
+            .lock()
+            .ok()
+            .and_then(|c| c.get(tenant).cloned())
+        {
+            if at.elapsed() < SECRETS_FRESH {
+                return v;
+            }
+        }
+        let mut map: Map<String, Value> = Map::new();
+        if default {
+            for (k, v) in std::env::vars() {
+                if let Some(name) = k.strip_prefix("OCLAW_SECRET_") {
+                    map.insert(name.to_string(), Value::String(v));
+                }
+            }
+        }
+        match self.store.secret_sealed(tenant).await {
+            Ok(rows) => {
+                for (name, sealed) in rows {
+                    match key.open(tenant, &name, &sealed) {
+                        Ok(v) => {
+                            map.insert(name, Value::String(v));
+                        }
+                        Err(why) => tracing::warn!(component = "worker", tenant, secret = %name,
+                            "cannot open a secret: {why}"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(
+                component = "worker",
+                tenant,
+                "cannot read the tenant's secrets: {e}"
+            ),
+        }
+        let value = oclaw_bots::templates::to_template_value(&Value::Object(map));
+        if let Ok(mut c) = self.tenant_secrets.lock() {
+            c.insert(
+                tenant.to_string(),
+                (std::time::Instant::now(), value.clone()),
+            );
+        }
+        value
+    }
+
     /// `env` in templates: the named environment variables that are set (`templates.env`),
     /// never an `OCLAW_` one — those hold the node's settings, tokens and database URL.
     pub fn template_env(allowed: &[String]) -> minijinja::Value {
@@ -352,6 +422,10 @@ impl Call<'_> {
             allow_private_network: self.bot.doc.spec.allow_private_network,
             grants: self.bot.grants.clone(),
             budget: self.bot.doc.spec.budget,
+            tenant_tokens_per_day: rt
+                .tenant_quotas
+                .get(&task.tenant)
+                .and_then(|q| q.llm_tokens_per_day),
             journal: oclaw_skills::Journal::new(
                 rt.store.clone(),
                 task.id,
@@ -548,6 +622,7 @@ async fn run_steps(
             .map(crate::conversation::Session::template_value)
             .unwrap_or(Value::Null),
     );
+    let secrets = rt.secrets_for(&task.tenant).await;
     let mut outputs = Map::new();
     let mut data = task.input.clone();
     let last = bot.steps.len() - 1;
@@ -574,7 +649,7 @@ async fn run_steps(
         let ctx = minijinja::context! {
             input => input.clone(),
             steps => oclaw_bots::templates::to_template_value(&outputs),
-            secrets => rt.secrets.clone(),
+            secrets => secrets.clone(),
             env => rt.env.clone(),
             node => rt.node.clone(),
             task => task_info.clone(),

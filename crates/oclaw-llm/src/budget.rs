@@ -53,17 +53,26 @@ pub(crate) struct Counter {
 
 /// The counters `ctx`'s bot budget keeps.
 fn counters(ctx: &SkillContext) -> Vec<Counter> {
-    let Some(budget) = ctx.budget else {
-        return Vec::new();
-    };
     let now = Utc::now();
+    let today = now.date_naive();
+    let midnight = (today + Days::days(1))
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc())
+        .unwrap_or(now);
     let mut out = Vec::new();
+    if let Some(n) = ctx.tenant_tokens_per_day {
+        // Bot names are lowercase letters, digits, `-` and `_`: no bot's key has a colon.
+        out.push(Counter {
+            key: format!("tenant:{}/day/{today}", ctx.tenant),
+            limit: n.min(i64::MAX as u64) as i64,
+            expires: midnight + Days::days(1),
+            what: "tenant's llm_tokens_per_day",
+        });
+    }
+    let Some(budget) = ctx.budget else {
+        return out;
+    };
     if let Some(n) = budget.tokens_per_day {
-        let today = now.date_naive();
-        let midnight = (today + Days::days(1))
-            .and_hms_opt(0, 0, 0)
-            .map(|t| t.and_utc())
-            .unwrap_or(now);
         out.push(Counter {
             key: format!("{}/day/{today}", ctx.bot),
             limit: n.min(i64::MAX as u64) as i64,

@@ -173,6 +173,11 @@ pub async fn serve(
     let mut runtime = runtime;
     runtime.conversation = config.channels.conversation.clone();
     runtime.env = Runtime::template_env(&config.templates.env);
+    runtime.tenant_quotas = Arc::new(config.tenants.quotas.clone());
+    let secret_key = secret_key(&config.secrets)
+        .map_err(|m| startup(ErrorCode::ConfigInvalidValue, m))?
+        .map(Arc::new);
+    runtime.secret_key = secret_key.clone();
     runtime
         .system
         .insert(reply_bot.name().to_string(), Arc::new(reply_bot));
@@ -276,6 +281,7 @@ pub async fn serve(
         quotas: Arc::new(oclaw_api::quotas::Quotas::new(
             config.tenants.quotas.clone(),
         )),
+        secret_key,
     };
     // Broker channels run with the API (channel ingress).
     if components.api {
@@ -381,4 +387,24 @@ pub async fn serve(
     running.stop().await;
     tracing::info!(component = "node", "stopped cleanly");
     Ok(())
+}
+
+/// The key that seals per-tenant secrets: `secrets.key`, or the first line of
+/// `secrets.key_file`; none when neither is set.
+fn secret_key(
+    c: &oclaw_core::config::SecretsConfig,
+) -> Result<Option<oclaw_store::secrets::SecretKey>, String> {
+    let hex = match (&c.key, &c.key_file) {
+        (Some(k), _) => k.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| format!("secrets.key_file {}: {e}", path.display()))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        (None, None) => return Ok(None),
+    };
+    oclaw_store::secrets::SecretKey::from_hex(&hex)
+        .map(Some)
+        .map_err(|e| format!("secrets: {e}"))
 }

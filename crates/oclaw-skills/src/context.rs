@@ -36,6 +36,8 @@ pub struct SkillContext {
     pub journal: Journal,
     /// The bot's model token budget.
     pub budget: Option<oclaw_core::bot::TokenBudget>,
+    /// Model tokens the bot's tenant may use per UTC day (`tenants.quotas`).
+    pub tenant_tokens_per_day: Option<u64>,
 }
 
 /// Checkpoints inside one step: a skill that makes several calls (an agent's model turns and

@@ -13,6 +13,7 @@ mod migrations;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod rows;
+pub mod secrets;
 pub mod sqlite;
 mod store;
 #[cfg(any(test, feature = "conformance"))]

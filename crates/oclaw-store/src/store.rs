@@ -16,6 +16,7 @@ use crate::knowledge::{
     ChunkRecord, ChunkScore, CollectionInfo, DocumentInfo, DocumentWrite, MetadataFilter,
     PutOutcome, Revision, StoredVectors,
 };
+use crate::secrets::SecretInfo;
 use crate::waits::{Decision, EventReport, NewEvent, Park, Parked, WaitFilter, WaitRecord};
 use crate::{
     ClaimRequest, ClaimedTask, Completion, CompletionReport, Enqueued, ExpiredReport, NodeRecord,
@@ -263,6 +264,14 @@ pub trait Access: Send + Sync {
     async fn audit_append(&self, entry: NewAudit) -> StoreResult<AuditEntry>;
     /// Oldest first.
     async fn audit_list(&self, filter: AuditFilter) -> StoreResult<Vec<AuditEntry>>;
+    /// Keeps a tenant's secret (sealed by the caller); true when it is new.
+    async fn secret_put(&self, tenant: &str, name: &str, sealed: Vec<u8>) -> StoreResult<bool>;
+    /// A tenant's secrets by name, without values.
+    async fn secret_list(&self, tenant: &str) -> StoreResult<Vec<SecretInfo>>;
+    /// A tenant's secrets, sealed, by name.
+    async fn secret_sealed(&self, tenant: &str) -> StoreResult<Vec<(String, Vec<u8>)>>;
+    /// Removes a secret; false when there was none.
+    async fn secret_delete(&self, tenant: &str, name: &str) -> StoreResult<bool>;
     /// Drops entries older than `before`, except the newest (the chain goes on from it);
     /// answers how many.
     async fn audit_purge(&self, before: DateTime<Utc>) -> StoreResult<u64>;

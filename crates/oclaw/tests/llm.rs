@@ -827,6 +827,54 @@ bots:
     );
 }
 
+/// A tenant's daily model tokens (`tenants.quotas.<t>.llm_tokens_per_day`) are shared by all
+/// its bots, refused before the call once spent, and spend nothing of another tenant's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_daily_tokens_are_shared_by_its_bots_and_no_one_elses() {
+    let model = stand_in("fine").await;
+    let dir = tempfile::tempdir().unwrap();
+    let bot = |name: &str, tenant: &str| {
+        format!(
+            "  - metadata: {{name: {name}, tenant: {tenant}}}\n    spec:\n      retry: {{max_attempts: 1}}\n      steps:\n        - {{id: a, uses: llm.chat, with: {{prompt: hi, max_tokens: 10}}}}\n"
+        )
+    };
+    let node = common::start(
+        dir.path(),
+        &format!(
+            "llm:\n  providers:\n    local: {{kind: openai, base_url: \"{}/v1\"}}\n  default: local/small\ntenants:\n  quotas:\n    acme: {{llm_tokens_per_day: 60}}\nbots:\n{}{}{}",
+            model.url,
+            bot("one", "acme"),
+            bot("two", "acme"),
+            bot("other", "globex"),
+        ),
+    );
+    // 29 tokens a call: two calls (58) fit, from either bot; the third would pass 60.
+    let a = common::invoke(&node.url, "one", json!({})).await;
+    assert_eq!(a["status"], "succeeded", "{a}");
+    let b = common::invoke(&node.url, "two", json!({})).await;
+    assert_eq!(b["status"], "succeeded", "{b}");
+    let refused = common::invoke(&node.url, "one", json!({})).await;
+    common::assert_failed(
+        &refused,
+        "OC-4036",
+        "tenant's llm_tokens_per_day of 60 is spent",
+    );
+    let refused = common::invoke(&node.url, "two", json!({})).await;
+    common::assert_failed(&refused, "OC-4036", "tenant's llm_tokens_per_day");
+    for _ in 0..3 {
+        let c = common::invoke(&node.url, "other", json!({})).await;
+        assert_eq!(
+            c["status"], "succeeded",
+            "another tenant spends from its own day: {c}"
+        );
+    }
+    assert_eq!(
+        model.prompts.lock().unwrap().len(),
+        5,
+        "refused calls were not made"
+    );
+}
+
 /// Each model call is a client span under its skill's span, with the OpenTelemetry GenAI
 /// attributes and never the prompt or the answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,8 @@ use oclaw_store::testing::fresh_postgres_url;
 use serde_json::{json, Value};
 
 const BOOT: &str = "boot-admin-token-4f1c9a7e";
+const KEY: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+const SECRET: &str = "acme-s3cr3t-value";
 
 fn config() -> String {
     let flow = |name: &str, tenant: &str| {
@@ -29,7 +31,7 @@ fn config() -> String {
           wait: {{event: parcel, key: "{{{{ input.k }}}}", timeout: 1h}}
         - id: done
           uses: template
-          with: {{value: {{env: "{{{{ env | tojson }}}}", approved: "{{{{ steps.approval.output.approved }}}}"}}}}"#
+          with: {{value: {{env: "{{{{ env | tojson }}}}", approved: "{{{{ steps.approval.output.approved }}}}", secret: "{{{{ secrets.API_KEY | default('none') | length }}}}"}}}}"#
         )
     };
     format!(
@@ -116,7 +118,7 @@ async fn another_tenants_objects_do_not_exist_roles_hold_and_the_audit_log_tells
         &config(),
         &["serve", "--listen", "127.0.0.1:0"],
         &storage,
-        &[("TEAM_COLOR", "teal")],
+        &[("TEAM_COLOR", "teal"), ("OCLAW_SECRETS__KEY", KEY)],
     );
     let api = Api {
         c: common::client(),
@@ -126,7 +128,50 @@ async fn another_tenants_objects_do_not_exist_roles_hold_and_the_audit_log_tells
     let (_, a_view) = api.token("acme", "viewer").await;
     let (_, g_op) = api.token("globex", "operator").await;
     let (_, g_dev) = api.token("globex", "developer").await;
-    let secrets = [BOOT, &a_op, &a_view, &g_op, &g_dev];
+    let (_, a_dev) = api.token("acme", "developer").await;
+    let secrets = [BOOT, &a_op, &a_view, &g_op, &g_dev, &a_dev, SECRET, KEY];
+
+    // Secrets: set by a developer of the tenant, listed by name only, sealed in the store.
+    let (code, e) = api
+        .call(
+            &a_op,
+            "PUT",
+            "/v1/secrets/API_KEY",
+            Some(json!({"value": "x"})),
+        )
+        .await;
+    assert_eq!((code, code_of(&e)), (403, "OC-2027"), "{e}");
+    let (code, r) = api
+        .call(
+            &a_dev,
+            "PUT",
+            "/v1/secrets/API_KEY",
+            Some(json!({"value": SECRET})),
+        )
+        .await;
+    assert_eq!(code, 201, "{r}");
+    let (code, r) = api
+        .call(
+            &a_dev,
+            "PUT",
+            "/v1/secrets/bad-name",
+            Some(json!({"value": "x"})),
+        )
+        .await;
+    assert_eq!(code, 400, "{r}");
+    let (_, listed) = api.call(&a_view, "GET", "/v1/secrets", None).await;
+    assert_eq!(listed["items"][0]["name"], "API_KEY", "{listed}");
+    assert!(!listed.to_string().contains(SECRET), "{listed}");
+    let (_, other) = api.call(&g_op, "GET", "/v1/secrets", None).await;
+    assert_eq!(other["items"], json!([]), "{other}");
+    let (code, e) = api
+        .call(&g_dev, "DELETE", "/v1/secrets/API_KEY", None)
+        .await;
+    assert_eq!(
+        (code, code_of(&e)),
+        (404, "OC-2031"),
+        "another tenant's secret does not exist: {e}"
+    );
 
     // Tokens are an admin's business.
     let (code, e) = api
@@ -308,6 +353,53 @@ async fn another_tenants_objects_do_not_exist_roles_hold_and_the_audit_log_tells
     // Templates see only the variables allowed, never an OCLAW_ one.
     let env: Value = serde_json::from_str(done["output"]["env"].as_str().unwrap()).unwrap();
     assert_eq!(env, json!({"TEAM_COLOR": "teal"}), "{done}");
+    assert_eq!(
+        // (Its length: a task's output is stored in the clear, and this one must not hold it.)
+        done["output"]["secret"],
+        SECRET.len(),
+        "the tenant's bots read its secrets: {done}"
+    );
+
+    // The same flow in globex: its own approval and event, and no acme secret.
+    let (_, t) = api
+        .call(
+            &g_op,
+            "POST",
+            "/v1/tasks",
+            Some(json!({"bot": "globex-flow", "input": {"k": 7}})),
+        )
+        .await;
+    let gid = t["id"].as_str().unwrap().to_string();
+    api.until(&g_op, &gid, "waiting").await;
+    let (_, approvals) = api
+        .call(&g_op, "GET", "/v1/approvals?status=pending", None)
+        .await;
+    let gapproval = approvals["items"][0]["id"].to_string();
+    let (code, e) = api
+        .call(
+            &g_op,
+            "POST",
+            &format!("/v1/approvals/{gapproval}/approve"),
+            Some(json!({"by": "gail"})),
+        )
+        .await;
+    assert_eq!(code, 200, "{e}");
+    // globex's own event, sent before anything waited for it, was kept and resumes it at once.
+    let gdone = api.until(&g_op, &gid, "succeeded").await;
+    let parcel = gdone["waits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["kind"] == "event")
+        .unwrap();
+    assert_eq!(
+        parcel["name"], "parcel",
+        "the tenant's own name for its event: {parcel}"
+    );
+    assert_eq!(
+        gdone["output"]["secret"], 4,
+        "no acme secret for globex (`none`): {gdone}"
+    );
     let out = done["output"].to_string();
     assert!(!out.contains("sqlite://") && !out.contains(BOOT), "{out}");
 
@@ -406,6 +498,27 @@ async fn another_tenants_objects_do_not_exist_roles_hold_and_the_audit_log_tells
         "{listed}"
     );
     assert!(!secrets.iter().any(|s| listed.contains(s)), "{listed}");
+
+    let raw = std::fs::read(dir.path().join("oclaw.db")).unwrap();
+    let wal = std::fs::read(dir.path().join("oclaw.db-wal")).unwrap_or_default();
+    for bytes in [&raw, &wal] {
+        assert!(
+            !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            "the secret is sealed at rest"
+        );
+        for t in [&a_op, &g_dev] {
+            assert!(
+                !bytes.windows(t.len()).any(|w| w == t.as_bytes()),
+                "tokens are kept hashed"
+            );
+        }
+    }
+    assert!(
+        entries.iter().any(|e| e["action"] == "PUT /v1/secrets/{id}"
+            && e["tenant"] == "acme"
+            && e["result"] == "201"),
+        "{log}"
+    );
 
     // Someone with the database file edits an entry: verify names it.
     let edited = approve["id"].as_i64().unwrap();

@@ -25,6 +25,7 @@ pub struct CreateToken {
     #[schemars(regex(pattern = r"^[a-z0-9_-]{1,63}$"))]
     pub tenant: String,
     /// `admin`, `developer`, `operator` or `viewer`.
+    #[schemars(extend("enum" = ["admin", "developer", "operator", "viewer"]))]
     pub role: String,
     /// What the token is for, shown in lists.
     #[serde(default)]
@@ -180,4 +181,108 @@ pub async fn audit(
         None
     };
     Ok(Json(json!({"items": items, "next_cursor": next})))
+}
+
+/// `PUT /v1/secrets/{name}` body.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutSecret {
+    /// The value; kept sealed, never answered or logged.
+    #[schemars(length(max = 65536))]
+    pub value: String,
+}
+
+/// `GET /v1/secrets`.
+#[allow(dead_code)]
+#[derive(schemars::JsonSchema)]
+pub struct SecretList {
+    items: Vec<oclaw_store::secrets::SecretInfo>,
+}
+
+fn secret_key(state: &ApiState) -> Result<&oclaw_store::secrets::SecretKey, ApiError> {
+    state.secret_key.as_deref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::SecretsDisabled,
+            "this node keeps no secrets: give it a key (secrets.key_file, or OCLAW_SECRETS__KEY with 64 hex digits)",
+        )
+    })
+}
+
+fn secret_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// The tenant's secrets by name (an admin's: `?tenant=`, default `default`), never values.
+pub async fn list_secrets(
+    State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    query: Result<Query<TenantQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()))?;
+    secret_key(&state)?;
+    let tenant = who.acting_tenant(given(&q.tenant));
+    let items = state.store.secret_list(tenant).await?;
+    Ok(Json(json!({ "items": items })))
+}
+
+/// Sets a secret of the caller's tenant: 201 when new, 200 when replaced. The value is sealed
+/// (AES-256-GCM) before it reaches the store; templates of the tenant's bots read it as
+/// `secrets.<name>` within seconds.
+pub async fn put_secret(
+    State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    query: Result<Query<TenantQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Extension<AuditTenant>, Json<Value>), ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()))?;
+    let key = secret_key(&state)?;
+    let trace_id = trace_id_from(&headers);
+    if !secret_name_ok(&name) {
+        return Err(invalid(
+            "a secret's name is 1-128 letters, digits or `_` (templates read it as secrets.<name>)",
+            "name",
+        ));
+    }
+    let req: PutSecret = decode(body, &trace_id)?;
+    if req.value.len() > 65536 {
+        return Err(invalid("a secret's value is at most 64 KiB", "value"));
+    }
+    let tenant = who.acting_tenant(given(&q.tenant)).to_string();
+    let sealed = key
+        .seal(&tenant, &name, &req.value)
+        .map_err(|m| ApiError::new(ErrorCode::StoreInternal, m))?;
+    let created = state.store.secret_put(&tenant, &name, sealed).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Extension(AuditTenant(tenant.clone())),
+        Json(json!({"name": name, "tenant": tenant, "created": created})),
+    ))
+}
+
+pub async fn delete_secret(
+    State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    query: Result<Query<TenantQuery>, QueryRejection>,
+) -> Result<(StatusCode, Extension<AuditTenant>), ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()))?;
+    secret_key(&state)?;
+    let tenant = who.acting_tenant(given(&q.tenant)).to_string();
+    if state.store.secret_delete(&tenant, &name).await? {
+        Ok((StatusCode::NO_CONTENT, Extension(AuditTenant(tenant))))
+    } else {
+        Err(
+            ApiError::new(ErrorCode::SecretNotFound, format!("no secret `{name}`"))
+                .details(json!({"name": name})),
+        )
+    }
 }

@@ -52,6 +52,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/tokens", get(access::list).post(access::create))
         .route("/v1/tokens/{id}", delete(access::revoke))
         .route("/v1/audit", get(access::audit))
+        .route("/v1/secrets", get(access::list_secrets))
+        .route(
+            "/v1/secrets/{name}",
+            axum::routing::put(access::put_secret).delete(access::delete_secret),
+        )
         .route("/v1/bots", get(bots::list))
         .route("/v1/bots/{name}", get(bots::get_one))
         .route("/v1/queues", get(queues::list))

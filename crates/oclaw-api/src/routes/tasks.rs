@@ -335,6 +335,15 @@ pub async fn get_one(
             ..Default::default()
         })
         .await?;
+    let waits: Vec<_> = waits
+        .into_iter()
+        .map(|mut w| {
+            if let Some(n) = &w.name {
+                w.name = Some(oclaw_core::bot::unscoped_event(n).to_string());
+            }
+            w
+        })
+        .collect();
     let mut out = serde_json::to_value(&task).unwrap_or_default();
     out["waits"] = serde_json::to_value(&waits).unwrap_or_default();
     Ok(Json(out))

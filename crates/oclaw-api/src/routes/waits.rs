@@ -23,8 +23,11 @@ use crate::{ApiError, ApiState};
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendEvent {
-    /// The event's name, for example `parcel.delivered`.
-    #[schemars(length(min = 1, max = 200))]
+    /// The event's name, for example `parcel.delivered` (no control characters).
+    #[schemars(
+        length(min = 1, max = 200),
+        regex(pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$")
+    )]
     name: String,
     /// The correlation key a `wait` step names (an order number, say): text or a number.
     #[schemars(with = "EventKey")]

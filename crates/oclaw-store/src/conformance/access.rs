@@ -235,3 +235,43 @@ pub async fn the_audit_log_is_a_chain_of_hashes(store: DynStore) {
     assert_eq!(left.len(), 2);
     assert_eq!(verify_chain(&left), Ok(2));
 }
+
+pub async fn secrets_are_kept_per_tenant(store: DynStore) {
+    assert!(store
+        .secret_put("acme", "API_KEY", vec![1, 2, 3])
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .secret_put("acme", "API_KEY", vec![4, 5])
+            .await
+            .unwrap(),
+        "replaced"
+    );
+    assert!(store
+        .secret_put("globex", "API_KEY", vec![9])
+        .await
+        .unwrap());
+    assert!(store.secret_put("acme", "B", vec![0; 64]).await.unwrap());
+    let listed = store.secret_list("acme").await.unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["API_KEY", "B"]
+    );
+    assert_eq!(
+        store.secret_sealed("acme").await.unwrap(),
+        vec![
+            ("API_KEY".to_string(), vec![4, 5]),
+            ("B".to_string(), vec![0; 64])
+        ]
+    );
+    assert_eq!(
+        store.secret_sealed("globex").await.unwrap(),
+        vec![("API_KEY".to_string(), vec![9])]
+    );
+    assert!(store.secret_delete("acme", "API_KEY").await.unwrap());
+    assert!(!store.secret_delete("acme", "API_KEY").await.unwrap());
+    assert_eq!(store.secret_list("acme").await.unwrap().len(), 1);
+    assert_eq!(store.secret_list("globex").await.unwrap().len(), 1);
+    assert!(store.secret_list("nobody").await.unwrap().is_empty());
+}

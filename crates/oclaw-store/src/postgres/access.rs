@@ -11,6 +11,7 @@ use crate::access::{
     AUDIT_COLUMNS, AUDIT_PAGE_MAX, GENESIS, TOKEN_COLUMNS,
 };
 use crate::codec::{from_ms, ms};
+use crate::secrets::SecretInfo;
 use crate::{Access, StoreError, StoreResult};
 
 fn token_row(r: &tokio_postgres::Row) -> StoreResult<TokenRecord> {
@@ -149,6 +150,54 @@ impl Access for PgStore {
             )
             .await?;
         rows.iter().map(audit_row).collect()
+    }
+
+    async fn secret_put(&self, tenant: &str, name: &str, sealed: Vec<u8>) -> StoreResult<bool> {
+        let rows = self
+            .query(
+                "INSERT INTO secrets (tenant, name, sealed, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (tenant, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at \
+                 RETURNING xmax = 0",
+                &[&tenant, &name, &sealed, &ms(Utc::now())],
+            )
+            .await?;
+        Ok(rows.first().is_some_and(|r| r.get::<_, bool>(0)))
+    }
+
+    async fn secret_list(&self, tenant: &str) -> StoreResult<Vec<SecretInfo>> {
+        let rows = self
+            .query(
+                "SELECT name, updated_at FROM secrets WHERE tenant = $1 ORDER BY name",
+                &[&tenant],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SecretInfo {
+                name: r.get(0),
+                updated_at: from_ms(r.get(1)),
+            })
+            .collect())
+    }
+
+    async fn secret_sealed(&self, tenant: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        let rows = self
+            .query(
+                "SELECT name, sealed FROM secrets WHERE tenant = $1 ORDER BY name",
+                &[&tenant],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn secret_delete(&self, tenant: &str, name: &str) -> StoreResult<bool> {
+        Ok(self
+            .exec(
+                "DELETE FROM secrets WHERE tenant = $1 AND name = $2",
+                &[&tenant, &name],
+            )
+            .await?
+            > 0)
     }
 
     async fn audit_purge(&self, before: DateTime<Utc>) -> StoreResult<u64> {

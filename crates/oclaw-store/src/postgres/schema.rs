@@ -162,7 +162,7 @@ const MIGRATIONS: &[crate::migrations::Migration] = &[
         chunks INTEGER NOT NULL,
         PRIMARY KEY (kb_id, term)
     );", 3),
-    // 6: tenants, tokens and the audit log (see the SQLite schema's 7). Additive for binaries
+    // 6: tenants, tokens, the audit log and secrets (see the SQLite schema's 7). Additive for binaries
     // of schema 5, so min_compatible stays 3.
     ("ALTER TABLE tasks ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
     DROP INDEX tasks_ready;
@@ -190,7 +190,14 @@ const MIGRATIONS: &[crate::migrations::Migration] = &[
         prev_hash TEXT NOT NULL,
         hash TEXT NOT NULL
     );
-    CREATE INDEX audit_tenant ON audit (tenant, id);", 3),
+    CREATE INDEX audit_tenant ON audit (tenant, id);
+    CREATE TABLE secrets (
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        sealed BYTEA NOT NULL,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (tenant, name)
+    );", 3),
 ];
 
 /// The migrations this binary applies (with the tests' extra one when asked for).

@@ -11,6 +11,7 @@ use crate::access::{
     audit_from, token_from, AuditEntry, AuditFilter, NewAudit, NewToken, TokenRecord,
     AUDIT_COLUMNS, AUDIT_PAGE_MAX, GENESIS, TOKEN_COLUMNS,
 };
+use crate::secrets::SecretInfo;
 use crate::{Access, StoreError, StoreResult};
 
 fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
@@ -159,6 +160,69 @@ impl Access for SqliteStore {
                 )
                 .map_err(map_err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn secret_put(&self, tenant: &str, name: &str, sealed: Vec<u8>) -> StoreResult<bool> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        self.write(move |c, _| {
+            let existed: bool = c
+                .prepare_cached("SELECT 1 FROM secrets WHERE tenant = ?1 AND name = ?2")
+                .and_then(|mut s| s.exists(params![tenant, name]))
+                .map_err(map_err)?;
+            c.prepare_cached(
+                "INSERT OR REPLACE INTO secrets (tenant, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![tenant, name, sealed, ms(Utc::now())]))
+            .map_err(map_err)?;
+            Ok(!existed)
+        })
+        .await
+    }
+
+    async fn secret_list(&self, tenant: &str) -> StoreResult<Vec<SecretInfo>> {
+        let tenant = tenant.to_string();
+        self.read(move |c, _| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT name, updated_at FROM secrets WHERE tenant = ?1 ORDER BY name",
+                )
+                .map_err(map_err)?;
+            let rows = s
+                .query_map([tenant], |r| {
+                    Ok(SecretInfo {
+                        name: r.get(0)?,
+                        updated_at: crate::codec::from_ms(r.get(1)?),
+                    })
+                })
+                .map_err(map_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn secret_sealed(&self, tenant: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        let tenant = tenant.to_string();
+        self.read(move |c, _| {
+            let mut s = c
+                .prepare_cached("SELECT name, sealed FROM secrets WHERE tenant = ?1 ORDER BY name")
+                .map_err(map_err)?;
+            let rows = s
+                .query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(map_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn secret_delete(&self, tenant: &str, name: &str) -> StoreResult<bool> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        self.write(move |c, _| {
+            c.prepare_cached("DELETE FROM secrets WHERE tenant = ?1 AND name = ?2")
+                .and_then(|mut s| s.execute(params![tenant, name]))
+                .map(|n| n > 0)
+                .map_err(map_err)
         })
         .await
     }

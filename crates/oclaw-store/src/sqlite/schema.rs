@@ -157,7 +157,7 @@ const MIGRATIONS: &[crate::migrations::Migration] = &[
     CREATE INDEX kb_chunks_document ON kb_chunks (kb_id, document, ordinal);
     CREATE VIRTUAL TABLE kb_fts USING fts5(kb, terms, tokenize = 'unicode61 remove_diacritics 0');
     CREATE VIRTUAL TABLE kb_fts_vocab USING fts5vocab(kb_fts, row);", 4),
-    // 7: tenants, tokens and the audit log. Every task carries its bot's tenant; the ready index
+    // 7: tenants, tokens, the audit log and per-tenant secrets (sealed). Every task carries its bot's tenant; the ready index
     // leads with (queue, tenant) so claims share a queue fairly among tenants. A binary of
     // schema 6 still claims correctly on it (sorting instead of walking the index) and never
     // sees the new tables, so min_compatible stays 4.
@@ -187,7 +187,14 @@ const MIGRATIONS: &[crate::migrations::Migration] = &[
         prev_hash TEXT NOT NULL,
         hash TEXT NOT NULL
     );
-    CREATE INDEX audit_tenant ON audit (tenant, id);", 4),
+    CREATE INDEX audit_tenant ON audit (tenant, id);
+    CREATE TABLE secrets (
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        sealed BLOB NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant, name)
+    );", 4),
 ];
 
 /// The migrations this binary applies (with the tests' extra one when asked for).

@@ -344,3 +344,35 @@ pub enum AuditCommand {
         server: ServerArgs,
     },
 }
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Set a secret of the token's tenant (read from stdin unless --value is given, so it stays
+    /// out of the shell's history); bots of the tenant read it as `{{ secrets.NAME }}`.
+    Set {
+        name: String,
+        /// The value (prefer stdin).
+        #[arg(long)]
+        value: Option<String>,
+        /// The tenant (admins; others set their own tenant's).
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List the tenant's secrets by name (never their values).
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Remove a secret.
+    Remove {
+        name: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}

@@ -107,6 +107,9 @@ pub enum Command {
     /// The audit log of changes: list, verify its chain of hashes.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Per-tenant secrets, sealed in the store: set, list, remove.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Show the processes of the cluster (from the node registry of a running api-server).
     #[command(subcommand)]
     Node(NodeCommand),

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::client::{
     encode, exit, get_list, item_rows, print_json, print_table, Client, ClientError,
 };
-use crate::cli::{AuditCommand, Output, TokenCommand};
+use crate::cli::{AuditCommand, Output, SecretCommand, TokenCommand};
 
 fn text(v: &Value) -> String {
     match v {
@@ -165,6 +165,72 @@ pub async fn run_audit(cmd: AuditCommand) -> Result<ExitCode, ClientError> {
                     Ok(ExitCode::from(exit::FAILURE))
                 }
             }
+        }
+    }
+}
+
+fn with_tenant(path: String, tenant: &Option<String>) -> String {
+    match tenant {
+        Some(t) => format!("{path}?tenant={}", encode(t)),
+        None => path,
+    }
+}
+
+pub async fn run_secret(cmd: SecretCommand) -> Result<ExitCode, ClientError> {
+    match cmd {
+        SecretCommand::Set {
+            name,
+            value,
+            tenant,
+            server,
+        } => {
+            let value = match value {
+                Some(v) => v,
+                None => {
+                    let mut v = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut v).map_err(|e| {
+                        ClientError::Usage(format!("reading the value from stdin: {e}"))
+                    })?;
+                    v.strip_suffix('\n').unwrap_or(&v).to_string()
+                }
+            };
+            let client = Client::new(&server)?;
+            let path = with_tenant(format!("/v1/secrets/{}", encode(&name)), &tenant);
+            let (_, r) = client
+                .call(Method::PUT, &path, Some(&json!({ "value": value })))
+                .await?;
+            if client.output == Output::Json {
+                print_json(&r);
+            } else if r["created"] == true {
+                println!("set secret {name} (tenant {})", text(&r["tenant"]));
+            } else {
+                println!("replaced secret {name} (tenant {})", text(&r["tenant"]));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SecretCommand::List { tenant, server } => {
+            let client = Client::new(&server)?;
+            let path = with_tenant("/v1/secrets".into(), &tenant);
+            if let Some(page) = get_list(&client, &path).await? {
+                print_table(
+                    &["NAME", "UPDATED"],
+                    &item_rows(&page, |s| vec![text(&s["name"]), text(&s["updated_at"])]),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SecretCommand::Remove {
+            name,
+            tenant,
+            server,
+        } => {
+            let client = Client::new(&server)?;
+            let path = with_tenant(format!("/v1/secrets/{}", encode(&name)), &tenant);
+            client.call(Method::DELETE, &path, None).await?;
+            if client.output != Output::Json {
+                println!("removed secret {name}");
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

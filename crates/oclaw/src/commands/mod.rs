@@ -121,6 +121,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Kb(k) => run_client(kb::run(k)),
         Command::Token(t) => run_client(access::run_token(t)),
         Command::Audit(a) => run_client(access::run_audit(a)),
+        Command::Secret(c) => run_client(access::run_secret(c)),
         Command::Node(n) => run_client(bot::run_node(n)),
         Command::Completions { shell } => {
             use clap::CommandFactory;
