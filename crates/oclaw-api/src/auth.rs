@@ -170,7 +170,7 @@ pub async fn require_token(
             }
             Err(e) => return e.into_response(),
         },
-        None if state.tokens.is_empty() => Principal::admin("anonymous"),
+        None if state.tokens.is_empty() && state.oidc.is_none() => Principal::admin("anonymous"),
         None => {
             return ApiError::new(
                 ErrorCode::Unauthorized,
@@ -202,6 +202,17 @@ async fn principal_of(state: &ApiState, token: &str) -> Result<Option<Principal>
         .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
     {
         return Ok(Some(Principal::admin("config")));
+    }
+    if let Some(oidc) = &state.oidc {
+        if crate::oidc::Oidc::looks_like_jwt(token) {
+            return match oidc.principal(token) {
+                Ok(p) => Ok(Some(p)),
+                Err(crate::oidc::Refused(why)) => Err(ApiError::new(
+                    ErrorCode::Unauthorized,
+                    format!("the OIDC token is refused: {why}"),
+                )),
+            };
+        }
     }
     if !token.starts_with(TOKEN_PREFIX) {
         return Ok(None);

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 mod body;
 mod error;
+pub mod oidc;
 pub mod openapi;
 pub mod quotas;
 mod routes;

@@ -40,6 +40,8 @@ pub struct ApiState {
     pub quotas: Arc<crate::quotas::Quotas>,
     /// Seals per-tenant secrets; `None` refuses `/v1/secrets`.
     pub secret_key: Option<Arc<oclaw_store::secrets::SecretKey>>,
+    /// Verifies OIDC bearer JWTs (`api.oidc`).
+    pub oidc: Option<Arc<crate::oidc::Oidc>>,
 }
 
 pub use oclaw_engine::WorkerInfo;

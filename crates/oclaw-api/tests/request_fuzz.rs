@@ -93,6 +93,7 @@ async fn no_input_panics_or_answers_5xx() {
         knowledge: std::sync::Arc::new(oclaw_knowledge::KnowledgeBase::text_only()),
         quotas: Default::default(),
         secret_key: None,
+        oidc: None,
     };
     let app = router(state);
     let mut rng = fastrand::Rng::with_seed(0x0c1a);

@@ -550,6 +550,39 @@ pub struct ApiConfig {
     pub body_timeout: Dur,
     /// Serve HTTPS instead of HTTP (for those without a proxy in front).
     pub tls: Option<ApiTls>,
+    /// Accept JWTs of an OpenID Connect issuer as bearer tokens (the console's sign-in).
+    pub oidc: Option<OidcConfig>,
+}
+
+/// `api.oidc` — JWTs signed by a key of the issuer's JWKS, for this audience, whose claims name
+/// the tenant and the role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The `iss` the tokens must carry.
+    pub issuer: String,
+    /// The `aud` the tokens must carry (this API's client id at the provider).
+    pub audience: String,
+    /// The issuer's keys (a JWKS document) from a file ...
+    #[serde(default)]
+    pub jwks_file: Option<std::path::PathBuf>,
+    /// ... or from a URL, read at start and every 10 minutes.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// The claim holding the tenant.
+    #[serde(default = "default_tenant_claim")]
+    pub tenant_claim: String,
+    /// The claim holding the role (`admin`, `developer`, `operator`, `viewer`).
+    #[serde(default = "default_role_claim")]
+    pub role_claim: String,
+}
+
+fn default_tenant_claim() -> String {
+    "tenant".into()
+}
+
+fn default_role_claim() -> String {
+    "role".into()
 }
 
 /// The API's own certificate: PEM files, the certificate chain (leaf first) and its private key
@@ -687,6 +720,7 @@ impl Default for ApiConfig {
             max_body_bytes: 1 << 20,
             allow_unauthenticated: false,
             tls: None,
+            oidc: None,
             body_timeout: Dur::secs(30),
         }
     }

@@ -5,6 +5,7 @@ mod banner;
 mod components;
 mod examples;
 mod loading;
+mod oidc;
 mod reload;
 mod serve;
 mod tls;

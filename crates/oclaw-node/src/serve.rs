@@ -65,7 +65,7 @@ pub async fn serve(
     }
     match check_listen_safety(
         addr,
-        !config.api.tokens.is_empty(),
+        !config.api.tokens.is_empty() || config.api.oidc.is_some(),
         config.api.allow_unauthenticated,
     ) {
         ListenSafety::Ok => {}
@@ -174,6 +174,15 @@ pub async fn serve(
     runtime.conversation = config.channels.conversation.clone();
     runtime.env = Runtime::template_env(&config.templates.env);
     runtime.tenant_quotas = Arc::new(config.tenants.quotas.clone());
+    let oidc = match &config.api.oidc {
+        Some(c) => Some(Arc::new(crate::oidc::start(c.clone()).await.map_err(
+            |m| startup(ErrorCode::ConfigInvalidValue, format!("api.oidc: {m}")),
+        )?)),
+        None => None,
+    };
+    if let Some(o) = &oidc {
+        crate::oidc::refresh(o.clone());
+    }
     let secret_key = secret_key(&config.secrets)
         .map_err(|m| startup(ErrorCode::ConfigInvalidValue, m))?
         .map(Arc::new);
@@ -282,6 +291,7 @@ pub async fn serve(
             config.tenants.quotas.clone(),
         )),
         secret_key,
+        oidc: oidc.clone(),
     };
     // Broker channels run with the API (channel ingress).
     if components.api {

@@ -604,3 +604,144 @@ async fn a_revoked_token_stops_at_once_on_every_api_server() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 entries"));
 }
+
+/// OIDC sign-in: a JWT of the configured issuer, for this audience, signed by a key of its JWKS,
+/// acts with the tenant and role its claims name; a token that fails any of those is 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_tokens_of_the_issuer_sign_in_with_their_tenant_and_role() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+
+    let dir = tempfile::tempdir().unwrap();
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let b64 = |b: &[u8]| {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in b.chunks(3) {
+            let n =
+                chunk.iter().fold(0u32, |n, &x| (n << 8) | u32::from(x)) << (8 * (3 - chunk.len()));
+            for i in 0..=chunk.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    };
+    let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1", "alg": "EdDSA", "use": "sig",
+        "x": b64(pair.public_key().as_ref())}]});
+    std::fs::write(dir.path().join("jwks.json"), jwks.to_string()).unwrap();
+    let config = format!(
+        "{}api:\n  oidc: {{issuer: \"https://id.example\", audience: oclaw, jwks_file: jwks.json, tenant_claim: team}}\n",
+        config().replace(&format!("api:\n  tokens: [{BOOT}]\n"), "")
+    );
+    let node = common::start(dir.path(), &config);
+    let api = Api {
+        c: common::client(),
+        base: node.url.clone(),
+    };
+    let now = chrono::Utc::now().timestamp();
+    let sign = |claims: Value, der: &[u8], kid: &str| {
+        let mut h = Header::new(Algorithm::EdDSA);
+        h.kid = Some(kid.into());
+        encode(&h, &claims, &EncodingKey::from_ed_der(der)).unwrap()
+    };
+    let good = |team: &str, role: &str| json!({"iss": "https://id.example", "aud": "oclaw", "sub": "u-17", "exp": now + 600, "team": team, "role": role});
+
+    let viewer = sign(good("acme", "viewer"), pkcs8.as_ref(), "k1");
+    let (code, bots) = api.call(&viewer, "GET", "/v1/bots", None).await;
+    assert_eq!(code, 200, "{bots}");
+    let names: Vec<&str> = bots["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["acme-flow"], "the team claim is the tenant");
+    let (code, e) = api
+        .call(
+            &viewer,
+            "POST",
+            "/v1/tasks",
+            Some(json!({"bot": "acme-flow"})),
+        )
+        .await;
+    assert_eq!(
+        (code, code_of(&e)),
+        (403, "OC-2027"),
+        "the role claim holds: {e}"
+    );
+    let operator = sign(good("globex", "operator"), pkcs8.as_ref(), "k1");
+    let (code, t) = api
+        .call(
+            &operator,
+            "POST",
+            "/v1/tasks",
+            Some(json!({"bot": "globex-flow", "input": {"k": 1}})),
+        )
+        .await;
+    assert_eq!(code, 202, "{t}");
+    assert_eq!(t["tenant"], "globex");
+
+    let other = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let mut bad = vec![
+        (
+            "another key",
+            sign(good("acme", "viewer"), other.as_ref(), "k1"),
+        ),
+        (
+            "an unknown kid",
+            sign(good("acme", "viewer"), pkcs8.as_ref(), "k9"),
+        ),
+        (
+            "expired",
+            sign(
+                json!({"iss": "https://id.example", "aud": "oclaw", "sub": "u", "exp": now - 3600, "team": "acme", "role": "viewer"}),
+                pkcs8.as_ref(),
+                "k1",
+            ),
+        ),
+        (
+            "another audience",
+            sign(
+                json!({"iss": "https://id.example", "aud": "other", "sub": "u", "exp": now + 600, "team": "acme", "role": "viewer"}),
+                pkcs8.as_ref(),
+                "k1",
+            ),
+        ),
+        (
+            "another issuer",
+            sign(
+                json!({"iss": "https://evil.example", "aud": "oclaw", "sub": "u", "exp": now + 600, "team": "acme", "role": "viewer"}),
+                pkcs8.as_ref(),
+                "k1",
+            ),
+        ),
+        (
+            "no tenant",
+            sign(
+                json!({"iss": "https://id.example", "aud": "oclaw", "sub": "u", "exp": now + 600, "role": "viewer"}),
+                pkcs8.as_ref(),
+                "k1",
+            ),
+        ),
+        (
+            "an unknown role",
+            sign(good("acme", "root"), pkcs8.as_ref(), "k1"),
+        ),
+    ];
+    let hmac = encode(
+        &Header::new(Algorithm::HS256),
+        &good("acme", "admin"),
+        &EncodingKey::from_secret(b"guess"),
+    )
+    .unwrap();
+    bad.push(("HMAC-signed", hmac));
+    for (what, token) in bad {
+        let (code, e) = api.call(&token, "GET", "/v1/bots", None).await;
+        assert_eq!((code, code_of(&e)), (401, "OC-2008"), "{what}: {e}");
+    }
+    // With OIDC configured, a caller without a token is not let in, even on loopback.
+    let (code, _) = common::get(&common::client(), &format!("{}/v1/bots", node.url)).await;
+    assert_eq!(code, 401);
+}
