@@ -94,6 +94,9 @@ pub struct Principal {
     /// The tenant the token belongs to; `None` for admins, who see every tenant.
     pub tenant: Option<String>,
     pub role: Role,
+    /// Who the caller is, when the token says: a stored token's name (its id when unnamed), an
+    /// OIDC user's `preferred_username` or `sub`. Approvals are decided in this name.
+    pub identity: Option<String>,
 }
 
 impl Principal {
@@ -102,6 +105,7 @@ impl Principal {
             actor: actor.into(),
             tenant: None,
             role: Role::Admin,
+            identity: None,
         }
     }
 
@@ -227,10 +231,16 @@ async fn principal_of(state: &ApiState, token: &str) -> Result<Option<Principal>
     let Some(role) = Role::parse(&record.role) else {
         return Ok(None);
     };
+    let identity = if record.name.trim().is_empty() {
+        record.id.clone()
+    } else {
+        record.name.trim().to_string()
+    };
     Ok(Some(Principal {
         actor: record.id,
         tenant: (role != Role::Admin).then_some(record.tenant),
         role,
+        identity: Some(identity),
     }))
 }
 

@@ -106,10 +106,12 @@ impl Oidc {
                     .to_string(),
             ),
         };
+        let sub = claim("sub").unwrap_or("?");
         Ok(Principal {
-            actor: format!("oidc:{}", claim("sub").unwrap_or("?")),
+            actor: format!("oidc:{sub}"),
             tenant,
             role,
+            identity: Some(claim("preferred_username").unwrap_or(sub).to_string()),
         })
     }
 }

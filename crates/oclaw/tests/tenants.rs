@@ -305,6 +305,7 @@ async fn another_tenants_objects_do_not_exist_roles_hold_and_the_audit_log_tells
         (403, "OC-2027"),
         "a viewer changes nothing: {e}"
     );
+    // A named token decides as itself: it cannot sign as someone else.
     let (code, e) = api
         .call(
             &a_op,
@@ -313,7 +314,17 @@ async fn another_tenants_objects_do_not_exist_roles_hold_and_the_audit_log_tells
             Some(json!({"by": "alice"})),
         )
         .await;
+    assert_eq!((code, code_of(&e)), (403, "OC-2019"), "{e}");
+    let (code, e) = api
+        .call(
+            &a_op,
+            "POST",
+            &format!("/v1/approvals/{approval}/approve"),
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(code, 200, "{e}");
+    assert_eq!(e["output"]["by"], "acme operator", "{e}");
 
     // Events: globex's event of the same name and key wakes nothing of acme's.
     api.until(&a_op, &id, "waiting").await;
@@ -380,7 +391,7 @@ async fn another_tenants_objects_do_not_exist_roles_hold_and_the_audit_log_tells
             &g_op,
             "POST",
             &format!("/v1/approvals/{gapproval}/approve"),
-            Some(json!({"by": "gail"})),
+            Some(json!({"by": "globex operator"})),
         )
         .await;
     assert_eq!(code, 200, "{e}");

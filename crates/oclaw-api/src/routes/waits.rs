@@ -208,9 +208,11 @@ pub async fn get_approval(
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Decide {
-    /// Who decides (checked against the approval's `approvers`).
+    /// Who decides (checked against the approval's `approvers`). A token with an identity (a
+    /// named stored token, an OIDC user) decides as itself: `by` may be left out, and naming
+    /// anyone else is refused.
     #[schemars(length(min = 1, max = 200), regex(pattern = r"\S"))]
-    by: String,
+    by: Option<String>,
     #[schemars(length(max = 4000))]
     comment: Option<String>,
 }
@@ -227,7 +229,19 @@ async fn decide(
     let id = parse_wait_id(&raw)?;
     let (_, tenant) = visible_approval(&state, &who, id).await?;
     let req: Decide = decode(body, &trace_id)?;
-    let by = req.by;
+    let by = match (req.by, &who.identity) {
+        (Some(by), Some(me)) if by.trim() != me => {
+            return Err(ApiError::new(
+                ErrorCode::ApprovalNotAllowed,
+                format!("this token decides as `{me}`; `by` cannot name someone else"),
+            )
+            .details(json!({"field": "by"}))
+            .trace(&trace_id));
+        }
+        (_, Some(me)) => me.clone(),
+        (Some(by), None) => by,
+        (None, None) => String::new(),
+    };
     if by.trim().is_empty() {
         return Err(invalid(
             "`by` (who decides) is required: every decision is recorded with who made it",
