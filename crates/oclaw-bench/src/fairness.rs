@@ -43,10 +43,14 @@ impl Skill for Started {
 }
 
 const BOTS: &str = "
-metadata: {name: bench-noop}
+metadata: {name: noop, tenant: a}
 spec: {}
 ---
-metadata: {name: probe}
+metadata: {name: probe-a, tenant: a}
+spec:
+  steps: [{uses: bench.started, with: {i: \"{{ input.i }}\"}}]
+---
+metadata: {name: probe-b, tenant: b}
 spec:
   steps: [{uses: bench.started, with: {i: \"{{ input.i }}\"}}]
 ";
@@ -68,7 +72,7 @@ async fn preload(b: &Bench, tenant: &str, n: usize) -> Result<(), String> {
         let tasks = (0..chunk)
             .map(|i| NewTask {
                 tenant: tenant.into(),
-                ..NewTask::new("bench-noop", "default", json!({ "i": i }))
+                ..NewTask::new("noop", "default", json!({ "i": i }))
             })
             .collect();
         b.store
@@ -94,7 +98,7 @@ async fn probe(
         tick.tick().await;
         let t = NewTask {
             tenant: tenant.into(),
-            ..NewTask::new("probe", "default", json!({ "i": i }))
+            ..NewTask::new(format!("probe-{tenant}"), "default", json!({ "i": i }))
         };
         sent.push(Instant::now());
         b.store.enqueue(t).await.map_err(|e| e.to_string())?;

@@ -268,14 +268,20 @@ fn park_request(
     let child = match asked.get("call") {
         Some(call) => {
             let name = call["bot"].as_str().unwrap_or_default();
-            let bot = rt.catalog.load().get(name).ok_or_else(|| {
-                in_step(
-                    &step.id,
-                    ErrorCode::BotMissing,
-                    format!("bot.call: bot `{name}` is not loaded on this node"),
-                    true,
-                )
-            })?;
+            // Another tenant's bot is as missing as one that is not loaded.
+            let bot = rt
+                .catalog
+                .load()
+                .get(name)
+                .filter(|b| b.doc.metadata.tenant == task.tenant)
+                .ok_or_else(|| {
+                    in_step(
+                        &step.id,
+                        ErrorCode::BotMissing,
+                        format!("bot.call: bot `{name}` is not loaded on this node"),
+                        true,
+                    )
+                })?;
             let mut child =
                 oclaw_core::NewTask::new(name, bot.doc.spec.queue.clone(), call["input"].clone());
             child.max_attempts = bot.doc.spec.retry.max_attempts;

@@ -509,6 +509,23 @@ pub(crate) async fn execute(rt: &Runtime, task: &ClaimedTask, worker: &str) -> A
         };
         return Attempt::Complete(failed, Vec::new(), Vec::new());
     };
+    if bot.doc.metadata.tenant != task.tenant && !rt.system.contains_key(&task.bot) {
+        // A task runs only a bot of its own tenant (built-in bots serve every tenant): one
+        // enqueued for another tenant's bot would run with its own tenant's secrets and data.
+        let error = TaskError::new(
+            ErrorCode::BotMissing,
+            format!(
+                "bot `{}` is not a bot of tenant `{}`",
+                task.bot, task.tenant
+            ),
+        );
+        log_failure(task, &error, false);
+        let failed = Outcome::Failed {
+            error,
+            retry_at: None,
+        };
+        return Attempt::Complete(failed, Vec::new(), Vec::new());
+    }
     let timeout = bot.doc.spec.timeout.get();
     let attempt = AssertUnwindSafe(run_pipeline(rt, &bot, task)).catch_unwind();
     let (error, retryable) = match tokio::time::timeout(timeout, attempt).await {
@@ -605,6 +622,7 @@ fn reply_delivery(task: &ClaimedTask, output: &serde_json::Value) -> Option<NewT
     // When the message came in, for the reply-latency metric.
     input["received_at"] = serde_json::json!(task.created_at.timestamp_millis());
     let mut delivery = NewTask::new(channel::REPLY_BOT, task.queue.clone(), input);
+    delivery.tenant.clone_from(&task.tenant);
     delivery.max_attempts = channel::REPLY_ATTEMPTS;
     delivery.trace_id = task.trace_id.clone();
     Some(delivery)

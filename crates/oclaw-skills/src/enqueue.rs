@@ -35,6 +35,9 @@ impl Skill for TaskEnqueue {
         let bot = req_str(w, "bot", "task.enqueue")?;
         let queue = opt_str(w, "queue", "task.enqueue")?.unwrap_or("default");
         let mut task = NewTask::new(bot, queue, w.get("input").cloned().unwrap_or(Value::Null));
+        // The enqueuing bot's tenant: a worker runs it only when the bot named is of the same
+        // tenant, so no bot can start another tenant's.
+        task.tenant.clone_from(&ctx.tenant);
         task.priority = w.get("priority").and_then(Value::as_i64).unwrap_or(0) as i32;
         task.ordering_key = opt_str(w, "ordering_key", "task.enqueue")?.map(str::to_string);
         task.idempotency_key = Some(format!("enqueue:{}:{}", ctx.task_id, ctx.step));

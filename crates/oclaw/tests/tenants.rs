@@ -15,6 +15,17 @@ use oclaw_store::testing::fresh_postgres_url;
 use serde_json::{json, Value};
 
 const BOOT: &str = "boot-admin-token-4f1c9a7e";
+/// A globex bot that tries to start acme's bot, by enqueueing it and by calling it.
+const SNEAK: &str = r#"
+  - metadata: {name: sneak-enqueue, tenant: globex}
+    spec:
+      steps:
+        - {id: go, uses: task.enqueue, with: {bot: acme-flow, input: {k: 99}}}
+  - metadata: {name: sneak-call, tenant: globex}
+    spec:
+      retry: {max_attempts: 1}
+      steps:
+        - {id: go, uses: bot.call, with: {bot: acme-flow, input: {k: 98}}}"#;
 const KEY: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 const SECRET: &str = "acme-s3cr3t-value";
 
@@ -35,7 +46,7 @@ fn config() -> String {
         )
     };
     format!(
-        "api:\n  tokens: [{BOOT}]\ntemplates:\n  env: [OCLAW_STORAGE__URL, OCLAW_API__TOKENS, TEAM_COLOR]\nbots:{}{}\n",
+        "api:\n  tokens: [{BOOT}]\ntemplates:\n  env: [OCLAW_STORAGE__URL, OCLAW_API__TOKENS, TEAM_COLOR]\nbots:{}{}{SNEAK}\n",
         flow("acme-flow", "acme"),
         flow("globex-flow", "globex")
     )
@@ -196,7 +207,7 @@ async fn another_tenants_objects_do_not_exist_roles_hold_and_the_audit_log_tells
         .iter()
         .map(|b| b["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["globex-flow"]);
+    assert_eq!(names, ["globex-flow", "sneak-call", "sneak-enqueue"]);
     let (code, e) = api.call(&g_op, "GET", "/v1/bots/acme-flow", None).await;
     assert_eq!((code, code_of(&e)), (404, "OC-2003"));
     let (code, e) = api
@@ -211,7 +222,7 @@ async fn another_tenants_objects_do_not_exist_roles_hold_and_the_audit_log_tells
     // Only the caller's own words come back: the bots it may know, no tenant of another.
     assert_eq!(
         e["error"]["details"]["known"],
-        json!(["globex-flow"]),
+        json!(["globex-flow", "sneak-call", "sneak-enqueue"]),
         "{e}"
     );
     assert!(!e.to_string().contains("\"acme\""), "{e}");
@@ -413,6 +424,44 @@ async fn another_tenants_objects_do_not_exist_roles_hold_and_the_audit_log_tells
     );
     let out = done["output"].to_string();
     assert!(!out.contains("sqlite://") && !out.contains(BOOT), "{out}");
+
+    // A bot cannot start another tenant's bot: an enqueued task fails before it runs, a call
+    // finds no such bot.
+    let (_, sneaked) = api
+        .call(
+            &g_op,
+            "POST",
+            "/v1/bots/sneak-enqueue/invoke?timeout=10s",
+            Some(json!({"input": {}})),
+        )
+        .await;
+    assert_eq!(sneaked["status"], "succeeded", "{sneaked}");
+    let planted = sneaked["output"]["task_id"].as_str().unwrap().to_string();
+    let failed = api.until(&g_op, &planted, "failed").await;
+    assert_eq!(failed["tenant"], "globex", "{failed}");
+    assert_eq!(failed["error"]["code"], "OC-4018", "{failed}");
+    assert!(
+        failed["checkpoints"].as_array().unwrap().is_empty(),
+        "no step of acme's bot ran: {failed}"
+    );
+    let (_, called) = api
+        .call(
+            &g_op,
+            "POST",
+            "/v1/bots/sneak-call/invoke?timeout=10s",
+            Some(json!({"input": {}})),
+        )
+        .await;
+    assert_eq!(called["status"], "dead", "out of its one attempt: {called}");
+    assert_eq!(called["error"]["code"], "OC-4018", "{called}");
+    let (_, acme_tasks) = api
+        .call(&a_view, "GET", "/v1/tasks?bot=acme-flow", None)
+        .await;
+    assert_eq!(
+        acme_tasks["items"].as_array().unwrap().len(),
+        1,
+        "only acme's own task: {acme_tasks}"
+    );
 
     // Knowledge: collections are per tenant; changing them needs the developer role.
     let (code, e) = api
