@@ -132,6 +132,45 @@ pub struct AuditFilter {
     pub limit: usize,
 }
 
+/// The columns [`token_from`] reads, in its order.
+pub(crate) const TOKEN_COLUMNS: &str = "id, name, tenant, role, created_at, created_by, revoked_at";
+
+pub(crate) fn token_from<C: crate::rows::Columns>(r: &C) -> Result<TokenRecord, C::Error> {
+    Ok(TokenRecord {
+        id: r.text(0)?,
+        name: r.text(1)?,
+        tenant: r.text(2)?,
+        role: r.text(3)?,
+        created_at: crate::codec::from_ms(r.int(4)?),
+        created_by: r.text(5)?,
+        revoked_at: r.opt_int(6)?.map(crate::codec::from_ms),
+    })
+}
+
+/// The columns [`audit_from`] reads, in its order.
+pub(crate) const AUDIT_COLUMNS: &str =
+    "id, at, actor, tenant, action, target, source, result, prev_hash, hash";
+
+pub(crate) fn audit_from<C: crate::rows::Columns>(r: &C) -> Result<AuditEntry, C::Error> {
+    Ok(AuditEntry {
+        id: r.int(0)?,
+        change: NewAudit {
+            at: crate::codec::from_ms(r.int(1)?),
+            actor: r.text(2)?,
+            tenant: r.text(3)?,
+            action: r.text(4)?,
+            target: r.text(5)?,
+            source: r.text(6)?,
+            result: r.text(7)?,
+        },
+        prev_hash: r.text(8)?,
+        hash: r.text(9)?,
+    })
+}
+
+/// Entries one list answers at most.
+pub const AUDIT_PAGE_MAX: usize = 1000;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,42 +217,3 @@ mod tests {
         assert_ne!(x.change.hash(1, GENESIS), h);
     }
 }
-
-/// The columns [`token_from`] reads, in its order.
-pub(crate) const TOKEN_COLUMNS: &str = "id, name, tenant, role, created_at, created_by, revoked_at";
-
-pub(crate) fn token_from<C: crate::rows::Columns>(r: &C) -> Result<TokenRecord, C::Error> {
-    Ok(TokenRecord {
-        id: r.text(0)?,
-        name: r.text(1)?,
-        tenant: r.text(2)?,
-        role: r.text(3)?,
-        created_at: crate::codec::from_ms(r.int(4)?),
-        created_by: r.text(5)?,
-        revoked_at: r.opt_int(6)?.map(crate::codec::from_ms),
-    })
-}
-
-/// The columns [`audit_from`] reads, in its order.
-pub(crate) const AUDIT_COLUMNS: &str =
-    "id, at, actor, tenant, action, target, source, result, prev_hash, hash";
-
-pub(crate) fn audit_from<C: crate::rows::Columns>(r: &C) -> Result<AuditEntry, C::Error> {
-    Ok(AuditEntry {
-        id: r.int(0)?,
-        change: NewAudit {
-            at: crate::codec::from_ms(r.int(1)?),
-            actor: r.text(2)?,
-            tenant: r.text(3)?,
-            action: r.text(4)?,
-            target: r.text(5)?,
-            source: r.text(6)?,
-            result: r.text(7)?,
-        },
-        prev_hash: r.text(8)?,
-        hash: r.text(9)?,
-    })
-}
-
-/// Entries one list answers at most.
-pub const AUDIT_PAGE_MAX: usize = 1000;
