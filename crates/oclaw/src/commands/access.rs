@@ -5,20 +5,12 @@ use std::process::ExitCode;
 
 use oclaw_store::access::{verify_chain, AuditEntry};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::client::{
-    encode, exit, get_list, item_rows, print_json, print_table, Client, ClientError,
+    cell as text, encode, exit, get_list, item_rows, print_json, print_table, Client, ClientError,
 };
 use crate::cli::{AuditCommand, Output, SecretCommand, TokenCommand};
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
 
 pub async fn run_token(cmd: TokenCommand) -> Result<ExitCode, ClientError> {
     match cmd {

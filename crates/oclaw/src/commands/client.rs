@@ -148,7 +148,8 @@ pub fn read_input(args: &InputArgs) -> Result<Value, ClientError> {
         .map_err(|e| ClientError::Usage(format!("--input is not valid JSON: {e}")))
 }
 
-fn cell(v: &Value) -> String {
+/// A JSON value as a table cell: text as is, null as `-`.
+pub fn cell(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),

@@ -10,17 +10,9 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::client::{
-    encode, exit, get_list, item_rows, print_json, print_table, Client, ClientError,
+    cell as text, encode, exit, get_list, item_rows, print_json, print_table, Client, ClientError,
 };
 use crate::cli::{KbCommand, Output};
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
 
 /// One line of a passage, at most `n` characters.
 fn excerpt(s: &str, n: usize) -> String {
