@@ -91,6 +91,35 @@ pub(crate) fn claimed_from<C: Columns>(r: &C) -> Result<(ClaimedTask, bool), C::
     Ok((task, r.small(12)? != 0))
 }
 
+/// The order a worker starts a claimed batch in: higher priority first; within a priority the
+/// tenants take turns (each one's first task, then each one's second, ...), each tenant's tasks
+/// oldest first. A tenant's one task claimed beside another's hundred starts first, not last.
+pub(crate) fn start_order(out: &mut [ClaimedTask]) {
+    out.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+    if out.windows(2).all(|w| w[0].tenant == w[1].tenant) {
+        return;
+    }
+    let mut seen: HashMap<(i32, &str), usize> = HashMap::new();
+    let turns: Vec<usize> = out
+        .iter()
+        .map(|t| {
+            let n = seen.entry((t.priority, t.tenant.as_str())).or_default();
+            *n += 1;
+            *n
+        })
+        .collect();
+    let mut keyed: Vec<(usize, ClaimedTask)> = turns.into_iter().zip(out.iter().cloned()).collect();
+    keyed.sort_by(|(ta, a), (tb, b)| {
+        b.priority
+            .cmp(&a.priority)
+            .then(ta.cmp(tb))
+            .then(a.id.cmp(&b.id))
+    });
+    for (slot, (_, t)) in out.iter_mut().zip(keyed) {
+        *slot = t;
+    }
+}
+
 /// The columns [`checkpoint_from`] reads, in its order.
 pub(crate) const CHECKPOINT_COLUMNS: &str = "step, idx, output, at";
 

@@ -32,6 +32,18 @@ pub async fn claims_share_a_queue_fairly_among_tenants(store: DynStore) {
         .await
         .unwrap();
     assert_eq!(got.len(), 10, "the limit is filled");
+    let order: Vec<i64> = got.iter().map(|t| t.input["n"].as_i64().unwrap()).collect();
+    // The batch starts with the tenants taking turns: big's first, small's first, big's second...
+    let firsts: Vec<bool> = got
+        .iter()
+        .take(8)
+        .map(|t| small.iter().any(|s| s.task.id == t.id))
+        .collect();
+    assert_eq!(
+        firsts,
+        [false, true, false, true, false, true, false, true],
+        "{order:?}"
+    );
     let mut per: HashMap<String, usize> = HashMap::new();
     for t in &got {
         let task = store.get_task(t.id).await.unwrap().unwrap();

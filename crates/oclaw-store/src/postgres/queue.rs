@@ -123,7 +123,7 @@ impl TaskQueue for PgStore {
                 out
             }
         };
-        out.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+        crate::rows::start_order(&mut out);
         Ok(out)
     }
 

@@ -110,7 +110,7 @@ impl TaskQueue for SqliteStore {
                 }
             }
             tx.commit()?;
-            out.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+            crate::rows::start_order(&mut out);
             Ok(out)
         })
         .await
