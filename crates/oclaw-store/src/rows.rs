@@ -294,3 +294,65 @@ mod tests {
         );
     }
 }
+
+/// The tenants with tasks queued on each queue, as claims last found them, so a claim need not
+/// walk the ready index every time (on PostgreSQL that walk crosses the index entries of every
+/// task claimed since the last vacuum). Enqueues through this store add their tenant at once; a
+/// list is found again after [`TenantCache::FRESH`], and at once when a claim over it came back
+/// short (a task may have become queued another way: promoted, retried, resumed, or enqueued
+/// by another process); a
+/// tenant stays listed for [`TenantCache::KEEP`] after it was last seen, so one whose tasks come
+/// one at a time is not dropped between them (a claim for it that finds nothing is cheap).
+#[derive(Debug, Default)]
+pub(crate) struct TenantCache(
+    std::sync::Mutex<HashMap<String, (std::time::Instant, BTreeMap<String, std::time::Instant>)>>,
+);
+
+impl TenantCache {
+    pub const FRESH: std::time::Duration = std::time::Duration::from_millis(250);
+    pub const KEEP: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// A task of `tenant` was queued on `queue` through this store.
+    pub fn note(&self, queue: &str, tenant: &str) {
+        let Ok(mut c) = self.0.lock() else { return };
+        let now = std::time::Instant::now();
+        match c.get_mut(queue) {
+            Some((_, tenants)) => {
+                if let Some(seen) = tenants.get_mut(tenant) {
+                    *seen = now;
+                } else {
+                    tenants.insert(tenant.to_string(), now);
+                }
+            }
+            None => {
+                // Unknown queue: the next claim walks the index anyway.
+            }
+        }
+    }
+
+    /// The tenants to claim for, when the list is fresh.
+    pub fn fresh(&self, queue: &str) -> Option<Vec<String>> {
+        let c = self.0.lock().ok()?;
+        let (found, tenants) = c.get(queue)?;
+        (found.elapsed() < Self::FRESH).then(|| tenants.keys().cloned().collect())
+    }
+
+    /// Records a walk's result: those found, and those seen within `KEEP`.
+    pub fn found(&self, queue: &str, found: &[String]) -> Vec<String> {
+        let now = std::time::Instant::now();
+        let Ok(mut c) = self.0.lock() else {
+            return found.to_vec();
+        };
+        let entry = c
+            .entry(queue.to_string())
+            .or_insert_with(|| (now, BTreeMap::new()));
+        entry.0 = now;
+        entry
+            .1
+            .retain(|_, seen| now.duration_since(*seen) < Self::KEEP);
+        for t in found {
+            entry.1.insert(t.clone(), now);
+        }
+        entry.1.keys().cloned().collect()
+    }
+}

@@ -79,6 +79,8 @@ pub(crate) struct Inner {
     pub capacities: crate::rows::Capacities,
     /// Which queue the next multi-queue claim starts at (round robin).
     pub claim_rotation: std::sync::atomic::AtomicUsize,
+    /// The tenants with tasks queued on each queue, as claims last found them.
+    pub tenant_cache: crate::rows::TenantCache,
 }
 
 /// A store in one schema of a PostgreSQL database.
@@ -187,6 +189,7 @@ impl PgStore {
             wakeups: Wakeups::default(),
             capacities: Default::default(),
             claim_rotation: Default::default(),
+            tenant_cache: Default::default(),
         });
         let listener = listener::spawn(config, connector, inner.clone()).await?;
         Ok(PgStore {

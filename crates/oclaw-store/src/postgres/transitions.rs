@@ -102,6 +102,14 @@ pub(super) async fn insert_rows(
         .map(|r| r.task.key_limit.map(|l| l.min(i32::MAX as u32) as i32))
         .collect();
     let queued = rows.iter().any(|r| r.status == TaskStatus::Queued);
+    let mut noted: Option<(&str, &str)> = None;
+    for r in rows.iter().filter(|r| r.status == TaskStatus::Queued) {
+        let pair = (r.task.queue.as_str(), r.task.tenant.as_str());
+        if noted != Some(pair) {
+            inner.tenant_cache.note(pair.0, pair.1);
+            noted = Some(pair);
+        }
+    }
     let scheduled = rows.iter().any(|r| r.status == TaskStatus::Scheduled);
     let stmt = c
         .prepare_cached(
@@ -316,6 +324,30 @@ impl PgStore {
         limit: usize,
         rotation: usize,
     ) -> StoreResult<Vec<ClaimedTask>> {
+        let cache = &self.inner.tenant_cache;
+        let (tenants, walked) = match cache.fresh(queue) {
+            Some(t) => (t, false),
+            None => {
+                let found = self.queued_tenants(c, queue).await?;
+                (cache.found(queue, &found), true)
+            }
+        };
+        let mut out = self.share(c, &tenants, queue, req, limit, rotation).await?;
+        if out.len() < limit && !walked {
+            let found = self.queued_tenants(c, queue).await?;
+            let tenants = cache.found(queue, &found);
+            let left = limit - out.len();
+            out.extend(self.share(c, &tenants, queue, req, left, rotation).await?);
+        }
+        Ok(out)
+    }
+
+    /// The tenants with tasks queued on `queue` (a walk over the ready index).
+    async fn queued_tenants(
+        &self,
+        c: &impl GenericClient,
+        queue: &str,
+    ) -> StoreResult<Vec<String>> {
         let stmt = c
             .prepare_cached(
                 "WITH RECURSIVE t(x) AS (\
@@ -334,9 +366,28 @@ impl PgStore {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        if tenants.len() <= 1 {
-            let tenant = tenants.first().map(String::as_str);
-            return self.claim_from(c, Some(queue), tenant, req, limit).await;
+        Ok(tenants)
+    }
+
+    /// Claims up to `limit` of `queue`'s tasks, in equal shares among `tenants` (see
+    /// [`Self::claim_fairly`]).
+    async fn share(
+        &self,
+        c: &impl GenericClient,
+        tenants: &[String],
+        queue: &str,
+        req: &ClaimRequest,
+        limit: usize,
+        rotation: usize,
+    ) -> StoreResult<Vec<ClaimedTask>> {
+        match tenants {
+            [] => return Ok(Vec::new()),
+            [only] => {
+                return self
+                    .claim_from(c, Some(queue), Some(only), req, limit)
+                    .await
+            }
+            _ => {}
         }
         let mut out = Vec::with_capacity(limit);
         let mut more = Vec::new();

@@ -35,6 +35,8 @@ pub(super) struct Shared {
     pub wakeups: Wakeups,
     /// Which queue the next multi-queue claim starts at (round robin).
     pub claim_rotation: std::sync::atomic::AtomicUsize,
+    /// The tenants with tasks queued on each queue, as claims last found them.
+    pub tenant_cache: crate::rows::TenantCache,
     /// While a group commit is open, wake-ups wait here until it is durable.
     deferred: Mutex<Option<Vec<Notice>>>,
 }
@@ -348,6 +350,7 @@ impl SqliteStore {
             capacities: Default::default(),
             wakeups: Wakeups::default(),
             claim_rotation: Default::default(),
+            tenant_cache: Default::default(),
             deferred: Mutex::new(None),
         });
         let (tx, rx) = std::sync::mpsc::channel::<WriteJob>();

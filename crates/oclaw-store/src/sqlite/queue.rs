@@ -106,7 +106,16 @@ impl TaskQueue for SqliteStore {
                         break;
                     }
                     let q = &req.queues[(start + i) % req.queues.len()];
-                    claim_fairly(&tx, q, &req, left, rotation, now, &mut out)?;
+                    claim_fairly(
+                        &tx,
+                        &inner.tenant_cache,
+                        q,
+                        &req,
+                        left,
+                        rotation,
+                        now,
+                        &mut out,
+                    )?;
                 }
             }
             tx.commit()?;

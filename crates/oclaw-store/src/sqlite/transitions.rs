@@ -108,6 +108,7 @@ pub(super) fn insert_task(
     let start = Start::of(&task, st.now);
     if start.status == TaskStatus::Queued {
         st.any_queued = true;
+        st.inner.tenant_cache.note(&task.queue, &task.tenant);
     } else {
         st.any_scheduled = true;
     }
@@ -163,8 +164,10 @@ pub(super) fn notify_enqueued(shared: &Shared, queued: bool, scheduled: bool) {
 /// there: each gets an equal share in turn (starting at a tenant that moves on every claim), and
 /// what a tenant leaves unused goes to those with more. A tenant with a million queued tasks
 /// therefore cannot hold back another's next task.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn claim_fairly(
     tx: &Connection,
+    cache: &crate::rows::TenantCache,
     queue: &str,
     req: &ClaimRequest,
     limit: usize,
@@ -172,17 +175,39 @@ pub(super) fn claim_fairly(
     now: i64,
     out: &mut Vec<ClaimedTask>,
 ) -> StoreResult<()> {
-    let tenants = queued_tenants(tx, queue)?;
-    if tenants.len() <= 1 {
-        return claim_from_queue(
-            tx,
-            Some(queue),
-            tenants.first().map(String::as_str),
-            req,
-            limit,
-            now,
-            out,
-        );
+    let before = out.len();
+    let (tenants, walked) = match cache.fresh(queue) {
+        Some(t) => (t, false),
+        None => (cache.found(queue, &queued_tenants(tx, queue)?), true),
+    };
+    share(tx, &tenants, queue, req, limit, rotation, now, out)?;
+    let got = out.len() - before;
+    if got < limit && !walked {
+        let tenants = cache.found(queue, &queued_tenants(tx, queue)?);
+        share(tx, &tenants, queue, req, limit - got, rotation, now, out)?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn share(
+    tx: &Connection,
+    tenants: &[String],
+    queue: &str,
+    req: &ClaimRequest,
+    limit: usize,
+    rotation: usize,
+    now: i64,
+    out: &mut Vec<ClaimedTask>,
+) -> StoreResult<()> {
+    let limit = out.len() + limit;
+    match tenants {
+        [] => return Ok(()),
+        [only] => {
+            let left = limit - out.len();
+            return claim_from_queue(tx, Some(queue), Some(only), req, left, now, out);
+        }
+        _ => {}
     }
     let mut more = Vec::new();
     for i in 0..tenants.len() {
