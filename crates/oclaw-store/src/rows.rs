@@ -304,9 +304,10 @@ mod tests {
 /// tenant stays listed for [`TenantCache::KEEP`] after it was last seen, so one whose tasks come
 /// one at a time is not dropped between them (a claim for it that finds nothing is cheap).
 #[derive(Debug, Default)]
-pub(crate) struct TenantCache(
-    std::sync::Mutex<HashMap<String, (std::time::Instant, BTreeMap<String, std::time::Instant>)>>,
-);
+pub(crate) struct TenantCache(std::sync::Mutex<HashMap<String, QueueTenants>>);
+
+/// When a queue's tenants were last found, and when each was last seen.
+type QueueTenants = (std::time::Instant, BTreeMap<String, std::time::Instant>);
 
 impl TenantCache {
     pub const FRESH: std::time::Duration = std::time::Duration::from_millis(250);
