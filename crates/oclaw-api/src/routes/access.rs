@@ -108,10 +108,11 @@ pub async fn create(
     ))
 }
 
+/// `?tenant=`: the tenant an admin acts in or lists (other tokens act in their own).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantQuery {
-    tenant: Option<String>,
+    pub(crate) tenant: Option<String>,
 }
 
 pub async fn list(

@@ -12,6 +12,7 @@ use oclaw_store::waits::{Decision, NewEvent, WaitFilter, WaitKind, WaitRecord, W
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::access::TenantQuery;
 use super::tasks::given;
 use crate::audit::AuditTenant;
 use crate::auth::Principal;
@@ -64,12 +65,6 @@ pub struct ApprovalList {
 
 fn invalid(message: impl Into<String>, field: &str) -> ApiError {
     ApiError::new(ErrorCode::InvalidField, message).details(json!({"field": field}))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TenantQuery {
-    tenant: Option<String>,
 }
 
 /// Sends an event to the waits of the caller's tenant (an admin's: `?tenant=`, default
