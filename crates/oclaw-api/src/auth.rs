@@ -39,21 +39,34 @@ pub fn check_listen_safety(
 /// Routes that do without the API token: probes, metrics, the OpenAPI document, and webhooks
 /// (which check their own signature or token, and the API token when they have neither).
 pub(crate) fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
+    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/ui")
         || path.starts_with("/hooks/")
+        || path.starts_with("/ui/")
 }
 
-/// The token of an `Authorization: Bearer <token>` header.
+/// The token of an `Authorization: Bearer <token>` header — or, for browsers, which cannot
+/// set headers on a WebSocket, of a `Sec-WebSocket-Protocol` entry `oclaw.bearer.<token>`
+/// (offered beside `oclaw`, the protocol the server answers with).
 pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers
+    let header = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .map(str::trim)
+        .map(str::trim);
+    header.or_else(|| {
+        headers
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok())?
+            .split(',')
+            .find_map(|p| p.trim().strip_prefix(WS_BEARER))
+    })
 }
+
+/// The prefix of the WebSocket subprotocol entry that carries a token.
+pub const WS_BEARER: &str = "oclaw.bearer.";
 
 use oclaw_channels::constant_time_eq;
 

@@ -11,8 +11,10 @@ pub mod quotas;
 mod routes;
 mod state;
 mod trace;
+pub mod ui;
 
 pub use auth::{check_listen_safety, ListenSafety};
 pub use error::ApiError;
+pub use routes::conversations::Hub as ConversationHub;
 pub use routes::{probe_router, router};
 pub use state::{ApiState, WorkerInfo};

@@ -42,6 +42,12 @@ pub struct ApiState {
     pub secret_key: Option<Arc<oclaw_store::secrets::SecretKey>>,
     /// Verifies OIDC bearer JWTs (`api.oidc`).
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
+    /// Live WebSocket sessions by conversation, for agents' replies.
+    pub conversations: Arc<crate::ConversationHub>,
+    /// Conversation memory: how many messages are kept, and for how long
+    /// (`channels.conversation`).
+    pub conversation_history: usize,
+    pub conversation_ttl: Duration,
 }
 
 pub use oclaw_engine::WorkerInfo;

@@ -94,6 +94,9 @@ async fn no_input_panics_or_answers_5xx() {
         quotas: Default::default(),
         secret_key: None,
         oidc: None,
+        conversations: Default::default(),
+        conversation_history: 20,
+        conversation_ttl: std::time::Duration::from_secs(60),
     };
     let app = router(state);
     let mut rng = fastrand::Rng::with_seed(0x0c1a);

@@ -55,7 +55,8 @@ pub const REPLY_ATTEMPTS: u32 = 10;
 /// carries `reply_to` (where the platform wants the reply): `{reply_to, text, bot, task_id}`,
 /// or `None` when the task wants no delivery (a delivery task itself never does).
 pub fn reply_delivery(bot: &str, task_id: &str, input: &Value, output: &Value) -> Option<Value> {
-    if bot == REPLY_BOT {
+    // A message held for a person (the conversation was taken over) has no reply of the bot's.
+    if bot == REPLY_BOT || output.get("held") == Some(&Value::Bool(true)) {
         return None;
     }
     let reply_to = input.get("reply_to").filter(|v| v.is_object())?;

@@ -74,6 +74,8 @@ error_codes! {
     TenantQuota = ("OC-2029", 429, "the tenant is at its quota; retry later"),
     SecretsDisabled = ("OC-2030", 409, "the node has no secrets key (secrets.key or secrets.key_file)"),
     SecretNotFound = ("OC-2031", 404, "the tenant has no secret with that name"),
+    ConversationNotFound = ("OC-2032", 404, "no handed-off conversation with that id"),
+    ConversationNotHeld = ("OC-2033", 409, "the conversation is not taken over by an agent; take it first"),
     LeaseExpired = ("OC-3001", 500, "the task's lease expired before it finished"),
     TriggerFireFailed = ("OC-3002", 500, "a trigger could not enqueue its task"),
     StoreUnavailable = ("OC-4001", 503, "database connection timeout"),

@@ -628,6 +628,17 @@ async fn run_steps(
             .map(crate::conversation::Session::template_value)
             .unwrap_or(Value::Null),
     );
+    if let Some(agent) = session.as_ref().and_then(|s| s.held_by()) {
+        // A person holds the conversation: the message is theirs to answer; the bot's steps
+        // wait until it is handed back.
+        let writes = session
+            .map(|s| s.record_held(rt, &task.input))
+            .unwrap_or_default();
+        return Ok(Finish::Done(
+            serde_json::json!({"text": null, "held": true, "agent": agent}),
+            writes,
+        ));
+    }
     let secrets = rt.secrets_for(&task.tenant).await;
     let mut outputs = Map::new();
     let mut data = task.input.clone();
@@ -737,7 +748,7 @@ async fn run_steps(
         }
     }
     let writes = session
-        .map(|s| vec![s.record(rt, &task.input, &data)])
+        .map(|s| s.record(rt, task, &data))
         .unwrap_or_default();
     Ok(Finish::Done(data, writes))
 }

@@ -292,6 +292,9 @@ pub async fn serve(
         )),
         secret_key,
         oidc: oidc.clone(),
+        conversations: Default::default(),
+        conversation_history: config.channels.conversation.history,
+        conversation_ttl: config.channels.conversation.ttl.get(),
     };
     // Broker channels run with the API (channel ingress).
     if components.api {

@@ -119,6 +119,15 @@ pub trait KvStore: Send + Sync {
         expires_at: Option<DateTime<Utc>>,
     ) -> StoreResult<()>;
 
+    /// The live entries of a namespace, in key order, at most `limit` (the console's list of
+    /// handed-off conversations).
+    async fn kv_list(
+        &self,
+        namespace: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Value)>>;
+
     /// Adds `delta` to the integer counter at `key` (0 when absent or expired) in one atomic
     /// step, unless that would take it past `limit` (a decrease always applies). The counter
     /// expires at `expires_at` (set when it is made). Answers the new value, or `None` when the

@@ -63,6 +63,17 @@ fn invalid(message: impl Into<String>, field: &str) -> ApiError {
 }
 
 /// Creates a token; the answer is the only time the token itself is shown.
+/// `GET /v1/me`: who the token is — its actor, tenant (null for admins of every tenant),
+/// role and name — so a client (the console) shows only what the role may do.
+pub async fn me(Extension(who): Extension<Principal>) -> Json<Value> {
+    Json(json!({
+        "actor": who.actor,
+        "tenant": who.tenant,
+        "role": who.role.as_str(),
+        "identity": who.identity,
+    }))
+}
+
 pub async fn create(
     State(state): State<ApiState>,
     Extension(who): Extension<Principal>,

@@ -3,12 +3,14 @@
 pub(crate) mod access;
 pub(crate) mod bots;
 mod cluster;
+pub(crate) mod conversations;
 mod demo;
 pub(crate) mod health;
 mod hooks;
 pub(crate) mod kb;
 mod metrics;
 mod queues;
+mod stream;
 pub(crate) mod tasks;
 pub(crate) mod waits;
 mod ws;
@@ -49,6 +51,7 @@ pub fn router(state: ApiState) -> Router {
             delete(kb::remove_document),
         )
         .route("/v1/kb/{name}/search", get(kb::search))
+        .route("/v1/me", get(access::me))
         .route("/v1/tokens", get(access::list).post(access::create))
         .route("/v1/tokens/{id}", delete(access::revoke))
         .route("/v1/audit", get(access::audit))
@@ -60,6 +63,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/bots", get(bots::list))
         .route("/v1/bots/{name}", get(bots::get_one))
         .route("/v1/queues", get(queues::list))
+        .route("/v1/stream", get(stream::stream))
+        .route("/v1/conversations", get(conversations::list))
+        .route("/v1/conversations/{id}", get(conversations::get_one))
+        .route("/v1/conversations/{id}/take", post(conversations::take))
+        .route("/v1/conversations/{id}/release", post(conversations::release))
+        .route("/v1/conversations/{id}/messages", post(conversations::send))
+        .route("/ui", get(crate::ui::root))
+        .route("/ui/", get(crate::ui::index))
+        .route("/ui/{file}", get(crate::ui::file))
         .route("/v1/cluster/nodes", get(cluster::nodes))
         .route("/v1/bots/{name}/invoke", post(bots::invoke))
         .route("/hooks/{*rest}", post(hooks::receive).get(hooks::receive))

@@ -83,6 +83,8 @@ pub async fn connect(
     })?;
     let max = state.websocket.max_frame_bytes;
     Ok(upgrade
+        // Browsers offer `oclaw` beside the entry that carries their token (see `auth::bearer`).
+        .protocols(["oclaw"])
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| run_session(state, bot, session, q.user, socket)))
@@ -166,6 +168,12 @@ async fn run_session(
     let mut ping = tokio::time::interval(heartbeat);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_seen = Instant::now();
+    // An agent who takes the conversation over writes into this session.
+    let mut agent = state.conversations.join(super::conversations::key_of(
+        CHANNEL,
+        &session,
+        user.as_deref(),
+    ));
     let close = |code: u16, reason: &str| {
         Message::Close(Some(CloseFrame {
             code,
@@ -188,6 +196,9 @@ async fn run_session(
                     ),
                     Some(Ok(_)) => {}
                 }
+            }
+            Some(frame) = agent.frames.recv() => {
+                out.frame(frame);
             }
             _ = ping.tick() => {
                 if last_seen.elapsed() > heartbeat * 3 {
@@ -293,6 +304,11 @@ async fn handle_frame(
         }
         let _sent = sent;
         match finished {
+            Some(task) if task.status == TaskStatus::Succeeded && is_held(task.output.as_ref()) => {
+                // An agent holds the conversation: the message reached them, the bot says nothing.
+                let agent = task.output.as_ref().map_or(Value::Null, |o| o["agent"].clone());
+                out.frame(json!({"type": "held", "id": id, "task_id": task_id, "agent": agent}));
+            }
             Some(task) if task.status == TaskStatus::Succeeded => {
                 let reply =
                     oclaw_core::channel::reply_of(task.output.as_ref().unwrap_or(&Value::Null));
@@ -321,6 +337,10 @@ async fn handle_frame(
             ),
         }
     });
+}
+
+fn is_held(output: Option<&Value>) -> bool {
+    output.is_some_and(|o| o.get("held") == Some(&Value::Bool(true)))
 }
 
 /// Waits (checking every 200 ms) until `task` waits for an approval; answers it.

@@ -37,6 +37,24 @@ pub async fn kv_with_ttl(s: DynStore) {
             .unwrap(),
         Some(json!(2))
     );
+    // A namespace's live entries, in key order, never another namespace's or an expired one.
+    s.kv_set("list", "b", &json!("second"), None).await.unwrap();
+    s.kv_set("list", "a", &json!({"first": true}), None)
+        .await
+        .unwrap();
+    s.kv_set("list", "c", &json!(3), Some(now + chrono::Duration::seconds(5)))
+        .await
+        .unwrap();
+    let later = now + chrono::Duration::seconds(10);
+    assert_eq!(
+        s.kv_list("list", later, 10).await.unwrap(),
+        vec![
+            ("a".to_string(), json!({"first": true})),
+            ("b".to_string(), json!("second"))
+        ]
+    );
+    assert_eq!(s.kv_list("list", now, 10).await.unwrap().len(), 3);
+    assert_eq!(s.kv_list("list", now, 1).await.unwrap().len(), 1);
 }
 
 pub async fn kv_add_counts_within_a_limit_atomically(s: DynStore) {

@@ -27,6 +27,25 @@ impl KvStore for PgStore {
         Ok(rows.first().map(|r| parse_json(r.get(0))))
     }
 
+    async fn kv_list(
+        &self,
+        namespace: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Value)>> {
+        let rows = self
+            .query(
+                "SELECT key, value FROM kv WHERE ns = $1 AND (expires_at IS NULL OR expires_at > $2) \
+                 ORDER BY key LIMIT $3",
+                &[&namespace, &ms(now), &(limit as i64)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), parse_json(r.get(1))))
+            .collect())
+    }
+
     async fn kv_set(
         &self,
         namespace: &str,

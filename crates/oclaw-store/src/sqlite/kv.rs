@@ -32,6 +32,31 @@ impl KvStore for SqliteStore {
         .await
     }
 
+    async fn kv_list(
+        &self,
+        namespace: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Value)>> {
+        let ns = namespace.to_string();
+        self.read(move |c, _| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT key, value FROM kv WHERE ns = ?1 AND (expires_at IS NULL OR expires_at > ?2) \
+                     ORDER BY key LIMIT ?3",
+                )
+                .map_err(map_err)?;
+            let rows = s
+                .query_map(params![ns, ms(now), limit as i64], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(map_err)?;
+            rows.map(|r| r.map(|(k, v)| (k, parse_json(&v))).map_err(map_err))
+                .collect()
+        })
+        .await
+    }
+
     async fn kv_set(
         &self,
         namespace: &str,
