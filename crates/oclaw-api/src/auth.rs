@@ -36,11 +36,15 @@ pub fn check_listen_safety(
     }
 }
 
-/// Routes that do without the API token: probes, metrics, the OpenAPI document, and webhooks
+/// Routes that do without the API token: probes, metrics, the OpenAPI document, the console's
+/// static files, the demo data, and webhooks
 /// (which check their own signature or token, and the API token when they have neither).
 pub(crate) fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/ui")
-        || path.starts_with("/hooks/")
+    // The demo catalogue too: the example bots read it from their own node, token or not.
+    matches!(
+        path,
+        "/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/ui" | "/demo/catalog.json"
+    ) || path.starts_with("/hooks/")
         || path.starts_with("/ui/")
 }
 

@@ -127,7 +127,8 @@ fn error_statuses(method: &str, path: &str, has_body: bool, has_path_param: bool
         ("post", "/v1/kb/{name}/documents") => out.push(409),
         ("get", "/v1/kb/{name}/documents") => out.push(400),
         ("get", "/v1/kb/{name}/search") => out.extend([400, 409]),
-        ("get", "/v1/tasks") => out.push(400),
+        ("get", "/v1/tasks" | "/v1/conversations") => out.push(400),
+        ("post", "/v1/conversations/{id}/messages") => out.push(409),
         _ => {}
     }
     out.sort_unstable();
@@ -151,6 +152,12 @@ fn param_schema(name: &str, at: &str, path: &str) -> Value {
             json!({"type": "string", "pattern": "^[1-9][0-9]{0,17}$"})
         }
         "id" if path.starts_with("/v1/tokens") => json!({"type": "string", "minLength": 1}),
+        "id" if path.starts_with("/v1/conversations") => {
+            json!({"type": "string", "pattern": "^([0-9a-f]{2}){1,512}$"})
+        }
+        "state" => {
+            optional_empty(json!({"type": "string", "enum": ["waiting", "taken", "released"]}))
+        }
         "id" | "task" => {
             optional_empty(json!({"type": "string", "pattern": "^T[1-9][0-9]{0,17}$"}))
         }
@@ -232,6 +239,12 @@ pub fn document() -> Value {
         Route { method: "get", path: "/v1/secrets", summary: "The tenant's secrets by name and when each was set, never their values (409 when the node has no secrets key)", request: None, ok_status: "200", response: schema_ref::<crate::routes::access::SecretList>(&mut g), params: &[("tenant", "query", "The tenant (admins; others their own)")] },
         Route { method: "put", path: "/v1/secrets/{name}", summary: "Set a secret of the tenant (developers): sealed with AES-256-GCM before it reaches the store, read by the tenant's bots as secrets.<name>; 201 new, 200 replaced", request: Some(schema_ref::<crate::routes::access::PutSecret>(&mut g)), ok_status: "201", response: any.clone(), params: &[("name", "path", "Letters, digits, _"), ("tenant", "query", "The tenant (admins; others their own)")] },
         Route { method: "delete", path: "/v1/secrets/{name}", summary: "Remove a secret of the tenant (developers)", request: None, ok_status: "204", response: any.clone(), params: &[("name", "path", "Secret name"), ("tenant", "query", "The tenant (admins; others their own)")] },
+        Route { method: "get", path: "/v1/me", summary: "Who the token is: actor, tenant (null for admins of every tenant), role, name", request: None, ok_status: "200", response: json!({"type": "object", "required": ["actor", "role"], "properties": {"actor": {"type": "string"}, "tenant": {"type": ["string", "null"]}, "role": {"enum": ["viewer", "operator", "developer", "admin"]}, "identity": {"type": ["string", "null"]}}}), params: &[] },
+        Route { method: "get", path: "/v1/conversations", summary: "Conversations bots handed to a person (waiting, taken by an agent, or released), newest first", request: None, ok_status: "200", response: json!({"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"type": "object"}}, "next_cursor": {"type": "null"}}}), params: &[("state", "query", "waiting, taken or released"), ("tenant", "query", "One tenant's (admins)")] },
+        Route { method: "get", path: "/v1/conversations/{id}", summary: "One handed-off conversation with its history", request: None, ok_status: "200", response: json!({"type": "object"}), params: &[("id", "path", "Conversation id (from the list)")] },
+        Route { method: "post", path: "/v1/conversations/{id}/take", summary: "Take the conversation over: the bot stops answering it until it is handed back", request: None, ok_status: "200", response: json!({"type": "object"}), params: &[("id", "path", "Conversation id")] },
+        Route { method: "post", path: "/v1/conversations/{id}/release", summary: "Hand the conversation back to the bot", request: None, ok_status: "200", response: json!({"type": "object"}), params: &[("id", "path", "Conversation id")] },
+        Route { method: "post", path: "/v1/conversations/{id}/messages", summary: "The agent's reply: kept in the history and sent into the session or channel (409 unless taken over)", request: Some(schema_ref::<crate::routes::conversations::AgentMessage>(&mut g)), ok_status: "200", response: json!({"type": "object"}), params: &[("id", "path", "Conversation id")] },
         Route { method: "get", path: "/v1/bots", summary: "The loaded bots", request: None, ok_status: "200", response: schema_ref::<crate::routes::bots::BotList>(&mut g), params: &[] },
         Route { method: "get", path: "/v1/bots/{name}", summary: "One bot with its spec", request: None, ok_status: "200", response: schema_ref::<crate::routes::bots::BotDetail>(&mut g), params: name_param },
         Route { method: "post", path: "/v1/bots/{name}/invoke", summary: "Run a bot and wait for the result (200), or answer 202 when it still runs at the timeout", request: Some(schema_ref::<InvokeBody>(&mut g)), ok_status: "200", response: schema_ref::<InvokeAnswer>(&mut g), params: &[("name", "path", "Bot name"), ("timeout", "query", "How long to wait, e.g. 5s; default api.timeout")] },

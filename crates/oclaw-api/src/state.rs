@@ -44,6 +44,8 @@ pub struct ApiState {
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
     /// Live WebSocket sessions by conversation, for agents' replies.
     pub conversations: Arc<crate::ConversationHub>,
+    /// Turns true when the node stops: live streams and chat sessions end.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
     /// Conversation memory: how many messages are kept, and for how long
     /// (`channels.conversation`).
     pub conversation_history: usize,
@@ -51,3 +53,8 @@ pub struct ApiState {
 }
 
 pub use oclaw_engine::WorkerInfo;
+
+/// Resolves when the node stops (at once when it has).
+pub(crate) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}

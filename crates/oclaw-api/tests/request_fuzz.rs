@@ -95,6 +95,7 @@ async fn no_input_panics_or_answers_5xx() {
         secret_key: None,
         oidc: None,
         conversations: Default::default(),
+        stopping: tokio::sync::watch::channel(false).1,
         conversation_history: 20,
         conversation_ttl: std::time::Duration::from_secs(60),
     };

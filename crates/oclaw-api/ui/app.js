@@ -286,7 +286,9 @@
       live = () => { if (route().page === "approvals") render(); };
       return [h("h1", {}, t("approvals")), table(["message", "bot", "created", ""], list.items.map((a) => {
         const comment = h("input", { "aria-label": t("comment"), placeholder: t("comment") });
-        const decide = (how) => act(t(how), () => api(`/v1/approvals/${a.id}/${how}`, { method: "POST", body: comment.value ? { comment: comment.value } : {} }));
+        // A stored or OIDC token decides as itself; a configured or anonymous admin names itself.
+        const decide = (how) => act(t(how), () => api(`/v1/approvals/${a.id}/${how}`, { method: "POST",
+          body: Object.assign(me.identity ? {} : { by: me.actor }, comment.value ? { comment: comment.value } : {}) }));
         return [(a.detail && a.detail.message) || "", a.bot || "", when(a.created_at),
           can("operator") ? h("div", { class: "row" }, comment, h("button", { type: "button", class: "primary", onclick: () => decide("approve") }, t("approve")),
             h("button", { type: "button", class: "danger", onclick: () => decide("reject") }, t("reject"))) : ""];
@@ -414,9 +416,14 @@
     return { page: pages[page] ? page : "overview", arg: rest.length ? decodeURIComponent(rest.join("/")) : null, q: new URLSearchParams(query || "") };
   }
   function paint(nodes) {
+    const list = [nodes].flat(3).filter((n) => n !== null && n !== undefined && n !== false);
+    // A live refresh that changes nothing leaves the page alone (what is typed, where the focus is).
+    const probe = document.createElement("div");
+    probe.append(...list.map((n) => n.cloneNode(true)));
+    if (probe.innerHTML === main.innerHTML) return;
     const focused = document.activeElement && document.activeElement.id;
     const value = focused && document.activeElement.value;
-    main.replaceChildren(...[nodes].flat(3).filter((n) => n !== null && n !== undefined && n !== false));
+    main.replaceChildren(...list);
     if (focused) { const el = document.getElementById(focused); if (el) { if (value !== undefined && "value" in el) el.value = value; el.focus(); } }
   }
   function drawNav() {
@@ -437,6 +444,8 @@
       const out = await pages[r.page](r.arg, r.q);
       if (mine === rendering) {
         paint([me.role === "viewer" ? h("p", { class: "muted", id: "viewer-note" }, t("viewer_note")) : null, out].flat());
+        // For `oclaw`'s console benchmark: when each page was first drawn.
+        performance.mark("oclaw:" + r.page);
       }
     } catch (e) {
       if (e.status === 401) { signout(); return; }
@@ -461,6 +470,13 @@
     signin();
   }
   async function start(explicit) {
+    if (!token) {
+      // Ask for a token unless the node lets its local user in without one.
+      try {
+        const s = await (await fetch("session.json")).json();
+        if (s.token_required) return signin(explicit ? t("token") + "?" : null);
+      } catch (_) { return signin(); }
+    }
     try {
       me = await api("/v1/me");
     } catch (e) {

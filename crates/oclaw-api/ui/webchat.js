@@ -61,7 +61,7 @@
     box.append(head, log, form);
     target.append(box);
 
-    let ws = null, open = false, backoff = 500, seq = 0;
+    let ws = null, open = false, backoff = 500, seq = 0, deltas = 0;
     const outbox = [];            // messages not yet sent: {id, text, node}
     const waiting = new Map();    // id -> {node, task, text}: sent, reply not yet shown
     function line(cls, text) {
@@ -125,6 +125,7 @@
         else if (f.type === "ack") { const w = waiting.get(f.id); if (w) w.task = f.task_id; }
         else if (f.type === "delta") {
           const w = waiting.get(f.id);
+          deltas++;
           if (w) { if (!w.node) w.node = line("ocw-bot", ""); w.text += f.text; w.node.textContent = w.text; log.scrollTop = log.scrollHeight; }
         }
         else if (f.type === "reply") reply(f.id, f.text || (f.data ? JSON.stringify(f.data) : ""));
@@ -150,7 +151,8 @@
       flush();
     });
     connect();
-    return { element: box, get session() { return session; }, get connected() { return open; } };
+    return { element: box, get session() { return session; }, get connected() { return open; },
+      get deltas() { return deltas; }, get outbox() { return outbox.length; } };
   }
 
   window.OclawWebChat = { mount };

@@ -110,7 +110,13 @@ impl Session {
         Value::Array(std::mem::take(&mut self.history))
     }
 
-    fn write(&self, rt: &Runtime, namespace: &str, value: Value, now: chrono::DateTime<Utc>) -> KvWrite {
+    fn write(
+        &self,
+        rt: &Runtime,
+        namespace: &str,
+        value: Value,
+        now: chrono::DateTime<Utc>,
+    ) -> KvWrite {
         KvWrite {
             namespace: namespace.into(),
             key: self.key.clone(),
@@ -175,11 +181,11 @@ impl Session {
 }
 
 /// Whether a bot's output hands the conversation to a person: an object whose `handoff` is
-/// set (true, a ticket id, any value but null, false, `""` or `"none"`).
+/// set (true, a ticket id: any value but null, false, `""`, `"none"` or `"false"`).
 pub fn hands_off(output: &Value) -> bool {
     match output.get("handoff") {
         None | Some(Value::Null) | Some(Value::Bool(false)) => false,
-        Some(Value::String(s)) => !s.is_empty() && s != "none",
+        Some(Value::String(s)) => !matches!(s.as_str(), "" | "none" | "false"),
         Some(_) => true,
     }
 }

@@ -52,6 +52,7 @@ pub(crate) fn print_banner(b: &Banner<'_>) {
         b.started.elapsed().as_millis()
     );
     if b.components.api {
+        println!("  console  {api_url}/ui/   (open in a browser: nodes, queues, tasks, bots, chat, hand-offs)");
         // The example to try names a bot that is loaded: `hello` when it is, else the first.
         let try_it = if b.catalog.get("hello").is_some() {
             Some(r#"{"bot":"hello","input":{"name":"Ada"}}"#.to_string())

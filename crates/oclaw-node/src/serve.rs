@@ -2,6 +2,7 @@
 //! processes of distributed mode (`oclaw api-server`, `oclaw scheduler`, `oclaw worker`).
 
 use std::future::Future;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -293,6 +294,7 @@ pub async fn serve(
         secret_key,
         oidc: oidc.clone(),
         conversations: Default::default(),
+        stopping: stop_rx.clone(),
         conversation_history: config.channels.conversation.history,
         conversation_ttl: config.channels.conversation.ttl.get(),
     };
@@ -318,6 +320,7 @@ pub async fn serve(
         spawn_presence(store.clone(), node_id.clone(), node_info, stop_rx.clone()),
     );
     let mut api_stop = stop_rx.clone();
+    let grace_stop = stop_rx.clone();
     let api = tokio::spawn(async move {
         let app = if components.api {
             oclaw_api::router(state)
@@ -331,9 +334,13 @@ pub async fn serve(
             Some(tls) => match crate::tls::TlsListener::new(listener, tls) {
                 // (The audit log records the client's address on plain HTTP only.)
                 Ok(listener) => {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(stopped)
-                        .await
+                    within_grace(
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(stopped)
+                            .into_future(),
+                        grace_stop,
+                    )
+                    .await
                 }
                 Err(e) => Err(e),
             },
@@ -343,11 +350,15 @@ pub async fn serve(
                 let listener = listener.tap_io(|tcp| {
                     let _ = tcp.set_nodelay(true);
                 });
-                axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                within_grace(
+                    axum::serve(
+                        listener,
+                        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(stopped)
+                    .into_future(),
+                    grace_stop,
                 )
-                .with_graceful_shutdown(stopped)
                 .await
             }
         };
@@ -400,6 +411,27 @@ pub async fn serve(
     running.stop().await;
     tracing::info!(component = "node", "stopped cleanly");
     Ok(())
+}
+
+/// How long the API waits after a stop for the requests still open (a long `invoke` wait, say)
+/// before it closes them; live streams and chat sessions end at the stop by themselves.
+const API_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The server's graceful end, but at most [`API_GRACE`] after the stop.
+async fn within_grace(
+    served: impl Future<Output = std::io::Result<()>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    tokio::select! {
+        r = served => r,
+        _ = async {
+            let _ = stop.wait_for(|s| *s).await;
+            tokio::time::sleep(API_GRACE).await;
+        } => {
+            tracing::warn!(component = "api-server", "requests still open {}s after the stop; closing them", API_GRACE.as_secs());
+            Ok(())
+        }
+    }
 }
 
 /// The key that seals per-tenant secrets: `secrets.key`, or the first line of

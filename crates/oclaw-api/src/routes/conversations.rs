@@ -20,10 +20,10 @@ use tokio::sync::mpsc;
 
 use crate::audit::AuditTenant;
 use crate::auth::Principal;
+use crate::{ApiError, ApiState};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
-use crate::{ApiError, ApiState};
 
 /// Live sessions of this api-server by conversation key, so an agent's reply reaches the
 /// socket at once.
@@ -44,9 +44,7 @@ pub struct Joined {
 impl Hub {
     pub fn join(self: &Arc<Self>, key: String) -> Joined {
         let (tx, rx) = mpsc::unbounded_channel();
-        let id = self
-            .next
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.lock().entry(key.clone()).or_default().push((id, tx));
         Joined {
             hub: self.clone(),
@@ -66,7 +64,9 @@ impl Hub {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(u64, mpsc::UnboundedSender<Value>)>>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(u64, mpsc::UnboundedSender<Value>)>>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -111,11 +111,7 @@ fn not_found(id: &str) -> ApiError {
 }
 
 /// The hand-off record of `id`, when the caller's tenant may see it.
-async fn visible(
-    state: &ApiState,
-    who: &Principal,
-    id: &str,
-) -> Result<(String, Value), ApiError> {
+async fn visible(state: &ApiState, who: &Principal, id: &str) -> Result<(String, Value), ApiError> {
     let key = key_from(id).ok_or_else(|| not_found(id))?;
     let record = state
         .store
@@ -214,7 +210,11 @@ async fn set_state(
     let tenant = record["tenant"].as_str().unwrap_or_default().to_string();
     let agent = who.identity.clone().unwrap_or_else(|| who.actor.clone());
     record["state"] = json!(to);
-    record["agent"] = if to == "taken" { json!(agent) } else { Value::Null };
+    record["agent"] = if to == "taken" {
+        json!(agent)
+    } else {
+        Value::Null
+    };
     record["updated_at"] = json!(Utc::now());
     state
         .store

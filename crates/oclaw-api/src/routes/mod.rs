@@ -67,10 +67,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/conversations", get(conversations::list))
         .route("/v1/conversations/{id}", get(conversations::get_one))
         .route("/v1/conversations/{id}/take", post(conversations::take))
-        .route("/v1/conversations/{id}/release", post(conversations::release))
+        .route(
+            "/v1/conversations/{id}/release",
+            post(conversations::release),
+        )
         .route("/v1/conversations/{id}/messages", post(conversations::send))
         .route("/ui", get(crate::ui::root))
         .route("/ui/", get(crate::ui::index))
+        .route("/ui/session.json", get(crate::ui::session))
         .route("/ui/{file}", get(crate::ui::file))
         .route("/v1/cluster/nodes", get(cluster::nodes))
         .route("/v1/bots/{name}/invoke", post(bots::invoke))
@@ -150,5 +154,51 @@ fn with_layers(routes: Router<ApiState>, state: ApiState) -> Router {
             state.clone(),
             metrics::time_requests,
         ))
+        .layer(axum::middleware::from_fn(cross_origin))
         .with_state(state)
+}
+
+/// Cross-origin reads for pages on other sites that call the API with a token they were given
+/// (the WebChat widget reads a reply's task after a reconnect): preflights of `/v1` routes are
+/// answered, and an answer to a request that carried a bearer token may be read from any
+/// origin. Answers to requests without a token never are, so a page cannot read what a loopback
+/// node without tokens shows its local user.
+async fn cross_origin(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{header, HeaderValue, Method, StatusCode};
+    use axum::response::IntoResponse;
+    let from_elsewhere = req.headers().contains_key(header::ORIGIN);
+    if from_elsewhere && req.method() == Method::OPTIONS && req.uri().path().starts_with("/v1/") {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        return r;
+    }
+    let with_token =
+        auth::bearer(req.headers()).is_some() && req.headers().contains_key(header::AUTHORIZATION);
+    let mut r = next.run(req).await;
+    if from_elsewhere && with_token {
+        r.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+    }
+    r
 }

@@ -20,14 +20,22 @@ pub async fn stream(
     State(state): State<ApiState>,
     Extension(who): Extension<Principal>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let events = futures_util::stream::unfold((state, who, true), |(state, who, first)| async move {
-        if !first {
-            tokio::time::sleep(EVERY).await;
-        }
-        let data = overview(&state, &who).await;
-        let event = Event::default().event("overview").data(data.to_string());
-        Some((Ok(event), (state, who, false)))
-    });
+    let events =
+        futures_util::stream::unfold((state, who, true), |(mut state, who, first)| async move {
+            if *state.stopping.borrow() {
+                return None;
+            }
+            if !first {
+                // The node stopping ends the stream, so it does not hold the shutdown.
+                tokio::select! {
+                    _ = tokio::time::sleep(EVERY) => {}
+                    _ = crate::state::stopped(&mut state.stopping) => return None,
+                }
+            }
+            let data = overview(&state, &who).await;
+            let event = Event::default().event("overview").data(data.to_string());
+            Some((Ok(event), (state, who, false)))
+        });
     Sse::new(events).keep_alive(KeepAlive::default())
 }
 

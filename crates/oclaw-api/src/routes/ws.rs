@@ -168,6 +168,7 @@ async fn run_session(
     let mut ping = tokio::time::interval(heartbeat);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_seen = Instant::now();
+    let mut stopping = state.stopping.clone();
     // An agent who takes the conversation over writes into this session.
     let mut agent = state.conversations.join(super::conversations::key_of(
         CHANNEL,
@@ -199,6 +200,11 @@ async fn run_session(
             }
             Some(frame) = agent.frames.recv() => {
                 out.frame(frame);
+            }
+            _ = crate::state::stopped(&mut stopping) => {
+                // Clients reconnect (with `session=`) to another api-server or this one restarted.
+                let _ = out.tx.send(close(1001, "the node is stopping")).await;
+                break;
             }
             _ = ping.tick() => {
                 if last_seen.elapsed() > heartbeat * 3 {
@@ -306,7 +312,10 @@ async fn handle_frame(
         match finished {
             Some(task) if task.status == TaskStatus::Succeeded && is_held(task.output.as_ref()) => {
                 // An agent holds the conversation: the message reached them, the bot says nothing.
-                let agent = task.output.as_ref().map_or(Value::Null, |o| o["agent"].clone());
+                let agent = task
+                    .output
+                    .as_ref()
+                    .map_or(Value::Null, |o| o["agent"].clone());
                 out.frame(json!({"type": "held", "id": id, "task_id": task_id, "agent": agent}));
             }
             Some(task) if task.status == TaskStatus::Succeeded => {

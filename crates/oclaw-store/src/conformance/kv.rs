@@ -42,9 +42,14 @@ pub async fn kv_with_ttl(s: DynStore) {
     s.kv_set("list", "a", &json!({"first": true}), None)
         .await
         .unwrap();
-    s.kv_set("list", "c", &json!(3), Some(now + chrono::Duration::seconds(5)))
-        .await
-        .unwrap();
+    s.kv_set(
+        "list",
+        "c",
+        &json!(3),
+        Some(now + chrono::Duration::seconds(5)),
+    )
+    .await
+    .unwrap();
     let later = now + chrono::Duration::seconds(10);
     assert_eq!(
         s.kv_list("list", later, 10).await.unwrap(),
