@@ -25,11 +25,14 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 
+/// Each conversation's live sessions: an id and where its frames go.
+type Sessions = HashMap<String, Vec<(u64, mpsc::UnboundedSender<Value>)>>;
+
 /// Live sessions of this api-server by conversation key, so an agent's reply reaches the
 /// socket at once.
 #[derive(Default)]
 pub struct Hub {
-    sessions: Mutex<HashMap<String, Vec<(u64, mpsc::UnboundedSender<Value>)>>>,
+    sessions: Mutex<Sessions>,
     next: std::sync::atomic::AtomicU64,
 }
 
@@ -64,9 +67,7 @@ impl Hub {
         })
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(u64, mpsc::UnboundedSender<Value>)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -93,7 +94,7 @@ fn id_of(key: &str) -> String {
 }
 
 fn key_from(id: &str) -> Option<String> {
-    if id.len() % 2 != 0 || id.len() > 1024 {
+    if !id.len().is_multiple_of(2) || id.len() > 1024 {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..id.len())
