@@ -45,7 +45,8 @@
       target: "对象", result: "结果", none: "暂无内容。", done: "完成", waits_for: "等待", chat_bot: "聊天机器人",
       no_ws_bots: "没有加载带 websocket 触发器的机器人。", viewer_note: "你的角色只读：操作按钮已隐藏。", live: "实时",
       role: "角色", tenant: "租户", handed_off: "已转人工的会话", history: "记录", older: "更早", upload: "添加",
-      checkpoint: "检查点", worker: "执行节点", parent: "父任务",
+      checkpoint: "检查点", worker: "执行节点", parent: "父任务", kind: "类型", deadline: "截止时间",
+      file: "或选择文本文件（Markdown、HTML、纯文本）",
     },
   };
   let lang = localStorage.getItem("oclaw.lang") || ((navigator.language || "en").startsWith("zh") ? "zh" : "en");
@@ -311,12 +312,19 @@
       const name = h("input", { "aria-label": t("name"), placeholder: t("name") });
       const title = h("input", { "aria-label": t("title"), placeholder: t("title") });
       const text = h("textarea", { "aria-label": t("text"), placeholder: t("text") });
+      // A local file is read in the browser and sent as the document's text.
+      const file = h("input", { type: "file", id: "kb-file", accept: ".md,.markdown,.txt,.html,.htm,text/*", onchange: async (e) => {
+        const f = e.target.files[0];
+        if (!f) return;
+        text.value = await f.text();
+        if (!title.value) title.value = f.name;
+      } });
       return [h("h1", {}, t("knowledge")),
         table(["name", "documents", "chunks"], list.items.map((c) => [c.name, c.documents ?? "", c.chunks ?? ""])),
         can("developer") ? h("form", { class: "row", onsubmit: (e) => { e.preventDefault(); act(t("create"), () => api("/v1/kb", { method: "POST", body: { name: name.value } })); } }, name, h("button", { type: "submit" }, t("create"))) : null,
         names.length ? [h("h2", {}, t("search")), h("form", { class: "row", onsubmit: search }, pick, q, h("button", { type: "submit", class: "primary" }, t("search"))), out] : null,
         names.length && can("developer") ? [h("h2", {}, t("add_doc")), h("form", { onsubmit: (e) => { e.preventDefault(); act(t("add_doc"), () => api(`/v1/kb/${encodeURIComponent(pick.value)}/documents`, { method: "POST", body: { title: title.value || undefined, text: text.value } })); } },
-          h("div", { class: "row" }, title), text, h("button", { type: "submit" }, t("upload")))] : null];
+          h("div", { class: "row" }, title, h("label", { for: "kb-file" }, t("file")), file), text, h("button", { type: "submit" }, t("upload")))] : null];
     },
 
     async audit(_, q) {
@@ -348,8 +356,7 @@
     const task = await api("/v1/tasks/" + encodeURIComponent(id));
     let bot = null;
     try { bot = await api("/v1/bots/" + encodeURIComponent(task.bot)); } catch (_) { /* not loaded any more */ }
-    let waits = [];
-    if (task.status === "waiting") { try { waits = (await api("/v1/approvals?task=" + task.id)).items; } catch (_) { /* none */ } }
+    const waits = task.waits || [];
     if (!["succeeded", "failed", "dead", "cancelled"].includes(task.status)) live = () => { if (route().arg === id) render(); };
     const from = h("select", { id: "from-step", "aria-label": t("step") }, (bot ? bot.steps : []).map((s) => h("option", { value: s.id }, s.id)));
     const actions = can("operator") ? h("div", { class: "row" },
@@ -364,7 +371,8 @@
       task.parent ? h("p", {}, t("parent") + ": ", h("a", { href: "#/tasks/" + task.parent }, task.parent)) : null,
       actions,
       task.error ? [h("h2", {}, t("error")), h("p", { class: "s-failed", id: "task-error" }, task.error.code + ": " + task.error.message)] : null,
-      waits.length ? [h("h2", {}, t("waits_for")), table(["message", "created"], waits.map((w) => [(w.detail && w.detail.message) || w.kind, when(w.created_at)]))] : null,
+      waits.length ? [h("h2", {}, t("waits_for")), table(["kind", "step", "status", "message", "deadline"], waits.map((w) => [w.kind, w.step, badge(w.status),
+        (w.detail && w.detail.message) || [w.name, w.key].filter(Boolean).join(" · "), when(w.deadline)]))] : null,
       h("h2", {}, t("steps")),
       table(["step", "at", "checkpoint"], cps.map((c) => { const at = new Date(c.at); const took = prev ? ((at - prev) / 1000).toFixed(3) + " s" : ""; prev = at; return [c.step, when(c.at) + (took ? " (+" + took + ")" : ""), json(c.output)]; })),
       h("h2", {}, t("input")), json(task.input),

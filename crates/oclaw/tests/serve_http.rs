@@ -828,7 +828,7 @@ async fn a_property_based_tester_finds_the_document_and_the_server_in_agreement(
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        report.contains("Tested: 34"),
+        report.contains("Tested: 40"),
         "every non-channel route was exercised:\n{report}"
     );
 }

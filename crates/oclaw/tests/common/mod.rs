@@ -17,8 +17,13 @@ pub struct Node {
     pub stderr_path: PathBuf,
 }
 
+/// The binary under test: this build's, or `OCLAW_TEST_BIN` (benchmarks point it at a release
+/// build while the harness itself stays a debug build).
 pub fn oclaw() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_oclaw"))
+    match std::env::var_os("OCLAW_TEST_BIN") {
+        Some(bin) => Command::new(bin),
+        None => Command::new(env!("CARGO_BIN_EXE_oclaw")),
+    }
 }
 
 /// Runs an `oclaw` client command against the node at `url` (no token): exit code, stdout,
