@@ -84,7 +84,14 @@ fn route_of(path: &str) -> String {
         let prev = if i > 0 { parts[i - 1] } else { "" };
         let id = matches!(
             prev,
-            "tasks" | "approvals" | "tokens" | "kb" | "documents" | "bots" | "secrets"
+            "tasks"
+                | "approvals"
+                | "tokens"
+                | "kb"
+                | "documents"
+                | "bots"
+                | "secrets"
+                | "conversations"
         ) && !matches!(*p, "batch" | "");
         out.push(if id { "{id}" } else { p });
     }

@@ -477,3 +477,190 @@ async fn a_reply_the_stand_in_api_cannot_take_is_retried_across_a_kill_and_deliv
         api.requests.lock().unwrap()
     );
 }
+
+async fn post_json(c: &reqwest::Client, url: &str, body: Value) -> (u16, Value) {
+    let (code, v, _) = common::post(c, url, &body.to_string()).await;
+    (code, v)
+}
+
+/// Every `sendMessage` the stand-in Telegram API received: (chat id, text).
+fn telegram_sent(api: &common::Recorder) -> Vec<(Value, String)> {
+    api.requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| p.ends_with("/sendMessage"))
+        .map(|(_, b)| {
+            (
+                b["chat_id"].clone(),
+                b["text"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn wait_sent(
+    api: &common::Recorder,
+    count: usize,
+    node: &common::Node,
+) -> Vec<(Value, String)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let sent = telegram_sent(api);
+        if sent.len() >= count {
+            return sent;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{count} messages never sent: {sent:?}\n{}",
+            node.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A Telegram conversation the bot hands to a person: listed under `/v1/conversations`, taken
+/// over (the bot stops answering: a message meanwhile reaches only the history), answered by
+/// the agent through the platform's API as the bot's own replies are, and handed back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handed_off_telegram_conversation_is_answered_by_an_agent_against_a_stand_in_api() {
+    let api = common::recorder_answering(PLATFORM_OK).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "bots:
+  - metadata: {{name: tg-desk}}
+    spec:
+      triggers:
+        - telegram: {{path: /hooks/telegram, secret_token: tg-secret, bot_token: \"123:ABC\", api_base: \"{}\"}}
+      steps:
+        - id: reply
+          uses: template
+          with:
+            value:
+              text: \"{{% if 'human' in input.text %}}A colleague will answer here.{{% else %}}echo: {{{{ input.text }}}}{{% endif %}}\"
+              handoff: \"{{{{ 'human' in input.text }}}}\"
+",
+        api.url
+    );
+    let node = common::start(dir.path(), &config);
+    let c = common::client();
+    let say = |n: u64, text: &'static str| {
+        let url = format!("{}/hooks/telegram", node.url);
+        async move {
+            let update = json!({"update_id": n, "message": {"message_id": n, "chat": {"id": 4242}, "from": {"id": 7}, "text": text}});
+            let (code, _) = post_raw(
+                &url,
+                &[("x-telegram-bot-api-secret-token", "tg-secret".into())],
+                &update.to_string(),
+            )
+            .await;
+            assert_eq!(code, 200);
+        }
+    };
+    say(1, "hello").await;
+    assert_eq!(wait_sent(&api, 1, &node).await[0].1, "echo: hello");
+    let (_, list) = common::get(&c, &format!("{}/v1/conversations", node.url)).await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        0,
+        "no hand-off yet: {list}"
+    );
+
+    say(2, "I want a human").await;
+    assert_eq!(
+        wait_sent(&api, 2, &node).await[1].1,
+        "A colleague will answer here."
+    );
+    let (_, list) = common::get(&c, &format!("{}/v1/conversations?state=waiting", node.url)).await;
+    let conv = list["items"][0].clone();
+    assert_eq!(conv["bot"], "tg-desk", "{list}");
+    assert_eq!(conv["channel"], "telegram");
+    assert_eq!(conv["question"], "I want a human");
+    assert!(
+        conv.get("reply_to").is_none(),
+        "where replies go stays inside the node: {conv}"
+    );
+    let id = conv["id"].as_str().unwrap().to_string();
+    let at = |what: &str| format!("{}/v1/conversations/{id}{what}", node.url);
+
+    // Replying before taking over is refused; so is an empty reply; unknown ids are 404.
+    let (code, body) = post_json(&c, &at("/messages"), json!({"text": "hi"})).await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (409, Some("OC-2033")),
+        "{body}"
+    );
+    let (code, body) = common::get(&c, &format!("{}/v1/conversations/abcd", node.url)).await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (404, Some("OC-2032")),
+        "{body}"
+    );
+    let (code, body) = common::get(&c, &format!("{}/v1/conversations?state=lost", node.url)).await;
+    assert_eq!(code, 400, "{body}");
+
+    let (code, taken) = post_json(&c, &at("/take"), json!({})).await;
+    assert_eq!(
+        (code, taken["state"].as_str()),
+        (200, Some("taken")),
+        "{taken}"
+    );
+    let (code, body) = post_json(&c, &at("/messages"), json!({"text": "  "})).await;
+    assert_eq!(code, 400, "{body}");
+    let (code, sent) = post_json(
+        &c,
+        &at("/messages"),
+        json!({"text": "Hi, I'm Ana. How can I help?"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{sent}");
+    assert!(sent["delivery_task"].is_string(), "{sent}");
+    let out = wait_sent(&api, 3, &node).await;
+    assert_eq!(
+        out[2],
+        (json!(4242), "Hi, I'm Ana. How can I help?".to_string())
+    );
+
+    // Held: the user's message reaches the history, and the bot sends nothing.
+    say(3, "My order is late").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, one) = common::get(&c, &at("")).await;
+        let history = one["history"].as_array().unwrap().clone();
+        if history.iter().any(|m| m["text"] == "My order is late") {
+            let roles: Vec<&str> = history
+                .iter()
+                .map(|m| m["role"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                roles,
+                ["user", "bot", "user", "bot", "agent", "user"],
+                "{one}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the held message never reached the history: {one}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, tasks) = common::get(&c, &format!("{}/v1/tasks?bot=tg-desk&limit=1", node.url)).await;
+    assert_eq!(tasks["items"][0]["output"]["held"], true, "{tasks}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        telegram_sent(&api).len(),
+        3,
+        "the bot said nothing while held"
+    );
+
+    // Handed back: the bot answers again.
+    let (code, back) = post_json(&c, &at("/release"), json!({})).await;
+    assert_eq!(
+        (code, back["state"].as_str()),
+        (200, Some("released")),
+        "{back}"
+    );
+    say(4, "thanks").await;
+    assert_eq!(wait_sent(&api, 4, &node).await[3].1, "echo: thanks");
+}
