@@ -342,7 +342,7 @@
       const box = h("div", { id: "chat-box" });
       const pick = h("select", { id: "chat-bot", onchange: (e) => { location.hash = "#/chat/" + e.target.value; } }, bots.map((b) => h("option", { value: b.name, selected: b.name === name }, b.name)));
       await loadWidget();
-      window.OclawWebChat.mount(box, { bot: name, token, base: location.origin, inline: true, lang });
+      chatWidget = window.OclawWebChat.mount(box, { bot: name, token, base: location.origin, inline: true, lang });
       return [h("h1", {}, t("chat")), h("div", { class: "row" }, h("label", { for: "chat-bot" }, t("chat_bot")), pick), box];
     },
   };
@@ -442,7 +442,9 @@
     document.getElementById("signout").textContent = t("signout");
   }
   let rendering = 0;
+  let chatWidget = null; // the chat page's widget, closed when the page is left
   async function render() {
+    if (chatWidget) { chatWidget.close(); chatWidget = null; }
     if (!me) return signin();
     drawNav();
     const r = route();

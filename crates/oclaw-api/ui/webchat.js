@@ -40,10 +40,23 @@
     return e;
   }
 
-  function mount(target, opts) {
-    if (!document.getElementById("ocw-style")) {
-      const st = el("style"); st.id = "ocw-style"; st.textContent = CSS; document.head.append(st);
+  // The widget's style, once per page: a constructed style sheet where the browser has them
+  // (a page's Content-Security-Policy without 'unsafe-inline' styles allows it, as the console's
+  // does), else a <style> element.
+  function style() {
+    if (window.__ocwStyled) return;
+    window.__ocwStyled = true;
+    try {
+      const sheet = new CSSStyleSheet();
+      sheet.replaceSync(CSS);
+      document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];
+    } catch (_) {
+      const st = el("style"); st.textContent = CSS; document.head.append(st);
     }
+  }
+
+  function mount(target, opts) {
+    style();
     const lang = opts.lang || ((navigator.language || "").startsWith("zh") ? "zh" : "en");
     const t = (k) => (L[lang] || L.en)[k];
     const base = (opts.base || location.origin).replace(/\/$/, "");
@@ -61,7 +74,7 @@
     box.append(head, log, form);
     target.append(box);
 
-    let ws = null, open = false, backoff = 500, seq = 0, deltas = 0;
+    let ws = null, open = false, backoff = 500, seq = 0, deltas = 0, closed = false;
     const outbox = [];            // messages not yet sent: {id, text, node}
     const waiting = new Map();    // id -> {node, task, text}: sent, reply not yet shown
     function line(cls, text) {
@@ -137,6 +150,7 @@
       };
       ws.onclose = () => {
         open = false; state.textContent = t("offline");
+        if (closed) return;
         setTimeout(connect, backoff); backoff = Math.min(backoff * 2, 8000);
       };
     }
@@ -152,7 +166,9 @@
     });
     connect();
     return { element: box, get session() { return session; }, get connected() { return open; },
-      get deltas() { return deltas; }, get outbox() { return outbox.length; } };
+      get deltas() { return deltas; }, get outbox() { return outbox.length; },
+      // Ends the session's socket for good (the console's chat page when it is left).
+      close() { closed = true; if (ws) ws.close(); box.remove(); } };
   }
 
   window.OclawWebChat = { mount };
@@ -172,7 +188,6 @@
       launch.setAttribute("aria-expanded", "false");
       launch.addEventListener("click", () => {
         if (!chat) {
-          if (!document.getElementById("ocw-style")) { const st = el("style"); st.id = "ocw-style"; st.textContent = CSS; document.head.append(st); }
           chat = mount(holder, { bot: ds.bot, token: ds.token, title: ds.title, user: ds.user, base, lang });
           window.OclawWebChat.current = chat;
         } else {

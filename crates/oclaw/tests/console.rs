@@ -532,6 +532,22 @@ async fn the_console_and_the_webchat_widget_in_a_real_browser() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The console in Chinese, and back.
+    let lang = |l: &str| format!("const s = document.getElementById('lang'); s.value = '{l}'; s.dispatchEvent(new Event('change')); return 0");
+    b.js(&lang("zh")).await;
+    b.wait_text("nav", "概览").await;
+    b.wait_text("main h1", "审批").await;
+    b.shot("approvals-zh").await;
+    b.js(&lang("en")).await;
+    b.wait_text("nav", "Overview").await;
+    // The chat page: the widget inline, under the console's Content-Security-Policy.
+    b.goto(&format!("{base}/ui/#/chat/faq-bot")).await;
+    b.wait_text("#chat-box .ocw-state", "Connected").await;
+    b.type_into("#chat-box input", "How long does a refund take?").await;
+    b.click("#chat-box button").await;
+    b.wait_text("#chat-box .ocw-bot", "business days").await;
+    b.shot("chat").await;
+    b.accessible("chat").await;
     for page in ["tasks", "bots", "knowledge", "audit"] {
         b.goto(&format!("{base}/ui/#/{page}")).await;
         b.wait_text("main h1", "").await;
