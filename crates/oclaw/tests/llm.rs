@@ -429,24 +429,9 @@ fn agent_tools_are_checked_when_the_bot_is_loaded() {
 /// answer with its token counts comes back through `llm.chat` in a running node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_small_model_answers_through_llm_chat() {
-    let root = common::workspace_root();
-    let model = std::env::var("OCLAW_TEST_MODEL")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| root.join("target/test-models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    let server = root.join("crates/oclaw/tests/fixtures/llama-server");
-    if !model.is_file() || !server.join("node_modules/node-llama-cpp").is_dir() {
-        return common::missing("the test model and node-llama-cpp").unwrap_or(());
-    }
-    let port = common::free_port();
-    let _server = common::PrivateServer::start(
-        "node",
-        &[
-            &server.join("server.mjs").display().to_string(),
-            &model.display().to_string(),
-            &port.to_string(),
-        ],
-        port,
-    );
+    let Some((_server, port)) = common::real_model() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let node = common::start(
         dir.path(),

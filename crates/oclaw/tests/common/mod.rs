@@ -637,3 +637,29 @@ pub fn assert_failed(answer: &Value, code: &str, text: &str) {
     let message = answer["error"]["message"].as_str().unwrap_or("");
     assert!(message.contains(text), "expected `{text}` in: {answer}");
 }
+
+/// A real small model: SmolLM2-135M-Instruct (GGUF) on the CPU through node-llama-cpp, behind
+/// the OpenAI-compatible server of `tests/fixtures/llama-server` (both installed by
+/// `.ci/install-tools`; `OCLAW_TEST_MODEL` names another GGUF file), on a free port: the
+/// server and its port, or `None` when they are not installed (a failure under `CI=true`).
+pub fn real_model() -> Option<(PrivateServer, u16)> {
+    let root = workspace_root();
+    let model = std::env::var("OCLAW_TEST_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target/test-models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    let server = root.join("crates/oclaw/tests/fixtures/llama-server");
+    if !model.is_file() || !server.join("node_modules/node-llama-cpp").is_dir() {
+        return missing("the test model and node-llama-cpp");
+    }
+    let port = free_port();
+    let process = PrivateServer::start(
+        "node",
+        &[
+            &server.join("server.mjs").display().to_string(),
+            &model.display().to_string(),
+            &port.to_string(),
+        ],
+        port,
+    );
+    Some((process, port))
+}
