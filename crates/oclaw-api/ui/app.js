@@ -241,7 +241,13 @@
           chart(t("latency"), samples.slice(1).map((s) => (s.p99 === null ? 0 : s.p99)), 0.5),
         ];
       };
-      live = () => { if (route().page === "overview") paint(draw()); };
+      live = () => {
+        if (route().page !== "overview") return;
+        paint(draw());
+        // For the console benchmark: the first time the overview shows the node's data.
+        if (!performance.getEntriesByName("oclaw:overview-live").length) performance.mark("oclaw:overview-live");
+      };
+      if (overview && !performance.getEntriesByName("oclaw:overview-live").length) setTimeout(() => performance.mark("oclaw:overview-live"));
       return draw();
     },
 
