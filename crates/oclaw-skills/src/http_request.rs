@@ -397,3 +397,30 @@ impl Skill for NotifyWebhook {
         Ok(serde_json::json!({ "status": out["status"] }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An internal address written as IPv6 is refused before any connection is made (names go
+    /// through the guarded resolver, redirects through the redirect policy).
+    #[test]
+    fn literal_addresses_are_refused_in_every_spelling() {
+        for url in [
+            "http://127.0.0.1/",
+            "http://[::ffff:127.0.0.1]:8080/",
+            "http://[::127.0.0.1]/",
+            "http://[64:ff9b::7f00:1]/",
+            "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+            "http://[2002:7f00:1::1]/",
+            "http://[64:ff9b:1::808:808]/",
+            "http://localhost:9000/",
+        ] {
+            let refused = check_url(url, false, "http.request").unwrap_err();
+            assert_eq!(refused.code, ErrorCode::SsrfBlocked, "{url}");
+            assert!(!refused.retryable, "{url}");
+        }
+        assert!(check_url("http://[64:ff9b::808:808]/", false, "http.request").is_ok());
+        assert!(check_url("http://[64:ff9b::7f00:1]/", true, "http.request").is_ok());
+    }
+}
