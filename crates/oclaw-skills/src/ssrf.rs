@@ -129,6 +129,24 @@ mod tests {
         }
     }
 
+    /// A name is resolved once, by the guard, and the connection goes to the addresses it let
+    /// through: a name that resolves only to internal addresses gives the client nothing to
+    /// connect to.
+    #[tokio::test]
+    async fn names_that_resolve_inside_give_nothing_to_connect_to() {
+        use std::str::FromStr;
+        let refused = GuardedResolver
+            .resolve(Name::from_str("localhost").unwrap())
+            .await
+            .err()
+            .expect("localhost is refused");
+        assert!(refused.to_string().contains("ssrf-guard"), "{refused}");
+        let open = GuardedResolver
+            .resolve(Name::from_str("127.0.0.1").unwrap())
+            .await;
+        assert!(open.is_err(), "an address given as a name is checked too");
+    }
+
     /// Each way of writing an internal IPv4 address as IPv6 is refused, while the same forms
     /// carrying a public address pass.
     #[test]
