@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -251,20 +251,10 @@ async fn wait_task(base: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value
     }
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use common::Ws;
 
 async fn next_frame(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
-            .await
-            .expect("a frame within 20s")
-            .expect("the connection is open")
-            .unwrap();
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(t.as_str()).unwrap();
-        }
-    }
+    common::next_text_frame(ws, Duration::from_secs(20)).await
 }
 
 /// The next frame of `kind`, skipping others.
@@ -782,4 +772,177 @@ async fn console_benchmark() {
         .unwrap();
     let next_ms = mark_after(t1).await;
     println!("in the browser over {n} tasks: tasks page drawn {first_ms:.0} ms after navigating to it, next page {next_ms:.0} ms after its click");
+}
+
+/// The conversation routes belong to the conversation's tenant and need the operator role; the
+/// audit log names the agent. The WebSocket takes its token as a subprotocol (browsers cannot
+/// set headers on one). Cross-origin reads: preflights answered, answers readable from another
+/// origin only for requests that carried a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_belong_to_their_tenant_and_the_operator_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::start(dir.path(), &format!("api: {{tokens: [\"{ADMIN}\"]}}\n"));
+    let base = node.url.clone();
+    let token = |tenant: &'static str, role: &'static str, name: &'static str| {
+        let base = base.clone();
+        async move {
+            let (code, t) = call(
+                "POST",
+                &format!("{base}/v1/tokens"),
+                ADMIN,
+                Some(json!({"tenant": tenant, "role": role, "name": name})),
+            )
+            .await;
+            assert_eq!(code, 201, "{t}");
+            t["token"].as_str().unwrap().to_string()
+        }
+    };
+    let agent = token("default", "operator", "ana").await;
+    let viewer = token("default", "viewer", "vic").await;
+    let other = token("acme", "operator", "mallory").await;
+
+    // A chat through the subprotocol token; an unknown question is handed off.
+    let ws_url = format!("{}/v1/ws?bot=faq-bot", base.replace("http://", "ws://"));
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        ws_url.as_str(),
+    )
+    .unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("oclaw, oclaw.bearer.{agent}").parse().unwrap(),
+    );
+    let (mut ws, answer): (Ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(answer.headers()["sec-websocket-protocol"], "oclaw");
+    frame_of(&mut ws, "session").await;
+    say(&mut ws, "q1", "Do you ship to the moon?").await;
+    assert!(frame_of(&mut ws, "reply").await["data"]["handoff"].is_string());
+    let mut bad = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        ws_url.as_str(),
+    )
+    .unwrap();
+    bad.headers_mut().insert(
+        "sec-websocket-protocol",
+        "oclaw, oclaw.bearer.oct_0000".parse().unwrap(),
+    );
+    match tokio_tungstenite::connect_async(bad).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("a bad subprotocol token must be refused: {other:?}"),
+    }
+
+    let (_, list) = call("GET", &format!("{base}/v1/conversations"), &agent, None).await;
+    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+    let at = |what: &str| format!("{base}/v1/conversations/{id}{what}");
+    // Another tenant: nothing listed, and the id does not exist for it.
+    let (_, theirs) = call("GET", &format!("{base}/v1/conversations"), &other, None).await;
+    assert_eq!(theirs["items"], json!([]), "{theirs}");
+    for (method, path) in [("GET", ""), ("POST", "/take"), ("POST", "/release")] {
+        let (code, body) = call(method, &at(path), &other, None).await;
+        assert_eq!(
+            (code, body["error"]["code"].as_str()),
+            (404, Some("OC-2032")),
+            "{path}: {body}"
+        );
+        assert!(!body.to_string().contains("moon"), "{body}");
+    }
+    // A viewer reads but does not take over.
+    let (code, _) = call("GET", &at(""), &viewer, None).await;
+    assert_eq!(code, 200);
+    let (code, body) = call("POST", &at("/take"), &viewer, None).await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (403, Some("OC-2027")),
+        "{body}"
+    );
+    // The operator takes over and answers as themselves, and the audit log says so.
+    let (code, taken) = call("POST", &at("/take"), &agent, None).await;
+    assert_eq!(
+        (code, taken["agent"].as_str()),
+        (200, Some("ana")),
+        "{taken}"
+    );
+    assert_eq!(frame_of(&mut ws, "agent").await["agent"], "ana");
+    let (code, _) = call(
+        "POST",
+        &at("/messages"),
+        &agent,
+        Some(json!({"text": "Not yet!"})),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let m = frame_of(&mut ws, "message").await;
+    assert_eq!(
+        (m["text"].as_str(), m["by"].as_str()),
+        (Some("Not yet!"), Some("ana"))
+    );
+    let (_, audit) = call("GET", &format!("{base}/v1/audit?limit=1000"), ADMIN, None).await;
+    let actions: Vec<String> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["action"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("conversations")
+        })
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["action"].as_str().unwrap(),
+                e["result"],
+                e["tenant"]
+            )
+        })
+        .collect();
+    for expected in [
+        "POST /v1/conversations/{id}/take \"404\" \"acme\"",
+        "POST /v1/conversations/{id}/take \"200\" \"default\"",
+        "POST /v1/conversations/{id}/messages \"200\" \"default\"",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "{expected} in {actions:?}"
+        );
+    }
+
+    // Cross-origin: a preflight is answered; an answer is readable elsewhere only with a token.
+    let c = http();
+    let pre = c
+        .request(reqwest::Method::OPTIONS, format!("{base}/v1/tasks/T1"))
+        .header("origin", "https://shop.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), 204);
+    assert_eq!(pre.headers()["access-control-allow-origin"], "*");
+    let with = c
+        .get(format!("{base}/v1/bots"))
+        .header("origin", "https://shop.example")
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with.headers()["access-control-allow-origin"], "*");
+    let open = tempfile::tempdir().unwrap();
+    let loopback = common::start(open.path(), "");
+    let without = c
+        .get(format!("{}/v1/bots", loopback.url))
+        .header("origin", "https://shop.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        without.status(),
+        200,
+        "the loopback node serves its local user"
+    );
+    assert!(
+        without
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
+        "another site's page must not read what a tokenless loopback node answers"
+    );
 }
