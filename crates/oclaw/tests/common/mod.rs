@@ -663,3 +663,22 @@ pub fn real_model() -> Option<(PrivateServer, u16)> {
     );
     Some((process, port))
 }
+
+/// A WebSocket client connection, as tokio-tungstenite makes it.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next text frame as JSON (other frames skipped), within `within`.
+pub async fn next_text_frame(ws: &mut Ws, within: Duration) -> Value {
+    use futures_util::StreamExt;
+    loop {
+        let msg = tokio::time::timeout(within, ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("the connection is open")
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            return serde_json::from_str(t.as_str()).unwrap();
+        }
+    }
+}
