@@ -180,6 +180,41 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// The store's ceiling: a bare queue table (id, status, payload) drained 100 rows per claim
+    /// and per completion, without leases, fencing or the engine. Compare with `drain`.
+    Bare {
+        #[arg(long, default_value_t = 200_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// PostgreSQL instead of a temporary SQLite file (a schema of its own, dropped after).
+        #[arg(long)]
+        storage_url: Option<String>,
+        /// Connections draining at once (PostgreSQL).
+        #[arg(long, default_value_t = 2)]
+        connections: usize,
+    },
+    /// Resident memory of a separate `oclaw serve` (example bots, fresh SQLite file): idle, with
+    /// tasks waiting, and a reading every `--every` during a soak of steady `POST /v1/tasks`.
+    Memory {
+        /// Seconds idle before the idle reading.
+        #[arg(long, default_value = "20s")]
+        idle: oclaw_core::Dur,
+        /// Leave this many tasks waiting in the store (due in an hour), then read again.
+        #[arg(long, default_value_t = 0)]
+        queued: usize,
+        /// Length of the soak, e.g. `1h`; 0 skips it.
+        #[arg(long, default_value = "0s")]
+        soak: oclaw_core::Dur,
+        #[arg(long, default_value = "60s")]
+        every: oclaw_core::Dur,
+        /// Submissions per second during the soak (`hello` bot).
+        #[arg(long, default_value_t = 500)]
+        rate: u32,
+        /// The `oclaw` binary to measure (default: this one).
+        #[arg(long)]
+        bin: Option<PathBuf>,
+    },
     /// Enqueue single tasks on an idle node and measure enqueue → start latency.
     Latency {
         #[arg(long, default_value_t = 1000)]

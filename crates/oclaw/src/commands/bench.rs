@@ -1,4 +1,4 @@
-//! `oclaw bench drain|latency|http|chat|llm|fanout|plugin|resume|spread`: the benchmarks of `oclaw-bench`, run on a fresh
+//! `oclaw bench drain|bare|latency|http|chat|llm|memory|fanout|plugin|resume|spread`: the benchmarks of `oclaw-bench`, run on a fresh
 //! runtime with their report printed.
 
 use std::process::ExitCode;
@@ -148,6 +148,40 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
             storage_url,
             model_dir: Some(model_dir),
         })),
+        BenchCommand::Bare {
+            tasks,
+            batch,
+            storage_url: None,
+            ..
+        } => oclaw_bench::bare::sqlite(tasks.max(1), batch.max(1)),
+        BenchCommand::Bare {
+            tasks,
+            batch,
+            storage_url: Some(url),
+            connections,
+        } => rt.block_on(oclaw_bench::bare::postgres(
+            &url,
+            tasks.max(1),
+            batch.max(1),
+            connections.max(1),
+        )),
+        BenchCommand::Memory {
+            idle,
+            queued,
+            soak,
+            every,
+            rate,
+            bin,
+        } => rt.block_on(oclaw_bench::memory::memory(
+            oclaw_bench::memory::MemoryOptions {
+                bin,
+                idle: idle.0,
+                queued,
+                soak: soak.0,
+                every: every.0,
+                rate,
+            },
+        )),
         BenchCommand::Resume { rounds } => rt.block_on(oclaw_bench::resume::resume(
             oclaw_bench::resume::ResumeOptions {
                 rounds: rounds.max(1),
