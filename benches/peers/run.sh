@@ -39,13 +39,17 @@ order=()
 measure() { # label, command...
   local label=$1
   shift
-  local r
-  if ! r=$("$@" 2>/tmp/oclaw-peers.err | tee /dev/stderr | { if [ "$1" = node ]; then cut -f2; else rate_of; fi; }); then
-    cat /tmp/oclaw-peers.err >&2
+  local out r err
+  err=$(mktemp)
+  if ! out=$("$@" 2>"$err"); then
+    cat "$err" >&2
     echo "run.sh: '$label' failed" >&2
     exit 1
   fi
-  [ -n "$r" ] || { cat /tmp/oclaw-peers.err >&2; echo "run.sh: '$label' printed no rate" >&2; exit 1; }
+  rm -f "$err"
+  echo "$out" >&2
+  if [ "$1" = node ]; then r=$(echo "$out" | cut -f2); else r=$(echo "$out" | rate_of); fi
+  [ -n "$r" ] || { echo "run.sh: '$label' printed no rate" >&2; exit 1; }
   if [ -z "${best[$label]:-}" ]; then order+=("$label"); fi
   if [ "${best[$label]:-0}" -lt "$r" ]; then best[$label]=$r; fi
 }

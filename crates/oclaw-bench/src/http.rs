@@ -18,6 +18,55 @@ pub struct HttpBenchOptions {
     pub batch: usize,
     /// A running node; `None` starts an embedded one.
     pub server: Option<String>,
+    /// Tasks pre-loaded to come due when the load starts (a drain under the requests).
+    pub backlog: usize,
+}
+
+/// Pre-loads `n` `hello` tasks due at one instant a little after the pre-load ends, and waits
+/// for that instant.
+async fn preload_backlog(client: &reqwest::Client, base: &str, n: usize) -> Result<(), String> {
+    // Time enough to send the batches (the batch API takes tens of thousands per second).
+    let due = chrono::Utc::now() + chrono::Duration::milliseconds(1000 + n as i64 / 10);
+    let one = serde_json::json!({"bot": "hello", "input": {"name": "backlog"}, "run_at": due});
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(1000);
+        let r = client
+            .post(format!("{base}/v1/tasks/batch"))
+            .json(&serde_json::json!({ "tasks": vec![one.clone(); k] }))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(format!("pre-load: {}", r.text().await.unwrap_or_default()));
+        }
+        left -= k;
+    }
+    let wait = (due - chrono::Utc::now()).to_std().unwrap_or_default();
+    if wait.is_zero() {
+        return Err("the backlog's pre-load ran past its due time; use a smaller --backlog".into());
+    }
+    tokio::time::sleep(wait).await;
+    Ok(())
+}
+
+/// Tasks still waiting or running on the node (`GET /v1/queues`).
+async fn waiting(client: &reqwest::Client, base: &str) -> u64 {
+    let Ok(r) = client.get(format!("{base}/v1/queues")).send().await else {
+        return 0;
+    };
+    let v: serde_json::Value = r.json().await.unwrap_or_default();
+    let queues = v.get("queues").unwrap_or(&v);
+    queues.as_array().map_or(0, |qs| {
+        qs.iter()
+            .map(|q| {
+                ["queued", "scheduled", "running"]
+                    .iter()
+                    .filter_map(|k| q.get(*k)?.as_u64())
+                    .sum::<u64>()
+            })
+            .sum()
+    })
 }
 
 struct Sample {
@@ -105,6 +154,9 @@ pub async fn http(o: HttpBenchOptions) -> Result<String, String> {
         .pool_max_idle_per_host(o.connections)
         .build()
         .map_err(|e| e.to_string())?;
+    if o.backlog > 0 {
+        preload_backlog(&client, &base, o.backlog).await?;
+    }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Sample>();
     let started = Instant::now();
     if o.rate == 0 {
@@ -153,6 +205,15 @@ pub async fn http(o: HttpBenchOptions) -> Result<String, String> {
         }
     }
     let elapsed = started.elapsed();
+    let backlog_note = if o.backlog > 0 {
+        format!(
+            "\nbacklog: {} tasks due when the load started; {} tasks waiting or running when it ended",
+            o.backlog,
+            waiting(&client, &base).await
+        )
+    } else {
+        String::new()
+    };
     drop(tx);
     let mut latencies = Vec::new();
     let mut errors = 0u64;
@@ -173,7 +234,7 @@ pub async fn http(o: HttpBenchOptions) -> Result<String, String> {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     Ok(format!(
         "http: {} {} requests in {:.1}s ({}, {} connections) = {:.0} requests/s = {:.0} tasks/s, {} errors\n\
-         latency: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+         latency: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms{}",
         latencies.len(),
         if o.batch > 1 { format!("POST /v1/tasks/batch ({} tasks each)", o.batch) } else { "POST /v1/tasks".into() },
         elapsed.as_secs_f64(),
@@ -186,5 +247,6 @@ pub async fn http(o: HttpBenchOptions) -> Result<String, String> {
         ms(percentile(&latencies, 0.9)),
         ms(percentile(&latencies, 0.99)),
         ms(latencies.last().copied().unwrap_or_default()),
+        backlog_note,
     ))
 }

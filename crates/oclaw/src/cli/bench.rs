@@ -25,8 +25,8 @@ pub enum BenchCommand {
         /// inside the bench process.
         #[arg(long, default_value_t = 0)]
         workers: usize,
-        /// Write this many finished tasks before the drain (PostgreSQL only): claims must stay
-        /// fast however much history the table holds.
+        /// Write this many finished tasks before the drain: claims must stay fast however much
+        /// history the table holds.
         #[arg(long, default_value_t = 0)]
         history: usize,
         /// Tasks each worker claims beyond its free slots (worker.prefetch).
@@ -66,6 +66,10 @@ pub enum BenchCommand {
         /// A running node to load; without it an embedded node is started in this process.
         #[arg(long)]
         server: Option<String>,
+        /// Pre-load this many tasks, all due the moment the load starts, so the requests are
+        /// measured while the node drains a backlog.
+        #[arg(long, default_value_t = 0)]
+        backlog: usize,
     },
     /// Calls per second and per-call latency of a WebAssembly plugin skill (a trivial echo
     /// plugin by default), next to a built-in skill doing the same work.

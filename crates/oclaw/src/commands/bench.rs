@@ -50,6 +50,7 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
             connections,
             batch,
             server,
+            backlog,
         } => match oclaw_core::duration::parse_duration(&duration) {
             Ok(duration) => rt.block_on(oclaw_bench::http::http(
                 oclaw_bench::http::HttpBenchOptions {
@@ -58,6 +59,7 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
                     connections: connections.max(1),
                     batch: batch.max(1),
                     server,
+                    backlog,
                 },
             )),
             Err(e) => Err(e),
