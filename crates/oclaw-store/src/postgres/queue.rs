@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use oclaw_core::bot::DEFAULT_TENANT;
 use oclaw_core::{ErrorCode, NewTask, Task, TaskId, TaskStatus};
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
@@ -82,6 +83,14 @@ impl TaskQueue for PgStore {
                 params.push(v);
                 sql.push_str(&format!(" AND {col} = ${}", params.len()));
             }
+        }
+        if filter
+            .tenant
+            .as_deref()
+            .is_some_and(|t| t != DEFAULT_TENANT)
+        {
+            // Lets the planner use `tasks_tenant`, which holds only the other tenants' tasks.
+            sql.push_str(" AND tenant <> 'default'");
         }
         if let Some(b) = &before {
             params.push(b);

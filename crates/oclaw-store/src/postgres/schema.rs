@@ -198,6 +198,13 @@ const MIGRATIONS: &[crate::migrations::Migration] = &[
         updated_at BIGINT NOT NULL,
         PRIMARY KEY (tenant, name)
     );", 3),
+    // 7: the tenant index holds the tasks of tenants other than `default` only. Every row version
+    // of a task added an entry to the full index — a task is written three times (enqueue, claim,
+    // finish) — which was a sixth of a drain's database time; a listing of the default tenant's
+    // tasks walks the primary key instead. Queries stay valid for schema 6, so min_compatible
+    // stays 3.
+    ("DROP INDEX tasks_tenant;
+    CREATE INDEX tasks_tenant ON tasks (tenant, id) WHERE tenant <> 'default';", 3),
 ];
 
 /// The migrations this binary applies (with the tests' extra one when asked for).
