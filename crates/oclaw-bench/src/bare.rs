@@ -152,3 +152,14 @@ pub async fn postgres(
         .await;
     run
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_bare_sqlite_queue_drains_every_row_once() {
+        let report = super::sqlite(1234, 100).expect("bare drain");
+        // 1,234 rows in claims of 100: 13 claims, the last one short.
+        assert!(report.contains(": 1234 rows in "), "{report}");
+        assert!(report.contains("(13 claims)"), "{report}");
+    }
+}

@@ -227,3 +227,23 @@ pub async fn memory(o: MemoryOptions) -> Result<String, String> {
     // Each reading was printed as it came.
     Ok("memory: done".into())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_reading_splits_resident_memory_into_anonymous_and_file_pages() {
+        let r = super::read(std::process::id()).expect("own status");
+        assert!(r.rss > 0 && r.anon > 0 && r.file > 0 && r.threads >= 1);
+        // The kernel's VmRSS is the sum of its anonymous, file and shared-memory parts.
+        assert!(
+            r.anon + r.file <= r.rss,
+            "anon {} + file {} > rss {}",
+            r.anon,
+            r.file,
+            r.rss
+        );
+        let line = super::line("idle", r);
+        assert!(line.starts_with("idle") && line.contains("RssAnon") && line.contains("threads"));
+        assert!(super::read(u32::MAX).is_err(), "no such process");
+    }
+}

@@ -117,7 +117,8 @@ macro_rules! store_conformance_tests {
             kb_vectors_come_back_with_metadata_and_other_embedders_are_refused,
             kb_common_terms_are_left_out_of_queries_on_large_collections,
             claims_share_a_queue_fairly_among_tenants, tokens_are_kept_hashed_listed_and_revoked,
-            the_audit_log_is_a_chain_of_hashes, secrets_are_kept_per_tenant);
+            the_audit_log_is_a_chain_of_hashes, secrets_are_kept_per_tenant,
+            a_burst_of_due_tasks_is_promoted_whole);
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
         $(

@@ -553,3 +553,44 @@ async fn ids_claimed(s: &DynStore, worker: &str) -> Vec<TaskId> {
         .map(|t| t.id)
         .collect()
 }
+
+/// A burst of tasks due at one instant is promoted whole by one call (however the backend cuts
+/// it into steps), earliest due first, and a task not yet due stays scheduled.
+pub async fn a_burst_of_due_tasks_is_promoted_whole(s: DynStore) {
+    let at = Utc::now() + chrono::Duration::minutes(10);
+    let burst: Vec<NewTask> = (0..5_000)
+        .map(|i| NewTask {
+            run_at: Some(at + chrono::Duration::milliseconds(i % 7)),
+            ..task("b", "burst", i)
+        })
+        .collect();
+    s.enqueue_batch(burst).await.unwrap();
+    let later = s
+        .enqueue(NewTask {
+            run_at: Some(at + chrono::Duration::hours(1)),
+            ..task("b", "burst", -1)
+        })
+        .await
+        .unwrap()
+        .task
+        .id;
+    assert_eq!(
+        s.promote_due(at + chrono::Duration::seconds(1))
+            .await
+            .unwrap(),
+        5_000
+    );
+    let stats = s.queue_stats(at).await.unwrap();
+    let burst = stats.iter().find(|q| q.name == "burst").unwrap();
+    assert_eq!((burst.queued, burst.scheduled), (5_000, 1));
+    assert_eq!(
+        s.get_task(later).await.unwrap().unwrap().status,
+        TaskStatus::Scheduled
+    );
+    assert_eq!(
+        s.promote_due(at + chrono::Duration::seconds(1))
+            .await
+            .unwrap(),
+        0
+    );
+}

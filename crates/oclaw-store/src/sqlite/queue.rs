@@ -17,6 +17,9 @@ use crate::{
 
 use super::transitions::*;
 
+/// Most due tasks one write job promotes (see `promote_due`).
+const PROMOTE_BATCH: u64 = 2000;
+
 #[async_trait]
 impl TaskQueue for SqliteStore {
     fn set_queue_capacity(&self, queue: &str, capacity: Option<u64>) {
@@ -313,20 +316,38 @@ impl TaskQueue for SqliteStore {
     }
 
     async fn promote_due(&self, now: DateTime<Utc>) -> StoreResult<u64> {
-        self.write(move |conn, inner| {
-            let tx = Tx::begin(conn)?;
-            let n = tx
-                .prepare_cached("UPDATE tasks SET status = 'queued' WHERE status = 'scheduled' AND run_at <= ?1")
-                .and_then(|mut s| s.execute([ms(now)]))
-                .map_err(map_err)? as u64;
-            let mut woken = super::waits::Woken::default();
-            let expired = super::waits::expire_waits(&tx, ms(now), &mut woken)?;
-            tx.commit()?;
-            notify_enqueued(inner, n > 0, false);
-            woken.notify(inner);
-            Ok(n + expired)
-        })
-        .await
+        // In write jobs of at most PROMOTE_BATCH tasks, earliest due first: a burst of tasks
+        // coming due at one instant (100,000 delayed submissions) would otherwise be one long
+        // write that every enqueue and completion waits behind.
+        let mut promoted = 0;
+        loop {
+            let (n, expired) = self
+                .write(move |conn, inner| {
+                    let tx = Tx::begin(conn)?;
+                    let n = tx
+                        .prepare_cached(&format!(
+                            "UPDATE tasks SET status = 'queued' WHERE id IN (SELECT id FROM tasks \
+                             WHERE status = 'scheduled' AND run_at <= ?1 ORDER BY run_at LIMIT {PROMOTE_BATCH})"
+                        ))
+                        .and_then(|mut s| s.execute([ms(now)]))
+                        .map_err(map_err)? as u64;
+                    let mut woken = super::waits::Woken::default();
+                    let expired = if n < PROMOTE_BATCH {
+                        super::waits::expire_waits(&tx, ms(now), &mut woken)?
+                    } else {
+                        0
+                    };
+                    tx.commit()?;
+                    notify_enqueued(inner, n > 0, false);
+                    woken.notify(inner);
+                    Ok((n, expired))
+                })
+                .await?;
+            promoted += n + expired;
+            if n < PROMOTE_BATCH {
+                return Ok(promoted);
+            }
+        }
     }
 
     async fn requeue_expired(&self, now: DateTime<Utc>) -> StoreResult<ExpiredReport> {
