@@ -64,7 +64,9 @@ pub trait TaskQueue: Send + Sync {
 
     /// Leases up to `limit` queued tasks, highest priority then oldest first.
     async fn claim_batch(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedTask>>;
-    /// Heartbeat: renews the leases `worker` still holds; returns how many it holds.
+    /// Heartbeat: renews the leases `worker` still holds; returns how many it renewed. A
+    /// lease whose row another write holds at that moment (a completion in flight) is left to
+    /// the next heartbeat rather than waited for.
     async fn extend_leases(
         &self,
         worker: &str,

@@ -204,3 +204,66 @@ async fn nodes_racing_on_one_idempotency_key_get_one_task() {
         );
     }
 }
+
+/// A heartbeat never waits for a row another transaction holds: a worker's heartbeat and its
+/// own completion write had locked overlapping tasks in opposite orders, and PostgreSQL broke
+/// the cycle by failing the completion (40P01, seen under load with two worker processes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_skip_rows_a_completion_holds() {
+    let Some(url) = fresh_postgres_url().await else {
+        return;
+    };
+    let s = PgStore::open(&url, PgOptions::default()).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let t = oclaw_core::NewTask::new("b", "q", serde_json::json!({}));
+        ids.push(s.enqueue(t).await.unwrap().task.id);
+    }
+    let claimed = s
+        .claim_batch(oclaw_store::ClaimRequest {
+            worker: "w1".into(),
+            queues: vec!["q".into()],
+            limit: 2,
+            lease: Duration::from_secs(30),
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let (mut client, conn) = tokio_postgres::connect(
+        &oclaw_store::testing::postgres_base_url(),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    // The first task's row locked, as a completion holds it until it commits.
+    let tx = client.transaction().await.unwrap();
+    tx.execute(
+        &format!(
+            "UPDATE \"{}\".tasks SET error_message = error_message WHERE id = $1",
+            s.schema()
+        ),
+        &[&ids[0].0],
+    )
+    .await
+    .unwrap();
+    let renewed = tokio::time::timeout(
+        Duration::from_secs(10),
+        s.extend_leases("w1", &ids, Duration::from_secs(60)),
+    )
+    .await
+    .expect("the heartbeat does not wait for the locked row")
+    .unwrap();
+    assert_eq!(
+        renewed, 1,
+        "the row not held is renewed, the held one skipped"
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        s.extend_leases("w1", &ids, Duration::from_secs(60))
+            .await
+            .unwrap(),
+        2,
+        "once the lock is gone, the next heartbeat renews both"
+    );
+}

@@ -144,8 +144,14 @@ impl TaskQueue for PgStore {
     ) -> StoreResult<u64> {
         let until = ms(Utc::now()) + lease.as_millis() as i64;
         let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
+        // Rows another transaction holds (a completion of this worker in flight) are skipped,
+        // not waited for: a heartbeat that waited on a completion while the completion waited
+        // on rows the heartbeat had locked was a deadlock (40P01). A skipped lease is renewed
+        // by the next heartbeat, a third of a lease later.
         self.exec(
-            "UPDATE tasks SET lease_until = $1 WHERE id = ANY($2) AND lease_until IS NOT NULL AND worker = $3",
+            "UPDATE tasks SET lease_until = $1 WHERE id IN (SELECT id FROM tasks \
+               WHERE id = ANY($2) AND lease_until IS NOT NULL AND worker = $3 \
+               FOR UPDATE SKIP LOCKED)",
             &[&until, &ids, &worker],
         )
         .await
