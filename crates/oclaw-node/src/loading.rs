@@ -54,6 +54,7 @@ pub async fn open_configured_store(config: &NodeConfig) -> Result<Arc<dyn Store>
         sqlite: SqliteOptions {
             full_sync: config.storage.sync == SyncMode::Full,
             busy_timeout: timeout,
+            ..Default::default()
         },
         postgres: PgOptions {
             pool_size: config.storage.pool_size,
