@@ -311,15 +311,18 @@ impl Drop for Tx<'_> {
     }
 }
 
+/// `PRAGMA wal_checkpoint(mode)`: (busy, frames in the log, frames copied back).
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64, i64)> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
+}
+
 /// Checkpoints the whole log on the writer's own connection, between jobs: no frame can be
 /// appended meanwhile, so the checkpoint completes (waiting, within the busy timeout, for
 /// readers still on old frames) and the next write starts the log over.
 fn restart_wal(conn: &Connection) {
-    let result: rusqlite::Result<(i64, i64, i64)> =
-        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        });
-    match result {
+    match checkpoint(conn, "RESTART") {
         Ok((0, _, _)) => {}
         Ok((_, log, done)) => tracing::debug!(
             component = "store",
@@ -348,11 +351,7 @@ fn spawn_checkpointer(
         .name("oclaw-sqlite-checkpoint".into())
         .spawn(move || loop {
             std::thread::sleep(Duration::from_millis(200));
-            let result: rusqlite::Result<(i64, i64, i64)> =
-                conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                });
-            match result {
+            match checkpoint(&conn, "PASSIVE") {
                 Ok((_, log, _)) if log > limit_frames => shared
                     .wal_restart
                     .store(true, std::sync::atomic::Ordering::Relaxed),
